@@ -1,0 +1,31 @@
+"""sysgate: deny-by-default seccomp-bpf policies, compiler, emulator and jail, in pure Python.
+
+Imports are lazy so that ``sysgate`` on the command line starts fast; the public names
+below load their modules on first use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Policy": "sysgate.policy", "Rule": "sysgate.policy", "Condition": "sysgate.policy",
+    "Action": "sysgate.policy", "Op": "sysgate.policy", "PolicyError": "sysgate.policy",
+    "compile_policy": "sysgate.compiler", "CompileError": "sysgate.compiler",
+    "evaluate": "sysgate.reference",
+    "run": "sysgate.jail", "Sandbox": "sysgate.jail",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'sysgate' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))

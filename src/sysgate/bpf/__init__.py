@@ -1,0 +1,1 @@
+"""Classic BPF as seccomp uses it: encoding, emulator, disassembler, assembler."""

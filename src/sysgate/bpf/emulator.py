@@ -1,0 +1,245 @@
+"""Run a seccomp BPF program the way the kernel does, and check it the way the kernel does.
+
+:func:`check` applies the kernel's load-time rules (``bpf_check_classic`` plus
+``seccomp_check_filter``); :func:`run` executes a program over a ``seccomp_data`` and
+reports the return value and how many instructions ran.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from . import insn as I
+from .insn import Insn
+
+__all__ = ["InvalidProgram", "SeccompData", "Result", "check", "run", "emulate"]
+
+_M32 = 0xFFFFFFFF
+
+
+class InvalidProgram(ValueError):
+    """The kernel would refuse this program (EINVAL)."""
+
+
+@dataclass(frozen=True)
+class SeccompData:
+    """``struct seccomp_data``: what a filter sees of one syscall."""
+
+    nr: int
+    arch: int
+    instruction_pointer: int = 0
+    args: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+
+    def pack(self, byteorder: str = "little") -> bytes:
+        args = tuple(self.args) + (0,) * (6 - len(self.args))
+        e = "<" if byteorder == "little" else ">"
+        return struct.pack(e + "iIQ6Q", _signed32(self.nr), self.arch & _M32,
+                           self.instruction_pointer & 0xFFFFFFFFFFFFFFFF,
+                           *(a & 0xFFFFFFFFFFFFFFFF for a in args))
+
+
+def _signed32(v: int) -> int:
+    v &= _M32
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+@dataclass
+class Result:
+    ret: int
+    executed: int
+    path: list[int] = field(default_factory=list)
+
+    @property
+    def action(self) -> int:
+        return I.ret_action(self.ret)
+
+    @property
+    def data(self) -> int:
+        return self.ret & I.RET_DATA
+
+
+_SECCOMP_OK = {
+    I.LD | I.W | I.ABS, I.LD | I.W | I.LEN, I.LDX | I.W | I.LEN, I.LD | I.IMM, I.LDX | I.IMM,
+    I.LD | I.MEM, I.LDX | I.MEM, I.ST, I.STX, I.MISC | I.TAX, I.MISC | I.TXA,
+    I.RET | I.RET_K, I.RET | I.RET_A,
+    I.JMP | I.JA, I.JMP | I.JEQ | I.K, I.JMP | I.JEQ | I.X, I.JMP | I.JGE | I.K, I.JMP | I.JGE | I.X,
+    I.JMP | I.JGT | I.K, I.JMP | I.JGT | I.X, I.JMP | I.JSET | I.K, I.JMP | I.JSET | I.X,
+    I.ALU | I.NEG,
+} | {I.ALU | op | src for op in (I.ADD, I.SUB, I.MUL, I.DIV, I.OR, I.AND, I.LSH, I.RSH, I.MOD, I.XOR)
+     for src in (I.K, I.X)}
+
+
+def check(program: Sequence[Insn]) -> None:
+    """Raise :class:`InvalidProgram` where the kernel's checker would say EINVAL."""
+    n = len(program)
+    if not 0 < n <= I.BPF_MAXINSNS:
+        raise InvalidProgram(f"program has {n} instructions; the kernel accepts 1 to {I.BPF_MAXINSNS}")
+    for pc, ins in enumerate(program):
+        code, jt, jf, k = ins
+        if code not in _SECCOMP_OK:
+            raise InvalidProgram(f"instruction {pc}: opcode {code:#04x} is not allowed in seccomp filters")
+        cls = I.bpf_class(code)
+        if code == I.LD | I.W | I.ABS and (k >= I.SECCOMP_DATA_SIZE or k & 3):
+            raise InvalidProgram(f"instruction {pc}: load from offset {k} outside seccomp_data or unaligned")
+        if cls in (I.LD, I.LDX) and I.bpf_mode(code) == I.MEM and k >= I.BPF_MEMWORDS:
+            raise InvalidProgram(f"instruction {pc}: scratch memory index {k} out of range")
+        if cls in (I.ST, I.STX) and k >= I.BPF_MEMWORDS:
+            raise InvalidProgram(f"instruction {pc}: scratch memory index {k} out of range")
+        if cls == I.ALU and I.bpf_src(code) == I.K and I.bpf_op(code) in (I.DIV, I.MOD) and k == 0:
+            raise InvalidProgram(f"instruction {pc}: division by constant zero")
+        if cls == I.ALU and I.bpf_src(code) == I.K and I.bpf_op(code) in (I.LSH, I.RSH) and k >= 32:
+            raise InvalidProgram(f"instruction {pc}: shift by {k}")
+        if cls == I.JMP:
+            if I.bpf_op(code) == I.JA:
+                if k >= n - pc - 1:
+                    raise InvalidProgram(f"instruction {pc}: jump past the end")
+            elif pc + 1 + max(jt, jf) >= n:
+                raise InvalidProgram(f"instruction {pc}: jump past the end")
+    if I.bpf_class(program[-1].code) != I.RET:
+        raise InvalidProgram("the last instruction must be a return")
+    _check_memory(program)
+
+
+def _check_memory(program: Sequence[Insn]) -> None:
+    """The kernel refuses loads of scratch words no path has stored first (check_load_and_stores)."""
+    n = len(program)
+    valid = [0xFFFF] * n  # bitmask of initialised words on entry to each pc (meet over paths)
+    valid[0] = 0
+    for pc, (code, jt, jf, k) in enumerate(program):
+        mem = valid[pc]
+        cls = I.bpf_class(code)
+        if cls in (I.ST, I.STX):
+            mem |= 1 << k
+        elif cls in (I.LD, I.LDX) and I.bpf_mode(code) == I.MEM and not mem >> k & 1:
+            raise InvalidProgram(f"instruction {pc}: reads scratch memory M[{k}] before any store")
+        if cls == I.JMP:
+            if I.bpf_op(code) == I.JA:
+                valid[pc + 1 + k] &= mem
+            else:
+                valid[pc + 1 + jt] &= mem
+                valid[pc + 1 + jf] &= mem
+        elif cls != I.RET and pc + 1 < n:
+            valid[pc + 1] &= mem
+
+
+def run(program: Sequence[Insn], data: bytes, byteorder: str = "little", trace: bool = False) -> Result:
+    """Execute ``program`` over packed ``seccomp_data``. The program should have passed :func:`check`."""
+    A = X = 0
+    M = [0] * I.BPF_MEMWORDS
+    pc = 0
+    count = 0
+    path: list[int] = []
+    n = len(program)
+    fmt = "<I" if byteorder == "little" else ">I"
+    while True:
+        if pc >= n:
+            raise InvalidProgram("ran off the end of the program")
+        code, jt, jf, k = program[pc]
+        count += 1
+        if trace:
+            path.append(pc)
+        cls = code & 7
+        if cls == I.RET:
+            rv = code & 0x18
+            ret = A if rv == I.RET_A else (X if rv == I.RET_X else k)
+            return Result(ret & _M32, count, path)
+        if cls == I.JMP:
+            op = code & 0xF0
+            if op == I.JA:
+                pc += 1 + k
+                continue
+            src = X if code & I.X else k
+            if op == I.JEQ:
+                cond = A == src
+            elif op == I.JGT:
+                cond = A > src
+            elif op == I.JGE:
+                cond = A >= src
+            elif op == I.JSET:
+                cond = bool(A & src)
+            else:
+                raise InvalidProgram(f"instruction {pc}: bad jump {code:#x}")
+            pc += 1 + (jt if cond else jf)
+            continue
+        if cls == I.LD:
+            mode = code & 0xE0
+            if mode == I.ABS:
+                if code & 0x18 != I.W or k + 4 > len(data):
+                    raise InvalidProgram(f"instruction {pc}: bad load")
+                A = struct.unpack_from(fmt, data, k)[0]
+            elif mode == I.IMM:
+                A = k
+            elif mode == I.MEM:
+                A = M[k]
+            elif mode == I.LEN:
+                A = len(data)
+            else:
+                raise InvalidProgram(f"instruction {pc}: load mode {mode:#x} not supported by seccomp")
+        elif cls == I.LDX:
+            mode = code & 0xE0
+            if mode == I.IMM:
+                X = k
+            elif mode == I.MEM:
+                X = M[k]
+            elif mode == I.LEN:
+                X = len(data)
+            else:
+                raise InvalidProgram(f"instruction {pc}: ldx mode {mode:#x} not supported by seccomp")
+        elif cls == I.ST:
+            M[k] = A
+        elif cls == I.STX:
+            M[k] = X
+        elif cls == I.ALU:
+            op = code & 0xF0
+            src = X if code & I.X else k
+            if op == I.ADD:
+                A = (A + src) & _M32
+            elif op == I.SUB:
+                A = (A - src) & _M32
+            elif op == I.MUL:
+                A = (A * src) & _M32
+            elif op == I.DIV:
+                if src == 0:  # the kernel's converted program returns 0 (kill thread)
+                    return Result(0, count, path)
+                A = A // src
+            elif op == I.MOD:
+                if src == 0:
+                    return Result(0, count, path)
+                A = A % src
+            elif op == I.OR:
+                A |= src
+            elif op == I.AND:
+                A &= src
+            elif op == I.XOR:
+                A ^= src
+            elif op == I.LSH:
+                A = (A << (src & 31)) & _M32
+            elif op == I.RSH:
+                A = A >> (src & 31)
+            elif op == I.NEG:
+                A = (-A) & _M32
+            else:
+                raise InvalidProgram(f"instruction {pc}: bad alu op {code:#x}")
+        elif cls == I.MISC:
+            if code & 0xF8 == I.TXA:
+                A = X
+            else:
+                X = A
+        pc += 1
+
+
+def emulate(program: Sequence[Insn], arch: object, nr: int, args: Sequence[int] = (),
+            ip: int = 0, trace: bool = False) -> Result:
+    """Run ``program`` for syscall ``nr`` with ``args`` as the kernel would on ``arch``.
+
+    On 32-bit ABIs the kernel zero-extends arguments, so only their low 32 bits are passed.
+    """
+    from ..arch import get
+
+    a = get(arch)  # type: ignore[arg-type]
+    if a.bits == 32:
+        args = tuple(x & _M32 for x in args)
+        ip &= _M32
+    data = SeccompData(nr, a.token, ip, tuple(args)).pack(a.byteorder)
+    return run(program, data, a.byteorder, trace)
