@@ -230,23 +230,6 @@ class Condition:
         if self.op is Op.MASKED_EQ and self.width == 32:
             object.__setattr__(self, "mask", self.mask & U32)
 
-    def holds(self, arg_value: int) -> bool:
-        """Decide this condition for a concrete argument value (kept deliberately plain)."""
-        v = arg_value & (U32 if self.width == 32 else U64)
-        if self.op is Op.EQ:
-            return v == self.value
-        if self.op is Op.NE:
-            return v != self.value
-        if self.op is Op.LT:
-            return v < self.value
-        if self.op is Op.LE:
-            return v <= self.value
-        if self.op is Op.GT:
-            return v > self.value
-        if self.op is Op.GE:
-            return v >= self.value
-        return v & self.mask == self.value
-
     def __str__(self) -> str:
         a = f"arg{self.arg}" + (".lo32" if self.width == 32 else "")
         if self.op is Op.MASKED_EQ:

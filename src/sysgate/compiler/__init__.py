@@ -1,0 +1,190 @@
+"""Policy -> classic BPF seccomp program.
+
+Pipeline (each stage its own module, each checked by differential tests against the
+reference evaluator through the emulator):
+
+1. :mod:`.lower` - names to numbers per arch, rule precedence, compile-time facts;
+2. :mod:`.layout` - neighbouring numbers with equal decisions merged into ranges, then an
+   optimal binary search tree over the ranges;
+3. :mod:`.graph` - decisions and argument checks as a hash-consed DAG, redundant loads dropped;
+4. :mod:`.emit` - linear code with far jumps handled.
+
+Every program starts by checking the architecture token and returns the policy's
+``bad_arch`` action for any token it does not cover. On x86_64, numbers with the x32 bit
+(0x40000000) set get ``bad_arch`` unless x32 is covered, since they share x86_64's token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import arch as _arch
+from ..bpf import insn as I
+from ..bpf.insn import Insn
+from ..policy import Policy
+from .emit import emit
+from .graph import Graph, Node, drop_redundant_loads
+from .layout import build_tree, ranges
+from .lower import Decision, Lowered, LoweringError, lower
+
+__all__ = ["compile_policy", "CompiledProgram", "CompileError"]
+
+U32 = 0xFFFFFFFF
+X32 = _arch.X32_SYSCALL_BIT
+
+
+class CompileError(ValueError):
+    """The policy cannot become a loadable program (unknown name, too long, mixed byte order)."""
+
+
+@dataclass(frozen=True)
+class CompiledProgram:
+    """A seccomp program and what it was compiled for."""
+
+    insns: tuple[Insn, ...]
+    arches: tuple[str, ...]
+    byteorder: str
+    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Raw ``struct sock_filter[]`` in the target's byte order."""
+        return I.encode(self.insns, self.byteorder)
+
+    def __len__(self) -> int:
+        return len(self.insns)
+
+
+def _weight(start: int, end: int, defined: list[int]) -> float:
+    """Real syscall numbers count 1 each; the rest of a range counts a little (rarely called)."""
+    import bisect
+
+    n_def = bisect.bisect_left(defined, end) - bisect.bisect_left(defined, start)
+    return n_def + 0.01 * min(end - start - n_def, 64)
+
+
+def _min_path(node: Node, memo: dict[int, int]) -> int:
+    """Fewest instructions from ``node`` to a return, the return included."""
+    got = memo.get(id(node))
+    if got is None:
+        got = 1 if node.kind == "ret" else 1 + min(_min_path(s, memo) for s in node.succ())
+        memo[id(node)] = got
+    return got
+
+
+def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], full: bool) -> Node:
+    if d.is_leaf:
+        return g.ret(d.default.ret)
+    nxt = g.ret(d.default.ret)
+    for conds, action in reversed(d.rules):
+        node = g.ret(action.ret)
+        for c in reversed(conds):
+            lo, hi = lo_hi[c.arg]
+            node = g.cond(c, lo, hi, full, node, nxt)
+        nxt = node
+    return nxt
+
+
+def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list[tuple[str, int, int]]) -> Node:
+    """Dispatch on the syscall number for all covered ABIs that share one arch token."""
+    by_name = {lw.arch.name: lw for lw in members}
+    bad = policy.bad_arch
+    points: dict[int, object] = {}
+    cuts: list[tuple[int, object]] = []
+    defined: list[int] = []
+    key_default = ("leaf", policy.default)
+    key_bad = ("leaf", bad)
+    decisions: dict[object, Decision] = {}
+    covered: list[tuple[int, int, bool]] = []
+    for name, lo, hi in domains:
+        lw = by_name.get(name)
+        covered.append((lo, hi, lw is not None))
+        cuts.append((lo, key_default if lw is not None else key_bad))
+        if lw is None:
+            continue
+        for nr, d in lw.decisions.items():
+            if lo <= nr < hi:
+                key = ("leaf", d.default) if d.is_leaf else d
+                decisions[key] = d
+                points[nr] = key
+        defined.extend(n for n in lw.arch.syscalls.values() if lo <= n < hi)
+    decisions[key_default] = Decision((), policy.default)
+    decisions[key_bad] = Decision((), bad)
+    cut_map = sorted(cuts, key=lambda c: c[0])
+
+    def fill(n: int) -> object:
+        val = key_bad
+        for start, v in cut_map:
+            if n >= start:
+                val = v
+        return val
+
+    rs = ranges(points, fill, 0, U32 + 1, cuts)
+    defined.sort()
+    arch0 = members[0].arch
+    big = arch0.big_endian
+    lo_hi = {i: ((I.OFF_ARGS + 8 * i + 4, I.OFF_ARGS + 8 * i) if big else
+                 (I.OFF_ARGS + 8 * i, I.OFF_ARGS + 8 * i + 4)) for i in range(6)}
+    full = arch0.bits == 64
+    leaves = [_decision_node(g, decisions[k], lo_hi, full) for _, _, k in rs]
+    # A leaf that still has argument checks to run is pulled up the tree (by up to 3 levels),
+    # so those calls do not pay a deep search on top of their checks.
+    memo: dict[int, int] = {}
+    weights = [_weight(s, e, defined) * 2 ** min(_min_path(n, memo) - 1, 3) for (s, e, _), n in zip(rs, leaves)]
+    if len(domains) > 1:  # x32 calls are rare next to x86_64's: keep them out of x86_64's way
+        weights = [w if s < domains[1][1] else w / 16 for (s, _, _), w in zip(rs, weights)]
+    starts = [s for s, _, _ in rs]
+    tree = build_tree(starts, weights, lambda i: leaves[i],
+                      lambda th, left, right: g.jmp(I.JGE, th, right, left))  # type: ignore[arg-type]
+    return g.ld(I.OFF_NR, tree)  # type: ignore[arg-type]
+
+
+def _domains(token_arches: list[_arch.Arch]) -> list[tuple[str, int, int]]:
+    """How the 2^32 syscall numbers of one token split between ABIs (only x86_64/x32 share)."""
+    names = {a.name for a in token_arches}
+    if names & {"x86_64", "x32"}:
+        return [("x86_64", 0, X32), ("x32", X32, U32 + 1)]
+    return [(token_arches[0].name, 0, U32 + 1)]
+
+
+def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = None, *,
+                   skip_unknown: bool = False) -> CompiledProgram:
+    """Compile ``policy`` for ``arches`` (default: the policy's, else the native arch).
+
+    Raises :class:`CompileError` with a one-line message for anything that cannot be compiled.
+    """
+    try:
+        names = list(arches) if arches else list(policy.arches) or [_arch.native().name]
+        targets = []
+        for n in names:
+            a = _arch.get(n)
+            if a not in targets:
+                targets.append(a)
+    except _arch.UnknownArch as e:
+        raise CompileError(str(e)) from None
+    orders = {a.byteorder for a in targets}
+    if len(orders) > 1:
+        raise CompileError("cannot mix big- and little-endian architectures in one program: "
+                           + ", ".join(f"{a.name} ({a.byteorder})" for a in targets))
+    try:
+        lowered = [lower(policy, a, skip_unknown) for a in targets]
+    except LoweringError as e:
+        raise CompileError(str(e)) from None
+
+    g = Graph()
+    # One block per arch token, in the order the arches were given.
+    tokens: list[int] = []
+    for a in targets:
+        if a.token not in tokens:
+            tokens.append(a.token)
+    chain: Node = g.ret(policy.bad_arch.ret)
+    for tok in reversed(tokens):
+        members = [lw for lw in lowered if lw.arch.token == tok]
+        block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
+        chain = g.jmp(I.JEQ, tok, block, chain)
+    root = g.ld(I.OFF_ARCH, chain)
+    root = drop_redundant_loads(root, None)
+    insns = emit(root)
+    if len(insns) > I.BPF_MAXINSNS:
+        raise CompileError(f"program needs {len(insns)} instructions; the kernel accepts at most "
+                           f"{I.BPF_MAXINSNS} (split the policy or drop argument rules)")
+    skipped = {lw.arch.name: tuple(lw.skipped) for lw in lowered if lw.skipped}
+    return CompiledProgram(insns, tuple(a.name for a in targets), targets[0].byteorder, skipped)

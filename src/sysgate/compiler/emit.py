@@ -1,0 +1,79 @@
+"""Emission: the node DAG -> a linear list of BPF instructions.
+
+Code is laid out backwards, from the last instruction to the first, so that every jump
+target already has a position when its jump is written (seccomp jumps only go forward).
+A conditional jump reaches at most 255 instructions; a farther target gets a trampoline
+placed right before the jump: a copy of the return when the target is a return (one
+instruction either way, and it saves the extra ``ja`` at run time), an unconditional
+``ja`` (32-bit offset) otherwise.
+"""
+from __future__ import annotations
+
+from ..bpf import insn as I
+from ..bpf.insn import Insn
+from .graph import Node
+
+MAX_JUMP = 255
+
+
+def emit(root: Node) -> tuple[Insn, ...]:
+    rev: list[Insn] = []           # instructions, last first
+    pos: dict[int, int] = {}       # id(node) -> position counted from the end (last = 1)
+    ret_near: dict[int, int] = {}  # return value -> position of its nearest copy
+
+    def place(ins: Insn) -> int:
+        rev.append(ins)
+        return len(rev)
+
+    def target(n: Node) -> int:
+        return ret_near[n.k] if n.kind == "ret" else pos[id(n)]
+
+    def reach(n: Node, limit: int) -> int:
+        """Position of ``n`` or of a trampoline to it, no more than ``limit`` ahead of the next slot."""
+        q = target(n)
+        if len(rev) - q <= limit:
+            return q
+        if n.kind == "ret":
+            q = place(Insn(I.RET | I.RET_K, 0, 0, n.k))
+            ret_near[n.k] = q
+            return q
+        return place(Insn(I.JMP | I.JA, 0, 0, len(rev) - q))
+
+    # Iterative post-order: successors first, fall-through successor last so it ends up adjacent.
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        n, expanded = stack.pop()
+        if id(n) in pos:
+            continue
+        if n.kind == "ret":
+            if n.k in ret_near and len(rev) - ret_near[n.k] <= MAX_JUMP:
+                pos[id(n)] = ret_near[n.k]
+            else:
+                pos[id(n)] = ret_near[n.k] = place(Insn(I.RET | I.RET_K, 0, 0, n.k))
+            continue
+        if not expanded:
+            stack.append((n, True))
+            if n.kind == "jmp":
+                stack.append((n.f, False))  # type: ignore[arg-type]  # placed second -> adjacent
+                stack.append((n.t, False))  # type: ignore[arg-type]
+            else:
+                stack.append((n.t, False))  # type: ignore[arg-type]
+            continue
+        if n.kind in ("ld", "alu"):
+            nxt = n.t
+            assert nxt is not None
+            if target(nxt) != len(rev):
+                reach(nxt, 0)  # copy of a return, or ja
+            ins = (Insn(I.LD | I.W | I.ABS, 0, 0, n.k) if n.kind == "ld" else Insn(I.ALU | n.op | I.K, 0, 0, n.k))
+            pos[id(n)] = place(ins)
+            continue
+        # conditional jump: fix the far edges with trampolines, then write it
+        assert n.t is not None and n.f is not None
+        qf = reach(n.f, MAX_JUMP)
+        qt = reach(n.t, MAX_JUMP)
+        if len(rev) - qf > MAX_JUMP:  # the t trampoline pushed f out of reach
+            qf = reach(n.f, MAX_JUMP)
+        here = len(rev) + 1
+        pos[id(n)] = place(Insn(I.JMP | n.op | I.K, here - qt - 1, here - qf - 1, n.k))
+    rev.reverse()
+    return tuple(rev)

@@ -1,0 +1,133 @@
+"""Lowering: a Policy and one Arch -> the decision for each syscall number of that arch.
+
+This is where names become numbers, where the rule precedence is applied and where
+conditions the kernel can never see vary (the high word of a 32-bit ABI's argument) are
+settled at compile time, so later stages only lay out and encode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..arch import Arch, UnknownSyscall, all_syscall_names, unknown_syscall_message
+from ..policy import Action, Condition, Op, Policy
+
+U32 = 0xFFFFFFFF
+U64 = (1 << 64) - 1
+
+
+class LoweringError(ValueError):
+    """A policy that cannot be lowered for an arch (unknown syscall name, ...)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do for one syscall number: try ``rules`` (conditions, action) in order, else ``default``.
+
+    With no rules it is a plain verdict. Rules are already in precedence order, so the first
+    whose conditions all hold decides.
+    """
+
+    rules: tuple[tuple[tuple[Condition, ...], Action], ...]
+    default: Action
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.rules
+
+
+@dataclass
+class Lowered:
+    arch: Arch
+    decisions: dict[int, Decision]
+    skipped: list[str]  # names that exist elsewhere but not on this arch
+
+
+def _const(cond: Condition, bits: int) -> bool | None:
+    """Settle a condition that is always true or always false on an ABI with ``bits``-wide args."""
+    width = min(cond.width, bits)
+    top = U32 if width == 32 else U64
+    v = cond.value
+    if cond.op is Op.MASKED_EQ:
+        m = cond.mask & top
+        if v & ~m & U64:
+            return False  # value has bits the mask clears
+        if m == 0:
+            return True
+        return None
+    if cond.op is Op.EQ:
+        return False if v > top else None
+    if cond.op is Op.NE:
+        return True if v > top else None
+    if cond.op is Op.LT:
+        return True if v > top else (False if v == 0 else None)
+    if cond.op is Op.LE:
+        return True if v >= top else None
+    if cond.op is Op.GT:
+        return False if v >= top else None
+    # GE
+    return True if v == 0 else (False if v > top else None)
+
+
+def _narrow(cond: Condition, bits: int) -> Condition:
+    """On a 32-bit ABI every comparison is on the low word (the kernel zero-extends)."""
+    if bits == 32 and cond.width == 64:
+        return Condition(cond.arg, cond.op, cond.value & U32,
+                         cond.mask & U32 if cond.op is Op.MASKED_EQ else U64, 32)
+    return cond
+
+
+def _strictness_key(action: Action) -> tuple[int, int]:
+    return (-action.strictness, action.data)
+
+
+def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
+    """Decisions for every syscall number the policy's rules name on ``arch``."""
+    by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
+    skipped: list[str] = []
+    table = arch.syscalls
+    for rule in policy.rules:
+        if isinstance(rule.syscall, int):
+            nr = rule.syscall
+        else:
+            nr = table.get(rule.syscall)  # type: ignore[assignment]
+            if nr is None:
+                if rule.syscall in all_syscall_names() or skip_unknown:
+                    if rule.syscall not in skipped:
+                        skipped.append(rule.syscall)
+                    continue
+                raise LoweringError(unknown_syscall_message(rule.syscall))
+        conds: list[Condition] = []
+        dead = False
+        for c in rule.conditions:
+            k = _const(c, arch.bits)
+            if k is False:
+                dead = True
+                break
+            if k is None:
+                conds.append(_narrow(c, arch.bits))
+        if not dead:
+            by_nr.setdefault(nr, []).append((tuple(conds), rule.action))
+
+    decisions: dict[int, Decision] = {}
+    default = policy.default
+    for nr, rules in by_nr.items():
+        # Strictest first (stable, so equal actions keep the order they were written in).
+        rules.sort(key=lambda r: _strictness_key(r[1]))
+        kept: list[tuple[tuple[Condition, ...], Action]] = []
+        for conds, action in rules:
+            if conds and any(k == conds and a == action for k, a in kept):
+                continue
+            kept.append((conds, action))
+            if not conds:
+                break  # nothing after an unconditional rule can win
+        # A trailing rule whose action is the default changes nothing.
+        while kept and kept[-1][1] == default:
+            kept.pop()
+        if kept and not kept[0][0]:
+            decisions[nr] = Decision((), kept[0][1])
+        elif kept:
+            decisions[nr] = Decision(tuple(kept), default)
+    return Lowered(arch, decisions, skipped)
+
+
+__all__ = ["Decision", "Lowered", "LoweringError", "lower", "UnknownSyscall"]

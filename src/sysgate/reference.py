@@ -1,0 +1,72 @@
+"""The reference evaluator: decides one call straight from a Policy.
+
+Deliberately plain and independent of the compiler (it shares no code with
+:mod:`sysgate.compiler`): tests compare ``emulate(compile(policy), call)`` with
+``evaluate(policy, call)`` on many random policies and calls. Keep it obviously right
+rather than fast.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import arch as _arch
+from .policy import Action, ActionKind, Condition, Op, Policy
+
+__all__ = ["evaluate", "condition_holds"]
+
+# Strictest first: the kernel's precedence between stacked filters.
+_PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP, ActionKind.ERRNO,
+               ActionKind.USER_NOTIF, ActionKind.TRACE, ActionKind.LOG, ActionKind.ALLOW]
+
+
+def condition_holds(cond: Condition, value: int) -> bool:
+    """Does ``cond`` hold for an argument whose value (as the kernel passes it) is ``value``?"""
+    if cond.width == 32:
+        value = value % (1 << 32)
+    if cond.op is Op.EQ:
+        return value == cond.value
+    if cond.op is Op.NE:
+        return value != cond.value
+    if cond.op is Op.LT:
+        return value < cond.value
+    if cond.op is Op.LE:
+        return value <= cond.value
+    if cond.op is Op.GT:
+        return value > cond.value
+    if cond.op is Op.GE:
+        return value >= cond.value
+    return (value & cond.mask) == cond.value
+
+
+def _stricter(a: Action, b: Action) -> bool:
+    ia, ib = _PRECEDENCE.index(a.kind), _PRECEDENCE.index(b.kind)
+    return ia < ib or (ia == ib and a.data < b.data)
+
+
+def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Action:
+    """The action ``policy`` takes for syscall ``nr`` made through ABI ``arch`` with ``args``.
+
+    ``arch`` names the token the kernel reports; for x86_64 and x32 (one token) the x32 bit
+    of ``nr`` tells which ABI the call really uses.
+    """
+    a = _arch.get(arch)
+    covered = [_arch.get(n).name for n in (policy.arches or [_arch.native().name])]
+    nr = nr % (1 << 32)
+    if a.name in ("x86_64", "x32"):
+        a = _arch.get("x32" if nr >= 0x40000000 else "x86_64")
+    if a.name not in covered:
+        return policy.bad_arch
+    args = list(args) + [0] * (6 - len(args))
+    if a.bits == 32:
+        args = [v % (1 << 32) for v in args]
+    best: Action | None = None
+    for rule in policy.rules:
+        if isinstance(rule.syscall, int):
+            if rule.syscall != nr:
+                continue
+        elif a.syscalls.get(rule.syscall) != nr:
+            continue
+        if all(condition_holds(c, args[c.arg]) for c in rule.conditions):
+            if best is None or _stricter(rule.action, best):
+                best = rule.action
+    return policy.default if best is None else best
