@@ -14,8 +14,9 @@ matters. The default action applies only when no rule matches.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Iterable
+
+from .record import Record
 
 __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Rule", "Policy",
            "ALLOW", "KILL_PROCESS", "KILL_THREAD", "TRAP", "LOG", "NOTIFY", "errno", "trace"]
@@ -58,14 +59,15 @@ _BY_NAME.update({"kill": ActionKind.KILL_PROCESS, "notify": ActionKind.USER_NOTI
                  "kill_thread": ActionKind.KILL_THREAD, "user-notif": ActionKind.USER_NOTIF})
 
 
-@dataclass(frozen=True, order=False)
-class Action:
+class Action(Record):
     """An action with its 16-bit data (errno number, trace message); data is 0 for the others."""
 
+    __slots__ = ("kind", "data")
+    _defaults = {"data": 0}
     kind: ActionKind
-    data: int = 0
+    data: int
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if not isinstance(self.kind, ActionKind):
             raise PolicyError(f"action kind must be an ActionKind, not {self.kind!r}")
         if isinstance(self.data, bool) or not isinstance(self.data, int):
@@ -196,21 +198,22 @@ class Op(enum.Enum):
         raise PolicyError(f"unknown operator {text!r}")
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(Record):
     """``arg[index] OP value`` (``(arg & mask) == value`` for MASKED_EQ).
 
     ``width`` 64 compares the whole argument; 32 compares its low 32 bits only and ignores
     the high word, as Firecracker's ``dword`` and libseccomp on 32-bit ABIs do.
     """
 
+    __slots__ = ("arg", "op", "value", "mask", "width")
+    _defaults = {"mask": U64, "width": 64}
     arg: int
     op: Op
     value: int
-    mask: int = U64
-    width: int = 64
+    mask: int
+    width: int
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if isinstance(self.arg, bool) or not isinstance(self.arg, int) or not 0 <= self.arg <= 5:
             raise PolicyError(f"argument index {self.arg!r} out of range 0-5")
         if not isinstance(self.op, Op):
@@ -228,7 +231,7 @@ class Condition:
         if self.op is not Op.MASKED_EQ and self.mask != U64:
             raise PolicyError("a mask is only allowed with the masked-equal operator")
         if self.op is Op.MASKED_EQ and self.width == 32:
-            object.__setattr__(self, "mask", self.mask & U32)
+            self._set("mask", self.mask & U32)
 
     def __str__(self) -> str:
         a = f"arg{self.arg}" + (".lo32" if self.width == 32 else "")
@@ -237,15 +240,16 @@ class Condition:
         return f"{a} {self.op.value} {self.value:#x}"
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record):
     """``syscall`` (a name, or a raw number for one-arch policies) + AND-ed conditions -> action."""
 
+    __slots__ = ("syscall", "action", "conditions")
+    _defaults = {"conditions": ()}
     syscall: str | int
     action: Action
-    conditions: tuple[Condition, ...] = ()
+    conditions: tuple[Condition, ...]
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if isinstance(self.syscall, bool) or not isinstance(self.syscall, (str, int)):
             raise PolicyError(f"syscall must be a name or number, not {self.syscall!r}")
         if isinstance(self.syscall, int) and not 0 <= self.syscall <= U32:
@@ -258,15 +262,14 @@ class Rule:
         for c in conds:
             if not isinstance(c, Condition):
                 raise PolicyError(f"rule conditions must be Condition objects, not {c!r}")
-        object.__setattr__(self, "conditions", conds)
+        self._set("conditions", conds)
 
     def __str__(self) -> str:
         cond = " && ".join(str(c) for c in self.conditions)
         return f"{self.syscall}{': ' + cond if cond else ''} -> {self.action}"
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
     """Default action + rules, for a set of architectures.
 
     ``arches`` are sysgate arch names (see :mod:`sysgate.arch`); empty means "the native
@@ -274,14 +277,18 @@ class Policy:
     token, and also for x32 numbers on x86_64 when x32 is not covered.
     """
 
+    __slots__ = ("default", "rules", "arches", "bad_arch")
+    _defaults = {"rules": (), "arches": (), "bad_arch": None}
     default: Action
-    rules: tuple[Rule, ...] = ()
-    arches: tuple[str, ...] = ()
-    bad_arch: Action = field(default=KILL_PROCESS)
+    rules: tuple[Rule, ...]
+    arches: tuple[str, ...]
+    bad_arch: Action
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         from . import arch as _arch
 
+        if self.bad_arch is None:
+            self._set("bad_arch", KILL_PROCESS)
         if not isinstance(self.default, Action) or not isinstance(self.bad_arch, Action):
             raise PolicyError("default and bad_arch must be Action objects")
         rules = tuple(self.rules)
@@ -296,8 +303,8 @@ class Policy:
                 raise PolicyError(str(e)) from None
             if n not in names:
                 names.append(n)
-        object.__setattr__(self, "rules", rules)
-        object.__setattr__(self, "arches", tuple(names))
+        self._set("rules", rules)
+        self._set("arches", tuple(names))
 
     def rules_for(self, syscall: str | int) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.syscall == syscall)

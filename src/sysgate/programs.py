@@ -4,21 +4,25 @@ compiled, a raw ``.bpf`` file is decoded, an assembly/disassembly listing is ass
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Sequence
 
 from .bpf.insn import Insn
+from .record import Record
 
 __all__ = ["LoadedProgram", "load_program", "looks_like_profile"]
 
 
-@dataclass(frozen=True)
-class LoadedProgram:
+class LoadedProgram(Record):
+    """A program and where it came from: ``arches`` it was compiled for (() for a raw program),
+    ``kind`` "profile" | "raw" | "asm", and the ``policy`` when compiled from a profile."""
+
+    __slots__ = ("insns", "arches", "source", "kind", "policy")
+    _defaults = {"policy": None}
     insns: tuple[Insn, ...]
-    arches: tuple[str, ...]  # what it was compiled for ((), if unknown: a raw program)
+    arches: tuple[str, ...]
     source: str
-    kind: str  # "profile" | "raw" | "asm"
-    policy: object = None  # the Policy when compiled from a profile
+    kind: str
+    policy: object
 
 
 def looks_like_profile(data: bytes) -> bool:

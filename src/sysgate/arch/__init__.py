@@ -9,7 +9,6 @@ states the facts.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 
 __all__ = [
     "Arch", "ARCHES", "UnknownArch", "UnknownSyscall", "get", "by_token", "native",
@@ -34,25 +33,33 @@ class UnknownSyscall(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-@dataclass(frozen=True)
 class Arch:
     """One syscall ABI.
 
     ``bits`` is the width of syscall arguments as the kernel fills ``seccomp_data.args``:
     32-bit ABIs get zero-extended 32-bit values, so filters for them never test a high word.
     x32 and MIPS n32 pass full 64-bit registers, so they are 64-bit here.
+    Instances are singletons (one per ABI in :data:`ARCHES`), compared by identity.
     """
 
-    name: str
-    token: int
-    bits: int
-    big_endian: bool
-    table: str  # column of the syscall table
-    nr_base: int = 0
-    aliases: tuple[str, ...] = ()
-    libseccomp: str = ""  # SCMP_ARCH_* name
-    _by_name: dict[str, int] = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
-    _by_nr: dict[int, str] = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+    __slots__ = ("name", "token", "bits", "big_endian", "table", "nr_base", "aliases", "libseccomp",
+                 "_by_name", "_by_nr")
+
+    def __init__(self, name: str, token: int, bits: int, big_endian: bool, table: str, nr_base: int = 0,
+                 aliases: tuple[str, ...] = (), libseccomp: str = "") -> None:
+        self.name = name
+        self.token = token
+        self.bits = bits
+        self.big_endian = big_endian
+        self.table = table  # column of the syscall table
+        self.nr_base = nr_base
+        self.aliases = aliases
+        self.libseccomp = libseccomp  # SCMP_ARCH_* name
+        self._by_name: dict[str, int] | None = None
+        self._by_nr: dict[int, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Arch {self.name} token={self.token:#010x}>"
 
     @property
     def byteorder(self) -> str:
@@ -68,15 +75,15 @@ class Arch:
             nr = int(v) + self.nr_base
             by_name[n] = nr
             by_nr.setdefault(nr, n)
-        object.__setattr__(self, "_by_name", by_name)
-        object.__setattr__(self, "_by_nr", by_nr)
+        self._by_name = by_name
+        self._by_nr = by_nr
 
     @property
     def syscalls(self) -> dict[str, int]:
         """name -> number (numbers as seccomp sees them, ABI base included)."""
         if self._by_name is None:
             self._load()
-        return self._by_name
+        return self._by_name  # type: ignore[return-value]
 
     def has(self, name: str) -> bool:
         return name in self.syscalls
@@ -95,7 +102,7 @@ class Arch:
         """Name of syscall number ``nr`` or None."""
         if self._by_nr is None:
             self._load()
-        return self._by_nr.get(nr)
+        return self._by_nr.get(nr)  # type: ignore[union-attr]
 
     def __str__(self) -> str:
         return self.name

@@ -7,7 +7,8 @@ encoding takes a byte order; x86_64 and friends are little-endian, s390x/ppc64/m
 from __future__ import annotations
 
 import struct
-from typing import Iterable, NamedTuple, Sequence
+from collections import namedtuple
+from typing import Iterable, Sequence
 
 # instruction classes
 LD, LDX, ST, STX, ALU, JMP, RET, MISC = range(8)
@@ -78,13 +79,15 @@ def bpf_miscop(code: int) -> int:
     return code & 0xF8
 
 
-class Insn(NamedTuple):
-    """One ``struct sock_filter``."""
+class Insn(namedtuple("Insn", "code jt jf k", defaults=(0, 0, 0))):
+    """One ``struct sock_filter``: code, jt, jf, k (collections.namedtuple: cheaper to import
+    than typing.NamedTuple on every start)."""
 
+    __slots__ = ()
     code: int
-    jt: int = 0
-    jf: int = 0
-    k: int = 0
+    jt: int
+    jf: int
+    k: int
 
     def pack(self, byteorder: str = "little") -> bytes:
         return struct.pack("<HBBI" if byteorder == "little" else ">HBBI", self.code, self.jt, self.jf, self.k)

@@ -15,12 +15,11 @@ Every program starts by checking the architecture token and returns the policy's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..policy import Policy
+from ..record import Record
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads
 from .layout import build_tree, ranges
@@ -36,14 +35,18 @@ class CompileError(ValueError):
     """The policy cannot become a loadable program (unknown name, too long, mixed byte order)."""
 
 
-@dataclass(frozen=True)
-class CompiledProgram:
-    """A seccomp program and what it was compiled for."""
+class CompiledProgram(Record):
+    """A seccomp program and what it was compiled for (``skipped``: names absent per arch)."""
 
+    __slots__ = ("insns", "arches", "byteorder", "skipped")
+    _defaults = {"skipped": dict}
     insns: tuple[Insn, ...]
     arches: tuple[str, ...]
     byteorder: str
-    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    skipped: dict[str, tuple[str, ...]]
+
+    def __hash__(self) -> int:
+        return hash((self.insns, self.arches, self.byteorder))
 
     def to_bytes(self) -> bytes:
         """Raw ``struct sock_filter[]`` in the target's byte order."""

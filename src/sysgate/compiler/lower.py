@@ -6,10 +6,9 @@ settled at compile time, so later stages only lay out and encode.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..arch import Arch, UnknownSyscall, all_syscall_names, unknown_syscall_message
 from ..policy import Action, Condition, Op, Policy
+from ..record import Record
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
@@ -19,14 +18,14 @@ class LoweringError(ValueError):
     """A policy that cannot be lowered for an arch (unknown syscall name, ...)."""
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
     """What to do for one syscall number: try ``rules`` (conditions, action) in order, else ``default``.
 
     With no rules it is a plain verdict. Rules are already in precedence order, so the first
     whose conditions all hold decides.
     """
 
+    __slots__ = ("rules", "default")
     rules: tuple[tuple[tuple[Condition, ...], Action], ...]
     default: Action
 
@@ -35,11 +34,13 @@ class Decision:
         return not self.rules
 
 
-@dataclass
 class Lowered:
-    arch: Arch
-    decisions: dict[int, Decision]
-    skipped: list[str]  # names that exist elsewhere but not on this arch
+    __slots__ = ("arch", "decisions", "skipped")
+
+    def __init__(self, arch: Arch, decisions: dict[int, Decision], skipped: list[str]) -> None:
+        self.arch = arch
+        self.decisions = decisions
+        self.skipped = skipped  # names that exist elsewhere but not on this arch
 
 
 def _const(cond: Condition, bits: int) -> bool | None:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
+from ..record import Record
 from . import ProfileError
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "DOCKER_DEFAULT_CAPS", "ACTIONS", "OPS"]
@@ -66,15 +66,19 @@ GO_ARCH = {
 }
 
 
-@dataclass(frozen=True)
-class DockerProfile:
-    """A resolved Docker/OCI profile: the policy plus what the policy model does not carry."""
+class DockerProfile(Record):
+    """A resolved Docker/OCI profile: the policy plus what the policy model does not carry.
 
+    ``skipped`` lists the names of entries left out by includes/excludes, for reports.
+    """
+
+    __slots__ = ("policy", "flags", "listener_path", "listener_metadata", "skipped")
+    _defaults = {"flags": (), "listener_path": None, "listener_metadata": None, "skipped": ()}
     policy: Policy
-    flags: tuple[str, ...] = ()
-    listener_path: str | None = None
-    listener_metadata: str | None = None
-    skipped: tuple[str, ...] = field(default=())  # entries left out by includes/excludes, for reports
+    flags: tuple[str, ...]
+    listener_path: str | None
+    listener_metadata: str | None
+    skipped: tuple[str, ...]
 
 
 def _kernel_version() -> tuple[int, int]:

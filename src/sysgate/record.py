@@ -1,0 +1,72 @@
+"""A small immutable record base, used instead of ``dataclasses`` on the compile path.
+
+``dataclasses`` pulls in ``inspect`` and builds classes with ``exec`` at import time, which
+costs several milliseconds on every ``sysgate`` start; these records cost nothing.
+Subclasses list their fields in ``__slots__`` and optional defaults in ``_defaults``, and
+may define ``_check()`` to validate (and normalise with ``_set``) after construction.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Record"]
+
+
+class Record:
+    __slots__ = ()
+    _defaults: dict[str, Any] = {}
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        fields = self.__slots__
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
+        for name, val in zip(fields, args):
+            if name in kw:
+                raise TypeError(f"{type(self).__name__} got {name!r} twice")
+            kw[name] = val
+        for name in fields:
+            if name in kw:
+                val = kw.pop(name)
+            elif name in self._defaults:
+                val = self._defaults[name]
+                if callable(val) and isinstance(val, type):
+                    val = val()
+            else:
+                raise TypeError(f"{type(self).__name__} missing {name!r}")
+            object.__setattr__(self, name, val)
+        if kw:
+            raise TypeError(f"{type(self).__name__} got unknown field {next(iter(kw))!r}")
+        self._check()
+
+    def _check(self) -> None:
+        pass
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._values()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def replace(self, **changes: Any) -> "Record":
+        """A copy with some fields changed (validated again)."""
+        vals = {n: getattr(self, n) for n in self.__slots__}
+        vals.update(changes)
+        return type(self)(**vals)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), self._values())
