@@ -18,7 +18,7 @@ from __future__ import annotations
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
-from ..policy import Policy
+from ..policy import Op, Policy
 from ..record import Record
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads
@@ -73,11 +73,34 @@ def _min_path(node: Node, memo: dict[int, int]) -> int:
     return got
 
 
+def _eq_key(conds: tuple, action: object) -> tuple | None:
+    """Rules that are one ``arg == value`` test can share a membership check with their neighbours."""
+    if len(conds) != 1 or conds[0].op is not Op.EQ:
+        return None
+    c = conds[0]
+    return (action, c.arg, c.width, c.value >> 32)
+
+
 def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], full: bool) -> Node:
     if d.is_leaf:
         return g.ret(d.default.ret)
+    # Group neighbouring rules (already in precedence order) that are equality tests on the same
+    # argument with the same action: "personality(0|8|0x20000|...)" becomes one set test.
+    groups: list[list[tuple]] = []
+    for conds, action in d.rules:
+        key = _eq_key(conds, action)
+        if key is not None and groups and _eq_key(*groups[-1][0]) == key:
+            groups[-1].append((conds, action))
+        else:
+            groups.append([(conds, action)])
     nxt = g.ret(d.default.ret)
-    for conds, action in reversed(d.rules):
+    for group in reversed(groups):
+        conds, action = group[0]
+        if len(group) > 1:
+            c = conds[0]
+            lo, hi = lo_hi[c.arg]
+            nxt = g.eq_set([cs[0].value for cs, _ in group], c.width, lo, hi, full, g.ret(action.ret), nxt)
+            continue
         node = g.ret(action.ret)
         for c in reversed(conds):
             lo, hi = lo_hi[c.arg]

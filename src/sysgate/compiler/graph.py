@@ -96,6 +96,16 @@ class Graph:
             return lo  # lowering proved vh == 0
         return self._masked(hi_off, mh, vh, lo, f)
 
+    def eq_set(self, values: list[int], width: int, lo_off: int, hi_off: int, full: bool, t: Node, f: Node) -> Node:
+        """``arg in values`` where all values share one high word: that word is checked once."""
+        node = f
+        for v in reversed(values):
+            node = self.jmp(I.JEQ, v & U32, t, node)
+        node = self.ld(lo_off, node)
+        if full and width == 64:
+            node = self.ld(hi_off, self.jmp(I.JEQ, values[0] >> 32, node, f))
+        return node
+
     def _masked(self, off: int, m: int, v: int, t: Node, f: Node) -> Node:
         if m == U32:
             return self.ld(off, self.jmp(I.JEQ, v, t, f))

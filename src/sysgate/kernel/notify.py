@@ -234,7 +234,7 @@ def respond(fd: int, id: int, val: int = 0, error: int = 0, flags: int = 0) -> N
           {E.ENOENT: "no such notification: the target died, its syscall was interrupted, "
                      "or it was already answered",
            E.EINVAL: "invalid response (flags, or CONTINUE with a value or error)",
-           E.EINPROGRESS: "the notification was not received yet"})
+           E.EINPROGRESS: "the notification was not received yet, or was answered already"})
 
 
 def id_valid(fd: int, id: int) -> bool:
