@@ -1,0 +1,104 @@
+"""The core CLI end to end: outputs, exit statuses and one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sysgate.bpf import insn as I
+from sysgate.bpf.emulator import check, emulate
+from sysgate.cli import main
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def run(*argv: str, input_: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sysgate.cli", *argv], capture_output=True, input=input_,
+                          timeout=60)
+
+
+def test_compile_raw_is_a_loadable_program(tmp_path: Path) -> None:
+    out = tmp_path / "f.bpf"
+    r = run("compile", "docker-default", "--arch", "x86_64", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    prog = I.decode(out.read_bytes())
+    check(prog)
+    assert prog[0] == (0x20, 0, 0, 4)
+    # personality(0xffffffff) is allowed by moby's default, personality(5) is not
+    assert emulate(prog, "x86_64", 135, [0xFFFFFFFF]).ret == I.RET_ALLOW
+    assert emulate(prog, "x86_64", 135, [5]).ret == I.RET_ERRNO | 1
+
+
+def test_compile_formats(tmp_path: Path) -> None:
+    raw = run("compile", "strict", "--arch", "x86_64", "--format", "hex")
+    assert raw.returncode == 0
+    prog = I.decode(bytes.fromhex(raw.stdout.decode().strip()))
+    c = run("compile", "strict", "--arch", "x86_64", "--format", "c").stdout.decode()
+    assert "struct sock_filter filter[]" in c and c.count("{ 0x") == len(prog)
+    j = json.loads(run("compile", "strict", "--arch", "x86_64", "--format", "json").stdout)
+    assert [tuple(x) for x in j["insns"]] == list(prog) and j["arches"] == ["x86_64"]
+
+
+def test_big_endian_output_in_native_order() -> None:
+    r = run("compile", "strict", "--arch", "s390x", "--format", "hex")
+    prog = I.decode(bytes.fromhex(r.stdout.decode().strip()), "big")
+    check(prog)
+    assert emulate(prog, "s390x", 3, []).ret == I.RET_ALLOW  # read on s390x
+    assert emulate(prog, "s390x", 20, []).action == I.RET_KILL_PROCESS  # getpid
+
+
+def test_emulate_json_and_text() -> None:
+    r = run("emulate", "docker-default", "personality", "0", "--arch", "x86_64", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["action"] == "allow" and doc["syscall"] == "personality" and 5 <= doc["executed"] <= 14
+    r = run("emulate", "docker-default", "--arch", "x86_64", "kexec_load")
+    assert r.returncode == 0 and b"errno(1)" in r.stdout
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["opnat"], "action": "SCMP_ACT_ALLOW"}]}',
+     "syscalls[0].names[0]: unknown syscall 'opnat' (did you mean openat"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",'
+     ' "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}', "syscalls[0].args[0].index: 6 out of range 0-5"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000}', "defaultAction: errnoRet 5000 out of range"),
+    ('{"defaultAction": "SCMP_ACT_NOPE"}', "defaultAction: unknown action 'SCMP_ACT_NOPE'"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",'
+     ' "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_LIKE"}]}]}', "syscalls[0].args[0].op: unknown operator"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"},'
+     ' {"names": ["read"], "action": "SCMP_ACT_KILL"}]}', "contradicting rules"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO",', "invalid JSON"),
+])
+def test_bad_profiles_one_line_exit_2(tmp_path: Path, doc: str, needle: str) -> None:
+    f = tmp_path / "p.json"
+    f.write_text(doc)
+    out = tmp_path / "out.bpf"
+    r = run("compile", str(f), "--arch", "x86_64", "-o", str(out))
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(f) in err and needle in err, err
+    assert not out.exists()
+
+
+def test_bad_arch_and_missing_file() -> None:
+    r = run("compile", "docker-default", "--arch", "x86-64")
+    assert r.returncode == 2 and b"did you mean x86_64" in r.stderr
+    r = run("compile", "/nonexistent.json")
+    assert r.returncode == 2 and b"no such profile" in r.stderr
+    r = run("emulate", "docker-default", "--arch", "x86_64", "read", *["1"] * 7)
+    assert r.returncode == 2 and b"at most 6" in r.stderr
+
+
+def test_moby_name_missing_on_target_is_skipped_and_reported() -> None:
+    r = run("compile", "docker-default", "--arch", "x86_64", "--format", "hex", "-v")
+    assert r.returncode == 0
+    assert b"x86_64: skipped" in r.stderr and b"chown32" in r.stderr
+
+
+def test_in_process_main_returns_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["emulate", "strict", "--arch", "x86_64", "read"]) == 0
+    assert "allow" in capsys.readouterr().out
+    assert main(["emulate", "strict", "--arch", "x86_64", "nosuchcall"]) == 2
