@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..arch import Arch, by_token, get, native
 from ..bpf.emulator import SeccompData
+from .seccomp import SeccompError, notif_sizes
 from .syscall import errno_name, libc
 
 __all__ = [
@@ -160,8 +161,6 @@ def _buffer_sizes() -> tuple[int, int]:
     # The kernel may have grown the structs; it writes/reads as many bytes as it reports.
     global _sizes
     if _sizes is None:
-        from .seccomp import SeccompError, notif_sizes
-
         try:
             s = notif_sizes()
             _sizes = (max(s.notif, ctypes.sizeof(SeccompNotif)), max(s.resp, ctypes.sizeof(SeccompNotifResp)))

@@ -313,7 +313,7 @@ class Features:
             lines.append("actions by SECCOMP_GET_ACTION_AVAIL: " + " ".join(probed))
         if self.actions_logged:
             lines.append("actions logged: " + " ".join(self.actions_logged))
-        lines.append("filter flags: " + ", ".join(f"{k} {yn(v)}" for k, v in self.flags.items()))
+        lines.append("filter flags: " + (", ".join(f"{k} {yn(v)}" for k, v in self.flags.items()) or "not probed"))
         if self.notif_sizes:
             s = self.notif_sizes
             lines.append(f"user notification: yes (struct sizes: notif {s.notif}, resp {s.resp}, data {s.data})")
