@@ -26,8 +26,14 @@ class LoadedProgram(Record):
 
 
 def looks_like_profile(data: bytes) -> bool:
-    """A JSON document (Docker/OCI/Firecracker) rather than BPF assembly."""
-    return data.lstrip()[:1] in (b"{", b"[")
+    """A policy in any format sysgate reads, rather than BPF assembly or a raw program."""
+    from .formats import ProfileError
+    from .formats.detect import detect, is_policy
+
+    try:
+        return is_policy(detect(data))
+    except ProfileError:
+        return False
 
 
 def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequence[str] | None = None,
@@ -67,12 +73,14 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
 
 
 def _is_profile_file(path: str) -> bool:
+    """A policy in any format sysgate reads (not a raw program or an assembly listing)."""
+    from .formats import ProfileError
+    from .formats.detect import detect_file, is_policy
+
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
+        return is_policy(detect_file(path))
+    except ProfileError:
         return False
-    return _is_text(head) and looks_like_profile(head)
 
 
 def _is_text(data: bytes) -> bool:

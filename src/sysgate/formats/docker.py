@@ -15,6 +15,11 @@ Resolution follows Docker (moby ``setupSeccomp`` + runc):
   (OR) when two of them test the same argument index; we do the same.
 * ``SCMP_ACT_KILL`` is kill-thread, as in libseccomp; ``SCMP_ACT_ERRNO`` and
   ``SCMP_ACT_TRACE`` without ``errnoRet`` use EPERM (1), as runc does.
+* A systemd-style ``@group`` in ``names`` stands for its members (a sysgate extension).
+
+The writer (:func:`dump`, :func:`export`) groups rules with the same action and arguments
+into one entry; tests of the low 32 bits become masked tests, and two tests of one argument
+are merged (or split into alternatives), because runc would OR them.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rul
 from ..record import Record
 from . import ProfileError
 
-__all__ = ["DockerProfile", "load", "loads", "parse", "DOCKER_DEFAULT_CAPS", "ACTIONS", "OPS"]
+__all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
+           "OPS"]
 
 # moby's oci/caps/defaults.go DefaultCapabilities()
 DOCKER_DEFAULT_CAPS: tuple[str, ...] = (
@@ -52,6 +58,12 @@ OPS: dict[str, Op] = {
     "SCMP_CMP_NE": Op.NE, "SCMP_CMP_LT": Op.LT, "SCMP_CMP_LE": Op.LE, "SCMP_CMP_EQ": Op.EQ,
     "SCMP_CMP_GE": Op.GE, "SCMP_CMP_GT": Op.GT, "SCMP_CMP_MASKED_EQ": Op.MASKED_EQ,
 }
+
+OCI_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags", "listenerPath",
+            "listenerMetadata")
+
+# What sysgate.formats.registry may pass to loads().
+LOAD_OPTIONS = ("arch", "caps")
 
 FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
@@ -141,42 +153,45 @@ def _condition(w: _Where, where: str, a: Any) -> Condition:
         raise w.err(where + ".op", f"unknown operator {a['op']!r} (expected one of {', '.join(OPS)})")
     value = _int(w, where + ".value", a.get("value", 0), 0, 2**64 - 1)
     two = _int(w, where + ".valueTwo", a.get("valueTwo", 0), 0, 2**64 - 1)
-    if op is Op.MASKED_EQ:  # libseccomp: (arg & value) == valueTwo
-        if two & ~value:
-            # Never true; keep it expressible: a mask that keeps the value's bits is a contradiction
-            # the compiler proves false. Represent faithfully as (arg & mask) == value.
-            pass
-        return Condition(index, Op.MASKED_EQ, two, mask=value)
+    if op is Op.MASKED_EQ:
+        # libseccomp (so runc and Docker) tests (arg & value) == (valueTwo & value): bits of valueTwo
+        # outside the mask are dropped, not a never-true test (checked in tests/test_libseccomp_diff.py).
+        return Condition(index, Op.MASKED_EQ, two & value, mask=value)
     return Condition(index, op, value)
 
 
 def _names_ok(w: _Where, where: str, names: Iterable[Any]) -> list[str]:
+    """Validated names; a systemd-style ``@group`` stands for its members."""
+    from .syscall_names import UnknownName, expand
+
     out = []
-    known = _arch.all_syscall_names()
     for j, n in enumerate(names):
         if not isinstance(n, str) or not n:
             raise w.err(f"{where}[{j}]", f"syscall name must be a non-empty string, got {n!r}")
-        if n not in known:
-            raise w.err(f"{where}[{j}]", _arch.unknown_syscall_message(n))
-        out.append(n)
+        try:
+            out.extend(m for m in expand(n) if m not in out)
+        except UnknownName as e:
+            raise w.err(f"{where}[{j}]", str(e)) from None
     return out
 
 
 def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps: Iterable[str] | None = None,
-          kernel: tuple[int, int] | None = None) -> DockerProfile:
+          kernel: tuple[int, int] | None = None, oci: bool = False) -> DockerProfile:
     """Resolve a Docker/OCI seccomp document (already JSON-decoded) for a host.
 
     ``arch`` is the primary architecture (default: the native one); ``caps`` the capability
     set (default: Docker's); ``kernel`` the (major, minor) kernel version (default: running).
+    ``oci`` accepts only the OCI runtime-spec fields (no moby extensions).
     """
     w = _Where(source)
     if not isinstance(doc, dict):
         raise w.err("", "a seccomp profile must be a JSON object")
-    known_keys = {"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls", "flags",
-                  "listenerPath", "listenerMetadata"}
+    known_keys = set(OCI_KEYS) if oci else set(OCI_KEYS) | {"archMap"}
     unknown = set(doc) - known_keys
     if unknown:
-        raise w.err(sorted(unknown)[0], "unknown field")
+        bad = sorted(unknown)[0]
+        raise w.err(bad, "moby extension, not an OCI runtime-spec field" if oci and bad == "archMap"
+                    else "unknown field")
     if "defaultAction" not in doc:
         raise w.err("defaultAction", "missing")
     default = _action(w, "defaultAction", doc["defaultAction"], doc.get("defaultErrnoRet"))
@@ -239,9 +254,14 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
         where = f"syscalls[{i}]"
         if not isinstance(call, dict):
             raise w.err(where, "expected an object")
-        unknown = set(call) - {"names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"}
+        allowed = {"names", "action", "errnoRet", "args"}
+        if not oci:
+            allowed |= {"name", "comment", "includes", "excludes"}
+        unknown = set(call) - allowed
         if unknown:
-            raise w.err(f"{where}.{sorted(unknown)[0]}", "unknown field")
+            bad = sorted(unknown)[0]
+            raise w.err(f"{where}.{bad}", "moby extension, not an OCI runtime-spec field"
+                        if oci and bad in ("name", "comment", "includes", "excludes") else "unknown field")
         if "names" in call:
             if not isinstance(call["names"], list):
                 raise w.err(f"{where}.names", "expected a list of syscall names")
@@ -337,3 +357,133 @@ def load(path: str, **kw: Any) -> DockerProfile:
     except OSError as e:
         raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
     return loads(data, path, **kw)
+
+
+# ----------------------------------------------------------------------------------------- writer
+
+_ACTION_NAMES = {
+    ActionKind.KILL_PROCESS: "SCMP_ACT_KILL_PROCESS", ActionKind.KILL_THREAD: "SCMP_ACT_KILL_THREAD",
+    ActionKind.TRAP: "SCMP_ACT_TRAP", ActionKind.ERRNO: "SCMP_ACT_ERRNO", ActionKind.TRACE: "SCMP_ACT_TRACE",
+    ActionKind.ALLOW: "SCMP_ACT_ALLOW", ActionKind.LOG: "SCMP_ACT_LOG", ActionKind.USER_NOTIF: "SCMP_ACT_NOTIFY",
+}
+_OP_NAMES = {op: name for name, op in OPS.items()}
+
+
+def syscall_name(syscall: str | int, policy: Policy, fmt: str, losses: list[str]) -> str | None:
+    """The name to write for a rule's syscall: raw numbers only translate for a one-arch policy."""
+    if isinstance(syscall, str):
+        return syscall
+    if len(policy.arches) == 1:
+        name = _arch.get(policy.arches[0]).name_of(syscall)
+        if name:
+            return name
+    losses.append(f"syscall number {syscall}: {fmt} names syscalls, and the number has no one name "
+                  f"for this policy's architectures; its rules were dropped")
+    return None
+
+
+def args_alternatives(conds: tuple[Condition, ...], wide: bool) -> tuple[tuple[Condition, ...], ...] | None:
+    """A rule's conditions as alternatives that each test every argument at most once (runc ORs
+    two tests of one argument). ``wide``: some covered ABI has 64-bit arguments, so tests of
+    the low 32 bits must be re-expressed. None when that cannot be done exactly."""
+    from . import logic as L
+
+    try:
+        d = L.TRUE
+        for c in conds:
+            if c.width == 32 and not wide:  # the kernel zero-extends: a full compare is the same
+                c = Condition(c.arg, c.op, c.value, c.mask if c.op is Op.MASKED_EQ else (1 << 64) - 1)
+            d = L.and_(d, L.as_64bit(c))
+        out: list[tuple[Condition, ...]] = []
+        for conj in d:
+            per_arg: list[L.DNF] = []
+            for index in sorted({c.arg for c in conj}):
+                opts = L.single_arg_options(index, [c for c in conj if c.arg == index])
+                if opts is None:
+                    return None
+                per_arg.append(opts)
+            combos: L.DNF = L.TRUE
+            for opts in per_arg:
+                combos = L.and_(combos, opts)
+            out.extend(combos)
+            if len(out) > L.MAX_WRITTEN:
+                return None
+        return tuple(dict.fromkeys(out))
+    except L.TooComplex:
+        return None
+
+
+def _arg_json(c: Condition) -> dict[str, Any]:
+    if c.op is Op.MASKED_EQ:  # libseccomp: (arg & value) == valueTwo
+        return {"index": c.arg, "value": c.mask, "valueTwo": c.value, "op": "SCMP_CMP_MASKED_EQ"}
+    return {"index": c.arg, "value": c.value, "op": _OP_NAMES[c.op]}
+
+
+def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> tuple[dict[str, Any], list[str]]:
+    """The Docker (or OCI ``linux.seccomp``) document for a policy, and the list of losses.
+
+    Rules with the same action and arguments share one entry's ``names``. ``DockerProfile``
+    extras (flags, listener path and metadata) are kept.
+    """
+    from . import logic as L
+
+    prof = src if isinstance(src, DockerProfile) else DockerProfile(src)
+    policy = prof.policy
+    fmt = fmt or ("OCI" if oci else "Docker")
+    losses: list[str] = []
+    doc: dict[str, Any] = {"defaultAction": _ACTION_NAMES[policy.default.kind]}
+    if policy.default.kind in (ActionKind.ERRNO, ActionKind.TRACE):
+        doc["defaultErrnoRet"] = policy.default.data
+    if policy.arches:
+        doc["architectures"] = [_arch.get(a).libseccomp for a in policy.arches]
+    if prof.flags:
+        doc["flags"] = list(prof.flags)
+    if prof.listener_path is not None:
+        doc["listenerPath"] = prof.listener_path
+    if prof.listener_metadata is not None:
+        doc["listenerMetadata"] = prof.listener_metadata
+    if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
+        losses.append(f"{fmt} profiles cannot choose the action for other architectures "
+                      f"(policy: {policy.bad_arch}; runtimes kill the process)")
+    wide = not policy.arches or any(_arch.get(a).bits == 64 for a in policy.arches)
+    groups: dict[tuple, list[str]] = {}
+    for syscall in policy.syscalls():
+        name = syscall_name(syscall, policy, fmt, losses)
+        if name is None:
+            continue
+        for conds, action in L.strictest_first(policy.rules_for(syscall)):
+            alts = args_alternatives(conds, wide)
+            if alts is None:
+                rule = Rule(syscall, action, conds)
+                losses.append(f"{name}: rule '{rule}' cannot be written with one test per argument "
+                              f"(runc ORs tests of the same argument) in at most {L.MAX_WRITTEN} entries; "
+                              f"dropped")
+                continue
+            for alt in alts:
+                key = (action, tuple(sorted(alt, key=lambda c: c.arg)))
+                names = groups.setdefault(key, [])
+                if name not in names:
+                    names.append(name)
+    entries = []
+    for (action, args), names in sorted(groups.items(), key=lambda kv: (len(kv[0][1]) > 0,)):
+        entry: dict[str, Any] = {"names": sorted(names), "action": _ACTION_NAMES[action.kind]}
+        if action.kind in (ActionKind.ERRNO, ActionKind.TRACE):
+            entry["errnoRet"] = action.data
+        if args:
+            entry["args"] = [_arg_json(c) for c in args]
+        entries.append(entry)
+    doc["syscalls"] = entries
+    return doc, losses
+
+
+def dumps(src: "Policy | DockerProfile", *, oci: bool = False) -> str:
+    doc, _ = dump(src, oci=oci)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def export(src: "Policy | DockerProfile", *, oci: bool = False) -> "Exported":
+    """The profile as Docker (``oci``: OCI) JSON text, with its losses."""
+    from . import Exported
+
+    doc, losses = dump(src, oci=oci)
+    return Exported(json.dumps(doc, indent=2) + "\n", tuple(losses))

@@ -1,0 +1,151 @@
+"""``sysgate convert`` and ``sysgate profiles``: profiles from one format to another, and the built-ins.
+
+A conversion that cannot keep every decision fails with one line (exit status 2, nothing
+written) unless ``--lossy`` is given; then each loss is listed on stderr and the closest
+profile is written. ``--verify`` reads the output back and checks with the emulator that
+it decides every boundary-valued call as the input does.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+__all__ = ["cmd_convert", "cmd_profiles", "convert"]
+
+
+def _arches(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    from ..arch import get
+
+    return [get(a.strip()).name for a in text.split(",") if a.strip()]
+
+
+def _caps(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _k8s_name(source: str) -> str:
+    stem = os.path.splitext(os.path.basename(source))[0].lower()
+    stem = re.sub(r"[^a-z0-9.-]+", "-", stem).strip("-.")
+    return stem or "sysgate"
+
+
+def _read(source: str, args: Any) -> Any:
+    """The input as a registry.Loaded (a built-in name or a file)."""
+    from ..formats.registry import Loaded, read
+    from ..profiles import BUILTINS, builtin_path
+
+    arches = _arches(getattr(args, "arch", None))
+    primary = arches[0] if arches else None
+    caps = _caps(getattr(args, "caps", None))
+    if source in BUILTINS:
+        from ..formats import docker
+
+        prof = docker.load(builtin_path(source), arch=primary, caps=caps)
+        if arches:
+            prof = prof.replace(policy=prof.policy.with_arches(arches))
+        return Loaded(prof.policy, "docker", source, prof)
+    if source != "-" and not os.path.exists(source):
+        from ..profiles import resolve
+
+        resolve(source)  # raises the one-line "no such profile" error with suggestions
+    return read(source, getattr(args, "from_format", None), arch=primary, arches=arches, caps=caps,
+                thread=getattr(args, "thread", None))
+
+
+def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
+    """Read ``source`` and write it as ``fmt``: (Exported, the registry.Loaded input or None)."""
+    from ..formats import Exported, ProfileError
+    from ..formats.registry import write
+
+    thread = getattr(args, "thread", None)
+    if fmt == "firecracker" and thread is None and source != "-" and os.path.exists(source):
+        from ..formats.detect import detect_file
+
+        if (getattr(args, "from_format", None) or detect_file(source)) == "firecracker":
+            from ..formats import firecracker
+
+            arches = _arches(getattr(args, "arch", None))
+            ff = firecracker.load(source, arches=arches)
+            return firecracker.export(ff), None
+    loaded = _read(source, args)
+    opts: dict[str, Any] = {}
+    if fmt == "firecracker":
+        opts["thread"] = thread or "main"
+    elif fmt == "k8s":
+        opts["name"] = getattr(args, "k8s_name", None) or _k8s_name(source)
+        opts["namespace"] = getattr(args, "namespace", None) or "default"
+    elif getattr(args, "k8s_name", None) or getattr(args, "namespace", None):
+        raise ProfileError("--name and --namespace are for --to k8s")
+    out: Exported = write(loaded, fmt, **opts)
+    if loaded.notes:
+        out = out.replace(notes=tuple(loaded.notes) + tuple(out.notes))
+    return out, loaded
+
+
+def _verify(text: str, fmt: str, loaded: Any, args: Any) -> None:
+    from ..analysis.equivalence import equivalent
+    from ..formats.registry import read_bytes
+
+    arches = _arches(getattr(args, "arch", None)) or list(loaded.policy.arches) or None
+    back = read_bytes(text.encode(), f"<{fmt} output>", fmt, arch=arches[0] if arches else None,
+                      arches=arches, thread=getattr(args, "thread", None) or ("main" if fmt == "firecracker"
+                                                                                  else None))
+    diff = equivalent(loaded.policy, back.policy, arches)
+    if diff is not None:
+        raise ValueError(f"--verify: the {fmt} output decides differently: {diff}")
+
+
+def _emit(out: Any, args: Any, fmt: str, source: str, loaded: Any = None) -> int:
+    losses = list(out.losses)
+    if losses and not args.lossy:
+        more = f" (and {len(losses) - 1} more)" if len(losses) > 1 else ""
+        raise ValueError(f"{source}: cannot convert exactly to {fmt}: {losses[0]}{more}; "
+                         f"--lossy converts anyway and lists every loss")
+    for line in losses:
+        print(f"sysgate: loss: {line}", file=sys.stderr)
+    for line in out.notes:
+        print(f"sysgate: note: {line}", file=sys.stderr)
+    if getattr(args, "verify", False) and loaded is not None and not losses:
+        _verify(out.text, fmt, loaded, args)
+    data = out.text.encode()
+    if args.output and args.output != "-":
+        with open(args.output, "wb") as fh:
+            fh.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_convert(args: Any) -> int:
+    out, loaded = convert(args.input, args.to, args)
+    return _emit(out, args, args.to, args.input, loaded)
+
+
+def cmd_profiles(args: Any) -> int:
+    from ..profiles import BUILTINS, builtin_names, builtin_path
+
+    if getattr(args, "profiles_cmd", None) != "show":
+        width = max(len(n) for n in BUILTINS)
+        for name in builtin_names():
+            print(f"{name:<{width}}  {BUILTINS[name][1]}")
+        return 0
+    name = args.name
+    if name not in BUILTINS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(BUILTINS), n=2)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
+    if not args.to:
+        with open(builtin_path(name), "rb") as fh:
+            sys.stdout.buffer.write(fh.read())
+        return 0
+    out, loaded = convert(name, args.to, args)
+    return _emit(out, args, args.to, name, loaded)

@@ -1,0 +1,122 @@
+"""Tell a file's format from its content, with the file name only as a tiebreak.
+
+Policy formats: ``docker`` (Docker/moby seccomp JSON, also a bare OCI ``linux.seccomp``
+object), ``oci`` (a whole runtime-spec ``config.json``), ``firecracker``, ``minijail``,
+``kafel``, ``systemd`` (a unit drop-in) and ``k8s`` (a SeccompProfile manifest). Programs:
+``bpf`` (raw ``struct sock_filter`` bytes) and ``asm`` (seccomp-tools style assembly or a
+disassembly listing, which must never be taken for a policy: ``0000: 0x20 ...`` and
+``ok: return ALLOW`` look a little like minijail's ``name: filter``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from . import ProfileError
+
+__all__ = ["POLICY_FORMATS", "PROGRAM_KINDS", "detect", "detect_file", "is_policy"]
+
+POLICY_FORMATS = ("docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s")
+PROGRAM_KINDS = ("bpf", "asm")
+
+_ASM = re.compile(
+    r"""^\s*(?:
+        line\s+CODE\s+JT\s+JF\s+K                                   # listing header
+      | [0-9a-fA-F]{4}:\s+0x[0-9a-fA-F]{2}\s                        # listing line
+      | (?:[A-Za-z_]\w*:\s*)?(?:A|X)\s*(?:[-+*/&|^%]|<<|>>)?=(?!=)  # A = ..., X = ..., A += ...
+      | (?:[A-Za-z_]\w*:\s*)?A\s*(?:==|!=|>=|<=|>|<|&)\s*\S+\s*\?  # A == x ? a : b
+      | (?:[A-Za-z_]\w*:\s*)?if\s*\(                                # if (A == x) goto ...
+      | (?:[A-Za-z_]\w*:\s*)?goto\s+\w+                            # goto label
+      | (?:[A-Za-z_]\w*:\s*)?else\b                                 # else goto
+      | (?:[A-Za-z_]\w*:\s*)?mem\[\d+\]\s*=                         # mem[0] = A
+      | (?:[A-Za-z_]\w*:\s*)?return\s+(?:ALLOW|KILL|KILL_PROCESS|KILL_THREAD|TRAP|LOG|USER_NOTIF
+                                         |TRACE|ERRNO\s*\(|A\b|X\b|0x)
+    )""", re.X | re.M)
+_JSON_START = re.compile(rb"^\s*[{\[]")
+_K8S = re.compile(r"^\s*kind:\s*['\"]?SeccompProfile\b", re.M)
+_SYSTEMD_SECTION = re.compile(r"^\s*\[[A-Za-z][A-Za-z0-9-]*\]\s*$", re.M)
+_SYSTEMD_KEY = re.compile(r"^\s*SystemCall(?:Filter|ErrorNumber|Architectures|Log)\s*=", re.M)
+_KAFEL = re.compile(r"""\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""",
+                    re.M)
+_MINIJAIL = re.compile(
+    r"""^\s*(?:@(?:include|default|denylist|frequency)\b
+             | (?:\{[^}\n]*\}|[A-Za-z_][\w-]*(?:@[\w-]+)?|@[a-z][\w-]*)\s*(?:\[[^\]\n]*\])?\s*:\s*\S)""",
+    re.X | re.M)
+_NOT_JSON = object()
+_BY_EXTENSION = {".json": "docker", ".conf": "systemd", ".yaml": "k8s", ".yml": "k8s", ".bpf": "bpf",
+                 ".asm": "asm", ".s": "asm"}
+
+
+def is_policy(kind: str) -> bool:
+    return kind in POLICY_FORMATS
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("#", ";")))
+
+
+def _json_format(doc: object) -> str | None:
+    if isinstance(doc, dict):
+        if "linux" in doc or "ociVersion" in doc:
+            return "oci"
+        if "kind" in doc or "apiVersion" in doc:
+            return "k8s"
+        if "defaultAction" in doc or isinstance(doc.get("syscalls"), list):
+            return "docker"
+        if doc and all(isinstance(v, dict) and ({"default_action", "filter_action", "filter"} & set(v))
+                       for v in doc.values()):
+            return "firecracker"
+    return None
+
+
+def detect(data: bytes, name: str | None = None) -> str:
+    """The format of ``data`` (a policy format or a program kind); :class:`ProfileError` if unknown."""
+    where = name or "<input>"
+    ext = os.path.splitext(name or "")[1].lower()
+    if not data.strip():
+        raise ProfileError(f"{where}: empty file")
+    if b"\0" in data[:4096]:
+        return "bpf"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bpf"
+    if _JSON_START.match(data):
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            if text.lstrip().startswith("{") or not _SYSTEMD_SECTION.match(text.lstrip()):
+                return "docker"  # its reader reports where the JSON is broken
+            doc = _NOT_JSON  # "[Service]": an INI section, not a JSON array
+        if doc is not _NOT_JSON:
+            fmt = _json_format(doc)
+            if fmt is None:
+                raise ProfileError(f"{where}: JSON, but not a seccomp profile sysgate knows (Docker/OCI, "
+                                   f"Firecracker or a Kubernetes SeccompProfile)")
+            return fmt
+    if _ASM.search(text):
+        return "asm"
+    if _K8S.search(text):
+        return "k8s"
+    if _SYSTEMD_KEY.search(text) and (_SYSTEMD_SECTION.search(text) or ext == ".conf"):
+        return "systemd"
+    if _KAFEL.search(text):
+        return "kafel"
+    if _MINIJAIL.search(_strip_comments(text)):
+        return "minijail"
+    if ext == ".policy":  # only comments: an empty policy; minijail and Kafel both use .policy
+        return "minijail"
+    if ext in _BY_EXTENSION:
+        return _BY_EXTENSION[ext]
+    raise ProfileError(f"{where}: cannot tell the format (expected a Docker/OCI, Firecracker, minijail, "
+                       f"Kafel, systemd or Kubernetes profile, or a BPF program)")
+
+
+def detect_file(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 20)
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    return detect(data, path)

@@ -1,0 +1,612 @@
+"""minijail seccomp policy files (the language of minijail's ``tools/parser.py``).
+
+::
+
+    @include ./common.policy            # relative to this file
+    @frequency ./freq.frequency         # a compiler hint: ignored (with a note)
+    @default kill-process               # kill-process | kill-thread | kill | trap | user-notify
+    read: 1
+    write: arg0 == 1 || arg0 == 2
+    mmap: arg2 in ~PROT_EXEC || arg2 in ~PROT_WRITE
+    ioctl: arg1 == TIOCSTI; return EPERM     # expression true: return EPERM; false: next filter, default
+    {openat, open}: arg2 & O_CREAT; return EACCES
+    prctl: { arg0 == PR_SET_NAME, arg0 == PR_CAPBSET_DROP; return EPERM, allow }
+    bpf [arch=x86_64]: return EPERM
+
+Each syscall has a list of filters tried in order, the first whose expression holds deciding;
+when none does, the policy default applies (``kill``: kill-process here, which is what
+minijail0 installs; minijail's compile tool uses kill-thread unless ``--use-kill-process``).
+Atoms are ``argN OP VALUE`` with ``== != < <= > >=``, ``&`` (some bit of VALUE set) and
+``in`` (no bit outside VALUE set); values are numbers, named constants of the target
+architecture (``O_RDONLY``, ``PROT_EXEC``, via :mod:`sysgate.constants`), ``|``, ``~`` and
+parentheses. ``@denylist`` makes the default ``allow`` and every action a ``return``.
+A systemd group may stand where a syscall name does, as minijail writes it
+(``system-service@systemd``) or as systemd does (``@system-service``, a sysgate extension);
+minijail's other ``name@namespace`` groups come from its constants.json and are refused.
+
+Errors point at ``file:line:column`` like minijail's own. A policy whose constants mean
+different things on the architectures asked for is an error: convert per architecture.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable
+
+from .. import arch as _arch
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
+from ..record import Record
+from . import Exported, ProfileError
+from . import logic as L
+
+__all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
+
+LOAD_OPTIONS = ("arch", "arches", "base_dir")
+U64 = (1 << 64) - 1
+INCLUDE_DEPTH = 10
+
+_TOKEN = re.compile(r"""
+    (?P<COMMENT>\#.*$) | (?P<WS>\s+) | (?P<CONT>\\$)
+  | (?P<DEFAULT>@default\b) | (?P<INCLUDE>@include\b) | (?P<FREQUENCY>@frequency\b) | (?P<DENYLIST>@denylist\b)
+  | (?P<GROUP>@[a-z][a-z0-9_-]*)
+  | (?P<PATH>\.?/\S+)
+  | (?P<NUM>-?0[xX][0-9a-fA-F]+|-?0[0-7]+|-?[0-9]+)
+  | (?P<COLON>:) | (?P<SEMI>;) | (?P<COMMA>,) | (?P<TILDE>~) | (?P<LPAREN>\() | (?P<RPAREN>\))
+  | (?P<LBRACE>\{) | (?P<RBRACE>\}) | (?P<LBRACKET>\[) | (?P<RBRACKET>\])
+  | (?P<OR>\|\|) | (?P<AND>&&) | (?P<BOR>\|)
+  | (?P<OP>&|\bin\b|==|!=|<=|<|>=|>)
+  | (?P<EQUAL>=)
+  | (?P<ARG>\barg[0-9]+\b)
+  | (?P<RETURN>\breturn\b)
+  | (?P<ACTION>\ballow\b|\bkill-process\b|\bkill-thread\b|\bkill\b|\btrap\b|\btrace\b|\blog\b|\buser-notify\b)
+  | (?P<IDENT>[a-zA-Z_][a-zA-Z_0-9@-]*)
+""", re.X)
+
+_ACTIONS = {"allow": Action(ActionKind.ALLOW), "kill-process": Action(ActionKind.KILL_PROCESS),
+            "kill-thread": Action(ActionKind.KILL_THREAD), "trap": Action(ActionKind.TRAP),
+            "trace": Action(ActionKind.TRACE), "log": Action(ActionKind.LOG),
+            "user-notify": Action(ActionKind.USER_NOTIF)}
+
+
+class MinijailPolicy(Record):
+    """The policy, and notes on what was ignored (``@frequency``)."""
+
+    __slots__ = ("policy", "notes")
+    _defaults = {"notes": ()}
+    policy: Policy
+    notes: tuple[str, ...]
+
+
+class _Tok(Record):
+    __slots__ = ("kind", "value", "file", "line", "col")
+    kind: str
+    value: str
+    file: str
+    line: int
+    col: int  # 0-based
+
+
+class _Error(ProfileError):
+    pass
+
+
+def _err(file: str, line: int, col: int, msg: str) -> _Error:
+    return _Error(f"{file}:{line}:{col + 1}: {msg}")
+
+
+def _tokenize(text: str, file: str) -> list[list[_Tok]]:
+    """Statements (lists of tokens); a trailing backslash continues a statement."""
+    out: list[list[_Tok]] = []
+    cur: list[_Tok] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        pos = 0
+        while pos < len(line):
+            m = _TOKEN.match(line, pos)
+            if m is None or m.end() == pos:
+                raise _err(file, n, pos, f"invalid token {line[pos:].split()[0]!r}")
+            kind = m.lastgroup or ""
+            if kind not in ("COMMENT", "WS", "CONT"):
+                cur.append(_Tok(kind, m.group(), file, n, pos))
+            pos = m.end()
+        if line.endswith("\\"):
+            continue
+        if cur:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+class _Parser:
+    """Parses one policy (with its includes) for one architecture."""
+
+    def __init__(self, arch: _arch.Arch, kill: Action) -> None:
+        self.arch = arch
+        self.kill = kill
+        self.top = U64 if arch.bits == 64 else 0xFFFFFFFF
+        self.min_signed = -(1 << (arch.bits - 1))
+        self.default: Action | None = None
+        self.denylist = False
+        self.notes: list[str] = []
+        self.stack: list[str] = []
+        self.seen_filter = False
+        self.depth = 0
+        # syscall -> [(DNF or None, action, token)]
+        self.filters: dict[str, list[tuple[L.DNF | None, Action, _Tok]]] = {}
+
+    # -- errors and token helpers
+    def fail(self, tok: _Tok | None, msg: str, toks: list[_Tok] | None = None) -> _Error:
+        if tok is None and toks:
+            last = toks[-1]
+            return _err(last.file, last.line, last.col + len(last.value), msg)
+        if tok is None:
+            return _Error(f"{self.stack[-1] if self.stack else '<policy>'}: {msg}")
+        return _err(tok.file, tok.line, tok.col, msg)
+
+    def take(self, toks: list[_Tok], i: list[int], what: str, all_toks: list[_Tok]) -> _Tok:
+        if i[0] >= len(toks):
+            raise self.fail(None, f"missing {what}", all_toks)
+        t = toks[i[0]]
+        i[0] += 1
+        return t
+
+    # -- values
+    def single(self, t: _Tok) -> int:
+        if t.kind == "IDENT":
+            from ..constants import UnknownConstant, lookup
+
+            try:
+                v = lookup(t.value, self.arch)
+            except UnknownConstant as e:
+                raise self.fail(t, str(e)) from None
+        elif t.kind == "NUM":
+            s = t.value
+            neg = s.startswith("-")
+            body = s[1:] if neg else s
+            base = 16 if body[:2].lower() == "0x" else 8 if len(body) > 1 and body[0] == "0" else 10
+            v = int(body, base) * (-1 if neg else 1)
+        else:
+            raise self.fail(t, "invalid constant")
+        if v > self.top:
+            raise self.fail(t, "unsigned overflow")
+        if v < self.min_signed:
+            raise self.fail(t, "signed underflow")
+        return v & self.top
+
+    def value(self, toks: list[_Tok], i: list[int]) -> int:
+        v = 0
+        while True:
+            neg = False
+            t = self.take(toks, i, "constant", toks)
+            if t.kind == "TILDE":
+                neg = True
+                t = self.take(toks, i, "constant after '~'", toks)
+                if t.kind == "TILDE":
+                    raise self.fail(t, "invalid double complement")
+            if t.kind == "LPAREN":
+                self.depth += 1
+                if self.depth > 64:
+                    raise self.fail(t, "constant expression nested too deeply")
+                c = self.value(toks, i)
+                self.depth -= 1
+                if i[0] >= len(toks) or toks[i[0]].kind != "RPAREN":
+                    raise self.fail(t, "unclosed parenthesis")
+                i[0] += 1
+            else:
+                c = self.single(t)
+            v |= (~c & self.top) if neg else c
+            if i[0] < len(toks) and toks[i[0]].kind == "BOR":
+                i[0] += 1
+                continue
+            return v
+
+    # -- expressions
+    def atom(self, toks: list[_Tok], i: list[int]) -> L.DNF:
+        a = self.take(toks, i, "argument", toks)
+        if a.kind != "ARG":
+            raise self.fail(a, "invalid argument")
+        idx = int(a.value[3:])
+        if not 0 <= idx <= 5:
+            raise self.fail(a, "invalid argument (syscalls have arguments arg0 to arg5)")
+        op = self.take(toks, i, "operator", toks)
+        if op.kind != "OP":
+            raise self.fail(op, "invalid operator")
+        v = self.value(toks, i)
+        if op.value == "&":  # some bit of v set
+            return tuple((Condition(idx, Op.MASKED_EQ, b, mask=b),) for b in (1 << k for k in range(64) if v >> k & 1))
+        if op.value == "in":  # no bit outside v set
+            m = ~v & self.top
+            return L.TRUE if m == 0 else ((Condition(idx, Op.MASKED_EQ, 0, mask=m),),)
+        return ((Condition(idx, Op.parse(op.value), v),),)
+
+    def expression(self, toks: list[_Tok], i: list[int]) -> L.DNF:
+        result: L.DNF = L.FALSE
+        while True:
+            conj: L.DNF = L.TRUE
+            while True:
+                conj = L.and_(conj, self.atom(toks, i))
+                if i[0] < len(toks) and toks[i[0]].kind == "AND":
+                    i[0] += 1
+                    continue
+                break
+            result = L.or_(result, conj)
+            if i[0] < len(toks) and toks[i[0]].kind == "OR":
+                i[0] += 1
+                continue
+            return result
+
+    def action(self, toks: list[_Tok], i: list[int]) -> Action:
+        t = self.take(toks, i, "action", toks)
+        if self.denylist and t.kind != "RETURN":
+            raise self.fail(t, "invalid denylist policy: every action must be 'return ERRNO'")
+        if t.kind == "ACTION":
+            return self.kill if t.value == "kill" else _ACTIONS[t.value]
+        if t.kind == "NUM" and self.single(t) == 1:
+            return _ACTIONS["allow"]
+        if t.kind == "RETURN":
+            v = self.take(toks, i, "return value", toks)
+            n = self.single(v)
+            if n > 4095:
+                raise self.fail(v, f"errno {n} out of range 0-4095")
+            return Action(ActionKind.ERRNO, n)
+        raise self.fail(t, "invalid action")
+
+    def single_filter(self, toks: list[_Tok], i: list[int]) -> tuple[L.DNF | None, Action]:
+        if i[0] < len(toks) and toks[i[0]].kind == "ARG":
+            expr = self.expression(toks, i)
+            if i[0] < len(toks) and toks[i[0]].kind == "SEMI":
+                i[0] += 1
+                return expr, self.action(toks, i)
+            if self.denylist:
+                raise self.fail(None, "invalid denylist policy: every action must be 'return ERRNO'", toks)
+            return expr, _ACTIONS["allow"]
+        return None, self.action(toks, i)
+
+    def filter(self, toks: list[_Tok], i: list[int]) -> list[tuple[L.DNF | None, Action]]:
+        if i[0] < len(toks) and toks[i[0]].kind == "LBRACE":
+            brace = toks[i[0]]
+            i[0] += 1
+            out = [self.single_filter(toks, i)]
+            while i[0] < len(toks) and toks[i[0]].kind == "COMMA":
+                i[0] += 1
+                out.append(self.single_filter(toks, i))
+            if i[0] >= len(toks) or toks[i[0]].kind != "RBRACE":
+                raise self.fail(brace, "unclosed brace")
+            i[0] += 1
+            return out
+        if i[0] >= len(toks):
+            raise self.fail(None, "missing filter", toks)
+        return [self.single_filter(toks, i)]
+
+    # -- statements
+    def metadata(self, toks: list[_Tok], i: list[int]) -> dict[str, list[str]]:
+        opening = toks[i[0]]
+        i[0] += 1
+        meta: dict[str, list[str]] = {}
+        while True:
+            key = self.take(toks, i, "key", toks)
+            if key.kind != "IDENT":
+                raise self.fail(key, "invalid key")
+            eq = self.take(toks, i, "'='", toks)
+            if eq.kind != "EQUAL":
+                raise self.fail(eq, "invalid equal")
+            vals = []
+            while True:
+                v = self.take(toks, i, "value", toks)
+                if v.kind != "IDENT":
+                    raise self.fail(v, "invalid value")
+                vals.append(v.value)
+                if i[0] < len(toks) and toks[i[0]].kind == "COMMA":
+                    i[0] += 1
+                    continue
+                break
+            if key.value in meta:
+                raise self.fail(key, f'duplicate metadata key: "{key.value}"')
+            meta[key.value] = vals
+            if i[0] < len(toks) and toks[i[0]].kind == "SEMI":
+                i[0] += 1
+                continue
+            break
+        if i[0] >= len(toks) or toks[i[0]].kind != "RBRACKET":
+            raise self.fail(opening, "unclosed bracket")
+        i[0] += 1
+        return meta
+
+    def descriptor(self, toks: list[_Tok], i: list[int]) -> list[str]:
+        from .syscall_names import UnknownName, expand
+
+        t = self.take(toks, i, "syscall name", toks)
+        if t.kind not in ("IDENT", "GROUP") and not (t.kind == "ACTION" and t.value == "kill"):
+            raise self.fail(t, "invalid syscall descriptor")
+        skip = False
+        if i[0] < len(toks) and toks[i[0]].kind == "LBRACKET":
+            meta = self.metadata(toks, i)
+            if "arch" in meta:
+                wanted = set()
+                for a in meta["arch"]:
+                    try:
+                        wanted.add(_arch.get(a).name)
+                    except _arch.UnknownArch:
+                        wanted.add(a)
+                skip = self.arch.name not in wanted
+        name = t.value
+        if t.kind == "IDENT" and "@" in name:
+            group, _, namespace = name.partition("@")
+            if namespace != "systemd" or not group or "@" in namespace:
+                raise self.fail(t, "minijail syscall groups other than NAME@systemd come from minijail's "
+                                   "constants.json, which sysgate does not read")
+            name = "@" + group
+        try:
+            names = expand(name)
+        except UnknownName as e:
+            raise self.fail(t, f"nonexistent syscall: {e}") from None
+        return [] if skip else names
+
+    def statement(self, toks: list[_Tok]) -> None:
+        i = [0]
+        names: list[str] = []
+        if toks[0].kind == "LBRACE":
+            brace = toks[0]
+            i[0] = 1
+            names.extend(self.descriptor(toks, i))
+            while i[0] < len(toks) and toks[i[0]].kind == "COMMA":
+                i[0] += 1
+                names.extend(self.descriptor(toks, i))
+            if i[0] >= len(toks) or toks[i[0]].kind != "RBRACE":
+                raise self.fail(brace, "unclosed brace")
+            i[0] += 1
+        else:
+            names.extend(self.descriptor(toks, i))
+        colon = self.take(toks, i, "colon", toks)
+        if colon.kind != "COLON":
+            raise self.fail(colon, "invalid colon")
+        try:
+            filters = self.filter(toks, i)
+        except L.TooComplex as e:
+            raise self.fail(colon, f"filter too complex ({e})") from None
+        if i[0] < len(toks):
+            raise self.fail(toks[i[0]], "extra tokens")
+        self.seen_filter = True
+        for n in names:
+            self.filters.setdefault(n, []).extend((e, a, colon) for e, a in filters)
+
+    def parse_text(self, text: str, file: str, base_dir: str) -> None:
+        for toks in _tokenize(text, file):
+            kind = toks[0].kind
+            if kind == "INCLUDE":
+                self.include(toks, base_dir)
+            elif kind == "FREQUENCY":
+                if len(toks) < 2 or toks[1].kind != "PATH":
+                    raise self.fail(toks[1] if len(toks) > 1 else None, "invalid frequency path", toks)
+                if len(toks) > 2:
+                    raise self.fail(toks[2], "extra tokens")
+                self.notes.append(f"{file}:{toks[0].line}: @frequency {toks[1].value} ignored "
+                                  f"(a hint for minijail's compiler; it changes no decision)")
+            elif kind == "DEFAULT":
+                i = [1]
+                t = self.take(toks, i, "default action", toks)
+                if t.kind != "ACTION" or t.value not in ("kill-process", "kill-thread", "kill", "trap",
+                                                         "user-notify"):
+                    raise self.fail(t, "invalid default action (kill-process, kill-thread, kill, trap or "
+                                       "user-notify)")
+                if i[0] < len(toks):
+                    raise self.fail(toks[i[0]], "extra tokens")
+                self.default = self.kill if t.value == "kill" else _ACTIONS[t.value]
+            elif kind == "DENYLIST":
+                if len(toks) > 1:
+                    raise self.fail(toks[1], "extra tokens")
+                if self.seen_filter:
+                    raise self.fail(toks[0], "@denylist must come before the first filter statement")
+                self.denylist = True
+            else:
+                self.statement(toks)
+
+    def include(self, toks: list[_Tok], base_dir: str) -> None:
+        if len(toks) < 2 or toks[1].kind != "PATH":
+            raise self.fail(toks[1] if len(toks) > 1 else None, "invalid include path", toks)
+        if len(toks) > 2:
+            raise self.fail(toks[2], "extra tokens")
+        path = os.path.normpath(os.path.join(base_dir, toks[1].value))
+        if os.path.realpath(path) in self.stack:
+            chain = " -> ".join(self.stack[self.stack.index(os.path.realpath(path)):] + [os.path.realpath(path)])
+            raise self.fail(toks[1], f"@include loop: {chain}")
+        if len(self.stack) >= INCLUDE_DEPTH:
+            raise self.fail(toks[1], "@include statement nested too deep")
+        if not os.path.isfile(path):
+            raise self.fail(toks[1], f"could not @include {path}: no such file")
+        self.parse_file(path)
+
+    def parse_file(self, path: str) -> None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            text = data.decode("utf-8")
+        except OSError as e:
+            raise _Error(f"{path}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise _Error(f"{path}: not UTF-8 text ({e.reason})") from None
+        self.stack.append(os.path.realpath(path))
+        try:
+            self.parse_text(text, path, os.path.dirname(path))
+        finally:
+            self.stack.pop()
+
+    def policy(self, arches: tuple[str, ...], source: str) -> Policy:
+        default = self.default or (Action(ActionKind.ALLOW) if self.denylist else self.kill)
+        rules: list[Rule] = []
+        for name, filters in self.filters.items():
+            unconditional = [k for k, (e, _, _) in enumerate(filters) if e is None]
+            if unconditional and unconditional[0] != len(filters) - 1:
+                tok = filters[unconditional[0] + 1][2]
+                raise self.fail(tok, f"syscall {name} already had an unconditional action applied")
+            chain = [(L.TRUE if e is None else e, a) for e, a, _ in filters]
+            if not unconditional:
+                chain.append((L.TRUE, default))
+            try:
+                rules.extend(L.first_match_rules(name, chain, default))
+            except L.TooComplex as e:
+                raise self.fail(filters[0][2], f"syscall {name}: filters too complex to convert ({e})") from None
+        try:
+            return Policy(default, tuple(rules), arches)
+        except PolicyError as e:
+            raise _Error(f"{source}: {e}") from None
+
+
+def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action) -> tuple[Policy, list[str]]:
+    p = _Parser(arch, kill)
+    if os.path.isfile(source):
+        p.stack.append(os.path.realpath(source))
+    p.parse_text(text, source, base_dir)
+    return p.policy((), source), p.notes
+
+
+def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arches: Iterable[str] | None = None,
+          base_dir: str | None = None, kill: Action = Action(ActionKind.KILL_PROCESS)) -> MinijailPolicy:
+    """Read a policy; named constants are those of ``arch`` (or each of ``arches``: they must agree).
+
+    ``@include`` paths are relative to the file (``base_dir`` when ``source`` is not a file).
+    ``kill`` is what the ``kill`` action means.
+    """
+    try:
+        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
+    except _arch.UnknownArch as e:
+        raise ProfileError(str(e)) from None
+    if base_dir is None:
+        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
+    first: Policy | None = None
+    notes: list[str] = []
+    for a in dict.fromkeys(targets):
+        pol, notes = _parse(text, source, a, base_dir, kill)
+        if first is None:
+            first = pol
+        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
+            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
+                               f"(named constants or [arch=...] differ); convert it for one architecture")
+    assert first is not None
+    covered = tuple(arches) if arches else ((arch,) if arch else ())
+    return MinijailPolicy(first.with_arches(covered), tuple(notes))
+
+
+def load(path: str, **kw: object) -> MinijailPolicy:
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text ({e.reason})") from None
+    return loads(text, path, **kw)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- writer
+
+def _atoms(c: Condition) -> list[str] | None:
+    """minijail atoms AND-ed for one condition on whole argument words (None: never holds)."""
+    a = f"arg{c.arg}"
+    if c.op is not Op.MASKED_EQ:
+        return [f"{a} {c.op.value} {c.value:#x}"]
+    m, v = c.mask, c.value
+    if v & ~m:
+        return None
+    out = []
+    zero = m & ~v  # bits that must be clear: arg in ~zero
+    if zero:
+        out.append(f"{a} in ~{zero:#x}")
+    out.extend(f"{a} & {b:#x}" for b in (1 << k for k in range(64) if v >> k & 1))
+    return out
+
+
+def _action_text(a: Action, losses: list[str], where: str) -> str:
+    if a.kind is ActionKind.ERRNO:
+        return f"return {a.data}"
+    if a.kind is ActionKind.TRACE:
+        if a.data:
+            losses.append(f"{where}: minijail's trace carries no value (trace({a.data}) written as trace)")
+        return "trace"
+    return {ActionKind.ALLOW: "allow", ActionKind.KILL_PROCESS: "kill-process",
+            ActionKind.KILL_THREAD: "kill-thread", ActionKind.TRAP: "trap", ActionKind.LOG: "log",
+            ActionKind.USER_NOTIF: "user-notify"}[a.kind]
+
+
+def export(policy: Policy) -> Exported:
+    """The policy as a minijail policy file (one line per syscall), with its losses."""
+    from .docker import syscall_name
+
+    losses: list[str] = []
+    notes: list[str] = []
+    lines = ["# generated by sysgate"]
+    wide = not policy.arches or any(_arch.get(a).bits == 64 for a in policy.arches)
+    d = policy.default
+    denylist = d.kind is ActionKind.ALLOW
+    if denylist:
+        lines.append("@denylist")
+    elif d.kind in (ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP, ActionKind.USER_NOTIF):
+        lines.append(f"@default {_action_text(d, losses, 'default')}")
+    else:
+        losses.append(f"minijail's default action can only be kill-process, kill-thread, trap, user-notify or "
+                      f"(with @denylist) allow; the policy's is {d}; written as kill-process")
+        lines.append("@default kill-process")
+    if len(policy.arches) > 1:
+        losses.append(f"minijail policies are per architecture; this one covers {', '.join(policy.arches)}, "
+                      f"the file covers the one it is compiled for")
+    elif policy.arches:
+        notes.append(f"written for {policy.arches[0]}")
+    if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
+        losses.append(f"minijail cannot choose the action for other architectures (policy: {policy.bad_arch})")
+    for syscall in policy.syscalls():
+        name = syscall_name(syscall, policy, "minijail", losses)
+        if name is None:
+            continue
+        chain: list[tuple[list[str] | None, Action]] = []  # (clauses or None for unconditional, action)
+        for conds, action in L.strictest_first(policy.rules_for(syscall)):
+            where = f"{name}: rule '{Rule(syscall, action, conds)}'"
+            if denylist and action.kind is ActionKind.ALLOW:
+                continue  # allow is the least strict: in a default-allow policy it changes nothing
+            if denylist and action.kind is not ActionKind.ERRNO:
+                losses.append(f"{where}: a @denylist policy can only return errors; dropped")
+                continue
+            try:
+                d64: L.DNF = L.TRUE
+                for c in conds:
+                    # minijail compares whole argument words: 64 bits, or 32 on 32-bit ABIs
+                    d64 = L.and_(d64, L.as_64bit(c) if wide else L.narrow32(c))
+            except L.TooComplex:
+                d64 = L.TRUE * (L.MAX_WRITTEN + 1)
+            if len(d64) > L.MAX_WRITTEN:  # minijail writes an OR of ANDs: 32-bit ranges multiply out
+                losses.append(f"{where}: too complex to write as minijail's OR of ANDs "
+                              f"(over {L.MAX_WRITTEN} alternatives); dropped")
+                continue
+            if d64 == L.TRUE:
+                chain.append((None, action))
+                break  # an unconditional filter ends the list
+            clauses = []
+            for conj in d64:
+                atoms: list[str] | None = []
+                for c in conj:
+                    got = _atoms(c)
+                    if got is None:
+                        atoms = None
+                        break
+                    atoms.extend(got)  # type: ignore[union-attr]
+                if atoms is not None:
+                    clauses.append(" && ".join(atoms))
+            if not clauses:
+                continue  # never holds
+            if chain and chain[-1][1] == action and chain[-1][0] is not None:
+                chain[-1][0].extend(clauses)  # same action as the previous filter: one expression
+            else:
+                chain.append((clauses, action))
+        filters = []
+        for clauses, action in chain:
+            act = _action_text(action, losses, name)
+            if clauses is None:
+                filters.append(act)
+            else:
+                expr = " || ".join(dict.fromkeys(clauses))
+                filters.append(expr if action.kind is ActionKind.ALLOW else f"{expr}; {act}")
+        if not filters:
+            continue
+        body = filters[0] if len(filters) == 1 else "{ " + ", ".join(filters) + " }"
+        lines.append(f"{name}: {body}")
+    return Exported("\n".join(lines) + "\n", tuple(losses), tuple(notes))

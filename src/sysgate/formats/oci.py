@@ -1,0 +1,53 @@
+"""OCI runtime-spec seccomp: the ``linux.seccomp`` object of a ``config.json``.
+
+The object is Docker's format without moby's extensions (``archMap``, ``includes``/
+``excludes``, ``comment``, the legacy ``name``), which are rejected here so a config.json is
+checked against what runc really reads. A whole ``config.json`` or the bare object is read;
+the writer produces the bare object (``config=True``: a minimal config.json around it).
+Semantics, including runc's OR of two tests of one argument, are those of
+:mod:`sysgate.formats.docker`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import Exported, ProfileError
+from .docker import DockerProfile, dump, parse
+
+__all__ = ["loads", "load", "export", "LOAD_OPTIONS"]
+
+LOAD_OPTIONS = ("arch",)
+OCI_VERSION = "1.2.0"
+
+
+def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None = None) -> DockerProfile:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
+        linux = doc.get("linux")
+        if not isinstance(linux, dict) or "seccomp" not in linux:
+            raise ProfileError(f"{source}: linux.seccomp: missing (this config.json has no seccomp profile)")
+        return parse(linux["seccomp"], f"{source}: linux.seccomp", arch=arch, oci=True)
+    return parse(doc, source, arch=arch, oci=True)
+
+
+def load(path: str, *, arch: str | None = None) -> DockerProfile:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    return loads(data, path, arch=arch)
+
+
+def export(src: Any, *, config: bool = False) -> Exported:
+    """The ``linux.seccomp`` object (or, with ``config``, a config.json holding it) and its losses."""
+    doc, losses = dump(src, oci=True, fmt="OCI")
+    if config:
+        doc = {"ociVersion": OCI_VERSION, "linux": {"seccomp": doc}}
+    return Exported(json.dumps(doc, indent=2) + "\n", tuple(losses))

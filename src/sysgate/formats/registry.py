@@ -1,0 +1,117 @@
+"""Format names -> reader and writer: the one place that knows every format module.
+
+:func:`read` turns a file of any policy format into a :class:`Loaded` (policy plus what the
+policy model does not carry, such as Docker's flags); :func:`write` turns a policy into any
+format's text, with its losses (see :class:`~sysgate.formats.Exported`).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Iterable
+
+from ..policy import Policy
+from ..record import Record
+from . import Exported, ProfileError
+
+__all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]
+
+# name -> module; every module has loads(text, source, **options) with the options it names in
+# LOAD_OPTIONS (from arch, arches, caps, thread, base_dir), and export(policy, ...).
+_MODULES = {"docker": "docker", "oci": "oci", "firecracker": "firecracker", "minijail": "minijail",
+            "kafel": "kafel", "systemd": "systemd", "k8s": "k8s"}
+FORMATS: tuple[str, ...] = tuple(_MODULES)
+_KEEPS_EXTRAS = ("docker", "oci", "k8s")
+
+
+class Loaded(Record):
+    """A policy read from a file: its ``format``, and ``extras`` (a DockerProfile for the JSON
+    formats, whose flags and listener settings the policy model does not hold) and ``notes``."""
+
+    __slots__ = ("policy", "format", "source", "extras", "notes")
+    _defaults = {"extras": None, "notes": ()}
+    policy: Policy
+    format: str
+    source: str
+    extras: Any
+    notes: tuple[str, ...]
+
+
+def module(fmt: str) -> Any:
+    if fmt not in _MODULES:
+        raise ProfileError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return importlib.import_module(f"sysgate.formats.{_MODULES[fmt]}")
+
+
+def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | None = None,
+               arches: Iterable[str] | None = None, caps: Iterable[str] | None = None,
+               thread: str | None = None, base_dir: str | None = None) -> Loaded:
+    """Read ``data`` (named ``source``) as ``fmt`` (detected when None).
+
+    ``arch`` is the primary architecture (Docker's ``includes.arches``/``archMap``; the
+    architecture named constants are evaluated for), ``arches`` overrides the covered set,
+    ``caps`` is moby's capability set, ``thread`` selects a Firecracker filter, ``base_dir``
+    is where includes are looked up when ``source`` is not a file.
+    """
+    from .detect import detect, is_policy
+
+    kind = fmt or detect(data, source)
+    if not is_policy(kind):
+        raise ProfileError(f"{source}: a BPF program ({kind}), not a profile")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    archlist = list(arches) if arches else None
+    mod = module(kind)
+    given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir}
+    try:
+        doc = mod.loads(text, source, **{k: v for k, v in given.items() if k in mod.LOAD_OPTIONS})
+    except RecursionError:  # json and the recursive-descent readers on absurdly deep nesting
+        raise ProfileError(f"{source}: nested too deeply") from None
+    policy = doc.policy
+    if archlist:
+        policy = policy.with_arches(archlist)
+    from .docker import DockerProfile
+
+    extras = doc if isinstance(doc, DockerProfile) else None
+    if extras is not None and policy is not doc.policy:
+        extras = extras.replace(policy=policy)
+    return Loaded(policy, kind, source, extras, tuple(getattr(doc, "notes", ()) or ()))
+
+
+def read(path: str, fmt: str | None = None, **kw: Any) -> Loaded:
+    """Read the profile file ``path`` (``-`` is standard input); see :func:`read_bytes`."""
+    import sys
+
+    if path == "-":
+        return read_bytes(sys.stdin.buffer.read(), "<stdin>", fmt, **kw)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    return read_bytes(data, path, fmt, **kw)
+
+
+def write(src: Any, fmt: str, **opts: Any) -> Exported:
+    """``src`` (a Policy, or a Loaded/DockerProfile keeping its extras) written as ``fmt``.
+
+    Options by format: ``thread`` (firecracker), ``name`` and ``namespace`` (k8s).
+    """
+    from .docker import DockerProfile
+
+    mod = module(fmt)
+    if isinstance(src, Loaded):
+        src = src.extras if src.extras is not None else src.policy
+    dropped: list[str] = []
+    if isinstance(src, DockerProfile) and fmt not in _KEEPS_EXTRAS:
+        # Filter flags and the notification listener are how a runtime installs the filter,
+        # not decisions of it: formats without them just cannot carry them.
+        if src.flags:
+            dropped.append(f"{fmt} has no filter flags: {', '.join(src.flags)} not written")
+        if src.listener_path is not None or src.listener_metadata is not None:
+            dropped.append(f"{fmt} has no notification listener settings: listenerPath/listenerMetadata "
+                           f"not written")
+        src = src.policy
+    out = mod.export(src, **opts)
+    return out.replace(notes=tuple(dropped) + tuple(out.notes)) if dropped else out

@@ -1,0 +1,94 @@
+"""Installing a filter *after* the interpreter has started, for profiles that refuse execve.
+
+The built-in ``python`` profile refuses ``execve``/``execveat`` (a CPython program may not
+start other programs). A filter cannot tell the jail's own ``execve`` of the interpreter
+from a later one, so it cannot be installed before that ``execve``. Instead the
+interpreter installs it first thing, before any of the program's code runs:
+:func:`python_argv` rewrites ``python3 SCRIPT ARGS`` (or ``-c CODE``, ``-m MODULE``) into
+``python3 -c BOOTSTRAP FD SCRIPT ARGS``, where ``BOOTSTRAP`` is a few lines of standard
+library code (no sysgate import: the jail's root may not have sysgate) that reads the
+compiled filter from file descriptor ``FD``, sets no_new_privs, installs the filter with
+``prctl(PR_SET_SECCOMP)`` and then runs the program as ``python3`` would (``__main__``,
+``sys.argv``). If the filter cannot be installed the program does not run (exit 126).
+
+From inside Python, :func:`install_in_process` does the same for the current process.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = ["BOOTSTRAP", "python_argv", "install_in_process", "DEFERRED"]
+
+# Built-in profiles that must be installed after the interpreter's execve.
+DEFERRED = frozenset({"python"})
+
+BOOTSTRAP = r"""
+import ctypes, os, sys
+fd = int(sys.argv[1])
+chunks = []
+while True:
+    b = os.read(fd, 1 << 16)
+    if not b:
+        break
+    chunks.append(b)
+os.close(fd)
+data = b"".join(chunks)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+buf = ctypes.create_string_buffer(data, len(data))
+prog = Prog(len(data) // 8, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+if len(data) % 8 or libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+    sys.stderr.write("sysgate: cannot install the seccomp filter: %s\n" % os.strerror(ctypes.get_errno()))
+    os._exit(126)
+del sys.argv[:2]
+import runpy
+if sys.argv[0] == "-c":
+    code = sys.argv.pop(1)
+    sys.argv[0] = "-c"
+    import __main__
+    exec(compile(code, "<string>", "exec"), __main__.__dict__)
+elif sys.argv[0] == "-m":
+    mod = sys.argv.pop(1)
+    runpy.run_module(mod, run_name="__main__", alter_sys=True)
+else:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def python_argv(argv: Sequence[str], fd: int) -> list[str]:
+    """``argv`` (``python3 [OPTIONS] SCRIPT|-c CODE|-m MODULE [ARGS]``) rewritten so that the
+    interpreter installs the filter it reads from ``fd`` (raw ``struct sock_filter`` bytes in
+    native byte order; the descriptor must be inherited) before running the program.
+    """
+    if not argv:
+        raise ValueError("python_argv: empty command line")
+    interp, rest = argv[0], list(argv[1:])
+    opts: list[str] = []
+    while rest and rest[0].startswith("-") and rest[0] not in ("-c", "-m", "-", "--"):
+        opt = rest.pop(0)
+        opts.append(opt)
+        if opt in ("-X", "-W", "--check-hash-based-pycs") and rest:  # options that take a value
+            opts.append(rest.pop(0))
+    if rest and rest[0] == "--":
+        rest.pop(0)
+    if not rest or rest[0] == "-":
+        raise ValueError("python_argv: give a script, -c CODE or -m MODULE (reading the program from "
+                         "standard input is not supported)")
+    if rest[0] in ("-c", "-m") and len(rest) < 2:
+        raise ValueError(f"python_argv: {rest[0]} needs an argument")
+    return [interp, *opts, "-c", BOOTSTRAP, str(fd), *rest]
+
+
+def install_in_process(name_or_policy: object = "python", *, arch: str | None = None) -> None:
+    """Compile a profile (built-in name, file or Policy) for this process and install it here, now.
+
+    Irreversible: everything this process does afterwards is filtered.
+    """
+    from ..compiler import compile_policy
+    from ..kernel.seccomp import install
+    from ..policy import Policy
+    from . import resolve
+
+    policy = name_or_policy if isinstance(name_or_policy, Policy) else resolve(str(name_or_policy), arch=arch)
+    install(compile_policy(policy).insns)
