@@ -1,0 +1,196 @@
+"""dump, explain, diff and audit: look inside any seccomp filter.
+
+Operands (``TARGET``) are a built-in profile name, a profile file, a raw ``.bpf`` program, an
+assembly listing, or the PID of a running process (its whole filter stack, via
+``PTRACE_SECCOMP_GET_FILTER``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from .core import _arches, _caps, _write
+
+EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = 0, 1, 3
+
+
+class Target:
+    """A loaded operand: the filter stack (oldest first), its byte order and how to name syscalls."""
+
+    def __init__(self, programs: list[tuple], byteorder: str, naming: Sequence[str], source: str, kind: str) -> None:
+        self.programs = programs
+        self.byteorder = byteorder
+        self.naming = tuple(naming)
+        self.source = source
+        self.kind = kind
+
+
+def _is_pid(spec: str) -> bool:
+    return spec.isdigit() and not os.path.exists(spec)
+
+
+def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | None = None) -> Target:
+    """Load ``spec``; every program is checked the way the kernel checks it."""
+    from ..arch import UnknownArch, native
+    from ..bpf.emulator import InvalidProgram, check
+    from ..bpf.insn import decode
+
+    try:
+        host = native()
+    except UnknownArch:
+        host = None
+    if _is_pid(spec):
+        from ..kernel.ptrace import get_filters
+
+        pid = int(spec)
+        raw = get_filters(pid)
+        if not raw:
+            raise ValueError(f"process {pid} has no seccomp filter")
+        order = host.byteorder if host else sys.byteorder
+        progs = [decode(r, order) for r in raw]
+        for i, p in enumerate(progs):
+            try:
+                check(p)
+            except InvalidProgram as e:
+                raise ValueError(f"process {pid} filter {i}: {e}") from None
+        return Target(progs, order, arches or ([host.name] if host else ["x86_64"]), f"pid {pid}", "pid")
+    from ..programs import load_program
+
+    loaded = load_program(spec, arches, caps=caps)
+    try:
+        check(loaded.insns)
+    except InvalidProgram as e:
+        raise ValueError(f"{spec}: {e}") from None
+    from ..arch import get
+
+    naming = list(loaded.arches or arches or ([host.name] if host else ["x86_64"]))
+    order = get(naming[0]).byteorder if loaded.kind != "raw" or arches else "little"
+    return Target([loaded.insns], order, naming, spec, loaded.kind)
+
+
+def _explain(t: Target) -> Any:
+    from ..analysis.explain import explain_programs
+
+    return explain_programs(t.programs, t.byteorder, naming=t.naming, sources=[t.source])
+
+
+# ---------------------------------------------------------------------------- explain
+
+def cmd_explain(args: Any) -> int:
+    arches = _arches(args.arch)
+    t = load_target(args.target, arches, _caps(args.caps))
+    e = _explain(t)
+    if args.to:
+        return _explain_to(args, e, arches)
+    if args.json:
+        _write(args.output, json.dumps(e.to_json(arches), indent=1) + "\n")
+    else:
+        _write(args.output, e.render(arches, verbose=args.verbose))
+    return 0
+
+
+def _explain_to(args: Any, e: Any, arches: list[str] | None) -> int:
+    from ..analysis.export import NotExpressible, to_policy
+    from ..formats import docker
+
+    exp = to_policy(e, arches, lossy=args.lossy)
+    doc, losses = docker.dump(exp.policy)
+    text = json.dumps(doc, indent=2) + "\n"
+    # Read the written profile back and compare it with the program, exactly.
+    back = docker.loads(text, "<exported profile>", arch=exp.policy.arches[0]).policy
+    from ..analysis.export import verify
+
+    problems = [text for text, _kind in verify(e, back, exp.views)]
+    if (losses or problems) and not args.lossy:
+        raise NotExpressible((losses + problems)[0])
+    for w in dict.fromkeys(exp.warnings + losses + problems):
+        print(f"sysgate: lossy: {w}", file=sys.stderr)
+    _write(args.output, text)
+    return 0
+
+
+# ---------------------------------------------------------------------------- diff
+
+def cmd_diff(args: Any) -> int:
+    from ..analysis.diff import diff
+
+    arches = _arches(args.arch)
+    caps = _caps(args.caps)
+    ta = load_target(args.a, arches, caps)
+    tb = load_target(args.b, arches, caps)
+    ea, eb = _explain(ta), _explain(tb)
+    res = diff(ea, eb, arches)
+    if args.json:
+        print(json.dumps(res.to_json(), indent=1))
+    else:
+        sys.stdout.write(res.render())
+    return res.status
+
+
+# ---------------------------------------------------------------------------- audit
+
+def cmd_audit(args: Any) -> int:
+    from ..analysis.audit import audit
+
+    arches = _arches(args.arch)
+    t = load_target(args.target, arches, _caps(args.caps))
+    report = audit(_explain(t), arches)
+    baseline = None
+    if not args.no_baseline:
+        base = load_target("docker-default", arches or (list(t.naming[:1]) if t.kind != "profile" else None))
+        baseline = audit(_explain(base), arches)
+    if args.json:
+        print(json.dumps(report.to_json(baseline), indent=1))
+    else:
+        sys.stdout.write(report.render(baseline))
+    return 0
+
+
+# ---------------------------------------------------------------------------- dump
+
+def cmd_dump(args: Any) -> int:
+    from ..arch import native
+    from ..bpf.disasm import disasm
+    from ..bpf.insn import decode
+
+    target = list(args.target)
+    if target and target[0] == "--":
+        target = target[1:]
+    if not target:
+        raise ValueError("dump: give a PID, or -- and a command to run")
+    if len(target) == 1 and _is_pid(target[0]):
+        from ..kernel.ptrace import get_filters
+
+        pid = int(target[0])
+        filters = get_filters(pid)
+        what = f"process {pid}"
+    else:
+        from ..kernel.ptrace import trace
+
+        tr = trace(target, kill=args.kill, timeout=args.timeout)
+        filters = [f.program for f in tr.filters]
+        for w in tr.warnings:
+            print(f"sysgate: {w}", file=sys.stderr)
+        what = f"command {target[0]}"
+    if not filters:
+        print(f"sysgate: {what} has no seccomp filter", file=sys.stderr)
+        return 0
+    arches = _arches(args.arch) or [native().name]
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+        for i, raw in enumerate(filters):
+            path = os.path.join(args.output, f"filter-{i}.bpf")
+            with open(path, "wb") as fh:
+                fh.write(raw)
+            print(f"{path}: {len(raw) // 8} instructions" + (" (oldest)" if i == 0 and len(filters) > 1 else ""))
+        return 0
+    out = []
+    for i, raw in enumerate(filters):
+        order = "oldest" if i == 0 else ("newest" if i == len(filters) - 1 else "")
+        out.append(f"# filter {i} of {len(filters)}{' (' + order + ')' if len(filters) > 1 and order else ''}: "
+                   f"{len(raw) // 8} instructions\n")
+        out.append(disasm(decode(raw, sys.byteorder), arches))
+    _write(None, "".join(out))
+    return 0
