@@ -1,0 +1,92 @@
+"""Capabilities: drop every one (bounding, ambient, inheritable, permitted, effective) except
+the ``--cap-add`` ones, which stay available to the command across ``execve``.
+
+Dropping the bounding set matters even with no_new_privs: it is what a root-owned process
+gets back at ``execve``. Kept caps are raised in the ambient set too, so that a non-root
+``--uid`` keeps them over ``execve``; they are capabilities *in the sandbox's user namespace*.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from . import _native as N
+from .options import JailConfigError
+
+__all__ = ["CAP_NAMES", "parse_caps", "last_cap", "drop"]
+
+CAP_NAMES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
+    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+    "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
+    "checkpoint_restore",
+)
+
+_prctl = N.libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_capset = N.libc.capset
+_capset.argtypes = [ctypes.POINTER(_Header), ctypes.POINTER(_Data)]
+_V3 = 0x20080522
+
+
+def parse_caps(names: tuple[str, ...] | list[str]) -> frozenset[int]:
+    """``["NET_ADMIN", "cap_chown", "ALL"]`` -> capability numbers."""
+    out: set[int] = set()
+    for raw in names:
+        for n in raw.split(","):
+            t = n.strip().lower().removeprefix("cap_")
+            if not t:
+                continue
+            if t == "all":
+                out.update(range(last_cap() + 1))
+            elif t in CAP_NAMES:
+                out.add(CAP_NAMES.index(t))
+            else:
+                raise JailConfigError(f"--cap-add: unknown capability {n!r}")
+    return frozenset(out)
+
+
+_LAST: int | None = None
+
+
+def last_cap() -> int:
+    """The highest capability this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    global _LAST
+    if _LAST is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _LAST = int(f.read())
+        except (OSError, ValueError):
+            _LAST = len(CAP_NAMES) - 1
+    return _LAST
+
+
+def drop(keep: frozenset[int], last: int) -> None:
+    """Drop all capabilities but ``keep`` from this process, for good."""
+    for cap in range(last + 1):
+        if cap not in keep and _prctl(N.PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            e = ctypes.get_errno()
+            if e != 22:  # EINVAL: a cap this kernel does not have
+                N.check(-1, f"drop capability {cap} from the bounding set")
+    N.check(_prctl(N.PR_CAP_AMBIENT, N.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+    lo = hi = 0
+    for cap in keep:
+        if cap < 32:
+            lo |= 1 << cap
+        else:
+            hi |= 1 << (cap - 32)
+    data = (_Data * 2)(_Data(lo, lo, lo), _Data(hi, hi, hi))
+    N.check(_capset(ctypes.byref(_Header(_V3, 0)), data), "drop capabilities (capset)")
+    for cap in sorted(keep):
+        N.check(_prctl(N.PR_CAP_AMBIENT, N.PR_CAP_AMBIENT_RAISE, cap, 0, 0), f"raise ambient capability {cap}")

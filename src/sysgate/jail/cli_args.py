@@ -1,0 +1,134 @@
+"""``sysgate run``: its argument parser and the command itself.
+
+``sysgate run [OPTIONS] [--] CMD [ARGS...]``. Exit status like bubblewrap: the command's
+code, 128+N when signal N killed it (159: a seccomp kill), 124 on ``--timeout``, 125 with a
+one-line reason when the sandbox could not be set up, 126/127 when the command could not be
+executed / was not found inside; 2 for bad options.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_run_parser", "run_command"]
+
+
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``run`` on an argparse subparsers object; sets ``func`` to :func:`run_command`."""
+    p = subparsers.add_parser(
+        "run", help="run a command in a sandbox (namespaces, limits, no privileges, seccomp)",
+        description="Run CMD in a sandbox: user, mount, PID, network, IPC, UTS and cgroup namespaces, a "
+                    "read-only view of the host root with private /tmp, minimal /dev and fresh /proc, all "
+                    "capabilities dropped, no_new_privs, and a seccomp filter (docker-default) loaded last.")
+    a = p.add_argument
+    g = p.add_argument_group("seccomp")
+    g.add_argument("--profile", default="docker-default", metavar="NAME|FILE",
+                   help="seccomp profile: a built-in name or a profile file (default: docker-default)")
+    g.add_argument("--no-seccomp", action="store_true", help="load no seccomp filter")
+    g.add_argument("--allow", action="append", default=[], metavar="NAME",
+                   help="allow this syscall or @group whatever the profile says (repeatable, comma-separated)")
+    g.add_argument("--deny", action="append", default=[], metavar="NAME[:ERRNO]",
+                   help="make this syscall or @group fail with ERRNO (default EPERM) or an action "
+                        "(repeatable, comma-separated)")
+    g.add_argument("--seccomp-action", metavar="ACTION",
+                   help="the filter's default action (e.g. kill-process, errno:EPERM, log)")
+    g = p.add_argument_group("filesystem")
+    g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
+    g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
+    g.add_argument("--ro-bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-only at DST")
+    g.add_argument("--tmpfs", action="append", default=[], metavar="DST[:SIZE]",
+                   help="mount a fresh tmpfs at DST, hiding what is there (SIZE with K/M/G)")
+    g.add_argument("--tmp-size", metavar="SIZE", help="size of the private /tmp")
+    g.add_argument("--chdir", metavar="DIR", help="working directory inside (default: the current one if it exists)")
+    g.add_argument("--ro", action="append", default=[], metavar="PATH",
+                   help="Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable")
+    g.add_argument("--rw", action="append", default=[], metavar="PATH", help="Landlock: allow full access to PATH")
+    g = p.add_argument_group("namespaces and identity")
+    g.add_argument("--share", action="append", default=[], metavar="NS",
+                   help="keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, comma-separated)")
+    g.add_argument("--net", choices=["none", "host"], default="none",
+                   help="none: a private network with only loopback (default); host: share the host's")
+    g.add_argument("--hostname", default="sysgate", help="hostname inside (default: sysgate)")
+    g.add_argument("--uid", type=int, help="user id inside (default: yours)")
+    g.add_argument("--gid", type=int, help="group id inside (default: yours)")
+    g.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="keep this capability (inside the sandbox's user namespace)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--rlimit", action="append", default=[], metavar="NAME=N[:HARD]",
+                   help="resource limit (nofile, nproc, cpu, as, fsize, ...; core is 0 unless set)")
+    g.add_argument("--memory", metavar="SIZE", help="cgroup memory limit, e.g. 64M")
+    g.add_argument("--pids", type=int, metavar="N", help="cgroup limit on processes and threads")
+    g.add_argument("--cpus", type=float, metavar="X", help="cgroup CPU quota in CPUs, e.g. 0.5")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the whole sandbox after this long")
+    g = p.add_argument_group("process")
+    g.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
+    g.add_argument("--keep-env", action="append", default=[], metavar="NAME", help="keep this variable of yours")
+    g.add_argument("--inherit-env", action="store_true", help="keep your whole environment")
+    g.add_argument("--pass-fd", action="append", default=[], type=int, metavar="N", help="keep fd N open")
+    g.add_argument("--new-session", action="store_true", help="start the command in a new session (no terminal)")
+    g.add_argument("--no-die-with-parent", action="store_true", help="let the sandbox outlive sysgate")
+    g = p.add_argument_group("reporting")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout at the end")
+    g.add_argument("--status-fd", type=int, metavar="FD", help="write the JSON result to this fd")
+    g.add_argument("-q", "--quiet", action="store_true", help="no note on stderr when the command is killed")
+    a("--launcher", choices=["auto", "vfork", "fork"], default="auto", help=argparse.SUPPRESS)
+    a("command", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]", help="the command (after --)")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def _split(values: list[str]) -> list[str]:
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from .options import Bind, Options, parse_bind, parse_tmpfs
+
+    share = set(_split(args.share))
+    if args.net == "host":
+        share.add("net")
+    binds: list[Bind] = [parse_bind(b, readonly=False) for b in args.bind]
+    binds += [parse_bind(b, readonly=True) for b in args.ro_bind]
+    return Options(
+        profile=None if args.no_seccomp else args.profile, allow=tuple(args.allow), deny=tuple(args.deny),
+        seccomp_action=args.seccomp_action, rootfs=args.rootfs, binds=tuple(binds),
+        tmpfs=tuple(parse_tmpfs(t) for t in args.tmpfs), tmp_size=args.tmp_size, share=frozenset(share),
+        hostname=args.hostname, uid=args.uid, gid=args.gid, rlimits=list(args.rlimit), memory=args.memory,
+        pids=args.pids, cpus=args.cpus, cap_add=tuple(_split(args.cap_add)), pass_fds=tuple(args.pass_fd),
+        env=list(args.env), keep_env=tuple(args.keep_env), clear_env=not args.inherit_env, timeout=args.timeout,
+        cwd=args.chdir, landlock_ro=tuple(args.ro), landlock_rw=tuple(args.rw),
+        die_with_parent=not args.no_die_with_parent, new_session=args.new_session, launcher=args.launcher,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the sandbox; returns the exit status. Bad options raise ValueError (the CLI's status 2)."""
+    cmd = list(args.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ValueError("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
+    opts = options_from_args(args)
+    from .result import SandboxError
+    from .sandbox import run
+
+    try:
+        res = run(cmd, options=opts)
+    except SandboxError as e:
+        print(f"sysgate: {e}", file=sys.stderr)
+        return e.exit_code
+    if not args.quiet and res.status != "exited":
+        print(f"sysgate: {cmd[0]}: {res.describe()}", file=sys.stderr)
+    if args.json or args.status_fd is not None:
+        line = (res.to_json() + "\n").encode()
+        if args.status_fd is not None:
+            try:
+                os.write(args.status_fd, line)
+            except OSError as e:
+                print(f"sysgate: --status-fd {args.status_fd}: {e.strerror}", file=sys.stderr)
+        if args.json:
+            sys.stdout.flush()
+            os.write(1, line)
+    return res.exit_code

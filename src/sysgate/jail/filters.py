@@ -1,0 +1,214 @@
+"""The sandbox's seccomp program: profile + ``--allow``/``--deny``/``--seccomp-action``,
+compiled once and cached in memory and on disk.
+
+Resolving docker-default and compiling it costs tens of milliseconds, far more than starting a
+sandbox, so programs are cached by a hash of everything they depend on (the profile file's
+bytes, the modifiers, the capabilities, sysgate's version, the machine). A cache hit imports
+neither the profile reader nor the compiler. The cache lives in ``$XDG_CACHE_HOME/sysgate/jail``
+(``~/.cache``); unwritable caches are simply skipped.
+
+Each program also records whether the sandbox's init may load it *before* spawning the
+command (the fast path): that requires every syscall the init makes after loading it (spawn,
+wait, signal, memory management) to be allowed, which is checked by running the program in
+the emulator with the real arguments. Otherwise the command's own process loads it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+__all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache"]
+
+_VERSION = b"sysgate-jail-filter-1"
+_MEM: dict[Any, "FilterProgram"] = {}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class FilterProgram:
+    """A loadable program: raw bytes, a ready ``struct sock_fprog`` and the fast-path verdict."""
+
+    data: bytes
+    supervisor_safe: bool
+    key: str
+
+    def __init__(self, data: bytes, supervisor_safe: bool, key: str) -> None:
+        self.data = data
+        self.supervisor_safe = supervisor_safe
+        self.key = key
+        self._buf = ctypes.create_string_buffer(self.data, len(self.data))
+        self.fprog = _SockFprog(len(self.data) // 8, ctypes.addressof(self._buf))
+
+    def __len__(self) -> int:
+        return len(self.data) // 8
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sysgate", "jail")
+
+
+def clear_cache() -> None:
+    _MEM.clear()
+
+
+def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), action: str | None = None,
+        caps: tuple[str, ...] = ()) -> FilterProgram:
+    """The program for a profile name/file/Policy and modifiers (cached)."""
+    mem_key = (profile if not isinstance(profile, str) else ("spec", profile, _file_stamp(profile)),
+               allow, deny, action, caps)
+    hit = _MEM.get(mem_key)
+    if hit is not None:
+        return hit
+    disk_key = None
+    if isinstance(profile, str):
+        disk_key = _disk_key(profile, allow, deny, action, caps)
+        prog = _load_disk(disk_key)
+        if prog is not None:
+            _MEM[mem_key] = prog
+            return prog
+    prog = _compile(profile, allow, deny, action, caps, disk_key or "")
+    if disk_key is not None:
+        _store_disk(prog)
+    _MEM[mem_key] = prog
+    return prog
+
+
+_PROFILES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "profiles")
+
+
+def _profile_path(spec: str) -> str:
+    # Built-ins are <name>.json next to sysgate.profiles; checking that here keeps the profile
+    # reader (and its imports) off the path of a cache hit. Anything else goes through the module.
+    if "/" not in spec:
+        guess = os.path.join(_PROFILES_DIR, spec + ".json")
+        if os.path.exists(guess):
+            return guess
+    from ..profiles import BUILTINS, builtin_path
+
+    return builtin_path(spec) if spec in BUILTINS else spec
+
+
+def _file_stamp(spec: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(_profile_path(spec))
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None
+
+
+def _sha256(data: bytes) -> Any:
+    try:  # the builtin module: hashlib would load OpenSSL on the CLI's start-up path
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python < 3.12
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]
+    return sha256(data)
+
+
+def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tuple) -> str:
+    h = _sha256(_VERSION)
+    from .. import __version__
+
+    h.update(__version__.encode() + b"\0" + os.uname().machine.encode() + b"\0")
+    try:
+        with open(_profile_path(spec), "rb") as f:
+            h.update(f.read())
+    except OSError:
+        h.update(b"missing:" + spec.encode())  # compile will report the error
+    h.update(repr((sorted(allow), sorted(deny), action, sorted(caps))).encode())
+    return h.hexdigest()
+
+
+def _load_disk(key: str) -> FilterProgram | None:
+    try:
+        with open(os.path.join(_cache_dir(), key + ".bpf"), "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if len(blob) < 9 or (len(blob) - 1) % 8 or blob[0] not in (0, 1):
+        return None
+    return FilterProgram(blob[1:], bool(blob[0]), key)
+
+
+def _store_disk(prog: FilterProgram) -> None:
+    d = _cache_dir()
+    try:
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".{prog.key}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(bytes([1 if prog.supervisor_safe else 0]) + prog.data)
+        os.replace(tmp, os.path.join(d, prog.key + ".bpf"))
+    except OSError:
+        pass
+
+
+def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], action: str | None) -> Any:
+    """``--seccomp-action`` replaces the default action first; then ``--allow NAME`` and
+    ``--deny NAME[:ERRNO|:ACTION]`` replace the rules for NAME
+    (:func:`sysgate.profiles.apply_modifiers`: names, ``@groups``, numbers; EPERM by default).
+    """
+    from ..policy import Action, Policy
+    from ..profiles import apply_modifiers as modify
+
+    if action:
+        policy = Policy(Action.parse(action), policy.rules, policy.arches, policy.bad_arch)
+    return modify(policy, allow=allow, deny=deny)
+
+
+def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: tuple, key: str) -> FilterProgram:
+    from ..compiler import compile_policy
+    from ..policy import Policy
+
+    if isinstance(profile, Policy):
+        policy = profile
+    else:
+        from ..profiles import resolve
+
+        policy = resolve(str(profile), caps=list(caps))
+    policy = apply_modifiers(policy, allow, deny, action)
+    compiled = compile_policy(policy)
+    data = compiled.to_bytes()
+    return FilterProgram(data, supervisor_safe(compiled.insns), key)
+
+
+def supervisor_safe(insns: Any) -> bool:
+    """Whether the sandbox's init can keep working (spawn, wait, signal) after loading ``insns``."""
+    from ..arch import native
+    from ..bpf.emulator import emulate
+    from ..policy import Action, ActionKind
+
+    a = native()
+    import errno as E
+    import signal
+
+    spawn_flags = 0x100 | 0x4000 | signal.SIGCHLD  # CLONE_VM|CLONE_VFORK|SIGCHLD, as posix_spawn
+    anon = 0x02 | 0x20  # MAP_PRIVATE|MAP_ANONYMOUS
+    required: list[tuple[str, tuple[int, ...]]] = [
+        ("clone", (spawn_flags, 0, 0, 0, 0, 0)),
+        ("execve", ()), ("execveat", ()), ("exit", (0,)), ("exit_group", (127,)),
+        ("wait4", (2**64 - 1, 0, 1, 0)), ("rt_sigtimedwait", ()), ("rt_sigprocmask", ()),
+        ("mmap", (0, 1 << 20, 3, anon | 0x20000, 2**64 - 1, 0)), ("munmap", ()), ("mprotect", (0, 4096, 0)),
+        ("brk", ()), ("futex", (0, 0x81, 1)), ("futex", (0, 0x80, 0)), ("kill", (1, 15)),
+        ("write", ()), ("close", ()),
+    ]
+    for name, args in required:
+        if not a.has(name):
+            continue
+        act = Action.from_ret(emulate(insns, a, a.nr(name), args).ret)
+        if act.kind is not ActionKind.ALLOW and not (name == "execveat" and act.kind is ActionKind.ERRNO):
+            return False
+    for name in ("clone3", "madvise"):
+        if a.has(name):
+            act = Action.from_ret(emulate(insns, a, a.nr(name), ()).ret)
+            if act.kind is ActionKind.ALLOW:
+                continue
+            if act.kind is ActionKind.ERRNO and (name == "madvise" or act.data == E.ENOSYS):
+                continue
+            return False
+    return True

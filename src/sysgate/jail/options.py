@@ -1,0 +1,344 @@
+"""What a sandbox should look like: one validated, immutable :class:`Options` record.
+
+Every layer is on by default where the kernel allows it; each field relaxes one. The same
+record backs the Python API (``sysgate.run(argv, memory="64M", ...)``) and the CLI, so the
+string forms the CLI takes (sizes with K/M/G, ``NAME=N`` rlimits, ``SRC:DST`` binds) are
+accepted by the API too. Bad values raise :class:`JailConfigError` (a ``ValueError``) with a
+one-line message naming the option.
+"""
+from __future__ import annotations
+
+import os
+import signal as _signal
+from collections.abc import Mapping
+
+from ..record import Record
+
+__all__ = ["JailConfigError", "Bind", "Tmpfs", "Options", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
+           "parse_size", "parse_rlimit", "parse_bind", "parse_tmpfs", "RLIMITS", "DEVNULL", "PIPE", "STDOUT"]
+
+#: Namespaces a sandbox unshares; ``share=`` names the ones to keep from the host.
+NAMESPACES = ("user", "pid", "net", "ipc", "uts", "cgroup")
+
+#: Variables kept from the caller's environment (plus ``LC_*``); everything else is dropped.
+SAFE_ENV = ("PATH", "TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Standard-stream sentinels, as in :mod:`subprocess`.
+DEVNULL = -3
+PIPE = -1
+STDOUT = -2
+
+RLIMITS = {
+    "as": 9, "core": 4, "cpu": 0, "data": 2, "fsize": 1, "locks": 10, "memlock": 8, "msgqueue": 12,
+    "nice": 13, "nofile": 7, "nproc": 6, "rss": 5, "rtprio": 14, "rttime": 15, "sigpending": 11, "stack": 3,
+}
+_RLIM_INFINITY = (1 << 64) - 1
+_SIZE_LIMITS = {"as", "core", "data", "fsize", "memlock", "msgqueue", "rss", "stack"}
+
+
+class JailConfigError(ValueError):
+    """An option the sandbox cannot honour; the message is one line naming it."""
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """``64M`` -> 67108864. Suffixes K, M, G, T (powers of 1024), optional ``B``/``iB``."""
+    if isinstance(text, bool):
+        raise JailConfigError(f"{what}: expected a size, got {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise JailConfigError(f"{what}: negative size {text}")
+        return text
+    t = str(text).strip().upper()
+    if t.endswith("IB"):
+        t = t[:-2]
+    elif t.endswith("B"):
+        t = t[:-1]
+    mult = 1
+    if t[-1:] in ("K", "M", "G", "T"):
+        mult = 1024 ** ("KMGT".index(t[-1]) + 1)
+        t = t[:-1]
+    try:
+        v = float(t)
+    except ValueError:
+        raise JailConfigError(f"{what}: {text!r} is not a size (use a number with K, M or G)") from None
+    if v < 0 or v != v:
+        raise JailConfigError(f"{what}: {text!r} is not a size")
+    return int(v * mult)
+
+
+def _limit_value(text: str, name: str) -> int:
+    t = text.strip().lower()
+    if t in ("unlimited", "infinity", "inf", "-1"):
+        return _RLIM_INFINITY
+    if name in _SIZE_LIMITS:
+        return parse_size(t, f"--rlimit {name}")
+    try:
+        v = int(t, 0)
+    except ValueError:
+        raise JailConfigError(f"--rlimit {name}: {text!r} is not a number") from None
+    if v < 0:
+        raise JailConfigError(f"--rlimit {name}: negative value {v}")
+    return v
+
+
+def parse_rlimit(text: str) -> tuple[str, tuple[int, int]]:
+    """``NAME=N`` or ``NAME=SOFT:HARD`` (``unlimited`` allowed; sizes take K/M/G)."""
+    name, eq, value = text.partition("=")
+    name = name.strip().lower().removeprefix("rlimit_")
+    if not eq:
+        raise JailConfigError(f"--rlimit {text!r}: expected NAME=N or NAME=SOFT:HARD")
+    if name not in RLIMITS:
+        raise JailConfigError(f"--rlimit {text!r}: unknown limit {name!r} (known: {', '.join(sorted(RLIMITS))})")
+    soft, colon, hard = value.partition(":")
+    s = _limit_value(soft, name)
+    h = _limit_value(hard, name) if colon else s
+    if s > h:
+        raise JailConfigError(f"--rlimit {text!r}: soft limit above hard limit")
+    return name, (s, h)
+
+
+class Bind(Record):
+    """Bind host path ``src`` at ``dst`` inside the sandbox (read-only unless ``readonly`` is False)."""
+
+    __slots__ = ("src", "dst", "readonly")
+    _defaults = {"readonly": True}
+
+
+class Tmpfs(Record):
+    """A fresh tmpfs at ``dst`` (hides whatever was there); ``size`` in bytes or None for the default."""
+
+    __slots__ = ("dst", "size")
+    _defaults = {"size": None}
+
+
+def _abs(path: str, what: str) -> str:
+    if not path or not path.startswith("/"):
+        raise JailConfigError(f"{what}: {path!r} must be an absolute path")
+    if "\0" in path:
+        raise JailConfigError(f"{what}: path contains a NUL byte")
+    return os.path.normpath(path) if path != "/" else "/"
+
+
+def parse_bind(text: str, readonly: bool) -> Bind:
+    """``SRC`` or ``SRC:DST``."""
+    opt = "--ro-bind" if readonly else "--bind"
+    src, colon, dst = text.partition(":")
+    return Bind(_abs(src, opt), _abs(dst if colon else src, opt), readonly)
+
+
+def parse_tmpfs(text: str) -> Tmpfs:
+    """``DST`` or ``DST:SIZE``."""
+    dst, colon, size = text.partition(":")
+    return Tmpfs(_abs(dst, "--tmpfs"), parse_size(size, f"--tmpfs {dst}") if colon else None)
+
+
+class Options(Record):
+    """Everything a sandbox can be told. All fields have safe defaults.
+
+    Filesystem: a read-only view of the host root (or ``rootfs``), private ``/tmp`` (``tmp_size``),
+    minimal ``/dev``, fresh ``/proc``; ``binds``/``tmpfs`` add mounts, in order, after those.
+    ``landlock_ro``/``landlock_rw`` turn on Landlock: only those trees are reachable at all.
+    Namespaces: all of :data:`NAMESPACES` unless named in ``share``. Limits: ``rlimits`` (core is
+    0 unless set), cgroup ``memory``/``pids``/``cpus``, ``timeout`` seconds for the whole tree.
+    Privileges: every capability dropped but ``cap_add``; no_new_privs; ``uid``/``gid`` inside.
+    Seccomp: ``profile`` (name, file, a :class:`~sysgate.policy.Policy`, or None for no filter)
+    with ``allow``/``deny`` (``NAME`` or ``NAME:errno``) and ``seccomp_action`` as the default.
+    """
+
+    __slots__ = (
+        "profile", "allow", "deny", "seccomp_action", "rootfs", "binds", "tmpfs", "tmp_size", "share",
+        "hostname", "uid", "gid", "rlimits", "memory", "pids", "cpus", "cap_add", "pass_fds", "env",
+        "keep_env", "clear_env", "timeout", "cwd", "landlock_ro", "landlock_rw", "die_with_parent",
+        "new_session", "launcher"
+    )
+    _defaults = {
+        "profile": "docker-default",
+        "allow": (),
+        "deny": (),
+        "seccomp_action": None,
+        "rootfs": None,
+        "binds": (),
+        "tmpfs": (),
+        "tmp_size": None,
+        "share": frozenset(),
+        "hostname": "sysgate",
+        "uid": None,
+        "gid": None,
+        "rlimits": dict,
+        "memory": None,
+        "pids": None,
+        "cpus": None,
+        "cap_add": (),
+        "pass_fds": (),
+        "env": dict,
+        "keep_env": (),
+        "clear_env": True,
+        "timeout": None,
+        "cwd": None,
+        "landlock_ro": (),
+        "landlock_rw": (),
+        "die_with_parent": True,
+        "new_session": False,
+        "launcher": "auto",
+    }
+
+    def _check(self) -> None:
+        s = object.__setattr__
+        s(self, "allow", _strs(self.allow, "allow"))
+        s(self, "deny", _strs(self.deny, "deny"))
+        if self.rootfs is not None:
+            s(self, "rootfs", _abs(os.fspath(self.rootfs), "--rootfs"))
+        s(self, "binds", tuple(_bind(b) for b in _seq(self.binds)))
+        s(self, "tmpfs", tuple(_tmpfs(t) for t in _seq(self.tmpfs)))
+        if self.tmp_size is not None:
+            s(self, "tmp_size", parse_size(self.tmp_size, "tmp_size"))
+        share = {self.share} if isinstance(self.share, str) else set(self.share)
+        bad = share - set(NAMESPACES)
+        if bad:
+            raise JailConfigError(f"--share: unknown namespace {sorted(bad)[0]!r} (known: {', '.join(NAMESPACES)})")
+        s(self, "share", frozenset(share))
+        if self.hostname is not None and (len(self.hostname.encode()) > 64 or not self.hostname):
+            raise JailConfigError(f"--hostname: {self.hostname!r} must be 1-64 bytes")
+        for what in ("uid", "gid"):
+            v = getattr(self, what)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32 - 1):
+                raise JailConfigError(f"--{what}: {v!r} is not a valid id")
+        rl: dict[str, tuple[int, int]] = {"core": (0, 0)}
+        items = self.rlimits.items() if isinstance(self.rlimits, Mapping) else [parse_rlimit(t) for t in self.rlimits]
+        for k, v in items:
+            if isinstance(v, str):
+                k, v = parse_rlimit(f"{k}={v}")
+            elif isinstance(v, int):
+                v = (v, v)
+            k = k.lower().removeprefix("rlimit_")
+            if k not in RLIMITS:
+                raise JailConfigError(f"--rlimit: unknown limit {k!r}")
+            rl[k] = (int(v[0]), int(v[1]))
+        s(self, "rlimits", rl)
+        if self.memory is not None:
+            s(self, "memory", parse_size(self.memory, "--memory"))
+            if self.memory < 1 << 20:
+                raise JailConfigError(f"--memory: {self.memory} bytes is below the 1M minimum")
+        if self.pids is not None:
+            if isinstance(self.pids, bool) or not isinstance(self.pids, int) or self.pids < 1:
+                raise JailConfigError(f"--pids: {self.pids!r} must be a positive integer")
+        if self.cpus is not None:
+            try:
+                c = float(self.cpus)
+            except (TypeError, ValueError):
+                raise JailConfigError(f"--cpus: {self.cpus!r} is not a number") from None
+            if not 0.01 <= c <= 4096:
+                raise JailConfigError(f"--cpus: {c} out of range 0.01-4096")
+            s(self, "cpus", c)
+        s(self, "cap_add", _strs(self.cap_add, "cap_add"))
+        fds = tuple(int(f) for f in self.pass_fds)
+        if any(f < 0 for f in fds):
+            raise JailConfigError(f"--pass-fd: negative fd in {fds}")
+        s(self, "pass_fds", fds)
+        env = dict(self.env) if isinstance(self.env, Mapping) else dict(_kv(e) for e in self.env)
+        for k in env:
+            if not k or "=" in k or "\0" in k:
+                raise JailConfigError(f"--env: bad variable name {k!r}")
+        s(self, "env", env)
+        s(self, "keep_env", _strs(self.keep_env, "keep_env"))
+        if self.timeout is not None:
+            t = float(self.timeout)
+            if not t > 0:
+                raise JailConfigError(f"--timeout: {self.timeout!r} must be a positive number of seconds")
+            s(self, "timeout", t)
+        if self.cwd is not None:
+            s(self, "cwd", _abs(os.fspath(self.cwd), "--chdir"))
+        s(self, "landlock_ro", tuple(_abs(os.fspath(p), "--ro") for p in _seq(self.landlock_ro)))
+        s(self, "landlock_rw", tuple(_abs(os.fspath(p), "--rw") for p in _seq(self.landlock_rw)))
+        if self.launcher not in ("auto", "vfork", "fork"):
+            raise JailConfigError(f"launcher: {self.launcher!r} must be auto, vfork or fork")
+        if "user" in self.share and os.geteuid() != 0:
+            raise JailConfigError("--share user: without a user namespace the sandbox needs root")
+
+    @classmethod
+    def from_kwargs(cls, **kw: Any) -> "Options":
+        names = set(cls.__slots__)
+        for k in kw:
+            if k not in names:
+                import difflib
+
+                close = difflib.get_close_matches(k, sorted(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise JailConfigError(f"unknown sandbox option {k!r}{hint}")
+        return cls(**kw)
+
+    def ns(self, name: str) -> bool:
+        """Whether namespace ``name`` is unshared."""
+        return name not in self.share
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The sandbox's environment: the safe list (+ ``keep_env``) from ``base``, then ``env``."""
+        if base is None:
+            base = os.environ
+            raw = getattr(os.environ, "_data", None)  # bytes -> bytes: scanning it skips decoding every entry
+            if self.clear_env and isinstance(raw, dict):
+                keep_b = {k.encode() for k in (*SAFE_ENV, *self.keep_env)}
+                base = {os.fsdecode(k): os.fsdecode(v) for k, v in raw.items() if k in keep_b or k.startswith(b"LC_")}
+        if not self.clear_env:
+            out = dict(base)
+        else:
+            keep = set(SAFE_ENV) | set(self.keep_env)
+            out = {k: v for k, v in base.items() if k in keep or k.startswith("LC_")}
+        out.setdefault("PATH", DEFAULT_PATH)
+        out.update(self.env)
+        return out
+
+
+def _seq(v: "Any") -> "Iterable[Any]":
+    if v is None:
+        return ()
+    if isinstance(v, (str, bytes, Bind, Tmpfs)):
+        return (v,)
+    return v
+
+
+def _strs(v: Any, what: str) -> tuple[str, ...]:
+    out = tuple(str(x) for x in _seq(v))
+    for x in out:
+        if not x:
+            raise JailConfigError(f"--{what.replace('_', '-')}: empty value")
+    return out
+
+
+def _bind(b: Any) -> Bind:
+    if isinstance(b, Bind):
+        return Bind(_abs(b.src, "--bind"), _abs(b.dst, "--bind"), b.readonly)
+    if isinstance(b, str):
+        return parse_bind(b, readonly=True)
+    if isinstance(b, tuple) and 2 <= len(b) <= 3:
+        return Bind(_abs(str(b[0]), "--bind"), _abs(str(b[1]), "--bind"), bool(b[2]) if len(b) == 3 else True)
+    raise JailConfigError(f"binds: {b!r} is not a Bind, 'SRC[:DST]' or (src, dst[, readonly])")
+
+
+def _tmpfs(t: Any) -> Tmpfs:
+    if isinstance(t, Tmpfs):
+        return Tmpfs(_abs(t.dst, "--tmpfs"), None if t.size is None else parse_size(t.size, "--tmpfs"))
+    if isinstance(t, str):
+        return parse_tmpfs(t)
+    raise JailConfigError(f"tmpfs: {t!r} is not a Tmpfs or 'DST[:SIZE]'")
+
+
+def _kv(text: str) -> tuple[str, str]:
+    k, eq, v = str(text).partition("=")
+    if not eq:
+        raise JailConfigError(f"--env {text!r}: expected NAME=VALUE")
+    return k, v
+
+
+def signal_number(name: str | int) -> int:
+    """``TERM``, ``SIGTERM`` or ``15`` -> 15."""
+    if isinstance(name, int):
+        return name
+    t = name.strip().upper()
+    if t.isdigit():
+        return int(t)
+    try:
+        return int(getattr(_signal, t if t.startswith("SIG") else "SIG" + t))
+    except AttributeError:
+        raise JailConfigError(f"unknown signal {name!r}") from None

@@ -1,0 +1,588 @@
+"""The public face of the jail: :func:`run` (one call, blocking) and :class:`Sandbox`
+(start, stream I/O, signal, wait).
+
+``run`` launches on the calling thread; ``Sandbox`` launches on a helper thread so the caller
+keeps going (see :mod:`.runner` for why the launching thread sleeps while the sandbox runs).
+Captured output of ``run`` goes to memory files rather than pipes, so nothing has to pump
+them while the command runs.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import IO, Any, Sequence
+
+from . import caps as _caps
+from . import cgroups as _cg
+from . import filters as _filters
+from . import _native as N
+from . import mounts as _mounts
+from . import netpool as _netpool
+from . import namespaces as _ns
+from . import result as _res
+from . import rlimits as _rl
+from . import runner as _runner
+from .runner import Plan, vfork_supported
+from .options import DEVNULL, PIPE, STDOUT, JailConfigError, Options
+from .result import RunResult, SandboxError
+
+__all__ = ["run", "Sandbox", "DEVNULL", "PIPE", "STDOUT"]
+
+
+def _argv(argv: Sequence[str] | str) -> list[str]:
+    if isinstance(argv, (str, bytes)):
+        raise JailConfigError("argv must be a list of strings, not a single string (use ['sh', '-c', ...])")
+    out = [os.fsdecode(a) for a in argv]
+    if not out or not out[0]:
+        raise JailConfigError("argv: no command given")
+    for a in out:
+        if "\0" in a:
+            raise JailConfigError("argv: an argument contains a NUL byte")
+    return out
+
+
+class _Prepared:
+    """A Plan plus what the caller must release afterwards."""
+
+    def __init__(self, argv: list[str], opts: Options, std: list[Any], *, memfd_capture: bool,
+                 input: bytes | None, streaming: bool) -> None:
+        self.opts = opts
+        self.argv = argv
+        self.to_close: list[int] = []       # child ends and temporary fds, closed once init has them
+        self.parent_ends: list[Any] = [None, None, None]
+        self.capture: list[int | None] = [None, None, None]
+        program = None
+        if opts.profile is not None and opts.profile != "none":
+            program = _filters.get(opts.profile, opts.allow, opts.deny, opts.seccomp_action,
+                                  tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
+        elif opts.allow or opts.deny or opts.seccomp_action:
+            raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
+        keep = _caps.parse_caps(opts.cap_add)
+        for fd in opts.pass_fds:
+            try:
+                os.fstat(fd)
+            except OSError:
+                raise JailConfigError(f"--pass-fd {fd}: not an open file descriptor") from None
+        landlock = None
+        if opts.landlock_ro or opts.landlock_rw:
+            from . import landlock as _ll
+
+            abi = _ll.abi_version()
+            if abi <= 0:
+                raise SandboxError(95, "landlock: --ro/--rw need Landlock, which this kernel does not offer",
+                                   "landlock")
+            landlock = (opts.landlock_ro, opts.landlock_rw, abi)
+        early, late = _rl.split(dict(opts.rlimits))
+        mplan = _mounts.plan(opts, _cwd())
+        self.cgroup = None
+        try:
+            self.cgroup = _cg.create(opts)
+        except OSError as e:
+            raise SandboxError(e.errno or 0, f"cgroup: {e.strerror or e}", "cgroup") from None
+        try:
+            stdio = self._stdio(std, memfd_capture, input, streaming)
+            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe)
+            self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
+            lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
+            self.lifeline = (lr, lw)
+            self.plan = Plan(
+                argv=argv, env=opts.environment(), ns=_ns.plan(opts, late_cgroupns=self.cgroup is not None),
+                mounts=mplan, cgroup=self.cgroup, program=program, fast=fast, keep_caps=keep,
+                last_cap=_caps.last_cap(), rl_early=early, rl_late=late, landlock=landlock, stdio=stdio,
+                pass_fds=opts.pass_fds, new_session=opts.new_session, timeout=opts.timeout,
+                die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
+            )
+            if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
+                fd = _netpool.take()
+                if fd >= 0:
+                    self.plan.netns_fd = fd
+                    self.plan.ns.clone_flags &= ~N.CLONE_NEWNET
+                    self.plan.ns.loopback = False
+        except BaseException:
+            self.release()
+            raise
+
+    def _stdio(self, std: list[Any], memfd_capture: bool, input: bytes | None, streaming: bool) -> list[int | None]:
+        out: list[int | None] = [None, None, None]
+        if input is not None:
+            if std[0] is not None:
+                raise JailConfigError("stdin and input cannot both be given")
+            fd = os.memfd_create("sysgate-stdin", os.MFD_CLOEXEC)
+            self.to_close.append(fd)
+            data = memoryview(input)
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
+            os.lseek(fd, 0, os.SEEK_SET)
+            out[0] = fd
+        for i, spec in enumerate(std):
+            if i == 0 and input is not None:
+                continue
+            if spec is None:
+                continue
+            if spec == STDOUT and i == 2:
+                out[2] = out[1] if out[1] is not None else 1
+            elif spec == DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                self.to_close.append(fd)
+                out[i] = fd
+            elif spec == PIPE and not streaming and i > 0 and memfd_capture:
+                fd = os.memfd_create(("sysgate-stdout", "sysgate-stderr")[i - 1], os.MFD_CLOEXEC)
+                self.capture[i] = fd
+                out[i] = fd
+            elif spec == PIPE:
+                r, w = os.pipe()
+                child, parent = (r, w) if i == 0 else (w, r)
+                self.to_close.append(child)
+                self.parent_ends[i] = os.fdopen(parent, "wb" if i == 0 else "rb", buffering=0)
+                out[i] = child
+            elif isinstance(spec, int) and spec >= 0:
+                out[i] = spec
+            elif hasattr(spec, "fileno"):
+                out[i] = spec.fileno()
+            else:
+                raise JailConfigError(f"{('stdin', 'stdout', 'stderr')[i]}: unsupported value {spec!r}")
+        return out
+
+    def close_child_ends(self) -> None:
+        for fd in self.to_close:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.to_close = []
+        lr, lw = getattr(self, "lifeline", (-1, -1))
+        if lr >= 0:
+            os.close(lr)
+            self.lifeline = (-1, lw)
+        plan = getattr(self, "plan", None)
+        if plan is not None and plan.netns_fd >= 0:
+            os.close(plan.netns_fd)
+            plan.netns_fd = -1
+            self.used_pool = True
+
+    def release(self) -> None:
+        self.close_child_ends()
+        lr, lw = getattr(self, "lifeline", (-1, -1))
+        if lw >= 0:
+            os.close(lw)
+            self.lifeline = (lr, -1)
+        for fd in self.capture:
+            if fd is not None:
+                os.close(fd)
+        self.capture = [None, None, None]
+        if self.cgroup is not None:
+            self.cgroup.cleanup()
+        if getattr(self, "used_pool", False) or self.opts.ns("net"):
+            _netpool.refill()
+
+    def read_capture(self, i: int) -> bytes | None:
+        fd = self.capture[i]
+        if fd is None:
+            return None
+        size = os.fstat(fd).st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while size > 0:
+            b = os.read(fd, min(size, 1 << 24))
+            if not b:
+                break
+            chunks.append(b)
+            size -= len(b)
+        return b"".join(chunks)
+
+
+def _options(kw: dict[str, Any]) -> Options:
+    if "options" in kw:
+        opts = kw.pop("options")
+        if kw:
+            raise JailConfigError("give either options= or keyword options, not both")
+        if not isinstance(opts, Options):
+            raise JailConfigError(f"options= must be an Options, not {type(opts).__name__}")
+        return opts
+    try:
+        key = tuple(sorted(kw.items()))
+        hit = _OPTIONS_CACHE.get(key)
+    except TypeError:  # unhashable values (lists, dicts): build afresh
+        return Options.from_kwargs(**kw)
+    if hit is None:
+        hit = Options.from_kwargs(**kw)
+        if len(_OPTIONS_CACHE) > 64:
+            _OPTIONS_CACHE.clear()
+        _OPTIONS_CACHE[key] = hit
+    return hit
+
+
+_OPTIONS_CACHE: dict[tuple, Options] = {}
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: float) -> RunResult:
+    """Turn init's report into a RunResult (raising SandboxError for setup failures); clean up."""
+    opts, cg = prep.opts, prep.cgroup
+    try:
+        if cg is not None and not opts.ns("pid"):
+            cg.kill_all()
+        if "raise" in R:  # KeyboardInterrupt & co. that our signal handlers raised while init ran
+            raise R["raise"]
+        err = R.get("error")
+        if err:
+            stage, errno, msg = err
+            raise SandboxError(errno, f"{stage}: {msg}" if not msg.startswith(stage) else msg, stage)
+        status = R.get("status")
+        res = RunResult(argv=prep.argv, status=_res.EXITED, wall_time=t1 - t0, launcher=prep.launcher,
+                        user_time=R.get("utime", 0.0), system_time=R.get("stime", 0.0))
+        res.peak_memory = R.get("maxrss", 0) * 1024 or None
+        if cg is not None:
+            res.cgroup = cg.version
+            res.oom_kills = cg.oom_kills()
+            res.pids_limit_hits = cg.pids_limit_hits()
+            if opts.memory is not None:
+                res.peak_memory = cg.peak_memory() or res.peak_memory
+        if R.get("timeout"):
+            res.status, res.signal = _res.TIMEOUT, signal.SIGKILL
+        elif R.get("killed"):
+            res.status, res.signal = _res.KILLED, signal.SIGKILL
+        elif status is None:
+            died = init_status is not None and os.WIFSIGNALED(init_status)
+            sig = os.WTERMSIG(init_status) if died else signal.SIGKILL  # type: ignore[arg-type]
+            res.status, res.signal = _res.SIGNALED, sig
+        elif os.WIFEXITED(status):
+            res.returncode = os.WEXITSTATUS(status)
+        else:
+            sig = os.WTERMSIG(status)
+            res.signal = sig
+            if sig == signal.SIGSYS:
+                res.status = _res.SECCOMP
+                _attribute(res, R.get("sigsys_hostpid"), t0)
+            elif sig == signal.SIGKILL and res.oom_kills:
+                res.status = _res.OOM
+            elif sig in (signal.SIGXCPU, signal.SIGXFSZ):
+                res.status = _res.LIMIT
+            elif sig == signal.SIGKILL and "cpu" in opts.rlimits and res.cpu_time >= 0.9 * opts.rlimits["cpu"][1]:
+                res.status = _res.LIMIT
+            else:
+                res.status = _res.SIGNALED
+        for i, name in ((1, "stdout"), (2, "stderr")):
+            data = prep.read_capture(i)
+            if data is not None:
+                setattr(res, name, data)
+        return res
+    finally:
+        prep.release()
+
+
+def _attribute(res: RunResult, host_pid: int | None, t0: float) -> None:
+    from . import audit
+
+    rec = audit.find_seccomp_kill(host_pid, t0)
+    if rec is not None:
+        res.syscall_nr = rec.nr
+        res.syscall, res.arch = audit.describe(rec)
+
+
+def _reap(pid: int) -> int | None:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:  # someone else reaped it (os.wait() elsewhere); the report stands
+            return None
+        except InterruptedError:
+            continue
+
+
+def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -> int | None:
+    """Launch init and wait for it; fills ``R``; returns init's wait status."""
+    try:
+        if prep.launcher == "vfork":
+            try:
+                pid = _runner.launch_vfork(prep.plan, R, ptid)
+            except _runner.VforkBusy:
+                prep.launcher = "fork"
+            else:
+                prep.close_child_ends()
+                return _reap(pid)
+        pid, rfd = _runner.launch_fork(prep.plan)
+    except N.JailOSError as e:
+        raise SandboxError(e.errno or 0, f"namespaces: {e.strerror}", "namespaces") from None
+    ptid.value = pid
+    if on_pid is not None:
+        on_pid(pid)
+    prep.close_child_ends()
+    try:
+        chunks = []
+        while True:
+            b = os.read(rfd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(rfd)
+    st = _reap(pid)
+    if chunks:
+        import marshal
+
+        R.update(marshal.loads(b"".join(chunks)))
+    elif "error" not in R:
+        R["error"] = ("init", 0, "the sandbox's init died before reporting" +
+                      (f" (signal {os.WTERMSIG(st)})" if st is not None and os.WIFSIGNALED(st) else ""))
+    return st
+
+
+def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+        input: bytes | None = None, capture_output: bool = False, **options: Any) -> RunResult:
+    """Run ``argv`` in a new sandbox and wait for it.
+
+    ``options`` are :class:`~sysgate.jail.options.Options` fields (``profile``, ``memory="64M"``,
+    ``timeout=5``, ``binds=["/src:/work"]``...). Standard streams are inherited unless given:
+    ``PIPE`` (or ``capture_output=True``) captures into ``RunResult.stdout``/``stderr``; ``input``
+    feeds bytes to stdin. Raises :class:`SandboxError` if the sandbox cannot be set up or the
+    command cannot be executed, ``JailConfigError`` (a ``ValueError``) for bad options.
+    """
+    opts = _options(options)
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise JailConfigError("capture_output cannot be combined with stdout/stderr")
+        stdout = stderr = PIPE
+    t0 = time.monotonic()
+    prep = _Prepared(_argv(argv), opts, [stdin, stdout, stderr], memfd_capture=True, input=input, streaming=False)
+    R: dict = {}
+    try:
+        st = _execute(prep, R, ctypes.c_int(0))
+    except BaseException:
+        prep.release()
+        raise
+    return _finish(prep, R, st, t0, time.monotonic())
+
+
+class Sandbox:
+    """A sandboxed command running alongside the caller.
+
+    ``Sandbox(argv, stdout=PIPE, **options).start()`` returns once the command is running (or
+    raises :class:`SandboxError`). ``stdin``/``stdout``/``stderr`` are unbuffered binary files
+    for streams given as ``PIPE``. :meth:`wait` returns the :class:`RunResult`;
+    :meth:`send_signal` delivers a signal to the command (through the sandbox's init);
+    :meth:`kill` ends the whole sandbox. Use as a context manager to be sure it is gone.
+
+    The sandbox dies with the *thread* that started it only when the process dies (the start
+    happens on a helper thread that lives as long as the sandbox).
+    """
+
+    def __init__(self, argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+                 **options: Any) -> None:
+        self.argv = _argv(argv)
+        self.options = _options(options)
+        self._std = [stdin, stdout, stderr]
+        self._prep: _Prepared | None = None
+        self._thread: threading.Thread | None = None
+        self._result: RunResult | None = None
+        self._exc: BaseException | None = None
+        self._ptid = ctypes.c_int(0)
+        self._done = threading.Event()
+        self.stdin: IO[bytes] | None = None
+        self.stdout: IO[bytes] | None = None
+        self.stderr: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Host pid of the sandbox's init (PID 1 inside), None before start."""
+        return self._ptid.value or None
+
+    def start(self) -> "Sandbox":
+        if self._thread is not None:
+            raise RuntimeError("sandbox already started")
+        t0 = time.monotonic()
+        prep = _Prepared(self.argv, self.options, self._std, memfd_capture=False, input=None, streaming=True)
+        self._prep = prep
+        rr, rw = os.pipe()
+        prep.plan.ready = rw
+        self.stdin, self.stdout, self.stderr = prep.parent_ends
+        R: dict = {}
+
+        def body() -> None:
+            st = None
+            try:
+                st = _execute(prep, R, self._ptid)
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+                self._exc = e
+                prep.release()
+            finally:
+                try:
+                    os.write(rw, b"X")  # wakes start() if init never said "R"
+                except OSError:
+                    pass
+                os.close(rw)
+            if self._exc is None:
+                try:
+                    self._result = _finish(prep, R, st, t0, time.monotonic())
+                except BaseException as e:  # noqa: BLE001
+                    self._exc = e
+            self._done.set()
+
+        self._thread = threading.Thread(target=body, name=f"sysgate-sandbox-{self.argv[0]}", daemon=True)
+        _register_live(self)
+        self._thread.start()
+        try:
+            first = os.read(rr, 1)
+        finally:
+            os.close(rr)
+        if first != b"R":
+            self._thread.join()
+            self._close_streams()
+            if self._exc is not None:
+                raise self._exc
+            raise SandboxError(0, "the sandbox ended before the command started", "init")
+        return self
+
+    def _close_streams(self) -> None:
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+    def poll(self) -> RunResult | None:
+        if self._done.is_set():
+            return self.wait()
+        return None
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Wait for the command (and the sandbox) to end; ``TimeoutError`` if it has not by ``timeout``."""
+        if self._thread is None:
+            raise RuntimeError("sandbox not started")
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"sandbox {self.argv[0]!r} still running after {timeout}s")
+        self._thread.join()
+        if self._exc is not None:
+            raise self._exc
+        assert self._result is not None
+        return self._result
+
+    def send_signal(self, sig: int) -> None:
+        """Deliver ``sig`` to the command (init forwards it); SIGKILL ends the whole sandbox."""
+        pid = self.pid
+        if pid is None or self._done.is_set():
+            return
+        if sig == signal.SIGKILL:
+            self.kill()
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """End the sandbox: init exits and the kernel kills everything in it."""
+        pid = self.pid
+        if pid is None or self._done.is_set():
+            return
+        assert self._prep is not None
+        # A vfork-launched init shares our memory and may hold the GIL: ask it to leave instead.
+        sig = _ctrl_signal() if self._prep.launcher == "vfork" else signal.SIGKILL
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> RunResult:
+        """Feed ``input`` to stdin (if PIPE), read stdout/stderr (if PIPE) to the end, wait."""
+        import select as _select
+
+        outs: dict[int, list[bytes]] = {}
+        fds: dict[int, tuple[int, IO[bytes]]] = {}
+        for i, f in ((1, self.stdout), (2, self.stderr)):
+            if f is not None:
+                fds[f.fileno()] = (i, f)
+                outs[i] = []
+        pending = memoryview(input or b"")
+        if self.stdin is not None:
+            if pending:
+                os.set_blocking(self.stdin.fileno(), False)
+                fds[self.stdin.fileno()] = (0, self.stdin)
+            else:
+                self.stdin.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = _select.poll()
+        for fd, (i, _) in fds.items():
+            poller.register(fd, _select.POLLOUT if i == 0 else _select.POLLIN)
+        while fds:
+            left = None if deadline is None else max(0, deadline - time.monotonic())
+            if left == 0:
+                raise TimeoutError(f"sandbox {self.argv[0]!r} still running after {timeout}s")
+            for fd, ev in poller.poll(None if left is None else left * 1000):
+                i, f = fds[fd]
+                if i == 0:
+                    try:
+                        n = os.write(fd, pending[:65536])
+                        pending = pending[n:]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        poller.unregister(fd)
+                        del fds[fd]
+                        f.close()
+                else:
+                    b = os.read(fd, 65536)
+                    if b:
+                        outs[i].append(b)
+                    else:
+                        poller.unregister(fd)
+                        del fds[fd]
+                        f.close()
+        res = self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if 1 in outs:
+            res.stdout = b"".join(outs[1])
+        if 2 in outs:
+            res.stderr = b"".join(outs[2])
+        return res
+
+    def __enter__(self) -> "Sandbox":
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None and not self._done.is_set():
+            self.kill()
+        if self._thread is not None:
+            self._thread.join()
+        self._close_streams()
+
+
+def _ctrl_signal() -> int:
+    return _runner.CTRL_KILL
+
+
+_LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
+_ATEXIT = False
+
+
+def _register_live(sb: Sandbox) -> None:
+    global _ATEXIT
+    _LIVE.add(sb)
+    if not _ATEXIT:
+        _ATEXIT = True
+        atexit.register(_end_all)
+
+
+def _end_all() -> None:
+    """At interpreter exit, end the sandboxes still running (their init shares our memory)."""
+    for sb in list(_LIVE):
+        if sb._thread is not None and not sb._done.is_set():
+            sb.kill()
+            sb._done.wait(2)

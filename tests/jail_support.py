@@ -1,0 +1,90 @@
+"""Shared helpers for the jail tests: skip conditions, a leftovers check, running as nobody.
+
+Import the fixture into a test module with ``from jail_support import no_leftovers  # noqa: F401``
+and mark tests with ``@pytest.mark.usefixtures("no_leftovers")``.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import shutil
+import sys
+import time
+from typing import Any, Callable
+
+import pytest
+
+import forkrun
+
+ROOT = os.geteuid() == 0
+SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3") or sys.executable
+TESTS = os.path.dirname(os.path.abspath(__file__))
+PROBE = os.path.join(TESTS, "jail_probe.py")
+
+
+def _userns_ok() -> bool:
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            return int(f.read()) > 0
+    except (OSError, ValueError):
+        return True
+
+
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root (tests run as root in CI)")
+needs_userns = pytest.mark.skipif(not _userns_ok(), reason="user namespaces are disabled (max_user_namespaces=0)")
+
+
+def mount_ids() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[0] + " " + line.split()[4] for line in f}
+
+
+def children() -> set[int]:
+    out: set[int] = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path) as f:
+                out.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def sysgate_cgroups() -> list[str]:
+    return glob.glob("/sys/fs/cgroup/*/**/sysgate-*", recursive=True) + glob.glob("/sys/fs/cgroup/sysgate-*")
+
+
+@pytest.fixture
+def no_leftovers() -> Any:
+    """Fail the test if it leaves mounts, child processes or sysgate cgroups behind."""
+    m0, c0, g0 = mount_ids(), children(), set(sysgate_cgroups())
+    yield
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and (children() - c0 or set(sysgate_cgroups()) - g0):
+        time.sleep(0.01)
+    assert mount_ids() == m0, f"mounts changed: {mount_ids() ^ m0}"
+    assert not children() - c0, f"child processes left: {children() - c0}"
+    assert not set(sysgate_cgroups()) - g0, f"cgroups left: {set(sysgate_cgroups()) - g0}"
+
+
+def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
+    """Call ``fn(*args)`` in a forked child that has dropped to uid/gid 65534; return its result.
+
+    The child may not be able to import anything new (this interpreter may live under /root), so
+    what the jail loads lazily is loaded here first.
+    """
+    import json  # noqa: F401
+    from sysgate.jail import audit, filters, landlock  # noqa: F401
+
+    filters.get("docker-default")
+    def body(a: tuple) -> Any:
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: as a process started as nobody would be
+        os.environ["HOME"] = "/nonexistent"
+        os.chdir("/")
+        return fn(*a)
+
+    return forkrun.run(body, args, timeout=timeout).unwrap()

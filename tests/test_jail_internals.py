@@ -1,0 +1,194 @@
+"""The jail's parts: option parsing, the filter cache, the launcher's effect on the caller's
+interpreter (threads, recursion, dumpable flag), the network-namespace pool."""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from jail_support import ROOT, needs_userns, no_leftovers  # noqa: F401
+
+from sysgate.jail import JailConfigError, Options, Sandbox, filters, netpool, run, runner
+from sysgate.jail.options import Bind, parse_bind, parse_rlimit, parse_size, parse_tmpfs
+from sysgate.jail.result import RunResult, SandboxError
+
+
+# -- options --------------------------------------------------------------------------------------
+
+@settings(derandomize=True, max_examples=200)
+@given(st.integers(0, 2**40), st.sampled_from(["", "K", "M", "G", "k", "m", "g", "KB", "MiB"]))
+def test_parse_size_suffixes(n: int, suffix: str) -> None:
+    mult = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[suffix[:1].upper()]
+    assert parse_size(f"{n}{suffix}") == n * mult
+
+
+@pytest.mark.parametrize("bad", ["", "M", "12X", "-1", "1.2.3", "nan"])
+def test_parse_size_rejects(bad: str) -> None:
+    with pytest.raises(JailConfigError):
+        parse_size(bad, "--memory")
+
+
+def test_parse_rlimit_and_binds() -> None:
+    assert parse_rlimit("nofile=64") == ("nofile", (64, 64))
+    assert parse_rlimit("RLIMIT_AS=1G:unlimited") == ("as", (1 << 30, (1 << 64) - 1))
+    for bad in ("nofile", "nofiles=3", "nofile=9:3", "nofile=x"):
+        with pytest.raises(JailConfigError):
+            parse_rlimit(bad)
+    assert parse_bind("/a", True) == Bind("/a", "/a", True)
+    assert parse_bind("/a/:/b/c/", False) == Bind("/a", "/b/c", False)
+    assert parse_tmpfs("/x:2M").size == 2 << 20
+    with pytest.raises(JailConfigError, match="absolute"):
+        parse_bind("a:/b", True)
+
+
+def test_options_validation_messages() -> None:
+    cases = {"memory": "64Q", "pids": 0, "cpus": "fast", "share": ["time"], "hostname": "x" * 65,
+             "uid": -1, "timeout": 0, "launcher": "posix", "pass_fds": [-1], "env": ["NOEQUALS"]}
+    for k, v in cases.items():
+        with pytest.raises(JailConfigError) as e:
+            Options(**{k: v})
+        assert "\n" not in str(e.value)
+    with pytest.raises(JailConfigError, match="did you mean 'memory'"):
+        Options.from_kwargs(memroy="1G")
+    o = Options(rlimits={"nofile": 10, "cpu": "1:2"}, env={"A": "1"})
+    assert o.rlimits == {"core": (0, 0), "nofile": (10, 10), "cpu": (1, 2)}
+    assert o.environment({"PATH": "/p", "SECRET": "x", "LC_ALL": "C"}) == {"PATH": "/p", "LC_ALL": "C", "A": "1"}
+
+
+def test_result_exit_codes() -> None:
+    assert RunResult(["x"], "exited", returncode=3).exit_code == 3
+    assert RunResult(["x"], "seccomp", signal=31).exit_code == 159
+    assert RunResult(["x"], "timeout", signal=9).exit_code == 124
+    assert RunResult(["x"], "oom", signal=9).exit_code == 137
+    assert SandboxError(2, "x", "exec").exit_code == 127 and SandboxError(13, "x", "exec").exit_code == 126
+    assert SandboxError(1, "x", "mount").exit_code == 125
+
+
+# -- filters --------------------------------------------------------------------------------------
+
+def test_filter_cache_memory_and_disk(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    filters.clear_cache()
+    a = filters.get("docker-default", deny=("uname:EACCES",))
+    files = list((tmp_path / "sysgate" / "jail").iterdir())
+    assert len(files) == 1 and files[0].read_bytes()[1:] == a.data
+    assert filters.get("docker-default", deny=("uname:EACCES",)) is a       # memory hit
+    filters.clear_cache()
+    b = filters.get("docker-default", deny=("uname:EACCES",))               # disk hit
+    assert b.data == a.data and b.supervisor_safe == a.supervisor_safe and b is not a
+    c = filters.get("docker-default", deny=("uname:EPERM",))
+    assert c.data != a.data and len(list((tmp_path / "sysgate" / "jail").iterdir())) == 2
+
+
+def test_supervisor_safety_verdicts() -> None:
+    assert filters.get("docker-default").supervisor_safe
+    assert not filters.get("strict").supervisor_safe            # init could not even wait for the command
+    assert not filters.get("docker-default", deny=("wait4",)).supervisor_safe
+    assert filters.get("docker-default", deny=("ptrace",)).supervisor_safe
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_profile_object_accepted() -> None:
+    from sysgate.policy import ALLOW, Policy, Rule, errno
+
+    pol = Policy(ALLOW, (Rule("uname", errno(13)),))
+    r = run([sys.executable, "-c", "import os; os.uname()"], profile=pol, capture_output=True)
+    assert b"PermissionError" in r.stderr
+
+
+# -- the launcher and the caller's interpreter -----------------------------------------------------
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_many_runs_keep_the_interpreter_sane() -> None:
+    def depth(n: int) -> int:
+        return n if n == 0 else 1 + depth(n - 1)
+
+    before = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+    for _ in range(150):
+        assert run(["true"]).ok
+    assert depth(sys.getrecursionlimit() - 50) == sys.getrecursionlimit() - 50  # no leaked recursion depth
+    assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == before
+    try:
+        raise ValueError("tb")
+    except ValueError as e:
+        assert e.__traceback__.tb_frame.f_code.co_name == "test_many_runs_keep_the_interpreter_sane"
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_concurrent_sandboxes_and_busy_threads() -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def busy() -> None:  # Python work and allocation while inits run on borrowed stacks
+        x = 0
+        while not stop.is_set():
+            x += len([str(i) for i in range(200)])
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(15):
+                r = run(["sh", "-c", f"echo {k}-{i}"], capture_output=True)
+                assert r.stdout == f"{k}-{i}\n".encode(), r
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    busies = [threading.Thread(target=busy) for _ in range(2)]
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in busies + workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    stop.set()
+    for t in busies:
+        t.join()
+    assert not errors, errors
+    with Sandbox(["sleep", "5"]) as a, Sandbox(["sh", "-c", "echo b"], stdout=-1) as b:
+        assert b.communicate(timeout=10).stdout == b"b\n"
+        a.kill()
+        assert a.wait(10).status == "killed"
+
+
+@pytest.mark.skipif(not ROOT, reason="the namespace pool is for root")
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_netns_pool_gives_each_sandbox_its_own_namespace() -> None:
+    seen = set()
+    for _ in range(6):
+        r = run(["readlink", "/proc/self/ns/net"], capture_output=True)
+        seen.add(r.stdout)
+    assert len(seen) == 6 and os.readlink("/proc/self/ns/net").encode() + b"\n" not in seen
+    assert os.readlink("/proc/thread-self/ns/net") == os.readlink("/proc/self/ns/net")
+    netpool.shutdown()
+    assert not any(t.name == "sysgate-netns-pool" for t in threading.enumerate())
+
+
+def test_vfork_supported_here() -> None:
+    assert runner.vfork_supported() == ((3, 10) <= sys.version_info[:2] <= (3, 13))
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_garbage_collector_is_held_off_inside_init(monkeypatch) -> None:
+    """A collection in a vfork-launched init would finalize the caller's objects in the sandbox."""
+    import gc
+
+    from sysgate.jail import mounts
+
+    seen: list[tuple[int, bool]] = []
+    real = mounts.apply
+
+    def spy(plan) -> None:  # runs in init: record who we are and whether the collector could run
+        seen.append((os.getpid(), gc.isenabled()))
+        real(plan)
+
+    monkeypatch.setattr(mounts, "apply", spy)
+    assert gc.isenabled()
+    assert run(["true"], launcher="vfork").ok
+    assert seen == [(1, False)] and gc.isenabled()
