@@ -1,0 +1,82 @@
+"""Build seccomp programs with libseccomp (Debian ``python3-seccomp`` under /usr/bin/python3).
+
+Used by the explain/diff tests and ``bench/bench_explain.py``: a :class:`~sysgate.policy.Policy`
+is sent as JSON to one ``/usr/bin/python3`` process that builds each filter and returns
+``export_bpf`` bytes. Names libseccomp does not know are skipped, as runc does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from sysgate import arch as A
+from sysgate.bpf.insn import decode
+from sysgate.policy import Op, Policy
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+_BUILD = r"""
+import json, sys, tempfile
+import seccomp as S
+
+def s32(v):
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+out = []
+for p in json.load(sys.stdin):
+    try:
+        f = S.SyscallFilter(s32(p["default"]))
+        for a in p["arches"]:
+            arch = getattr(S.Arch, a)
+            if not f.exist_arch(arch):
+                f.add_arch(arch)
+        if "X86_64" not in p["arches"]:
+            f.remove_arch(S.Arch.NATIVE)
+        f.set_attr(S.Attr.ACT_BADARCH, s32(p["badarch"]))
+        if p.get("optimize"):
+            f.set_attr(S.Attr.CTL_OPTIMIZE, p["optimize"])
+        for r in p["rules"]:
+            if S.resolve_syscall(S.Arch.NATIVE, r["name"]) == -1:
+                continue
+            f.add_rule(s32(r["action"]), r["name"], *[S.Arg(i, getattr(S, op), a, b) for i, op, a, b in r["args"]])
+        with tempfile.TemporaryFile() as fh:
+            f.export_bpf(fh)
+            fh.seek(0)
+            out.append({"bpf": fh.read().hex()})
+    except Exception as e:
+        out.append({"error": f"{type(e).__name__}: {e}"})
+json.dump(out, sys.stdout)
+"""
+
+OPS = {Op.EQ: "EQ", Op.NE: "NE", Op.LT: "LT", Op.LE: "LE", Op.GT: "GT", Op.GE: "GE", Op.MASKED_EQ: "MASKED_EQ"}
+
+
+def available() -> bool:
+    if not os.path.exists(SYSTEM_PYTHON):
+        return False
+    return subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True).returncode == 0
+
+
+def request(policy: Policy, optimize: int = 0) -> dict:
+    rules = []
+    for r in policy.rules:
+        args = [[c.arg, OPS[c.op], c.mask, c.value] if c.op is Op.MASKED_EQ
+                else [c.arg, OPS[c.op], c.value, 0] for c in r.conditions]
+        rules.append({"action": r.action.ret, "name": str(r.syscall), "args": args})
+    return {"default": policy.default.ret, "badarch": policy.bad_arch.ret, "rules": rules, "optimize": optimize,
+            "arches": [A.get(a).libseccomp.removeprefix("SCMP_ARCH_") for a in policy.arches]}
+
+
+def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
+    """The libseccomp program for each policy (decoded Insns), or the error text libseccomp gave."""
+    reqs = [request(p, optimize) for p in policies]
+    r = subprocess.run([SYSTEM_PYTHON, "-c", _BUILD], input=json.dumps(reqs), capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode:
+        raise RuntimeError(r.stderr)
+    out: list[tuple | str] = []
+    for p, o in zip(policies, json.loads(r.stdout)):
+        order = A.get(p.arches[0]).byteorder if p.arches else "little"
+        out.append(o["error"] if "error" in o else decode(bytes.fromhex(o["bpf"]), order))
+    return out
