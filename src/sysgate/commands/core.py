@@ -49,7 +49,8 @@ def cmd_compile(args: Any) -> int:
 
     arches = _arches(args.arch)
     policy = resolve(args.profile, arch=arches[0] if arches else None, caps=_caps(args.caps),
-                     arches=arches)
+                     arches=arches, thread=getattr(args, "thread", None), allow=getattr(args, "allow", ()),
+                     deny=getattr(args, "deny", ()))
     prog = compile_policy(policy, skip_unknown=False)
     for arch, names in prog.skipped.items():
         if args.verbose:

@@ -65,12 +65,27 @@ def _weight(start: int, end: int, defined: list[int]) -> float:
 
 
 def _min_path(node: Node, memo: dict[int, int]) -> int:
-    """Fewest instructions from ``node`` to a return, the return included."""
-    got = memo.get(id(node))
-    if got is None:
-        got = 1 if node.kind == "ret" else 1 + min(_min_path(s, memo) for s in node.succ())
-        memo[id(node)] = got
-    return got
+    """Fewest instructions from ``node`` to a return, the return included.
+
+    Iterative: a syscall with a few hundred argument rules makes a chain deeper than Python's
+    recursion limit.
+    """
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+        elif n.kind == "ret":
+            memo[id(n)] = 1
+            stack.pop()
+        else:
+            todo = [s for s in n.succ() if id(s) not in memo]
+            if todo:
+                stack.extend(todo)
+            else:
+                memo[id(n)] = 1 + min(memo[id(s)] for s in n.succ())
+                stack.pop()
+    return memo[id(node)]
 
 
 def _eq_key(conds: tuple, action: object) -> tuple | None:

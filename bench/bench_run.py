@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Start-to-exit latency of ``/bin/true`` in a sandbox: sysgate's Python API, sysgate's CLI, and
+bubblewrap with an equivalent filter, measured in the same run.
+
+    python3 bench/bench_run.py [-n 60] [--json]
+
+Every round runs each contender once, in rotating order, so they share the machine's noise.
+Contenders:
+
+* ``api``: ``sysgate.run(["/bin/true"])`` in this (warm) interpreter, full default isolation
+  (user, mount, PID, network, IPC, UTS, cgroup namespaces; read-only root, /dev, /proc, /tmp;
+  capabilities dropped; no_new_privs; docker-default).
+* ``api-cold-netns``: the same with the spare network namespace disabled (every run creates its
+  own inside ``clone()``), i.e. what a process pays for its first sandbox.
+* ``cli``: ``python3 -m sysgate run -- /bin/true`` (a new interpreter each time, with ``site``;
+  bytecode cached in a private PYTHONPYCACHEPREFIX, as an installed package would have it).
+* ``cli-S``: the same with ``python3 -S`` (no site-packages scan; the package found by PYTHONPATH).
+* ``bwrap``: ``bwrap --unshare-all --die-with-parent --ro-bind / / --dev /dev --proc /proc
+  --seccomp FD /bin/true`` with FD holding sysgate's compiled docker-default program.
+* ``python -S``: ``python3 -S -c pass``, the floor under any Python CLI.
+
+Processes are started with ``posix_spawn`` and reaped with ``waitpid``, the cheapest way Python has.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+sys.path.insert(0, SRC)
+
+import sysgate  # noqa: E402
+from sysgate.jail import filters, netpool  # noqa: E402
+
+
+def spawn_wait(argv: list[str], env: dict[str, str] | None = None, fds: tuple[int, ...] = ()) -> float:
+    t = time.perf_counter()
+    actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds]  # dup2 onto itself clears close-on-exec
+    pid = os.posix_spawn(argv[0], argv, env if env is not None else os.environ, file_actions=actions)
+    _, st = os.waitpid(pid, 0)
+    dt = time.perf_counter() - t
+    if st != 0:
+        raise SystemExit(f"{argv[:3]}... failed with status {st:#x}")
+    return dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=60, help="rounds (>= 50 for the published figures)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI contenders")
+    args = ap.parse_args()
+
+    bwrap = shutil.which("bwrap")
+    prog = filters.get("docker-default")  # what the API and CLI load; cached on disk for the CLI too
+    # An installed package has its bytecode compiled; this checkout may run with PYTHONDONTWRITEBYTECODE,
+    # so the CLI contenders get a private bytecode cache instead of recompiling sysgate every time.
+    pycache = tempfile.mkdtemp(prefix="sysgate-bench-pyc-")
+    env_s = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env_s.update(PYTHONPATH=SRC, PYTHONPYCACHEPREFIX=pycache)
+
+    contenders: dict[str, object] = {}
+
+    def api() -> float:
+        t = time.perf_counter()
+        r = sysgate.run(["/bin/true"])
+        dt = time.perf_counter() - t
+        assert r.ok, r
+        return dt
+
+    def api_cold() -> float:
+        os.environ["SYSGATE_NETNS_POOL"] = "0"
+        try:
+            return api()
+        finally:
+            del os.environ["SYSGATE_NETNS_POOL"]
+
+    contenders["api"] = api
+    if netpool.enabled():
+        contenders["api-cold-netns"] = api_cold
+    if not args.no_cli:
+        contenders["cli"] = lambda: spawn_wait([sys.executable, "-m", "sysgate", "run", "--", "/bin/true"], env_s)
+        contenders["cli-S"] = lambda: spawn_wait([sys.executable, "-S", "-m", "sysgate", "run", "--", "/bin/true"],
+                                                 env_s)
+        contenders["python -S"] = lambda: spawn_wait([sys.executable, "-S", "-c", "pass"], env_s)
+    if bwrap:
+        mfd = os.memfd_create("bwrap-seccomp")
+        os.write(mfd, prog.data)
+
+        def bw() -> float:
+            os.lseek(mfd, 0, os.SEEK_SET)
+            return spawn_wait([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
+                               "--proc", "/proc", "--seccomp", str(mfd), "/bin/true"], fds=(mfd,))
+        contenders["bwrap"] = bw
+
+    for fn in contenders.values():  # warm up: caches, the spare netns, page cache
+        for _ in range(3):
+            fn()  # type: ignore[operator]
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
+    for i in range(args.n):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            times[k].append(contenders[k]())  # type: ignore[operator]
+
+    def stats(v: list[float]) -> dict[str, float]:
+        s = sorted(v)
+        return {"median_ms": statistics.median(s) * 1e3, "p90_ms": s[int(0.9 * (len(s) - 1))] * 1e3}
+
+    shutil.rmtree(pycache, ignore_errors=True)
+    res = {k: stats(v) for k, v in times.items()}
+    out: dict[str, object] = {"rounds": args.n, "results": res, "load": os.getloadavg(),
+                              "python": sys.version.split()[0], "filter_insns": len(prog)}
+    if "bwrap" in res:
+        b = res["bwrap"]["median_ms"]
+        out["ratios"] = {k: v["median_ms"] / b for k, v in res.items() if k != "bwrap"}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"start-to-exit of /bin/true, {args.n} rounds, load {os.getloadavg()[0]:.2f}, "
+          f"docker-default = {len(prog)} BPF instructions")
+    print(f"{'':16} {'median ms':>10} {'p90 ms':>8} {'x bwrap':>8}")
+    for k, v in res.items():
+        ratio = out.get("ratios", {}).get(k)  # type: ignore[union-attr]
+        print(f"{k:16} {v['median_ms']:10.2f} {v['p90_ms']:8.2f} {'' if ratio is None else f'{ratio:8.2f}'}")
+    if "bwrap" in res:
+        r = out["ratios"]  # type: ignore[index]
+        print(f"targets: api <= 0.6x bwrap: {'met' if r['api'] <= 0.6 else 'NOT met'}"
+              + ("" if args.no_cli else f"; cli <= 2x bwrap: {'met' if r['cli'] <= 2 else 'NOT met'}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
