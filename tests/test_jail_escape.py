@@ -45,8 +45,14 @@ def listener():
     s.close()
 
 
+# The checkout may live under /tmp, which is private in the sandbox: bind the probe in read-only.
+IN_PROBE = "/tmp/jail_probe.py"
+PROBE_BIND = (PROBE, IN_PROBE, True)
+
+
 def probe(port: int, *names: str, python: str = sys.executable, **options) -> dict:
-    r = run([python, PROBE, str(os.getpid()), str(port), *names], capture_output=True, timeout=60, **options)
+    r = run([python, IN_PROBE, str(os.getpid()), str(port), *names], capture_output=True, timeout=60,
+            binds=[PROBE_BIND], **options)
     assert r.ok, (r.status, r.stderr)
     return json.loads(r.stdout)
 
@@ -64,7 +70,7 @@ def test_default_profile_as_root(listener: int) -> None:
 
 
 def _probe_unprivileged(port: int, host_pid: int) -> dict:
-    r = run([SYSTEM_PY, PROBE, str(host_pid), str(port)], capture_output=True, timeout=60)
+    r = run([SYSTEM_PY, IN_PROBE, str(host_pid), str(port)], capture_output=True, timeout=60, binds=[PROBE_BIND])
     return {"status": r.status, "stderr": r.stderr, "out": json.loads(r.stdout or b"{}")}
 
 
