@@ -6,7 +6,8 @@ Standard library only, so either interpreter can run it.
 
 A case is a list of operations on one filter, e.g. ``["add_rule", action, syscall, args]``;
 the outcome of each is ``["ok", value]`` or ``["exc", type name, message]``. ``export``
-records the ``export_bpf`` bytes as hex. Architectures are written as ``Arch`` constant names
+records the ``export_bpf`` bytes as hex (``export_mem`` those of 2.6's ``export_bpf_mem``).
+Architectures are written as ``Arch`` constant names
 (``"X86"``) or raw ints, actions as ``["ERRNO", n]``/``["TRACE", n]``/constant names/raw ints.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _value(v: Any) -> Any:
         return {"bytes": bytes(v).hex()}
     if isinstance(v, (bool, int, str)) or v is None:
         return v
+    if isinstance(v, (list, dict)):
+        return v  # already recorded outcomes
     return repr(type(v).__name__)
 
 
@@ -72,12 +75,25 @@ def run_op(m: Any, f: Any, op: list) -> Any:
         return _pfc(f)
     if name == "resolve":
         return m.resolve_syscall(_arch(m, args[0]), args[1])
+    if name in ("start_transaction", "commit_transaction", "reject_transaction", "precompute"):
+        return getattr(f, name)()  # libseccomp 2.6: only sysgate's module has them here
+    if name == "export_mem":
+        return bytes(f.export_bpf_mem()).hex()
     if name == "merge":
+        # the second filter's own calls are recorded too; the merge never raises out of here
         g = m.SyscallFilter(_action(m, args[0]))
-        for sub in args[1]:
-            run_op(m, g, sub)
-        return f.merge(g)
+        subs = [_outcome(m, g, sub) for sub in args[1]]
+        return {"subs": subs, "merge": _outcome(m, f, ["_merge", g])}
+    if name == "_merge":
+        return f.merge(args[0])
     raise ValueError(f"unknown op {name!r}")
+
+
+def _outcome(m: Any, f: Any, op: list) -> list:
+    try:
+        return ["ok", _value(run_op(m, f, op))]
+    except Exception as e:  # noqa: BLE001 - recorded, compared
+        return ["exc", type(e).__name__, str(e)]
 
 
 def run_case(m: Any, case: dict, keep: list | None = None) -> list:
@@ -90,11 +106,7 @@ def run_case(m: Any, case: dict, keep: list | None = None) -> list:
     if keep is not None:
         keep.append(f)
     out.append(["ok", None])
-    for op in case["ops"]:
-        try:
-            out.append(["ok", _value(run_op(m, f, op))])
-        except Exception as e:  # noqa: BLE001 - recorded, compared
-            out.append(["exc", type(e).__name__, str(e)])
+    out += [_outcome(m, f, op) for op in case["ops"]]
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import mmap
 import os
 import signal
 import socket
@@ -29,6 +30,53 @@ def sys_(name: str, *args: int) -> int:
     return -ctypes.get_errno() if r == -1 else r
 
 
+# i386 syscalls from this 64-bit process through ``int 0x80`` (the kernel sees AUDIT_ARCH_I386):
+# how the x86 part of a filter is tried on a real kernel.
+I386 = {"getpid": 20, "socketcall": 102, "socket": 359, "dup": 41, "umask": 60, "close": 6}
+_INT80_CODE = bytes([
+    0x89, 0xF8,  # mov eax, edi      (nr)
+    0x53,        # push rbx
+    0x89, 0xF3,  # mov ebx, esi      (arg0)
+    0x87, 0xD1,  # xchg ecx, edx     (ecx = arg1, edx = arg2)
+    0xCD, 0x80,  # int 0x80
+    0x5B,        # pop rbx
+    0xC3,        # ret
+])
+_int80 = None
+
+
+def i386_(name: str, *args: int) -> int:
+    """An i386 syscall; returns what the kernel returned (-errno on failure)."""
+    global _int80
+    if _int80 is None:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(_INT80_CODE)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32)
+        _int80 = (page, proto(addr))
+    a = [x & 0xFFFFFFFF for x in list(args) + [0] * (3 - len(args))]
+    return _int80[1](I386[name], *a)
+
+
+def call(spec) -> object:
+    """One call of a scenario: ("name", args) on x86_64, ("i386:name", args) through int 0x80.
+    A new file descriptor is reported as "fd" (its number differs between interpreters) and closed."""
+    name, args = spec
+    if name.startswith("i386:"):
+        r = i386_(name[5:], *args)
+        if r >= 0 and name[5:] in ("socket", "dup"):
+            os.close(r)
+            return "fd"
+        if name == "i386:getpid" and r == os.getpid():
+            return "pid"
+        return r
+    r = sys_(name, *args)
+    if r >= 0 and name in ("socket", "dup"):
+        os.close(r)
+        return "fd"
+    return r
+
+
 def in_child(build, calls, setup=None) -> dict:
     """Fork; the child builds and loads the filter, makes ``calls`` and reports their results."""
     r, w = os.pipe()
@@ -38,7 +86,7 @@ def in_child(build, calls, setup=None) -> dict:
             os.close(r)
             f = build()
             f.load()
-            out = [sys_(name, *args) for name, args in calls]
+            out = [call(c) for c in calls]
             os.write(w, json.dumps(out).encode())
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             os.write(w, json.dumps(f"{type(e).__name__}: {e}").encode())
@@ -97,6 +145,14 @@ def trap():
     return f
 
 
+def trace_log():
+    # TRACE with no tracer attached: the call fails with ENOSYS; LOG lets it through
+    f = S.SyscallFilter(S.ALLOW)
+    f.add_rule(S.TRACE(7), "getgid")
+    f.add_rule(S.LOG, "getuid")
+    return f
+
+
 def kill_thread_default():
     f = S.SyscallFilter(S.KILL)
     f.add_rule(S.ALLOW, "write")
@@ -124,6 +180,41 @@ def foreign_only(rawrc: bool):
             f.set_attr(S.Attr.API_SYSRAWRC, 1)
         return f
     return build
+
+
+def i386_rules():
+    # x86 (via int 0x80) next to x86_64: socket() becomes socketcall(SYS_SOCKET, ...), whose own
+    # arg0 test is dropped, plus the direct socket call; x86 compares only the low 32 bits
+    f = S.SyscallFilter(S.ALLOW)
+    f.add_arch(S.Arch.X86)
+    f.add_rule(S.ERRNO(errno.EAFNOSUPPORT), "socket", S.Arg(0, S.EQ, socket.AF_INET))
+    f.add_rule(S.ERRNO(errno.E2BIG), "dup", S.Arg(0, S.EQ, (7 << 32) | 1))
+    f.add_rule(S.ERRNO(errno.EDOM), "umask", S.Arg(0, S.GT, 1 << 32))
+    return f
+
+
+I386_CALLS = [("i386:socketcall", (1, 0)), ("i386:socketcall", (2, 0)),
+              ("i386:socket", (socket.AF_INET, socket.SOCK_DGRAM, 0)),
+              ("i386:socket", (socket.AF_UNIX, socket.SOCK_DGRAM, 0)), ("i386:dup", (1,)), ("i386:umask", (0o22,)),
+              ("i386:getpid", ()), ("socket", (socket.AF_INET, socket.SOCK_DGRAM, 0)),
+              ("socket", (socket.AF_UNIX, socket.SOCK_DGRAM, 0)), ("dup", (1,)), ("dup", ((7 << 32) | 1,)),
+              ("umask", (0o22,)), ("umask", ((1 << 32) | 0o22,))]
+
+
+def i386_bad_arch(action):
+    def build():
+        # x86_64 only: an i386 call is a bad arch
+        f = S.SyscallFilter(S.ALLOW)
+        f.add_rule(S.ERRNO(errno.EPERM), "getppid")
+        if action is not None:
+            f.set_attr(S.Attr.ACT_BADARCH, action)
+        return f
+    return build
+
+
+def ia32_works() -> bool:
+    """Whether this kernel runs i386 syscalls of 64-bit processes (probed without a filter)."""
+    return i386_("getpid") == os.getpid()
 
 
 def notify() -> dict:
@@ -181,12 +272,18 @@ def main() -> None:
         "allowlist": in_child(allowlist, ALLOW_CALLS),
         "kill_process": in_child(kill_process, [("getppid", ()), ("uname", (0,)), ("getppid", ())]),
         "trap": in_child(trap, [("getuid", ()), ("getgid", ())]),
+        "trace_log": in_child(trace_log, [("getgid", ()), ("getuid", ())]),
         "kill_thread_default": in_child(kill_thread_default, [("getppid", ()), ("getuid", ())]),
         "bad_arch": in_child(bad_arch_only, [("getppid", ()), ("getuid", ())]),
         "load_error": in_child(foreign_only(False), [("getuid", ())]),
         "load_error_raw": in_child(foreign_only(True), [("getuid", ())]),
         "notify": notify(),
     }
+    if ia32_works():
+        out["i386"] = in_child(i386_rules, I386_CALLS)
+        out["i386_bad_arch_kill"] = in_child(i386_bad_arch(None), [("getppid", ()), ("i386:getpid", ())])
+        out["i386_bad_arch_errno"] = in_child(i386_bad_arch(S.ERRNO(errno.EXDEV)),
+                                              [("getppid", ()), ("i386:getpid", ())])
     json.dump(out, sys.stdout)
 
 

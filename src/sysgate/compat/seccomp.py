@@ -358,16 +358,58 @@ class NotificationResponse:
 
 
 class NotificationAddfd:
-    """A request to copy an fd into a notification's target (``notify_addfd``)."""
+    """A request to copy our fd ``srcfd`` into a notification's target (``notify_addfd``, 2.6):
+    ``flags`` are ``SECCOMP_ADDFD_FLAG_*`` (1 SETFD: put it at ``newfd``; 2 SEND: also answer
+    the notification with its number), ``newfd_flags`` may be ``os.O_CLOEXEC``."""
 
-    __slots__ = ("id", "flags", "srcfd", "newfd", "newfd_flags")
+    __slots__ = ("_id", "_flags", "_srcfd", "_newfd", "_newfd_flags")
 
     def __init__(self, notify: Any, flags: Any, srcfd: Any, newfd: Any = 0, newfd_flags: Any = 0) -> None:
-        self.id = _c_unsigned(notify.id, "uint64_t", 64)
-        self.flags = _c_unsigned(flags, "uint32_t")
-        self.srcfd = _c_unsigned(srcfd, "uint32_t")
-        self.newfd = _c_unsigned(newfd, "uint32_t")
-        self.newfd_flags = _c_unsigned(newfd_flags, "uint32_t")
+        self.id = notify.id
+        self.flags = flags
+        self.srcfd = srcfd
+        self.newfd = newfd
+        self.newfd_flags = newfd_flags
+
+    @property
+    def id(self) -> int:
+        return self._id
+
+    @id.setter
+    def id(self, value: Any) -> None:
+        self._id = _c_unsigned(value, "uint64_t", 64)
+
+    @property
+    def flags(self) -> int:
+        return self._flags
+
+    @flags.setter
+    def flags(self, value: Any) -> None:
+        self._flags = _c_unsigned(value, "uint32_t")
+
+    @property
+    def srcfd(self) -> int:
+        return self._srcfd
+
+    @srcfd.setter
+    def srcfd(self, value: Any) -> None:
+        self._srcfd = _c_unsigned(value, "uint32_t")
+
+    @property
+    def newfd(self) -> int:
+        return self._newfd
+
+    @newfd.setter
+    def newfd(self, value: Any) -> None:
+        self._newfd = _c_unsigned(value, "uint32_t")
+
+    @property
+    def newfd_flags(self) -> int:
+        return self._newfd_flags
+
+    @newfd_flags.setter
+    def newfd_flags(self, value: Any) -> None:
+        self._newfd_flags = _c_unsigned(value, "uint32_t")
 
 
 # -- the filter -----------------------------------------------------------------------------------------
@@ -681,16 +723,17 @@ class SyscallFilter:
 
     def notify_addfd(self, addfd: NotificationAddfd, fd: Any = None) -> int:
         """Add a file descriptor to the target of a notification; returns its number there."""
+        import ctypes
+
         from ..kernel import notify as N
 
         fd = self._notify_fd(fd)
-        send = bool(addfd.flags & N.SECCOMP_ADDFD_FLAG_SEND)
-        newfd = addfd.newfd if addfd.flags & N.SECCOMP_ADDFD_FLAG_SETFD else None
-        try:
-            return N.add_fd(fd, addfd.id, addfd.srcfd, newfd, cloexec=bool(addfd.newfd_flags & os.O_CLOEXEC),
-                            send=send)
-        except OSError:
-            raise _library_error(-errno.ECANCELED) from None
+        # the request goes to the kernel as given (flags and newfd_flags unchecked), as in libseccomp
+        req = N.SeccompNotifAddfd(addfd.id, addfd.flags, addfd.srcfd, addfd.newfd, addfd.newfd_flags)
+        rc = N.libc.ioctl(fd, ctypes.c_ulong(N.SECCOMP_IOCTL_NOTIF_ADDFD), ctypes.byref(req))
+        if rc < 0:
+            raise _library_error(-errno.ECANCELED)
+        return rc
 
     # export
     def export_pfc(self, file: BinaryIO) -> None:
