@@ -13,9 +13,10 @@ libseccomp (default layout and the binary tree, ``CTL_OPTIMIZE`` 2) in the same 
   rule adding + ``export_bpf`` for the same rules, in a ``/usr/bin/python3`` process;
 * whole-process time (median of ``--runs``, runs interleaved): ``/usr/bin/python3 -m sysgate.cli
   compile PROFILE --arch ...`` with ``PYTHONPATH=src`` (so no site-packages ``.pth`` of the dev
-  Python is imported), the installed ``sysgate`` console script, and a ``/usr/bin/python3`` script
-  that reads the same profile, resolves it as moby/runc do and builds + exports the filter with
-  libseccomp.
+  Python is imported), the installed ``sysgate`` console script (also under its interpreter's
+  ``-S``, which shows what that Python's site-packages ``.pth`` files cost every start), and a
+  ``/usr/bin/python3`` script that reads the same profile, resolves it as moby/runc do and builds
+  + exports the filter with libseccomp.
 
 Run it with the Python sysgate is installed in (the console script is looked up next to it).
 """
@@ -216,6 +217,14 @@ def console_script() -> str | None:
     return shutil.which("sysgate")
 
 
+def _shebang(script: str) -> str | None:
+    """The interpreter a console script names on its ``#!`` line (None if it is not a plain one)."""
+    with open(script, "rb") as fh:
+        first = fh.readline().decode(errors="replace").strip()
+    words = first[2:].split() if first.startswith("#!") else []
+    return words[0] if len(words) == 1 and os.path.isabs(words[0]) else None
+
+
 def _run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU (user + sys) milliseconds of one run; CPU time is less hurt by a busy machine."""
     t = time.perf_counter()
@@ -273,6 +282,10 @@ def time_processes(profile: Path, arches: list[str], runs: int) -> dict:
         script = console_script()
         if script:
             cmds["sysgate: console script"] = ([script, *args], bench_env(pkg))
+            interpreter = _shebang(script)
+            if interpreter:
+                cmds["sysgate: console script, its python -S (no site)"] = ([interpreter, "-S", script, *args],
+                                                                          bench_env(pkg))
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
         for cmd, env in cmds.values():  # warm-up, and fail loudly if a command is broken
             _run_timed(cmd, env)

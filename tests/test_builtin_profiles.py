@@ -222,3 +222,43 @@ def test_modifiers_reach_the_kernel_view() -> None:
 def test_resolve_errors() -> None:
     with pytest.raises(ProfileError, match="did you mean docker-default"):
         resolve("docker-defualt")
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def test_docker_default_is_the_moby_profile_unmodified() -> None:
+    """Decision for decision moby's default: the very file (when the corpus is here), resolved by the
+    same reader for every architecture it names; provenance and licence are written down."""
+    from sysgate.profiles import builtin_path
+
+    shipped = Path(builtin_path("docker-default")).read_bytes()
+    if CORPUS.is_dir():
+        assert shipped == (CORPUS / "moby-profiles-seccomp-default.json").read_bytes()
+    doc = json.loads(shipped)
+    named = [m["architecture"] for m in doc["archMap"]]
+    assert len(named) >= 8
+    for primary in named:
+        a = arch.get(primary).name
+        p = resolve("docker-default", arch=a)
+        main_entry = next(m for m in doc["archMap"] if m["architecture"] == primary)
+        assert p.arches == tuple(arch.get(x).name for x in [primary] + (main_entry.get("subArchitectures") or []))
+    prov = (Path(builtin_path("docker-default")).parent / "PROVENANCE.md").read_text()
+    assert "moby/profiles" in prov and "cd3bed8061c7b7378b61fc6827c7885779417a75" in prov
+    assert "Apache License 2.0" in prov
+
+
+def test_builtins_are_accepted_by_name_everywhere(tmp_path: Path) -> None:
+    """compile, emulate, explain, diff, convert and profiles show take the built-in names."""
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sysgate.cli", *argv], capture_output=True, timeout=60)
+
+    for name in builtin_names():
+        assert cli("compile", name, "--arch", "x86_64", "-o", str(tmp_path / f"{name}.bpf")).returncode == 0
+        r = cli("emulate", name, "exit_group", "--arch", "x86_64")
+        assert r.returncode == 0 and b"-> allow" in r.stdout, r
+        assert cli("explain", name, "--arch", "x86_64").returncode == 0
+        assert cli("convert", name, "--to", "oci", "--arch", "x86_64").returncode == 0
+        assert cli("profiles", "show", name).returncode == 0
+    r = cli("diff", "strict", "python", "--arch", "x86_64")
+    assert r.returncode not in (0, 2) and b"execve" not in r.stderr, r  # they differ: a status of its own

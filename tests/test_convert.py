@@ -4,9 +4,11 @@ listing every loss."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from shutil import which as shutil_which
 
 import pytest
 
@@ -14,6 +16,7 @@ from sysgate.analysis.equivalence import equivalent
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
 from sysgate.cli import main
+from sysgate.compiler import compile_policy
 from sysgate.formats.registry import read
 from sysgate.profiles import resolve
 
@@ -201,3 +204,161 @@ def test_profiles_list_and_show() -> None:
     assert k.returncode == 0 and b"@default kill-process" in k.stdout and b"rt_sigreturn: allow" in k.stdout
     err = one_line_error(run("profiles", "show", "strickt"))
     assert "did you mean strict" in err
+
+
+def _hex_program(r: subprocess.CompletedProcess) -> tuple:
+    assert r.returncode == 0, r.stderr
+    return I.decode(bytes.fromhex(r.stdout.decode().strip()))
+
+
+def test_caps_decide_moby_includes(tmp_path: Path) -> None:
+    """``--caps`` is the capability set moby's includes/excludes are judged by (compile and convert)."""
+    CLONE_NEWNS = 0x20000
+    plain = _hex_program(run("compile", "docker-default", "--arch", "x86_64", "--format", "hex"))
+    admin = _hex_program(run("compile", "docker-default", "--arch", "x86_64", "--format", "hex",
+                             "--caps", "chown,CAP_SYS_ADMIN"))
+    none = _hex_program(run("compile", "docker-default", "--arch", "x86_64", "--format", "hex", "--caps", ""))
+    nr = {"mount": 165, "clone": 56, "clone3": 435, "chroot": 161, "chown": 92}
+    assert emulate(plain, "x86_64", nr["mount"], []).ret == I.RET_ERRNO | 1
+    assert emulate(admin, "x86_64", nr["mount"], []).ret == I.RET_ALLOW
+    assert emulate(plain, "x86_64", nr["clone"], [CLONE_NEWNS]).ret == I.RET_ERRNO | 1
+    assert emulate(admin, "x86_64", nr["clone"], [CLONE_NEWNS]).ret == I.RET_ALLOW
+    assert emulate(plain, "x86_64", nr["clone3"], []).ret == I.RET_ERRNO | 38  # ENOSYS: libc falls back
+    assert emulate(admin, "x86_64", nr["clone3"], []).ret == I.RET_ALLOW
+    assert emulate(plain, "x86_64", nr["chroot"], []).ret == I.RET_ALLOW  # CAP_SYS_CHROOT is Docker's default
+    assert emulate(none, "x86_64", nr["chroot"], []).ret == I.RET_ERRNO | 1
+    assert emulate(admin, "x86_64", nr["chroot"], []).ret == I.RET_ERRNO | 1  # the set replaces Docker's
+    out = tmp_path / "admin.json"
+    assert run("convert", "docker-default", "--to", "oci", "--arch", "x86_64", "--caps", "SYS_ADMIN", "-o",
+               str(out)).returncode == 0
+    assert equivalent(read(str(out), arch="x86_64").policy,
+                      resolve("docker-default", arch="x86_64", arches=["x86_64"], caps=["CAP_SYS_ADMIN"])) is None
+    for argv in (["compile", "docker-default", "-o", str(tmp_path / "x")],
+                 ["convert", "docker-default", "--to", "docker", "-o", str(tmp_path / "x")],
+                 ["emulate", "docker-default", "read", "--arch", "x86_64"]):
+        err = one_line_error(run(*argv, "--caps", "CAP_SYS_ADMN"))
+        assert "--caps CAP_SYS_ADMN: unknown capability (did you mean CAP_SYS_ADMIN?)" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_convert_applies_modifiers(tmp_path: Path) -> None:
+    """``convert`` takes ``--allow``/``--deny`` like ``compile``: a modified built-in, exported."""
+    out = tmp_path / "m.yaml"
+    r = run("convert", "docker-default", "--to", "k8s", "--arch", "x86_64", "--deny", "ptrace:EACCES",
+            "--allow", "personality", "-o", str(out), "--verify")
+    assert r.returncode == 0, r.stderr
+    p = read(str(out), arch="x86_64").policy
+    want = resolve("docker-default", arch="x86_64", arches=["x86_64"], allow=["personality"],
+                   deny=["ptrace:EACCES"])
+    assert equivalent(p, want) is None
+    insns = compile_policy(p).insns
+    assert emulate(insns, "x86_64", 101, []).ret == I.RET_ERRNO | 13  # ptrace
+    assert emulate(insns, "x86_64", 135, [0x1234]).ret == I.RET_ALLOW  # personality, any argument
+    err = one_line_error(run("convert", "strict", "--to", "docker", "--deny", "nosuch"))
+    assert "--deny nosuch: unknown syscall" in err
+
+
+# Every corpus file that is an error case by design, and the include loops (under the names their
+# includes use): through the CLI, one line naming the file and the place, status 2, nothing written.
+CORPUS_ERRORS = {
+    "minijail/test_invalid_arg_filter.policy": ":1:7: invalid action",
+    "minijail/test_invalid_syscall_name.policy": ":1:1: nonexistent syscall",
+    "minijail/test_nested.policy": ":1:10: could not @include",
+    "moby-profiles-seccomp-fixtures-example.json": ": syscalls[3].action: errnoRet 12345 out of range 0-4095",
+    "kafel/samples_sample_var_cmp.policy": ":4:7: comparing two arguments",
+    "kafel/samples_sample_and_cmp_var.policy": ":4:9: '&' of two arguments",
+}
+
+
+def _loop_copies(tmp: Path) -> dict[Path, str]:
+    """The include loops of the corpus, copied under the names their includes use: file -> the
+    error's start (the file and place where the loop closes)."""
+    import shutil
+
+    for p in (CORPUS / "kafel").glob("test_testdata_*.policy"):
+        shutil.copy(p, tmp / p.name.replace("test_testdata_", ""))
+    (tmp / "test").mkdir()
+    (tmp / "test" / "test").symlink_to(".")
+    shutil.copy(CORPUS / "minijail" / "test_nested.policy", tmp / "test" / "nested.policy")
+    return {tmp / "self_recursive.policy": f"{tmp}/self_recursive.policy:1:10: include loop: "
+                                           "self_recursive.policy -> self_recursive.policy",
+            tmp / "includes_short_loop.policy": f"{tmp}/short_loop_b.policy:1:10: include loop: "
+                                                "short_loop.policy -> short_loop_b.policy -> short_loop.policy",
+            tmp / "short_loop.policy": f"{tmp}/short_loop_b.policy:1:10: include loop",
+            tmp / "test" / "nested.policy": f"{tmp}/test/nested.policy:1:10: @include loop"}
+
+
+@needs_corpus
+def test_corpus_error_cases_through_the_cli(tmp_path: Path) -> None:
+    cases = {CORPUS / name: f"{CORPUS / name}{where}" for name, where in CORPUS_ERRORS.items()}
+    cases.update(_loop_copies(tmp_path))
+    out = tmp_path / "out"
+    for src, start in cases.items():
+        for argv in (["compile", str(src), "--arch", "x86_64", "-o", str(out)],
+                     ["convert", str(src), "--to", "docker", "--arch", "x86_64", "-o", str(out)]):
+            err = one_line_error(run(*argv))
+            assert err.startswith(f"sysgate: error: {start}"), err
+            assert not out.exists()
+
+
+@pytest.mark.skipif(not shutil_which("bwrap"), reason="bubblewrap not installed")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().machine != "x86_64",
+                    reason="kernel tests run on x86_64 Linux")
+def test_raw_output_is_what_bwrap_seccomp_loads(tmp_path: Path) -> None:
+    """``compile -o FILE`` (raw) is what ``bwrap --seccomp FD`` takes; the kernel then judges."""
+    prog = tmp_path / "p.bpf"
+    assert run("compile", "docker-default", "--arch", "x86_64", "--deny", "uname:EACCES", "-o",
+               str(prog)).returncode == 0
+    with open(prog, "rb") as fh:
+        argv = ["bwrap", "--ro-bind", "/", "/", "--seccomp", str(fh.fileno()), "--"]
+        denied = subprocess.run(argv + ["/bin/uname", "-s"], pass_fds=[fh.fileno()], capture_output=True,
+                                timeout=30)
+    with open(prog, "rb") as fh:
+        argv = ["bwrap", "--ro-bind", "/", "/", "--seccomp", str(fh.fileno()), "--"]
+        fine = subprocess.run(argv + ["/bin/echo", "ran"], pass_fds=[fh.fileno()], capture_output=True, timeout=30)
+    assert denied.returncode != 0 and b"Permission denied" in denied.stderr, denied
+    assert fine.returncode == 0 and fine.stdout == b"ran\n", fine
+
+
+@pytest.mark.skipif(not shutil_which("cc"), reason="no C compiler")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().machine != "x86_64",
+                    reason="kernel tests run on x86_64 Linux")
+def test_c_header_compiles_and_the_kernel_applies_it(tmp_path: Path) -> None:
+    """``compile --format c`` is a header a C program installs as is."""
+    header = tmp_path / "filter.h"
+    assert run("compile", "docker-default", "--arch", "x86_64", "--deny", "uname:EACCES", "--format", "c",
+               "-o", str(header)).returncode == 0
+    (tmp_path / "main.c").write_text(
+        '#include <errno.h>\n#include <stdio.h>\n#include <sys/prctl.h>\n#include <sys/utsname.h>\n'
+        '#include <unistd.h>\n#include <linux/seccomp.h>\n#include "filter.h"\n'
+        "int main(void) {\n  struct utsname u;\n  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return 3;\n"
+        "  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter_prog)) return 4;\n"
+        '  int r = uname(&u);\n  printf("%d %d %d\\n", r, errno, (int)getppid() > 0);\n  return 0;\n}\n')
+    exe = tmp_path / "main"
+    cc = subprocess.run(["cc", "-o", str(exe), str(tmp_path / "main.c")], capture_output=True, text=True,
+                        timeout=60)
+    assert cc.returncode == 0, cc.stderr
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "-1 13 1\n", (r.returncode, r.stdout, r.stderr)
+
+
+@needs_corpus
+@pytest.mark.parametrize("target", ["x86_64", "aarch64"])
+def test_firecracker_corpus_compile_thread_and_write_back(tmp_path: Path, target: str) -> None:
+    """``sysgate compile firecracker-<target>-*.json --thread vmm``: the target comes from the file
+    name; the program is the vmm filter for it. Written back (every thread) it decides the same."""
+    src = CORPUS / f"firecracker-{target}-unknown-linux-musl.json"
+    prog = tmp_path / "vmm.bpf"
+    r = run("compile", str(src), "--thread", "vmm", "-o", str(prog))
+    assert r.returncode == 0, r.stderr
+    insns = I.decode(prog.read_bytes())
+    vmm = read(str(src), thread="vmm").policy
+    assert vmm.arches == (target,)
+    assert equivalent(vmm, insns, [target]) is None
+    other = "aarch64" if target == "x86_64" else "x86_64"
+    assert emulate(insns, other, 0, []).ret == I.RET_KILL_PROCESS  # another arch: killed
+    back = tmp_path / "fc.json"
+    assert run("convert", str(src), "--to", "firecracker", "-o", str(back)).returncode == 0
+    for thread in ("api", "vcpu", "vmm"):
+        assert equivalent(read(str(src), thread=thread).policy, read(str(back), thread=thread, arch=target).policy,
+                          [target]) is None

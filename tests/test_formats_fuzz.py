@@ -35,9 +35,11 @@ SEEDS: dict[str, list[str]] = {
     "kafel": ["kafel/samples_sample_basic.policy", "kafel/samples_sample_composition.policy",
               "kafel/samples_sample_or_flags.policy", "kafel/samples_sample_and_eq_long.policy"],
 }
-BUILTIN_SEEDS = {
-    "systemd": "[Service]\nSystemCallArchitectures=native x86\nSystemCallFilter=@system-service\n"
-               "SystemCallFilter=~@privileged mount:EACCES\nSystemCallErrorNumber=EPERM\n",
+BUILTIN_SEEDS: dict[str, str | list[str]] = {
+    "systemd": ["[Service]\nSystemCallArchitectures=native x86\nSystemCallFilter=@system-service\n"
+                "SystemCallFilter=~@privileged mount\nSystemCallErrorNumber=EPERM\n",
+                "[Unit]\nDescription=x\n[Service]\nSystemCallFilter=~@privileged mount:EACCES \\\n  @obsolete\n"
+                "SystemCallFilter=~@swap\nSystemCallErrorNumber=kill\nUser=nobody\n"],
     "k8s": "apiVersion: security-profiles-operator.x-k8s.io/v1beta1\nkind: SeccompProfile\nmetadata:\n"
            "  name: x\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  architectures:\n  - SCMP_ARCH_X86_64\n"
            "  syscalls:\n  - names:\n    - read\n    action: SCMP_ACT_ALLOW\n  - names: [personality]\n"
@@ -83,7 +85,8 @@ def parse(fmt: str | None, data: bytes) -> None:
 
 def _seed(fmt: str) -> list[bytes]:
     if fmt in BUILTIN_SEEDS:
-        return [BUILTIN_SEEDS[fmt].encode()]
+        seeds = BUILTIN_SEEDS[fmt]
+        return [x.encode() for x in (seeds if isinstance(seeds, list) else [seeds])]
     if not CORPUS.is_dir():
         return [b""]
     return [(CORPUS / name).read_bytes() for name in SEEDS[fmt]]
@@ -182,3 +185,88 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
                       ("minijail", b"read: arg0 == " + b"(" * 5000 + b"1"),
                       ("k8s", b"".join(b" " * i + b"a:\n" for i in range(3000)))]:
         parse(fmt, data)
+
+
+_OCI_SEED = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "architectures": ["SCMP_ARCH_X86_64"],
+             "flags": ["SECCOMP_FILTER_FLAG_LOG"], "listenerPath": "/run/x.sock",
+             "syscalls": [{"names": ["read", "write", "@basic-io"], "action": "SCMP_ACT_ALLOW"},
+                          {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                           "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                          {"names": ["clone"], "action": "SCMP_ACT_TRACE", "errnoRet": 3,
+                           "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                          {"names": ["mmap"], "action": "SCMP_ACT_KILL_PROCESS",
+                           "args": [{"index": 2, "value": 4, "op": "SCMP_CMP_GE"},
+                                    {"index": 2, "value": 9, "op": "SCMP_CMP_LT"}]}]}
+
+
+def _json_seed(fmt: str) -> Any:
+    """A small, valid document of a JSON-shaped format (corpus-based where the corpus is here)."""
+    if fmt == "firecracker":
+        if CORPUS.is_dir():
+            doc = json.loads((CORPUS / "firecracker-x86_64-unknown-linux-musl.json").read_text())
+            for f in doc.values():
+                f["filter"] = f["filter"][:8]
+            return doc
+        return {"vmm": {"default_action": "trap", "filter_action": "allow", "filter": [
+            {"syscall": "ioctl", "args": [{"index": 1, "type": "dword", "op": "eq", "val": 21505}]}]}}
+    if fmt == "docker" and CORPUS.is_dir():
+        doc = json.loads((CORPUS / "moby-profiles-seccomp-fixtures-conditional_include.json").read_text())
+        doc["syscalls"] = doc["syscalls"][:12]
+        return doc
+    if fmt == "k8s":
+        return {"apiVersion": "security-profiles-operator.x-k8s.io/v1beta1", "kind": "SeccompProfile",
+                "metadata": {"name": "x"}, "spec": {k: v for k, v in _OCI_SEED.items() if k != "defaultErrnoRet"}}
+    return copy.deepcopy(_OCI_SEED)
+
+
+@st.composite
+def json_mutant(draw: st.DrawFn, fmt: str) -> bytes:
+    """A JSON document of ``fmt`` with 0-2 values replaced at random places (0: valid input, so the
+    CLI's success path is fuzzed too)."""
+    doc = _json_seed(fmt)
+    paths = _paths(doc)
+    for _ in range(draw(st.integers(0, 2))):
+        path = draw(st.sampled_from(paths))
+        value = copy.deepcopy(draw(JSON_VALUES))
+        node = doc
+        try:
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@settings(max_examples=25, **SETTINGS)
+@given(data=st.data())
+def test_cli_on_mutated_files(fmt: str, data: st.DataObject) -> None:
+    """Through ``sysgate compile`` and ``sysgate convert`` (in-process): status 0, or status 2 with
+    exactly one ``sysgate: error:`` line and no output file; never a traceback."""
+    import io
+    import os
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from sysgate.cli import main
+
+    structured = fmt in ("docker", "oci", "firecracker", "k8s") and data.draw(st.booleans())
+    blob = data.draw(json_mutant(fmt) if structured else mutated("docker" if fmt == "oci" else fmt))
+    to = data.draw(st.sampled_from(list(FORMATS)))
+    with tempfile.TemporaryDirectory(prefix="sysgate-fuzz-") as d:
+        src, out = os.path.join(d, f"in.{fmt}"), os.path.join(d, "out")
+        with open(src, "wb") as fh:
+            fh.write(blob)
+        for argv in (["compile", src, "--arch", "x86_64", "--thread", "vmm", "--format", "hex", "-o", out],
+                     ["convert", src, "--to", to, "--arch", "x86_64", "--thread", "vmm", "--lossy", "-o", out]):
+            err = io.StringIO()
+            with alarm(LIMIT_S), redirect_stderr(err), redirect_stdout(io.StringIO()):
+                status = main(argv)
+            lines = [x for x in err.getvalue().splitlines() if not x.startswith(("sysgate: note:", "sysgate: loss:"))]
+            if status == 0:
+                assert os.path.exists(out) and not lines, (argv, err.getvalue())
+                os.unlink(out)
+            else:
+                assert status == 2 and len(lines) == 1 and lines[0].startswith("sysgate: error: "), \
+                    (argv, status, err.getvalue())
+                assert not os.path.exists(out)

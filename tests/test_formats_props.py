@@ -198,3 +198,33 @@ def test_equivalence_finds_argument_and_arch_differences() -> None:
         if d.arch and d.arch in ("x86_64", "x32"):
             assert evaluate(base, d.arch, d.nr, d.args) != evaluate(m, d.arch, d.nr, d.args), d
     assert len(list(differences(base, mutants[0], limit=0))) > 1
+
+
+def test_equivalence_tries_x32_rules_with_their_own_numbers() -> None:
+    """x86_64 and x32 share a token: an x32 call's argument values come from the x32 rules (its
+    numbers carry the x32 bit). The hand-written program differs from the policy only on x32, and
+    only in an AND of two arguments, so one-argument-at-a-time edges cannot find it: the rule's
+    satisfying call must be tried through x32's number for execve."""
+    from sysgate.bpf import insn as I
+    from sysgate.bpf.emulator import emulate
+
+    policy = Policy(errno(1), (Rule("execve", ALLOW, (Condition(0, Op.EQ, 5), Condition(1, Op.EQ, 7))),),
+                    ("x86_64", "x32"))
+    ld, jeq, ret = I.LD | I.W | I.ABS, I.JMP | I.JEQ | I.K, I.RET | I.RET_K
+    x32_execve = 0x40000000 | 520
+
+    def block(arg1: int) -> list[I.Insn]:  # args[0] == 5 && args[1] == arg1 (both words), 9 insns
+        return [I.stmt(ld, 20), I.jump(jeq, 0, 0, 7), I.stmt(ld, 16), I.jump(jeq, 5, 0, 5),
+                I.stmt(ld, 28), I.jump(jeq, 0, 0, 3), I.stmt(ld, 24), I.jump(jeq, arg1, 0, 1),
+                I.stmt(ret, I.RET_ALLOW)]
+
+    insns = [I.stmt(ld, 4), I.jump(jeq, 0xC000003E, 1, 0), I.stmt(ret, I.RET_KILL_PROCESS),
+             I.stmt(ld, 0), I.jump(jeq, 59, 2, 0), I.jump(jeq, x32_execve, 11, 0),
+             I.stmt(ret, I.RET_ERRNO | 1),
+             *block(7), I.stmt(ret, I.RET_ERRNO | 1),
+             *block(8), I.stmt(ret, I.RET_ERRNO | 1)]
+    assert emulate(insns, "x86_64", 59, [5, 7]).ret == I.RET_ALLOW
+    assert emulate(insns, "x32", x32_execve, [5, 8]).ret == I.RET_ALLOW
+    assert emulate(insns, "x32", x32_execve, [5, 7]).ret == I.RET_ERRNO | 1
+    d = equivalent(policy, insns, ["x86_64", "x32"])
+    assert d is not None and d.arch == "x32" and d.nr == x32_execve and d.args[:2] in ((5, 7), (5, 8)), d

@@ -12,7 +12,7 @@ from sysgate.analysis.equivalence import equivalent
 from sysgate.formats import ProfileError
 from sysgate.formats.detect import detect
 from sysgate.formats.registry import read, read_bytes, write
-from sysgate.policy import ALLOW, KILL_PROCESS, KILL_THREAD, LOG, TRAP, Action, errno
+from sysgate.policy import ALLOW, KILL_PROCESS, KILL_THREAD, LOG, TRAP, Action, ActionKind, Policy, errno
 from sysgate.reference import evaluate
 
 X = arch.get("x86_64")
@@ -283,3 +283,139 @@ def test_load_program_takes_every_format(tmp_path: Path) -> None:
     s.write_text("[Service]\nSystemCallFilter=~write\nSystemCallErrorNumber=EROFS\n")
     prog = load_program(str(s), ["x86_64"])
     assert emulate(prog.insns, "x86_64", 1, []).ret == I.RET_ERRNO | 30
+
+
+# ----------------------------------------------------------------------------------------- every action, per format
+
+ALL_ACTIONS = [ALLOW, KILL_PROCESS, KILL_THREAD, TRAP, LOG, errno(13), Action(ActionKind.TRACE, 7),
+               Action(ActionKind.USER_NOTIF)]
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci", "k8s"])
+def test_json_formats_every_action_flag_and_listener(fmt: str) -> None:
+    """Each SCMP_ACT_* as the default and as a rule action, every filter flag, listenerPath and
+    listenerMetadata: read, written, read back; decisions judged by the emulator."""
+    from sysgate.formats.docker import ACTIONS, FLAGS
+
+    for name, kind in ACTIONS.items():
+        extra = {"errnoRet": 13} if kind in (ActionKind.ERRNO, ActionKind.TRACE) else {}
+        default = "SCMP_ACT_LOG" if name != "SCMP_ACT_LOG" else "SCMP_ACT_ALLOW"
+        doc = {"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64"], "flags": list(FLAGS),
+               "listenerPath": "/run/l.sock", "listenerMetadata": "meta",
+               "syscalls": [{"names": ["getpid"], "action": name, **extra}]}
+        if fmt == "k8s":
+            text = write(load(json.dumps(doc), "docker"), "k8s").text
+        else:
+            text = json.dumps(doc)
+        loaded = load(text, fmt)
+        want = Action(kind, 13) if extra else Action(kind)
+        assert decide(loaded.policy, "getpid") == want, name
+        assert loaded.extras.flags == FLAGS and loaded.extras.listener_path == "/run/l.sock"
+        assert loaded.extras.listener_metadata == "meta"
+        out = write(loaded, fmt)
+        assert not out.losses
+        back = load(out.text, fmt)
+        assert equivalent(loaded.policy, back.policy) is None and back.extras == loaded.extras, name
+        if name == "SCMP_ACT_KILL":  # libseccomp's KILL is kill-thread; written by its explicit name
+            assert "SCMP_ACT_KILL_THREAD" in out.text
+    for a in ALL_ACTIONS:  # and each as the default action
+        p = Policy(a, (), ("x86_64",))
+        out = write(p, fmt)
+        if fmt == "k8s" and a.kind in (ActionKind.ERRNO, ActionKind.TRACE) and a.data != 1:
+            assert any("defaultErrnoRet" in x for x in out.losses)  # SPO's spec has no such field
+            continue
+        assert not out.losses
+        back = load(out.text, fmt).policy
+        assert back.default == a and equivalent(p, back) is None
+
+
+def test_firecracker_every_action() -> None:
+    names = {"allow": ALLOW, "trap": TRAP, "log": LOG, "kill_thread": KILL_THREAD, "kill_process": KILL_PROCESS,
+             '{"errno": 13}': errno(13), '{"trace": 7}': Action(ActionKind.TRACE, 7)}
+    for text, want in names.items():
+        action = json.loads(text) if text.startswith("{") else text
+        other = "allow" if want != ALLOW else "trap"
+        doc = {"t": {"default_action": other, "filter_action": action, "filter": [{"syscall": "getpid"}]}}
+        p = load(json.dumps(doc), "firecracker", thread="t").policy
+        assert decide(p, "getpid") == want and decide(p, "read") != want
+        doc = {"t": {"default_action": action, "filter_action": other, "filter": [{"syscall": "getpid"}]}}
+        p = load(json.dumps(doc), "firecracker", thread="t").policy
+        assert p.default == want
+        back = load(write(p, "firecracker", thread="t").text, "firecracker", thread="t").policy
+        assert equivalent(p, back) is None
+
+
+def test_kafel_every_action() -> None:
+    spelled = {"ALLOW": ALLOW, "LOG": LOG, "KILL": KILL_THREAD, "KILL_THREAD": KILL_THREAD, "DENY": KILL_THREAD,
+               "KILL_PROCESS": KILL_PROCESS, "USER_NOTIF": Action(ActionKind.USER_NOTIF), "ERRNO(13)": errno(13),
+               "TRACE(7)": Action(ActionKind.TRACE, 7), "TRAP(0)": TRAP}
+    for text, want in spelled.items():
+        p = load(f"POLICY p {{ {text} {{ getpid }} }}\nUSE p DEFAULT {'ALLOW' if want != ALLOW else 'LOG'}\n",
+                 "kafel").policy
+        assert decide(p, "getpid") == want, text
+        q = load(f"POLICY p {{ ALLOW {{ read }} }}\nUSE p DEFAULT {text}\n", "kafel").policy
+        assert q.default == want, text
+        for pol in (p, q):
+            assert equivalent(pol, load(write(pol, "kafel").text, "kafel").policy) is None
+
+
+def test_minijail_every_action_and_operator() -> None:
+    spelled = {"allow": ALLOW, "1": ALLOW, "kill-process": KILL_PROCESS, "kill-thread": KILL_THREAD,
+               "kill": KILL_PROCESS,  # what minijail0 installs (see sysgate.formats.minijail)
+               "trap": TRAP, "log": LOG, "user-notify": Action(ActionKind.USER_NOTIF),
+               "return 13": errno(13), "return EACCES": errno(13)}
+    for text, want in spelled.items():
+        p = load(f"@default trap\ngetpid: {text}\n" if want != TRAP else f"getpid: {text}\n", "minijail").policy
+        assert decide(p, "getpid") == want, text
+    ops = {"arg0 == 5": (5, 6), "arg0 != 5": (6, 5), "arg0 < 5": (4, 5), "arg0 <= 5": (5, 6),
+           "arg0 > 5": (6, 5), "arg0 >= 5": (5, 4), "arg0 & 4": (12, 8), "arg0 in 5": (4, 2),
+           "arg0 in ~PROT_EXEC": (3, 7), "arg0 == 1 && arg1 == 2": ((1, 2), (1, 3)),
+           "arg0 == 1 && arg1 == 2 || arg0 == 9": ((9, 0), (2, 2)), "arg0 == O_RDONLY|O_CLOEXEC": (0x80000, 0)}
+    for expr, (yes, no) in ops.items():
+        p = load(f"getpid: {expr}\n", "minijail").policy
+        yes, no = (yes if isinstance(yes, tuple) else (yes,)), (no if isinstance(no, tuple) else (no,))
+        assert decide(p, "getpid", *yes) == ALLOW and decide(p, "getpid", *no) == KILL_PROCESS, expr
+
+
+def test_minijail_include_resolves_and_shares_first_match(tmp_path: Path) -> None:
+    (tmp_path / "common.policy").write_text("# shared\nread: arg0 == 0\n@include ./more.policy\n")
+    (tmp_path / "more.policy").write_text("write: arg0 == 1 || arg0 == 2\n")
+    main = tmp_path / "main.policy"
+    main.write_text("@include ./common.policy\nread: return EBADF\nexit_group: 1\n")
+    p = read(str(main), arch="x86_64").policy
+    assert decide(p, "read", 0) == ALLOW and decide(p, "read", 5) == errno(9)  # the include's filter first
+    assert decide(p, "write", 2) == ALLOW and decide(p, "write", 3) == KILL_PROCESS
+    assert decide(p, "exit_group") == ALLOW and decide(p, "getpid") == KILL_PROCESS
+    (tmp_path / "more.policy").write_text("write: arg0 ==\n")
+    with pytest.raises(ProfileError) as e:
+        read(str(main), arch="x86_64")
+    assert str(e.value).startswith(f"{tmp_path / 'more.policy'}:1:15: ")
+
+
+# ----------------------------------------------------------------------------------------- groups in every format
+
+@pytest.mark.parametrize("fmt,text", [
+    ("docker", '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["@mount", "read"], '
+               '"action": "SCMP_ACT_ALLOW"}]}'),
+    ("oci", '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["@mount", "read"], '
+            '"action": "SCMP_ACT_ALLOW"}]}'),
+    ("k8s", "apiVersion: security-profiles-operator.x-k8s.io/v1beta1\nkind: SeccompProfile\nspec:\n"
+            "  defaultAction: SCMP_ACT_ERRNO\n  syscalls:\n  - names: ['@mount', read]\n    action: SCMP_ACT_ALLOW\n"),
+    ("firecracker", '{"t": {"default_action": {"errno": 1}, "filter_action": "allow", "filter": '
+                    '[{"syscall": "@mount"}, {"syscall": "read"}]}}'),
+    ("minijail", "@default kill-process\n@mount: allow\nread: allow\n"),
+    ("minijail", "@default kill-process\nmount@systemd: allow\nread: allow\n"),
+    ("kafel", "POLICY p { ALLOW { @mount, read } }\nUSE p DEFAULT ERRNO(1)\n"),
+    ("systemd", "[Service]\nSystemCallFilter=@mount read\n"),
+])
+def test_systemd_groups_usable_by_name_in_every_format(fmt: str, text: str) -> None:
+    """``@mount`` (systemd's set) expands to its members for the policy's architecture."""
+    from sysgate.syscall_groups import expand
+
+    for a in ("x86_64", "aarch64"):
+        p = load(text, fmt, a, arches=[a], thread="t" if fmt == "firecracker" else None).policy
+        members = expand("@mount", a)
+        assert {"mount", "umount2", "pivot_root", "fsopen"} <= set(members)
+        for name in members + ["read"]:
+            assert decide(p, name, a=a) == ALLOW, (fmt, a, name)
+        assert decide(p, "ptrace", a=a) != ALLOW

@@ -330,24 +330,104 @@ def test_libseccomp_pseudo_syscall_bug() -> None:
     assert emulate(lib["plain"], "aarch64", nr, [0] * 6).ret == trace1.ret
 
 
-# --- docker-default: the same resolved rules through both -----------------------------------------
+# --- docker-default: moby's JSON resolved independently, as moby + runc do, built by libseccomp -----
 
-@pytest.mark.parametrize("primary", ["x86_64", "x86", "aarch64"])
-def test_docker_default_same_as_libseccomp(primary: str) -> None:
-    """runc adds each rule of the resolved profile with AddRuleConditional: we add each of our
-    Policy's rules with add_rule, then compare every number 0-1023 on every covered arch."""
+_SCMP_RET = {"SCMP_ACT_KILL": 0, "SCMP_ACT_KILL_THREAD": 0, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+             "SCMP_ACT_TRAP": 0x30000, "SCMP_ACT_ERRNO": 0x50000, "SCMP_ACT_TRACE": 0x7FF00000,
+             "SCMP_ACT_ALLOW": 0x7FFF0000, "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_NOTIFY": 0x7FC00000}
+_GOARCH = {"x86_64": "amd64", "x86": "x86", "aarch64": "arm64"}  # moby's names for the hosts tested
+_DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]  # moby oci/caps DefaultCapabilities()
+
+
+def _cap_sets() -> dict[str, list[str]]:
+    from sysgate.profiles.capabilities import capability_names
+
+    return {"docker": _DOCKER_CAPS, "sys_admin": _DOCKER_CAPS + ["CAP_SYS_ADMIN"], "none": [],
+            "all": capability_names()}
+
+
+def _runc_request(doc: dict, primary: str, caps: list[str]) -> dict:
+    """moby's setupSeccomp (archMap, includes/excludes by arch, caps, minKernel) and runc's
+    InitSeccomp (rules with the default action left out, EPERM for a bare ERRNO, two tests of one
+    argument as separate rules), written from their sources without sysgate's reader."""
+    rel = os.uname().release.split(".")
+    kernel = (int(rel[0]), int("".join(ch for ch in rel[1] if ch.isdigit()) or 0))
+
+    def ret(name: str, data: int | None) -> int:
+        v = _SCMP_RET[name]
+        return v | (1 if data is None else data) if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") else v
+
+    default = ret(doc["defaultAction"], doc.get("defaultErrnoRet"))
+    host = A.get(primary).libseccomp
+    arches = [host]
+    for m in doc.get("archMap") or []:
+        if m["architecture"] == host:
+            arches = [host] + list(m.get("subArchitectures") or [])
+    rules = []
+    for call in doc["syscalls"]:
+        inc, exc = call.get("includes") or {}, call.get("excludes") or {}
+        if "arches" in inc and _GOARCH[primary] not in inc["arches"]:
+            continue
+        if "arches" in exc and _GOARCH[primary] in exc["arches"]:
+            continue
+        if any(c in caps for c in exc.get("caps", [])) or not all(c in caps for c in inc.get("caps", [])):
+            continue
+        if "minKernel" in inc and kernel < tuple(int(x) for x in inc["minKernel"].split(".")[:2]):
+            continue
+        action = ret(call["action"], call.get("errnoRet"))
+        if action == default:
+            continue
+        args = [[a["index"], a["op"].removeprefix("SCMP_CMP_"), a.get("value", 0), a.get("valueTwo", 0)]
+                for a in call.get("args") or []]
+        index = [a[0] for a in args]
+        alternatives = [[a] for a in args] if len(set(index)) < len(index) else [args]
+        for name in call.get("names") or [call.get("name")]:
+            rules.extend({"action": action, "name": name, "args": alt} for alt in alternatives)
+    return {"default": default, "badarch": 0x80000000, "rules": rules,
+            "arches": [a.removeprefix("SCMP_ARCH_") for a in arches]}
+
+
+_DOCKER_CASES = [(primary, caps) for primary in ("x86_64", "x86", "aarch64") for caps in _cap_sets()]
+_built: dict[tuple[str, str], tuple[dict, dict]] = {}
+
+
+def _docker_default_builds() -> dict[tuple[str, str], tuple[dict, dict]]:
+    """Every (primary arch, cap set) request built by libseccomp in one process."""
+    if not _built:
+        from sysgate.profiles import builtin_path
+
+        with open(builtin_path("docker-default")) as fh:
+            doc = json.load(fh)
+        sets = _cap_sets()
+        requests = [_runc_request(doc, primary, sets[caps]) for primary, caps in _DOCKER_CASES]
+        for case, req, lib in zip(_DOCKER_CASES, requests, libseccomp_build(requests)):
+            _built[case] = (req, lib)
+    return _built
+
+
+@pytest.mark.parametrize("primary,caps", _DOCKER_CASES)
+def test_docker_default_same_as_libseccomp(primary: str, caps: str) -> None:
+    """moby's default compiled by sysgate (``resolve("docker-default", caps=...)``) and by
+    libseccomp from an independent moby/runc resolution of the same JSON, with the same caps:
+    the same action for every number 0-1023 on every covered arch, each tested argument at its
+    boundary values (every value and valueTwo of the profile, +-1, and the 32/64-bit edges)."""
     from sysgate.profiles import resolve
 
-    policy = resolve("docker-default", arch=primary)
-    lib = libseccomp_programs([policy])[0]
+    req, lib = _docker_default_builds()[(primary, caps)]
+    policy = resolve("docker-default", arch=primary, caps=_cap_sets()[caps])
+    assert [A.get(a).libseccomp.removeprefix("SCMP_ARCH_") for a in policy.arches] == req["arches"]
     ours = compile_policy(policy).insns
     unknown = set(lib["unknown"])  # names libseccomp 2.5.4 does not know: runc leaves them out
-    assert unknown and unknown < {str(r.syscall) for r in policy.rules}
+    assert unknown and unknown < {r["name"] for r in req["rules"]}
     conds: dict[str, set[int]] = {}
-    for r in policy.rules:
-        for c in r.conditions:
-            conds.setdefault(str(r.syscall), set()).add(c.arg)
-    bounds = [v for v in boundary_args(policy) if v <= U32] + [U32 + 1, 1 << 63, U64]
+    values: set[int] = set()
+    for r in req["rules"]:
+        for index, _op, v, two in r["args"]:
+            conds.setdefault(r["name"], set()).add(index)
+            values |= {(x + d) & U64 for x in (v, two) for d in (-1, 0, 1)}
+    bounds = sorted(values | {U32, U32 + 1, 1 << 63, U64})
     differ: dict[str, set[int]] = {}
     checked = 0
     for name in policy.arches:
@@ -367,11 +447,19 @@ def test_docker_default_same_as_libseccomp(primary: str) -> None:
                         differ.setdefault(name, set()).add(nr)
                     continue
                 _compare(policy, ours, lib, a, nr, args)
-    # Exactly the numbers of names libseccomp does not know differ: we allow them, it falls to the default.
+    # Exactly the numbers of names libseccomp does not know differ: we decide them as the profile
+    # says, it falls to the default.
     for name in policy.arches:
         a = A.get(name)
-        want = {a.syscalls[n] for n in unknown if n in a.syscalls and a.syscalls[n] < a.nr_base + 1024}
+        want = {a.syscalls[n] for n in unknown if n in a.syscalls and a.syscalls[n] < a.nr_base + 1024
+                and policy.default != _ours_for(policy, a, n)}
         assert differ.get(name, set()) == want, name
         for nr in want:
             assert emulate(lib["plain"], a, nr, [0] * 6).ret == policy.default.ret
     assert checked > 1024 * len(policy.arches)
+
+
+def _ours_for(policy: Policy, a: A.Arch, name: str) -> Action:
+    from sysgate.reference import evaluate
+
+    return evaluate(policy, a.name, a.syscalls[name], [0] * 6)

@@ -13,8 +13,9 @@ matters. The default action applies only when no rule matches.
 """
 from __future__ import annotations
 
-import enum
-from typing import Iterable
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator
 
 from .record import Record
 
@@ -24,12 +25,107 @@ __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Rule", "Po
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 
+_setattr = object.__setattr__
+
 
 class PolicyError(ValueError):
     """A policy that cannot be built: the message names the offending field."""
 
 
-class ActionKind(enum.Enum):
+class _EnumType(type):
+    """A small ``enum.Enum``: the class attributes of a class made with it become its members.
+
+    It keeps what sysgate relies on from Enum (members are instances and class attributes,
+    singletons under copy and pickle, ``name`` and ``value``, ``Kind(value)`` lookup raising
+    ValueError, iteration in definition order, Enum's repr and str) and costs nothing at import,
+    where ``import enum`` and building two Enum classes take several milliseconds of every
+    ``sysgate`` start.
+    """
+
+    _members_: tuple
+    _by_value_: dict
+
+    def __new__(mcs, name: str, bases: tuple, ns: dict) -> _EnumType:
+        # Members: the plain values; not _names, methods, properties or other descriptors.
+        values = {k: v for k, v in ns.items() if not k.startswith("_") and not hasattr(v, "__get__")}
+        for k in values:
+            del ns[k]
+        cls = super().__new__(mcs, name, bases, ns)
+        members = []
+        for k, v in values.items():
+            m = object.__new__(cls)
+            object.__setattr__(m, "_name_", k)
+            object.__setattr__(m, "_value_", v)
+            type.__setattr__(cls, k, m)
+            members.append(m)
+        type.__setattr__(cls, "_members_", tuple(members))
+        type.__setattr__(cls, "_by_value_", {m._value_: m for m in members})
+        return cls
+
+    def __call__(cls, value: object) -> object:
+        try:
+            return cls._by_value_[value]
+        except (KeyError, TypeError):
+            raise ValueError(f"{value!r} is not a valid {cls.__qualname__}") from None
+
+    def __iter__(cls) -> Iterator:
+        return iter(cls._members_)
+
+    def __len__(cls) -> int:
+        return len(cls._members_)
+
+    def __contains__(cls, member: object) -> bool:
+        return isinstance(member, cls)
+
+    def __getitem__(cls, name: str) -> object:
+        member = cls.__dict__.get(name)
+        if not isinstance(member, cls):
+            raise KeyError(name)
+        return member
+
+    def __setattr__(cls, name: str, value: object) -> None:
+        if isinstance(cls.__dict__.get(name), cls):
+            raise AttributeError(f"cannot reassign member {name!r}")
+        super().__setattr__(name, value)
+
+    def __repr__(cls) -> str:
+        return f"<enum {cls.__name__!r}>"
+
+
+class _Member(metaclass=_EnumType):
+    __slots__ = ("_name_", "_value_")
+
+    @property
+    def name(self) -> str:
+        return self._name_  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> Any:
+        return self._value_
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} members are immutable")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self._name_}: {self._value_!r}>"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self._name_}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __reduce_ex__(self, protocol: object) -> tuple:
+        return type(self), (self._value_,)
+
+    def __copy__(self) -> _Member:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _Member:
+        return self
+
+
+class ActionKind(_Member):
     """Actions, valued by the kernel's return code."""
 
     KILL_PROCESS = 0x80000000
@@ -175,7 +271,7 @@ def _parse_int(text: str, what: str) -> int:
         raise PolicyError(f"{what} {text!r} is not a number") from None
 
 
-class Op(enum.Enum):
+class Op(_Member):
     """Comparison operators; MASKED_EQ is ``(arg & mask) == value``."""
 
     EQ = "=="
@@ -249,20 +345,34 @@ class Rule(Record):
     action: Action
     conditions: tuple[Condition, ...]
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        if len(args) == 3 and not kw:  # how readers make their hundreds of rules: straight to _check
+            _setattr(self, "syscall", args[0])
+            _setattr(self, "action", args[1])
+            _setattr(self, "conditions", args[2])
+            self._check()
+        else:
+            Record.__init__(self, *args, **kw)
+
     def _check(self) -> None:
-        if isinstance(self.syscall, bool) or not isinstance(self.syscall, (str, int)):
-            raise PolicyError(f"syscall must be a name or number, not {self.syscall!r}")
-        if isinstance(self.syscall, int) and not 0 <= self.syscall <= U32:
-            raise PolicyError(f"syscall number {self.syscall} out of range")
-        if isinstance(self.syscall, str) and not self.syscall:
+        # (Policies have hundreds of rules: the common case, a name and a tuple, is tested first.)
+        syscall = self.syscall
+        if type(syscall) is not str:
+            if isinstance(syscall, bool) or not isinstance(syscall, (str, int)):
+                raise PolicyError(f"syscall must be a name or number, not {syscall!r}")
+            if isinstance(syscall, int) and not 0 <= syscall <= U32:
+                raise PolicyError(f"syscall number {syscall} out of range")
+        if isinstance(syscall, str) and not syscall:
             raise PolicyError("empty syscall name")
         if not isinstance(self.action, Action):
             raise PolicyError(f"rule action must be an Action, not {self.action!r}")
-        conds = tuple(self.conditions)
+        conds = self.conditions
+        if type(conds) is not tuple:
+            conds = tuple(conds)
+            self._set("conditions", conds)
         for c in conds:
             if not isinstance(c, Condition):
                 raise PolicyError(f"rule conditions must be Condition objects, not {c!r}")
-        self._set("conditions", conds)
 
     def __str__(self) -> str:
         cond = " && ".join(str(c) for c in self.conditions)

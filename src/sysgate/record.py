@@ -7,19 +7,48 @@ may define ``_check()`` to validate (and normalise with ``_set``) after construc
 """
 from __future__ import annotations
 
-from typing import Any
+from operator import attrgetter  # loaded with enum and collections anyway
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Record"]
+
+_setattr = object.__setattr__
 
 
 class Record:
     __slots__ = ()
     _defaults: dict[str, Any] = {}
+    # The field values as a tuple (an attrgetter, set per subclass): equality and hashing run in C.
+    _get_values: Any = staticmethod(lambda self: ())
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        fields = tuple(cls.__slots__)
+        if len(fields) == 1:
+            one = attrgetter(fields[0])
+            cls._get_values = staticmethod(lambda self: (one(self),))
+        elif fields:
+            cls._get_values = staticmethod(attrgetter(*fields))
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         fields = self.__slots__
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
+        if not kw:  # the common case (positional arguments only): no keyword dict to fill and empty
+            for name, val in zip(fields, args):
+                _setattr(self, name, val)
+            for name in fields[len(args):]:
+                if name not in self._defaults:
+                    raise TypeError(f"{type(self).__name__} missing {name!r}")
+                val = self._defaults[name]
+                if callable(val) and isinstance(val, type):
+                    val = val()
+                _setattr(self, name, val)
+            self._check()
+            return
         for name, val in zip(fields, args):
             if name in kw:
                 raise TypeError(f"{type(self).__name__} got {name!r} twice")
@@ -48,16 +77,17 @@ class Record:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def _values(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.__slots__)
+        return self._get_values(self)  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+        return self is other or (type(other) is type(self)
+                                 and self._get_values(self) == other._get_values(other))  # type: ignore[attr-defined]
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._values()))
+        return hash((type(self).__name__, self._get_values(self)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"

@@ -246,25 +246,26 @@ def differences(a: Any, b: Any, arches: Sequence[str] | None = None, *, limit: i
     pack = SeccompData.pack
     for token, members in tokens.items():
         main = members[0]
-        x32 = any(m.name == "x32" for m in members)
+        x32 = next((m for m in members if m.name == "x32"), None)
         for nr in _numbers((sa, sb), members):
+            # x86_64 and x32 share a token: the x32 bit says which ABI (and table) the call uses,
+            # and so which rules' conditions give the argument values worth trying.
+            via = x32 if x32 is not None and nr & _arch.X32_SYSCALL_BIT else main
             data = pack(SeccompData(nr, token), order)
             ra, rb = run(sa.insns, data, order, True), run(sb.insns, data, order, True)
             vectors: list[tuple[int, ...]] = [(0,) * 6]
             if _reads_args(ra.path, sa.insns) or _reads_args(rb.path, sb.insns):
-                vectors = _arg_vectors((sa, sb), main, nr, big)
+                vectors = _arg_vectors((sa, sb), via, nr, big)
             for vec in vectors:
                 if any(vec):
-                    args = tuple(v & U32 for v in vec) if main.bits == 32 else vec
+                    args = tuple(v & U32 for v in vec) if via.bits == 32 else vec
                     data = pack(SeccompData(nr, token, 0, args), order)
                     ra, rb = run(sa.insns, data, order), run(sb.insns, data, order)
                 else:
                     args = vec
                 if _key(ra.ret) != _key(rb.ret):
                     acta, actb = Action.from_ret(ra.ret), Action.from_ret(rb.ret)
-                    # x86_64 and x32 share a token: the x32 bit says which ABI the call uses
-                    arch_name = "x32" if x32 and nr & _arch.X32_SYSCALL_BIT else main.name
-                    yield Difference(arch_name, token, nr, args, acta, actb)
+                    yield Difference(via.name, token, nr, args, acta, actb)
                     found += 1
                     if limit and found >= limit:
                         return

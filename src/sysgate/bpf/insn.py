@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import struct
 from collections import namedtuple
-from typing import Iterable, Sequence
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 # instruction classes
 LD, LDX, ST, STX, ALU, JMP, RET, MISC = range(8)

@@ -3,7 +3,8 @@
 A conversion that cannot keep every decision fails with one line (exit status 2, nothing
 written) unless ``--lossy`` is given; then each loss is listed on stderr and the closest
 profile is written. ``--verify`` reads the output back and checks with the emulator that
-it decides every boundary-valued call as the input does.
+it decides every boundary-valued call as the input does. ``--allow``/``--deny`` modify the
+input first, as they do for ``compile``; ``--caps`` is checked against the kernel's names.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def _arches(text: str | None) -> list[str] | None:
 def _caps(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    return [c.strip() for c in text.split(",") if c.strip()]
+    from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
+
+    return parse_caps(text)
 
 
 def _k8s_name(source: str) -> str:
@@ -58,6 +61,17 @@ def _read(source: str, args: Any) -> Any:
                 thread=getattr(args, "thread", None))
 
 
+def _modifiers(args: Any) -> bool:
+    return bool(getattr(args, "allow", None) or getattr(args, "deny", None))
+
+
+def _modified(policy: Any, args: Any) -> Any:
+    """``--allow``/``--deny`` applied to a policy read from any format (as ``compile`` does)."""
+    from ..profiles import apply_modifiers
+
+    return apply_modifiers(policy, allow=getattr(args, "allow", ()) or (), deny=getattr(args, "deny", ()) or ())
+
+
 def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
     """Read ``source`` and write it as ``fmt``: (Exported, the registry.Loaded input or None)."""
     from ..formats import Exported, ProfileError
@@ -72,8 +86,14 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
 
             arches = _arches(getattr(args, "arch", None))
             ff = firecracker.load(source, arches=arches)
+            if _modifiers(args):
+                ff = ff.replace(filters={t: _modified(p, args) for t, p in ff.filters.items()})
             return firecracker.export(ff), None
     loaded = _read(source, args)
+    if _modifiers(args):
+        policy = _modified(loaded.policy, args)
+        extras = loaded.extras.replace(policy=policy) if loaded.extras is not None else None
+        loaded = loaded.replace(policy=policy, extras=extras)
     opts: dict[str, Any] = {}
     if fmt == "firecracker":
         opts["thread"] = thread or "main"

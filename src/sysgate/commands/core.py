@@ -1,9 +1,11 @@
 """compile, disasm, asm and emulate: the core commands."""
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, Sequence
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 from ..bpf import insn as I
 
@@ -19,7 +21,9 @@ def _arches(text: str | None) -> list[str] | None:
 def _caps(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    return [c.strip() for c in text.split(",") if c.strip()]
+    from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
+
+    return parse_caps(text)
 
 
 def _write(out: str | None, data: bytes | str) -> None:
@@ -66,6 +70,8 @@ def cmd_compile(args: Any) -> int:
     elif fmt == "c":
         _write(args.output, format_c(prog.insns, comment=f"{args.profile} for {','.join(prog.arches)}"))
     elif fmt == "json":
+        import json
+
         doc = {"arches": list(prog.arches), "byteorder": prog.byteorder, "length": len(prog),
                "skipped": {k: list(v) for k, v in prog.skipped.items()},
                "insns": [list(i) for i in prog.insns]}
@@ -152,6 +158,8 @@ def cmd_emulate(args: Any) -> int:
     action = Action.from_ret(res.ret)
     name = a.name_of(nr)
     if args.json:
+        import json
+
         print(json.dumps({"arch": a.name, "syscall": name, "nr": nr, "args": vals, "action": str(action),
                           "ret": res.ret, "executed": res.executed}))
     else:

@@ -15,6 +15,8 @@ Every program starts by checking the architecture token and returns the policy's
 """
 from __future__ import annotations
 
+import bisect
+
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
@@ -58,8 +60,6 @@ class CompiledProgram(Record):
 
 def _weight(start: int, end: int, defined: list[int]) -> float:
     """Real syscall numbers count 1 each; the rest of a range counts a little (rarely called)."""
-    import bisect
-
     n_def = bisect.bisect_left(defined, end) - bisect.bisect_left(defined, start)
     return n_def + 0.01 * min(end - start - n_def, 64)
 
@@ -141,10 +141,17 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
         cuts.append((lo, key_default if lw is not None else key_bad))
         if lw is None:
             continue
+        leaf_keys: dict[int, tuple] = {}  # id(plain verdict) -> its key: lowering shares verdicts
         for nr, d in lw.decisions.items():
             if lo <= nr < hi:
-                key = ("leaf", d.default) if d.is_leaf else d
-                decisions[key] = d
+                if d.is_leaf:
+                    key = leaf_keys.get(id(d))
+                    if key is None:
+                        key = leaf_keys[id(d)] = ("leaf", d.default)
+                        decisions[key] = d
+                else:
+                    key = d
+                    decisions[key] = d
                 points[nr] = key
         defined.extend(n for n in lw.arch.syscalls.values() if lo <= n < hi)
     decisions[key_default] = Decision((), policy.default)

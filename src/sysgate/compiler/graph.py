@@ -8,7 +8,9 @@ here, before emission fixes positions.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 from ..bpf import insn as I
 from ..policy import Condition, Op

@@ -10,9 +10,12 @@ decisions most calls need sit higher.
 from __future__ import annotations
 
 import bisect
-from typing import Callable, Hashable, Sequence, TypeVar
 
-T = TypeVar("T", bound=Hashable)
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Callable, Hashable, Sequence, TypeVar
+
+    T = TypeVar("T", bound=Hashable)
 
 U32 = 0xFFFFFFFF
 

@@ -6,7 +6,7 @@ settled at compile time, so later stages only lay out and encode.
 """
 from __future__ import annotations
 
-from ..arch import Arch, UnknownSyscall, all_syscall_names, unknown_syscall_message
+from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..policy import Action, Condition, Op, Policy
 from ..record import Record
 
@@ -86,32 +86,52 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
     by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
     skipped: list[str] = []
     table = arch.syscalls
+    bits = arch.bits
     for rule in policy.rules:
         if isinstance(rule.syscall, int):
             nr = rule.syscall
         else:
             nr = table.get(rule.syscall)  # type: ignore[assignment]
             if nr is None:
-                if rule.syscall in all_syscall_names() or skip_unknown:
+                if skip_unknown or is_syscall_name(rule.syscall):
                     if rule.syscall not in skipped:
                         skipped.append(rule.syscall)
                     continue
                 raise LoweringError(unknown_syscall_message(rule.syscall))
-        conds: list[Condition] = []
-        dead = False
-        for c in rule.conditions:
-            k = _const(c, arch.bits)
-            if k is False:
-                dead = True
-                break
-            if k is None:
-                conds.append(_narrow(c, arch.bits))
-        if not dead:
-            by_nr.setdefault(nr, []).append((tuple(conds), rule.action))
+        if rule.conditions:
+            conds: list[Condition] = []
+            dead = False
+            for c in rule.conditions:
+                k = _const(c, bits)
+                if k is False:
+                    dead = True
+                    break
+                if k is None:
+                    conds.append(_narrow(c, bits))
+            if dead:
+                continue
+            entry = (tuple(conds), rule.action)
+        else:
+            entry = ((), rule.action)
+        same_nr = by_nr.get(nr)
+        if same_nr is None:
+            by_nr[nr] = [entry]
+        else:
+            same_nr.append(entry)
 
     decisions: dict[int, Decision] = {}
     default = policy.default
+    verdicts: dict[Action, Decision] = {}  # one (immutable) plain verdict per action, shared
     for nr, rules in by_nr.items():
+        if len(rules) == 1:  # most numbers: what the general case below comes to for one rule
+            conds, action = rules[0]
+            if action == default:
+                continue
+            if conds:
+                decisions[nr] = Decision(((conds, action),), default)
+            else:
+                decisions[nr] = verdicts.get(action) or verdicts.setdefault(action, Decision((), action))
+            continue
         # Strictest first (stable, so equal actions keep the order they were written in).
         rules.sort(key=lambda r: _strictness_key(r[1]))
         kept: list[tuple[tuple[Condition, ...], Action]] = []
@@ -125,7 +145,8 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
         while kept and kept[-1][1] == default:
             kept.pop()
         if kept and not kept[0][0]:
-            decisions[nr] = Decision((), kept[0][1])
+            action = kept[0][1]
+            decisions[nr] = verdicts.get(action) or verdicts.setdefault(action, Decision((), action))
         elif kept:
             decisions[nr] = Decision(tuple(kept), default)
     return Lowered(arch, decisions, skipped)

@@ -9,19 +9,23 @@ disassembly listing, which must never be taken for a policy: ``0000: 0x20 ...`` 
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 
-from . import ProfileError
+from . import ProfileError, jsondecode
 
-__all__ = ["POLICY_FORMATS", "PROGRAM_KINDS", "detect", "detect_file", "is_policy"]
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    import re
+
+__all__ = ["POLICY_FORMATS", "PROGRAM_KINDS", "detect", "detect_json", "detect_file", "is_policy"]
 
 POLICY_FORMATS = ("docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s")
 PROGRAM_KINDS = ("bpf", "asm")
 
-_ASM = re.compile(
-    r"""^\s*(?:
+# Compiled on first use (see _pattern): a JSON profile, the common case, never needs them.
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+_SOURCES: dict[str, str] = {  # inline flags: (?m) multi-line, (?x) verbose
+    "asm": r"""(?xm)^\s*(?:
         line\s+CODE\s+JT\s+JF\s+K                                   # listing header
       | [0-9a-fA-F]{4}:\s+0x[0-9a-fA-F]{2}\s                        # listing line
       | (?:[A-Za-z_]\w*:\s*)?(?:A|X)\s*(?:[-+*/&|^%]|<<|>>)?=(?!=)  # A = ..., X = ..., A += ...
@@ -32,17 +36,25 @@ _ASM = re.compile(
       | (?:[A-Za-z_]\w*:\s*)?mem\[\d+\]\s*=                         # mem[0] = A
       | (?:[A-Za-z_]\w*:\s*)?return\s+(?:ALLOW|KILL|KILL_PROCESS|KILL_THREAD|TRAP|LOG|USER_NOTIF
                                          |TRACE|ERRNO\s*\(|A\b|X\b|0x)
-    )""", re.X | re.M)
-_JSON_START = re.compile(rb"^\s*[{\[]")
-_K8S = re.compile(r"^\s*kind:\s*['\"]?SeccompProfile\b", re.M)
-_SYSTEMD_SECTION = re.compile(r"^\s*\[[A-Za-z][A-Za-z0-9-]*\]\s*$", re.M)
-_SYSTEMD_KEY = re.compile(r"^\s*SystemCall(?:Filter|ErrorNumber|Architectures|Log)\s*=", re.M)
-_KAFEL = re.compile(r"""\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""",
-                    re.M)
-_MINIJAIL = re.compile(
-    r"""^\s*(?:@(?:include|default|denylist|frequency)\b
+    )""",
+    "k8s": r"(?m)^\s*kind:\s*['\"]?SeccompProfile\b",
+    "systemd_section": r"(?m)^\s*\[[A-Za-z][A-Za-z0-9-]*\]\s*$",
+    "systemd_key": r"(?m)^\s*SystemCall(?:Filter|ErrorNumber|Architectures|Log)\s*=",
+    "kafel": r"""(?m)\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""",
+    "minijail": r"""(?xm)^\s*(?:@(?:include|default|denylist|frequency)\b
              | (?:\{[^}\n]*\}|[A-Za-z_][\w-]*(?:@[\w-]+)?|@[a-z][\w-]*)\s*(?:\[[^\]\n]*\])?\s*:\s*\S)""",
-    re.X | re.M)
+}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    pat = _PATTERNS.get(name)
+    if pat is None:
+        import re
+
+        pat = _PATTERNS[name] = re.compile(_SOURCES[name])
+    return pat
+
+
 _NOT_JSON = object()
 _BY_EXTENSION = {".json": "docker", ".conf": "systemd", ".yaml": "k8s", ".yml": "k8s", ".bpf": "bpf",
                  ".asm": "asm", ".s": "asm"}
@@ -72,43 +84,49 @@ def _json_format(doc: object) -> str | None:
 
 def detect(data: bytes, name: str | None = None) -> str:
     """The format of ``data`` (a policy format or a program kind); :class:`ProfileError` if unknown."""
+    return detect_json(data, name)[0]
+
+
+def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
+    """:func:`detect`, plus the decoded JSON document when the format was told from it (else
+    None), so that a reader need not decode the same text again."""
     where = name or "<input>"
     ext = os.path.splitext(name or "")[1].lower()
     if not data.strip():
         raise ProfileError(f"{where}: empty file")
     if b"\0" in data[:4096]:
-        return "bpf"
+        return "bpf", None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return "bpf"
-    if _JSON_START.match(data):
+        return "bpf", None
+    if data.lstrip()[:1] in (b"{", b"["):  # bytes.lstrip() strips what regex \s matches
         try:
-            doc = json.loads(text)
+            doc = jsondecode.loads(text)  # json.loads, without importing json for valid text
         except (ValueError, RecursionError):
-            if text.lstrip().startswith("{") or not _SYSTEMD_SECTION.match(text.lstrip()):
-                return "docker"  # its reader reports where the JSON is broken
+            if text.lstrip().startswith("{") or not _pattern("systemd_section").match(text.lstrip()):
+                return "docker", None  # its reader reports where the JSON is broken
             doc = _NOT_JSON  # "[Service]": an INI section, not a JSON array
         if doc is not _NOT_JSON:
             fmt = _json_format(doc)
             if fmt is None:
                 raise ProfileError(f"{where}: JSON, but not a seccomp profile sysgate knows (Docker/OCI, "
                                    f"Firecracker or a Kubernetes SeccompProfile)")
-            return fmt
-    if _ASM.search(text):
-        return "asm"
-    if _K8S.search(text):
-        return "k8s"
-    if _SYSTEMD_KEY.search(text) and (_SYSTEMD_SECTION.search(text) or ext == ".conf"):
-        return "systemd"
-    if _KAFEL.search(text):
-        return "kafel"
-    if _MINIJAIL.search(_strip_comments(text)):
-        return "minijail"
+            return fmt, doc
+    if _pattern("asm").search(text):
+        return "asm", None
+    if _pattern("k8s").search(text):
+        return "k8s", None
+    if _pattern("systemd_key").search(text) and (_pattern("systemd_section").search(text) or ext == ".conf"):
+        return "systemd", None
+    if _pattern("kafel").search(text):
+        return "kafel", None
+    if _pattern("minijail").search(_strip_comments(text)):
+        return "minijail", None
     if ext == ".policy":  # only comments: an empty policy; minijail and Kafel both use .policy
-        return "minijail"
+        return "minijail", None
     if ext in _BY_EXTENSION:
-        return _BY_EXTENSION[ext]
+        return _BY_EXTENSION[ext], None
     raise ProfileError(f"{where}: cannot tell the format (expected a Docker/OCI, Firecracker, minijail, "
                        f"Kafel, systemd or Kubernetes profile, or a BPF program)")
 

@@ -23,14 +23,16 @@ are merged (or split into alternatives), because runc would OR them.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Iterable
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import ProfileError
+from . import ProfileError, jsondecode
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
            "OPS"]
@@ -160,18 +162,29 @@ def _condition(w: _Where, where: str, a: Any) -> Condition:
     return Condition(index, op, value)
 
 
-def _names_ok(w: _Where, where: str, names: Iterable[Any]) -> list[str]:
-    """Validated names; a systemd-style ``@group`` stands for its members."""
-    from .syscall_names import UnknownName, expand
-
-    out = []
+def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int] | None = None) -> list[str]:
+    """Validated names; a systemd-style ``@group`` stands for its members. ``known``: a table whose
+    names need no other check (the primary arch's, where almost every name is)."""
+    out: list[str] = []
+    seen: set[str] = set()
     for j, n in enumerate(names):
         if not isinstance(n, str) or not n:
             raise w.err(f"{where}[{j}]", f"syscall name must be a non-empty string, got {n!r}")
-        try:
-            out.extend(m for m in expand(n) if m not in out)
-        except UnknownName as e:
-            raise w.err(f"{where}[{j}]", str(e)) from None
+        if known is not None and n in known:
+            members: tuple[str, ...] | list[str] = (n,)
+        elif n[0] != "@" and _arch.is_syscall_name(n):  # what expand(n) checks, minus its call
+            members = (n,)
+        else:
+            from .syscall_names import UnknownName, expand
+
+            try:
+                members = expand(n)
+            except UnknownName as e:
+                raise w.err(f"{where}[{j}]", str(e)) from None
+        for m in members:
+            if m not in seen:
+                seen.add(m)
+                out.append(m)
     return out
 
 
@@ -195,10 +208,14 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
     if "defaultAction" not in doc:
         raise w.err("defaultAction", "missing")
     default = _action(w, "defaultAction", doc["defaultAction"], doc.get("defaultErrnoRet"))
+    # One object per distinct action: the compiler compares actions a lot, and equal objects
+    # that are the same object compare at once.
+    interned: dict[Action, Action] = {default: default}
     try:
         primary = _arch.get(arch) if arch else _arch.native()
     except _arch.UnknownArch as e:
         raise ProfileError(str(e)) from None
+    known = primary.syscalls  # its names need no other check (and lowering needs the table next)
     cap_set = {c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
                for c in (DOCKER_DEFAULT_CAPS if caps is None else caps)}
     kver = kernel or _kernel_version()
@@ -265,14 +282,15 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
         if "names" in call:
             if not isinstance(call["names"], list):
                 raise w.err(f"{where}.names", "expected a list of syscall names")
-            names = _names_ok(w, f"{where}.names", call["names"])
+            names = _names_ok(w, f"{where}.names", call["names"], known)
         elif "name" in call:
-            names = _names_ok(w, f"{where}.name", [call["name"]])
+            names = _names_ok(w, f"{where}.name", [call["name"]], known)
         else:
             raise w.err(where, "missing 'names'")
         if "action" not in call:
             raise w.err(f"{where}.action", "missing")
         action = _action(w, f"{where}.action", call["action"], call.get("errnoRet"))
+        action = interned.setdefault(action, action)
         args = call.get("args") or []
         if not isinstance(args, list):
             raise w.err(f"{where}.args", "expected a list")
@@ -287,17 +305,18 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
             continue
         # runc: conditions on one index more than once become separate (OR-ed) rules.
         idx = [c.arg for c in conds]
-        groups = [[c] for c in conds] if len(set(idx)) < len(idx) else [conds]
+        groups = [(c,) for c in conds] if len(set(idx)) < len(idx) else [tuple(conds)]
+        decided = (action, where)
         for n in names:
             for g in groups:
-                key = (n, tuple(g))
+                key = (n, g)
                 prev = seen.get(key)
                 if prev is not None and prev[0] != action:
                     raise w.err(where, f"syscall {n!r} has contradicting rules: {prev[0]} in {prev[1]} "
                                        f"and {action} here for the same arguments")
-                seen[key] = (action, where)
+                seen[key] = decided
                 try:
-                    rules.append(Rule(n, action, tuple(g)))
+                    rules.append(Rule(n, action, g))
                 except PolicyError as e:
                     raise w.err(where, str(e)) from None
     try:
@@ -342,11 +361,15 @@ def _applies(w: _Where, where: str, inc: dict, exc: dict, host: str, caps: set[s
 
 def loads(text: str | bytes, source: str = "<profile>", **kw: Any) -> DockerProfile:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+        doc = jsondecode.loads(text)  # json.loads, without importing json unless the text is bad
+    except ValueError as e:
+        import json
+
+        if isinstance(e, json.JSONDecodeError):
+            raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        if isinstance(e, UnicodeDecodeError):
+            raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+        raise
     return parse(doc, source, **kw)
 
 
@@ -477,12 +500,16 @@ def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> 
 
 
 def dumps(src: "Policy | DockerProfile", *, oci: bool = False) -> str:
+    import json
+
     doc, _ = dump(src, oci=oci)
     return json.dumps(doc, indent=2) + "\n"
 
 
 def export(src: "Policy | DockerProfile", *, oci: bool = False) -> "Exported":
     """The profile as Docker (``oci``: OCI) JSON text, with its losses."""
+    import json
+
     from . import Exported
 
     doc, losses = dump(src, oci=oci)

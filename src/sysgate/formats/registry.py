@@ -7,7 +7,10 @@ format's text, with its losses (see :class:`~sysgate.formats.Exported`).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterable
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from ..policy import Policy
 from ..record import Record
@@ -52,9 +55,13 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     ``caps`` is moby's capability set, ``thread`` selects a Firecracker filter, ``base_dir``
     is where includes are looked up when ``source`` is not a file.
     """
-    from .detect import detect, is_policy
+    from .detect import detect_json, is_policy
 
-    kind = fmt or detect(data, source)
+    decoded = None  # the JSON document detection already decoded, if any
+    if fmt:
+        kind = fmt
+    else:
+        kind, decoded = detect_json(data, source)
     if not is_policy(kind):
         raise ProfileError(f"{source}: a BPF program ({kind}), not a profile")
     try:
@@ -64,8 +71,12 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     archlist = list(arches) if arches else None
     mod = module(kind)
     given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir}
+    opts = {k: v for k, v in given.items() if k in mod.LOAD_OPTIONS}
     try:
-        doc = mod.loads(text, source, **{k: v for k, v in given.items() if k in mod.LOAD_OPTIONS})
+        if decoded is not None and kind == "docker":
+            doc = mod.parse(decoded, source, **opts)  # the text as docker.loads would decode it
+        else:
+            doc = mod.loads(text, source, **opts)
     except RecursionError:  # json and the recursive-descent readers on absurdly deep nesting
         raise ProfileError(f"{source}: nested too deeply") from None
     policy = doc.policy

@@ -8,7 +8,10 @@ in any format :mod:`sysgate.formats` reads (detected from its content).
 from __future__ import annotations
 
 import os
-from typing import Iterable
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from ..formats import ProfileError
 from ..policy import Policy
