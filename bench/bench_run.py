@@ -17,7 +17,12 @@ Contenders:
 * ``cli-S``: the same with ``python3 -S`` (no site-packages scan; the package found by PYTHONPATH).
 * ``bwrap``: ``bwrap --unshare-all --die-with-parent --ro-bind / / --dev /dev --proc /proc
   --seccomp FD /bin/true`` with FD holding sysgate's compiled docker-default program.
-* ``python -S``: ``python3 -S -c pass``, the floor under any Python CLI.
+* ``python`` and ``python -S``: ``python3 [-S] -c pass``, the floors under ``cli`` and ``cli-S``
+  (with ``site``, whatever the installation's ``.pth`` files import is included: compare
+  ``cli - python`` across machines, not ``cli`` alone).
+* ``cli-system`` and ``python-system``: the same with ``/usr/bin/python3`` (>= 3.10, if it is
+  another interpreter), whose ``site`` usually imports little: the CLI as a distribution
+  package would run.
 
 Processes are started with ``posix_spawn`` and reaped with ``waitpid``, the cheapest way Python has.
 """
@@ -49,6 +54,11 @@ def spawn_wait(argv: list[str], env: dict[str, str] | None = None, fds: tuple[in
     if st != 0:
         raise SystemExit(f"{argv[:3]}... failed with status {st:#x}")
     return dt
+
+
+def spawn_ok(argv: list[str]) -> bool:
+    pid = os.posix_spawn(argv[0], argv, os.environ)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def main() -> int:
@@ -89,7 +99,13 @@ def main() -> int:
         contenders["cli"] = lambda: spawn_wait([sys.executable, "-m", "sysgate", "run", "--", "/bin/true"], env_s)
         contenders["cli-S"] = lambda: spawn_wait([sys.executable, "-S", "-m", "sysgate", "run", "--", "/bin/true"],
                                                  env_s)
+        contenders["python"] = lambda: spawn_wait([sys.executable, "-c", "pass"], env_s)
         contenders["python -S"] = lambda: spawn_wait([sys.executable, "-S", "-c", "pass"], env_s)
+        system = "/usr/bin/python3"  # the distribution's interpreter, with its own (usually plain) site
+        if os.path.exists(system) and os.path.realpath(system) != os.path.realpath(sys.executable) and \
+                spawn_ok([system, "-c", "import sys; assert sys.version_info >= (3, 10)"]):
+            contenders["cli-system"] = lambda: spawn_wait([system, "-m", "sysgate", "run", "--", "/bin/true"], env_s)
+            contenders["python-system"] = lambda: spawn_wait([system, "-c", "pass"], env_s)
     if bwrap:
         mfd = os.memfd_create("bwrap-seccomp")
         os.write(mfd, prog.data)
@@ -120,6 +136,10 @@ def main() -> int:
     if "bwrap" in res:
         b = res["bwrap"]["median_ms"]
         out["ratios"] = {k: v["median_ms"] / b for k, v in res.items() if k != "bwrap"}
+    if not args.no_cli:
+        out["cli_overhead_ms"] = {k: res[k]["median_ms"] - res[f]["median_ms"]
+                                  for k, f in (("cli", "python"), ("cli-S", "python -S"),
+                                               ("cli-system", "python-system")) if k in res}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -129,6 +149,10 @@ def main() -> int:
     for k, v in res.items():
         ratio = out.get("ratios", {}).get(k)  # type: ignore[union-attr]
         print(f"{k:16} {v['median_ms']:10.2f} {v['p90_ms']:8.2f} {'' if ratio is None else f'{ratio:8.2f}'}")
+    if not args.no_cli:
+        over = out["cli_overhead_ms"]  # type: ignore[assignment]
+        print("sysgate's own share of the CLI (median minus its interpreter's start): "
+              + ", ".join(f"{k} {v:.2f} ms" for k, v in over.items()))
     if "bwrap" in res:
         r = out["ratios"]  # type: ignore[index]
         print(f"targets: api <= 0.6x bwrap: {'met' if r['api'] <= 0.6 else 'NOT met'}"

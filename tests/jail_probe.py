@@ -2,7 +2,8 @@
 
 Usage: python3 jail_probe.py HOST_PID PORT [NAME ...]. Each probe runs in a forked child so that a
 seccomp kill takes only that child; the result for each is printed as one JSON object:
-{"name": {"errno": "EPERM"} | {"signal": 31} | {"ok": value}}.
+{"name": {"errno": "EPERM"} | {"signal": 31} | {"ok": value}}. Besides the named probes,
+``read:PATH``, ``write:PATH`` and ``list:PATH`` read a file, create one, or list a directory.
 
 Probes that would harm the host if they got through use arguments that make them harmless:
 reboot with a bad magic, mount over the sandbox's own /tmp, swapon of a missing file, kexec and
@@ -112,7 +113,23 @@ def probes(host_pid, port):
     p["write_tmp"] = write_file("/tmp/sysgate-probe")
     p["write_core_pattern"] = write_file("/proc/sys/kernel/core_pattern")
     p["write_cgroup"] = write_file("/sys/fs/cgroup/pids/cgroup.procs")
+    # The sandbox's init (PID 1) may share the caller's memory: nothing inside may trace or read it.
+    p["ptrace_init"] = lambda: sc("ptrace", 16, 1, 0, 0)  # PTRACE_ATTACH
+    p["proc1_mem"] = lambda: os.open("/proc/1/mem", os.O_RDONLY)
+
+    def read_file(path):
+        def f():
+            with open(path, "rb") as fh:
+                return fh.read(64).decode("latin-1")
+        return f
+
+    for name in list(_paths):
+        kind, _, path = name.partition(":")
+        p[name] = {"read": read_file, "write": write_file, "list": lambda q: lambda: sorted(os.listdir(q))}[kind](path)
     return p
+
+
+_paths = []  # read:/write:/list: probes named on the command line
 
 
 def sc_raw(nr, *args):
@@ -124,6 +141,7 @@ def sc_raw(nr, *args):
 
 def main():
     host_pid, port = int(sys.argv[1]), int(sys.argv[2])
+    _paths.extend(n for n in sys.argv[3:] if n.partition(":")[0] in ("read", "write", "list"))
     ps = probes(host_pid, port)
     names = sys.argv[3:] or list(ps)
     out = {}

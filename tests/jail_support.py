@@ -20,6 +20,9 @@ import forkrun
 ROOT = os.geteuid() == 0
 SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3") or sys.executable
 TESTS = os.path.dirname(os.path.abspath(__file__))
+# The interpreter for commands *inside* a sandbox, whose /tmp is private: this one unless it lives
+# under /tmp (a CI checkout's venv, say), then the system's.
+PY = sys.executable if not os.path.realpath(sys.executable).startswith("/tmp/") else SYSTEM_PY
 PROBE = os.path.join(TESTS, "jail_probe.py")
 
 
@@ -75,7 +78,8 @@ def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
     what the jail loads lazily is loaded here first.
     """
     import json  # noqa: F401
-    from sysgate.jail import audit, filters, landlock  # noqa: F401
+    import signal  # noqa: F401
+    from sysgate.jail import audit, cgroups, filters, landlock, netpool  # noqa: F401
 
     filters.get("docker-default")
     def body(a: tuple) -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
 import threading
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jail_support import ROOT, needs_userns, no_leftovers  # noqa: F401
+from jail_support import PY, ROOT, needs_userns, no_leftovers  # noqa: F401
 
 from sysgate.jail import JailConfigError, Options, Sandbox, filters, netpool, run, runner
 from sysgate.jail.options import Bind, parse_bind, parse_rlimit, parse_size, parse_tmpfs
@@ -41,8 +42,9 @@ def test_parse_rlimit_and_binds() -> None:
     assert parse_bind("/a", True) == Bind("/a", "/a", True)
     assert parse_bind("/a/:/b/c/", False) == Bind("/a", "/b/c", False)
     assert parse_tmpfs("/x:2M").size == 2 << 20
+    assert parse_bind("a/b:/b", True) == Bind(os.path.join(os.getcwd(), "a/b"), "/b", True)  # as bwrap takes it
     with pytest.raises(JailConfigError, match="absolute"):
-        parse_bind("a:/b", True)
+        parse_bind("/a:b", True)
 
 
 def test_options_validation_messages() -> None:
@@ -74,14 +76,73 @@ def test_filter_cache_memory_and_disk(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     filters.clear_cache()
     a = filters.get("docker-default", deny=("uname:EACCES",))
-    files = list((tmp_path / "sysgate" / "jail").iterdir())
-    assert len(files) == 1 and files[0].read_bytes()[1:] == a.data
+    d = tmp_path / "sysgate" / "jail"
+    files = list(d.iterdir())
+    assert len(files) == 1 and files[0].read_bytes().endswith(a.data) and files[0].stat().st_mode & 0o077 == 0
     assert filters.get("docker-default", deny=("uname:EACCES",)) is a       # memory hit
     filters.clear_cache()
     b = filters.get("docker-default", deny=("uname:EACCES",))               # disk hit
     assert b.data == a.data and b.supervisor_safe == a.supervisor_safe and b is not a
     c = filters.get("docker-default", deny=("uname:EPERM",))
-    assert c.data != a.data and len(list((tmp_path / "sysgate" / "jail").iterdir())) == 2
+    assert c.data != a.data and len(list(d.iterdir())) == 2
+    fresh = filters._compile("docker-default", (), ("uname:EACCES",), None, (), "")
+    assert fresh.data == a.data and fresh.supervisor_safe == a.supervisor_safe   # a hit is what a compile gives
+
+
+def _tamper_and_reload(path, how: str) -> "filters.FilterProgram":
+    blob = bytearray(path.read_bytes())
+    if how == "flip-program-byte":
+        blob[-3] ^= 0x40
+        path.write_bytes(bytes(blob))
+    elif how == "flip-fast-path-flag":
+        i = len(filters._MAGIC) + 32
+        blob[i] ^= 1
+        path.write_bytes(bytes(blob))
+    elif how == "truncate":
+        path.write_bytes(bytes(blob[:-8]))
+    elif how == "group-writable":
+        path.chmod(0o664)
+    elif how == "other-owner":
+        os.chown(path, 65534, 65534)
+    filters.clear_cache()
+    return filters.get("docker-default", deny=("uname:EACCES",))
+
+
+@pytest.mark.parametrize("how", ["flip-program-byte", "flip-fast-path-flag", "truncate", "group-writable",
+                                 pytest.param("other-owner", marks=pytest.mark.skipif(not ROOT, reason="chown"))])
+def test_filter_cache_verified_on_read(tmp_path, monkeypatch, how: str) -> None:
+    """A damaged or untrustworthy cache file is never loaded: the program is compiled again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    filters.clear_cache()
+    good = filters.get("docker-default", deny=("uname:EACCES",))
+    (path,) = (tmp_path / "sysgate" / "jail").iterdir()
+    calls = []
+    real = filters._compile
+    monkeypatch.setattr(filters, "_compile", lambda *a: calls.append(a) or real(*a))
+    again = _tamper_and_reload(path, how)
+    assert len(calls) == 1 and (again.data, again.supervisor_safe) == (good.data, good.supervisor_safe)
+    filters.clear_cache()
+    assert filters.get("docker-default", deny=("uname:EACCES",)).data == good.data and len(calls) == 1  # rewritten
+
+
+def test_filter_cache_key_follows_the_compiler_source(monkeypatch) -> None:
+    k1 = filters._disk_key("docker-default", (), (), None, ())
+    monkeypatch.setattr(filters, "_code_stamp", lambda: b"another compiler")
+    assert filters._disk_key("docker-default", (), (), None, ()) != k1
+    # every sysgate module a compile loads is covered by the stamp
+    code = ("import sys; from sysgate.jail import filters; filters._compile('docker-default', ('@mount',), "
+            "('uname',), 'kill-process', ('CAP_SYS_ADMIN',), ''); "
+            "print(' '.join(m for m in sys.modules if m.startswith('sysgate.')))")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=src)).stdout.split()
+    covered = set(filters._CODE)
+    for mod in out:
+        parts = mod.split(".")[1:]
+        if parts[0] == "jail" and parts[-1] != "filters":
+            continue  # the jail's own modules are not part of the compile
+        rel = "/".join(parts)
+        assert {rel + ".py", rel + "/__init__.py", parts[0]} & covered, mod
 
 
 def test_supervisor_safety_verdicts() -> None:
@@ -97,7 +158,7 @@ def test_profile_object_accepted() -> None:
     from sysgate.policy import ALLOW, Policy, Rule, errno
 
     pol = Policy(ALLOW, (Rule("uname", errno(13)),))
-    r = run([sys.executable, "-c", "import os; os.uname()"], profile=pol, capture_output=True)
+    r = run([PY, "-c", "import os; os.uname()"], profile=pol, capture_output=True)
     assert b"PermissionError" in r.stderr
 
 

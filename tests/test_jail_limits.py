@@ -10,7 +10,7 @@ import time
 import pytest
 
 import forkrun
-from jail_support import ROOT, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
+from jail_support import PY, ROOT, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
 
 from sysgate.jail import Sandbox, SandboxError, cgroups, run
 from sysgate.jail.options import Options
@@ -33,6 +33,19 @@ def _cgroups_usable() -> bool:
 needs_cgroups = pytest.mark.skipif(not _cgroups_usable(), reason="no usable cgroup controllers (needs root)")
 
 
+def expected_version(*controllers: str) -> str:
+    """Which hierarchy the jail must pick here: v2 where it offers the controllers, else v1 (hybrid hosts)."""
+    h = cgroups.detect()
+    for base in (h.v2, h.v2_root):
+        try:
+            with open(os.path.join(base or "/nonexistent", "cgroup.controllers")) as f:
+                if set(controllers) <= set(f.read().split()):
+                    return "v2"
+        except OSError:
+            pass
+    return "v1"
+
+
 def procs_with(marker: str) -> list[int]:
     out = []
     for pid in os.listdir("/proc"):
@@ -52,27 +65,30 @@ def test_fork_bomb_stops_at_pids() -> None:
             "    except OSError as e:\n        print(n, errno.errorcode[e.errno]); break\n"
             "    if pid == 0:\n        time.sleep(60); os._exit(0)\n    n += 1\n")
     t = time.monotonic()
-    r = run([sys.executable, "-c", code], pids=16, capture_output=True, timeout=60)
+    r = run([PY, "-c", code], pids=16, capture_output=True, timeout=60)
     assert r.ok, r.stderr
     n, err = r.stdout.split()
     assert int(n) < 16 and err == b"EAGAIN"
-    assert r.pids_limit_hits >= 1 and r.cgroup in ("v1", "v2")
+    assert r.pids_limit_hits >= 1 and r.cgroup == expected_version("pids")
     assert time.monotonic() - t < 20                     # the 60 s sleepers died with the sandbox
 
 
 @needs_cgroups
 def test_memory_hog_is_oom_killed() -> None:
     code = "chunks = []\nwhile True:\n    chunks.append(bytearray(4 << 20))\n"
-    r = run([sys.executable, "-c", code], memory="64M", capture_output=True, timeout=60)
+    r = run([PY, "-c", code], memory="64M", capture_output=True, timeout=60)
     assert (r.status, r.signal, r.exit_code) == ("oom", signal.SIGKILL, 137)
-    assert r.oom_kills >= 1 and r.cgroup in ("v1", "v2")
+    assert r.oom_kills >= 1 and r.cgroup == expected_version("memory")
     assert r.peak_memory is not None and 32 << 20 < r.peak_memory <= (64 << 20) + (4 << 20)
 
 
 @needs_cgroups
 def test_memory_limit_lets_small_work_run() -> None:
-    r = run(["sh", "-c", "echo ok"], memory="64M", pids=64, cpus=1, capture_output=True)
-    assert r.ok and r.stdout == b"ok\n" and r.cgroup in ("v1", "v2") and r.oom_kills == 0
+    r = run(["sh", "-c", "echo ok; cat /proc/self/cgroup"], memory="64M", pids=64, cpus=1, capture_output=True)
+    assert r.ok and r.stdout.split()[0] == b"ok" and r.oom_kills == 0
+    assert r.cgroup == expected_version("memory", "pids", "cpu")
+    # its own cgroup namespace: the sandbox's groups are the roots of what it sees
+    assert all(line.endswith(b":/") for line in r.stdout.split()[1:]), r.stdout
 
 
 def test_timeout_kills_a_tree_that_ignores_sigterm() -> None:
@@ -106,14 +122,14 @@ def test_tmpfs_size_is_enforced() -> None:
 
 
 def test_rlimits() -> None:
-    r = run([sys.executable, "-c", "import os\nfor i in range(64): os.open('/dev/null', os.O_RDONLY)"],
+    r = run([PY, "-c", "import os\nfor i in range(64): os.open('/dev/null', os.O_RDONLY)"],
             rlimits=["nofile=16"], capture_output=True)
     assert r.returncode == 1 and b"Too many open files" in r.stderr
     r = run(["sh", "-c", "exec head -c 2000000 /dev/zero > /tmp/big"], rlimits={"fsize": "1M"})
     assert (r.status, r.signal) == ("limit", signal.SIGXFSZ)
     r = run(["sh", "-c", "ulimit -c; ulimit -n"], rlimits=["nofile=100:200"], capture_output=True)
     assert r.stdout.split() == [b"0", b"100"]  # core dumps are off unless asked for
-    r = run([sys.executable, "-c", "bytearray(256 << 20)"], rlimits=["as=128M"], capture_output=True)
+    r = run([PY, "-c", "bytearray(256 << 20)"], rlimits=["as=128M"], capture_output=True)
     assert r.returncode == 1 and b"MemoryError" in r.stderr
 
 
@@ -129,7 +145,7 @@ def test_cpu_rlimit() -> None:
 @needs_cgroups
 def test_cpu_quota() -> None:
     code = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.0: pass\nprint(time.process_time())"
-    r = run([sys.executable, "-c", code], cpus=0.2, capture_output=True, timeout=30)
+    r = run([PY, "-c", code], cpus=0.2, capture_output=True, timeout=30)
     assert r.ok and float(r.stdout) < 0.5
 
 
@@ -150,6 +166,49 @@ def test_sandbox_dies_with_its_parent() -> None:
     while procs_with(marker) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert procs_with(marker) == []
+
+
+def test_cli_sandbox_dies_with_the_cli() -> None:
+    import subprocess
+
+    marker = f"{time.time() % 1000:.6f}"
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    cli = subprocess.Popen([sys.executable, "-m", "sysgate", "run", "--", "sleep", f"93{marker}"],
+                           env=dict(os.environ, PYTHONPATH=src))
+    try:
+        deadline = time.monotonic() + 10
+        while not procs_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procs_with(marker), "sandbox did not start"
+    finally:
+        cli.kill()
+        cli.wait()
+    deadline = time.monotonic() + 5
+    while procs_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert procs_with(marker) == []
+
+
+def _run_sandbox_that_outlives_us(marker: str) -> None:
+    Sandbox(["sleep", f"0.9{marker.replace('.', '')}"], die_with_parent=False).start()
+    time.sleep(60)
+
+
+def test_no_die_with_parent_outlives_the_caller() -> None:
+    marker = f"{time.time() % 1000:.6f}"
+    tag = f"0.9{marker.replace('.', '')}"
+    child = forkrun.start(_run_sandbox_that_outlives_us, marker)
+    deadline = time.monotonic() + 10
+    while not procs_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert procs_with(tag), "sandbox did not start"
+    child.kill()
+    time.sleep(0.2)
+    assert procs_with(tag), "the sandbox died with its caller despite die_with_parent=False"
+    deadline = time.monotonic() + 10                     # it ends by itself (sleep 0.9x)
+    while procs_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert procs_with(tag) == []
 
 
 @needs_root

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from jail_support import ROOT, SYSTEM_PY, TESTS, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
+from jail_support import PY, ROOT, SYSTEM_PY, TESTS, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
 
 import sysgate
-from sysgate.jail import PIPE, JailConfigError, Sandbox, SandboxError, run
+from sysgate.arch import native as sysgate_arch
+from sysgate.jail import PIPE, JailConfigError, RunResult, Sandbox, SandboxError, run
 
 pytestmark = [needs_userns, pytest.mark.usefixtures("no_leftovers")]
 
@@ -43,7 +44,7 @@ def test_python_imports_and_subprocess() -> None:
         print(json.dumps([db.execute("select x from t").fetchone()[0], out, ssl.OPENSSL_VERSION[:7],
                           hashlib.sha256(b"x").hexdigest()[:8]]))
     """)
-    r = run([sys.executable, "-c", code], capture_output=True)
+    r = run([PY, "-c", code], capture_output=True)
     assert r.ok, r.stderr
     assert json.loads(r.stdout) == [42, "sub", "OpenSSL", "2d711642"]
 
@@ -88,6 +89,94 @@ def test_isolation_view() -> None:
     assert set(lines[12].split()) <= {"0", "1", "2", "3"}  # stdio and ls's own directory fd only
 
 
+NS_NAMES = ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")
+NS_SCRIPT = "for n in " + " ".join(NS_NAMES) + "; do readlink /proc/self/ns/$n; done"
+
+
+def test_every_namespace_is_new_unless_shared() -> None:
+    host = [os.readlink(f"/proc/self/ns/{n}") for n in NS_NAMES]
+    r = sh(NS_SCRIPT)
+    inside = r.stdout.decode().split()
+    assert r.ok and len(inside) == len(NS_NAMES)
+    assert [a != b for a, b in zip(host, inside)] == [True] * len(NS_NAMES), (host, inside)
+    shared = ["pid", "net", "ipc", "uts", "cgroup"] + (["user"] if ROOT else [])
+    r = sh(NS_SCRIPT, share=shared)
+    same = {n for n, a, b in zip(NS_NAMES, host, r.stdout.decode().split()) if a == b}
+    assert same == set(shared) | ({"user"} if "user" in shared else set()), (host, r.stdout, r.stderr)
+
+
+def test_network_is_loopback_only_and_up() -> None:
+    code = textwrap.dedent("""
+        import socket
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+        c = socket.create_connection(s.getsockname(), timeout=2); a, _ = s.accept(); c.sendall(b"ping")
+        print(a.recv(4).decode())
+        print(sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]))
+    """)
+    r = run([PY, "-c", code], capture_output=True)
+    assert r.ok, r.stderr
+    assert r.stdout.decode().splitlines() == ["ping", "['lo']"]
+
+
+def test_hostname_and_uts() -> None:
+    r = sh("hostname; cat /proc/sys/kernel/hostname", hostname="box-1")
+    assert r.stdout == b"box-1\nbox-1\n"
+    assert os.uname().nodename != "box-1"
+
+
+def test_dev_is_minimal_and_works() -> None:
+    code = textwrap.dedent("""
+        import errno, json, os, stat
+        out = {"ls": sorted(os.listdir("/dev"))}
+        try:
+            os.write(os.open("/dev/full", os.O_WRONLY), b"x")
+        except OSError as e:
+            out["full"] = errno.errorcode[e.errno]
+        out["zero"] = open("/dev/zero", "rb").read(4).hex()
+        out["urandom"] = len(set(open("/dev/urandom", "rb").read(64)))
+        out["null"] = [os.write(os.open("/dev/null", os.O_WRONLY), b"abc"), open("/dev/null", "rb").read().decode()]
+        out["chr"] = sorted(n for n in os.listdir("/dev") if stat.S_ISCHR(os.lstat("/dev/" + n).st_mode))
+        m, sl = os.openpty()
+        out["pty"] = os.ttyname(sl)
+        fd = os.open("/dev/shm/seg", os.O_CREAT | os.O_RDWR, 0o600)
+        out["shm"] = os.write(fd, b"shm")
+        mounts = [l.split() for l in open("/proc/self/mountinfo")]
+        out["fs"] = {l[4]: l[l.index("-") + 1] for l in mounts if l[4] in ("/dev", "/dev/pts", "/proc", "/tmp")}
+        print(json.dumps(out))
+    """)
+    r = run([PY, "-c", code], capture_output=True)
+    assert r.ok, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ls"] == sorted(["null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd",
+                                "stdin", "stdout", "stderr", "core"])    # no disks, no host ttys, nothing else
+    assert out["full"] == "ENOSPC" and out["zero"] == "00000000" and out["urandom"] > 16
+    assert out["null"] == [3, ""] and out["shm"] == 3
+    assert out["chr"] == sorted(["full", "null", "random", "tty", "urandom", "zero"])  # ptmx: a link into pts
+    assert out["pty"] == "/dev/pts/0"                          # a devpts instance of its own: numbering starts at 0
+    assert out["fs"] == {"/dev": "tmpfs", "/dev/pts": "devpts", "/proc": "proc", "/tmp": "tmpfs"}
+
+
+def test_init_reaps_orphans() -> None:
+    code = textwrap.dedent("""
+        import os, subprocess, time
+        p = subprocess.run(["sh", "-c", "sleep 0.4 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+        orphan = int(p.stdout)
+        ppid = open(f"/proc/{orphan}/stat").read().rsplit(")", 1)[1].split()[1]
+        time.sleep(0.8)
+        print(ppid, os.path.exists(f"/proc/{orphan}"))
+    """)
+    r = run([PY, "-c", code], capture_output=True)
+    assert r.stdout == b"1 False\n", r.stderr          # adopted by the sandbox's PID 1, then reaped (no zombie)
+
+
+def test_new_session_and_chdir(monkeypatch) -> None:
+    code = "import os; print(os.getsid(0) == os.getpid(), os.getcwd())"
+    monkeypatch.chdir("/usr")
+    assert run([PY, "-c", code], capture_output=True).stdout == b"False /usr\n"
+    r = run([PY, "-c", code], capture_output=True, new_session=True, cwd="/etc")
+    assert r.stdout == b"True /etc\n"
+
+
 def test_environment_is_cleared() -> None:
     os.environ["SYSGATE_SECRET_TEST"] = "s3cret"
     try:
@@ -107,7 +196,7 @@ def test_inherited_fds_closed_unless_passed() -> None:
     try:
         r = sh(f"[ -e /proc/self/fd/{w_fd} ] && echo open || echo closed")
         assert r.stdout == b"closed\n"
-        r = run([sys.executable, "-c", f"import os; os.write({w_fd}, b'via-fd\\n'); print('done')"],
+        r = run([PY, "-c", f"import os; os.write({w_fd}, b'via-fd\\n'); print('done')"],
                 capture_output=True, pass_fds=[w_fd])
         assert r.ok and r.stdout == b"done\n", r.stderr
         assert os.read(r_fd, 100) == b"via-fd\n"
@@ -119,8 +208,9 @@ def test_inherited_fds_closed_unless_passed() -> None:
 def test_uid_gid_inside_and_cap_add() -> None:
     r = sh("id -u; id -g; grep CapEff /proc/self/status", uid=1234, gid=4321)
     assert r.stdout.decode().split()[:2] == ["1234", "4321"]
-    r = sh("grep CapEff /proc/self/status", cap_add=["NET_BIND_SERVICE"])
-    assert r.stdout.split()[-1] == b"0000000000000400"
+    r = sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status", cap_add=["NET_BIND_SERVICE"], uid=1000)
+    caps = dict(line.split() for line in r.stdout.decode().splitlines())
+    assert caps == dict.fromkeys(["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"], "0000000000000400")
 
 
 def test_binds_and_tmpfs(tmp_path) -> None:
@@ -148,18 +238,57 @@ def test_signal_exit_status() -> None:
     assert (r.status, r.signal, r.exit_code, r.returncode) == ("signaled", signal.SIGSEGV, 139, None)
 
 
+def _kill_logged() -> bool:
+    try:
+        with open("/proc/sys/kernel/seccomp/actions_logged") as f:
+            return "kill_process" in f.read().split() and os.access("/dev/kmsg", os.R_OK)
+    except OSError:
+        return False
+
+
+def _attributed(argv: list[str], **kw) -> RunResult:
+    """Run until the kill is attributed (the kernel's log is rate-limited: a miss can happen)."""
+    for _ in range(4):
+        r = run(argv, **kw)
+        assert (r.status, r.signal, r.exit_code) == ("seccomp", signal.SIGSYS, 159)
+        if r.syscall is not None or not _kill_logged():
+            return r
+        time.sleep(0.3)
+    return r
+
+
 def test_seccomp_kill_reports_syscall() -> None:
-    r = run([sys.executable, "-c", "import os; os.getppid()"], deny=["getppid:kill-process"])
-    assert (r.status, r.signal, r.exit_code) == ("seccomp", signal.SIGSYS, 159)
-    if ROOT:  # the audit record in /dev/kmsg is root-only; it is rate-limited, so allow a miss
-        assert r.syscall in ("getppid", None) and r.arch in ("x86_64", None)
+    r = _attributed([PY, "-c", "import os; os.getppid()"], deny=["getppid:kill-process"])
+    if _kill_logged():  # the kernel logs kills to /dev/kmsg, which we can read (root, or dmesg_restrict=0)
+        assert (r.syscall, r.arch, r.syscall_nr) == ("getppid", os.uname().machine, sysgate_arch().nr("getppid"))
+        assert "getppid" in r.describe()
+    else:
+        assert r.syscall is None
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86")
+def test_seccomp_kill_names_the_i386_call(tmp_path) -> None:
+    prof = tmp_path / "x86_64-only.json"
+    prof.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]}))
+    code = "import sys; sys.path.insert(0, '/tmp/p'); import jail_probe; jail_probe.int80(20)"
+    r = _attributed([PY, "-c", code], profile=str(prof),
+                    binds=[(os.path.join(TESTS, "jail_probe.py"), "/tmp/p/jail_probe.py", True)])
+    if _kill_logged():
+        assert (r.syscall, r.arch, r.syscall_nr) == ("getpid", "x86", 20)
+
+
+def test_peak_memory_and_cpu_time() -> None:
+    r = run([PY, "-c", "import time\nb = b'x' * (200 << 20)\nt = time.process_time()\n"
+                                   "while time.process_time() - t < 0.3: pass"])
+    assert r.ok and r.peak_memory >= 200 << 20
+    assert 0.3 <= r.user_time + r.system_time == r.cpu_time < 5 and r.wall_time >= r.user_time - 0.05
 
 
 def test_deny_errno_and_allow() -> None:
     code = "import os\ntry:\n os.uname(); print('ok')\nexcept OSError as e: print(e.errno)"
-    r = run([sys.executable, "-c", code], deny=["uname:EACCES"], capture_output=True)
+    r = run([PY, "-c", code], deny=["uname:EACCES"], capture_output=True)
     assert r.stdout == b"13\n"
-    r = run([sys.executable, "-c", "import os; os.chroot('/tmp')"], allow=["chroot"], capture_output=True)
+    r = run([PY, "-c", "import os; os.chroot('/tmp')"], allow=["chroot"], capture_output=True)
     assert b"PermissionError" in r.stderr  # allowed by seccomp, refused by the kernel: no capability left
 
 
@@ -184,7 +313,7 @@ def test_bad_options_are_value_errors() -> None:
 def test_fork_launcher_equivalent() -> None:
     r = sh("echo $$; exit 3", launcher="fork")
     assert (r.returncode, r.stdout, r.launcher) == (3, b"2\n", "fork")
-    r = run([sys.executable, "-c", "import os; os.getppid()"], deny=["getppid:kill-process"], launcher="fork")
+    r = run([PY, "-c", "import os; os.getppid()"], deny=["getppid:kill-process"], launcher="fork")
     assert r.status == "seccomp"
 
 
@@ -241,7 +370,7 @@ def test_cli_exit_statuses() -> None:
     assert cli("--", "sh", "-c", "exit 9").returncode == 9
     p = cli("--", "sh", "-c", "kill -TERM $$")
     assert p.returncode == 128 + 15 and b"SIGTERM" in p.stderr
-    p = cli("--deny", "getppid:kill-process", "--", sys.executable, "-c", "import os; os.getppid()")
+    p = cli("--deny", "getppid:kill-process", "--", PY, "-c", "import os; os.getppid()")
     assert p.returncode == 159 and b"seccomp" in p.stderr
     p = cli("--", "no-such-command-xyz")
     assert p.returncode == 127 and p.stderr.count(b"\n") == 1 and b"Traceback" not in p.stderr

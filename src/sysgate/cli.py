@@ -1,19 +1,41 @@
 """The ``sysgate`` command line: argument parsing only; the work lives in ``sysgate.commands``.
 
 Bad input ends with one line on stderr and exit status 2; nothing is loaded or written.
+
+Start-up time is part of every command (``sysgate compile`` is meant to cost no more than a
+script that builds the same filter with libseccomp), so only the parser of the command given
+is built, and a plain ``sysgate compile`` command line (full option names, one profile) is read
+without argparse at all: importing argparse (with gettext, locale and shutil) and building a
+parser cost about as much as compiling docker-default. Every other command line, including
+each one with an error or a help request, goes to argparse, which so decides all messages.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, Callable, Sequence
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable, Sequence
 
 EXIT_BAD_INPUT = 2
 
+_PARSER_CLASS: Any = None
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, status 2, like every other bad input
-        self.exit(EXIT_BAD_INPUT, f"sysgate: error: {message}\n")
+
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """argparse.ArgumentParser whose errors are one line with status 2 (made on first use, so that
+    importing this module does not import argparse)."""
+    global _PARSER_CLASS
+    if _PARSER_CLASS is None:
+        import argparse
+
+        class _Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> None:  # one line, status 2, like every other bad input
+                self.exit(EXIT_BAD_INPUT, f"sysgate: error: {message}\n")
+
+        _PARSER_CLASS = _Parser
+    return _PARSER_CLASS
 
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
@@ -26,6 +48,7 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
 
 
 FORMATS = ["docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s"]
+COMPILE_FORMATS = ["raw", "hex", "c", "disasm", "json"]
 
 
 def _profile_options(p: argparse.ArgumentParser) -> None:
@@ -37,30 +60,44 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thread", help="the Firecracker filter to use (vmm, api, vcpu, ...)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sysgate", description="Deny-by-default seccomp-bpf: compile, inspect and run under filters.")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of ``command`` (a name in :data:`COMMANDS`): a command
+    line that starts with a command name needs no other command's parser."""
+    parser_class = _parser_class()
+    p = parser_class(prog="sysgate", description="Deny-by-default seccomp-bpf: compile, inspect and run under "
+                                                 "filters.")
     p.add_argument("--version", action="version", version="sysgate 0.1.0")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     sub.required = True
+    for name, add in COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
+    return p
 
+
+def _add_compile(sub: Any) -> None:
     c = sub.add_parser("compile", help="compile a profile to a BPF program")
     c.add_argument("profile", help="built-in profile name or profile file (Docker/OCI, Firecracker, minijail, "
                                    "Kafel, systemd drop-in or Kubernetes SeccompProfile; detected from content)")
     c.add_argument("--arch", help="architectures, comma-separated; the first is the host (default: the "
                                   "profile's archMap entry for this machine)")
     c.add_argument("--caps", help="capabilities for moby includes/excludes (default: Docker's default set)")
-    c.add_argument("--format", choices=["raw", "hex", "c", "disasm", "json"], default="raw")
+    c.add_argument("--format", choices=COMPILE_FORMATS, default="raw")
     c.add_argument("-o", "--output", help="output file (default: stdout)")
     c.add_argument("-v", "--verbose", action="store_true", help="report syscalls skipped per arch")
     _profile_options(c)
     c.set_defaults(func=_lazy("sysgate.commands.core", "cmd_compile"))
 
+
+def _add_disasm(sub: Any) -> None:
     d = sub.add_parser("disasm", help="disassemble a BPF program (raw .bpf, or a profile compiled first)")
     d.add_argument("file")
     d.add_argument("--arch", help="arch(es) to resolve syscall names and byte order for")
     d.add_argument("-o", "--output")
     d.set_defaults(func=_lazy("sysgate.commands.core", "cmd_disasm"))
 
+
+def _add_asm(sub: Any) -> None:
     a = sub.add_parser("asm", help="assemble seccomp-tools style assembly into a BPF program")
     a.add_argument("file")
     a.add_argument("--arch", help="arch for syscall names and byte order (default x86_64)")
@@ -68,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output")
     a.set_defaults(func=_lazy("sysgate.commands.core", "cmd_asm"))
 
+
+def _add_emulate(sub: Any) -> None:
     e = sub.add_parser("emulate", help="run a program or profile on one syscall")
     e.add_argument("program", help="raw .bpf, assembly, built-in profile or profile file")
     e.add_argument("syscall", help="syscall name or number")
@@ -79,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_lazy("sysgate.commands.core", "cmd_emulate"))
 
+
+def _add_convert(sub: Any) -> None:
     v = sub.add_parser("convert", help="convert a profile to another format, keeping every decision")
     v.add_argument("input", help="profile file (format detected from content), built-in name, or - for stdin")
     v.add_argument("--to", required=True, choices=FORMATS, help="output format")
@@ -89,14 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--arch", help="architectures, comma-separated; the first is the host")
     v.add_argument("--caps", help="capabilities for moby includes/excludes (default: Docker's default set)")
     v.add_argument("--thread", help="the Firecracker filter to read (input) or the name to write (output)")
+    v.add_argument("--allow", action="append", default=[], metavar="NAME",
+                   help="allow this syscall or @group in the output whatever the input says (repeatable)")
+    v.add_argument("--deny", action="append", default=[], metavar="NAME[:ERRNO]",
+                   help="deny this syscall or @group with ERRNO (default EPERM) or an action (repeatable)")
     v.add_argument("--name", dest="k8s_name", help="k8s: the SeccompProfile's name (default: from the input file name)")
     v.add_argument("--namespace", help="k8s: its namespace (default: default)")
     v.add_argument("--verify", action="store_true", help="read the output back and check every decision "
                                                          "with the emulator")
     v.set_defaults(func=_lazy("sysgate.commands.convert", "cmd_convert"))
 
+
+def _add_profiles(sub: Any) -> None:
     pr = sub.add_parser("profiles", help="list the built-in profiles, or show one")
-    psub = pr.add_subparsers(dest="profiles_cmd", metavar="show", parser_class=_Parser)
+    psub = pr.add_subparsers(dest="profiles_cmd", metavar="show", parser_class=_parser_class())
     ps = psub.add_parser("show", help="print a built-in profile (as shipped, or converted with --to)")
     ps.add_argument("name")
     ps.add_argument("--to", choices=FORMATS, help="convert to this format")
@@ -106,18 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("-o", "--output", help="output file (default: stdout)")
     pr.set_defaults(func=_lazy("sysgate.commands.convert", "cmd_profiles"))
 
-    _add_inspect_parsers(sub)
 
-    from .jail.cli_args import add_run_parser  # "run": the jail's options live with the jail
-
-    add_run_parser(sub)
-    return p
+# dump, explain, diff, audit (sysgate.commands.inspect)
+_TARGET_HELP = "raw .bpf, assembly, built-in profile, profile file, or the PID of a running process"
+_INSPECT = "sysgate.commands.inspect"
 
 
-def _add_inspect_parsers(sub: Any) -> None:
-    """dump, explain, diff, audit (sysgate.commands.inspect)."""
-    target_help = "raw .bpf, assembly, built-in profile, profile file, or the PID of a running process"
-    mod = "sysgate.commands.inspect"
+def _add_dump(sub: Any) -> None:
+    mod = _INSPECT
     dp = sub.add_parser("dump", help="dump the seccomp filters of a process, or those a command installs",
                         usage="sysgate dump [-o DIR] PID | sysgate dump [--kill] [-o DIR] -- CMD [ARGS...]")
     dp.add_argument("target", nargs="*", help="a PID, or -- and a command to run under ptrace")
@@ -128,6 +171,9 @@ def _add_inspect_parsers(sub: Any) -> None:
     dp.add_argument("--arch", help="arch(es) to name syscalls in the disassembly (default: this machine's)")
     dp.set_defaults(func=_lazy(mod, "cmd_dump"))
 
+
+def _add_explain(sub: Any) -> None:
+    target_help, mod = _TARGET_HELP, _INSPECT
     ex = sub.add_parser("explain", help="decompile a filter exactly: per arch, syscall and argument")
     ex.add_argument("target", help=target_help)
     ex.add_argument("--arch", help="show only these arches (comma-separated); for a profile, compile for them")
@@ -140,6 +186,9 @@ def _add_inspect_parsers(sub: Any) -> None:
     ex.add_argument("-o", "--output", help="output file (default: stdout)")
     ex.set_defaults(func=_lazy(mod, "cmd_explain"))
 
+
+def _add_diff(sub: Any) -> None:
+    target_help, mod = _TARGET_HELP, _INSPECT
     df = sub.add_parser("diff", help="semantic difference of two filters; exit 0 equal, 1 B weaker, 3 B stricter")
     df.add_argument("a", help=target_help)
     df.add_argument("b", help=target_help)
@@ -148,6 +197,9 @@ def _add_inspect_parsers(sub: Any) -> None:
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=_lazy(mod, "cmd_diff"))
 
+
+def _add_audit(sub: Any) -> None:
+    target_help, mod = _TARGET_HELP, _INSPECT
     au = sub.add_parser("audit", help="security findings for a filter, next to docker-default for scale")
     au.add_argument("target", help=target_help)
     au.add_argument("--arch", help="audit only these arches (and compile profiles for them)")
@@ -157,19 +209,118 @@ def _add_inspect_parsers(sub: Any) -> None:
     au.set_defaults(func=_lazy(mod, "cmd_audit"))
 
 
-def _run_only_parser() -> argparse.ArgumentParser:
-    """Just ``sysgate run``: starting a sandbox should not pay for building every other command."""
-    from .jail.cli_args import add_run_parser
+def _add_features(sub: Any) -> None:
+    fe = sub.add_parser("features", help="what the running kernel supports: seccomp actions and flags, user "
+                                         "notification, Landlock, user namespaces, cgroups")
+    fe.add_argument("--json", action="store_true")
+    fe.set_defaults(func=_lazy("sysgate.commands.features", "cmd_features"))
 
-    p = _Parser(prog="sysgate")
-    add_run_parser(p.add_subparsers(dest="command", parser_class=_Parser))
-    return p
+
+def _add_run(sub: Any) -> None:
+    from .jail.cli_args import add_run_parser  # "run": the jail's options live with the jail
+
+    add_run_parser(sub)
+
+
+# Every command, in the order ``sysgate --help`` lists them.
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "compile": _add_compile, "disasm": _add_disasm, "asm": _add_asm, "emulate": _add_emulate,
+    "convert": _add_convert, "profiles": _add_profiles, "dump": _add_dump, "explain": _add_explain,
+    "diff": _add_diff, "audit": _add_audit, "features": _add_features, "run": _add_run,
+}
+
+# ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
+_COMPILE_VALUES = {"--arch": "arch", "--caps": "caps", "--format": "format", "-o": "output", "--output": "output",
+                   "--thread": "thread", "--allow": "allow", "--deny": "deny"}
+_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose"}
+_COMPILE_APPEND = ("allow", "deny")
+
+
+def compile_args(words: Sequence[str]) -> Any:
+    """The arguments after ``sysgate compile`` as its argparse parser reads them, or None when
+    this reader leaves the command line to argparse.
+
+    It takes only spellings argparse reads one way: full option names as ``--opt VALUE``,
+    ``--opt=VALUE`` or ``-o VALUE`` with a VALUE that does not start with ``-``, ``-v``, and exactly one
+    profile that does not start with ``-``. Help, abbreviations, ``--``, bundled short options,
+    a --format that is not a choice and anything else wrong is argparse's to read or report.
+    """
+    values: dict[str, Any] = {"command": "compile", "profile": None, "arch": None, "caps": None, "format": "raw",
+                              "output": None, "verbose": False, "allow": [], "deny": [], "thread": None}
+    profile = None
+    i, n = 0, len(words)
+    while i < n:
+        word = words[i]
+        i += 1
+        if not word.startswith("-"):
+            if profile is not None:
+                return None  # a second positional: argparse's error
+            profile = word
+            continue
+        if word in _COMPILE_FLAGS:
+            values[_COMPILE_FLAGS[word]] = True
+            continue
+        if word in _COMPILE_VALUES:
+            if i == n or words[i].startswith("-"):
+                return None  # missing value, or one argparse may take for an option
+            value = words[i]
+            i += 1
+        elif word.startswith("--") and word.partition("=")[0] in _COMPILE_VALUES:
+            word, _, value = word.partition("=")
+        else:
+            return None
+        dest = _COMPILE_VALUES[word]
+        if dest in _COMPILE_APPEND:
+            values[dest] = values[dest] + [value]
+        else:
+            values[dest] = value
+    if profile is None or values["format"] not in COMPILE_FORMATS:
+        return None
+    values["profile"] = profile
+    from types import SimpleNamespace
+
+    return SimpleNamespace(func=_lazy("sysgate.commands.core", "cmd_compile"), **values)
+
+
+def parse_args(words: Sequence[str]) -> Any:
+    """The parsed command line (argparse exits with status 2 on errors, 0 after help)."""
+    words = list(words)
+    if words[:1] == ["compile"]:
+        fast = compile_args(words[1:])
+        if fast is not None:
+            return fast
+    elif words[:1] == ["run"]:  # the jail's own argparse-free reader (sysgate.jail.cli_args)
+        from .jail.cli_args import run_args
+
+        fast = run_args(words[1:])
+        if fast is not None:
+            return fast
+    return build_parser(words[0] if words[:1] and words[0] in COMMANDS else None).parse_args(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: this program's) and return the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
-    parser = _run_only_parser() if words[:1] == ["run"] else build_parser()
-    args = parser.parse_args(words)
+    program = argv is None  # this process is sysgate, and exits next (not a caller in-process)
+    if program:
+        import gc
+
+        if words[:1] == ["compile"]:
+            # A one-shot job whose objects (a DAG, records) hold no reference cycles: the
+            # collector's passes during imports and compiling only cost time (~2 ms).
+            gc.disable()
+    try:
+        return _run(words)
+    finally:
+        if program:
+            # At exit the interpreter runs full collections over every object the imports and
+            # the command made, finding little garbage: milliseconds of each run. Frozen objects
+            # are still freed, just not traversed.
+            gc.freeze()
+
+
+def _run(words: Sequence[str]) -> int:
+    args = parse_args(words)
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, OSError) as e:

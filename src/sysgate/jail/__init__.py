@@ -6,7 +6,9 @@ Options are the fields of :class:`Options`; see ``docs/jail.md``. Imports are la
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["run", "Sandbox", "RunResult", "SandboxError", "Options", "JailConfigError", "Bind", "Tmpfs",
            "PIPE", "DEVNULL", "STDOUT"]

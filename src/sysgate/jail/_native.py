@@ -7,8 +7,9 @@ older ones are tabled for x86_64 and aarch64 and looked up in :mod:`sysgate.arch
 """
 from __future__ import annotations
 
-import ctypes
 import os
+
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 
 __all__ = ["libc", "sysc", "NR", "errno_of", "check", "JailOSError"]
 

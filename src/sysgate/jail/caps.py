@@ -7,8 +7,8 @@ gets back at ``execve``. Kept caps are raised in the ambient set too, so that a 
 """
 from __future__ import annotations
 
-import ctypes
 
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
 from .options import JailConfigError
 

@@ -4,24 +4,47 @@
 code, 128+N when signal N killed it (159: a seccomp kill), 124 on ``--timeout``, 125 with a
 one-line reason when the sandbox could not be set up, 126/127 when the command could not be
 executed / was not found inside; 2 for bad options.
+
+Starting a sandbox takes a few milliseconds, about what importing argparse and building this
+parser costs; so :func:`run_args` reads an ordinary ``sysgate run`` command line (full option
+names, values that do not start with ``-``) without argparse, into the same namespace the
+parser would produce (the tests compare the two). Anything else, including every error and
+help request, goes to argparse, which so decides all messages.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any
 
-__all__ = ["add_run_parser", "run_command"]
+TYPE_CHECKING = False  # typing and argparse cost milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Sequence
+
+__all__ = ["add_run_parser", "run_command", "run_args"]
 
 
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``run`` on an argparse subparsers object; sets ``func`` to :func:`run_command`."""
+    import argparse
+
     p = subparsers.add_parser(
         "run", help="run a command in a sandbox (namespaces, limits, no privileges, seccomp)",
-        description="Run CMD in a sandbox: user, mount, PID, network, IPC, UTS and cgroup namespaces, a "
-                    "read-only view of the host root with private /tmp, minimal /dev and fresh /proc, all "
-                    "capabilities dropped, no_new_privs, and a seccomp filter (docker-default) loaded last.")
+        usage="sysgate run [OPTIONS] -- CMD [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run CMD in a sandbox: user, mount, PID, network, IPC, UTS and cgroup namespaces, a\n"
+                    "read-only view of the host root with private /tmp, minimal /dev and fresh /proc, all\n"
+                    "capabilities dropped, no_new_privs, every fd but 0-2 closed, a cleared environment,\n"
+                    "and a seccomp filter (docker-default) loaded last. Works as root and unprivileged.",
+        epilog="sizes take K, M or G (64M); cgroup limits use cgroup v2 or v1 (--json says which).\n\n"
+               "exit status: the command's own; 128+N when signal N killed it (159: SIGSYS, a seccomp\n"
+               "kill); 124 when --timeout expired; 125 when the sandbox could not be set up (one line on\n"
+               "stderr); 126/127 when CMD could not be executed / was not found inside; 2 for bad options.\n\n"
+               "examples:\n"
+               "  sysgate run -- sh -c 'echo hi; id'\n"
+               "  sysgate run --memory 64M --pids 32 --timeout 5 -- python3 job.py\n"
+               "  sysgate run --bind ./work:/work --chdir /work --net host -- make\n"
+               "  sysgate run --json --deny ptrace:kill-process -- gdb -p 1\n"
+               "  sysgate run --profile strict -- /bin/true    # dies of SIGSYS at execve: status 159")
     a = p.add_argument
     g = p.add_argument_group("seccomp")
     g.add_argument("--profile", default="docker-default", metavar="NAME|FILE",
@@ -30,17 +53,17 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--allow", action="append", default=[], metavar="NAME",
                    help="allow this syscall or @group whatever the profile says (repeatable, comma-separated)")
     g.add_argument("--deny", action="append", default=[], metavar="NAME[:ERRNO]",
-                   help="make this syscall or @group fail with ERRNO (default EPERM) or an action "
-                        "(repeatable, comma-separated)")
+                   help="make this syscall or @group fail with ERRNO (default EPERM) or take an action, "
+                        "e.g. ptrace:kill-process (repeatable, comma-separated)")
     g.add_argument("--seccomp-action", metavar="ACTION",
-                   help="the filter's default action (e.g. kill-process, errno:EPERM, log)")
+                   help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
     g.add_argument("--ro-bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-only at DST")
     g.add_argument("--tmpfs", action="append", default=[], metavar="DST[:SIZE]",
                    help="mount a fresh tmpfs at DST, hiding what is there (SIZE with K/M/G)")
-    g.add_argument("--tmp-size", metavar="SIZE", help="size of the private /tmp")
+    g.add_argument("--tmp-size", metavar="SIZE", help="size of the private /tmp (a tmpfs)")
     g.add_argument("--chdir", metavar="DIR", help="working directory inside (default: the current one if it exists)")
     g.add_argument("--ro", action="append", default=[], metavar="PATH",
                    help="Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable")
@@ -58,10 +81,11 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g = p.add_argument_group("limits")
     g.add_argument("--rlimit", action="append", default=[], metavar="NAME=N[:HARD]",
                    help="resource limit (nofile, nproc, cpu, as, fsize, ...; core is 0 unless set)")
-    g.add_argument("--memory", metavar="SIZE", help="cgroup memory limit, e.g. 64M")
+    g.add_argument("--memory", metavar="SIZE", help="cgroup memory limit, e.g. 64M (no swap); reported as oom")
     g.add_argument("--pids", type=int, metavar="N", help="cgroup limit on processes and threads")
     g.add_argument("--cpus", type=float, metavar="X", help="cgroup CPU quota in CPUs, e.g. 0.5")
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the whole sandbox after this long")
+    g.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="kill the whole sandbox after this long (exit status 124)")
     g = p.add_argument_group("process")
     g.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
     g.add_argument("--keep-env", action="append", default=[], metavar="NAME", help="keep this variable of yours")
@@ -79,11 +103,85 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+# What run_args reads: option -> (dest, conversion or None); appended ones; flags; choices.
+_VALUES = {
+    "--profile": ("profile", None), "--seccomp-action": ("seccomp_action", None), "--rootfs": ("rootfs", None),
+    "--tmp-size": ("tmp_size", None), "--chdir": ("chdir", None), "--net": ("net", None),
+    "--hostname": ("hostname", None), "--uid": ("uid", int), "--gid": ("gid", int), "--memory": ("memory", None),
+    "--pids": ("pids", int), "--cpus": ("cpus", float), "--timeout": ("timeout", float),
+    "--status-fd": ("status_fd", int), "--launcher": ("launcher", None),
+    "--allow": ("allow", None), "--deny": ("deny", None), "--bind": ("bind", None), "--ro-bind": ("ro_bind", None),
+    "--tmpfs": ("tmpfs", None), "--ro": ("ro", None), "--rw": ("rw", None), "--share": ("share", None),
+    "--cap-add": ("cap_add", None), "--rlimit": ("rlimit", None), "--env": ("env", None),
+    "--keep-env": ("keep_env", None), "--pass-fd": ("pass_fd", int),
+}
+_APPENDED = frozenset({"allow", "deny", "bind", "ro_bind", "tmpfs", "ro", "rw", "share", "cap_add", "rlimit", "env",
+                       "keep_env", "pass_fd"})
+_FLAGS = {"--no-seccomp": "no_seccomp", "--inherit-env": "inherit_env", "--new-session": "new_session",
+          "--no-die-with-parent": "no_die_with_parent", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
+_CHOICES = {"net": ("none", "host"), "launcher": ("auto", "vfork", "fork")}
+_DEFAULTS = {"profile": "docker-default", "seccomp_action": None, "rootfs": None, "tmp_size": None, "chdir": None,
+             "net": "none", "hostname": "sysgate", "uid": None, "gid": None, "memory": None, "pids": None,
+             "cpus": None, "timeout": None, "status_fd": None, "launcher": "auto"}
+
+
+class _Args:
+    """What argparse's Namespace is to :func:`run_command` (``types`` costs an import here)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def run_args(words: Sequence[str]) -> Any:
+    """The arguments after ``sysgate run`` as the argparse parser reads them, or None when this
+    reader leaves the command line to argparse (help, abbreviations, ``--opt`` with a value that
+    starts with ``-``, a value argparse would reject, an unknown option: argparse's to report)."""
+    ns: dict[str, Any] = dict(_DEFAULTS)
+    for dest in _APPENDED:
+        ns[dest] = []
+    for dest in _FLAGS.values():
+        ns[dest] = False
+    i, n = 0, len(words)
+    while i < n:
+        word = words[i]
+        if not word.startswith("-") or word == "--":
+            break  # the command: argparse's REMAINDER keeps a leading "--" too
+        i += 1
+        if word in _FLAGS:
+            ns[_FLAGS[word]] = True
+            continue
+        if word in _VALUES:
+            if i == n or words[i].startswith("-"):
+                return None
+            value = words[i]
+            i += 1
+        elif word.startswith("--") and word.partition("=")[0] in _VALUES:
+            word, _, value = word.partition("=")
+        else:
+            return None
+        dest, conv = _VALUES[word]
+        if conv is not None:
+            try:
+                value = conv(value)
+            except ValueError:
+                return None
+        if dest in _CHOICES and value not in _CHOICES[dest]:
+            return None
+        if dest in _APPENDED:
+            ns[dest].append(value)
+        else:
+            ns[dest] = value
+    ns["command"] = list(words[i:])
+    if ns["command"][:1] == ["-"]:
+        return None
+    return _Args(func=run_command, **ns)
+
+
 def _split(values: list[str]) -> list[str]:
     return [x.strip() for v in values for x in v.split(",") if x.strip()]
 
 
-def options_from_args(args: argparse.Namespace) -> Any:
+def options_from_args(args: Any) -> Any:
     from .options import Bind, Options, parse_bind, parse_tmpfs
 
     share = set(_split(args.share))
@@ -103,7 +201,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: Any) -> int:
     """Run the sandbox; returns the exit status. Bad options raise ValueError (the CLI's status 2)."""
     cmd = list(args.command)
     if cmd and cmd[0] == "--":
@@ -114,8 +212,13 @@ def run_command(args: argparse.Namespace) -> int:
     from .result import SandboxError
     from .sandbox import run
 
+    import _signal
+
+    # ^C reaches the sandbox (same process group) and ends the command; this process just reports
+    # how it ended. Default handling rather than KeyboardInterrupt: never a traceback.
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     try:
-        res = run(cmd, options=opts)
+        res = run(cmd, options=opts, forward_signals=True)
     except SandboxError as e:
         print(f"sysgate: {e}", file=sys.stderr)
         return e.exit_code

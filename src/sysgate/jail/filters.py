@@ -3,9 +3,11 @@ compiled once and cached in memory and on disk.
 
 Resolving docker-default and compiling it costs tens of milliseconds, far more than starting a
 sandbox, so programs are cached by a hash of everything they depend on (the profile file's
-bytes, the modifiers, the capabilities, sysgate's version, the machine). A cache hit imports
-neither the profile reader nor the compiler. The cache lives in ``$XDG_CACHE_HOME/sysgate/jail``
-(``~/.cache``); unwritable caches are simply skipped.
+bytes, the modifiers, the capabilities, sysgate's version, the machine, and the size and mtime
+of the compiler's source files). A cache hit imports neither the profile reader nor the
+compiler. The cache lives in ``$XDG_CACHE_HOME/sysgate/jail`` (``~/.cache``); files are
+written atomically and checked on read (a digest over key and program; owned by us and not
+writable by others), anything else is recompiled; unwritable caches are simply skipped.
 
 Each program also records whether the sandbox's init may load it *before* spawning the
 command (the fast path): that requires every syscall the init makes after loading it (spawn,
@@ -14,9 +16,13 @@ the emulator with the real arguments. Otherwise the command's own process loads 
 """
 from __future__ import annotations
 
-import ctypes
 import os
-from typing import Any
+
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
+
+TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache"]
 
@@ -111,11 +117,37 @@ def _sha256(data: bytes) -> Any:
     return sha256(data)
 
 
+# The source files the compiled program depends on besides the profile itself (relative to the
+# package; a directory stands for its *.py). Their (size, mtime) are part of the key, so a changed
+# compiler in a working tree never gets an old program back; tests check the list is complete.
+_CODE = ("policy.py", "record.py", "syscall_groups.py", "syscall_groups_data.py", "compiler", "formats",
+         "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
+         "bpf/emulator.py", "jail/filters.py")
+_PKG = os.path.dirname(_PROFILES_DIR)
+
+
+def _code_stamp() -> bytes:
+    out = []
+    for rel in _CODE:
+        path = os.path.join(_PKG, rel)
+        try:
+            names = sorted(n for n in os.listdir(path) if n.endswith(".py")) if "." not in rel else [""]
+        except OSError:
+            names = [""]
+        for n in names:
+            try:
+                st = os.stat(os.path.join(path, n) if n else path)
+                out.append(f"{rel}/{n}:{st.st_size}:{st.st_mtime_ns}")
+            except OSError:
+                out.append(f"{rel}/{n}:missing")
+    return "\n".join(out).encode()
+
+
 def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tuple) -> str:
     h = _sha256(_VERSION)
     from .. import __version__
 
-    h.update(__version__.encode() + b"\0" + os.uname().machine.encode() + b"\0")
+    h.update(__version__.encode() + b"\0" + os.uname().machine.encode() + b"\0" + _code_stamp() + b"\0")
     try:
         with open(_profile_path(spec), "rb") as f:
             h.update(f.read())
@@ -125,27 +157,55 @@ def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tu
     return h.hexdigest()
 
 
+# File layout: magic, sha256(key, flag, program), flag (1: init may load it, see supervisor_safe), program.
+_MAGIC = b"sysgate-bpf-1\n"
+
+
+def _digest(key: str, flag: bytes, data: bytes) -> bytes:
+    return _sha256(key.encode() + b"\0" + flag + data).digest()
+
+
 def _load_disk(key: str) -> FilterProgram | None:
+    """The cached program, if the file is intact and could only have been written by us."""
     try:
-        with open(os.path.join(_cache_dir(), key + ".bpf"), "rb") as f:
-            blob = f.read()
+        fd = os.open(os.path.join(_cache_dir(), key + ".bpf"), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
-    if len(blob) < 9 or (len(blob) - 1) % 8 or blob[0] not in (0, 1):
+    try:
+        st = os.fstat(fd)
+        # Another user's file, or one others may write, could hold any program: never trust it.
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_size > 1 << 20:
+            return None
+        blob = os.read(fd, st.st_size + 1)
+    except OSError:
         return None
-    return FilterProgram(blob[1:], bool(blob[0]), key)
+    finally:
+        os.close(fd)
+    n = len(_MAGIC)
+    head, digest, flag, data = blob[:n], blob[n:n + 32], blob[n + 32:n + 33], blob[n + 33:]
+    if head != _MAGIC or flag not in (b"\0", b"\1") or not data or len(data) % 8 or digest != _digest(key, flag, data):
+        return None
+    return FilterProgram(data, flag == b"\1", key)
 
 
 def _store_disk(prog: FilterProgram) -> None:
+    """Write atomically (a temporary file renamed into place): readers see all of it or nothing."""
     d = _cache_dir()
+    tmp = os.path.join(d, f".{prog.key}.{os.getpid()}.tmp")
     try:
-        os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, f".{prog.key}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(bytes([1 if prog.supervisor_safe else 0]) + prog.data)
+        os.makedirs(d, 0o700, exist_ok=True)
+        flag = b"\1" if prog.supervisor_safe else b"\0"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, _MAGIC + _digest(prog.key, flag, prog.data) + flag + prog.data)
+        finally:
+            os.close(fd)
         os.replace(tmp, os.path.join(d, prog.key + ".bpf"))
     except OSError:
-        pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], action: str | None) -> Any:

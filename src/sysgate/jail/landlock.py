@@ -8,9 +8,9 @@ fails with a clear error rather than running unconfined.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
 
 __all__ = ["abi_version", "restrict"]

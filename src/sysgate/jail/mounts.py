@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import stat
 
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
 from .options import JailConfigError, Options
 
@@ -132,8 +133,6 @@ def _clone_tree(path: bytes, what: str) -> int:
 
 
 def _setattr(fd: int, attr: "N.MountAttr", what: str) -> None:
-    import ctypes  # already imported by _native: a dict lookup, not a load
-
     N.check(N.sysc("mount_setattr", N.c_long(fd), b"", N.c_long(N.AT_EMPTY_PATH | N.AT_RECURSIVE),
                    ctypes.byref(attr), N.c_long(ctypes.sizeof(attr))), what)
 

@@ -13,10 +13,10 @@ cgroup as the root.
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
+import sys
 
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
 from .options import Options
 
@@ -99,7 +99,8 @@ def loopback_up() -> None:
     """``ip link set lo up`` with one ioctl (needs CAP_NET_ADMIN in the network namespace)."""
     fd = N.check(N.socket(2, 2 | os.O_CLOEXEC, 0), "socket for the loopback ioctl")  # AF_INET, SOCK_DGRAM
     try:
-        ifr = ctypes.create_string_buffer(struct.pack("16sH22x", b"lo", _IFF_UP), 40)
+        # struct ifreq: the name in 16 bytes, then the flags (a short) in a 24-byte union
+        ifr = ctypes.create_string_buffer(b"lo".ljust(16, b"\0") + _IFF_UP.to_bytes(2, sys.byteorder) + bytes(22), 40)
         N.check(N.ioctl(fd, ctypes.c_ulong(_SIOCSIFFLAGS), ifr), "bring the loopback interface up")
     finally:
         os.close(fd)

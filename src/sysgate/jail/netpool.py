@@ -13,8 +13,8 @@ Unprivileged callers, or ``SYSGATE_NETNS_POOL=0``, get a namespace created by ``
 """
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 
 from . import _native as N
 from .namespaces import loopback_up
@@ -31,6 +31,8 @@ def enabled() -> bool:
 
 class _Pool:
     def __init__(self) -> None:
+        import threading  # only a process that starts several sandboxes gets here
+
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.fd = -1
@@ -101,20 +103,15 @@ class _Pool:
 
 
 _POOL: _Pool | None = None
-_POOL_LOCK = threading.Lock()
-_CALLS = 0
+_POOL_LOCK = _thread.allocate_lock()
 
 
 def take() -> int:
     """A ready network namespace fd (the caller owns it), or -1 (then clone makes one)."""
     global _POOL
-    global _CALLS
     if not enabled():
         return -1
     with _POOL_LOCK:
-        _CALLS += 1
-        if _CALLS < 2:  # a process that starts one sandbox (the CLI) never pays for a thread
-            return -1
         if _POOL is None or (_POOL.failed and not _POOL.thread.is_alive()):
             if _POOL is not None and _POOL.failed:
                 return -1

@@ -9,10 +9,13 @@ one-line message naming the option.
 from __future__ import annotations
 
 import os
-import signal as _signal
-from collections.abc import Mapping
+from _collections_abc import Mapping  # what collections.abc re-exports; os has loaded it already
 
 from ..record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 __all__ = ["JailConfigError", "Bind", "Tmpfs", "Options", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
            "parse_size", "parse_rlimit", "parse_bind", "parse_tmpfs", "RLIMITS", "DEVNULL", "PIPE", "STDOUT"]
@@ -121,9 +124,11 @@ def _abs(path: str, what: str) -> str:
 
 
 def parse_bind(text: str, readonly: bool) -> Bind:
-    """``SRC`` or ``SRC:DST``."""
+    """``SRC`` or ``SRC:DST``; a relative SRC is taken from the current directory (DST must be absolute)."""
     opt = "--ro-bind" if readonly else "--bind"
     src, colon, dst = text.partition(":")
+    if src and not src.startswith("/") and "\0" not in src:
+        src = os.path.abspath(src)
     return Bind(_abs(src, opt), _abs(dst if colon else src, opt), readonly)
 
 
@@ -338,6 +343,8 @@ def signal_number(name: str | int) -> int:
     t = name.strip().upper()
     if t.isdigit():
         return int(t)
+    import signal as _signal
+
     try:
         return int(getattr(_signal, t if t.startswith("SIG") else "SIG" + t))
     except AttributeError:

@@ -7,7 +7,10 @@ or was not found inside the sandbox (as env(1) and Docker do).
 """
 from __future__ import annotations
 
-import signal as _signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["RunResult", "SandboxError", "EXITED", "SIGNALED", "SECCOMP", "TIMEOUT", "OOM", "LIMIT", "KILLED",
            "EXIT_SETUP", "EXIT_TIMEOUT", "EXIT_CANNOT_EXEC", "EXIT_NOT_FOUND"]
@@ -113,7 +116,7 @@ class RunResult:
             return EXIT_TIMEOUT
         if self.returncode is not None:
             return self.returncode
-        return 128 + (self.signal or _signal.SIGKILL)
+        return 128 + (self.signal or 9)  # SIGKILL
 
     @property
     def ok(self) -> bool:
@@ -163,6 +166,8 @@ def _rebuild(d: "dict[str, Any]") -> RunResult:
 def _signame(sig: int | None) -> str:
     if not sig:
         return "?"
+    import signal as _signal
+
     try:
         return _signal.Signals(sig).name
     except ValueError:

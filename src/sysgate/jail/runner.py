@@ -38,33 +38,37 @@ right before ``execve``.
 """
 from __future__ import annotations
 
-import ctypes
+import _signal as signal  # the C module: ``signal`` wraps it in enums (and imports enum: milliseconds)
+import _thread
 import gc
 import marshal
 import os
 import resource  # noqa: F401 - os.wait4 imports it; it must not be imported inside init
-import select
-import signal
 import sys
-from _signal import pthread_sigmask as _sigmask  # the C function: signal's wrapper builds enums
-import threading
 import time
-from typing import Any
 
+_sigmask = signal.pthread_sigmask
+
+TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    from typing import Any
+
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
 from . import caps as _caps
-from . import landlock as _landlock
 from . import mounts as _mounts
-from . import netpool as _netpool
 from . import namespaces as _ns
 from . import rlimits as _rl
 
-__all__ = ["Plan", "launch_vfork", "launch_fork", "vfork_supported", "VforkBusy", "CTRL_KILL", "FORWARDED"]
+__all__ = ["Plan", "launch_vfork", "launch_fork", "vfork_supported", "VforkBusy", "CTRL_KILL", "FORWARDED",
+           "SignalForwarder"]
 
 CTRL_KILL = signal.SIGRTMIN + 2
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 _WAITSET = {signal.SIGCHLD, CTRL_KILL, *FORWARDED}
+_SI_KERNEL = 0x80  # si_code of a signal the kernel sent: the terminal's ^C, ^\\, hangup
+_FWD_STOP = signal.SIGRTMIN + 3
 _ALL = signal.valid_signals()
 _SIGDEF = {signal.SIGPIPE, signal.SIGXFSZ}  # what Python ignores; handled ones reset at exec anyway
 _SECCOMP_SET_MODE_FILTER = 1
@@ -102,7 +106,7 @@ class Plan:
     last_cap: int
     rl_early: list
     rl_late: list
-    landlock: Any  # (ro, rw, abi) or None
+    landlock: Any  # a prepared landlock.restrict call (no argument), or None
     stdio: list
     pass_fds: tuple
     new_session: bool
@@ -182,9 +186,11 @@ def _lifeline_ok(plan: Plan) -> bool:
         return True
     if plan.lifeline_w >= 0:
         os.close(plan.lifeline_w)
-    p = select.poll()
-    p.register(plan.lifeline, select.POLLIN)
-    return not p.poll(0)  # readable means EOF: nobody holds the write end any more
+    os.set_blocking(plan.lifeline, False)  # nobody writes to it: data never comes, only EOF
+    try:
+        return os.read(plan.lifeline, 1) != b""  # b"": EOF, nobody holds the write end any more
+    except BlockingIOError:
+        return True
 
 
 def _prepare_fds(plan: Plan, keep: tuple[int, ...]) -> list[int]:
@@ -248,7 +254,7 @@ def _lockdown(plan: Plan, R: dict) -> None:
     """Landlock, capabilities, no_new_privs, seccomp: the last steps before the command runs."""
     if plan.landlock is not None:
         _stage(R, "landlock")
-        _landlock.restrict(*plan.landlock)
+        plan.landlock()
     _stage(R, "capabilities")
     _caps.drop(plan.keep_caps, plan.last_cap)
     _stage(R, "no_new_privs")
@@ -424,6 +430,8 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
             R["killed"] = True
             break
         if sig != signal.SIGCHLD:
+            if info.si_code == _SI_KERNEL and plan.pidns and not plan.new_session:
+                continue  # from the terminal to our process group, which the command is in: it has it already
             try:
                 os.kill(cpid, sig)
             except OSError:
@@ -480,7 +488,7 @@ def _init_entry(plan: Plan, R: dict, forked: bool) -> int:
 # The garbage collector must not run in a vfork-launched init: it would finalize the caller's
 # garbage here, in another process (closing fds in the wrong table, running __del__ in the
 # sandbox). It is held off while init runs Python code, and let go while init sleeps.
-_gc_lock = threading.Lock()
+_gc_lock = _thread.allocate_lock()
 _gc_holders = 0
 _gc_was_enabled = False
 
@@ -502,13 +510,63 @@ def _gc_release() -> None:
             gc.enable()
 
 
+class SignalForwarder:
+    """Send the signals of :data:`FORWARDED` that reach this process to the sandbox while it runs.
+
+    The launching thread sleeps in ``clone()`` (or in a read) with them blocked, so nothing would
+    happen until the sandbox ended: ``kill <pid of sysgate run>`` would be ignored. A helper
+    thread takes them with ``sigwaitinfo`` and passes them to init, which passes them to the
+    command (as ``docker run`` does). Those the terminal sent to the whole process group are
+    skipped: the command got its own. Signals that come before init exists are kept till it does.
+    """
+
+    def __init__(self, pid: Any) -> None:
+        self._pid = pid  # a ctypes int that receives init's pid
+        self._old = _sigmask(signal.SIG_BLOCK, (*FORWARDED, _FWD_STOP))  # the helper thread inherits the mask
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        started = _thread.allocate_lock()
+        started.acquire()
+        self._tid = 0
+        _thread.start_new_thread(self._loop, (started,))
+        started.acquire()
+
+    def _loop(self, started: Any) -> None:
+        self._tid = _thread.get_ident()
+        started.release()
+        waitset = {*FORWARDED, _FWD_STOP}
+        pending: list[int] = []
+        try:
+            while True:
+                info = signal.sigtimedwait(waitset, 0.01) if pending else signal.sigwaitinfo(waitset)
+                if info is not None:
+                    if info.si_signo == _FWD_STOP:
+                        break
+                    if info.si_code != _SI_KERNEL:
+                        pending.append(info.si_signo)
+                pid = self._pid.value
+                while pending and pid > 0:
+                    try:
+                        os.kill(pid, pending.pop(0))
+                    except OSError:
+                        pending.clear()
+        finally:
+            self._done.release()
+
+    def stop(self) -> None:
+        """Stop the helper thread and unblock the signals again."""
+        signal.pthread_kill(self._tid, _FWD_STOP)
+        self._done.acquire()
+        _sigmask(signal.SIG_SETMASK, self._old)
+
+
 # ---------------------------------------------------------------------------------------------
 # vfork launcher
 
 _STACK_SIZE = 1 << 20
 _stacks: list[int] = []
-_stack_lock = threading.Lock()
-_dump_lock = threading.Lock()
+_stack_lock = _thread.allocate_lock()
+_dump_lock = _thread.allocate_lock()
 _dump_users = 0
 _dump_saved = 1
 
@@ -569,8 +627,12 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     cb = N.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
     flags = plan.ns.clone_flags | N.CLONE_VM | N.CLONE_VFORK | N.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
-    home = _netpool.enter(plan.netns_fd) if plan.netns_fd >= 0 else -1
+    home = -1
     try:
+        if plan.netns_fd >= 0:
+            from . import netpool as _netpool  # loaded already by whoever took the namespace from the pool
+
+            home = _netpool.enter(plan.netns_fd)
         pid = N.clone(cb, stack + _STACK_SIZE - 64, flags, None, ctypes.byref(ptid), None, None)
         err = ctypes.get_errno()
     finally:
@@ -598,6 +660,8 @@ def launch_fork(plan: Plan) -> tuple[int, int]:
 
     Returns (init pid, read end of the report pipe); init writes a marshal'ed report at its end.
     """
+    if plan.netns_fd >= 0:
+        from . import netpool as _netpool  # before fork: the helper imports nothing
     r, w = os.pipe()
     hr, hw = os.pipe()
     plan.report = w

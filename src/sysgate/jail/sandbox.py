@@ -8,21 +8,15 @@ them while the command runs.
 """
 from __future__ import annotations
 
-import atexit
-import ctypes
+import _signal as signal  # not ``signal``: it imports enum, milliseconds on the CLI's path
 import os
-import signal
-import threading
 import time
-import weakref
-from typing import IO, Any, Sequence
 
+from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import caps as _caps
-from . import cgroups as _cg
 from . import filters as _filters
 from . import _native as N
 from . import mounts as _mounts
-from . import netpool as _netpool
 from . import namespaces as _ns
 from . import result as _res
 from . import rlimits as _rl
@@ -30,6 +24,12 @@ from . import runner as _runner
 from .runner import Plan, vfork_supported
 from .options import DEVNULL, PIPE, STDOUT, JailConfigError, Options
 from .result import RunResult, SandboxError
+
+TYPE_CHECKING = False  # typing, threading and weakref are not needed to run one command from the CLI
+if TYPE_CHECKING:
+    import threading
+    import weakref
+    from typing import IO, Any, Sequence
 
 __all__ = ["run", "Sandbox", "DEVNULL", "PIPE", "STDOUT"]
 
@@ -76,12 +76,16 @@ class _Prepared:
             if abi <= 0:
                 raise SandboxError(95, "landlock: --ro/--rw need Landlock, which this kernel does not offer",
                                    "landlock")
-            landlock = (opts.landlock_ro, opts.landlock_rw, abi)
+            ro, rw = opts.landlock_ro, opts.landlock_rw
+            landlock = lambda: _ll.restrict(ro, rw, abi)  # noqa: E731 - init calls it, importing nothing
         early, late = _rl.split(dict(opts.rlimits))
         mplan = _mounts.plan(opts, _cwd())
         self.cgroup = None
         try:
-            self.cgroup = _cg.create(opts)
+            if opts.memory is not None or opts.pids is not None or opts.cpus is not None:
+                from . import cgroups as _cg
+
+                self.cgroup = _cg.create(opts)
         except OSError as e:
             raise SandboxError(e.errno or 0, f"cgroup: {e.strerror or e}", "cgroup") from None
         try:
@@ -98,7 +102,7 @@ class _Prepared:
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
-                fd = _netpool.take()
+                fd = _take_netns()
                 if fd >= 0:
                     self.plan.netns_fd = fd
                     self.plan.ns.clone_flags &= ~N.CLONE_NEWNET
@@ -179,7 +183,7 @@ class _Prepared:
         if self.cgroup is not None:
             self.cgroup.cleanup()
         if getattr(self, "used_pool", False) or self.opts.ns("net"):
-            _netpool.refill()
+            _refill_netns()
 
     def read_capture(self, i: int) -> bytes | None:
         fd = self.capture[i]
@@ -195,6 +199,27 @@ class _Prepared:
             chunks.append(b)
             size -= len(b)
         return b"".join(chunks)
+
+
+_SANDBOXES = 0  # started by this process; the first never uses (or loads) the namespace pool
+
+
+def _take_netns() -> int:
+    global _SANDBOXES
+    _SANDBOXES += 1
+    if _SANDBOXES < 2:  # a process that starts one sandbox (the CLI) never pays for the pool's thread
+        return -1
+    from . import netpool
+
+    return netpool.take()
+
+
+def _refill_netns() -> None:
+    import sys
+
+    pool = sys.modules.get(__package__ + ".netpool")
+    if pool is not None:
+        pool.refill()
 
 
 def _options(kw: dict[str, Any]) -> Options:
@@ -341,14 +366,18 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
 
 
 def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
-        input: bytes | None = None, capture_output: bool = False, **options: Any) -> RunResult:
+        input: bytes | None = None, capture_output: bool = False, forward_signals: bool = False,
+        **options: Any) -> RunResult:
     """Run ``argv`` in a new sandbox and wait for it.
 
     ``options`` are :class:`~sysgate.jail.options.Options` fields (``profile``, ``memory="64M"``,
     ``timeout=5``, ``binds=["/src:/work"]``...). Standard streams are inherited unless given:
     ``PIPE`` (or ``capture_output=True``) captures into ``RunResult.stdout``/``stderr``; ``input``
-    feeds bytes to stdin. Raises :class:`SandboxError` if the sandbox cannot be set up or the
-    command cannot be executed, ``JailConfigError`` (a ``ValueError``) for bad options.
+    feeds bytes to stdin. Signals sent to this process while the command runs are held until it
+    ends, unless ``forward_signals`` (what ``sysgate run`` does): then HUP, INT, QUIT, TERM, USR1,
+    USR2, WINCH, CONT and ALRM go to the command instead. Raises :class:`SandboxError` if the
+    sandbox cannot be set up or the command cannot be executed, ``JailConfigError`` (a
+    ``ValueError``) for bad options.
     """
     opts = _options(options)
     if capture_output:
@@ -358,11 +387,16 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
     t0 = time.monotonic()
     prep = _Prepared(_argv(argv), opts, [stdin, stdout, stderr], memfd_capture=True, input=input, streaming=False)
     R: dict = {}
+    ptid = ctypes.c_int(0)
+    fwd = _runner.SignalForwarder(ptid) if forward_signals else None
     try:
-        st = _execute(prep, R, ctypes.c_int(0))
+        st = _execute(prep, R, ptid)
     except BaseException:
         prep.release()
         raise
+    finally:
+        if fwd is not None:
+            fwd.stop()
     return _finish(prep, R, st, t0, time.monotonic())
 
 
@@ -389,6 +423,8 @@ class Sandbox:
         self._result: RunResult | None = None
         self._exc: BaseException | None = None
         self._ptid = ctypes.c_int(0)
+        import threading
+
         self._done = threading.Event()
         self.stdin: IO[bytes] | None = None
         self.stdout: IO[bytes] | None = None
@@ -429,6 +465,8 @@ class Sandbox:
                 except BaseException as e:  # noqa: BLE001
                     self._exc = e
             self._done.set()
+
+        import threading
 
         self._thread = threading.Thread(target=body, name=f"sysgate-sandbox-{self.argv[0]}", daemon=True)
         _register_live(self)
@@ -568,21 +606,23 @@ def _ctrl_signal() -> int:
     return _runner.CTRL_KILL
 
 
-_LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
-_ATEXIT = False
+_LIVE: "weakref.WeakSet[Sandbox] | None" = None
 
 
 def _register_live(sb: Sandbox) -> None:
-    global _ATEXIT
-    _LIVE.add(sb)
-    if not _ATEXIT:
-        _ATEXIT = True
+    global _LIVE
+    if _LIVE is None:
+        import atexit
+        import weakref
+
+        _LIVE = weakref.WeakSet()
         atexit.register(_end_all)
+    _LIVE.add(sb)
 
 
 def _end_all() -> None:
     """At interpreter exit, end the sandboxes still running (their init shares our memory)."""
-    for sb in list(_LIVE):
+    for sb in list(_LIVE or ()):
         if sb._thread is not None and not sb._done.is_set():
             sb.kill()
             sb._done.wait(2)
