@@ -414,3 +414,49 @@ def test_unprivileged_caller(launcher: str) -> None:
     assert st == "exited" and out.split()[:2] == [b"65534", b"2"] and out.split()[-1] == b"1"
     assert used == launcher
     assert pst == "exited" and pout == b"[3]\n", perr
+
+
+def test_python_profile_is_installed_by_the_interpreter() -> None:
+    """--profile python refuses execve, so the interpreter installs it before the program runs: the
+    program computes, writes and reads files and uses pipes; sockets, exec and new namespaces fail
+    in the kernel with the profile's errno, and the result names the user's own command line."""
+    code = textwrap.dedent("""
+        import ctypes, errno, json, os, socket, subprocess
+        out = {}
+        with open("/tmp/f", "w") as f:
+            f.write("data")
+        out["file"] = open("/tmp/f").read()
+        r, w = os.pipe(); os.write(w, b"hi"); out["pipe"] = os.read(r, 2).decode()
+        for name, fn in [("socket", lambda: socket.socket()),
+                         ("exec", lambda: subprocess.run(["true"])),
+                         ("execv", lambda: os.execv("/bin/true", ["true"]))]:
+            try:
+                fn(); out[name] = "ok"
+            except OSError as e:
+                out[name] = errno.errorcode[e.errno]
+        libc = ctypes.CDLL(None, use_errno=True)
+        out["unshare"] = "ok" if libc.unshare(0x10000000) == 0 else errno.errorcode[ctypes.get_errno()]
+        out["unshare_files"] = "ok" if libc.unshare(0x400) == 0 else errno.errorcode[ctypes.get_errno()]
+        with open("/proc/self/status") as f:
+            out["seccomp"] = [l.split()[1] for l in f if l.startswith("Seccomp:")][0]
+        print(json.dumps(out))
+    """)
+    r = run([PY, "-c", code], capture_output=True, profile="python")
+    assert r.ok, r.stderr
+    got = json.loads(r.stdout)
+    assert got["file"] == "data" and got["pipe"] == "hi" and got["seccomp"] == "2"
+    assert {k: got[k] for k in ("socket", "exec", "execv", "unshare", "unshare_files")} == {
+        "socket": "EACCES", "exec": "EACCES", "execv": "EACCES",       # the profile's own errno
+        "unshare": "EPERM", "unshare_files": "ok"}, got                # CLONE_NEWUSER refused, CLONE_FILES not
+    assert r.argv == [PY, "-c", code]
+
+
+def test_python_profile_needs_a_python_command() -> None:
+    from sysgate.jail import sandbox
+    from sysgate.profiles.bootstrap import DEFERRED
+
+    assert sandbox.DEFERRED == DEFERRED
+    with pytest.raises(ValueError, match="--profile python: .*must be python3"):
+        run(["/bin/sh", "-c", "true"], profile="python")
+    with pytest.raises(ValueError, match="--profile python: python_argv: give a script"):
+        run([PY], profile="python")

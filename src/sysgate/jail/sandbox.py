@@ -34,6 +34,22 @@ if TYPE_CHECKING:
 __all__ = ["run", "Sandbox", "DEVNULL", "PIPE", "STDOUT"]
 
 
+# sysgate.profiles.bootstrap.DEFERRED, restated so that the run path does not import sysgate.profiles
+# (a cached filter needs no profile code); a test keeps the two equal.
+DEFERRED = frozenset({"python"})
+
+
+def _deferred(profile: Any) -> bool:
+    """A built-in profile the interpreter must install after the jail's execve (``python``)."""
+    return isinstance(profile, str) and profile in DEFERRED
+
+
+def _is_python(name: str) -> bool:
+    """python, python3, python3.11, ...: interpreters that can run the bootstrap."""
+    rest = name.removeprefix("python")
+    return rest != name and (rest in ("", "3") or (rest.startswith("3.") and rest[2:].isdigit()))
+
+
 def _argv(argv: Sequence[str] | str) -> list[str]:
     if isinstance(argv, (str, bytes)):
         raise JailConfigError("argv must be a list of strings, not a single string (use ['sh', '-c', ...])")
@@ -62,6 +78,13 @@ class _Prepared:
                                   tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
         elif opts.allow or opts.deny or opts.seccomp_action:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
+        pass_fds = opts.pass_fds
+        if program is not None and _deferred(opts.profile):
+            # A profile that refuses execve cannot be loaded before the jail's own execve of the
+            # interpreter: the interpreter installs it first thing (profiles.bootstrap), reading
+            # the program from an inherited memfd. Every other layer is in place before that.
+            argv, pass_fds = self._defer(argv, opts, program)  # the result still names the user's argv
+            program = None
         keep = _caps.parse_caps(opts.cap_add)
         for fd in opts.pass_fds:
             try:
@@ -98,7 +121,7 @@ class _Prepared:
                 argv=argv, env=opts.environment(), ns=_ns.plan(opts, late_cgroupns=self.cgroup is not None),
                 mounts=mplan, cgroup=self.cgroup, program=program, fast=fast, keep_caps=keep,
                 last_cap=_caps.last_cap(), rl_early=early, rl_late=late, landlock=landlock, stdio=stdio,
-                pass_fds=opts.pass_fds, new_session=opts.new_session, timeout=opts.timeout,
+                pass_fds=pass_fds, new_session=opts.new_session, timeout=opts.timeout,
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
@@ -110,6 +133,23 @@ class _Prepared:
         except BaseException:
             self.release()
             raise
+
+    def _defer(self, argv: list[str], opts: Options, program: Any) -> tuple[list[str], tuple]:
+        from ..profiles.bootstrap import python_argv
+
+        if not _is_python(os.path.basename(argv[0])):
+            raise JailConfigError(f"--profile {opts.profile}: this profile refuses execve, so it is installed by "
+                                  f"the Python interpreter itself; the command must be python3 SCRIPT|-c CODE|"
+                                  f"-m MODULE, not {argv[0]!r}")
+        fd = os.memfd_create("sysgate-filter", os.MFD_CLOEXEC)
+        self.to_close.append(fd)
+        os.write(fd, program.data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            new = python_argv(argv, fd)
+        except ValueError as e:
+            raise JailConfigError(f"--profile {opts.profile}: {e}") from None
+        return new, (*opts.pass_fds, fd)
 
     def _stdio(self, std: list[Any], memfd_capture: bool, input: bytes | None, streaming: bool) -> list[int | None]:
         out: list[int | None] = [None, None, None]

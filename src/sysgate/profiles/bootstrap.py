@@ -15,7 +15,9 @@ From inside Python, :func:`install_in_process` does the same for the current pro
 """
 from __future__ import annotations
 
-from typing import Sequence
+TYPE_CHECKING = False  # typing costs milliseconds on the run path, which imports this module
+if TYPE_CHECKING:
+    from typing import Sequence
 
 __all__ = ["BOOTSTRAP", "python_argv", "install_in_process", "DEFERRED"]
 
