@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -283,3 +284,124 @@ def test_audit_strict_is_quiet_and_cli_summary() -> None:
     assert all(f["severity"] == "info" for f in doc["findings"]) and "baseline" in doc
     r = sysgate("audit", "docker-default", "--no-baseline")
     assert "dangerous:ptrace" in r.stdout and "for scale" not in r.stdout
+
+
+# ---------------------------------------------------------------------------- audit: one planted weakness each
+
+# A clean small filter (x86_64 only, kill-process default, harmless syscalls): no findings at all.
+CLEAN = (Rule("read", ALLOW), Rule("write", ALLOW), Rule("close", ALLOW), Rule("exit_group", ALLOW))
+
+# planted rule(s) -> the finding codes it must add (and nothing else)
+PLANTED = {
+    "mount": ((Rule("mount", ALLOW),), {"dangerous:mount": "high"}),
+    "unshare": ((Rule("unshare", ALLOW),), {"dangerous:namespaces": "high", "cve-history": "info"}),
+    "setns": ((Rule("setns", ALLOW),), {"dangerous:namespaces": "high"}),
+    "clone-newuser": ((Rule("clone", ALLOW, (Condition(0, Op.MASKED_EQ, 0, mask=0x6E020000),)),),
+                      {"dangerous:namespaces": "high"}),
+    "modules": ((Rule("finit_module", ALLOW),), {"dangerous:modules": "high"}),
+    "keyring": ((Rule("add_key", ALLOW),), {"dangerous:keyring": "medium"}),
+    "keyctl": ((Rule("keyctl", ALLOW),), {"dangerous:keyring": "medium", "cve-history": "info"}),
+    "bpf": ((Rule("bpf", ALLOW),), {"dangerous:bpf": "high", "cve-history": "info"}),
+    "perf": ((Rule("perf_event_open", ALLOW),), {"dangerous:perf": "medium", "cve-history": "info"}),
+    "ptrace": ((Rule("process_vm_writev", ALLOW),), {"dangerous:ptrace": "medium"}),
+    "io_uring": ((Rule("io_uring_enter", ALLOW),), {"dangerous:io_uring": "medium"}),
+    "userfaultfd": ((Rule("userfaultfd", ALLOW),), {"dangerous:userfaultfd": "medium", "cve-history": "info"}),
+    "kexec": ((Rule("kexec_file_load", ALLOW),), {"dangerous:kexec": "high"}),
+    "raw-io": ((Rule("ioperm", ALLOW),), {"dangerous:raw-io": "high"}),
+    "clock": ((Rule("settimeofday", ALLOW),), {"dangerous:clock": "low"}),
+    "reboot": ((Rule("reboot", ALLOW),), {"dangerous:reboot": "high"}),
+    "personality": ((Rule("personality", ALLOW),), {"dangerous:personality": "medium"}),
+    "logged": ((Rule("swapoff", Action(ActionKind.LOG)),), {"dangerous:swap": "medium"}),  # log lets it run
+    # reachable only under an argument condition: reported one level lower, with the condition
+    "conditional": ((Rule("init_module", ALLOW, (Condition(2, Op.EQ, 0),)),), {"dangerous:modules": "medium"}),
+    "cve": ((Rule("vmsplice", ALLOW),), {"cve-history": "info"}),
+}
+
+
+def _finding_codes(policy: Policy) -> dict[str, str]:
+    rep = audit(explain_programs([compile_policy(policy).insns], "little"))
+    return {f.code: f.severity for f in rep.findings}
+
+
+def test_audit_clean_filter_is_quiet() -> None:
+    assert _finding_codes(Policy(KILL, CLEAN, ("x86_64",))) == {}
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_audit_flags_each_planted_weakness(name: str) -> None:
+    rules, expected = PLANTED[name]
+    assert _finding_codes(Policy(KILL, CLEAN + rules, ("x86_64",))) == expected
+    # and the same rule denied is quiet again
+    denied = tuple(Rule(r.syscall, ERRNO, r.conditions) for r in rules)
+    assert _finding_codes(Policy(KILL, CLEAN + denied, ("x86_64",))) == {}
+
+
+def test_audit_planted_policy_weaknesses() -> None:
+    """The non-family findings, each alone in a small filter."""
+    assert _finding_codes(Policy(Action(ActionKind.KILL_THREAD), CLEAN, ("x86_64",))) == {"kill-thread": "medium"}
+    assert _finding_codes(Policy(ALLOW, (Rule("execve", KILL),), ("x86_64",)))["default-allow"] == "high"
+    got = _finding_codes(Policy(KILL, CLEAN, ("x86_64", "x86")))
+    assert got == {"compat-reachable": "low"}
+    got = _finding_codes(Policy(KILL, CLEAN, ("x86_64", "x32")))
+    assert got == {"x32-reachable": "low"}
+    # no arch check at all (hand-written): high, whatever else it does
+    got = codes(asm(LD_NR, jump(I.JMP | I.JEQ | I.K, 0, 0, 1), ret(I.RET_ALLOW), ret(I.RET_KILL_PROCESS)))
+    assert got == {"no-arch-check": "high"}
+
+
+def test_audit_x32_minus_one_is_not_reachable() -> None:
+    # libseccomp lets nr -1 through on x32 (for tracers): that alone is no x32 attack surface
+    x32 = A.X32_SYSCALL_BIT
+    prog = asm(LD_ARCH, jump(I.JMP | I.JEQ | I.K, X86_64.token, 1, 0), ret(I.RET_KILL_PROCESS),
+               LD_NR, jump(I.JMP | I.JGE | I.K, x32, 0, 3), jump(I.JMP | I.JEQ | I.K, 0xFFFFFFFF, 0, 1),
+               ret(I.RET_ALLOW), ret(I.RET_KILL_PROCESS),
+               jump(I.JMP | I.JEQ | I.K, X86_64.nr("read"), 0, 1), ret(I.RET_ALLOW), ret(I.RET_KILL_PROCESS))
+    assert codes(prog) == {}
+    # ... but one real x32 syscall is
+    prog2 = prog[:5] + (jump(I.JMP | I.JEQ | I.K, x32 | X86_64.nr("read"), 0, 1),) + prog[6:]
+    assert codes(prog2) == {"x32-reachable": "low"}
+
+
+def test_audit_json_and_baseline_of_raw_program(tmp_path: Path) -> None:
+    r = sysgate("audit", "strict", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["findings"] == [] and doc["counts"]["high"] == 0
+    base = sysgate("audit", "docker-default", "--json")
+    base_counts = json.loads(base.stdout)["counts"]
+    assert doc["baseline"]["counts"] == base_counts  # the same docker-default as `audit docker-default`
+    raw = tmp_path / "deny.bpf"
+    raw.write_bytes(compile_policy(Policy(ALLOW, (Rule("ptrace", KILL),), ("x86_64",))).to_bytes())
+    r = sysgate("audit", str(raw), "--json")
+    doc = json.loads(r.stdout)
+    got = {f["code"]: f for f in doc["findings"]}
+    assert got["default-allow"]["severity"] == "high" and got["dangerous:bpf"]["syscalls"] == ["bpf"]
+    assert all(f["message"] for f in doc["findings"])
+    assert doc["baseline"]["counts"] == base_counts
+
+
+# ---------------------------------------------------------------------------- diff: any mix of forms
+
+def test_diff_mixed_forms(tmp_path: Path) -> None:
+    """Profile, raw program, assembly listing and a profile file compare equal when they are."""
+    raw, lst = tmp_path / "d.bpf", tmp_path / "d.asm"
+    assert sysgate("compile", "docker-default", "--arch", "x86_64", "-o", str(raw)).returncode == 0
+    assert sysgate("compile", "docker-default", "--arch", "x86_64", "--format", "disasm", "-o",
+                   str(lst)).returncode == 0
+    for a, b in ((str(raw), "docker-default"), (str(lst), str(raw)), (str(builtin_path("docker-default")), str(lst))):
+        r = sysgate("diff", a, b, "--arch", "x86_64")
+        assert r.returncode == 0, (a, b, r.stdout + r.stderr)
+    weak = planted(tmp_path, "weak.json", lambda d: _clone_entry(d)["args"][0].update(value=0x6E020000))
+    r = sysgate("diff", str(raw), str(weak), "--arch", "x86_64", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1 and doc["verdict"] == "weaker" and doc["a"] == [str(raw)]
+    (d,) = doc["differences"]
+    assert d["syscalls"] == ["clone"] and "clone_flags" in d["a"] and "arg0" not in d["where"][0]["condition"]
+    ex = d["example"]  # a concrete call that shows it, checked with the emulator
+    from sysgate.programs import load_program
+
+    prog_a = load_program(str(raw), ["x86_64"]).insns
+    prog_b = load_program(str(weak), ["x86_64"]).insns
+    e = explain(prog_a)
+    data = struct.pack("<16I", *e.data_words("x86_64", ex["nr"], ex["args"]))
+    assert run(prog_a, data).ret == ex["a_ret"] and run(prog_b, data).ret == ex["b_ret"]
+    assert ex["a"] == "errno(1)" and ex["b"] == "allow"

@@ -119,3 +119,34 @@ def test_dump_errors() -> None:
     assert r.returncode == 2 and "PID" in r.stderr
     r = sysgate("explain", "999999999")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+_PRCTL_THEN_SECCOMP = r"""
+import ctypes, sys
+from sysgate.kernel.seccomp import install
+progs = [bytes.fromhex(h) for h in sys.argv[1:]]
+libc = ctypes.CDLL(None, use_errno=True)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+assert libc.prctl(38, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+fp = Fprog(len(progs[0]) // 8, progs[0])
+assert libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(fp), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+for p in progs[1:]:
+    install(p)  # seccomp(2)
+"""
+
+
+def test_dump_command_prctl_and_seccomp_stacked(tmp_path: Path) -> None:
+    """A command installing one filter with prctl(PR_SET_SECCOMP) and two with seccomp(2): all
+    three captured in order, byte for byte, and explained as one stack."""
+    progs = programs(3)
+    r = sysgate("dump", "-o", str(tmp_path / "out"), "--", sys.executable, "-c", _PRCTL_THEN_SECCOMP,
+                *(p.hex() for p in progs))
+    assert r.returncode == 0, r.stderr
+    got = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in got] == ["filter-0.bpf", "filter-1.bpf", "filter-2.bpf"]
+    assert [p.read_bytes() for p in got] == progs
+    r = sysgate("dump", "--", sys.executable, "-c", _PRCTL_THEN_SECCOMP, progs[0].hex())
+    assert r.returncode == 0 and r.stdout.count("# filter ") == 1 and "A = arch" in r.stdout
+    r = sysgate("dump", "--", sys.executable, "-c", "raise SystemExit(0)")
+    assert r.returncode == 0 and "has no seccomp filter" in r.stderr

@@ -175,7 +175,7 @@ def _add_dump(sub: Any) -> None:
 def _add_explain(sub: Any) -> None:
     target_help, mod = _TARGET_HELP, _INSPECT
     ex = sub.add_parser("explain", help="decompile a filter exactly: per arch, syscall and argument")
-    ex.add_argument("target", help=target_help)
+    ex.add_argument("target", nargs="+", help=target_help + " (several: one after the other)")
     ex.add_argument("--arch", help="show only these arches (comma-separated); for a profile, compile for them")
     ex.add_argument("--caps", help="capabilities for moby includes/excludes")
     ex.add_argument("--json", action="store_true", help="structured output")

@@ -218,12 +218,33 @@ class DiffResult:
         bo = self.a.byteorder
         out = []
         for e in self.entries:
+            labels = e.labels()
+            sysname = labels[0] if len(labels) == 1 and not labels[0][:1].isdigit() else None
             out.append({"view": e.view.label, "arch": e.view.arch.name if e.view.arch else None,
-                        "numbers": [list(r) for r in e.ranges], "syscalls": e.labels(),
+                        "numbers": [list(r) for r in e.ranges], "syscalls": labels,
                         "kinds": sorted(e.kinds),
-                        "a": behaviour_text(e.a, e.view, bo), "b": behaviour_text(e.b, e.view, bo),
-                        "where": [{"condition": t, "a": ta, "b": tb, "kind": k} for t, ta, tb, k in e.where(bo)]})
-        return {"status": self.status, "verdict": self.verdict, "differences": out}
+                        "a": behaviour_text(e.a, e.view, bo, sysname), "b": behaviour_text(e.b, e.view, bo, sysname),
+                        "where": [{"condition": t, "a": ta, "b": tb, "kind": k} for t, ta, tb, k in e.where(bo)],
+                        "example": _example_json(e, bo)})
+        return {"a": list(self.a.sources), "b": list(self.b.sources), "status": self.status,
+                "verdict": self.verdict, "views": [v.label for v in self.views], "differences": out}
+
+
+def _example_json(e: DiffEntry, byteorder: str) -> dict[str, Any] | None:
+    """One concrete call where A and B differ (for a CI log to reproduce), or None."""
+    from .explain import arg_words, ip_words
+    from .symexec import WORD_ARCH, WORD_NR, evaluate
+
+    for w, a, b in e.examples(byteorder):
+        if w is None:
+            continue
+        def u64(lo_hi: tuple[int, int]) -> int:
+            return w[lo_hi[0]] | (w[lo_hi[1]] << 32)
+        ra, rb = evaluate(a, w), evaluate(b, w)  # computed return values (ret A) made concrete
+        return {"arch": w[WORD_ARCH], "nr": w[WORD_NR], "args": [u64(arg_words(i, byteorder)) for i in range(6)],
+                "ip": u64(ip_words(byteorder)), "a": str(Action.from_ret(ra)), "b": str(Action.from_ret(rb)),
+                "a_ret": ra, "b_ret": rb}
+    return None
 
 
 def _wrap_words(words: list[str], width: int, indent: str) -> list[str]:

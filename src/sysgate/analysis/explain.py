@@ -1069,7 +1069,7 @@ class Explanation:
             only = users.get(bi, [])
             sysname = only[0] if len(only) == 1 else None
             out_b.append({"id": bi, "text": behaviour_text(b, view, self.byteorder, sysname, dact),
-                          "regions": [self._region_json(r, view) for r in b.regions]})
+                          "regions": [self._region_json(r, view, sysname) for r in b.regions]})
         calls = []
         for lo, hi, bi in ranges:
             names = _names_in(view, lo, hi)
@@ -1081,12 +1081,12 @@ class Explanation:
                 "tokens": [list(iv) for iv in view.tokens], "numbers": list(view.numbers), "bits": view.bits,
                 "default": t.default_index(), "behaviours": out_b, "syscalls": calls}
 
-    def _region_json(self, r: Region, view: View) -> dict[str, Any]:
+    def _region_json(self, r: Region, view: View, sysname: str | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {"ret": r.ret if isinstance(r.ret, int) else None,
                              "action": str(r.action) if r.action else None,
                              "conditions": [_ws_json(w, ws, self.byteorder) for w, ws in r.conds],
                              "opaque": [atom_text(a, self.byteorder) for a in r.opaque],
-                             "text": region_text(r, view, self.byteorder)}
+                             "text": region_text(r, view, self.byteorder, sysname)}
         if not isinstance(r.ret, int):
             d["returns"] = expr_text(r.ret, self.byteorder)
         if r.unverified:

@@ -56,18 +56,37 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
             except InvalidProgram as e:
                 raise ValueError(f"process {pid} filter {i}: {e}") from None
         return Target(progs, order, arches or ([host.name] if host else ["x86_64"]), f"pid {pid}", "pid")
+    from ..arch import get
     from ..programs import load_program
 
     loaded = load_program(spec, arches, caps=caps)
-    try:
-        check(loaded.insns)
-    except InvalidProgram as e:
-        raise ValueError(f"{spec}: {e}") from None
-    from ..arch import get
-
+    insns = loaded.insns
     naming = list(loaded.arches or arches or ([host.name] if host else ["x86_64"]))
     order = get(naming[0]).byteorder if loaded.kind != "raw" or arches else "little"
-    return Target([loaded.insns], order, naming, spec, loaded.kind)
+    try:
+        check(insns)
+    except InvalidProgram as e:
+        swapped = _big_endian_raw(spec) if loaded.kind == "raw" and not arches else None
+        if swapped is None:
+            raise ValueError(f"{spec}: not a valid seccomp program (the kernel would refuse it): {e}") from None
+        insns, order = swapped, "big"
+    return Target([insns], order, naming, spec, loaded.kind)
+
+
+def _big_endian_raw(spec: str) -> Any:
+    """The instructions of raw program ``spec`` read big-endian (s390x, ppc64, mips...), if valid
+    that way; None otherwise. Used when it is invalid little-endian and no ``--arch`` says which:
+    a program valid both ways is practically impossible (opcodes land in the other byte of the
+    16-bit code), so the bytes tell the order."""
+    from ..bpf.emulator import InvalidProgram, check
+    from ..programs import load_program
+
+    try:
+        insns = load_program(spec, None, byteorder="big").insns
+        check(insns)
+    except (InvalidProgram, ValueError):
+        return None
+    return insns
 
 
 def _explain(t: Target) -> Any:
@@ -80,15 +99,35 @@ def _explain(t: Target) -> Any:
 
 def cmd_explain(args: Any) -> int:
     arches = _arches(args.arch)
-    t = load_target(args.target, arches, _caps(args.caps))
-    e = _explain(t)
+    caps = _caps(args.caps)
+    targets = [args.target] if isinstance(args.target, str) else list(args.target)
+    if len(targets) == 1:
+        e = _explain(load_target(targets[0], arches, caps))
+        if args.to:
+            return _explain_to(args, e, arches)
+        _write(args.output, json.dumps(e.to_json(arches), indent=1) + "\n" if args.json
+               else e.render(arches, verbose=args.verbose))
+        return 0
     if args.to:
-        return _explain_to(args, e, arches)
-    if args.json:
-        _write(args.output, json.dumps(e.to_json(arches), indent=1) + "\n")
-    else:
-        _write(args.output, e.render(arches, verbose=args.verbose))
-    return 0
+        raise ValueError("explain --to: give one program (it becomes one profile)")
+    # Several operands (e.g. a directory of filters): each in turn, like head(1); a bad one is
+    # reported and skipped, and the exit status says so at the end.
+    status = 0
+    docs: list[Any] = []
+    parts: list[str] = []
+    for spec in targets:
+        try:
+            e = _explain(load_target(spec, arches, caps))
+        except (ValueError, OSError) as err:
+            print(f"sysgate: error: {err}", file=sys.stderr)
+            status = 2
+            continue
+        if args.json:
+            docs.append(e.to_json(arches))
+        else:
+            parts.append(f"==> {spec} <==\n" + e.render(arches, verbose=args.verbose))
+    _write(args.output, json.dumps(docs, indent=1) + "\n" if args.json else "\n".join(parts))
+    return status
 
 
 def _explain_to(args: Any, e: Any, arches: list[str] | None) -> int:
@@ -136,16 +175,43 @@ def cmd_audit(args: Any) -> int:
 
     arches = _arches(args.arch)
     t = load_target(args.target, arches, _caps(args.caps))
-    report = audit(_explain(t), arches)
-    baseline = None
-    if not args.no_baseline:
-        base = load_target("docker-default", arches or (list(t.naming[:1]) if t.kind != "profile" else None))
-        baseline = audit(_explain(base), arches)
+    e = _explain(t)
+    report = audit(e, arches)
+    baseline = None if args.no_baseline else audit(_baseline(e, arches), arches)
     if args.json:
         print(json.dumps(report.to_json(baseline), indent=1))
     else:
         sys.stdout.write(report.render(baseline))
     return 0
+
+
+def _baseline(e: Any, arches: list[str] | None) -> Any:
+    """docker-default as Docker installs it next to the audited filter, explained.
+
+    With ``--arch``, compiled for those arches; otherwise for the archMap entry of the
+    filter's first 64-bit architecture (x86_64 -> x86_64, x86, x32), as ``sysgate audit
+    docker-default`` shows it on such a machine, so that the two summaries compare.
+    """
+    from ..arch import UnknownArch, native
+    from ..compiler import compile_policy
+    from ..profiles import resolve
+
+    if arches:
+        policy = resolve("docker-default", arch=arches[0], arches=arches)
+    else:
+        known = [v.arch for v in e.views() if v.arch is not None and v.token is not None
+                 and v.arch.byteorder == e.byteorder]
+        primary = next((a for a in known if a.bits == 64), known[0] if known else None)
+        if primary is None:
+            try:
+                primary = native()
+            except UnknownArch:
+                primary = None
+        policy = resolve("docker-default", arch=primary.name if primary else None)
+    prog = compile_policy(policy)
+    from ..analysis.explain import explain_programs
+
+    return explain_programs([prog.insns], prog.byteorder, sources=["docker-default"])
 
 
 # ---------------------------------------------------------------------------- dump
