@@ -13,23 +13,10 @@ import re
 import sys
 from typing import Any
 
+from .core import arch_option as _arches
+from .core import caps_option as _caps
+
 __all__ = ["cmd_convert", "cmd_profiles", "convert"]
-
-
-def _arches(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    from ..arch import get
-
-    return [get(a.strip()).name for a in text.split(",") if a.strip()]
-
-
-def _caps(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
-
-    return parse_caps(text)
 
 
 def _k8s_name(source: str) -> str:

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 from ..bpf import insn as I
 
 
-def _arches(text: str | None) -> list[str] | None:
+def arch_option(text: str | None) -> list[str] | None:
+    """``--arch a,b``: canonical arch names (an unknown one is one error line), or None."""
     if not text:
         return None
     from ..arch import get
@@ -18,7 +19,8 @@ def _arches(text: str | None) -> list[str] | None:
     return [get(a.strip()).name for a in text.split(",") if a.strip()]
 
 
-def _caps(text: str | None) -> list[str] | None:
+def caps_option(text: str | None) -> list[str] | None:
+    """``--caps``: capability names checked against the kernel's, or None for Docker's default set."""
     if text is None:
         return None
     from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
@@ -26,7 +28,8 @@ def _caps(text: str | None) -> list[str] | None:
     return parse_caps(text)
 
 
-def _write(out: str | None, data: bytes | str) -> None:
+def write_output(out: str | None, data: bytes | str) -> None:
+    """Write to ``-o FILE``, or to stdout when none (or ``-``) is given."""
     if isinstance(data, str):
         data = data.encode()
     if out and out != "-":
@@ -51,8 +54,8 @@ def cmd_compile(args: Any) -> int:
     from ..compiler import compile_policy
     from ..profiles import resolve
 
-    arches = _arches(args.arch)
-    policy = resolve(args.profile, arch=arches[0] if arches else None, caps=_caps(args.caps),
+    arches = arch_option(args.arch)
+    policy = resolve(args.profile, arch=arches[0] if arches else None, caps=caps_option(args.caps),
                      arches=arches, thread=getattr(args, "thread", None), allow=getattr(args, "allow", ()),
                      deny=getattr(args, "deny", ()))
     prog = compile_policy(policy, skip_unknown=False)
@@ -64,22 +67,22 @@ def cmd_compile(args: Any) -> int:
     if fmt == "raw":
         if not args.output and sys.stdout.isatty():
             raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c|disasm")
-        _write(args.output, prog.to_bytes())
+        write_output(args.output, prog.to_bytes())
     elif fmt == "hex":
-        _write(args.output, prog.to_bytes().hex() + "\n")
+        write_output(args.output, prog.to_bytes().hex() + "\n")
     elif fmt == "c":
-        _write(args.output, format_c(prog.insns, comment=f"{args.profile} for {','.join(prog.arches)}"))
+        write_output(args.output, format_c(prog.insns, comment=f"{args.profile} for {','.join(prog.arches)}"))
     elif fmt == "json":
         import json
 
         doc = {"arches": list(prog.arches), "byteorder": prog.byteorder, "length": len(prog),
                "skipped": {k: list(v) for k, v in prog.skipped.items()},
                "insns": [list(i) for i in prog.insns]}
-        _write(args.output, json.dumps(doc) + "\n")
+        write_output(args.output, json.dumps(doc) + "\n")
     else:
         from ..bpf.disasm import disasm
 
-        _write(args.output, disasm(prog.insns, list(prog.arches)))
+        write_output(args.output, disasm(prog.insns, list(prog.arches)))
     return 0
 
 
@@ -87,9 +90,9 @@ def cmd_disasm(args: Any) -> int:
     from ..bpf.disasm import disasm
     from ..programs import load_program
 
-    arches = _arches(args.arch)
+    arches = arch_option(args.arch)
     loaded = load_program(args.file, arches)
-    _write(args.output, disasm(loaded.insns, list(loaded.arches) or arches))
+    write_output(args.output, disasm(loaded.insns, list(loaded.arches) or arches))
     return 0
 
 
@@ -97,7 +100,7 @@ def cmd_asm(args: Any) -> int:
     from ..arch import get
     from ..bpf.asm import asm
 
-    arches = _arches(args.arch)
+    arches = arch_option(args.arch)
     try:
         with open(args.file, encoding="utf-8") as fh:
             text = fh.read()
@@ -108,11 +111,11 @@ def cmd_asm(args: Any) -> int:
     if args.format == "raw":
         if not args.output and sys.stdout.isatty():
             raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c")
-        _write(args.output, I.encode(insns, order))
+        write_output(args.output, I.encode(insns, order))
     elif args.format == "hex":
-        _write(args.output, I.encode(insns, order).hex() + "\n")
+        write_output(args.output, I.encode(insns, order).hex() + "\n")
     else:
-        _write(args.output, format_c(insns, comment=args.file))
+        write_output(args.output, format_c(insns, comment=args.file))
     return 0
 
 
@@ -139,7 +142,7 @@ def cmd_emulate(args: Any) -> int:
     from ..bpf.emulator import check, emulate
     from ..policy import Action
 
-    arches = _arches(args.arch)
+    arches = arch_option(args.arch)
     if not arches or len(arches) != 1:
         raise ValueError("--arch: give exactly one architecture, the one the call is made through")
     a = get(arches[0])
@@ -171,5 +174,5 @@ def cmd_emulate(args: Any) -> int:
 def _load_for_emulate(args: Any, arch: str) -> Any:
     from ..programs import load_program
 
-    covered = _arches(args.program_arch) if args.program_arch else None
-    return load_program(args.program, covered or [arch], caps=_caps(args.caps))
+    covered = arch_option(args.program_arch) if args.program_arch else None
+    return load_program(args.program, covered or [arch], caps=caps_option(args.caps))

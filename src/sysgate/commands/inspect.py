@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .core import _arches, _caps, _write
+from .core import arch_option as _arches, caps_option as _caps, write_output as _write
 
 EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = 0, 1, 3
 

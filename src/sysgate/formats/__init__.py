@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..record import Record
 
-__all__ = ["ProfileError", "Exported"]
+__all__ = ["ProfileError", "Exported", "Token", "read_file", "decode_text", "load_json"]
 
 
 class ProfileError(ValueError):
@@ -33,3 +33,43 @@ class Exported(Record):
     @property
     def exact(self) -> bool:
         return not self.losses
+
+
+class Token(Record):
+    """A token of a text format (minijail, Kafel), with its place for ``file:line:col`` errors."""
+
+    __slots__ = ("kind", "value", "file", "line", "col")
+    kind: str
+    value: str
+    file: str
+    line: int
+    col: int  # 0-based
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of a profile file; an unreadable file is one ProfileError line."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 text, or one ProfileError line naming ``source``."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+
+
+def load_json(text: str | bytes, source: str) -> object:
+    """``json.loads``, with errors as one ProfileError line (``source:line:col: invalid JSON: ...``)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None

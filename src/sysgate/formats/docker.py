@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import ProfileError, jsondecode
+from . import ProfileError, jsondecode, read_file
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
            "OPS"]
@@ -374,11 +374,7 @@ def loads(text: str | bytes, source: str = "<profile>", **kw: Any) -> DockerProf
 
 
 def load(path: str, **kw: Any) -> DockerProfile:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_file(path)
     return loads(data, path, **kw)
 
 

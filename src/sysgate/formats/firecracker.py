@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import Exported, ProfileError
+from . import Exported, ProfileError, load_json, read_file
 
 __all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "LOAD_OPTIONS"]
 
@@ -163,12 +163,7 @@ def _filter(src: str, thread: str, f: Any, arches: tuple[str, ...]) -> Policy:
 
 def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None = None,
           arches: Iterable[str] | None = None, thread: str | None = None) -> FirecrackerFile:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    doc = load_json(text, source)
     if not isinstance(doc, dict) or not doc:
         raise ProfileError(f"{source}: a Firecracker filter file is an object of thread names to filters")
     if arches:
@@ -186,11 +181,7 @@ def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None 
 
 
 def load(path: str, **kw: Any) -> FirecrackerFile:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_file(path)
     return loads(data, path, **kw)
 
 

@@ -36,7 +36,7 @@ from typing import Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import Exported, ProfileError
+from . import Exported, ProfileError, Token, decode_text, read_file
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
@@ -77,13 +77,7 @@ class MinijailPolicy(Record):
     notes: tuple[str, ...]
 
 
-class _Tok(Record):
-    __slots__ = ("kind", "value", "file", "line", "col")
-    kind: str
-    value: str
-    file: str
-    line: int
-    col: int  # 0-based
+_Tok = Token
 
 
 class _Error(ProfileError):
@@ -489,13 +483,7 @@ def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arc
 
 
 def load(path: str, **kw: object) -> MinijailPolicy:
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{path}: not UTF-8 text ({e.reason})") from None
+    text = decode_text(read_file(path), path)
     return loads(text, path, **kw)  # type: ignore[arg-type]
 
 

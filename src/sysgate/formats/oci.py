@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import Exported, ProfileError
+from . import Exported, ProfileError, load_json, read_file
 from .docker import DockerProfile, dump, parse
 
 __all__ = ["loads", "load", "export", "LOAD_OPTIONS"]
@@ -22,12 +22,7 @@ OCI_VERSION = "1.2.0"
 
 
 def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None = None) -> DockerProfile:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    doc = load_json(text, source)
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
         linux = doc.get("linux")
         if not isinstance(linux, dict) or "seccomp" not in linux:
@@ -37,11 +32,7 @@ def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None 
 
 
 def load(path: str, *, arch: str | None = None) -> DockerProfile:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_file(path)
     return loads(data, path, arch=arch)
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 from ..policy import Policy
 from ..record import Record
-from . import Exported, ProfileError
+from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]
 
@@ -64,10 +64,7 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
         kind, decoded = detect_json(data, source)
     if not is_policy(kind):
         raise ProfileError(f"{source}: a BPF program ({kind}), not a profile")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    text = decode_text(data, source)
     archlist = list(arches) if arches else None
     mod = module(kind)
     given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir}
@@ -96,11 +93,7 @@ def read(path: str, fmt: str | None = None, **kw: Any) -> Loaded:
 
     if path == "-":
         return read_bytes(sys.stdin.buffer.read(), "<stdin>", fmt, **kw)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_file(path)
     return read_bytes(data, path, fmt, **kw)
 
 

@@ -28,7 +28,7 @@ from typing import Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Policy, PolicyError, Rule
 from ..record import Record
-from . import Exported, ProfileError
+from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["SystemdDropIn", "loads", "load", "export", "LOAD_OPTIONS", "SYSTEMD_ARCH"]
 
@@ -178,13 +178,7 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
 
 
 def load(path: str, **kw: object) -> SystemdDropIn:
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{path}: not UTF-8 text ({e.reason})") from None
+    text = decode_text(read_file(path), path)
     return loads(text, path, **kw)  # type: ignore[arg-type]
 
 
