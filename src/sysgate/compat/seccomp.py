@@ -84,6 +84,39 @@ def _c_signed(v: Any, ctype: str, bits: int) -> int:
     return i
 
 
+def _c_field(name: str, convert: Any = None) -> property:
+    """A field like the bindings' C struct members: read as an int; when ``convert`` is given,
+    writable, each value converted (and range-checked) as Cython converts it to the C type."""
+    attr = "_" + name
+
+    def get(self: Any) -> Any:
+        return getattr(self, attr)
+
+    if convert is None:
+        return property(get)
+
+    def set_(self: Any, value: Any) -> None:
+        setattr(self, attr, convert(value))
+
+    return property(get, set_)
+
+
+def _u32(v: Any) -> int:
+    return _c_unsigned(v, "uint32_t")
+
+
+def _u64(v: Any) -> int:
+    return _c_unsigned(v, "uint64_t", 64)
+
+
+def _s32(v: Any) -> int:
+    return _c_signed(v, "int32_t", 32)
+
+
+def _s64(v: Any) -> int:
+    return _c_signed(v, "int64_t", 64)
+
+
 def _library_error(rc: int) -> RuntimeError:
     return RuntimeError(str.format("Library error (errno = {0})", rc))
 
@@ -275,37 +308,20 @@ class Notification:
 
     def __init__(self, id: Any, pid: Any, flags: Any, syscall: Any, arch: Any, ip: Any,
                  args: Sequence[Any]) -> None:
-        self._id = _c_unsigned(id, "uint64_t", 64)
-        self._pid = _c_unsigned(pid, "uint32_t")
-        self._flags = _c_unsigned(flags, "uint32_t")
+        self._id = _u64(id)
+        self._pid = _u32(pid)
+        self._flags = _u32(flags)
         self._syscall = _c_int(syscall)
-        self._syscall_arch = _c_unsigned(arch, "uint32_t")
-        self._syscall_ip = _c_unsigned(ip, "uint64_t", 64)
-        self._syscall_args = [_c_unsigned(args[i], "uint64_t", 64) for i in range(6)]
+        self._syscall_arch = _u32(arch)
+        self._syscall_ip = _u64(ip)
+        self._syscall_args = [_u64(args[i]) for i in range(6)]
 
-    @property
-    def id(self) -> int:
-        return self._id
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    @property
-    def flags(self) -> int:
-        return self._flags
-
-    @property
-    def syscall(self) -> int:
-        return self._syscall
-
-    @property
-    def syscall_arch(self) -> int:
-        return self._syscall_arch
-
-    @property
-    def syscall_ip(self) -> int:
-        return self._syscall_ip
+    id = _c_field("id")
+    pid = _c_field("pid")
+    flags = _c_field("flags")
+    syscall = _c_field("syscall")
+    syscall_arch = _c_field("syscall_arch")
+    syscall_ip = _c_field("syscall_ip")
 
     @property
     def syscall_args(self) -> list[int]:
@@ -319,42 +335,15 @@ class NotificationResponse:
     __slots__ = ("_id", "_val", "_error", "_flags")
 
     def __init__(self, notify: Any, val: Any = 0, error: Any = 0, flags: Any = 0) -> None:
-        self._id = _c_unsigned(notify.id, "uint64_t", 64)
-        self._val = _c_signed(val, "int64_t", 64)
-        self._error = _c_signed(error, "int32_t", 32)
-        self._flags = _c_unsigned(flags, "uint32_t")
+        self._id = _u64(notify.id)
+        self._val = _s64(val)
+        self._error = _s32(error)
+        self._flags = _u32(flags)
 
-    @property
-    def id(self) -> int:
-        return self._id
-
-    @id.setter
-    def id(self, value: Any) -> None:
-        self._id = _c_unsigned(value, "uint64_t", 64)
-
-    @property
-    def val(self) -> int:
-        return self._val
-
-    @val.setter
-    def val(self, value: Any) -> None:
-        self._val = _c_signed(value, "int64_t", 64)
-
-    @property
-    def error(self) -> int:
-        return self._error
-
-    @error.setter
-    def error(self, value: Any) -> None:
-        self._error = _c_signed(value, "int32_t", 32)
-
-    @property
-    def flags(self) -> int:
-        return self._flags
-
-    @flags.setter
-    def flags(self, value: Any) -> None:
-        self._flags = _c_unsigned(value, "uint32_t")
+    id = _c_field("id", _u64)
+    val = _c_field("val", _s64)
+    error = _c_field("error", _s32)
+    flags = _c_field("flags", _u32)
 
 
 class NotificationAddfd:
@@ -371,45 +360,11 @@ class NotificationAddfd:
         self.newfd = newfd
         self.newfd_flags = newfd_flags
 
-    @property
-    def id(self) -> int:
-        return self._id
-
-    @id.setter
-    def id(self, value: Any) -> None:
-        self._id = _c_unsigned(value, "uint64_t", 64)
-
-    @property
-    def flags(self) -> int:
-        return self._flags
-
-    @flags.setter
-    def flags(self, value: Any) -> None:
-        self._flags = _c_unsigned(value, "uint32_t")
-
-    @property
-    def srcfd(self) -> int:
-        return self._srcfd
-
-    @srcfd.setter
-    def srcfd(self, value: Any) -> None:
-        self._srcfd = _c_unsigned(value, "uint32_t")
-
-    @property
-    def newfd(self) -> int:
-        return self._newfd
-
-    @newfd.setter
-    def newfd(self, value: Any) -> None:
-        self._newfd = _c_unsigned(value, "uint32_t")
-
-    @property
-    def newfd_flags(self) -> int:
-        return self._newfd_flags
-
-    @newfd_flags.setter
-    def newfd_flags(self, value: Any) -> None:
-        self._newfd_flags = _c_unsigned(value, "uint32_t")
+    id = _c_field("id", _u64)
+    flags = _c_field("flags", _u32)
+    srcfd = _c_field("srcfd", _u32)
+    newfd = _c_field("newfd", _u32)
+    newfd_flags = _c_field("newfd_flags", _u32)
 
 
 # -- the filter -----------------------------------------------------------------------------------------
