@@ -102,3 +102,32 @@ def test_in_process_main_returns_status(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["emulate", "strict", "--arch", "x86_64", "read"]) == 0
     assert "allow" in capsys.readouterr().out
     assert main(["emulate", "strict", "--arch", "x86_64", "nosuchcall"]) == 2
+
+
+def test_skip_unknown_reports_each_name(tmp_path: Path) -> None:
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                                "syscalls": [{"names": ["read", "frobnicate", "getpid", "nosuchcall"],
+                                              "action": "SCMP_ACT_ALLOW"}]}))
+    out = tmp_path / "p.bpf"
+    r = run("compile", str(prof), "-o", str(out))
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.decode().strip().count("\n") == 0 and "names[1]: unknown syscall 'frobnicate'" in r.stderr.decode()
+    r = run("compile", str(prof), "--skip-unknown", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert lines == [f"sysgate: skipped unknown syscall: {prof}: syscalls[0].names[1]: frobnicate",
+                     f"sysgate: skipped unknown syscall: {prof}: syscalls[0].names[3]: nosuchcall"]
+    prog = I.decode(out.read_bytes())
+    assert emulate(prog, "x86_64", 39, [0] * 6).ret == I.RET_ALLOW        # getpid kept
+    assert emulate(prog, "x86_64", 2, [0] * 6).ret != I.RET_ALLOW         # open still denied
+    r = run("convert", str(prof), "--skip-unknown", "--to", "oci")
+    assert r.returncode == 0 and "frobnicate" not in r.stdout.decode() and "frobnicate" in r.stderr.decode()
+
+
+def test_skip_unknown_refused_where_unsupported(tmp_path: Path) -> None:
+    pol = tmp_path / "p.policy"
+    pol.write_text("read: 1\nfrobnicate: 1\n")
+    r = run("compile", str(pol), "--skip-unknown", "-o", str(tmp_path / "o.bpf"))
+    assert r.returncode == 2 and "--skip-unknown: not supported for minijail" in r.stderr.decode()
+    assert not (tmp_path / "o.bpf").exists()

@@ -94,7 +94,8 @@ WORDS = ["docker-default", "p.json", "", "-", "--", "x86_64", "x86_64,x86", "hex
          "-o", "--output", "--out", "-ofile", "-o=file", "-v", "--verbose", "-vo", "--arch", "--arch=x86_64",
          "--arch=", "--arch=-x", "--ar", "--format", "--format=hex", "--format=bogus", "--caps", "--caps=CAP_KILL",
          "--thread", "vmm", "--allow", "--allow=ptrace", "--deny", "--deny=write:EACCES", "write:EACCES", "-h",
-         "--help", "-x", "-1", "--version", "a b", "-a b", "=x", "compile"]
+         "--help", "-x", "-1", "--version", "a b", "-a b", "=x", "compile", "--skip-unknown", "--skip-unknown=1",
+         "--skip"]
 
 
 def _argparse_read(words: list[str]) -> dict | None:

@@ -58,6 +58,9 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
                    help="deny this syscall or @group with ERRNO (default EPERM) or an action such as "
                         "kill-process (repeatable, comma-separated)")
     p.add_argument("--thread", help="the Firecracker filter to use (vmm, api, vcpu, ...)")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each, "
+                        "instead of failing")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -134,6 +137,8 @@ def _add_convert(sub: Any) -> None:
                    help="allow this syscall or @group in the output whatever the input says (repeatable)")
     v.add_argument("--deny", action="append", default=[], metavar="NAME[:ERRNO]",
                    help="deny this syscall or @group with ERRNO (default EPERM) or an action (repeatable)")
+    v.add_argument("--skip-unknown", action="store_true",
+                   help="leave out syscall names no architecture has (Docker/OCI/k8s input), reporting each")
     v.add_argument("--name", dest="k8s_name", help="k8s: the SeccompProfile's name (default: from the input file name)")
     v.add_argument("--namespace", help="k8s: its namespace (default: default)")
     v.add_argument("--verify", action="store_true", help="read the output back and check every decision "
@@ -232,7 +237,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
 # ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
 _COMPILE_VALUES = {"--arch": "arch", "--caps": "caps", "--format": "format", "-o": "output", "--output": "output",
                    "--thread": "thread", "--allow": "allow", "--deny": "deny"}
-_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose"}
+_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown"}
 _COMPILE_APPEND = ("allow", "deny")
 
 
@@ -246,7 +251,8 @@ def compile_args(words: Sequence[str]) -> Any:
     a --format that is not a choice and anything else wrong is argparse's to read or report.
     """
     values: dict[str, Any] = {"command": "compile", "profile": None, "arch": None, "caps": None, "format": "raw",
-                              "output": None, "verbose": False, "allow": [], "deny": [], "thread": None}
+                              "output": None, "verbose": False, "allow": [], "deny": [], "thread": None,
+                              "skip_unknown": False}
     profile = None
     i, n = 0, len(words)
     while i < n:
@@ -270,11 +276,13 @@ def compile_args(words: Sequence[str]) -> Any:
         else:
             return None
         dest = _COMPILE_VALUES[word]
+        if dest == "format" and value not in COMPILE_FORMATS:
+            return None  # argparse rejects each bad choice, even one a later --format overrides
         if dest in _COMPILE_APPEND:
             values[dest] = values[dest] + [value]
         else:
             values[dest] = value
-    if profile is None or values["format"] not in COMPILE_FORMATS:
+    if profile is None:
         return None
     values["profile"] = profile
     from types import SimpleNamespace

@@ -15,6 +15,7 @@ from typing import Any
 
 from .core import arch_option as _arches
 from .core import caps_option as _caps
+from .core import report_skipped
 
 __all__ = ["cmd_convert", "cmd_profiles", "convert"]
 
@@ -44,8 +45,11 @@ def _read(source: str, args: Any) -> Any:
         from ..profiles import resolve
 
         resolve(source)  # raises the one-line "no such profile" error with suggestions
-    return read(source, getattr(args, "from_format", None), arch=primary, arches=arches, caps=caps,
-                thread=getattr(args, "thread", None))
+    skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
+    loaded = read(source, getattr(args, "from_format", None), arch=primary, arches=arches, caps=caps,
+                  thread=getattr(args, "thread", None), unknown_names=skipped)
+    report_skipped(skipped)
+    return loaded
 
 
 def _modifiers(args: Any) -> bool:

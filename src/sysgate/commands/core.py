@@ -28,6 +28,12 @@ def caps_option(text: str | None) -> list[str] | None:
     return parse_caps(text)
 
 
+def report_skipped(skipped: list[str] | None) -> None:
+    """``--skip-unknown``: one stderr line for each name left out, so none goes unnoticed."""
+    for s in skipped or ():
+        print(f"sysgate: skipped unknown syscall: {s}", file=sys.stderr)
+
+
 def write_output(out: str | None, data: bytes | str) -> None:
     """Write to ``-o FILE``, or to stdout when none (or ``-``) is given."""
     if isinstance(data, str):
@@ -55,9 +61,11 @@ def cmd_compile(args: Any) -> int:
     from ..profiles import resolve
 
     arches = arch_option(args.arch)
+    skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
     policy = resolve(args.profile, arch=arches[0] if arches else None, caps=caps_option(args.caps),
                      arches=arches, thread=getattr(args, "thread", None), allow=getattr(args, "allow", ()),
-                     deny=getattr(args, "deny", ()))
+                     deny=getattr(args, "deny", ()), unknown_names=skipped)
+    report_skipped(skipped)
     prog = compile_policy(policy, skip_unknown=False)
     for arch, names in prog.skipped.items():
         if args.verbose:

@@ -65,7 +65,7 @@ OCI_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "fl
             "listenerMetadata")
 
 # What sysgate.formats.registry may pass to loads().
-LOAD_OPTIONS = ("arch", "caps")
+LOAD_OPTIONS = ("arch", "caps", "unknown_names")
 
 FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
@@ -162,9 +162,12 @@ def _condition(w: _Where, where: str, a: Any) -> Condition:
     return Condition(index, op, value)
 
 
-def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int] | None = None) -> list[str]:
+def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int] | None = None,
+              unknown_names: list[str] | None = None) -> list[str]:
     """Validated names; a systemd-style ``@group`` stands for its members. ``known``: a table whose
-    names need no other check (the primary arch's, where almost every name is)."""
+    names need no other check (the primary arch's, where almost every name is). A name no
+    architecture has is an error, or, when the caller collects ``unknown_names``, left out and
+    recorded there (``source: place: name``)."""
     out: list[str] = []
     seen: set[str] = set()
     for j, n in enumerate(names):
@@ -180,7 +183,10 @@ def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int]
             try:
                 members = expand(n)
             except UnknownName as e:
-                raise w.err(f"{where}[{j}]", str(e)) from None
+                if unknown_names is None:
+                    raise w.err(f"{where}[{j}]", str(e)) from None
+                unknown_names.append(f"{w.source}: {where}[{j}]: {n}")
+                continue
         for m in members:
             if m not in seen:
                 seen.add(m)
@@ -189,12 +195,15 @@ def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int]
 
 
 def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps: Iterable[str] | None = None,
-          kernel: tuple[int, int] | None = None, oci: bool = False) -> DockerProfile:
+          kernel: tuple[int, int] | None = None, oci: bool = False,
+          unknown_names: list[str] | None = None) -> DockerProfile:
     """Resolve a Docker/OCI seccomp document (already JSON-decoded) for a host.
 
     ``arch`` is the primary architecture (default: the native one); ``caps`` the capability
     set (default: Docker's); ``kernel`` the (major, minor) kernel version (default: running).
-    ``oci`` accepts only the OCI runtime-spec fields (no moby extensions).
+    ``oci`` accepts only the OCI runtime-spec fields (no moby extensions). ``unknown_names``: when a
+    list is given, syscall names no architecture has are left out and listed there instead of
+    being an error (``--skip-unknown``).
     """
     w = _Where(source)
     if not isinstance(doc, dict):
@@ -282,9 +291,9 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
         if "names" in call:
             if not isinstance(call["names"], list):
                 raise w.err(f"{where}.names", "expected a list of syscall names")
-            names = _names_ok(w, f"{where}.names", call["names"], known)
+            names = _names_ok(w, f"{where}.names", call["names"], known, unknown_names)
         elif "name" in call:
-            names = _names_ok(w, f"{where}.name", [call["name"]], known)
+            names = _names_ok(w, f"{where}.name", [call["name"]], known, unknown_names)
         else:
             raise w.err(where, "missing 'names'")
         if "action" not in call:

@@ -19,7 +19,7 @@ from . import Exported, ProfileError
 
 __all__ = ["loads", "export", "pod_snippet", "localhost_profile", "LOAD_OPTIONS", "API_VERSION"]
 
-LOAD_OPTIONS = ("arch",)
+LOAD_OPTIONS = ("arch", "unknown_names")
 API_VERSION = "security-profiles-operator.x-k8s.io/v1beta1"
 _GROUP = "security-profiles-operator.x-k8s.io/"
 # The architectures SPO's CRD accepts (besides SCMP_ARCH_NATIVE).
@@ -81,7 +81,8 @@ def export(src: Any, *, name: str = "sysgate", namespace: str = "default") -> Ex
     return Exported(text, tuple(losses))
 
 
-def loads(text: str, source: str = "<manifest>", *, arch: str | None = None) -> Any:
+def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,
+          unknown_names: list[str] | None = None) -> Any:
     from .docker import parse
     from .yaml_subset import load_all
 
@@ -126,4 +127,4 @@ def loads(text: str, source: str = "<manifest>", *, arch: str | None = None) -> 
                                        f"number") from None
             fixed.append(entry)
         spec["syscalls"] = fixed
-    return parse(spec, f"{source}: spec", arch=arch, oci=True)
+    return parse(spec, f"{source}: spec", arch=arch, oci=True, unknown_names=unknown_names)

@@ -17,23 +17,24 @@ from .docker import DockerProfile, dump, parse
 
 __all__ = ["loads", "load", "export", "LOAD_OPTIONS"]
 
-LOAD_OPTIONS = ("arch",)
+LOAD_OPTIONS = ("arch", "unknown_names")
 OCI_VERSION = "1.2.0"
 
 
-def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None = None) -> DockerProfile:
+def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None = None,
+          unknown_names: list[str] | None = None) -> DockerProfile:
     doc = load_json(text, source)
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
         linux = doc.get("linux")
         if not isinstance(linux, dict) or "seccomp" not in linux:
             raise ProfileError(f"{source}: linux.seccomp: missing (this config.json has no seccomp profile)")
-        return parse(linux["seccomp"], f"{source}: linux.seccomp", arch=arch, oci=True)
-    return parse(doc, source, arch=arch, oci=True)
+        return parse(linux["seccomp"], f"{source}: linux.seccomp", arch=arch, oci=True, unknown_names=unknown_names)
+    return parse(doc, source, arch=arch, oci=True, unknown_names=unknown_names)
 
 
-def load(path: str, *, arch: str | None = None) -> DockerProfile:
+def load(path: str, *, arch: str | None = None, unknown_names: list[str] | None = None) -> DockerProfile:
     data = read_file(path)
-    return loads(data, path, arch=arch)
+    return loads(data, path, arch=arch, unknown_names=unknown_names)
 
 
 def export(src: Any, *, config: bool = False) -> Exported:

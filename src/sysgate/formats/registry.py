@@ -47,13 +47,16 @@ def module(fmt: str) -> Any:
 
 def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | None = None,
                arches: Iterable[str] | None = None, caps: Iterable[str] | None = None,
-               thread: str | None = None, base_dir: str | None = None) -> Loaded:
+               thread: str | None = None, base_dir: str | None = None,
+               unknown_names: list[str] | None = None) -> Loaded:
     """Read ``data`` (named ``source``) as ``fmt`` (detected when None).
 
     ``arch`` is the primary architecture (Docker's ``includes.arches``/``archMap``; the
     architecture named constants are evaluated for), ``arches`` overrides the covered set,
     ``caps`` is moby's capability set, ``thread`` selects a Firecracker filter, ``base_dir``
-    is where includes are looked up when ``source`` is not a file.
+    is where includes are looked up when ``source`` is not a file. ``unknown_names``: collect the
+    syscall names no architecture has instead of failing on them (``--skip-unknown``; JSON
+    formats only: another format with it is an error, so nothing is skipped silently).
     """
     from .detect import detect_json, is_policy
 
@@ -67,8 +70,12 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     text = decode_text(data, source)
     archlist = list(arches) if arches else None
     mod = module(kind)
-    given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir}
+    given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir,
+             "unknown_names": unknown_names}
     opts = {k: v for k, v in given.items() if k in mod.LOAD_OPTIONS}
+    if unknown_names is not None and "unknown_names" not in mod.LOAD_OPTIONS:
+        raise ProfileError(f"{source}: --skip-unknown: not supported for {kind} profiles (Docker, OCI and "
+                           f"Kubernetes only); remove the unknown names instead")
     try:
         if decoded is not None and kind == "docker":
             doc = mod.parse(decoded, source, **opts)  # the text as docker.loads would decode it
