@@ -57,6 +57,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "e.g. ptrace:kill-process (repeatable, comma-separated)")
     g.add_argument("--seccomp-action", metavar="ACTION",
                    help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)")
+    g.add_argument("--skip-unknown", action="store_true",
+                   help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
@@ -117,7 +119,7 @@ _VALUES = {
 }
 _APPENDED = frozenset({"allow", "deny", "bind", "ro_bind", "tmpfs", "ro", "rw", "share", "cap_add", "rlimit", "env",
                        "keep_env", "pass_fd"})
-_FLAGS = {"--no-seccomp": "no_seccomp", "--inherit-env": "inherit_env", "--new-session": "new_session",
+_FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--inherit-env": "inherit_env", "--new-session": "new_session",
           "--no-die-with-parent": "no_die_with_parent", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
 _CHOICES = {"net": ("none", "host"), "launcher": ("auto", "vfork", "fork")}
 _DEFAULTS = {"profile": "docker-default", "seccomp_action": None, "rootfs": None, "tmp_size": None, "chdir": None,
@@ -198,6 +200,7 @@ def options_from_args(args: Any) -> Any:
         env=list(args.env), keep_env=tuple(args.keep_env), clear_env=not args.inherit_env, timeout=args.timeout,
         cwd=args.chdir, landlock_ro=tuple(args.ro), landlock_rw=tuple(args.rw),
         die_with_parent=not args.no_die_with_parent, new_session=args.new_session, launcher=args.launcher,
+        skip_unknown=args.skip_unknown,
     )
 
 

@@ -40,6 +40,7 @@ class FilterProgram:
     data: bytes
     supervisor_safe: bool
     key: str
+    unknown_names: tuple = ()  # names --skip-unknown left out (never cached: each run reports them)
 
     def __init__(self, data: bytes, supervisor_safe: bool, key: str) -> None:
         self.data = data
@@ -62,8 +63,14 @@ def clear_cache() -> None:
 
 
 def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), action: str | None = None,
-        caps: tuple[str, ...] = ()) -> FilterProgram:
-    """The program for a profile name/file/Policy and modifiers (cached)."""
+        caps: tuple[str, ...] = (), skip_unknown: bool = False) -> FilterProgram:
+    """The program for a profile name/file/Policy and modifiers (cached). With ``skip_unknown``
+    the profile is compiled afresh each time, so the names left out are known to report."""
+    if skip_unknown and isinstance(profile, str):
+        unknown: list[str] = []
+        prog = _compile(profile, allow, deny, action, caps, "", unknown)
+        prog.unknown_names = tuple(unknown)
+        return prog
     mem_key = (profile if not isinstance(profile, str) else ("spec", profile, _file_stamp(profile)),
                allow, deny, action, caps)
     hit = _MEM.get(mem_key)
@@ -221,7 +228,8 @@ def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], 
     return modify(policy, allow=allow, deny=deny)
 
 
-def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: tuple, key: str) -> FilterProgram:
+def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: tuple, key: str,
+             unknown_names: list[str] | None = None) -> FilterProgram:
     from ..compiler import compile_policy
     from ..policy import Policy
 
@@ -230,7 +238,7 @@ def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: 
     else:
         from ..profiles import resolve
 
-        policy = resolve(str(profile), caps=list(caps))
+        policy = resolve(str(profile), caps=list(caps), unknown_names=unknown_names)
     policy = apply_modifiers(policy, allow, deny, action)
     compiled = compile_policy(policy)
     data = compiled.to_bytes()

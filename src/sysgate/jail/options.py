@@ -148,14 +148,15 @@ class Options(Record):
     0 unless set), cgroup ``memory``/``pids``/``cpus``, ``timeout`` seconds for the whole tree.
     Privileges: every capability dropped but ``cap_add``; no_new_privs; ``uid``/``gid`` inside.
     Seccomp: ``profile`` (name, file, a :class:`~sysgate.policy.Policy`, or None for no filter)
-    with ``allow``/``deny`` (``NAME`` or ``NAME:errno``) and ``seccomp_action`` as the default.
+    with ``allow``/``deny`` (``NAME`` or ``NAME:errno``) and ``seccomp_action`` as the default;
+    ``skip_unknown`` leaves out syscall names no architecture has, one stderr line each.
     """
 
     __slots__ = (
         "profile", "allow", "deny", "seccomp_action", "rootfs", "binds", "tmpfs", "tmp_size", "share",
         "hostname", "uid", "gid", "rlimits", "memory", "pids", "cpus", "cap_add", "pass_fds", "env",
         "keep_env", "clear_env", "timeout", "cwd", "landlock_ro", "landlock_rw", "die_with_parent",
-        "new_session", "launcher"
+        "new_session", "launcher", "skip_unknown"
     )
     _defaults = {
         "profile": "docker-default",
@@ -186,6 +187,7 @@ class Options(Record):
         "die_with_parent": True,
         "new_session": False,
         "launcher": "auto",
+        "skip_unknown": False,
     }
 
     def _check(self) -> None:

@@ -75,7 +75,10 @@ class _Prepared:
         program = None
         if opts.profile is not None and opts.profile != "none":
             program = _filters.get(opts.profile, opts.allow, opts.deny, opts.seccomp_action,
-                                  tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
+                                  tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add),
+                                  opts.skip_unknown)
+            for name in program.unknown_names:  # asked for: reported, one line each, never silent
+                os.write(2, f"sysgate: skipped unknown syscall: {name}\n".encode())
         elif opts.allow or opts.deny or opts.seccomp_action:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
         pass_fds = opts.pass_fds
