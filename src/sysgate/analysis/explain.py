@@ -170,26 +170,31 @@ def _arch_ivs(ws: WordSet) -> tuple:
     return got if got is not None else ws.ivs
 
 
+def _slots(lo0: int, hi0: int, interval_sets: Sequence[tuple]) -> tuple[list[int], list[list[int]]]:
+    """Cut ``lo0..hi0`` wherever one of ``interval_sets`` starts or ends: the cut points, and for each
+    slot ``pts[s]..pts[s+1]-1`` the indices of the sets that cover it (in order)."""
+    cuts = {lo0, hi0 + 1}
+    for ivs in interval_sets:
+        for lo, hi in ivs:
+            cuts.add(lo)
+            cuts.add(hi + 1)
+    pts = sorted(cuts)
+    slots: list[list[int]] = [[] for _ in range(len(pts) - 1)]
+    for idx, ivs in enumerate(interval_sets):
+        for lo, hi in ivs:
+            for s in range(bisect.bisect_left(pts, lo), bisect.bisect_left(pts, hi + 1)):
+                slots[s].append(idx)
+    return pts, slots
+
+
 def compute_views(leaf_lists: Sequence[Sequence[Leaf]], naming: Sequence[str] = ()) -> list[View]:
     """The views the programs' leaves distinguish: arch values split where any leaf's arch set does."""
-    cuts = {0, M32 + 1}
     all_ivs: list[tuple] = []
     for leaves in leaf_lists:
         for lf in leaves:
             ws = lf.doms.get(WORD_ARCH)
-            ivs = FULL32 if ws is None else _arch_ivs(ws)
-            all_ivs.append(ivs)
-            for lo, hi in ivs:
-                cuts.add(lo)
-                cuts.add(hi + 1)
-    pts = sorted(cuts)
-    sigs: list[list[int]] = [[] for _ in range(len(pts) - 1)]
-    for idx, ivs in enumerate(all_ivs):
-        for lo, hi in ivs:
-            a = bisect.bisect_left(pts, lo)
-            b = bisect.bisect_left(pts, hi + 1)
-            for s in range(a, b):
-                sigs[s].append(idx)
+            all_ivs.append(FULL32 if ws is None else _arch_ivs(ws))
+    pts, sigs = _slots(0, M32, all_ivs)
     classes: dict[tuple, list[tuple[int, int]]] = {}
     for s, sig in enumerate(sigs):
         classes.setdefault(tuple(sig), []).append((pts[s], pts[s + 1] - 1))
@@ -917,10 +922,8 @@ def _specialize(lf: Leaf, view: View, byteorder: str) -> _Piece | None:
 
 
 def build_table(leaves: Sequence[Leaf], view: View, byteorder: str) -> ViewTable:
-    lo0, hi0 = view.numbers
     pieces: list[_Piece] = []
     piece_ivs: list[tuple] = []
-    cuts = {lo0, hi0 + 1}
     for lf in leaves:
         p = _specialize(lf, view, byteorder)
         if p is None:
@@ -932,17 +935,7 @@ def build_table(leaves: Sequence[Leaf], view: View, byteorder: str) -> ViewTable
                               p.region.opaque, p.region.ret, p.region.unverified, p.region.kind)
         pieces.append(p)
         piece_ivs.append(ivs)
-        for lo, hi in ivs:
-            cuts.add(lo)
-            cuts.add(hi + 1)
-    pts = sorted(cuts)
-    slots: list[list[int]] = [[] for _ in range(len(pts) - 1)]
-    for idx, ivs in enumerate(piece_ivs):
-        for lo, hi in ivs:
-            a = bisect.bisect_left(pts, lo)
-            b = bisect.bisect_left(pts, hi + 1)
-            for s in range(a, b):
-                slots[s].append(idx)
+    pts, slots = _slots(view.numbers[0], view.numbers[1], piece_ivs)
     behaviours: list[Behaviour] = []
     by_sig: dict[tuple, int] = {}
     by_key: dict[tuple, int] = {}
