@@ -16,34 +16,45 @@ from sysgate.policy import Op, Policy
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
+# Each request is built once per layout in ``layouts`` (CTL_OPTIMIZE levels; default: its
+# ``optimize``). Names libseccomp does not know are skipped, as runc does, and listed.
 _BUILD = r"""
 import json, sys, tempfile
 import seccomp as S
 
-def s32(v):
+def s32(v):  # the bindings take actions as C int
     return v - (1 << 32) if v >= 1 << 31 else v
+
+def build(p, optimize, unknown):
+    f = S.SyscallFilter(s32(p["default"]))
+    for a in p["arches"]:
+        arch = getattr(S.Arch, a)
+        if not f.exist_arch(arch):
+            f.add_arch(arch)
+    if "X86_64" not in p["arches"]:
+        f.remove_arch(S.Arch.NATIVE)
+    f.set_attr(S.Attr.ACT_BADARCH, s32(p["badarch"]))
+    if optimize:
+        f.set_attr(S.Attr.CTL_OPTIMIZE, optimize)
+    for r in p["rules"]:
+        if S.resolve_syscall(S.Arch.NATIVE, r["name"]) == -1:
+            unknown.add(r["name"])
+            continue
+        try:
+            f.add_rule(s32(r["action"]), r["name"], *[S.Arg(i, getattr(S, op), a, b) for i, op, a, b in r["args"]])
+        except Exception as e:
+            raise type(e)(f"{e} adding {r}") from None
+    with tempfile.TemporaryFile() as fh:
+        f.export_bpf(fh)
+        fh.seek(0)
+        return fh.read().hex()
 
 out = []
 for p in json.load(sys.stdin):
     try:
-        f = S.SyscallFilter(s32(p["default"]))
-        for a in p["arches"]:
-            arch = getattr(S.Arch, a)
-            if not f.exist_arch(arch):
-                f.add_arch(arch)
-        if "X86_64" not in p["arches"]:
-            f.remove_arch(S.Arch.NATIVE)
-        f.set_attr(S.Attr.ACT_BADARCH, s32(p["badarch"]))
-        if p.get("optimize"):
-            f.set_attr(S.Attr.CTL_OPTIMIZE, p["optimize"])
-        for r in p["rules"]:
-            if S.resolve_syscall(S.Arch.NATIVE, r["name"]) == -1:
-                continue
-            f.add_rule(s32(r["action"]), r["name"], *[S.Arg(i, getattr(S, op), a, b) for i, op, a, b in r["args"]])
-        with tempfile.TemporaryFile() as fh:
-            f.export_bpf(fh)
-            fh.seek(0)
-            out.append({"bpf": fh.read().hex()})
+        unknown = set()
+        bpf = [build(p, level, unknown) for level in p.get("layouts") or [p.get("optimize", 0)]]
+        out.append({"bpf": bpf, "unknown": sorted(unknown)})
     except Exception as e:
         out.append({"error": f"{type(e).__name__}: {e}"})
 json.dump(out, sys.stdout)
@@ -68,15 +79,20 @@ def request(policy: Policy, optimize: int = 0) -> dict:
             "arches": [A.get(a).libseccomp.removeprefix("SCMP_ARCH_") for a in policy.arches]}
 
 
-def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
-    """The libseccomp program for each policy (decoded Insns), or the error text libseccomp gave."""
-    reqs = [request(p, optimize) for p in policies]
-    r = subprocess.run([SYSTEM_PYTHON, "-c", _BUILD], input=json.dumps(reqs), capture_output=True, text=True,
+def build_requests(requests: list[dict]) -> list[dict]:
+    """Build raw requests (:func:`request`'s form, plus ``layouts``) in one /usr/bin/python3 process:
+    for each, ``{"bpf": [hex per layout], "unknown": [names]}`` or ``{"error": text}``."""
+    r = subprocess.run([SYSTEM_PYTHON, "-c", _BUILD], input=json.dumps(requests), capture_output=True, text=True,
                        timeout=120)
     if r.returncode:
         raise RuntimeError(r.stderr)
+    return json.loads(r.stdout)
+
+
+def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
+    """The libseccomp program for each policy (decoded Insns), or the error text libseccomp gave."""
     out: list[tuple | str] = []
-    for p, o in zip(policies, json.loads(r.stdout)):
+    for p, o in zip(policies, build_requests([request(p, optimize) for p in policies])):
         order = A.get(p.arches[0]).byteorder if p.arches else "little"
-        out.append(o["error"] if "error" in o else decode(bytes.fromhex(o["bpf"]), order))
+        out.append(o["error"] if "error" in o else decode(bytes.fromhex(o["bpf"][0]), order))
     return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 from typing import Iterator
 
 import pytest
@@ -34,93 +33,29 @@ from sysgate.bpf.insn import decode
 from sysgate.compiler import compile_policy
 from sysgate.policy import Action, ActionKind, Condition, Op, Policy, Rule
 
+import libseccomp_build as LB
 from strategies import EDGES, boundary_args
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1
 X32_BIT = A.X32_SYSCALL_BIT
 
-
-def _has_libseccomp() -> bool:
-    if not os.path.exists(SYSTEM_PYTHON):
-        return False
-    return subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True).returncode == 0
-
-
-pytestmark = pytest.mark.skipif(not _has_libseccomp(), reason="python3-seccomp not installed")
-
-_BUILD = r"""
-import json, sys, tempfile
-import seccomp as S
-
-def s32(v):  # the bindings take actions as C int
-    return v - (1 << 32) if v >= 1 << 31 else v
-
-def build(p, optimize):
-    f = S.SyscallFilter(s32(p["default"]))
-    for a in p["arches"]:
-        arch = getattr(S.Arch, a)
-        if not f.exist_arch(arch):
-            f.add_arch(arch)
-    if "X86_64" not in p["arches"]:
-        f.remove_arch(S.Arch.NATIVE)
-    f.set_attr(S.Attr.ACT_BADARCH, s32(p["badarch"]))
-    if optimize:
-        f.set_attr(S.Attr.CTL_OPTIMIZE, optimize)
-    unknown = []
-    for r in p["rules"]:
-        if S.resolve_syscall(S.Arch.NATIVE, r["name"]) == -1:  # runc skips names libseccomp lacks
-            unknown.append(r["name"])
-            continue
-        try:
-            f.add_rule(s32(r["action"]), r["name"], *[S.Arg(i, getattr(S, op), a, b) for i, op, a, b in r["args"]])
-        except Exception as e:
-            raise RuntimeError(f"{e} adding {r}") from None
-    with tempfile.TemporaryFile() as fh:
-        f.export_bpf(fh)
-        fh.seek(0)
-        return fh.read().hex(), unknown
-
-out = []
-for p in json.load(sys.stdin):
-    try:
-        plain, unknown = build(p, 0)
-        tree, _ = build(p, 2)
-        out.append({"plain": plain, "tree": tree, "unknown": sorted(set(unknown))})
-    except Exception as e:
-        out.append({"error": f"{type(e).__name__}: {e}"})
-json.dump(out, sys.stdout)
-"""
-
-OP_NAMES = {Op.EQ: "EQ", Op.NE: "NE", Op.LT: "LT", Op.LE: "LE", Op.GT: "GT", Op.GE: "GE", Op.MASKED_EQ: "MASKED_EQ"}
-
-
-def _request(policy: Policy) -> dict:
-    rules = []
-    for r in policy.rules:
-        args = [[c.arg, OP_NAMES[c.op], c.mask, c.value] if c.op is Op.MASKED_EQ else [c.arg, OP_NAMES[c.op], c.value, 0]
-                for c in r.conditions]
-        rules.append({"action": r.action.ret, "name": r.syscall, "args": args})
-    return {"default": policy.default.ret, "badarch": policy.bad_arch.ret, "rules": rules,
-            "arches": [A.get(a).libseccomp.removeprefix("SCMP_ARCH_") for a in policy.arches]}
+pytestmark = pytest.mark.skipif(not LB.available(), reason="python3-seccomp not installed")
 
 
 def libseccomp_programs(policies: list[Policy]) -> list[dict]:
     """Build every policy with libseccomp in one /usr/bin/python3 process."""
-    return libseccomp_build([_request(p) for p in policies])
+    return libseccomp_build([LB.request(p) for p in policies])
 
 
 def libseccomp_build(requests: list[dict]) -> list[dict]:
-    """Build raw requests (see :func:`_request`) with libseccomp: plain and binary-tree programs."""
-    r = subprocess.run([SYSTEM_PYTHON, "-c", _BUILD], input=json.dumps(requests),
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    """Build raw requests (see :func:`libseccomp_build.request`) with libseccomp: plain and binary-tree
+    programs, and the names it did not know."""
+    out = LB.build_requests([dict(p, layouts=[0, 2]) for p in requests])
     for p, o in zip(requests, out):
         assert "error" not in o, (o["error"], p)
-        o["plain"] = decode(bytes.fromhex(o["plain"]))
-        o["tree"] = decode(bytes.fromhex(o["tree"]))
+        o["plain"] = decode(bytes.fromhex(o["bpf"][0]))
+        o["tree"] = decode(bytes.fromhex(o["bpf"][1]))
         check(o["plain"])
         check(o["tree"])
     return out
