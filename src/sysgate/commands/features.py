@@ -21,6 +21,11 @@ def _read_int(path: str) -> int | None:
 
 def collect() -> dict[str, Any]:
     """Seccomp features (actions, flags, user notification) and the jail's kernel prerequisites."""
+    return _probe()[1]
+
+
+def _probe() -> tuple[Any, dict[str, Any]]:
+    """The kernel's :class:`~sysgate.kernel.seccomp.Features` (for its text) and :func:`collect`'s dict."""
     from ..jail import cgroups, landlock
     from ..kernel import seccomp
 
@@ -30,7 +35,7 @@ def collect() -> dict[str, Any]:
         cg: dict[str, Any] = {"v2": h.v2, "v1": dict(h.v1)}
     except OSError as e:
         cg = {"error": e.strerror}
-    return {
+    return f, {
         "seccomp": {
             "available": f.available, "filter_mode": f.filter_mode, "syscall": f.syscall,
             "mode": f.mode, "filters": f.filters, "no_new_privs": f.no_new_privs,
@@ -40,7 +45,6 @@ def collect() -> dict[str, Any]:
             "notif_sizes": None if f.notif_sizes is None else
             {"notif": f.notif_sizes.notif, "resp": f.notif_sizes.resp, "data": f.notif_sizes.data},
         },
-        "_seccomp_text": f.describe(),
         "landlock_abi": landlock.abi_version(),
         "max_user_namespaces": _read_int("/proc/sys/user/max_user_namespaces"),
         "unprivileged_userns_clone": _read_int("/proc/sys/kernel/unprivileged_userns_clone"),
@@ -50,8 +54,7 @@ def collect() -> dict[str, Any]:
 
 
 def cmd_features(args: Any) -> int:
-    info = collect()
-    text = info.pop("_seccomp_text")
+    features, info = _probe()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -67,7 +70,7 @@ def cmd_features(args: Any) -> int:
         cgtext = "; ".join(parts) or "none mounted for this process"
     userns = info["max_user_namespaces"]
     print(f"kernel: {info['kernel']}")
-    print(text)
+    print(features.describe())
     print("landlock: " + (f"ABI {info['landlock_abi']}" if info["landlock_abi"] else "not available"))
     print("user namespaces: " + ("unknown" if userns is None else ("disabled" if userns == 0 else f"up to {userns}"))
           + ("" if info["unprivileged_userns_clone"] != 0 else " (root only: unprivileged_userns_clone=0)"))
