@@ -47,7 +47,8 @@ def _read(source: str, args: Any) -> Any:
         resolve(source)  # raises the one-line "no such profile" error with suggestions
     skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
     loaded = read(source, getattr(args, "from_format", None), arch=primary, arches=arches, caps=caps,
-                  thread=getattr(args, "thread", None), unknown_names=skipped)
+                  thread=getattr(args, "thread", None), unknown_names=skipped,
+                  name=getattr(args, "k8s_name", None), rename=True)
     report_skipped(skipped)
     return loaded
 

@@ -13,11 +13,24 @@ from __future__ import annotations
 
 from ..record import Record
 
-__all__ = ["ProfileError", "Exported", "Token", "read_file", "decode_text", "load_json"]
+__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "decode_text", "load_json", "warn"]
 
 
 class ProfileError(ValueError):
     """A profile that cannot be read; the message names the file and place."""
+
+
+class ProfileWarning(UserWarning, ValueError):
+    """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
+    own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
+    (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other."""
+
+
+def warn(message: str) -> None:
+    """Issue ``message`` (one line naming the file and field) as a :class:`ProfileWarning`."""
+    import warnings
+
+    warnings.warn(ProfileWarning(message), stacklevel=3)
 
 
 class Exported(Record):

@@ -59,6 +59,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)")
     g.add_argument("--skip-unknown", action="store_true",
                    help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
@@ -119,7 +121,7 @@ _VALUES = {
 }
 _APPENDED = frozenset({"allow", "deny", "bind", "ro_bind", "tmpfs", "ro", "rw", "share", "cap_add", "rlimit", "env",
                        "keep_env", "pass_fd"})
-_FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--inherit-env": "inherit_env", "--new-session": "new_session",
+_FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--strict": "strict", "--inherit-env": "inherit_env", "--new-session": "new_session",
           "--no-die-with-parent": "no_die_with_parent", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
 _CHOICES = {"net": ("none", "host"), "launcher": ("auto", "vfork", "fork")}
 _DEFAULTS = {"profile": "docker-default", "seccomp_action": None, "rootfs": None, "tmp_size": None, "chdir": None,

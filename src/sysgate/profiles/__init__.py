@@ -40,7 +40,8 @@ def builtin_path(name: str) -> str:
 
 def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = None,
             arches: Iterable[str] | None = None, thread: str | None = None,
-            allow: Iterable[str] = (), deny: Iterable[str] = (), unknown_names: list[str] | None = None) -> Policy:
+            allow: Iterable[str] = (), deny: Iterable[str] = (), unknown_names: list[str] | None = None,
+            name: str | None = None) -> Policy:
     """The Policy for a built-in name or a profile file.
 
     ``arch`` is the primary architecture the profile is resolved for (moby's
@@ -48,7 +49,8 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
     the covered set; ``caps`` the capability set for moby's ``includes.caps`` (Docker's
     default set when None); ``thread`` picks a Firecracker filter; ``allow``/``deny`` are
     applied last (:func:`apply_modifiers`); ``unknown_names``: a list to collect the syscall names no
-    architecture has instead of failing on them (``--skip-unknown``).
+    architecture has instead of failing on them (``--skip-unknown``); ``name`` picks the profile of a
+    Kubernetes manifest holding several (``--name``).
     """
     archlist = list(arches) if arches else None
     if spec in BUILTINS:
@@ -67,7 +69,8 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
                                + ", ".join(builtin_names()))
         from ..formats.registry import read
 
-        policy = read(spec, arch=arch, arches=archlist, caps=caps, thread=thread, unknown_names=unknown_names).policy
+        policy = read(spec, arch=arch, arches=archlist, caps=caps, thread=thread, unknown_names=unknown_names,
+                      name=name).policy
     allow, deny = list(allow), list(deny)
     if allow or deny:
         policy = apply_modifiers(policy, allow=allow, deny=deny)
