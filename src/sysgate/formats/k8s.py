@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from . import Exported, ProfileError
+from .jsonfields import type_name
 
 __all__ = ["loads", "export", "pod_snippet", "localhost_profile", "LOAD_OPTIONS", "API_VERSION"]
 
@@ -92,8 +93,12 @@ def _profiles(docs: list, source: str) -> list[tuple[str, dict]]:
         if not isinstance(doc, dict) or doc.get("kind") != "SeccompProfile":
             continue
         meta = doc.get("metadata")
-        name = meta.get("name") if isinstance(meta, dict) else None
-        if not isinstance(name, str) or not name:
+        if meta is not None and not isinstance(meta, dict):
+            raise ProfileError(f"{source}: document {i + 1}: metadata: expected a mapping, got {type_name(meta)}")
+        name = (meta or {}).get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ProfileError(f"{source}: document {i + 1}: metadata.name: expected a name, got {type_name(name)}")
+        if name is None:
             name = f"(document {i + 1}, no metadata.name)"  # Kubernetes would refuse it; a file may omit it
         out.append((name, doc))
     return out
