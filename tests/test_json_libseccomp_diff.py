@@ -334,3 +334,35 @@ def test_summary() -> None:
     if STATS["inputs"]:
         assert STATS["decisions"] > 0
     print(f"\nlibseccomp differential: {STATS}")
+
+
+def test_docker_writer_output_decides_the_same_under_libseccomp() -> None:
+    """A policy whose rules overlap (strictest wins in sysgate's model) written as Docker JSON: runc +
+    libseccomp (first unconditional rule decides, the tree orders the rest) decide that file as the
+    policy does, because the writer emits regions that never overlap."""
+    from sysgate.policy import Action, ActionKind, Condition, Policy, Rule
+
+    allow, eperm, kill = Action(ActionKind.ALLOW), Action(ActionKind.ERRNO, 1), Action(ActionKind.KILL_PROCESS)
+    policy = Policy(Action(ActionKind.ERRNO, 38), (
+        Rule("socket", allow), Rule("socket", eperm, (Condition(0, Op.EQ, 40),)),
+        Rule("socket", kill, (Condition(0, Op.EQ, 38),)),
+        Rule("kcmp", allow, (Condition(0, Op.EQ, 1),)), Rule("kcmp", eperm, (Condition(1, Op.EQ, 2),)),
+        Rule("setns", Action(ActionKind.ERRNO, 38)), Rule("setns", allow, (Condition(0, Op.GE, 5),)),
+        Rule("mmap", allow), Rule("mmap", kill, (Condition(2, Op.MASKED_EQ, 4, mask=6),))), ("x86_64",))
+    doc, losses = D.dump(policy)
+    assert not losses
+    req = R.request(doc, "x86_64", set(), KERNEL)
+    built = LB.build_requests([dict(req, layouts=[0])])[0]
+    theirs = decode(bytes.fromhex(built["bpf"][0]))
+    ours = compile_policy(policy).insns
+    back = compile_policy(D.parse(doc, "<w>", arch="x86_64", kernel=KERNEL).policy).insns
+    a = A.get("x86_64")
+    checked = 0
+    for sc in ("socket", "kcmp", "setns", "mmap", "read"):
+        for vec in _arg_vectors([r for r in req["rules"] if r["name"] == sc] or
+                                [{"args": [[0, "EQ", 40, 0], [1, "EQ", 2, 0], [2, "EQ", 6, 0]]}], random.Random(2)):
+            want = emulate(ours, "x86_64", a.nr(sc), vec).ret
+            assert emulate(theirs, "x86_64", a.nr(sc), vec).ret == want, (sc, vec)
+            assert emulate(back, "x86_64", a.nr(sc), vec).ret == want, (sc, vec)
+            checked += 1
+    assert checked > 50

@@ -563,19 +563,39 @@ def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> 
         name = syscall_name(syscall, policy, fmt, losses)
         if name is None:
             continue
+        # runc + libseccomp do not let the strictest rule win: a rule without args decides every call
+        # of its syscall, and overlapping rules go by libseccomp's tree. So each rule is written as the
+        # part of its region no stricter rule decides: regions that never overlap, whatever the order.
+        before: list[tuple[tuple[Condition, ...], Action]] = []
         for conds, action in L.strictest_first(policy.rules_for(syscall)):
-            alts = args_alternatives(conds, wide)
-            if alts is None:
-                rule = Rule(syscall, action, conds)
-                losses.append(f"{name}: rule '{rule}' cannot be written with one test per argument "
-                              f"(runc ORs tests of the same argument) in at most {L.MAX_WRITTEN} entries; "
-                              f"dropped")
+            rule = Rule(syscall, action, conds)
+            try:
+                # only stricter rules with another action that can hold together with this one matter
+                over = tuple(c for c, a in before if a != action and L.and_((conds,), (c,)))
+                region = L.and_((conds,), L.not_(over)) if over else (conds,)
+            except L.TooComplex:
+                region = None
+            before.append((conds, action))
+            if region is not None and len(region) > L.MAX_WRITTEN:
+                region = None
+            if region is None:
+                losses.append(f"{name}: rule '{rule}' minus the stricter rules of {name} cannot be written in at "
+                              f"most {L.MAX_WRITTEN} entries; dropped")
                 continue
-            for alt in alts:
-                key = (action, tuple(sorted(alt, key=lambda c: c.arg)))
-                names = groups.setdefault(key, [])
-                if name not in names:
-                    names.append(name)
+            if action == policy.default:
+                continue  # what no rule decides gets the default; runc skips such entries anyway
+            for conj in region:
+                alts = args_alternatives(conj, wide)
+                if alts is None:
+                    losses.append(f"{name}: rule '{rule}' cannot be written with one test per argument "
+                                  f"(runc ORs tests of the same argument) in at most {L.MAX_WRITTEN} entries; "
+                                  f"dropped")
+                    break
+                for alt in alts:
+                    key = (action, tuple(sorted(alt, key=lambda c: c.arg)))
+                    names = groups.setdefault(key, [])
+                    if name not in names:
+                        names.append(name)
     entries = []
     for (action, args), names in sorted(groups.items(), key=lambda kv: (len(kv[0][1]) > 0,)):
         entry: dict[str, Any] = {"names": sorted(names), "action": _ACTION_NAMES[action.kind]}
