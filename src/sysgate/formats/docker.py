@@ -16,6 +16,11 @@ Resolution follows Docker (moby ``setupSeccomp`` + runc):
 * ``SCMP_ACT_KILL`` is kill-thread, as in libseccomp; ``SCMP_ACT_ERRNO`` and
   ``SCMP_ACT_TRACE`` without ``errnoRet`` use EPERM (1), as runc does.
 * A systemd-style ``@group`` in ``names`` stands for its members (a sysgate extension).
+* Entries go in file order as runc adds them to libseccomp: one whose action is the default is
+  skipped, the first without ``args`` decides every call of its syscall (see :func:`parse`).
+* Every value is type-checked (:mod:`.jsonfields`); fields Docker/podman write are read, other
+  unknown fields are ignored with a :class:`~sysgate.formats.ProfileWarning` (near misses of known
+  fields are errors); an errno above 4095 is clamped to 4095, as the kernel clamps it.
 
 The writer (:func:`dump`, :func:`export`) groups rules with the same action and arguments
 into one entry; tests of the low 32 bits become masked tests, and two tests of one argument
