@@ -354,3 +354,11 @@ def test_firecracker_errno_clamp_and_limits() -> None:
     assert p.default == Action(ActionKind.ERRNO, 4095)
     with pytest.raises(ProfileError, match=r"mismatch_action.errno: 65536 out of range 0-65535"):
         fc({"mismatch_action": {"errno": 65536}, "match_action": "allow", "filter": []})
+
+
+def test_k8s_unknown_spec_field_warned_once() -> None:
+    doc = MANIFEST.split("---\n")[1] + "  fooBar: 1\n"
+    with pytest.warns(ProfileWarning) as rec:
+        K.loads(doc, "m.yaml", arch="x86_64")
+    assert [str(r.message) for r in rec] == ["m.yaml: spec.fooBar: unknown field, ignored as the operator ignores it "
+                                             "(--strict makes it an error)"]

@@ -151,8 +151,7 @@ def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,
                            f"merge it into this one first")
     if F.get(where, "spec", spec, "disabled", (bool,), "a boolean"):
         raise ProfileError(f"{where}: spec.disabled: true: the operator does not install this profile")
-    spec.pop("baseProfileName", None)
-    spec.pop("disabled", None)
+    spec = {k: v for k, v in spec.items() if k in _SPEC_KEYS[:6]}  # each unknown field warned about once
     listed = F.get_list(where, "spec", spec, "architectures")
     if listed is not None:
         from .. import arch as _arch
