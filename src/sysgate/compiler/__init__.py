@@ -21,7 +21,7 @@ from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..policy import Op, Policy
-from ..record import Record
+from ..immutable import Record
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads
 from .layout import build_tree, ranges

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..policy import Action, Condition, Op, Policy
-from ..record import Record
+from ..immutable import Record
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
+from ..immutable import Record
 from . import ProfileError, jsondecode, read_file
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
