@@ -345,6 +345,21 @@ def test_skipped_names_covered_by_the_multiplexer() -> None:
     assert emulate(prog.insns, "x86", A.get("x86").nr("socketcall"), [5]).ret == ALLOW.ret
 
 
+def test_explain_and_audit_say_what_is_refused() -> None:
+    """The refusal is not visible as such in the program: explain and audit add a note."""
+    import subprocess
+    import sys
+
+    for cmd in (["explain", "docker-default", "--arch", "x86_64,x86"], ["audit", "docker-default", "--arch", "x86"]):
+        r = subprocess.run([sys.executable, "-m", "sysgate", *cmd], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert ("note: socketcall(SYS_SOCKET) is refused with errno(1) on x86: the argument rules of socket cannot "
+                "be checked through socketcall") in r.stdout
+    r = subprocess.run([sys.executable, "-m", "sysgate", "explain", "docker-default", "--arch", "x86_64"],
+                       capture_output=True, text=True, timeout=120)
+    assert "note:" not in r.stdout  # x86_64 has no multiplexer
+
+
 # --- on the running kernel (x86_64) ----------------------------------------------------------------
 
 on_x86_64 = pytest.mark.skipif(A.native().name != "x86_64", reason="kernel tests are written for x86_64")

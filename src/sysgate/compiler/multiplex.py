@@ -26,7 +26,7 @@ from ..arch import Arch
 from ..arch.multiplexed import SELECTOR_MASK, multiplexer
 from ..policy import Action, ActionKind, Condition, Op, Policy, Rule
 
-__all__ = ["multiplexed_rules", "refusal", "refused_subcalls"]
+__all__ = ["multiplexed_rules", "refusal", "refused_subcalls", "notes"]
 
 #: What a refused multiplexed call gets instead of a verdict that would let it run.
 REFUSED = Action(ActionKind.ERRNO, 1)  # EPERM
@@ -85,4 +85,21 @@ def refused_subcalls(policy: Policy, arch: Arch) -> list[tuple[str, str, Action]
     for name, rules in _by_subcall(policy, arch).items():
         if any(r.conditions for r in rules):
             out.append((multiplexer(name)[0], name, refusal(policy, rules)))  # type: ignore[index]
+    return out
+
+
+def notes(policy: Policy, arches: list[str] | tuple[str, ...]) -> list[str]:
+    """One line per refused multiplexed form, naming the arches, for ``explain`` and ``audit``."""
+    from ..arch import get
+
+    where: dict[tuple[str, str, Action], list[str]] = {}
+    for name in arches:
+        a = get(name)
+        for mux, sub, action in refused_subcalls(policy, a):
+            where.setdefault((mux, sub, action), []).append(a.name)
+    out = []
+    for (mux, sub, action), names in where.items():
+        sel = f"SYS_{sub.upper()}" if mux == "socketcall" else sub.upper()
+        out.append(f"note: {mux}({sel}) is refused with {action} on {', '.join(names)}: the argument rules of "
+                   f"{sub} cannot be checked through {mux}, so only direct {sub} calls can pass them")
     return out
