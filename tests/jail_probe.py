@@ -95,6 +95,21 @@ def probes(host_pid, port):
     p["x32_reboot"] = lambda: sc_raw(0x40000000 | 169)
     p["x32_getpid"] = lambda: sc_raw(0x40000000 | 39)
 
+    def i386_socket(family):
+        """socketcall(SYS_SOCKET, {family, SOCK_STREAM, 0}) through int 0x80: the arguments sit
+        behind a pointer, which must be below 4 GiB (MAP_32BIT)."""
+        def f():
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_long]
+            page = libc.mmap(None, 4096, mmap.PROT_READ | mmap.PROT_WRITE, 0x22 | 0x40, -1, 0)
+            ctypes.memmove(page, (ctypes.c_uint32 * 3)(family, socket.SOCK_STREAM, 0), 12)
+            return int80(102, 1, page, 0)
+        return f
+    p["i386_socket_vsock"] = i386_socket(socket.AF_VSOCK)
+    # x32 handlers read the int family from the low word: 0x1_00000028 is AF_VSOCK to them
+    p["x32_socket_vsock"] = lambda: sc_raw(0x40000000 | 41, (1 << 32) | socket.AF_VSOCK, socket.SOCK_STREAM, 0)
+
     def connect_host():
         s = socket.socket()
         s.settimeout(2)

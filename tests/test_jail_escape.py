@@ -33,13 +33,15 @@ DEFAULT_EXPECTED = {
     "connect_host": "ECONNREFUSED",                          # own loopback: nothing listens there
     "write_etc": "EROFS", "write_root": "EROFS", "write_core_pattern": "EROFS", "write_cgroup": "EROFS",
     "ptrace_init": "EPERM", "proc1_mem": "EACCES",           # init (maybe sharing our memory) is not dumpable
+    "i386_socket_vsock": "EPERM", "x32_socket_vsock": "EPERM",  # socket's family rule holds on every ABI
 }
 
 # The probes the filter itself must stop: with kill-process as the default action each dies of SIGSYS,
 # which shows the filter (not a missing capability) is what refuses them, on all three x86 ABIs.
 SECCOMP_PROBES = ["mount", "umount2", "pivot_root", "chroot", "setns", "unshare_user", "clone_newuser", "keyctl",
                   "add_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "kexec_load", "init_module",
-                  "reboot", "swapon", "open_by_handle_at", "clock_settime", "acct", "i386_reboot", "x32_reboot"]
+                  "reboot", "swapon", "open_by_handle_at", "clock_settime", "acct", "i386_reboot", "x32_reboot",
+                  "i386_socket_vsock", "x32_socket_vsock"]
 
 
 @pytest.fixture(scope="module")

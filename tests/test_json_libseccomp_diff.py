@@ -8,10 +8,8 @@ vectors built from the profile's constants (each constant, ±1, with high words 
 Each input is read for Docker's default capability set, for none and for all, so that the
 includes/excludes of every entry are exercised.
 
-Three classes of difference belong to compiler items being fixed in parallel (issue 11, items 1-3:
-nr -1 on x86_64, x32 arguments compared as 64-bit, socketcall/ipc multiplexing on x86); a profile
-whose only differences are of those classes is an expected failure (not strict), naming them.
-Every other difference fails. Calls of syscalls the oracle's libseccomp (2.5.4) does not know are
+Every difference fails (each is described with the class it falls in: nr -1, an x32 argument with a
+high word, socketcall/ipc on x86, or another). Calls of syscalls the oracle's libseccomp (2.5.4) does not know are
 left out (runc on it skips those names; counted in STATS["oracle-unknown"]). Seccompiler files are compared with the expectations shipped with
 them (test_seccompiler_expectations).
 """
@@ -44,11 +42,6 @@ U64 = (1 << 64) - 1
 KERNEL = (6, 18)
 CHECK_ARCHES = ("x86_64", "x86", "x32", "aarch64")
 CAPS = {"docker": set(D.DOCKER_DEFAULT_CAPS), "none": set(), "all": None}  # None: every cap (filled below)
-KNOWN = {  # difference class -> the compiler item that fixes it
-    "minus-one": "issue 11 item 1 (syscall number -1), fixed by the 'compiler' helper",
-    "x32-width": "issue 11 item 2 (x32 arguments compared as 64-bit), fixed by the 'compiler' helper",
-    "multiplex": "issue 11 item 3 (socketcall/ipc multiplexing), fixed by the 'compiler' helper",
-}
 
 pytestmark = [pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present"),
               pytest.mark.skipif(not LB.available(), reason="python3-seccomp not installed")]
@@ -166,6 +159,7 @@ def _calls(req: dict) -> Iterator[tuple[str, int, list[int]]]:
 
 
 def _classify(arch: str, nr: int, args: list[int]) -> str:
+    """The class of a difference, for the failure message (issue 11 items 1-3, or another)."""
     if nr == U32:
         return "minus-one"
     if arch == "x32" and any(v >> 32 for v in args):
@@ -202,7 +196,6 @@ STATS: dict[str, int] = {"inputs": 0, "configs": 0, "decisions": 0, "refusals": 
 @pytest.mark.parametrize("ident,path,name", INPUTS, ids=[i[0] for i in INPUTS])
 def test_same_decisions_as_libseccomp(ident: str, path: str, name: str | None) -> None:
     _build_all()
-    known: dict[str, list[str]] = {}
     other: list[str] = []
     STATS["inputs"] += 1
     for host, caps in _configs(path, name):
@@ -230,13 +223,10 @@ def test_same_decisions_as_libseccomp(ident: str, path: str, name: str | None) -
             if lib == standin:
                 lib = R.ACT["SCMP_ACT_ERRNO"] | 4095  # the kernel's clamp of the errno libseccomp cannot build
             if mine != lib:
-                line = (f"{host}/{caps} caps: {arch} nr {nr:#x} ({A.get(arch).name_of(nr)}) args "
-                        f"{[hex(v) for v in args]}: sysgate {mine:#x}, libseccomp {lib:#x}")
-                cls = _classify(arch, nr, args)
-                (known.setdefault(cls, []) if cls in KNOWN else other).append(line)
+                other.append(f"[{_classify(arch, nr, args)}] {host}/{caps} caps: {arch} nr {nr:#x} "
+                             f"({A.get(arch).name_of(nr)}) args {[hex(v) for v in args]}: sysgate {mine:#x}, "
+                             f"libseccomp {lib:#x}")
     assert not other, f"{len(other)} differences, first: " + "\n".join(other[:10])
-    if known:
-        pytest.xfail("; ".join(f"{KNOWN[c]}: {len(v)} calls, e.g. {v[0]}" for c, v in sorted(known.items())))
 
 
 # --- what sysgate must refuse or accept, as runc/libseccomp do ------------------------------------

@@ -358,14 +358,29 @@ def _run(words: Sequence[str]) -> int:
             warnings.showwarning = _show_warning
             # --strict: a field the reader would ignore is a refusal (a ValueError: bad input)
             warnings.simplefilter("error" if getattr(args, "strict", False) else "always", ProfileWarning)
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit as "Exception ignored"
+        return status
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error of ours. Point stdout at /dev/null so the
+        # interpreter's final flush cannot raise again, and exit as a process killed by SIGPIPE would.
+        _silence_stdout()
+        return 128 + 13
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
         print(f"sysgate: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        return 0
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ means the conversion is exact (tests check it with :mod:`sysgate.analysis.equiva
 """
 from __future__ import annotations
 
-from ..record import Record
+from ..immutable import Record
 
 __all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "decode_text", "load_json", "warn"]
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
+from ..immutable import Record
 from . import ProfileError, jsondecode, read_file, warn
 from . import jsonfields as F
 

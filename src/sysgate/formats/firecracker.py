@@ -37,7 +37,7 @@ import re
 from typing import Any, Iterable
 
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
+from ..immutable import Record
 from . import Exported, ProfileError, read_file
 
 __all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "LOAD_OPTIONS"]

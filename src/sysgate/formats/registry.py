@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from ..policy import Policy
-from ..record import Record
+from ..immutable import Record
 from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]

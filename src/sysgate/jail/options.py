@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from _collections_abc import Mapping  # what collections.abc re-exports; os has loaded it already
 
-from ..record import Record
+from ..immutable import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
