@@ -186,11 +186,17 @@ def _build_all() -> None:
                 continue
             keys.append((ident, host, caps))
             reqs.append(req)
+            if caps == "docker":  # sysgate's Docker output for this policy, as runc would install it
+                written, losses = D.dump(_ours(path, name, host, _cap_set(caps)))
+                assert not losses, losses
+                keys.append((ident, host, "written"))
+                reqs.append(R.request(written, host, set(), KERNEL))
     for key, req, out in zip(keys, reqs, LB.build_requests([dict(r, layouts=[0]) for r in reqs])):
         _BUILT[key] = dict(out, request=req)
 
 
-STATS: dict[str, int] = {"inputs": 0, "configs": 0, "decisions": 0, "refusals": 0, "oracle-unknown": 0}
+STATS: dict[str, int] = {"inputs": 0, "configs": 0, "decisions": 0, "refusals": 0, "oracle-unknown": 0,
+                         "written-decisions": 0}
 
 
 @pytest.mark.parametrize("ident,path,name", INPUTS, ids=[i[0] for i in INPUTS])
@@ -317,6 +323,29 @@ def test_seccompiler_decisions_of_its_test_filter() -> None:
     a = A.get("x86_64")
     assert emulate(prog, "x86_64", a.nr("getpid"), [0] * 6).ret == 0x7FFF0000
     assert emulate(prog, "x86_64", a.nr("getppid"), [0] * 6).ret == 0x00050000 | 1000
+
+
+@pytest.mark.parametrize("ident,path,name", INPUTS, ids=[i[0] for i in INPUTS])
+def test_docker_output_decides_the_same_under_libseccomp(ident: str, path: str, name: str | None) -> None:
+    """sysgate's Docker JSON for each policy, resolved as runc resolves it and built by libseccomp,
+    decides every call as the policy it was written from (issue 11 item 6 for the Docker writer)."""
+    _build_all()
+    host = "x86_64"
+    built = _BUILT[(ident, host, "written")]
+    assert "error" not in built, built.get("error")
+    ours = compile_policy(_ours(path, name, host, _cap_set("docker"))).insns
+    theirs = decode(bytes.fromhex(built["bpf"][0]))
+    unknown = set(built["unknown"]) | set(_BUILT[(ident, host, "docker")]["unknown"])
+    other = []
+    for arch, nr, args in _calls(_BUILT[(ident, host, "docker")]["request"]):
+        if A.get(arch).name_of(nr) in unknown:
+            continue
+        STATS["written-decisions"] += 1
+        mine, lib = emulate(ours, arch, nr, args).ret, emulate(theirs, arch, nr, args).ret
+        if mine != lib and not (lib == R.ACT["SCMP_ACT_ERRNO"] | R.ERRNO_STANDIN and mine == lib + 1):
+            other.append(f"{arch} nr {nr:#x} ({A.get(arch).name_of(nr)}) args {[hex(v) for v in args]}: "
+                         f"policy {mine:#x}, its Docker output under libseccomp {lib:#x}")
+    assert not other, f"{len(other)} differences, first: " + "\n".join(other[:10])
 
 
 def test_summary() -> None:
