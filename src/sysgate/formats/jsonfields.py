@@ -137,5 +137,6 @@ def str_list(source: str, path: str, v: list, what: str = "a string", nonempty: 
     """The items of a list that must all be strings (each checked, so no item is misread)."""
     for i, item in enumerate(v):
         if not isinstance(item, str) or (nonempty and not item):
-            raise err(source, at(path, i), f"expected {what}, got {type_name(item) if item != '' else 'an empty string'}")
+            got = "an empty string" if item == "" else type_name(item)
+            raise err(source, at(path, i), f"expected {what}, got {got}")
     return v
