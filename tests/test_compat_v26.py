@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import tempfile
+import os
 import signal
 import sys
+import tempfile
 
 import pytest
 
@@ -21,7 +22,7 @@ from sysgate.compat import seccomp as S
 
 import forkrun
 
-LINUX_X86_64 = sys.platform.startswith("linux") and __import__("os").uname().machine == "x86_64"
+LINUX_X86_64 = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
 
 
 @pytest.fixture
@@ -100,16 +101,12 @@ def _load_and_call(wfd: int) -> None:
     # chdir(99, 1, 2): allowed, so the kernel's EFAULT for the bad pointer comes back; write(wfd != 0)
     # is allowed too (arg0 != 0). chdir(100, ...) matches no rule: the thread is killed.
     call(ctypes.c_long(80), ctypes.c_ulong(99), ctypes.c_ulong(1), ctypes.c_ulong(2))
-    import os
-
     os.write(wfd, bytes([ctypes.get_errno()]))
     call(ctypes.c_long(80), ctypes.c_ulong(100), ctypes.c_ulong(1), ctypes.c_ulong(2))
 
 
 @pytest.mark.skipif(not LINUX_X86_64, reason="kernel tests run on x86_64 Linux")
 def test_long_jumps_loads_in_the_kernel() -> None:
-    import os
-
     r, w = os.pipe()
     try:
         out = forkrun.run(_load_and_call, w, timeout=20)

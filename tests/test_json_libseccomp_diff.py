@@ -16,7 +16,6 @@ them (test_seccompiler_expectations).
 from __future__ import annotations
 
 import json
-import os
 import random
 import warnings
 from pathlib import Path

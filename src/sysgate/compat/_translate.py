@@ -26,7 +26,7 @@ sentinel, so a call with another token falls through to the next group.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
