@@ -22,7 +22,23 @@ SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil
 TESTS = os.path.dirname(os.path.abspath(__file__))
 # The interpreter for commands *inside* a sandbox, whose /tmp is private: this one unless it lives
 # under /tmp (a CI checkout's venv, say), then the system's.
-PY = sys.executable if not os.path.realpath(sys.executable).startswith("/tmp/") else SYSTEM_PY
+# A root caller's sandbox runs as an unprivileged host id, so the interpreter must also be reachable
+# by others (pyenv under a 0700 /root is not).
+
+
+def _open_to_others(path: str) -> bool:
+    parts = os.path.realpath(path).split("/")
+    for i in range(2, len(parts) + 1):
+        try:
+            if not os.stat("/".join(parts[:i])).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+PY = (sys.executable if not os.path.realpath(sys.executable).startswith("/tmp/") and _open_to_others(sys.executable)
+      else SYSTEM_PY)
 PROBE = os.path.join(TESTS, "jail_probe.py")
 
 

@@ -58,6 +58,12 @@ def _cache_dir() -> str:
     return os.path.join(base, "sysgate", "jail")
 
 
+def mask_paths() -> tuple[str, ...]:
+    """Host directories every sandbox's view must hide: the disk cache."""
+    d = os.path.dirname(_cache_dir())
+    return (d,) if os.path.isdir(d) else ()
+
+
 def clear_cache() -> None:
     _MEM.clear()
 

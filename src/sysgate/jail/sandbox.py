@@ -105,7 +105,7 @@ class _Prepared:
             ro, rw = opts.landlock_ro, opts.landlock_rw
             landlock = lambda: _ll.restrict(ro, rw, abi)  # noqa: E731 - init calls it, importing nothing
         early, late = _rl.split(dict(opts.rlimits))
-        mplan = _mounts.plan(opts, _cwd())
+        mplan = _mounts.plan(opts, _cwd(), _ns.host_ids(opts), _filters.mask_paths())
         self.cgroup = None
         try:
             if opts.memory is not None or opts.pids is not None or opts.cpus is not None:
@@ -127,6 +127,7 @@ class _Prepared:
                 pass_fds=pass_fds, new_session=opts.new_session, timeout=opts.timeout,
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
+            self.plan.ns.lifeline = lr  # checked again after the root caller's credential change
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
                 fd = _take_netns()
                 if fd >= 0:
