@@ -35,7 +35,7 @@ import sys
 
 from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
-from .options import Options
+from .options import JailConfigError, Options
 
 __all__ = ["NsPlan", "plan", "enter", "finish", "FLAGS", "host_ids", "subordinate_id"]
 
@@ -107,6 +107,8 @@ def host_ids(opts: Options) -> tuple[int, int] | None:
     """The unprivileged host (uid, gid) a host-root caller's sandbox runs as; None when the caller
     is not host root, or has no user namespace, or keeps host root on purpose."""
     if not opts.ns("user") or opts.keep_host_root or not N.host_root():
+        if opts.host_uid is not None or opts.host_gid is not None:
+            raise JailConfigError("--host-uid/--host-gid: only a root caller chooses the host ids")
         return None
     uid = opts.host_uid if opts.host_uid is not None else subordinate_id("/etc/subuid") or _NOBODY
     gid = opts.host_gid if opts.host_gid is not None else subordinate_id("/etc/subgid") or _NOBODY
@@ -122,6 +124,9 @@ def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
     uid, gid = os.geteuid(), os.getegid()
     hostname = opts.hostname.encode() if opts.hostname and opts.ns("uts") else None
     remap = host_ids(opts)
+    if remap is None and opts.keep_host_root and N.host_root():
+        os.write(2, b"sysgate: warning: --keep-host-root: the sandbox's root is host root (files it creates are "
+                    b"root's, root-only files are readable)\n")
     if remap is not None:
         inside = (0 if opts.uid is None else opts.uid, 0 if opts.gid is None else opts.gid)
         fd = _userns(b"%d %d 1" % (inside[0], remap[0]), b"%d %d 1" % (inside[1], remap[1]))

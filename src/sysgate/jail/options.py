@@ -273,8 +273,6 @@ class Options(Record):
             raise JailConfigError("--share user: without a user namespace the sandbox needs root")
         if (self.host_uid is not None or self.host_gid is not None) and self.keep_host_root:
             raise JailConfigError("--host-uid/--host-gid: cannot be combined with --keep-host-root")
-        if (self.host_uid is not None or self.host_gid is not None) and os.geteuid() != 0:
-            raise JailConfigError("--host-uid/--host-gid: only a root caller chooses the host ids")
         if self.host_uid == 0 or self.host_gid == 0:
             raise JailConfigError("--host-uid/--host-gid: 0 is host root (use --keep-host-root to mean that)")
         if "user" in self.share and not self.keep_host_root:

@@ -87,7 +87,10 @@ class _Prepared:
             # interpreter: the interpreter installs it first thing (profiles.bootstrap), reading
             # the program from an inherited memfd. Every other layer is in place before that.
             argv, pass_fds = self._defer(argv, opts, program)  # the result still names the user's argv
-            program = None
+            # Until the interpreter installs it, the same profile with only execve allowed holds, so
+            # whatever runs before that (a planted module, say) cannot undo or avoid the filter.
+            program = _filters.get(opts.profile, (*opts.allow, "execve", "execveat"), opts.deny, opts.seccomp_action,
+                                   tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
         keep = _caps.parse_caps(opts.cap_add)
         for fd in opts.pass_fds:
             try:
