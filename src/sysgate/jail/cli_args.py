@@ -72,7 +72,10 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--rw", action="append", default=[], metavar="PATH", help="Landlock: allow full access to PATH")
     g = p.add_argument_group("namespaces and identity")
     g.add_argument("--share", action="append", default=[], metavar="NS",
-                   help="keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, comma-separated)")
+                   help="keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, comma-separated). "
+                        "pid gives up the sandbox's own init: processes the command leaves in the background "
+                        "outlive it and sysgate (killed only with a cgroup limit, by the group), and the command "
+                        "does not die with sysgate; user needs --keep-host-root as root")
     g.add_argument("--net", choices=["none", "host"], default="none",
                    help="none: a private network with only loopback (default); host: share the host's")
     g.add_argument("--hostname", default="sysgate", help="hostname inside (default: sysgate)")

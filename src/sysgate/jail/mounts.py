@@ -62,7 +62,7 @@ _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/se
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 _STAGES = ("/tmp", "/mnt", "/run", "/proc")
 _DEV_OPTS = b"mode=755,size=65536,nr_inodes=64"
-_MASK_OPTS = b"mode=000,size=4096,nr_inodes=4"
+_MASK_OPTS = b"mode=555,size=4096,nr_inodes=4"
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
@@ -113,9 +113,10 @@ class MountPlan:
         self.files = [] if files is None else files
         self.masks = [] if masks is None else masks
         self.shm_opts = shm_opts
-        self._how = _OpenHow(os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, 0,
-                             RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-        self._how_abs = _OpenHow(os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        # No O_NOFOLLOW: with it a trailing link would be opened itself; without it, RESOLVE_NO_SYMLINKS
+        # refuses it (ELOOP) like every other component.
+        self._how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        self._how_abs = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
 
 
 def tmpfs_options(size: int | None, mode: bytes, owner: tuple[int, int] | None = None) -> bytes:

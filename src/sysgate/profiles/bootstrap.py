@@ -41,7 +41,11 @@ def _pyc(path):
 if sys.argv[2] == "checked":
     # Nothing this process could write may be imported before the filter holds: the interpreter,
     # every path entry (-I -S left only the standard library's) and each file imported below.
-    todo = [sys.executable] + list(sys.path)
+    for p in [sys.executable] + list(sys.path):
+        if _writable(p):
+            _refuse("python: %s is writable from the sandbox; nothing is imported from a writable place before "
+                    "the seccomp filter holds" % p)
+    todo = []
     for name in ("ctypes", "_ctypes", "struct", "_struct"):
         spec = None
         for finder in sys.meta_path:
@@ -81,13 +85,12 @@ if len(data) % 8 or libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref
 isolated, nosite, noenv = sys.argv[3] == "1", sys.argv[4] == "1", sys.argv[5] == "1"
 del sys.argv[:6]
 del Prog, buf, prog, libc, data, chunks
-import os
+import os, runpy  # still from the standard library only: the user's path comes next
 if not nosite:
     import site
     site.main()
 if not noenv and not isolated and os.environ.get("PYTHONPATH"):
     sys.path[0:0] = [p for p in os.environ["PYTHONPATH"].split(os.pathsep) if p]
-import runpy
 if sys.argv[0] == "-c":
     code = sys.argv.pop(1)
     sys.argv[0] = "-c"
