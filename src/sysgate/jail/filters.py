@@ -84,9 +84,6 @@ def _cache_dir() -> str:
     return os.path.join(_cache_base(), "sysgate", "jail")
 
 
-_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
-
-
 def _open_nofollow(path: str) -> int:
     """An O_PATH descriptor of directory ``path``, no symbolic link followed anywhere (-1 if not)."""
     from . import _native as N
@@ -107,13 +104,19 @@ def _private_dir(parent: int, name: str, create: bool) -> int:
         except OSError:
             return -1
     try:
-        fd = os.open(name, _O_DIR, dir_fd=parent)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=parent)
     except OSError:
         return -1
     st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:  # another's, or others could have planted files
         os.close(fd)
         return -1
+    if st.st_mode & 0o077:  # readable by others (made by an older sysgate): close it
+        try:
+            os.fchmod(fd, 0o700)
+        except OSError:
+            os.close(fd)
+            return -1
     return fd
 
 
@@ -153,16 +156,30 @@ def _cache_fds(create: bool) -> tuple[int, int]:
     return top, jail
 
 
+_MASKS: tuple[tuple, tuple[str, ...]] | None = None  # ((pid, euid, base), paths) last verified
+
+
 def mask_paths() -> tuple[str, ...]:
     """Host directories every sandbox's view must hide: the disk cache's ``sysgate/`` (made now if
-    missing, so that no sandbox can be the one to make it)."""
+    missing, so that no sandbox can be the one to make it). Canonical: reached without links."""
+    global _MASKS
+    base = _cache_base()
+    d = os.path.join(base, "sysgate")
+    ident = (os.getpid(), os.geteuid(), base)
+    if _MASKS is not None and _MASKS[0] == ident:
+        try:  # verified before in this process: still a directory, not a link?
+            if os.lstat(d).st_mode & 0o170000 == 0o040000:
+                return _MASKS[1]
+        except OSError:
+            pass
     top, jail = _cache_fds(create=True)
     if top < 0:
-        d = os.path.join(_cache_base(), "sysgate")
-        return (d,) if os.path.lexists(d) else ()
+        _MASKS = None
+        return (os.path.realpath(d),) if os.path.isdir(d) else ()
     os.close(top)
     os.close(jail)
-    return (os.path.join(_cache_base(), "sysgate"),)
+    _MASKS = (ident, (d,))
+    return (d,)
 
 
 def clear_cache() -> None:

@@ -187,6 +187,16 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
     )
 
 
+def _follow_once(path: str) -> str | None:
+    """Where link ``path`` points (one step, made absolute), or None. Cheaper than realpath, which
+    lstat()s every component: this runs for every sandbox."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    return os.path.normpath(target if target.startswith("/") else os.path.join(os.path.dirname(path), target))
+
+
 def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[list, list]:
     """The hidden trees that are real directories of the sandbox's root, and /etc/resolv.conf."""
     cands = list(HIDDEN)
@@ -194,28 +204,27 @@ def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[li
     if xdg and xdg.startswith("/") and "\0" not in xdg:
         cands.append(os.path.normpath(xdg))
     out: list[str] = []
+    prefix = "" if root == "/" else root.rstrip("/")
     for path in cands:
-        host = root.rstrip("/") + path
         try:
-            st = os.lstat(host)
+            st = os.lstat(prefix + path)
+            if stat.S_ISLNK(st.st_mode) and root == "/":
+                path = _follow_once(path) or path  # /var/run -> /run: hide what it points to
+                st = os.lstat(path)
         except OSError:
             continue
-        if stat.S_ISLNK(st.st_mode) and root == "/":
-            path = os.path.realpath(path)  # /var/run -> /run: hide what it points to
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
         if stat.S_ISDIR(st.st_mode) and path != "/" and not any(_under(path, h) for h in out):
             out = [h for h in out if not _under(h, path)] + [path]
     out.sort(key=lambda p: p.count("/"))
     hidden = [(os.fsencode(p), tmpfs_options(opts.tmp_size, b"mode=1777" if p == "/var/tmp" else b"mode=755",
                                              owner if p != "/var/tmp" else None)) for p in out]
     files: list[tuple[bytes, bytes]] = []
-    if root == "/" and os.path.islink("/etc/resolv.conf"):
-        real = os.path.realpath("/etc/resolv.conf")
-        if any(_under(real, h) for h in out) and os.path.isfile(real):
-            files.append((os.fsencode(real), os.fsencode(real)))  # the one file, where the link leads
+    if root == "/":
+        real = _follow_once("/etc/resolv.conf")
+        if real is not None and any(_under(real, h) for h in out):
+            real = os.path.realpath(real)  # rare: resolved fully, and bound only if a plain file
+            if os.path.isfile(real) and any(_under(real, h) for h in out):
+                files.append((os.fsencode(real), os.fsencode(real)))  # the one file, where the link leads
     return hidden, files
 
 
@@ -224,12 +233,10 @@ def _under(path: str, top: str) -> bool:
 
 
 def _masks(root: str, user: list[tuple], masks: tuple[str, ...]) -> list[bytes]:
-    """Every place inside where a masked host directory would be visible."""
+    """Every place inside where a masked host directory would be visible (``masks`` and the bind
+    sources are canonical paths already)."""
     out: list[bytes] = []
-    for m in masks:
-        real = os.path.realpath(m)
-        if not os.path.isdir(real):
-            continue
+    for real in masks:
         if _under(real, root):
             out.append(os.fsencode("/" + os.path.relpath(real, root)) if root != "/" else os.fsencode(real))
         for u in user:
