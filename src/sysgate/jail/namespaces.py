@@ -30,6 +30,7 @@ cgroup as the root.
 """
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
@@ -146,15 +147,19 @@ def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
 _USERNS: dict[tuple[bytes, bytes], tuple[int, int]] = {}  # maps -> (pid that made it, namespace fd)
 
 
+_USERNS_LOCK = _thread.allocate_lock()
+
+
 def _userns(uid_map: bytes, gid_map: bytes) -> int:
     """A user namespace with these maps, made once per process (see the module's docstring)."""
     key = (uid_map, gid_map)
-    hit = _USERNS.get(key)
-    if hit is not None and hit[0] == os.getpid():
-        return hit[1]
-    fd = _make_userns(uid_map, gid_map)
-    _USERNS[key] = (os.getpid(), fd)
-    return fd
+    with _USERNS_LOCK:
+        hit = _USERNS.get(key)
+        if hit is not None and hit[0] == os.getpid():
+            return hit[1]
+        fd = _make_userns(uid_map, gid_map)
+        _USERNS[key] = (os.getpid(), fd)
+        return fd
 
 
 def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
