@@ -8,7 +8,7 @@ How, and why this way (it is on the start-up path, so it is built for few syscal
    (the staging directory below hides what is under it); device nodes are bound by path.
 2. The root clone is made read-only, nosuid and nodev in one ``mount_setattr(AT_RECURSIVE)``
    call (no walk over submounts), then attached over a staging directory of the host view.
-3. ``/dev`` (tmpfs + bound device nodes + devpts + a ``/dev/shm`` tmpfs), ``/proc`` (fresh, with
+3. ``/dev`` (a bounded tmpfs holding ``/dev/shm``, bound device nodes, devpts), ``/proc`` (fresh, with
    ``sys``, ``sysrq-trigger``, ``irq`` and ``bus`` covered read-only as bubblewrap does), ``/tmp``,
    the *hidden trees* and the user's binds and tmpfs are mounted into it.
 4. ``pivot_root(".", ".")`` and a lazy unmount of the old root leave only the new tree.
@@ -21,9 +21,9 @@ container engines' state directories: :data:`HIDDEN`) are covered by private emp
 bound back as that one file. The filter cache directory is masked by an empty read-only tmpfs
 wherever it is visible (the root, a bind of an ancestor).
 
-**Scratch is bounded.** Every writable tmpfs (``/tmp``, ``/var/tmp``, ``/run``, ``/dev/shm``,
-``--tmpfs`` without a size) gets ``size=`` (``--tmp-size``, default :data:`DEFAULT_TMP_SIZE`) and
-``nr_inodes=``; ``/dev`` itself is tiny. Pages written to tmpfs are charged to the memory cgroup
+**Scratch is bounded.** Every writable tmpfs (``/tmp``, ``/var/tmp``, ``/run``, ``/dev`` with
+``/dev/shm`` in it, ``--tmpfs`` without a size) gets ``size=`` (``--tmp-size``, default
+:data:`DEFAULT_TMP_SIZE`) and ``nr_inodes=``. Pages written to tmpfs are charged to the memory cgroup
 of the process that writes them, which is the sandbox's when ``--memory`` is set.
 
 **No path is trusted twice, no link is followed.** Bind sources are resolved once, by the caller
@@ -61,7 +61,6 @@ HIDDEN = ("/run", "/var/run", "/var/tmp", "/var/lock", "/var/lib/docker", "/var/
 _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 _STAGES = ("/tmp", "/mnt", "/run", "/proc")
-_DEV_OPTS = b"mode=755,size=65536,nr_inodes=64"
 _MASK_OPTS = b"mode=555,size=4096,nr_inodes=4"
 
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -92,7 +91,7 @@ class MountPlan:
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
-    shm_opts: bytes
+    shm_opts: bytes  # /dev's tmpfs, which holds /dev/shm
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
                  tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: N.MountAttr = None,
@@ -183,7 +182,7 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
         attr_ro=N.MountAttr(ro, 0, 0, 0),
         attr_rw=N.MountAttr(N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV, 0, 0, 0),
         hidden=hidden, files=files, masks=_masks(root, user, masks),
-        shm_opts=tmpfs_options(opts.tmp_size, b"mode=1777"),
+        shm_opts=tmpfs_options(opts.tmp_size, b"mode=755"),
     )
 
 
@@ -197,12 +196,39 @@ def _follow_once(path: str) -> str | None:
     return os.path.normpath(target if target.startswith("/") else os.path.join(os.path.dirname(path), target))
 
 
+_HIDDEN_CACHE: dict[tuple, tuple[tuple, tuple[list, list]]] = {}
+
+
 def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[list, list]:
-    """The hidden trees that are real directories of the sandbox's root, and /etc/resolv.conf."""
+    """The hidden trees that are real directories of the sandbox's root, and /etc/resolv.conf.
+
+    Remembered per process while the directories holding the candidates keep their inode, mtime
+    and link count (creating, removing or renaming an entry changes them): a stat per parent
+    instead of an lstat per candidate on every start."""
     cands = list(HIDDEN)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and xdg.startswith("/") and "\0" not in xdg:
         cands.append(os.path.normpath(xdg))
+    prefix = "" if root == "/" else root.rstrip("/")
+    stamp = []
+    for d in sorted({os.path.dirname(c) for c in cands} | {"/etc"}):
+        try:
+            st = os.stat(prefix + d)
+            stamp.append((st.st_ino, st.st_mtime_ns, st.st_nlink))
+        except OSError:
+            stamp.append(None)
+    key = (root, xdg, opts.tmp_size, owner)
+    hit = _HIDDEN_CACHE.get(key)
+    if hit is not None and hit[0] == tuple(stamp):
+        return hit[1]
+    got = _hidden_scan(opts, root, owner, cands)
+    if len(_HIDDEN_CACHE) > 16:
+        _HIDDEN_CACHE.clear()
+    _HIDDEN_CACHE[key] = (tuple(stamp), got)
+    return got
+
+
+def _hidden_scan(opts: Options, root: str, owner: tuple[int, int] | None, cands: list[str]) -> tuple[list, list]:
     out: list[str] = []
     prefix = "" if root == "/" else root.rstrip("/")
     for path in cands:
@@ -403,7 +429,7 @@ def apply(p: MountPlan) -> None:
     rootfd = os.open(st, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     tree = _Tree(p, rootfd)
 
-    tree.tmpfs(b"/dev", _DEV_OPTS, "mount tmpfs on /dev", create=False)
+    tree.tmpfs(b"/dev", p.shm_opts, "mount tmpfs on /dev", create=False)
     dev = tree.open(b"/dev", "open /dev")
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
@@ -411,9 +437,9 @@ def apply(p: MountPlan) -> None:
         _mount(b"/dev/" + name, devp + b"/" + name, None, N.MS_BIND, None, "bind /dev/" + name.decode())
     os.mkdir(b"pts", 0o755, dir_fd=dev)
     os.mkdir(b"shm", 0o755, dir_fd=dev)
+    os.chmod(b"shm", 0o1777, dir_fd=dev)  # scratch inside /dev's own bounded tmpfs (one mount less)
     _mount(b"devpts", devp + b"/pts", b"devpts", N.MS_NOSUID | N.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
-    _mount(b"tmpfs", devp + b"/shm", b"tmpfs", N.MS_NOSUID | N.MS_NODEV, p.shm_opts, "mount tmpfs on /dev/shm")
     for name, target in _DEV_LINKS:
         os.symlink(target, name.encode(), dir_fd=dev)
     os.close(dev)
