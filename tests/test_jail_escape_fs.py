@@ -115,6 +115,15 @@ def test_host_listeners_in_hidden_trees_are_unreachable(planted_listeners: list[
     assert outcome(got[f"connect_unix:{one}"]) in ("ok", "EACCES", "EPERM"), got  # EACCES/EPERM: mediated
 
 
+@x86_only
+def test_hidden_trees_stay_hidden_under_a_bind_of_an_ancestor(planted_listeners: list[str]) -> None:
+    """``--ro-bind /var:/mnt`` (or ``/``) must not show /var/tmp's sockets again."""
+    var_tmp = next(p for p in planted_listeners if p.startswith("/var/tmp/"))
+    names = ["connect_unix:/mnt" + var_tmp[len("/var"):], "list:/mnt/tmp"]
+    got = _probe(names, {"binds": [("/var", "/mnt", True)]})
+    assert outcome(got[names[0]]) == "ENOENT" and got["list:/mnt/tmp"] == {"ok": []}, got
+
+
 def test_hidden_trees_are_private_bounded_tmpfs() -> None:
     r = run([SYSTEM_PY, "-c", "import os, json; print(json.dumps({p: [os.statvfs(p).f_blocks * os.statvfs(p).f_frsize,"
              " os.statvfs(p).f_files, sorted(os.listdir(p))] for p in ('/run', '/var/tmp', '/tmp', '/dev/shm')}))"],

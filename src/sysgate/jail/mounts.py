@@ -181,7 +181,9 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
         attr_root=N.MountAttr(ro, 0, 0, 0),
         attr_ro=N.MountAttr(ro, 0, 0, 0),
         attr_rw=N.MountAttr(N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV, 0, 0, 0),
-        hidden=hidden, files=files, masks=_masks(root, user, masks),
+        hidden=hidden, files=files,
+        # the cache wherever visible; a hidden tree also where a bind of an ancestor would show it again
+        masks=_masks(root, user, masks) + _masks(None, user, tuple(os.fsdecode(h[0]) for h in hidden)),
         shm_opts=tmpfs_options(opts.tmp_size, b"mode=755"),
     )
 
@@ -258,12 +260,12 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _masks(root: str, user: list[tuple], masks: tuple[str, ...]) -> list[bytes]:
+def _masks(root: str | None, user: list[tuple], masks: tuple[str, ...]) -> list[bytes]:
     """Every place inside where a masked host directory would be visible (``masks`` and the bind
-    sources are canonical paths already)."""
+    sources are canonical paths already); through the root view too unless ``root`` is None."""
     out: list[bytes] = []
     for real in masks:
-        if _under(real, root):
+        if root is not None and _under(real, root):
             out.append(os.fsencode("/" + os.path.relpath(real, root)) if root != "/" else os.fsencode(real))
         for u in user:
             if u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1])):
