@@ -183,7 +183,7 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
         attr_rw=N.MountAttr(N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV, 0, 0, 0),
         hidden=hidden, files=files,
         # the cache wherever visible; a hidden tree also where a bind of an ancestor would show it again
-        masks=_masks(root, user, masks) + _masks(None, user, tuple(os.fsdecode(h[0]) for h in hidden)),
+        masks=_masks(root, user, masks) + _masks(None, user, tuple(os.fsdecode(h[0]) for h in hidden), strict=True),
         shm_opts=tmpfs_options(opts.tmp_size, b"mode=755"),
     )
 
@@ -260,15 +260,16 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _masks(root: str | None, user: list[tuple], masks: tuple[str, ...]) -> list[bytes]:
+def _masks(root: str | None, user: list[tuple], masks: tuple[str, ...], strict: bool = False) -> list[bytes]:
     """Every place inside where a masked host directory would be visible (``masks`` and the bind
-    sources are canonical paths already); through the root view too unless ``root`` is None."""
+    sources are canonical paths already); through the root view too unless ``root`` is None; with
+    ``strict``, not through a bind of the directory itself (binding it is asking for it)."""
     out: list[bytes] = []
     for real in masks:
         if root is not None and _under(real, root):
             out.append(os.fsencode("/" + os.path.relpath(real, root)) if root != "/" else os.fsencode(real))
         for u in user:
-            if u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1])):
+            if u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1])) and not (strict and real == os.fsdecode(u[1])):
                 rel = os.path.relpath(real, os.fsdecode(u[1]))
                 out.append(os.fsencode(os.path.normpath(os.path.join(os.fsdecode(u[2]), rel))))
     return [b"/" + o.lstrip(b"/") for o in dict.fromkeys(out)]
