@@ -70,6 +70,36 @@ _MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _AT_SYMLINK_NOFOLLOW = 0x100
 
 
+# Init's calls keep the GIL (PyDLL): they are quick and never block, and with the vfork launcher
+# init runs on the caller's thread, so each release would let another thread of the caller (the
+# network namespace pool, say) take the interpreter in the middle of building the sandbox.
+_keep = ctypes.PyDLL(None, use_errno=True)
+_ksys = _keep.syscall
+_ksys.restype = ctypes.c_long
+_kmount = _keep.mount
+_kmount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_kclose = _keep.close
+_kclose.argtypes = [ctypes.c_int]
+
+
+_kmknodat = _keep.mknodat
+_kmknodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_ulong]
+_kmkdirat = _keep.mkdirat
+_kmkdirat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_ksymlinkat = _keep.symlinkat
+_ksymlinkat.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+_kfchmodat = _keep.fchmodat
+_kfchmodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_int]
+
+
+def _sys(name: str, *args: object) -> int:
+    return int(_ksys(N.c_long(N.NR[name]), *args))
+
+
+def _close(fd: int) -> None:
+    _kclose(fd)
+
+
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
@@ -295,7 +325,7 @@ def _user_mounts(opts: Options) -> list[tuple]:
 
 
 def _openat2(dirfd: int, path: bytes, how: _OpenHow) -> int:
-    return N.sysc("openat2", N.c_long(dirfd), path, ctypes.byref(how), N.c_long(ctypes.sizeof(how)))
+    return _sys("openat2", N.c_long(dirfd), path, ctypes.byref(how), N.c_long(ctypes.sizeof(how)))
 
 
 def _open_source(p: MountPlan, path: bytes, what: str) -> int:
@@ -310,33 +340,33 @@ def _open_source(p: MountPlan, path: bytes, what: str) -> int:
 
 def _clone_fd(fd: int, what: str) -> int:
     try:
-        return N.check(N.sysc("open_tree", N.c_long(fd), b"", N.c_long(
+        return N.check(_sys("open_tree", N.c_long(fd), b"", N.c_long(
             N.OPEN_TREE_CLONE | N.AT_RECURSIVE | N.OPEN_TREE_CLOEXEC | N.AT_EMPTY_PATH)), what)
     finally:
-        os.close(fd)
+        _close(fd)
 
 
 def _setattr(fd: int, attr: "N.MountAttr", what: str) -> None:
-    N.check(N.sysc("mount_setattr", N.c_long(fd), b"", N.c_long(N.AT_EMPTY_PATH | N.AT_RECURSIVE),
+    N.check(_sys("mount_setattr", N.c_long(fd), b"", N.c_long(N.AT_EMPTY_PATH | N.AT_RECURSIVE),
                    ctypes.byref(attr), N.c_long(ctypes.sizeof(attr))), what)
 
 
 def _attach(fd: int, target: bytes, what: str) -> None:
-    N.check(N.sysc("move_mount", N.c_long(fd), b"", N.c_long(N.AT_FDCWD), target,
+    N.check(_sys("move_mount", N.c_long(fd), b"", N.c_long(N.AT_FDCWD), target,
                    N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH)), what)
-    os.close(fd)
+    _close(fd)
 
 
 def _attach_fd(fd: int, tfd: int, what: str) -> None:
     try:
-        N.check(N.sysc("move_mount", N.c_long(fd), b"", N.c_long(tfd), b"",
+        N.check(_sys("move_mount", N.c_long(fd), b"", N.c_long(tfd), b"",
                        N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH)), what)
     finally:
-        os.close(fd)
+        _close(fd)
 
 
 def _mount(src: bytes | None, target: bytes, fstype: bytes | None, flags: int, data: bytes | None, what: str) -> None:
-    N.check(N.mount(src, target, fstype, flags, data), what)
+    N.check(_kmount(src, target, fstype, flags, data), what)
 
 
 def _fdpath(fd: int) -> bytes:
@@ -382,17 +412,17 @@ class _Tree:
                 fd = _openat2(cur, name, self.p._how)
                 if fd < 0:
                     if last and not is_dir:
-                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                        _close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
                                          0o644, dir_fd=cur))
                     else:
                         os.mkdir(name, 0o755, dir_fd=cur)
                     fd = _openat2(cur, name, self.p._how)
                     if fd < 0:
                         N.check(-1, what)
-                os.close(cur)
+                _close(cur)
                 cur = fd
         except OSError as e:
-            os.close(cur)
+            _close(cur)
             raise N.JailOSError(e.errno, f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
         return cur
 
@@ -401,7 +431,7 @@ class _Tree:
         try:
             _mount(b"tmpfs", _fdpath(fd), b"tmpfs", N.MS_NOSUID | N.MS_NODEV | flags, opts, what)
         finally:
-            os.close(fd)
+            _close(fd)
         self.mounted.append((dst, not flags & N.MS_RDONLY))
 
     def bind(self, src_fd: int, dst: bytes, is_dir: bool, what: str) -> None:
@@ -409,7 +439,7 @@ class _Tree:
         try:
             _attach_fd(src_fd, tfd, what)
         finally:
-            os.close(tfd)
+            _close(tfd)
         self.mounted.append((dst, False))
 
 
@@ -436,16 +466,16 @@ def apply(p: MountPlan) -> None:
     dev = tree.open(b"/dev", "open /dev")
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
-        os.mknod(name, 0o666 | stat.S_IFREG, dir_fd=dev)
+        N.check(_kmknodat(dev, name, 0o666 | stat.S_IFREG, 0), "make /dev/" + name.decode())
         _mount(b"/dev/" + name, devp + b"/" + name, None, N.MS_BIND, None, "bind /dev/" + name.decode())
-    os.mkdir(b"pts", 0o755, dir_fd=dev)
-    os.mkdir(b"shm", 0o755, dir_fd=dev)
-    os.chmod(b"shm", 0o1777, dir_fd=dev)  # scratch inside /dev's own bounded tmpfs (one mount less)
+    N.check(_kmkdirat(dev, b"pts", 0o755), "make /dev/pts")
+    N.check(_kmkdirat(dev, b"shm", 0o755), "make /dev/shm")
+    N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
     _mount(b"devpts", devp + b"/pts", b"devpts", N.MS_NOSUID | N.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
     for name, target in _DEV_LINKS:
-        os.symlink(target, name.encode(), dir_fd=dev)
-    os.close(dev)
+        N.check(_ksymlinkat(target.encode(), dev, name.encode()), "link /dev/" + name)
+    _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")
     try:
@@ -454,16 +484,16 @@ def apply(p: MountPlan) -> None:
         else:
             _attach_fd(proc_fd, pfd, "bind the host's /proc")
     finally:
-        os.close(pfd)
+        _close(pfd)
     proc = _fdpath(tree.open(b"/proc", "open /proc"))
     for d in PROC_COVERS:
         path = proc + b"/" + d.encode()
-        if N.mount(path, path, None, N.MS_BIND | N.MS_REC, None) == 0:
+        if _kmount(path, path, None, N.MS_BIND | N.MS_REC, None) == 0:
             _mount(None, path, None, N.MS_REMOUNT | N.MS_BIND | N.MS_RDONLY | N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC,
                    None, f"make /proc/{d} read-only")
         elif N.errno_of() != 2:  # absent in this kernel (ENOENT) is fine
             N.check(-1, f"cover /proc/{d}")
-    os.close(int(proc.rsplit(b"/", 1)[1]))
+    _close(int(proc.rsplit(b"/", 1)[1]))
 
     tree.tmpfs(b"/tmp", p.tmp_opts, "mount tmpfs on /tmp", create=False)
     for dst, opts in p.hidden:
@@ -475,7 +505,7 @@ def apply(p: MountPlan) -> None:
             try:
                 _setattr(fd, p.attr_ro if m[3] else p.attr_rw, "set flags of bind " + m[2].decode())
             except OSError:
-                os.close(fd)
+                _close(fd)
                 raise
             tree.bind(fd, m[2], m[4], what)
         else:
@@ -489,7 +519,7 @@ def apply(p: MountPlan) -> None:
         except OSError as e:
             if e.errno != 2:  # not visible there after all (under a hidden tree or a --tmpfs)
                 raise
-    os.close(rootfd)
+    _close(rootfd)
 
     os.chdir(st)
     N.check(N.sysc("pivot_root", b".", b"."), "pivot_root into the new root")

@@ -239,15 +239,23 @@ def finish(p: NsPlan) -> None:
         _become_unprivileged(p)
 
 
+_ksys = ctypes.PyDLL(None, use_errno=True).syscall  # keeps the GIL: see mounts.py
+_ksys.restype = ctypes.c_long
+
+
+def _k(name: str, *args: int) -> int:
+    return int(_ksys(N.c_long(N.NR[name]), *(N.c_long(a) for a in args)))
+
+
 def _become_unprivileged(p: NsPlan) -> None:
-    N.check(N.sysc("setns", N.c_long(p.userns_fd), N.c_long(N.CLONE_NEWUSER)), "enter the sandbox's user namespace")
+    N.check(_k("setns", p.userns_fd, N.CLONE_NEWUSER), "enter the sandbox's user namespace")
     # Raw syscalls, never glibc's wrappers: they would broadcast the change to the caller's threads.
-    N.check(N.sysc("setgroups", N.c_long(0), None), "drop supplementary groups")
+    N.check(_k("setgroups", 0, 0), "drop supplementary groups")
     gid, uid = p.ids[1], p.ids[0]
-    N.check(N.sysc("setresgid", N.c_long(gid), N.c_long(gid), N.c_long(gid)), "set the sandbox's gid")
-    N.check(N.sysc("setresuid", N.c_long(uid), N.c_long(uid), N.c_long(uid)), "set the sandbox's uid")
+    N.check(_k("setresgid", gid, gid, gid), "set the sandbox's gid")
+    N.check(_k("setresuid", uid, uid, uid), "set the sandbox's uid")
     if p.die_with_parent:  # a credential change clears the parent-death signal
-        N.prctl(N.PR_SET_PDEATHSIG, 9)
+        _k("prctl", N.PR_SET_PDEATHSIG, 9)
         if p.lifeline >= 0:
             os.set_blocking(p.lifeline, False)
             try:
