@@ -24,11 +24,25 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 HIDDEN = ("/tmp/", "/var/tmp/", "/run/", "/var/run/", "/dev/shm/")
 
 
+def _open_to_others(path: str) -> bool:
+    """Every directory on the way is searchable by others: a root caller's sandbox runs as an
+    unprivileged host id, so pyenv under a 0700 /root is out of its reach."""
+    parts = os.path.realpath(path).split("/")
+    for i in range(2, len(parts) + 1):
+        try:
+            if not os.stat("/".join(parts[:i])).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def _sandbox_python() -> str:
     """The interpreter for commands *inside* a sandbox: this one, or the one its venv points at (a CI
-    checkout with its .venv may sit in a hidden tree such as /tmp), else the system's."""
+    checkout with its .venv may sit in a hidden tree such as /tmp), if others can reach it; else the
+    system's."""
     for cand in (sys.executable, os.path.realpath(sys.executable)):
-        if not cand.startswith(HIDDEN):
+        if not cand.startswith(HIDDEN) and not os.path.realpath(cand).startswith(HIDDEN) and _open_to_others(cand):
             return cand
     return SYSTEM_PY
 

@@ -161,7 +161,8 @@ def test_python_profile_through_the_bootstrap(tmp_path: Path) -> None:
     os.write(w, prog)
     os.close(w)
     try:
-        argv = python_argv([sys.executable, "-S", str(script), "one", "two"], r)
+        # outside a sandbox the interpreter's own files are writable (by root, or a pyenv's owner): unchecked
+        argv = python_argv([sys.executable, "-S", str(script), "one", "two"], r, check_paths=False)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         p = subprocess.run(argv, pass_fds=[r], capture_output=True, text=True, timeout=60, env=env)
     finally:
@@ -174,16 +175,18 @@ def test_python_profile_through_the_bootstrap(tmp_path: Path) -> None:
     r, w = os.pipe()
     os.write(w, b"\x06\x00\x00\x00")  # 4 bytes: not a program
     os.close(w)
-    p = subprocess.run(python_argv([sys.executable, "-c", "print('ran')"], r), pass_fds=[r],
+    p = subprocess.run(python_argv([sys.executable, "-c", "print('ran')"], r, check_paths=False), pass_fds=[r],
                        capture_output=True, text=True, timeout=60)
     os.close(r)
     assert p.returncode == 126 and "ran" not in p.stdout and "cannot install the seccomp filter" in p.stderr
 
 
 def test_python_argv_forms() -> None:
-    assert python_argv(["python3", "-m", "json.tool", "x"], 5)[1:2] == ["-c"]
+    assert python_argv(["python3", "-m", "json.tool", "x"], 5)[1:4] == ["-I", "-S", "-c"]
     argv = python_argv(["python3", "-u", "-X", "dev", "s.py", "a"], 7)
-    assert argv[:5] == ["python3", "-u", "-X", "dev", "-c"] and argv[-3:] == ["7", "s.py", "a"]
+    assert argv[:7] == ["python3", "-I", "-S", "-u", "-X", "dev", "-c"]
+    assert argv[-7:] == ["7", "checked", "0", "0", "0", "s.py", "a"]       # the user's -I, -S, -E: none
+    assert python_argv(["python3", "-SE", "s.py"], 7)[-4:-1] == ["0", "1", "1"]
     for bad in ([], ["python3"], ["python3", "-"], ["python3", "-c"]):
         with pytest.raises(ValueError):
             python_argv(bad, 3)

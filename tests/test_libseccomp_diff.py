@@ -322,14 +322,15 @@ def _docker_default_builds() -> dict[tuple[str, str], tuple[dict, dict]]:
 
 @pytest.mark.parametrize("primary,caps", _DOCKER_CASES)
 def test_docker_default_same_as_libseccomp(primary: str, caps: str) -> None:
-    """moby's default compiled by sysgate (``resolve("docker-default", caps=...)``) and by
+    """moby's default compiled by sysgate (``resolve(builtin_path("docker-default"), caps=...)``: moby's
+    file itself; the built-in *name* adds sysgate's hardening overlay) and by
     libseccomp from an independent moby/runc resolution of the same JSON, with the same caps:
     the same action for every number 0-1023 on every covered arch, each tested argument at its
     boundary values (every value and valueTwo of the profile, +-1, and the 32/64-bit edges)."""
-    from sysgate.profiles import resolve
+    from sysgate.profiles import builtin_path, resolve
 
     req, lib = _docker_default_builds()[(primary, caps)]
-    policy = resolve("docker-default", arch=primary, caps=_cap_sets()[caps])
+    policy = resolve(builtin_path("docker-default"), arch=primary, caps=_cap_sets()[caps])
     assert [A.get(a).libseccomp.removeprefix("SCMP_ARCH_") for a in policy.arches] == req["arches"]
     ours = compile_policy(policy).insns
     unknown = set(lib["unknown"])  # names libseccomp 2.5.4 does not know: runc leaves them out
