@@ -53,8 +53,12 @@ def filter_program(known: Iterable[str] = ()) -> bytes:
 
 
 def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
-           known: Iterable[str] = ()) -> Observations:
-    """Run ``argv`` under the seccomp-assisted ptrace recorder (see the module doc)."""
+           jail: bool = False, known: Iterable[str] = ()) -> Observations:
+    """Run ``argv`` under the seccomp-assisted ptrace recorder (see the module doc).
+
+    Calls count from a task's first exec on (and its children's); with ``jail`` not from the
+    top task's own exec (the jail's), only from the command's.
+    """
     import json
     import select
     import time
@@ -68,7 +72,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
         try:
             os.close(rfd)
             try:
-                obs = _tracer_main(argv, env, timeout, program)
+                obs = _tracer_main(argv, env, timeout, program, jail)
                 msg = {"ok": obs.to_json()}
             except RecordingInterrupted as e:
                 msg = {"interrupted": str(e), "obs": e.observations.to_json()}
@@ -119,7 +123,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
 
 
 def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float | None,
-                 program: bytes) -> Observations:
+                 program: bytes, jail: bool) -> Observations:
     from ..kernel.seccomp import install
     from ..kernel.syscall import prctl
 
@@ -176,9 +180,21 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     unpack = struct.Struct("=B3xIQQQ6Q").unpack_from
     arch_names: dict[int, str] = {}
     calls = obs.calls
-    exec_checked = False
     main_status = None
     fresh: set[int] = set()
+    started: set[int] = set()  # tasks whose calls count: see record()
+    skip_exec = {top} if jail else set()
+
+    def inherit(pid: int) -> None:
+        # A new task counts if its process or its parent process does (read from /proc: the
+        # child's first stop may come before its parent's fork event).
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                ids = {k: v.strip() for k, _, v in (ln.partition(":") for ln in f)}
+            if int(ids["Tgid"]) in started or int(ids["PPid"]) in started:
+                started.add(pid)
+        except (OSError, KeyError, ValueError):
+            pass
     seen_stop: set[int] = {top}
     sysc(nr_ptrace, c_cont, c_long(top), c_zero, c_zero)
     while tasks:
@@ -199,7 +215,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             tasks.add(pid)
             os.kill(pid, signal.SIGKILL)
         if event == EV_SECCOMP:
-            if sysc(nr_ptrace, c_getinfo, c_long(pid), size, addr) > 0:
+            if pid in started and sysc(nr_ptrace, c_getinfo, c_long(pid), size, addr) > 0:
                 op, token, _ip, _sp, nr, a0, a1, a2, a3, a4, a5 = unpack(buf.raw)
                 arch = arch_names.get(token)
                 if arch is None:
@@ -216,6 +232,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                     obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))
         elif pid not in tasks or (pid in fresh and sig == signal.SIGSTOP):
             tasks.add(pid)  # first stop of an auto-attached child
+            inherit(pid)
             fresh.discard(pid)
             seen_stop.add(pid)
         elif sig == signal.SIGTRAP and event in (EV_FORK, EV_VFORK, EV_CLONE):
@@ -223,10 +240,14 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             sysc(nr_ptrace, c_long(PTRACE_GETEVENTMSG), c_long(pid), c_zero, ctypes.byref(msg))
             if msg.value not in seen_stop:
                 fresh.add(msg.value)
+            elif pid in started:
+                started.add(msg.value)
             tasks.add(msg.value)
         elif sig == signal.SIGTRAP and event == EV_EXEC:
-            if not exec_checked and pid == top:
-                exec_checked = True
+            if pid in skip_exec:
+                skip_exec.discard(pid)
+            else:
+                started.add(pid)
         elif sig == signal.SIGTRAP and event == EV_STOP:
             pass
         else:
@@ -245,6 +266,10 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     if err:
         raise CommandNotStarted(err)
     obs.tasks = len(seen_stop)
+    from ..arch import native
+
+    if calls and native().has("execve"):  # the command's first execve came before its exec event
+        obs.saw(native().name, native().nr("execve"))
     if main_status is not None:
         obs.returncode = os.waitstatus_to_exitcode(main_status)
     if interrupted:

@@ -199,8 +199,12 @@ def _event_fields(inst: _Instance, event: str) -> list[str] | None:
 
 
 def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
-           buffer_kb: int = 8192) -> Observations:
+           jail: bool = False, buffer_kb: int = 8192) -> Observations:
     """Run ``argv`` and return what its process tree called (see the module doc).
+
+    A task's calls count from its first exec on (and its children's), so the held child's own
+    calls are not recorded; with ``jail`` (``argv`` is ``sysgate run``) the top task's own exec
+    does not count either: only the command the jail execs, and what it starts, is recorded.
 
     Raises CommandNotStarted, RecordError (tracing unavailable, events lost) and
     RecordingInterrupted (Ctrl-C or ``timeout``) carrying what was seen so far.
@@ -242,7 +246,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
         inst.write("tracing_on", "1")
         child.release()
         top = child.pid
-        return _follow(inst, pipe_fd, top, nat, refined, obs, timeout)
+        return _follow(inst, pipe_fd, top, nat, refined, obs, timeout, jail)
     except BaseException:
         if child is not None:
             child.abandon()
@@ -256,12 +260,13 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
 
 
 def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str, _Refined], obs: Observations,
-            timeout: float | None) -> Observations:
+            timeout: float | None, jail: bool) -> Observations:
     nat_arch = native()
     by_nr = {nat_arch.nr(n): r for n, r in refined.items()}
     task_arch: dict[int, str] = {top: nat}
     started: set[int] = set()  # tasks past the command's first exec (the held child's own calls are not the command's)
     tasks: set[int] = {top}
+    skip_exec: set[int] = {top} if jail else set()  # in a jail, the top task's exec is the jail's
     in_play: set[str] = {nat}
     dirty_enter = dirty_exit = False
     dirty_refined: set[str] = set()
@@ -341,6 +346,9 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             em = _EXEC.search(rest)
             if em:
                 fname, p = em.group(1), int(em.group(2))
+                if p in skip_exec:
+                    skip_exec.discard(p)
+                    return
                 started.add(p)
                 a = elf_arch(fname) or (elf_arch(f"/proc/{p}/exe") if not fname.startswith("/") else None)
                 if a is not None:
