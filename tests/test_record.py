@@ -141,7 +141,7 @@ def test_shell_pipeline_recorded_in_jail_runs_under_its_profile(tmp_path: Path) 
     run = _sysgate("run", "--profile", str(prof), "--", "sh", "-c", SHELL)
     assert (run.returncode, run.stdout) == (0, rec.stdout), run.stderr
     # A call the recording never needed (mkdir) is refused by the kernel with the default EPERM.
-    probe = _sysgate("run", "--profile", str(prof), "--", "sh", "-c", SHELL + "; mkdir /tmp/d")
+    probe = _sysgate("run", "--profile", str(prof), "--", "sh", "-c", SHELL + "; exec mkdir /tmp/d")
     assert probe.returncode == 1 and probe.stdout == rec.stdout, probe.stderr
     assert b"Operation not permitted" in probe.stderr, probe.stderr
 
