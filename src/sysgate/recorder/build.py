@@ -50,6 +50,7 @@ class Report:
     returncode: int | None = None
     tasks: int = 0
     partial: bool = False
+    elapsed: float | None = None                         # the command's own run time, seconds
 
     def text(self) -> str:
         lines = [f"recorded with {self.method}: {self.tasks} task(s), exit status {self.returncode}"
@@ -197,5 +198,5 @@ def build(obs: Observations, *, default: Action, no_args: bool = False, merge: P
         refined=refined, names_only=names_only,
         seen_once=sorted(n for n, c in counts.items() if c == 1 and n not in _NO_RETURN),
         error_only=error_only, denied_by_base=denied_by_base, exec_path=exec_path, notes=notes,
-        returncode=obs.returncode, tasks=obs.tasks, partial=partial)
+        returncode=obs.returncode, tasks=obs.tasks, partial=partial, elapsed=obs.elapsed)
     return policy, report

@@ -42,6 +42,7 @@ class Observations:
     args_missing: dict[str, set[int]] = field(default_factory=dict)  # arch -> refinable nrs seen without their args
     returncode: int | None = None                                   # the command's, subprocess style
     tasks: int = 0                                                  # processes and threads followed
+    elapsed: float | None = None                                    # seconds from the command's start to its end
     notes: list[str] = field(default_factory=list)
 
     def saw(self, arch: str, nr: int, n: int = 1) -> None:
@@ -63,7 +64,7 @@ class Observations:
             "succeeded": None if self.succeeded is None else {a: sorted(s) for a, s in self.succeeded.items()},
             "args": {a: {str(k): sorted(list(t) for t in v) for k, v in d.items()} for a, d in self.args.items()},
             "args_missing": {a: sorted(s) for a, s in self.args_missing.items()},
-            "returncode": self.returncode, "tasks": self.tasks, "notes": self.notes,
+            "returncode": self.returncode, "tasks": self.tasks, "notes": self.notes, "elapsed": self.elapsed,
         })
 
     @classmethod
@@ -76,5 +77,5 @@ class Observations:
             succeeded=None if succ is None else {a: set(s) for a, s in succ.items()},
             args={a: {int(k): {tuple(t) for t in v} for k, v in m.items()} for a, m in d["args"].items()},
             args_missing={a: set(s) for a, s in d["args_missing"].items()},
-            returncode=d["returncode"], tasks=d["tasks"], notes=list(d["notes"]),
+            returncode=d["returncode"], tasks=d["tasks"], notes=list(d["notes"]), elapsed=d["elapsed"],
         )

@@ -43,12 +43,15 @@ _INFO_SIZE = 88  # struct ptrace_syscall_info with the seccomp member
 
 def filter_program(known: Iterable[str] = ()) -> bytes:
     """The tracee's filter: TRACE for everything but the ``known`` names, on every arch."""
+    known = set(known)
+    if not known:  # one instruction, and no compiler to import: ``ret SECCOMP_RET_TRACE``
+        return struct.pack("=HBBI", 0x06, 0, 0, 0x7FF00000)
     from ..arch import native
     from ..compiler import compile_policy
     from ..policy import ALLOW, Policy, Rule, trace
 
     a = native()
-    rules = tuple(Rule(n, ALLOW, ()) for n in sorted(set(known)) if a.has(n))
+    rules = tuple(Rule(n, ALLOW, ()) for n in sorted(known) if a.has(n))
     return compile_policy(Policy(trace(0), rules, (a.name,), trace(0))).to_bytes()
 
 
@@ -161,6 +164,9 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     if timeout is not None:
         signal.signal(signal.SIGALRM, on_signal)
         signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
+    import time
+
+    t0 = time.monotonic()
     child.release(wait=False)
     _, st = os.waitpid(top, WALL)
     if not os.WIFSTOPPED(st):
@@ -177,6 +183,14 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     c_getinfo, c_cont = ctypes.c_long(PTRACE_GET_SYSCALL_INFO), ctypes.c_long(PTRACE_CONT)
     c_zero = ctypes.c_long(0)
     c_long = ctypes.c_long
+    # The per-stop calls through a prototype taking plain ints: no ctypes objects made per stop
+    # (syscall(2) is variadic, but integer arguments are passed alike on x86_64 and aarch64).
+    fast = ctypes.CDLL(None, use_errno=True).syscall
+    fast.argtypes = (ctypes.c_long,) * 5
+    fast.restype = ctypes.c_long
+    NR, GETINFO, CONT, ADDR = _nr("ptrace"), PTRACE_GET_SYSCALL_INFO, PTRACE_CONT, ctypes.addressof(buf)
+    waitpid = os.waitpid
+    WIFSTOPPED = os.WIFSTOPPED
     unpack = struct.Struct("=B3xIQQQ6Q").unpack_from
     arch_names: dict[int, str] = {}
     calls = obs.calls
@@ -199,24 +213,12 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     sysc(nr_ptrace, c_cont, c_long(top), c_zero, c_zero)
     while tasks:
         try:
-            pid, st = os.waitpid(-1, WALL)
+            pid, st = waitpid(-1, WALL)
         except ChildProcessError:
             break
-        except InterruptedError:
-            continue
-        if not os.WIFSTOPPED(st):
-            if os.WIFEXITED(st) or os.WIFSIGNALED(st):
-                tasks.discard(pid)
-                if pid == top:
-                    main_status = st
-            continue
-        sig, event, inject = os.WSTOPSIG(st), st >> 16, 0
-        if interrupted:
-            tasks.add(pid)
-            os.kill(pid, signal.SIGKILL)
-        if event == EV_SECCOMP:
-            if pid in started and sysc(nr_ptrace, c_getinfo, c_long(pid), size, addr) > 0:
-                op, token, _ip, _sp, nr, a0, a1, a2, a3, a4, a5 = unpack(buf.raw)
+        if (st >> 8) == 0x705 and pid in started:  # SIGTRAP | PTRACE_EVENT_SECCOMP << 8: the hot path
+            if fast(NR, GETINFO, pid, _INFO_SIZE, ADDR) > 0:
+                _op, token, _ip, _sp, nr, a0, a1, a2, a3, a4, a5 = unpack(buf.raw)
                 arch = arch_names.get(token)
                 if arch is None:
                     cands = by_token(token)
@@ -227,9 +229,24 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 if per is None:
                     per = calls[arch] = {}
                 per[nr] = per.get(nr, 0) + 1
-                name = _name(arch, nr)
-                if name in refine.SPECS:
-                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))
+                if _name(arch, nr) in refine.SPECS:
+                    obs.saw_args(arch, nr, refine.key(_name(arch, nr), (a0, a1, a2, a3, a4, a5)))
+            if not interrupted:
+                fast(NR, CONT, pid, 0, 0)
+                continue
+        if not WIFSTOPPED(st):
+            if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+                tasks.discard(pid)
+                if pid == top:
+                    main_status = st
+                    obs.elapsed = time.monotonic() - t0
+            continue
+        sig, event, inject = os.WSTOPSIG(st), st >> 16, 0
+        if interrupted:
+            tasks.add(pid)
+            os.kill(pid, signal.SIGKILL)
+        if event == EV_SECCOMP:
+            pass  # a task whose calls do not count (yet), or one being killed
         elif pid not in tasks or (pid in fresh and sig == signal.SIGSTOP):
             tasks.add(pid)  # first stop of an auto-attached child
             inherit(pid)

@@ -1,6 +1,6 @@
 """The fast path: record with the kernel's syscall tracepoints, no stop per call.
 
-An own trace instance (``instances/sysgate-<pid>``) follows the command's process tree with
+An own trace instance (``instances/sysgate-<pid>-<n>``) follows the command's process tree with
 ``set_event_pid`` and ``options/event-fork`` (the kernel adds each child to the pid filter as it
 forks). Enabled events:
 
@@ -50,7 +50,6 @@ _LINE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+\S+\s+[\d.]+: (\w+)(?:: |\()(.*)$")
 _LOST = re.compile(r"LOST (\d+) EVENTS")
 _FORK = re.compile(r"pid=(\d+) child_comm=.* child_pid=(\d+)")
 _EXEC = re.compile(r"filename=(.*) pid=(\d+) old_pid=(\d+)$")
-_REFRESH = 0.02  # seconds between filter rewrites: batches what was learned meanwhile
 
 
 def _find_mounted() -> str | None:
@@ -105,14 +104,20 @@ class _Tracefs:
                 pass
 
 
+_SERIAL = 0
+
+
 class _Instance:
     def __init__(self, fs: _Tracefs) -> None:
         self.fs = fs
-        self.path = os.path.join(fs.root, "instances", f"sysgate-{os.getpid()}")
+        global _SERIAL
+        _SERIAL += 1  # one process may record again while an earlier instance is still being removed
+        self.path = os.path.join(fs.root, "instances", f"sysgate-{os.getpid()}-{_SERIAL}")
+        self.fresh = True
         try:
             os.mkdir(self.path)
-        except FileExistsError:  # left by a killed recorder with our pid: ours to reuse
-            pass
+        except FileExistsError:  # left by a killed recorder with our pid: ours to reuse, once cleared
+            self.fresh = False
         except OSError as e:
             raise RecordError(f"record: cannot create a trace instance: {e.strerror}") from None
 
@@ -199,7 +204,7 @@ def _event_fields(inst: _Instance, event: str) -> list[str] | None:
 
 
 def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
-           jail: bool = False, buffer_kb: int = 8192) -> Observations:
+           jail: bool = False, buffer_kb: int = 4096) -> Observations:
     """Run ``argv`` and return what its process tree called (see the module doc).
 
     A task's calls count from its first exec on (and its children's), so the held child's own
@@ -222,8 +227,9 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     try:
         inst = _Instance(fs)
         inst.write("tracing_on", "0")
-        inst.write("buffer_size_kb", str(buffer_kb))
-        inst.write("trace", "")
+        inst.write("buffer_size_kb", str(buffer_kb))  # per CPU
+        if not inst.fresh:
+            inst.write("trace", "")
         inst.write("options/event-fork", "1")
         refined: dict[str, _Refined] = {}
         for name in refine.SPECS:
@@ -244,9 +250,10 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
         inst.write("set_event_pid", str(child.pid))
         pipe_fd = os.open(os.path.join(inst.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
         inst.write("tracing_on", "1")
+        t0 = time.monotonic()
         child.release()
         top = child.pid
-        return _follow(inst, pipe_fd, top, nat, refined, obs, timeout, jail)
+        return _follow(inst, pipe_fd, top, nat, refined, obs, timeout, jail, t0)
     except BaseException:
         if child is not None:
             child.abandon()
@@ -254,13 +261,40 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     finally:
         if pipe_fd >= 0:
             os.close(pipe_fd)
+        _dispose(inst, fs)
+
+
+_PENDING: list = []
+
+
+def _dispose(inst: _Instance | None, fs: _Tracefs) -> None:
+    """Remove the instance (and our tracefs mount) in the background: freeing the ring buffers
+    takes the kernel ~100 ms, which the caller need not wait for. Pending removals are finished
+    before the interpreter exits (:func:`wait_cleanup`), so nothing is left behind."""
+    import threading
+
+    def work() -> None:
         if inst is not None:
             inst.remove()
         fs.close()
 
+    if not _PENDING:
+        import atexit
+
+        atexit.register(wait_cleanup)
+    t = threading.Thread(target=work, name="sysgate-tracefs-cleanup", daemon=True)
+    t.start()
+    _PENDING.append(t)
+
+
+def wait_cleanup() -> None:
+    """Wait until every trace instance this process created is removed."""
+    while _PENDING:
+        _PENDING.pop().join()
+
 
 def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str, _Refined], obs: Observations,
-            timeout: float | None, jail: bool) -> Observations:
+            timeout: float | None, jail: bool, t0: float) -> Observations:
     nat_arch = native()
     by_nr = {nat_arch.nr(n): r for n, r in refined.items()}
     task_arch: dict[int, str] = {top: nat}
@@ -270,7 +304,6 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
     in_play: set[str] = {nat}
     dirty_enter = dirty_exit = False
     dirty_refined: set[str] = set()
-    last_refresh = 0.0
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = b""
     lost = 0
@@ -406,26 +439,35 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             pending = lines.pop()
             for ln in lines:
                 handle(ln.decode(errors="replace"))
+            # Narrow the filters as soon as something was learned: while the buffer floods, every
+            # event read is one the kernel could have dropped before recording it.
+            if dirty_enter or dirty_exit or dirty_refined:
+                refresh()
 
     poller = select.poll()
     poller.register(pipe_fd, select.POLLIN)
+    try:  # wakes the loop the moment the command ends (else the 50 ms poll timeout)
+        pidfd = os.pidfd_open(top)
+        poller.register(pidfd, select.POLLIN)
+    except (AttributeError, OSError):
+        pidfd = -1
     try:
         while status is None:
             poller.poll(50)
             drain()
             now = time.monotonic()
-            if now - last_refresh >= _REFRESH:
-                refresh()
-                last_refresh = now
             pid, st = os.waitpid(top, os.WNOHANG)
             if pid == top:
                 status = st
+                obs.elapsed = time.monotonic() - t0
                 break
             if deadline is not None and now > deadline:
                 interrupted = f"timed out after {timeout} s"
                 break
     except KeyboardInterrupt:
         interrupted = "interrupted"
+    if pidfd >= 0:
+        os.close(pidfd)
     if interrupted:
         _kill_tree(top, tasks)
         try:
