@@ -315,20 +315,25 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             return "x32"
         return task_arch.get(pid, nat)
 
+    # Numbers in the order they were learned: the kernel evaluates a filter's && chain until the
+    # first false term, and the calls a program makes most are the ones learned first.
+    enter_order: dict[int, None] = {}
+    exit_order: dict[int, None] = {}
+
     def enter_filter() -> str:
         # A number is excluded once seen twice in every ABI in play (exact "seen once").
         common = None
         for a in in_play:
             nrs = {n for n, c in obs.calls.get(a, {}).items() if c >= 2}
             common = nrs if common is None else common & nrs
-        return "&&".join(f"id!={n}" for n in sorted(common or ())) or "0"  # "0" clears the filter
+        return "&&".join(f"id!={n}" for n in enter_order if n in (common or ())) or "0"  # "0" clears the filter
 
     def exit_filter() -> str:
         common = None
         for a in in_play:
             nrs = set((obs.succeeded or {}).get(a, ()))
             common = nrs if common is None else common & nrs
-        return "&&".join(["ret>=0", *(f"id!={n}" for n in sorted(common or ()))])
+        return "&&".join(["ret>=0", *(f"id!={n}" for n in exit_order if n in (common or ()))])
 
     def handle(line: str) -> None:
         nonlocal dirty_enter, dirty_exit, lost
@@ -349,6 +354,7 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             obs.saw(arch, nr)
             if before < 2 <= before + 1:
                 dirty_enter = True
+                enter_order[nr] = None
             name = get_arch(arch).name_of(nr)
             if name in refine.SPECS:
                 args = [int(x, 16) for x in args_text.rstrip(")").split(", ")]
@@ -367,6 +373,7 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             if nr not in (obs.succeeded or {}).get(arch, ()):
                 obs.saw_success(arch, nr)
                 dirty_exit = True
+                exit_order[nr] = None
         elif event == "sched_process_fork":
             fm = _FORK.search(rest)
             if fm:
