@@ -313,6 +313,7 @@ def test_elf_arch_of_images(tmp_path: Path) -> None:
 def test_tracefs_leaves_no_instance_or_mount() -> None:
     from jail_support import mount_ids
 
+    tracefs.wait_cleanup()  # earlier tests' recordings
     before = mount_ids()
     record(["true"], method="tracefs", timeout=30)
     tracefs.wait_cleanup()
