@@ -19,6 +19,7 @@ import pytest
 from jail_support import PY, ROOT, as_nobody, needs_userns, no_leftovers  # noqa: F401
 
 import sysgate
+from sysgate.arch import get as get_arch
 from sysgate.arch import native
 from sysgate.policy import ActionKind, Condition, Op, Policy, Rule, errno
 from sysgate.recorder import CommandNotStarted, RecordingInterrupted, record
@@ -321,3 +322,56 @@ def test_tracefs_leaves_no_instance_or_mount() -> None:
     root = tracefs._find_mounted()
     if root is not None:
         assert not [d for d in os.listdir(os.path.join(root, "instances")) if d.startswith(f"sysgate-{os.getpid()}-")]
+
+
+T32 = r"""
+static long sc1(long n, long a) { long r; __asm__ volatile ("int $0x80" : "=a"(r) : "a"(n), "b"(a) : "memory"); return r; }
+static long sc3(long n, long a, long b, long c) {
+    long r; __asm__ volatile ("int $0x80" : "=a"(r) : "a"(n), "b"(a), "c"(b), "d"(c) : "memory"); return r; }
+void _start(void) {
+    sc1(20, 0);                      /* getpid (x86_64 20 is writev) */
+    sc1(64, 0);                      /* getppid (x86_64 64 is semget) */
+    sc3(4, 1, (long)"ok32\n", 5);    /* write */
+    sc1(1, 0);                       /* exit */
+    for (;;) ;
+}
+"""
+
+
+def _build_t32(tmp: Path) -> Path:
+    if NAT.name != "x86_64" or not shutil.which("gcc"):
+        pytest.skip("needs gcc on x86_64")
+    (tmp / "t32.c").write_text(T32)
+    exe = tmp / "t32"
+    r = subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-O1", "-o", str(exe),
+                        str(tmp / "t32.c")], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("gcc cannot build 32-bit code here")
+    if subprocess.run([str(exe)], capture_output=True).stdout != b"ok32\n":
+        pytest.skip("the kernel does not run 32-bit programs")
+    return exe
+
+
+@needs_userns
+@pytest.mark.parametrize("method", METHODS)
+def test_32bit_child_recorded_under_x86(method: str, tmp_path: Path) -> None:
+    exe = _build_t32(tmp_path)
+    policy, report = record(["sh", "-c", f"{exe}; echo done"], method=method, timeout=30)
+    assert "x86" in policy.arches and NAT.name in policy.arches
+    for name in ("getpid", "getppid"):
+        assert evaluate(policy, "x86", get_arch("x86").nr(name), ()).kind is ActionKind.ALLOW, name
+    if method == "ptrace":  # exact per call: the 32-bit exit is there too
+        assert evaluate(policy, "x86", get_arch("x86").nr("exit"), (0,)).kind is ActionKind.ALLOW
+    # kernel-judged: the profile runs it inside the jail, and refuses an x86 call it never made
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps(json.loads(_export(policy))))
+    r = _sysgate("run", "--ro-bind", f"{tmp_path}:/mnt", "--profile", str(prof), "--", "sh", "-c",
+                 "/mnt/t32; echo done")
+    assert r.stdout == b"ok32\ndone\n", r.stderr
+    assert evaluate(policy, "x86", get_arch("x86").nr("mkdir"), (0, 0)).kind is ActionKind.ERRNO
+
+
+def _export(policy: Policy) -> str:
+    from sysgate.formats.registry import write
+
+    return write(policy, "docker").text

@@ -396,7 +396,11 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                     if a not in in_play:
                         in_play.add(a)
                         dirty_enter = dirty_exit = True
-                        obs.notes.append(f"a task ran {fname} ({a}): recorded under {a}")
+                        obs.notes.append(
+                            f"a task ran {fname} ({a}): recorded under {a}; the fast path learns a task's ABI "
+                            f"from its exec, so {a} calls of its first moments whose numbers were already known "
+                            f"as {nat} calls may be missing and {a} arguments are not refined (--method ptrace "
+                            f"records every call with its ABI)")
         elif event.startswith("sys_"):
             name = event[4:]
             r = refined.get(name)
