@@ -375,3 +375,25 @@ def _export(policy: Policy) -> str:
     from sysgate.formats.registry import write
 
     return write(policy, "docker").text
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ctrl_c_writes_nothing_unless_partial(method: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "p.json"
+    for partial, want in ((False, 130), (True, 0)):
+        proc = subprocess.Popen([sys.executable, "-m", "sysgate", "record", "--method", method, "-o", str(out),
+                                 *(["--partial"] if partial else []), "--", "sleep", "20"],
+                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.5)  # well into the recording (start-up takes a fraction of that)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == want, err
+        assert out.exists() == partial, err

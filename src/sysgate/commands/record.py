@@ -76,6 +76,9 @@ def cmd_record(args: Any) -> int:
     except RecordingInterrupted as e:
         print(f"sysgate: {e}; nothing written (--partial writes what was seen)", file=sys.stderr)
         return EXIT_TIMEOUT if "timed out" in str(e) else EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the recording was under way
+        print("sysgate: record: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     opts: dict[str, Any] = {}
     if args.to == "firecracker":
         opts["thread"] = "main"

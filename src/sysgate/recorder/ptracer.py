@@ -101,8 +101,13 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
                     os.kill(tracer, signal.SIGKILL)
                     break
                 chunk = os.read(rfd, 1 << 16)
-            except KeyboardInterrupt:  # the tracer got the SIGINT too: let it report
-                interrupted = True
+            except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached it already): it reports
+                if not interrupted:
+                    interrupted = True
+                    try:
+                        os.kill(tracer, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
                 continue
             if not chunk:
                 break
@@ -157,10 +162,10 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 pass
 
     tasks: set[int] = set()
+    signal.signal(signal.SIGINT, on_signal)
     child = spawn_held(argv, env, before_exec)
     top = child.pid
     tasks.add(top)
-    signal.signal(signal.SIGINT, on_signal)
     if timeout is not None:
         signal.signal(signal.SIGALRM, on_signal)
         signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
