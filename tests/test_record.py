@@ -397,3 +397,19 @@ def test_ctrl_c_writes_nothing_unless_partial(method: str, tmp_path: Path) -> No
                 proc.wait()
         assert proc.returncode == want, err
         assert out.exists() == partial, err
+
+
+def test_any_writer_via_to(tmp_path: Path) -> None:
+    from sysgate.formats.registry import read
+
+    policy, _ = record(["sh", "-c", "ls / >/dev/null"], timeout=30)
+    for fmt in ("oci", "kafel", "k8s", "firecracker", "docker"):
+        out = tmp_path / f"p.{fmt}"
+        r = _sysgate("record", "-q", "--to", fmt, "-o", str(out), "--", "sh", "-c", "ls / >/dev/null")
+        assert r.returncode == 0, (fmt, r.stderr)
+        back = read(str(out), fmt, thread="main" if fmt == "firecracker" else None).policy
+        assert _allowed(back) == _allowed(policy), fmt
+    # a format that cannot hold the profile fails with one line, nothing written
+    out = tmp_path / "p.systemd"
+    r = _sysgate("record", "-q", "--to", "systemd", "-o", str(out), "--", "true")
+    assert r.returncode == 2 and not out.exists() and r.stderr.count(b"\n") == 1, r.stderr

@@ -90,7 +90,7 @@ def cmd_record(args: Any) -> int:
     if out.losses and not args.lossy:
         more = f" (and {len(out.losses) - 1} more)" if len(out.losses) > 1 else ""
         raise ValueError(f"record: {args.to} cannot hold this profile exactly: {out.losses[0]}{more}; "
-                         f"--no-args records names only, --lossy writes it anyway")
+                         f"--lossy writes it anyway (--no-args or --default-action may avoid the loss)")
     for line in out.losses:
         print(f"sysgate: loss: {line}", file=sys.stderr)
     if args.report:
