@@ -37,8 +37,16 @@ class Recording(NamedTuple):
 
 
 def jail_argv(argv: Sequence[str], run_options: Sequence[str] = ()) -> list[str]:
-    """The command line that runs ``argv`` inside ``sysgate run`` without a filter (``--in-jail``)."""
-    return [sys.executable, "-m", "sysgate", "run", "--no-seccomp", *run_options, "--", *argv]
+    """The command line that runs ``argv`` inside ``sysgate run`` without a filter (``--in-jail``).
+
+    This very sysgate is run (its directory put on ``sys.path`` by the bootstrap, not through
+    PYTHONPATH, which would reach the recorded command's environment with ``--inherit-env``).
+    """
+    import os
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = f"import sys; sys.path.insert(0, {os.path.dirname(where)!r}); from sysgate.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", boot, "run", "--no-seccomp", *run_options, "--", *argv]
 
 
 def record(argv: Sequence[str], *, method: str = "auto", default_action: Action | str = "errno(EPERM)",

@@ -154,7 +154,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal interrupted
-        interrupted = "timed out after %s s" % timeout if signum == signal.SIGALRM else "interrupted"
+        interrupted = f"timed out after {timeout} s" if signum == signal.SIGALRM else "interrupted"
         for t in list(tasks):
             try:
                 os.kill(t, signal.SIGKILL)
@@ -182,10 +182,8 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             ctypes.c_long(opts)) < 0:
         raise RecordError(f"record: PTRACE_SETOPTIONS: {os.strerror(ctypes.get_errno())}")
     buf = ctypes.create_string_buffer(_INFO_SIZE)
-    addr = ctypes.c_long(ctypes.addressof(buf))
-    size = ctypes.c_long(_INFO_SIZE)
     siginfo = ctypes.create_string_buffer(128)
-    c_getinfo, c_cont = ctypes.c_long(PTRACE_GET_SYSCALL_INFO), ctypes.c_long(PTRACE_CONT)
+    c_cont = ctypes.c_long(PTRACE_CONT)
     c_zero = ctypes.c_long(0)
     c_long = ctypes.c_long
     # The per-stop calls through a prototype taking plain ints: no ctypes objects made per stop
@@ -234,8 +232,9 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 if per is None:
                     per = calls[arch] = {}
                 per[nr] = per.get(nr, 0) + 1
-                if _name(arch, nr) in refine.SPECS:
-                    obs.saw_args(arch, nr, refine.key(_name(arch, nr), (a0, a1, a2, a3, a4, a5)))
+                name = _name(arch, nr)
+                if name in refine.SPECS:
+                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))  # type: ignore[arg-type]
             if not interrupted:
                 fast(NR, CONT, pid, 0, 0)
                 continue

@@ -78,9 +78,11 @@ class _Tracefs:
     """tracefs, mounted by us on a temporary directory if it was not mounted anywhere."""
 
     def __init__(self) -> None:
-        self.root = _find_mounted()
+        found = _find_mounted()
         self.mounted = False
-        if self.root is None:
+        if found is not None:
+            self.root: str = found
+        else:
             import ctypes
             import tempfile
 
@@ -296,7 +298,6 @@ def wait_cleanup() -> None:
 def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str, _Refined], obs: Observations,
             timeout: float | None, jail: bool, t0: float) -> Observations:
     nat_arch = native()
-    by_nr = {nat_arch.nr(n): r for n, r in refined.items()}
     task_arch: dict[int, str] = {top: nat}
     started: set[int] = set()  # tasks past the command's first exec (the held child's own calls are not the command's)
     tasks: set[int] = {top}
@@ -403,9 +404,10 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                             f"records every call with its ABI)")
         elif event.startswith("sys_"):
             name = event[4:]
-            r = refined.get(name)
-            if r is None or r.done or pid not in started:
+            watched = refined.get(name)
+            if watched is None or watched.done or pid not in started:
                 return
+            r = watched
             vals = []
             for f in r.fields:
                 fm = None
