@@ -49,6 +49,8 @@ TCP = textwrap.dedent("""
     os.waitpid(pid, 0)
 """)
 PYIMPORTS = "import json, decimal, sqlite3, csv, email.message; print(json.dumps({'d': str(decimal.Decimal(1) / 8)}))"
+# getpriority is made only by the second thread
+THREAD = "import os, threading\nt = threading.Thread(target=os.getpriority, args=(0, 0)); t.start(); t.join()"
 SHELL = "ls /usr | sort | head -3; echo $(cat /proc/self/stat | wc -w)"
 
 
@@ -78,7 +80,7 @@ def _workloads(tmp: Path) -> dict[str, tuple[list[str], str | None]]:
     (tmp / "hello.c").write_text("#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n")
     cc = shutil.which("cc") or shutil.which("gcc")
     loads = {"shell": (["sh", "-c", SHELL], None), "python": ([PY, "-c", PYIMPORTS], None),
-             "tcp": ([PY, "-c", TCP], None)}
+             "tcp": ([PY, "-c", TCP], None), "thread": ([PY, "-S", "-c", THREAD], None)}
     if cc:
         loads["cc"] = ([cc, "-O0", "-o", "hello", "hello.c"], str(tmp))
     return loads
@@ -88,7 +90,7 @@ def _workloads(tmp: Path) -> dict[str, tuple[list[str], str | None]]:
 
 @needs_strace
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("load", ["shell", "python", "cc", "tcp"])
+@pytest.mark.parametrize("load", ["shell", "python", "cc", "tcp", "thread"])
 def test_profile_covers_what_strace_sees(method: str, load: str, tmp_path: Path) -> None:
     loads = _workloads(tmp_path)
     if load not in loads:
@@ -105,6 +107,8 @@ def test_profile_covers_what_strace_sees(method: str, load: str, tmp_path: Path)
     assert policy.default == errno(1) and NAT.name in policy.arches
     missing = seen - _allowed(policy)
     assert not missing, f"{method} recorder missed what strace saw: {sorted(missing)}"
+    if load == "thread":
+        assert "getpriority" in _allowed(policy)
 
 
 # -- the recorded profile under sysgate run: same output, anything else refused --------------------------
@@ -199,14 +203,15 @@ def test_refined_conditions() -> None:
 
 # -- merge and base ----------------------------------------------------------------------------------
 
-def test_merge_adds_and_reports_what_this_run_added() -> None:
-    first, _ = record(["sh", "-c", "true"], timeout=30)
-    second, report = record(["sh", "-c", "ls / >/dev/null"], merge=first, timeout=30)
+@pytest.mark.parametrize("method", METHODS)
+def test_merge_adds_and_reports_what_this_run_added(method: str) -> None:
+    first, _ = record(["sh", "-c", "true"], method=method, timeout=30)
+    second, report = record(["sh", "-c", "ls / >/dev/null"], method=method, merge=first, timeout=30)
     assert _allowed(first) <= _allowed(second)
     assert "getdents64" in report.added and "getdents64" not in _allowed(first)
     assert not set(report.added) & _allowed(first)
     # merging the same run again adds nothing
-    again, rep2 = record(["sh", "-c", "ls / >/dev/null"], merge=second, timeout=30)
+    again, rep2 = record(["sh", "-c", "ls / >/dev/null"], method=method, merge=second, timeout=30)
     assert rep2.added == [] and _allowed(again) == _allowed(second)
 
 

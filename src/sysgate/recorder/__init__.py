@@ -89,7 +89,13 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
         if chosen == "tracefs":
             obs = tracefs.record(argv, env=env, timeout=timeout, jail=jail)
         else:
-            obs = ptracer.record(argv, env=env, timeout=timeout, jail=jail)
+            # Calls a merged profile already allows outright need no stop (the filter lets them
+            # through, as strace --seccomp-bpf does for calls it is not asked to trace).
+            known = sorted({r.syscall for r in merge.rules if r.action.kind.name == "ALLOW" and not r.conditions
+                            and isinstance(r.syscall, str)}) if merge is not None else []
+            obs = ptracer.record(argv, env=env, timeout=timeout, jail=jail, known=known)
+            if known:
+                obs.notes.append(f"{len(known)} calls the merged profile allows were not traced")
     except RecordingInterrupted as e:
         if not partial:
             raise
