@@ -67,6 +67,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     import time
 
     resolve(argv, env)  # CommandNotStarted before anything is forked
+    from ..kernel import seccomp  # noqa: F401 - imported once here, not in every forked tracer (15 ms)
     program = filter_program(n for n in known if n not in refine.SPECS)  # refined calls stay traced
     rfd, wfd = os.pipe()
     tracer = os.fork()

@@ -24,8 +24,8 @@ produce an incomplete profile.
 Limits: a compat task's calls are recorded by number once its exec is read; numbers already
 excluded as native ones in the few milliseconds before that may be missed (the filter is then
 relaxed to numbers known for every ABI in play). Compat calls are not argument-refined.
-Needs root (or CAP_SYS_ADMIN/CAP_PERFMON with tracefs access); tracefs is mounted on a private
-temporary directory when it is not mounted yet.
+Needs root (or CAP_SYS_ADMIN with tracefs access); when tracefs is not mounted, a detached
+mount of it is made for the recording (the new mount API: nothing appears in any mount table).
 """
 from __future__ import annotations
 
@@ -75,35 +75,32 @@ def available() -> str | None:
 
 
 class _Tracefs:
-    """tracefs, mounted by us on a temporary directory if it was not mounted anywhere."""
+    """tracefs: the system's mount, or else a detached one of our own (``fsopen``/``fsmount``: it is
+    never attached to any mount namespace, so no one else sees it, and it goes away with its fd)."""
 
     def __init__(self) -> None:
         found = _find_mounted()
-        self.mounted = False
+        self.fd = -1
         if found is not None:
             self.root: str = found
-        else:
-            import ctypes
-            import tempfile
+            return
+        from ..kernel.syscall import nr, syscall
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            d = tempfile.mkdtemp(prefix="sysgate-tracefs-")
-            if libc.mount(b"nodev", d.encode(), b"tracefs", 0, None) != 0:
-                err = ctypes.get_errno()
-                os.rmdir(d)
-                raise RecordError(f"record: cannot mount tracefs: {os.strerror(err)}")
-            self.root, self.mounted = d, True
+        try:
+            fs = syscall(nr("fsopen"), b"tracefs", 1)  # FSOPEN_CLOEXEC
+            try:
+                syscall(nr("fsconfig"), fs, 6, None, None, 0)  # FSCONFIG_CMD_CREATE
+                self.fd = syscall(nr("fsmount"), fs, 1, 0)  # FSMOUNT_CLOEXEC
+            finally:
+                os.close(fs)
+        except OSError as e:
+            raise RecordError(f"record: tracefs is not mounted and cannot be mounted: {e.strerror}") from None
+        self.root = f"/proc/self/fd/{self.fd}"
 
     def close(self) -> None:
-        if self.mounted:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.umount2(self.root.encode(), 2)  # MNT_DETACH
-            try:
-                os.rmdir(self.root)
-            except OSError:
-                pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 _SERIAL = 0
@@ -167,9 +164,9 @@ class _Refined:
     def filter(self) -> str:
         f = self.fields
         if self.kind == "set":
-            return "&&".join(f"{f[0]}!={v[0]}" for v in sorted(self.values)) or "0"  # "0" clears the filter
+            return _capped([f"{f[0]}!={v[0]}" for v in sorted(self.values)]) or "0"  # "0" clears the filter
         if self.kind == "socket":
-            return "&&".join(f"({f[0]}!={a}||{f[1]}!={b})" for a, b in sorted(self.values)) or "0"  # "0" clears the filter
+            return _capped([f"({f[0]}!={a}||{f[1]}!={b})" for a, b in sorted(self.values)]) or "0"
         if self.kind == "flags":
             union = 0
             for v in self.values:
@@ -327,14 +324,14 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
         for a in in_play:
             nrs = {n for n, c in obs.calls.get(a, {}).items() if c >= 2}
             common = nrs if common is None else common & nrs
-        return "&&".join(f"id!={n}" for n in enter_order if n in (common or ())) or "0"  # "0" clears the filter
+        return _capped([f"id!={n}" for n in enter_order if n in (common or ())]) or "0"  # "0" clears the filter
 
     def exit_filter() -> str:
         common = None
         for a in in_play:
             nrs = set((obs.succeeded or {}).get(a, ()))
             common = nrs if common is None else common & nrs
-        return "&&".join(["ret>=0", *(f"id!={n}" for n in exit_order if n in (common or ()))])
+        return _capped(["ret>=0", *(f"id!={n}" for n in exit_order if n in (common or ()))])
 
     def handle(line: str) -> None:
         nonlocal dirty_enter, dirty_exit, lost
@@ -504,6 +501,21 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
     if interrupted:
         raise RecordingInterrupted(f"record: {interrupted}", obs)
     return obs
+
+
+_FILTER_MAX = 4000  # the kernel takes a filter shorter than a page
+
+
+def _capped(terms: list[str]) -> str:
+    """``terms`` joined by ``&&``, the last ones left out if too long: fewer exclusions only let more
+    events through, never fewer."""
+    out, size = [], 0
+    for t in terms:
+        size += len(t) + 2
+        if size > _FILTER_MAX:
+            break
+        out.append(t)
+    return "&&".join(out)
 
 
 def _overruns(inst: _Instance) -> int:
