@@ -418,3 +418,11 @@ def test_any_writer_via_to(tmp_path: Path) -> None:
     out = tmp_path / "p.systemd"
     r = _sysgate("record", "-q", "--to", "systemd", "-o", str(out), "--", "true")
     assert r.returncode == 2 and not out.exists() and r.stderr.count(b"\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_what_the_command_leaves_running_is_recorded_too(method: str, tmp_path: Path) -> None:
+    # The shell exits at once; its background child makes a call only after that.
+    policy, report = record(["sh", "-c", f"(sleep 0.5; exec mkdir {tmp_path}/made) & exit 0"], method=method,
+                            timeout=30)
+    assert (tmp_path / "made").is_dir() and "mkdir" in _allowed(policy)

@@ -50,6 +50,7 @@ _LINE = re.compile(r"-(\d+)\s+\[(\d+)\]\s+\S+\s+[\d.]+: (\w+)(?:: |\()(.*)$")
 _LOST = re.compile(r"LOST (\d+) EVENTS")
 _FORK = re.compile(r"pid=(\d+) child_comm=.* child_pid=(\d+)")
 _EXEC = re.compile(r"filename=(.*) pid=(\d+) old_pid=(\d+)$")
+_EXIT = re.compile(r"pid=(\d+) prio=")
 
 
 def _find_mounted() -> str | None:
@@ -243,7 +244,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
             refined[name] = r
         inst.write("events/raw_syscalls/sys_exit/filter", "ret>=0")
         for ev in ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit", "sched/sched_process_fork",
-                   "sched/sched_process_exec", *(f"syscalls/sys_enter_{n}" for n in refined)]:
+                   "sched/sched_process_exec", "sched/sched_process_exit", *(f"syscalls/sys_enter_{n}" for n in refined)]:
             inst.write(f"events/{ev}/enable", "1")
         child = spawn_held(argv, env)
         inst.write("set_event_pid", str(child.pid))
@@ -298,6 +299,7 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
     task_arch: dict[int, str] = {top: nat}
     started: set[int] = set()  # tasks past the command's first exec (the held child's own calls are not the command's)
     tasks: set[int] = {top}
+    live: set[int] = {top}  # tasks of the tree not yet seen ending
     skip_exec: set[int] = {top} if jail else set()  # in a jail, the top task's exec is the jail's
     in_play: set[str] = {nat}
     dirty_enter = dirty_exit = False
@@ -378,8 +380,13 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                 parent, kid = int(fm.group(1)), int(fm.group(2))
                 task_arch[kid] = task_arch.get(parent, nat)
                 tasks.add(kid)
+                live.add(kid)
                 if parent in started:
                     started.add(kid)
+        elif event == "sched_process_exit":
+            xm = _EXIT.search(rest)
+            if xm:
+                live.discard(int(xm.group(1)))
         elif event == "sched_process_exec":
             em = _EXEC.search(rest)
             if em:
@@ -462,15 +469,23 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
     except (AttributeError, OSError):
         pidfd = -1
     try:
-        while status is None:
-            poller.poll(50)
+        # Until the whole tree has ended (as strace -f): the command, then whatever it left running.
+        while True:
+            poller.poll(50 if status is None else 10)
             drain()
             now = time.monotonic()
-            pid, st = os.waitpid(top, os.WNOHANG)
-            if pid == top:
-                status = st
-                obs.elapsed = time.monotonic() - t0
-                break
+            if status is None:
+                pid, st = os.waitpid(top, os.WNOHANG)
+                if pid == top:
+                    status = st
+                    obs.elapsed = now - t0
+                    if pidfd >= 0:
+                        poller.unregister(pidfd)  # stays readable: it would spin the loop
+            if status is not None:
+                live.discard(top)
+                live.intersection_update({t for t in live if _alive(t)})
+                if not live:
+                    break
             if deadline is not None and now > deadline:
                 interrupted = f"timed out after {timeout} s"
                 break
@@ -537,6 +552,16 @@ def _overruns(inst: _Instance) -> int:
                 except (ValueError, IndexError):
                     pass
     return total
+
+
+def _alive(pid: int) -> bool:
+    """Whether task ``pid`` still runs (a zombie has ended: only its parent's wait is left)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _kill_tree(top: int, tasks: set[int]) -> None:
