@@ -180,6 +180,10 @@ def build(obs: Observations, *, default: Action, no_args: bool = False, merge: P
         from ..arch import native
 
         covered = [native().name]
+    for a in seen_arches:
+        if arches and a not in [get_arch(c).name for c in covered]:
+            notes.append(f"calls were made through {a}, which --arch leaves out: the profile refuses that ABI "
+                         f"outright")
     policy = Policy(default, tuple(final), tuple(covered))
     allowed = sorted(_allowed_names(policy))
     error_only = None
