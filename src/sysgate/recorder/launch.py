@@ -40,6 +40,7 @@ class HeldChild:
         self.pid = pid
         self._go = go
         self._err = err
+        self.reaped = False  # its pid may belong to someone else now: never signal it
 
     def release(self, wait: bool = True) -> None:
         """Let the child exec; CommandNotStarted (child reaped) if its execve failed.
@@ -54,6 +55,7 @@ class HeldChild:
             msg = self.exec_error()
             if msg:
                 os.waitpid(self.pid, 0)
+                self.reaped = True
                 raise CommandNotStarted(msg)
 
     def exec_error(self) -> str:
@@ -74,6 +76,8 @@ class HeldChild:
             if fd >= 0:
                 os.close(fd)
         self._go = self._err = -1
+        if self.reaped:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)

@@ -223,6 +223,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     fs = _Tracefs()
     inst: _Instance | None = None
     child = None
+    released = False
     pipe_fd = -1
     try:
         inst = _Instance(fs)
@@ -252,10 +253,10 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
         inst.write("tracing_on", "1")
         t0 = time.monotonic()
         child.release()
-        top = child.pid
-        return _follow(inst, pipe_fd, top, nat, refined, obs, timeout, jail, t0)
+        released = True  # from here on _follow owns (and reaps) the command
+        return _follow(inst, pipe_fd, child.pid, nat, refined, obs, timeout, jail, t0)
     except BaseException:
-        if child is not None:
+        if child is not None and not released:
             child.abandon()
         raise
     finally:
@@ -491,6 +492,11 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                 break
     except KeyboardInterrupt:
         interrupted = "interrupted"
+    except BaseException:  # the recording failed (tracefs refused a filter, ...): the command must not run on
+        if status is None:
+            _kill_tree(top, tasks)
+            os.waitpid(top, 0)
+        raise
     if pidfd >= 0:
         os.close(pidfd)
     if interrupted:
