@@ -67,6 +67,7 @@ def _recorded(argv: list[str], method: str) -> float:
         t = time.perf_counter()
         _, report = record(argv, method=method)
         dt = time.perf_counter() - t
+        tracefs.wait_cleanup()  # the instance's removal, in the background, must not overlap the next contender
     finally:
         os.dup2(fd, 1)
         os.close(fd)
