@@ -370,6 +370,7 @@ def test_32bit_child_recorded_under_x86(method: str, tmp_path: Path) -> None:
     # kernel-judged: the profile runs it inside the jail, and refuses an x86 call it never made
     prof = tmp_path / "p.json"
     prof.write_text(json.dumps(json.loads(_export(policy))))
+    tmp_path.chmod(0o755)  # a root caller's sandbox runs as an unprivileged host id
     r = _sysgate("run", "--ro-bind", f"{tmp_path}:/mnt", "--profile", str(prof), "--", "sh", "-c",
                  "/mnt/t32; echo done")
     assert r.stdout == b"ok32\ndone\n", r.stderr
