@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import arch as _arch
-from .policy import Action, ActionKind, Condition, Op, Policy
+from .policy import Action, ActionKind, Compare, Condition, Op, Policy, Term
 
-__all__ = ["evaluate", "condition_holds"]
+__all__ = ["evaluate", "condition_holds", "compare_holds"]
 
 # Strictest first: the kernel's precedence between stacked filters.
 _PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP, ActionKind.ERRNO,
@@ -36,6 +36,30 @@ def condition_holds(cond: Condition, value: int) -> bool:
     if cond.op is Op.GE:
         return value >= cond.value
     return (value & cond.mask) == cond.value
+
+
+def _term_value(t: Term, args: Sequence[int]) -> int:
+    if t.kind == "arg":
+        return args[t.value] % (1 << 64)
+    if t.kind == "const":
+        return t.value
+    assert t.left is not None and t.right is not None
+    a, b = _term_value(t.left, args), _term_value(t.right, args)
+    return a & b if t.kind == "&" else a | b
+
+
+def compare_holds(cmp: Compare, args: Sequence[int]) -> bool:
+    """Does ``cmp`` hold for a call with (six) arguments ``args``?"""
+    a, b = _term_value(cmp.left, args), _term_value(cmp.right, args)
+    if cmp.width == 32:
+        a, b = a % (1 << 32), b % (1 << 32)
+    return {Op.EQ: a == b, Op.NE: a != b, Op.LT: a < b, Op.LE: a <= b, Op.GT: a > b, Op.GE: a >= b}[cmp.op]
+
+
+def _holds(c: Condition | Compare, args: Sequence[int]) -> bool:
+    if isinstance(c, Compare):
+        return compare_holds(c, args)
+    return condition_holds(c, args[c.arg])
 
 
 def _stricter(a: Action, b: Action) -> bool:
@@ -66,7 +90,7 @@ def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Ac
                 continue
         elif a.syscalls.get(rule.syscall) != nr:
             continue
-        if all(condition_holds(c, args[c.arg]) for c in rule.conditions):
+        if all(_holds(c, args) for c in rule.conditions):
             if best is None or _stricter(rule.action, best):
                 best = rule.action
     return policy.default if best is None else best
