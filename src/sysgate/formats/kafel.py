@@ -198,6 +198,7 @@ class _Parser:
         self.i = 0
         self.args: dict[str, tuple[int, int]] = {}  # name -> (index, bits) for the current syscall
         self.depth = 0
+        self.statements = 0  # Kafel's grammar needs at least one (an #include is not one)
 
     # -- token helpers (newlines only matter to #include and #define)
     def peek(self, skip_nl: bool = True) -> _Tok | None:
@@ -245,6 +246,8 @@ class _Parser:
 
     def statement(self) -> None:
         t = self.next("a statement")
+        if not (t.value == "#" and self.peek() is not None and self.peek().value == "include"):  # type: ignore[union-attr]
+            self.statements += 1
         if t.value == "#":
             d = self.next("define or include")
             if d.value == "define":
@@ -300,16 +303,21 @@ class _Parser:
 
     def include(self, d: _Tok) -> None:
         files = []
+        prev = d
         while True:
             t = self.peek(skip_nl=False)
-            if t is None or t.kind == "NL" or t.value == ";":
-                if t is not None:
-                    self.i += 1
+            if t is None:  # as in Kafel, a newline or ';' must end the statement
+                raise self.fail(prev, "unterminated include statement")
+            if t.kind == "NL" or t.value == ";":
+                self.i += 1
                 break
             self.i += 1
             if t.kind != "STRING":
                 raise self.fail(t, "expected a quoted file name")
+            if t.line == prev.line and t.col == prev.col + len(prev.value):
+                raise self.fail(t, "unexpected filename (a space must come before it)")
             files.append(t)
+            prev = t
         if not files:
             raise self.fail(d, "#include needs a file name")
         for f in files:
@@ -651,6 +659,9 @@ def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches
             p.stack.append(os.path.realpath(source))
         try:
             p.parse(text, source)
+            if not p.statements:
+                raise ProfileError(f"{source}: syntax error, unexpected end of file (no statement: "
+                                   f"an empty Kafel policy is an error, as in Kafel)")
             pol = p.policy(source)
         except L.TooComplex as e:
             raise ProfileError(f"{source}: expression too complex to convert ({e})") from None
@@ -727,7 +738,8 @@ def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, l
         if table is None:  # not an arch Kafel has: sysgate's name (read back by sysgate only)
             out.setdefault(syscall, []).append(name)
             continue
-        names = sorted(k for k, (n, _) in table.items() if n == nr)
+        # (Kafel's lexer takes identifiers that start with a letter: "_llseek" must be a number.)
+        names = sorted(k for k, (n, _) in table.items() if n == nr and k[:1].isalpha())
         spelling = syscall if syscall in names else (names[0] if names else f"SYSCALL[{nr}]")
         out.setdefault(spelling, []).append(name)
     return list(out.items())
