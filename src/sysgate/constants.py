@@ -77,6 +77,11 @@ def table(arch: str | Arch) -> Mapping[str, int]:
             else:
                 n, _, v = item.partition("=")
                 t[n] = int(v, 0)
+        if name == "x86_64":  # the wider header set minijail's constant table draws on (x86_64 only)
+            from .arch import constants_host
+
+            for n, v in _parse("".join(constants_host.X86_64)).items():
+                t.setdefault(n, v)
         _TABLES[name] = t
     from types import MappingProxyType
 

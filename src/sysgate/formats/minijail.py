@@ -44,6 +44,7 @@ __all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
 LOAD_OPTIONS = ("arch", "arches", "base_dir")
 U64 = (1 << 64) - 1
 INCLUDE_DEPTH = 10
+_ARCH_CONSTANTS = ("MINIJAIL_ARCH_NR", "MINIJAIL_ARCH_BITS")
 
 _TOKEN = re.compile(r"""
     (?P<COMMENT>\#.*$) | (?P<WS>\s+) | (?P<CONT>\\$)
@@ -150,16 +151,26 @@ class _Parser:
         if t.kind == "IDENT":
             from ..constants import UnknownConstant, lookup
 
-            try:
-                v = lookup(t.value, self.arch)
-            except UnknownConstant as e:
-                raise self.fail(t, str(e)) from None
+            if t.value in _ARCH_CONSTANTS:  # minijail's own, per arch
+                v = self.arch.token if t.value == "MINIJAIL_ARCH_NR" else self.arch.bits
+            else:
+                try:
+                    v = lookup(t.value, self.arch)
+                except UnknownConstant as e:
+                    raise self.fail(t, str(e)) from None
         elif t.kind == "NUM":
             s = t.value
             neg = s.startswith("-")
             body = s[1:] if neg else s
             base = 16 if body[:2].lower() == "0x" else 8 if len(body) > 1 and body[0] == "0" else 10
-            v = int(body, base) * (-1 if neg else 1)
+            digits = body[2:] if base == 16 else body
+            if len(digits) > 64:  # no 64-bit number is longer (and int() refuses 4,300 digits)
+                raise self.fail(t, f"number {s[:20]}... too large ({len(digits)} digits)")
+            try:
+                v = int(digits, base) * (-1 if neg else 1)
+            except ValueError:
+                kind = {16: "hexadecimal", 8: "octal", 10: "decimal"}[base]
+                raise self.fail(t, f"invalid {kind} number {s!r}") from None
         else:
             raise self.fail(t, "invalid constant")
         if v > self.top:
@@ -542,7 +553,10 @@ def export(policy: Policy) -> Exported:
         notes.append(f"written for {policy.arches[0]}")
     if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
         losses.append(f"minijail cannot choose the action for other architectures (policy: {policy.bad_arch})")
+    targets = [_arch.get(a) for a in policy.arches] or [_arch.native()]
     for syscall in policy.syscalls():
+        if isinstance(syscall, str) and not any(syscall in a.syscalls for a in targets):
+            continue  # on none of the covered arches (chown32 on x86_64): minijail calls it nonexistent
         name = syscall_name(syscall, policy, "minijail", losses)
         if name is None:
             continue
