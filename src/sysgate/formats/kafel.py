@@ -74,9 +74,10 @@ _Tok = Token
 
 
 class _Error(ProfileError):
-    def __init__(self, msg: str, pos: int = -1) -> None:
+    def __init__(self, msg: str, pos: int = -1, loc: tuple[str, int, int] | None = None) -> None:
         super().__init__(msg)
         self.pos = pos
+        self.loc = loc  # (file, line, 1-based column), to show the source line
 
 
 def _tokenize(text: str, file: str) -> list[_Tok]:
@@ -85,12 +86,14 @@ def _tokenize(text: str, file: str) -> list[_Tok]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise _Error(f"{file}:{line}:{pos - line_start + 1}: invalid character {text[pos]!r}")
+            col = pos - line_start + 1
+            raise _Error(f"{file}:{line}:{col}: invalid character {text[pos]!r}", loc=(file, line, col))
         kind = m.lastgroup or ""
         if kind == "BCOMMENT":
             end = text.find("*/", pos + 2)
             if end < 0:
-                raise _Error(f"{file}:{line}:{pos - line_start + 1}: unterminated comment")
+                col = pos - line_start + 1
+                raise _Error(f"{file}:{line}:{col}: unterminated comment", loc=(file, line, col))
             for k in range(pos, end):
                 if text[k] == "\n":
                     line, line_start = line + 1, k + 1
@@ -199,6 +202,7 @@ class _Parser:
         self.args: dict[str, tuple[int, int]] = {}  # name -> (index, bits) for the current syscall
         self.depth = 0
         self.statements = 0  # Kafel's grammar needs at least one (an #include is not one)
+        self.texts: dict[str, str] = {}  # file -> text, for showing the line of an error
 
     # -- token helpers (newlines only matter to #include and #define)
     def peek(self, skip_nl: bool = True) -> _Tok | None:
@@ -219,7 +223,7 @@ class _Parser:
         return t
 
     def fail(self, t: _Tok, msg: str) -> _Error:
-        return _Error(f"{t.file}:{t.line}:{t.col}: {msg}", self.i)
+        return _Error(f"{t.file}:{t.line}:{t.col}: {msg}", self.i, (t.file, t.line, t.col))
 
     def expect(self, value: str, what: str | None = None) -> _Tok:
         t = self.next(what or f"'{value}'")
@@ -236,6 +240,7 @@ class _Parser:
 
     # -- statements
     def parse(self, text: str, file: str) -> None:
+        self.texts[file] = text
         saved = (self.toks, self.i)
         self.toks, self.i = _tokenize(text, file), 0
         try:
@@ -665,6 +670,12 @@ def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches
             pol = p.policy(source)
         except L.TooComplex as e:
             raise ProfileError(f"{source}: expression too complex to convert ({e})") from None
+        except _Error as e:
+            if e.loc is not None and e.loc[0] in p.texts:
+                lines = p.texts[e.loc[0]].split("\n")
+                if 0 < e.loc[1] <= len(lines):
+                    e.at(lines[e.loc[1] - 1], e.loc[2])
+            raise
         if first is None:
             first = pol
         elif set(pol.rules) != set(first.rules) or pol.default != first.default:

@@ -82,11 +82,13 @@ _Tok = Token
 
 
 class _Error(ProfileError):
-    pass
+    loc: tuple[str, int, int] | None = None  # (file, line, 1-based column), to show the source line
 
 
 def _err(file: str, line: int, col: int, msg: str) -> _Error:
-    return _Error(f"{file}:{line}:{col + 1}: {msg}")
+    e = _Error(f"{file}:{line}:{col + 1}: {msg}")
+    e.loc = (file, line, col + 1)
+    return e
 
 
 def _tokenize(text: str, file: str) -> list[list[_Tok]]:
@@ -127,6 +129,7 @@ class _Parser:
         self.stack: list[str] = []
         self.seen_filter = False
         self.depth = 0
+        self.texts: dict[str, str] = {}  # file -> text, for showing the line of an error
         # syscall -> [(DNF or None, action, token)]
         self.filters: dict[str, list[tuple[L.DNF | None, Action, _Tok]]] = {}
 
@@ -377,6 +380,7 @@ class _Parser:
             self.filters.setdefault(n, []).extend((e, a, colon) for e, a in filters)
 
     def parse_text(self, text: str, file: str, base_dir: str) -> None:
+        self.texts[file] = text
         for toks in _tokenize(text, file):
             kind = toks[0].kind
             if kind == "INCLUDE":
@@ -462,7 +466,14 @@ def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action
     p = _Parser(arch, kill)
     if os.path.isfile(source):
         p.stack.append(os.path.realpath(source))
-    p.parse_text(text, source, base_dir)
+    try:
+        p.parse_text(text, source, base_dir)
+    except _Error as e:
+        if e.loc is not None and e.loc[0] in p.texts:
+            lines = p.texts[e.loc[0]].splitlines()
+            if 0 < e.loc[1] <= len(lines):
+                e.at(lines[e.loc[1] - 1], e.loc[2])
+        raise
     return p.policy((), source), p.notes
 
 
