@@ -13,7 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout (CI), or SYSGATE_SHARED (a worktree elsewhere).
+SHARED = Path(os.environ.get("SYSGATE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 ORACLE = SHARED / "oracles" / "kafel"
 
 # kafel.h's enum kafel_target_arch, by sysgate arch name.

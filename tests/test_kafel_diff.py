@@ -32,8 +32,7 @@ from sysgate.formats.kafel_syscalls import TABLES
 from sysgate.formats.registry import write
 from sysgate.policy import Action
 
-SHARED = Path(os.environ.get("SYSGATE_SHARED") or K.SHARED)
-K.ORACLE = SHARED / "oracles" / "kafel"
+SHARED = K.SHARED
 REAL = SHARED / "corpus" / "realworld" / "kafel-tests"
 SAMPLES = SHARED / "corpus" / "kafel"
 TESTDATA = K.ORACLE / "test" / "testdata"

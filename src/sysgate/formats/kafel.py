@@ -157,7 +157,11 @@ def _combine(kind: str, a: tuple, b: tuple) -> tuple:
             return ("num", clobber)
         if b[1] == identity:
             return a
-    return (kind, a, b)
+    return (kind, a, b, 1 + max(_vdepth(a), _vdepth(b)))
+
+
+def _vdepth(v: tuple) -> int:
+    return v[3] if len(v) == 4 else 1
 
 
 def _is_64bit(v: tuple) -> bool:
@@ -600,13 +604,20 @@ class _Parser:
     def value(self) -> tuple:
         v = self.band()
         while self.accept("|"):
-            v = _combine("|", v, self.band())
+            v = self.deep_enough(_combine("|", v, self.band()))
         return v
 
     def band(self) -> tuple:
         v = self.vatom()
         while self.accept("&"):
-            v = _combine("&", v, self.vatom())
+            v = self.deep_enough(_combine("&", v, self.vatom()))
+        return v
+
+    def deep_enough(self, v: tuple) -> tuple:
+        """``v``, unless the value expression has grown deeper than sysgate compiles."""
+        if _vdepth(v) > MAX_NESTING:
+            t = self.peek() or self.toks[self.i - 1]
+            raise self.fail(t, f"value expression nested deeper than {MAX_NESTING} levels")
         return v
 
     def vatom(self) -> tuple:

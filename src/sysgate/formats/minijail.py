@@ -100,7 +100,8 @@ def _tokenize(text: str, file: str) -> list[list[_Tok]]:
         while pos < len(line):
             m = _TOKEN.match(line, pos)
             if m is None or m.end() == pos:
-                raise _err(file, n, pos, f"invalid token {line[pos:].split()[0]!r}")
+                word = line[pos:].split()[0]
+                raise _err(file, n, pos, f"invalid token {word if len(word) <= 40 else word[:40] + '...'!r}")
             kind = m.lastgroup or ""
             if kind not in ("COMMENT", "WS", "CONT"):
                 cur.append(_Tok(kind, m.group(), file, n, pos))
