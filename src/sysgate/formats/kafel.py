@@ -13,16 +13,21 @@
 
 The first matching rule decides (in the order the policy lists them, ``USE`` pasting a
 previously defined policy in place); ``DEFAULT`` (or ``USE p DEFAULT a``) applies otherwise,
-KILL when absent. Actions: ALLOW, LOG, KILL/KILL_THREAD/DENY (kill-thread), KILL_PROCESS,
-USER_NOTIF, ERRNO(n), TRACE(n) and TRAP(0) (sysgate's trap has no value). Expressions: ``==
-!= < <= > >= && || !``, ``,`` (an OR of lowest precedence), ``&`` and ``|`` on values,
-``(arg & MASK) OP value``. Arguments are named as declared (``write(fd, buf, count)``) or,
-undeclared, by the kernel's names (:mod:`.argnames`). Like Kafel, a comparison is 64-bit
-only when the argument's C type is (``size_t``, pointers) or a constant exceeds 32 bits; an
-``int`` argument is compared on its low 32 bits. Constants are ``#define``-d or named
-constants of the target architecture. ``#include "file"`` is relative to the including file;
-include loops are errors. Comparing two arguments with each other (``fd != count``) is not
-expressible in sysgate's policy model and is refused with a clear message.
+KILL when absent. Blocks may stand at top level too, separated by commas as inside a POLICY.
+Actions: ALLOW, LOG, KILL/KILL_THREAD/DENY (kill-thread), KILL_PROCESS, USER_NOTIF, ERRNO(n),
+TRACE(n) and TRAP(0) (sysgate's trap has no value). Expressions: ``== != < <= > >= && || !``,
+``,`` (an OR of lowest precedence), ``&`` and ``|`` on values. A value may combine arguments
+(``(fd & buf) == 0``, ``fd < count``): such comparisons become :class:`~sysgate.policy.Compare`.
+
+Names are Kafel's own (:mod:`.kafel_syscalls`, from libkafel's tables) on the architectures
+Kafel has (``geteuid`` on x86 is Kafel's 201, sysgate's ``geteuid32``; ``newfstat`` on x86_64),
+sysgate's elsewhere. Arguments are named as declared (``write(fd, buf, count)``: each 8 bytes,
+as in Kafel) or, undeclared, by Kafel's table, whose sizes say which are 4 bytes. As in Kafel, a
+comparison tests both words when an argument in it is 8 bytes or a constant needs more than 32
+bits, and the low words only otherwise. Constants are ``#define``-d or named constants of the
+target architecture. ``#include "file"`` is relative to the including file, then the include
+directory (``base_dir``); include loops are errors. ``ON arch`` and ``ON { a, b }`` take Kafel's
+architecture names (``amd64``, ``i386``, ``arm64``, ...).
 """
 from __future__ import annotations
 
@@ -421,8 +426,12 @@ class _Parser:
         if table is not None and t.kind == "IDENT":
             entry = table.get(t.value)
             if entry is None:
+                nr = self.arch.syscalls.get(t.value)
+                kafel_names = sorted(k for k, (n, _) in table.items() if n == nr) if nr is not None else []
+                hint = (f"; Kafel calls syscall {nr} `{kafel_names[0]}'" if kafel_names else
+                        f"; write SYSCALL[{nr}]" if nr is not None else "")
                 raise self.fail(t, f"Undefined identifier `{t.value}' (not a syscall Kafel knows on "
-                                   f"{self.arch.name})")
+                                   f"{self.arch.name}{hint})")
             nr, args = entry
             name = self.arch.name_of(nr)
             return [name if name is not None else nr], args
