@@ -28,7 +28,7 @@ from sysgate.bpf.emulator import emulate
 from sysgate.compiler import compile_policy
 from sysgate.formats import ProfileError
 from sysgate.formats import kafel as kafel_fmt
-from sysgate.formats.kafel_syscalls import TABLES
+from sysgate.formats.kafel_syscalls import ARCHES as KAFEL_ARCHES, table as kafel_table
 from sysgate.formats.registry import write
 from sysgate.policy import Action
 
@@ -36,7 +36,7 @@ SHARED = K.SHARED
 REAL = SHARED / "corpus" / "realworld" / "kafel-tests"
 SAMPLES = SHARED / "corpus" / "kafel"
 TESTDATA = K.ORACLE / "test" / "testdata"
-ARCHES = list(TABLES)  # every arch Kafel has, by sysgate's name
+ARCHES = list(KAFEL_ARCHES)  # every arch Kafel has, by sysgate's name
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
 X32 = A.X32_SYSCALL_BIT
@@ -110,7 +110,7 @@ def _vectors(text: str, rnd: random.Random) -> list[tuple[int, ...]]:
 
 
 def _numbers(arch: A.Arch, text: str) -> list[int]:
-    nums = set(arch.syscalls.values()) | {nr for nr, _ in TABLES[arch.name].values()}
+    nums = set(arch.syscalls.values()) | {nr for nr, _ in kafel_table(arch.name).values()}
     nums |= {k & U32 for k in _constants(text) if k <= U32}  # SYSCALL[n] and constants used as numbers
     nums |= {arch.nr_base, max(nums) + 1}
     return sorted(nums)
@@ -200,7 +200,7 @@ def test_kafel_writer_output_is_accepted_by_libkafel(libkafel: K.Kafel, arch_nam
     arch = A.get(arch_name)
     rnd = random.Random(arch_name)
     vals = [0, 1, 2, 8, 0x7E020000, 0x7FFFFFFF, U32, 1 << 32, U64, 0xFFFFFFFF00000008]
-    nums = sorted(set(arch.syscalls.values()) | {nr for nr, _ in TABLES[arch_name].values()})
+    nums = sorted(set(arch.syscalls.values()) | {nr for nr, _ in kafel_table(arch.name).values()})
     for nr in nums:
         for args in [(0,) * 6] + [tuple(rnd.choice(vals) for _ in range(6)) for _ in range(8)]:
             a, b = emulate(ours, arch, nr, args).ret, emulate(theirs, arch, nr, args).ret

@@ -419,10 +419,10 @@ class _Parser:
         (libkafel's tables): ``geteuid`` on x86 is Kafel's 201, sysgate's ``geteuid32``.
         """
         from .argnames import ARGS
-        from .kafel_syscalls import TABLES
+        from .kafel_syscalls import table as kafel_table
         from .syscall_names import UnknownName, expand
 
-        table = TABLES.get(self.arch.name)
+        table = kafel_table(self.arch.name)
         if table is not None and t.kind == "IDENT":
             entry = table.get(t.value)
             if entry is None:
@@ -754,7 +754,7 @@ def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, l
     Kafel's own names (``newfstat`` for libseccomp's ``fstat``), ``SYSCALL[n]`` where Kafel has no
     name for the number; arches that lack the syscall are left out.
     """
-    from .kafel_syscalls import TABLES
+    from .kafel_syscalls import table as kafel_table
 
     out: dict[str, list[str]] = {}
     for name in arches:
@@ -765,7 +765,7 @@ def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, l
         nr = a.syscalls.get(syscall)
         if nr is None:
             continue
-        table = TABLES.get(name)
+        table = kafel_table(name)
         if table is None:  # not an arch Kafel has: sysgate's name (read back by sysgate only)
             out.setdefault(syscall, []).append(name)
             continue
