@@ -14,7 +14,6 @@ named). Syscall -1 is being changed elsewhere: its differences are marked xfail 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
