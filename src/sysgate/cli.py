@@ -400,6 +400,12 @@ def _run(words: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        if getattr(e, "source_line", None) is not None:  # a text format's parse error: show where
+            from .formats import caret_lines
+
+            msg = caret_lines(f"sysgate: error: {msg}", e)
+            print(msg, file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"sysgate: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

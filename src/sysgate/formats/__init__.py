@@ -13,11 +13,39 @@ from __future__ import annotations
 
 from ..immutable import Record
 
-__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "decode_text", "load_json", "warn"]
+__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "decode_text", "load_json", "warn",
+           "caret_lines"]
 
 
 class ProfileError(ValueError):
-    """A profile that cannot be read; the message names the file and place."""
+    """A profile that cannot be read; the message names the file and place.
+
+    Errors of the text formats also carry the offending ``source_line`` and the 1-based
+    ``column`` in it, which the command line shows under the message with a caret.
+    """
+
+    source_line: str | None = None
+    column: int | None = None
+
+    def at(self, source_line: str, column: int) -> "ProfileError":
+        """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
+        self.source_line, self.column = source_line, column
+        return self
+
+
+def caret_lines(message: str, e: BaseException) -> str:
+    """``message``, then the source line and a caret under the column, when ``e`` carries them.
+
+    Two lines: the message followed by the source line (tabs as spaces), then the caret.
+    """
+    src, col = getattr(e, "source_line", None), getattr(e, "column", None)
+    if src is None or col is None:
+        return message
+    src = src.replace("\t", " ")[:200].rstrip()
+    stripped = src.lstrip()
+    col -= len(src) - len(stripped)
+    head = f"{message}: {stripped}"
+    return head + "\n" + " " * (len(head) - len(stripped) + max(col, 1) - 1) + "^"
 
 
 class ProfileWarning(UserWarning, ValueError):
