@@ -26,7 +26,7 @@ from ..arch import Arch
 from ..arch.multiplexed import SELECTOR_MASK, multiplexer
 from ..policy import Action, ActionKind, Condition, Op, Policy, Rule
 
-__all__ = ["multiplexed_rules", "refusal", "refused_subcalls", "notes"]
+__all__ = ["multiplexed_rules", "refusal", "refused_subcalls", "notes", "explicit"]
 
 #: What a refused multiplexed call gets instead of a verdict that would let it run.
 REFUSED = Action(ActionKind.ERRNO, 1)  # EPERM
@@ -103,3 +103,18 @@ def notes(policy: Policy, arches: list[str] | tuple[str, ...]) -> list[str]:
         out.append(f"note: {mux}({sel}) is refused with {action} on {', '.join(names)}: the argument rules of "
                    f"{sub} cannot be checked through {mux}, so only direct {sub} calls can pass them")
     return out
+
+
+def explicit(policy: Policy) -> Policy:
+    """``policy`` with the rules on multiplexers written out, for the formats whose own tools do not
+    multiplex (Kafel, minijail): their compilers would otherwise decide ``socketcall(SYS_SOCKET)`` by
+    the rules on ``socketcall`` alone. Reading the result back gives the same decisions, since these
+    are the rules the compiler adds anyway."""
+    from ..arch import get, native
+
+    added: list[Rule] = []
+    for name in policy.arches or (native().name,):
+        for r in multiplexed_rules(policy, get(name))[0]:
+            if r not in added and r not in policy.rules:
+                added.append(r)
+    return policy.with_rules(tuple(policy.rules) + tuple(added)) if added else policy

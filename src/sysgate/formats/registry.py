@@ -126,6 +126,10 @@ def _without_compares(policy: Policy, fmt: str, lost: list[str], src: Any) -> An
     return src.replace(policy=new) if src is not policy else new
 
 
+#: Formats whose own tools (libkafel, minijail's compiler) do not multiplex socket and IPC calls.
+_NO_MULTIPLEXING = frozenset({"kafel", "minijail"})
+
+
 def write(src: Any, fmt: str, **opts: Any) -> Exported:
     """``src`` (a Policy, or a Loaded/DockerProfile keeping its extras) written as ``fmt``.
 
@@ -149,6 +153,12 @@ def write(src: Any, fmt: str, **opts: Any) -> Exported:
     lost: list[str] = []
     if fmt != "kafel":
         src = _without_compares(src.policy if isinstance(src, DockerProfile) else src, fmt, lost, src)
+    if fmt in _NO_MULTIPLEXING and isinstance(src, Policy):
+        # These formats' own compilers do not rewrite rules on socket/IPC calls for socketcall/ipc
+        # as libseccomp and sysgate do: write those rules out so their tools decide the same.
+        from ..compiler.multiplex import explicit
+
+        src = explicit(src)
     out = mod.export(src, **opts)
     if lost:
         out = out.replace(losses=tuple(lost) + tuple(out.losses))
