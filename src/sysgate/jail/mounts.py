@@ -27,6 +27,10 @@ from . import _ffi as ctypes  # the few ctypes names the jail needs, without cty
 from . import _native as N
 from .options import JailConfigError, Options
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["MountPlan", "plan", "apply", "DEV_NODES", "PROC_COVERS"]
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -34,6 +38,10 @@ PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 _STAGES = ("/tmp", "/mnt", "/run", "/proc")
+# hidepid "ptraceable" (4, Linux 5.8): only processes the viewer may ptrace are there, whatever its
+# gid ("invisible" lets the gid= group, root's by default, see everything).
+PROC_HIDEPID = b"4"
+PROC_OPTIONS = b"hidepid=" + PROC_HIDEPID
 
 
 class MountPlan:
@@ -50,6 +58,9 @@ class MountPlan:
     attr_root: "N.MountAttr"  # type: ignore[assignment]
     attr_ro: "N.MountAttr"  # type: ignore[assignment]
     attr_rw: "N.MountAttr"  # type: ignore[assignment]
+    # Mounts the fresh /proc on the path given (the runner's, when the procfs must be of a PID
+    # namespace the mounting process is not in); None: mount(2) here, of our own PID namespace.
+    proc_mounter: Any = None
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
                  tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: N.MountAttr = None,
@@ -188,8 +199,10 @@ def apply(p: MountPlan) -> None:
         os.symlink(target, dev + b"/" + name.encode())
 
     proc = st + b"/proc"
-    if p.fresh_proc:
-        _mount(b"proc", proc, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, None, "mount /proc")
+    if p.fresh_proc and p.proc_mounter is not None:
+        p.proc_mounter(proc)
+    elif p.fresh_proc:  # hidepid: processes the command may not trace (the sandbox's PID 1) are not there
+        _mount(b"proc", proc, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, PROC_OPTIONS, "mount /proc")
     else:
         _attach(proc_fd, proc, "bind the host's /proc")
     for d in PROC_COVERS:
