@@ -343,7 +343,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _check_deadline(plan)
     if plan.fast:
         _stage(R, "fds")
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
@@ -360,7 +360,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     else:
         _stage(R, "fds")
         cg_fds = tuple(plan.cgroup.procs_fds) if plan.cgroup is not None else ()
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, *cg_fds))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1, *cg_fds))
         pid = _fork_command(plan, R, exe, hi, pty)
         for fd in hi:
             if fd >= 0:

@@ -127,7 +127,10 @@ class _Prepared:
                 if idx:
                     self.relay = _term.Relay(stdio, idx, interactive=not streaming)
                     pty = self.relay.plan()
-            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe)
+            # Without a PID namespace the supervisor shares one with the command: it must stay outside
+            # the command's Landlock domain (the fork path applies it in the command only).
+            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
+                and opts.ns("pid")
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
             if not (fast and opts.ns("pid")):
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
@@ -643,10 +646,10 @@ class Sandbox:
         if pid is None or self._done.is_set():
             return
         assert self._prep is not None
-        # A vfork-launched init shares our memory and may hold the GIL: ask it to leave instead.
-        sig = _ctrl_signal() if self._prep.launcher == "vfork" else signal.SIGKILL
+        # Ask the supervisor to end it (a vfork-launched one shares our memory and may hold the GIL;
+        # a forked one then still reports how the command ended).
         try:
-            os.kill(pid, sig)
+            os.kill(pid, _ctrl_signal())
         except ProcessLookupError:
             pass
 
