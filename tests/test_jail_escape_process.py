@@ -102,8 +102,9 @@ def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes
     env = dict(os.environ, PYTHONPATH=SRC)
     if who == "nobody":
         env["HOME"] = "/nonexistent"  # no filter cache of root's to write in
-    p = subprocess.Popen([py, "-m", "sysgate", "run", "--", py, "-c", INJECT], stdin=s if stdin_tty else subprocess.DEVNULL,
-                         stdout=s, stderr=s, preexec_fn=pre, env=env, cwd="/")
+    p = subprocess.Popen([py, "-m", "sysgate", "run", "--", py, "-c", INJECT],
+                         stdin=s if stdin_tty else subprocess.DEVNULL, stdout=s, stderr=s, preexec_fn=pre, env=env,
+                         cwd="/")
     shown = b""
     deadline = time.monotonic() + 60
     try:
@@ -182,8 +183,9 @@ def _abstract_connect(py: str, share: tuple) -> str:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(name)
     srv.listen(1)
-    code = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1].replace('@', '\\0'))"
-            "\n    print('connected')\nexcept OSError as e:\n    print(e.errno)")
+    code = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n"
+            "    s.connect(sys.argv[1].replace('@', '\\0'))\n    print('connected')\nexcept OSError as e:\n"
+            "    print(e.errno)")
     try:
         r = run([py, "-c", code, name.replace("\0", "@")], capture_output=True, share=list(share), timeout=20)
         return r.stdout.decode().strip() or r.stderr.decode()[-200:]
