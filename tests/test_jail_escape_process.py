@@ -150,6 +150,71 @@ def test_tiocsti_never_reaches_the_callers_terminal(who: str, stdin_tty: bool) -
     assert b"/dev/tty " in shown          # the command ran and tried: /dev/tty is its own terminal
 
 
+INTERACTIVE = r"""
+import os, signal, time
+print("size", *os.get_terminal_size(0), flush=True)
+got = []
+signal.signal(signal.SIGWINCH, lambda *a: got.append(1))
+print("ready", flush=True)
+deadline = time.time() + 20
+while not got and time.time() < deadline:
+    time.sleep(0.05)
+print("size", *os.get_terminal_size(0), flush=True)
+time.sleep(30)
+"""
+
+
+def _read_until(m: int, want: bytes, seen: bytearray, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while want not in seen and time.monotonic() < deadline:
+        if select.select([m], [], [], 0.1)[0]:
+            try:
+                seen += os.read(m, 4096)
+            except OSError:
+                return False
+    return want in seen
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_terminal_relay_size_and_ctrl_c(who: str) -> None:
+    """As ``docker run -t``: the window size reaches the sandbox's terminal (and a resize sends
+    SIGWINCH there), and ^C typed on the caller's terminal becomes SIGINT for the command."""
+    import struct
+
+    m, s = os.openpty()
+    fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    py = py_for(who)
+
+    def pre() -> None:
+        os.setsid()
+        fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+        if who == "nobody":
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+
+    env = dict(os.environ, PYTHONPATH=SRC)
+    if who == "nobody":
+        env["HOME"] = "/nonexistent"
+    p = subprocess.Popen([py, "-m", "sysgate", "run", "-q", "--", py, "-c", INTERACTIVE], stdin=s, stdout=s, stderr=s,
+                         preexec_fn=pre, env=env, cwd="/")
+    seen = bytearray()
+    try:
+        assert _read_until(m, b"ready", seen), bytes(seen)
+        assert b"size 101 33" in seen
+        fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        assert _read_until(m, b"size 120 40", seen), bytes(seen)
+        os.write(m, b"\x03")
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(m)
+        os.close(s)
+    assert rc == 128 + signal.SIGINT, bytes(seen)
+
+
 # -- 2. session, process group, signals and abstract sockets -----------------------------------
 
 def _kill_callers_group(py: str, share: tuple) -> tuple:

@@ -1,60 +1,58 @@
-"""Starting a sandbox: the supervisor, the sandbox's PID 1, and how the command is spawned.
+"""Starting a sandbox: the supervisor, the command's PID 1, and how the command is spawned.
 
 Process layout::
 
-    caller (Python, host) --clone(CLONE_NEW* but PID)--> supervisor --unshare(NEWPID), clone--> PID 1
-                                                          supervisor --spawn--> command (PID 2)
+    caller --clone(CLONE_NEW*)--> supervisor: PID 1 of PID namespace A
+                                    |-- unshare(CLONE_NEWPID): its children are born in B, a child of A
+                                    |-- B's PID 1: clone(CLONE_VM|CLONE_FILES) running libc's pause()
+                                    `-- the command: PID 2 of B
 
-**The supervisor** is created by ``clone()`` with every namespace flag but ``CLONE_NEWPID``: it
-maps ids, then unshares the PID namespace, so its *children* are born in the new one while it
-stays outside. Nothing in the sandbox can name it: no pid inside refers to it, so the command
-cannot signal it, ``prlimit`` it, or read anything of it in ``/proc``. It spawns the command,
-reaps it, forwards signals, enforces the timeout, and reports.
+**The supervisor** is created by ``clone()`` with every namespace flag: it maps ids, builds the
+filesystem, spawns the command, reaps it, forwards signals, enforces the timeout and reports;
+when it exits the kernel kills everything left in A, and so in B, before the caller can reap
+it. It runs Python, so the command must not be able to name it: it is in A, the command in B,
+and no pid in B is the supervisor's (no signal, ``prlimit``, ``/proc`` entry can reach it).
 
-**PID 1** is the supervisor's first child in the new namespace: a ``CLONE_VM`` task on a stack of
-its own that mounts the sandbox's filesystem (a procfs is always of its mounter's PID namespace),
-then blocks every signal, ignores SIGCHLD (so the kernel reaps the orphans it adopts) and sleeps
-in ``pause()`` until it is killed; it never runs Python again once the command exists. It is
-created with ``CLONE_PARENT``, so the caller reaps it: the caller SIGKILLs it when the supervisor
-is gone, which ends whatever is left in the namespace before ``run`` returns. It shares memory
-with the supervisor (and, with the vfork launcher, with the caller), which is why it must stay
-out of reach: the memory is non-dumpable and ``/proc`` is mounted ``hidepid=invisible``, so for
-the command PID 1 has no ``/proc/1`` (no cmdline, status, coredump_filter, clear_refs,
-mountinfo), cannot be traced or read, and signals to it stay pending for ever.
+**B's PID 1** runs no code of ours: it is cloned with ``pause()`` as its function, inherits a
+mask blocking every signal and SIGCHLD ignored (so the kernel reaps the orphans it adopts), and
+only the kernel's SIGKILL at A's end ends it. It shares the supervisor's memory, so it must stay
+out of reach: the memory is non-dumpable and B's procfs is mounted ``hidepid=ptraceable``, so
+``/proc/1`` does not exist for the command. B's procfs is mounted by the supervisor with the
+procfs ``pidns`` parameter (Linux 6.18); on older kernels a helper born in B mounts it and exits.
 
 By default (the *vfork* launcher) the supervisor is created with ``CLONE_VM|CLONE_VFORK`` on a
 stack of its own and runs a Python callback: it shares the caller's memory like a thread would
 (same interpreter, GIL taken as usual) while the calling thread sleeps in ``clone()`` until it
 exits. That avoids copying and later tearing down the caller's whole address space, which is
-most of the cost of a fork from Python. It is used only where nothing forks from the
-supervisor (the fast path below) and there is a PID namespace to keep it out of reach.
-Consequences the code takes care of:
+most of the cost of a fork from Python. It is used only on the fast path below with a PID
+namespace. Consequences the code takes care of:
 
 * all signals are blocked in the calling thread across ``clone()`` (the supervisor inherits the
   mask, so the caller's Python signal handlers never run in it); it waits with ``sigtimedwait``;
 * the caller's memory must not be reachable: the supervisor makes the shared ``mm``
   non-dumpable (so the caller is non-dumpable while a sandbox runs; the previous value is
-  restored once PID 1 is gone), hence neither ptrace nor ``/proc/<pid>/mem`` work on it;
-* the supervisor is never SIGKILLed by us (it could be holding the GIL): ``Sandbox.kill()`` sends
-  it a control signal, which it accepts only from its parent (``si_code`` SI_USER and
-  ``si_pid``: facts the kernel fills in).
+  restored once the supervisor, and so B's PID 1, has been reaped);
+* it never forks: a copy of a multi-threaded caller's memory holds the other threads' locks
+  (the GIL's among them) and would wait on them for ever;
+* it is never SIGKILLed by us (it could be holding the GIL): ``Sandbox.kill()`` sends it a control
+  signal, which it accepts only with ``si_code`` SI_USER from its parent (``si_pid``, kernel-filled).
 
 The *fork* launcher (cgroup limits, ``as``/``data`` rlimits, filters the supervisor cannot run
 under, ``--share pid``, ``launcher="fork"``, interpreters the vfork trick is not validated for)
 forks a helper that clones the supervisor with ``CLONE_PARENT``; the supervisor then has its own
-copy of memory (garbage collection off, single-threaded) and may be SIGKILLed; forking the
-command from it is a fork of a single-threaded process, so no lock of another thread of the
-caller can be held in the copy.
+single-threaded copy of memory (garbage collection off), so forking the command from it is safe,
+and it may be SIGKILLed.
 
 **The command**: on the fast path the supervisor sets rlimits, marks every fd close-on-exec,
-applies Landlock, drops capabilities, sets no_new_privs, loads the seccomp filter and
-``posix_spawn``\\ s the command (a vfork: nothing to copy), so the supervisor, as bubblewrap's
-init, is itself under the filter. This is used when the filter allows what the supervisor still
-does afterwards (checked in the emulator, see :mod:`.filters`), there are no cgroup limits and no
-``as``/``data`` rlimits. Otherwise (the *fork* path) the supervisor forks a copy that does the
-same steps itself, seccomp last, right before ``execve``. Either way the command starts in a
-session of its own (``setsid``; with a terminal, on a pseudo-terminal of the sandbox's own
-devpts as its controlling terminal), with an empty signal mask and every signal at its default.
+applies Landlock (at least the scope of signals and abstract sockets), drops capabilities, sets
+no_new_privs, loads the seccomp filter and ``posix_spawn``\\ s the command (a vfork: nothing to
+copy), so the supervisor, as bubblewrap's init, is itself under the filter. This is used when the
+filter allows what the supervisor still does afterwards (checked in the emulator, see
+:mod:`.filters`), there are no cgroup limits, no ``as``/``data`` rlimits and a PID namespace.
+Otherwise (the *fork* path) the supervisor forks a copy that does the same steps itself, seccomp
+last, right before ``execve``. Either way the command starts in a session of its own (with a
+terminal: on a pseudo-terminal of the sandbox's devpts, see :mod:`.terminal`), with an empty
+signal mask and every signal at its default.
 """
 from __future__ import annotations
 
@@ -685,6 +683,8 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
                 break
             continue
         if sig != signal.SIGCHLD:
+            if sig == signal.SIGWINCH and plan.pty is not None:
+                continue  # the relay resizes the sandbox's terminal, which tells its foreground group
             try:
                 os.kill(cpid, sig)
             except OSError:
