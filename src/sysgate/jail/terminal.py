@@ -53,6 +53,13 @@ def _isatty(fd: int) -> bool:
         return False
 
 
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def send_fd(sock_fd: int, fd: int) -> None:
     """Pass ``fd`` over the unix socket ``sock_fd`` (used by the supervisor; imports nothing)."""
     s = socket.socket(fileno=sock_fd)
@@ -79,7 +86,9 @@ class Relay:
         caller gets the terminal's output only, and leaves the caller's keyboard alone."""
         self.indices = indices
         src = [i if stdio[i] is None else stdio[i] for i in range(3)]
-        self.in_fd = src[0] if 0 in indices and interactive else -1
+        # Keys are relayed only by a foreground job: a background one reading (or setting raw mode on)
+        # the terminal would be stopped (SIGTTIN, SIGTTOU), as any background reader is.
+        self.in_fd = src[0] if 0 in indices and interactive and _foreground(src[0]) else -1
         self.out_fd = src[1] if 1 in indices else src[2] if 2 in indices else -1
         term = self.in_fd if self.in_fd >= 0 else self.out_fd
         self.termios = _ioctl_get(term, _TCGETS, _TERMIOS_SIZE)
