@@ -484,6 +484,13 @@ def _stress_processes(variants: list[dict]) -> list:
     return out
 
 
+def test_timeout_counts_from_the_first_set_up_step() -> None:
+    """A timeout shorter than the set-up itself ends the sandbox before the command runs."""
+    for opts in ({}, {"launcher": "fork"}, {"rlimits": {"as": "8G"}}):
+        r = run(["sh", "-c", "echo ran"], capture_output=True, timeout=1e-6, **opts)
+        assert (r.status, r.exit_code, r.stdout) == ("timeout", 124, b""), (opts, r)
+
+
 LIMITS = {"memory": "64M", "pids": 32}
 MIXED = [LIMITS, {}, {"rlimits": {"as": "8G"}}, {"launcher": "fork"}]
 

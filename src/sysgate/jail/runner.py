@@ -299,9 +299,13 @@ def _lockdown(plan: Plan, R: dict) -> None:
     _load_filter(plan)
 
 
+class _Late(Exception):
+    """The timeout expired during set-up: the result is a timeout, like any other."""
+
+
 def _check_deadline(plan: Plan) -> None:
     if plan.deadline is not None and time.monotonic() >= plan.deadline:
-        raise N.JailOSError(62, "the timeout expired while the sandbox was being set up")  # ETIME
+        raise _Late()
 
 
 def _init_main(plan: Plan, R: dict, forked: bool) -> None:
@@ -730,6 +734,8 @@ def _init_entry(plan: Plan, R: dict, forked: bool) -> int:
         _gc_hold()
     try:
         _init_main(plan, R, forked)
+    except _Late:
+        R["timeout"] = True
     except BaseException as e:  # noqa: BLE001 - init must always return normally
         R["error"] = _err(R.get("stage", "setup"), e)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
