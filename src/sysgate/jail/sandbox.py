@@ -132,7 +132,7 @@ class _Prepared:
             fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
                 and opts.ns("pid")
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
-            if not (fast and opts.ns("pid")):
+            if not fast:
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
                 # threads' locks), and must be out of the command's reach (outside its PID namespace).
                 self.launcher = "fork"

@@ -100,6 +100,7 @@ class Relay:
         self._done = _thread.allocate_lock()
         self._done.acquire()
         self._master = -1
+        self._started = False
 
     def plan(self) -> tuple:
         """What the supervisor needs (see runner.Plan.pty)."""
@@ -116,6 +117,7 @@ class Relay:
             except termios.error:
                 self._saved = None
         _thread.start_new_thread(self._run, ())
+        self._started = True
 
     def close_child_end(self) -> None:
         """Once the supervisor has its copy: EOF then means it is gone."""
@@ -197,6 +199,10 @@ class Relay:
             self.child_sock.close()
         except OSError:
             pass
+        if not self._started:  # set-up failed before the sandbox was launched
+            self._restore()
+            self._sock.close()
+            return
         if not self._done.acquire(timeout=grace):
             self._restore()  # the thread is stuck writing to the caller's terminal; it ends with the process
 
