@@ -303,6 +303,11 @@ class _Late(Exception):
     """The timeout expired during set-up: the result is a timeout, like any other."""
 
 
+def _landlock_scope_only() -> Any:
+    ll = sys.modules.get(__package__ + ".landlock")
+    return None if ll is None else ll.scope
+
+
 def _check_deadline(plan: Plan) -> None:
     if plan.deadline is not None and time.monotonic() >= plan.deadline:
         raise _Late()
@@ -323,6 +328,13 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     # From here on nothing may read or trace us (with the vfork launcher "us" includes the caller's
     # memory). Not earlier: an unprivileged caller can only write the id maps while dumpable.
     N.prctl(N.PR_SET_DUMPABLE, 0)
+    if plan.pidns and plan.landlock is _landlock_scope_only():
+        # The scope alone does not touch the filesystem: enter it before creating PID 1, so that PID 1
+        # is in our domain and we may end it as soon as the command is gone (see _supervise). Not
+        # without a PID namespace: the command, in our domain, could then signal us.
+        _stage(R, "landlock")
+        plan.landlock()
+        plan.landlock = None
     hostproc = os.open(b"/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     R["hostproc"] = hostproc
     _check_deadline(plan)
@@ -718,6 +730,12 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
                 done = True
         if done:
             break
+    pid1 = R.get("pid1")
+    if pid1:  # its death overlaps our last steps (else the kernel kills it while we exit)
+        try:
+            os.kill(pid1, signal.SIGKILL)
+        except OSError:
+            pass
     R["utime"], R["stime"], R["maxrss"] = ut, st, rss
     if R.get("timeout") or R.get("killed"):
         # The command is in a session (and process group) of its own; with a PID namespace, the

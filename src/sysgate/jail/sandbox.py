@@ -597,6 +597,10 @@ class Sandbox:
             if self._exc is not None:
                 raise self._exc
             raise SandboxError(0, "the sandbox ended before the command started", "init")
+        # The fork launcher learns the supervisor's pid from its helper, which may be a moment later
+        # than the command's start: pid (and so kill, send_signal) must work once start() returned.
+        while not self._ptid.value and not self._done.is_set():
+            time.sleep(0.0002)
         return self
 
     def _close_streams(self) -> None:
