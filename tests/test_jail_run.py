@@ -172,7 +172,7 @@ def test_init_reaps_orphans() -> None:
 def test_new_session_and_chdir(monkeypatch) -> None:
     code = "import os; print(os.getsid(0) == os.getpid(), os.getcwd())"
     monkeypatch.chdir("/usr")
-    assert run([PY, "-c", code], capture_output=True).stdout == b"False /usr\n"
+    assert run([PY, "-c", code], capture_output=True).stdout == b"True /usr\n"   # a session of its own, always
     r = run([PY, "-c", code], capture_output=True, new_session=True, cwd="/etc")
     assert r.stdout == b"True /etc\n"
 

@@ -16,7 +16,11 @@ import time
 
 __all__ = ["SeccompRecord", "find_seccomp_kill"]
 
-_REC = re.compile(r"type=1326 .*?\bpid=(\d+)\b.*?\bsig=(\d+)\b.*?\barch=([0-9a-fA-F]+)\b.*?\bsyscall=(\d+)\b")
+_REC = re.compile(r"type=1326 .*?\bpid=(\d+)\b.*?\bsig=(\d+)\b.*?\barch=([0-9a-fA-F]+)\b.*?\bsyscall=(\d+)\b"
+                  r"(?:.*?\bcode=(0x[0-9a-fA-F]+)\b)?")
+# The filter's verdict in the record: only these end the process (a trap's SIGSYS is logged too,
+# with the filter's log flag, and a command can die of it by having no handler).
+_KILL_ACTIONS = (0x80000000, 0x00000000)  # SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD
 
 
 class SeccompRecord(tuple):
@@ -60,7 +64,7 @@ def _records(since_usec: int) -> list[SeccompRecord]:
             if len(fields) < 3 or not fields[2].isdigit() or int(fields[2]) < since_usec:
                 continue
             m = _REC.search(msg)
-            if m:
+            if m and (m[5] is None or int(m[5], 16) & 0xFFFF0000 in _KILL_ACTIONS):
                 out.append(SeccompRecord((int(m[1]), int(m[2]), int(m[3], 16), int(m[4]))))
     finally:
         os.close(fd)

@@ -68,7 +68,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--tmpfs", action="append", default=[], metavar="DST[:SIZE]",
                    help="mount a fresh tmpfs at DST, hiding what is there (SIZE with K/M/G)")
     g.add_argument("--tmp-size", metavar="SIZE", help="size of the private /tmp (a tmpfs)")
-    g.add_argument("--chdir", metavar="DIR", help="working directory inside (default: the current one if it exists)")
+    g.add_argument("--chdir", metavar="DIR",
+                   help="working directory inside; missing: a set-up failure (default: the current one if "
+                        "visible inside, else / with a note)")
     g.add_argument("--ro", action="append", default=[], metavar="PATH",
                    help="Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable")
     g.add_argument("--rw", action="append", default=[], metavar="PATH", help="Landlock: allow full access to PATH")
@@ -105,7 +107,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--keep-env", action="append", default=[], metavar="NAME", help="keep this variable of yours")
     g.add_argument("--inherit-env", action="store_true", help="keep your whole environment")
     g.add_argument("--pass-fd", action="append", default=[], type=int, metavar="N", help="keep fd N open")
-    g.add_argument("--new-session", action="store_true", help="start the command in a new session (no terminal)")
+    g.add_argument("--new-session", action="store_true",
+                   help="accepted for compatibility: the command always has a session of its own (and a "
+                        "pseudo-terminal of its own when yours is a terminal)")
     g.add_argument("--no-die-with-parent", action="store_true", help="let the sandbox outlive sysgate")
     g = p.add_argument_group("reporting")
     g.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout at the end")

@@ -51,6 +51,10 @@ from . import _ffi as ctypes  # the few ctypes names the jail needs, without cty
 from . import _native as N
 from .options import DEFAULT_TMP_SIZE, JailConfigError, Options
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["MountPlan", "plan", "apply", "DEV_NODES", "PROC_COVERS", "HIDDEN", "tmpfs_options"]
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -61,6 +65,10 @@ HIDDEN = ("/run", "/var/run", "/var/tmp", "/var/lock", "/var/lib/docker", "/var/
 _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 _STAGES = ("/tmp", "/mnt", "/run", "/proc")
+# hidepid "ptraceable" (4, Linux 5.8): only processes the viewer may ptrace are there, whatever its
+# gid ("invisible" lets the gid= group, root's by default, see everything).
+PROC_HIDEPID = b"4"
+PROC_OPTIONS = b"hidepid=" + PROC_HIDEPID
 _MASK_OPTS = b"mode=555,size=4096,nr_inodes=4"
 
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -122,6 +130,9 @@ class MountPlan:
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
     shm_opts: bytes  # /dev's tmpfs, which holds /dev/shm
+    # Mounts the fresh /proc on the path given (the runner's, when the procfs must be of a PID
+    # namespace the mounting process is not in); None: mount(2) here, of our own PID namespace.
+    proc_mounter: Any = None
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
                  tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: N.MountAttr = None,
@@ -479,8 +490,11 @@ def apply(p: MountPlan) -> None:
 
     pfd = tree.open(b"/proc", "open /proc")
     try:
-        if p.fresh_proc:
-            _mount(b"proc", _fdpath(pfd), b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, None, "mount /proc")
+        if p.fresh_proc and p.proc_mounter is not None:
+            p.proc_mounter(_fdpath(pfd))
+        elif p.fresh_proc:  # hidepid: processes the command may not trace (the sandbox's PID 1) are not there
+            _mount(b"proc", _fdpath(pfd), b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, PROC_OPTIONS,
+                   "mount /proc")
         else:
             _attach_fd(proc_fd, pfd, "bind the host's /proc")
     finally:

@@ -1,7 +1,7 @@
 """How a sandboxed command ended, and the exit status the CLI gives for it.
 
 Exit statuses follow bubblewrap: the command's own code; 128+N when a signal killed it
-(159 for SIGSYS, i.e. a seccomp kill); 124 when ``--timeout`` expired (as timeout(1) does);
+(159 for SIGSYS: a seccomp kill, or the command's own SIGSYS); 124 when ``--timeout`` expired (as timeout(1) does);
 125 when the sandbox could not be set up; 126/127 when the command could not be executed
 or was not found inside the sandbox (as env(1) and Docker do).
 """
@@ -17,7 +17,7 @@ __all__ = ["RunResult", "SandboxError", "EXITED", "SIGNALED", "SECCOMP", "TIMEOU
 
 EXITED = "exited"          # the command returned a code
 SIGNALED = "signaled"      # a signal killed it
-SECCOMP = "seccomp"        # SIGSYS: the filter killed it (``syscall``/``arch`` say which call, if known)
+SECCOMP = "seccomp"        # a filter killed it, on the kernel's word (``syscall``/``arch``: which call, if known)
 TIMEOUT = "timeout"        # --timeout expired and the whole tree was killed
 OOM = "oom"                # the cgroup's OOM killer killed it (memory limit)
 LIMIT = "limit"            # a resource limit killed it (SIGXCPU, SIGXFSZ, SIGKILL at the CPU hard limit)

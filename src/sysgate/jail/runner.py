@@ -1,40 +1,58 @@
-"""Starting a sandbox: the init process (PID 1 of the sandbox) and how the command is spawned.
+"""Starting a sandbox: the supervisor, the command's PID 1, and how the command is spawned.
 
 Process layout::
 
-    caller (Python, host)  --clone(CLONE_NEW*)-->  init (PID 1, reaper)  --spawn-->  command
+    caller --clone(CLONE_NEW*)--> supervisor: PID 1 of PID namespace A
+                                    |-- unshare(CLONE_NEWPID): its children are born in B, a child of A
+                                    |-- B's PID 1: clone(CLONE_VM|CLONE_FILES) running libc's pause()
+                                    `-- the command: PID 2 of B
 
-**The init** is created by ``clone()`` with every namespace flag, so it is PID 1 of the new
-PID namespace from birth and no intermediate process is needed. By default (the *vfork*
-launcher) it is created with ``CLONE_VM|CLONE_VFORK`` on a stack of its own and runs a Python
-callback: it shares the caller's memory like a thread would (same interpreter, GIL taken as
-usual) while the calling thread sleeps in ``clone()`` until init exits. That avoids copying
-and later tearing down the caller's whole address space, which is most of the cost of a
-fork from Python. Consequences the code takes care of:
+**The supervisor** is created by ``clone()`` with every namespace flag: it maps ids, builds the
+filesystem, spawns the command, reaps it, forwards signals, enforces the timeout and reports;
+when it exits the kernel kills everything left in A, and so in B, before the caller can reap
+it. It runs Python, so the command must not be able to name it: it is in A, the command in B,
+and no pid in B is the supervisor's (no signal, ``prlimit``, ``/proc`` entry can reach it).
 
-* all signals are blocked in the calling thread across ``clone()`` (init inherits the mask,
-  so the caller's Python signal handlers never run in init); init waits for signals with
-  ``sigtimedwait`` only;
-* the caller's memory must not be reachable from inside: init is made non-dumpable (the
-  flag lives in the shared ``mm``, so the caller is non-dumpable while a sandbox runs; the
-  previous value is restored afterwards), hence neither ptrace nor ``/proc/1/mem`` work on it;
-* init never joins the memory cgroup: the OOM killer kills every process sharing the victim's
-  ``mm``. With cgroup limits the command is forked (not spawned) and joins the groups itself;
-* init is never SIGKILLed by us (it could be holding the GIL): ``Sandbox.kill()`` sends it a
-  control signal and init ends the sandbox by exiting, which makes the kernel kill every
-  process of its PID namespace.
+**B's PID 1** runs no code of ours: it is cloned with ``pause()`` as its function, inherits a
+mask blocking every signal and SIGCHLD ignored (so the kernel reaps the orphans it adopts), and
+only the kernel's SIGKILL at A's end ends it. It shares the supervisor's memory, so it must stay
+out of reach: the memory is non-dumpable and B's procfs is mounted ``hidepid=ptraceable``, so
+``/proc/1`` does not exist for the command. B's procfs is mounted by the supervisor with the
+procfs ``pidns`` parameter (Linux 6.18); on older kernels a helper born in B mounts it and exits.
 
-The *fork* launcher (``launcher="fork"``, used automatically on interpreters the vfork trick
-is not validated for) forks a helper that clones init with ``CLONE_PARENT``; init then has
-its own copy of memory and may be SIGKILLed.
+By default (the *vfork* launcher) the supervisor is created with ``CLONE_VM|CLONE_VFORK`` on a
+stack of its own and runs a Python callback: it shares the caller's memory like a thread would
+(same interpreter, GIL taken as usual) while the calling thread sleeps in ``clone()`` until it
+exits. That avoids copying and later tearing down the caller's whole address space, which is
+most of the cost of a fork from Python. It is used only on the fast path below with a PID
+namespace. Consequences the code takes care of:
 
-**The command**: on the fast path init sets rlimits, marks every fd close-on-exec, applies
-Landlock, drops capabilities, sets no_new_privs, loads the seccomp filter and ``posix_spawn``\\ s
-the command (a vfork: nothing to copy), so init, as in bubblewrap, is itself under the filter.
-This is used when the filter allows what init still does afterwards (checked in the
-emulator, see :mod:`.filters`), there are no cgroup limits and no ``as``/``data`` rlimits.
-Otherwise (the *fork* path) init forks a copy that does the same steps itself, seccomp last,
-right before ``execve``.
+* all signals are blocked in the calling thread across ``clone()`` (the supervisor inherits the
+  mask, so the caller's Python signal handlers never run in it); it waits with ``sigtimedwait``;
+* the caller's memory must not be reachable: the supervisor makes the shared ``mm``
+  non-dumpable (so the caller is non-dumpable while a sandbox runs; the previous value is
+  restored once the supervisor, and so B's PID 1, has been reaped);
+* it never forks: a copy of a multi-threaded caller's memory holds the other threads' locks
+  (the GIL's among them) and would wait on them for ever;
+* it is never SIGKILLed by us (it could be holding the GIL): ``Sandbox.kill()`` sends it a control
+  signal, which it accepts only with ``si_code`` SI_USER from its parent (``si_pid``, kernel-filled).
+
+The *fork* launcher (cgroup limits, ``as``/``data`` rlimits, filters the supervisor cannot run
+under, ``--share pid``, ``launcher="fork"``, interpreters the vfork trick is not validated for)
+forks a helper that clones the supervisor with ``CLONE_PARENT``; the supervisor then has its own
+single-threaded copy of memory (garbage collection off), so forking the command from it is safe,
+and it may be SIGKILLed.
+
+**The command**: on the fast path the supervisor sets rlimits, marks every fd close-on-exec,
+applies Landlock (at least the scope of signals and abstract sockets), drops capabilities, sets
+no_new_privs, loads the seccomp filter and ``posix_spawn``\\ s the command (a vfork: nothing to
+copy), so the supervisor, as bubblewrap's init, is itself under the filter. This is used when the
+filter allows what the supervisor still does afterwards (checked in the emulator, see
+:mod:`.filters`), there are no cgroup limits, no ``as``/``data`` rlimits and a PID namespace.
+Otherwise (the *fork* path) the supervisor forks a copy that does the same steps itself, seccomp
+last, right before ``execve``. Either way the command starts in a session of its own (with a
+terminal: on a pseudo-terminal of the sandbox's devpts, see :mod:`.terminal`), with an empty
+signal mask and every signal at its default.
 """
 from __future__ import annotations
 
@@ -68,16 +86,25 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
              signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 _WAITSET = {signal.SIGCHLD, CTRL_KILL, *FORWARDED}
 _SI_KERNEL = 0x80  # si_code of a signal the kernel sent: the terminal's ^C, ^\\, hangup
+_SI_USER = 0  # si_code of kill(2); rt_sigqueueinfo(2) may not forge it for another process
 _FWD_STOP = signal.SIGRTMIN + 3
 _ALL = signal.valid_signals()
-_SIGDEF = {signal.SIGPIPE, signal.SIGXFSZ}  # what Python ignores; handled ones reset at exec anyway
+# Every disposition back to the default for the command: Python ignores SIGPIPE and SIGXFSZ, and
+# the caller may ignore more (nohup, services); ignored dispositions survive execve.
+_SIGDEF = _ALL - {signal.SIGKILL, signal.SIGSTOP}
 _SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_MODE_DEAD = b"3"  # /proc/PID/status "Seccomp:" of a task a seccomp filter killed (Linux 5.19+)
+_SIG_DFL, _SIG_IGN = 0, 1
+_O_PTY = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+_TIOCSPTLCK, _TIOCGPTN, _TCSETS, _TIOCSWINSZ = 0x40045431, 0x80045430, 0x5402, 0x5414
 
 _pydll = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL across the call: the child is born holding it
 _raw_syscall = _pydll.syscall
 _raw_syscall.restype = ctypes.c_long
 _execve = N.libc.execve
 _execve.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+_munmap = N.libc.munmap
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
 
 def vfork_supported() -> bool:
@@ -111,6 +138,10 @@ class Plan:
     pass_fds: tuple
     new_session: bool
     timeout: float | None
+    deadline: float | None  # time.monotonic() by which the whole sandbox ends (from the first set-up step)
+    cwd: bytes  # working directory inside
+    cwd_given: bool  # asked for (--chdir): a set-up failure if missing; else a note and "/"
+    pty: Any  # (socket fd, std indices, termios bytes, winsize bytes, send_fds) or None
     die_with_parent: bool
     pidns: bool
     netns_fd: int  # a prepared network namespace to be born in (netpool)
@@ -126,7 +157,8 @@ class Plan:
                  cgroup: Any = None, program: Any = None, fast: bool = True,
                  keep_caps: frozenset = frozenset(), last_cap: int = 40, rl_early: list = None,
                  rl_late: list = None, landlock: Any = None, stdio: list = None, pass_fds: tuple = (),
-                 new_session: bool = False, timeout: float | None = None, die_with_parent: bool = True,
+                 new_session: bool = False, timeout: float | None = None, deadline: float | None = None,
+                 cwd: bytes = b"/", cwd_given: bool = False, pty: Any = None, die_with_parent: bool = True,
                  pidns: bool = True, netns_fd: int = -1, lifeline: int = -1, lifeline_w: int = -1,
                  ready: int = -1, report: int = -1, c_env: Any = None) -> None:
         self.argv = argv
@@ -145,6 +177,10 @@ class Plan:
         self.pass_fds = pass_fds
         self.new_session = new_session
         self.timeout = timeout
+        self.deadline = deadline
+        self.cwd = cwd
+        self.cwd_given = cwd_given
+        self.pty = pty
         self.die_with_parent = die_with_parent
         self.pidns = pidns
         self.netns_fd = netns_fd
@@ -263,6 +299,20 @@ def _lockdown(plan: Plan, R: dict) -> None:
     _load_filter(plan)
 
 
+class _Late(Exception):
+    """The timeout expired during set-up: the result is a timeout, like any other."""
+
+
+def _landlock_scope_only() -> Any:
+    ll = sys.modules.get(__package__ + ".landlock")
+    return None if ll is None else ll.scope
+
+
+def _check_deadline(plan: Plan) -> None:
+    if plan.deadline is not None and time.monotonic() >= plan.deadline:
+        raise _Late()
+
+
 def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _stage(R, "init")
     if plan.die_with_parent:
@@ -278,41 +328,64 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     # From here on nothing may read or trace us (with the vfork launcher "us" includes the caller's
     # memory). Not earlier: an unprivileged caller can only write the id maps while dumpable.
     N.prctl(N.PR_SET_DUMPABLE, 0)
+    if plan.pidns and plan.landlock is _landlock_scope_only():
+        # The scope alone does not touch the filesystem: enter it before creating PID 1, so that PID 1
+        # is in our domain and we may end it as soon as the command is gone (see _supervise). Not
+        # without a PID namespace: the command, in our domain, could then signal us.
+        _stage(R, "landlock")
+        plan.landlock()
+        plan.landlock = None
     hostproc = os.open(b"/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     R["hostproc"] = hostproc
+    _check_deadline(plan)
     _stage(R, "mount")
+    if plan.pidns:
+        # We are PID 1 of a PID namespace of our own; the command's is a child of it, so no pid it
+        # can name is ours. Our first child there is its PID 1.
+        N.check(N.sysc("unshare", N.c_long(N.CLONE_NEWPID)), "create the command's PID namespace (unshare)")
+        _start_pid1(plan, R)
+        plan.mounts.proc_mounter = _proc_mounter(hostproc)
     _mounts.apply(plan.mounts)
+    _check_deadline(plan)
     _stage(R, "network")
     _ns.finish(plan.ns)
+    _stage(R, "cwd")
+    _chdir(plan)
+    pty = _open_pty(plan) if plan.pty is not None else None
     _stage(R, "exec")
     exe = _which(plan.argv[0], plan.env.get("PATH", ""))
+    _check_deadline(plan)
     if plan.fast:
         _stage(R, "fds")
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
         _stage(R, "exec")
         actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(hi) if fd >= 0]
-        extra = {} if plan.pidns or plan.new_session else {"setpgroup": 0}
+        if pty is not None:  # after setsid: the first open of the slave makes it the controlling terminal
+            actions = [a for a in actions if a[2] not in plan.pty[1]]
+            actions += [(os.POSIX_SPAWN_OPEN, i, pty[1], os.O_RDWR, 0) for i in plan.pty[1]]
         pid = os.posix_spawn(exe, plan.argv, plan.env, file_actions=actions, setsigmask=(), setsigdef=_SIGDEF,
-                             setsid=plan.new_session, **extra)
+                             setsid=True)
         for fd in hi:
             if fd >= 0:
                 os.close(fd)
     else:
         _stage(R, "fds")
         cg_fds = tuple(plan.cgroup.procs_fds) if plan.cgroup is not None else ()
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, *cg_fds))
-        pid = _fork_command(plan, R, exe, hi)
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1, *cg_fds))
+        pid = _fork_command(plan, R, exe, hi, pty)
         for fd in hi:
             if fd >= 0:
                 os.close(fd)
-        try:  # init itself needs no privilege from here on
+        try:  # the supervisor itself needs no privilege from here on
             _caps.drop(frozenset(), plan.last_cap)
             N.prctl(N.PR_SET_NO_NEW_PRIVS, 1)
         except OSError:
             pass
+    if pty is not None:
+        os.close(pty[0])  # the command has its own; the relay sees EOF once the last one is closed
     R["cpid"] = pid
     _stage(R, "run")
     if plan.ready >= 0:
@@ -320,8 +393,168 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _supervise(plan, R, pid, hostproc, forked)
 
 
-def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int]) -> int:
-    """The slow path: a full fork of init that sets itself up and loads the filter right before execve."""
+# PID 1 of the command's PID namespace: a task that runs no code of ours at all. It is cloned with
+# libc's pause() as its function, so it sleeps from its first instruction; every signal is blocked
+# (inherited) and SIGCHLD ignored (so the kernel reaps the orphans it adopts). It shares our memory
+# and fd table (nothing to copy), is non-dumpable with it, and is hidden by hidepid.
+_libc_signal = N.libc.signal
+_libc_signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_PAUSE_FN = N.CLONE_FN(ctypes.c_void_p.from_buffer(N.libc.pause).value)
+PID1_STACK = 64 << 10
+_CLONE_FILES = 0x400
+_FSOPEN_CLOEXEC, _FSMOUNT_CLOEXEC = 1, 1
+_FSCONFIG_SET_STRING, _FSCONFIG_SET_FD, _FSCONFIG_CMD_CREATE = 1, 5, 6
+_NR_FSOPEN, _NR_FSCONFIG, _NR_FSMOUNT = 430, 431, 432  # the same on every architecture (>= 424)
+
+
+def _start_pid1(plan: Plan, R: dict) -> None:
+    base = N.mmap(None, PID1_STACK, 3, 0x22 | 0x20000, -1, 0)  # no lock: we may be a forked copy
+    if base in (None, N.MAP_FAILED):
+        N.check(-1, "allocate a stack for the sandbox's PID 1")
+    R["pid1_stack"] = int(base)
+    _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
+    try:
+        flags = N.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
+        pid = N.clone(_PAUSE_FN, int(base) + PID1_STACK - 64, flags, None, None, None, None)
+        err = ctypes.get_errno()
+    finally:
+        _libc_signal(signal.SIGCHLD, _SIG_DFL)  # we wait for the command: never auto-reap (even if the caller did)
+    if pid < 0:
+        raise N.JailOSError(err, f"create the sandbox's PID 1 (clone): {os.strerror(err)}")
+    R["pid1"] = pid
+
+
+_raw_nr = N.libc.syscall
+_raw_nr.restype = ctypes.c_long
+
+
+def _proc_mounter(hostproc: int) -> Any:
+    """Mount the procfs of the PID namespace our children are born in (we are not in it): the
+    procfs ``pidns`` parameter (Linux 6.18); else a helper born in it mounts it (see _helper_mount)."""
+    def mount_proc(target: bytes) -> None:
+        nsfd = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
+        fs = -1
+        try:
+            fs = N.check(int(_raw_nr(ctypes.c_long(_NR_FSOPEN), b"proc", ctypes.c_long(_FSOPEN_CLOEXEC))),
+                         "mount /proc (fsopen)")
+            if _raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_FD), b"pidns",
+                       None, ctypes.c_long(nsfd)) < 0:
+                os.close(fs)
+                fs = -1
+                _helper_mount(target)  # an older kernel: no pidns parameter
+                return
+            N.check(int(_raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_STRING),
+                                b"hidepid", _mounts.PROC_HIDEPID, ctypes.c_long(0))), "mount /proc (hidepid)")
+            N.check(int(_raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_CMD_CREATE),
+                                None, None, ctypes.c_long(0))), "mount /proc (create)")
+            attrs = N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV | N.MOUNT_ATTR_NOEXEC
+            mfd = N.check(int(_raw_nr(ctypes.c_long(_NR_FSMOUNT), ctypes.c_long(fs), ctypes.c_long(_FSMOUNT_CLOEXEC),
+                                      ctypes.c_long(attrs))), "mount /proc (fsmount)")
+            try:
+                N.check(N.sysc("move_mount", N.c_long(mfd), b"", N.c_long(N.AT_FDCWD), target,
+                               N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH)), "attach /proc")
+            finally:
+                os.close(mfd)
+        finally:
+            if fs >= 0:
+                os.close(fs)
+            os.close(nsfd)
+    return mount_proc
+
+
+# Older kernels: a helper born in the new PID namespace mounts its procfs and exits. It is a
+# CLONE_VM|CLONE_VFORK child running a Python callback, like the vfork launcher's supervisor: we
+# sleep in clone() till it has exited, so its frames come and go on top of ours.
+_HELPER: dict[int, tuple] = {}
+
+
+def _helper_main(key: int) -> int:
+    target, out = _HELPER[key]
+    try:
+        N.check(N.mount(b"proc", target, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, _mounts.PROC_OPTIONS),
+                "mount /proc")
+    except BaseException as e:  # noqa: BLE001 - to the supervisor, never up this borrowed stack
+        out.append(e)
+    return 0
+
+
+_HELPER_CB = N.CLONE_FN(_helper_main)
+
+
+def _helper_mount(target: bytes) -> None:
+    stack = N.mmap(None, 1 << 20, 3, 0x22 | 0x20000, -1, 0)
+    if stack in (None, N.MAP_FAILED):
+        N.check(-1, "allocate a stack to mount /proc")
+    out: list = []
+    key = id(out)
+    _HELPER[key] = (target, out)
+    try:
+        pid = N.clone(_HELPER_CB, int(stack) + (1 << 20) - 64, N.CLONE_VM | N.CLONE_VFORK | signal.SIGCHLD,
+                      ctypes.c_void_p(key), None, None, None)
+        err = ctypes.get_errno()
+        if pid < 0:
+            raise N.JailOSError(err, f"mount /proc (clone): {os.strerror(err)}")
+        os.waitpid(pid, 0)
+    finally:
+        _HELPER.pop(key, None)
+        _munmap(stack, 1 << 20)
+    if out:
+        raise out[0]
+
+
+def _chdir(plan: Plan) -> None:
+    """As bubblewrap: the asked-for directory or fail; else the caller's if visible, else ``/``."""
+    os.chdir(b"/")  # our old cwd is in the detached host tree: never let the command inherit it
+    if plan.cwd == b"/":
+        return
+    try:
+        os.chdir(plan.cwd)
+    except OSError as e:
+        if plan.cwd_given:
+            raise N.JailOSError(e.errno, f"--chdir {os.fsdecode(plan.cwd)}: {os.strerror(e.errno or 0)} "
+                                         "inside the sandbox") from None
+        note = (f"sysgate: note: the current directory {os.fsdecode(plan.cwd)} is not visible in the sandbox; "
+                "starting in /\n").encode()
+        dest = plan.stdio[2]
+        try:
+            os.write(2 if dest is None else dest, note)
+        except OSError:
+            pass
+
+
+def _open_pty(plan: Plan) -> tuple[int, bytes]:
+    """A pseudo-terminal of the sandbox's own devpts: the master goes to the caller's relay; returns
+    (an open slave fd, kept till the command has its own; the slave's path inside)."""
+    sock, _idx, tio, ws, send_fds = plan.pty
+    m = os.open(b"/dev/ptmx", _O_PTY)
+    try:
+        zero = ctypes.c_int(0)
+        N.check(N.ioctl(m, ctypes.c_ulong(_TIOCSPTLCK), ctypes.byref(zero)), "unlock the pseudo-terminal")
+        n = ctypes.c_int(0)
+        N.check(N.ioctl(m, ctypes.c_ulong(_TIOCGPTN), ctypes.byref(n)), "name the pseudo-terminal")
+        path = b"/dev/pts/%d" % n.value
+        slave = os.open(path, _O_PTY)
+        for req, data in ((_TCSETS, tio), (_TIOCSWINSZ, ws)):
+            if data:
+                buf = ctypes.create_string_buffer(data, len(data))
+                N.check(N.ioctl(slave, ctypes.c_ulong(req), buf), "set up the pseudo-terminal")
+        send_fds(sock, m)
+    finally:
+        os.close(m)
+    return slave, path
+
+
+def _reset_signals() -> None:
+    """In the forked command: every disposition to default, then an empty mask (that order: a
+    signal pending now must not run a handler of the caller's)."""
+    for sig in _SIGDEF:
+        _libc_signal(sig, _SIG_DFL)
+    _sigmask(signal.SIG_SETMASK, ())
+
+
+def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int], pty: tuple | None) -> int:
+    """The slow path: a full fork of the supervisor that sets itself up and loads the filter right
+    before execve. Only ever a fork of a single-threaded process (see launch_fork)."""
     r, w = os.pipe()  # both close-on-exec: EOF on r means execve succeeded
     if plan.c_env is None:
         plan.prepare_execve()
@@ -342,10 +575,14 @@ def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int]) -> int:
                     os.dup2(fd, i)
             stage = "rlimit"
             _rl.apply(plan.rl_early + plan.rl_late)
-            if plan.new_session:
-                os.setsid()
-            elif not plan.pidns:
-                os.setpgid(0, 0)
+            os.setsid()
+            if pty is not None:
+                t = os.open(pty[1], os.O_RDWR)  # the first open after setsid: our controlling terminal
+                for i in plan.pty[1]:
+                    os.dup2(t, i)
+                if t not in plan.pty[1]:
+                    os.close(t)
+            _reset_signals()
             sub: dict = {}
             try:
                 _lockdown(plan, sub)
@@ -380,33 +617,63 @@ def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int]) -> int:
 
 
 def _host_pid_of(hostproc: int, nspid: int) -> int | None:
-    """The host pid of our child ``nspid`` (still a zombie), from the host's /proc."""
+    """The host pid of our child ``nspid`` (a pid in our PID namespace; the child is still a
+    zombie), from the host's /proc: the entry of its NSpid line at our namespace's level."""
     try:
         me = os.readlink("self", dir_fd=hostproc)
+        level = len(_nspid(hostproc, me)) - 1
         fd = os.open(f"{me}/task/{me}/children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
         try:
             kids = os.read(fd, 65536).split()
         finally:
             os.close(fd)
         for k in kids:
-            fd = os.open(f"{k.decode()}/status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
-            try:
-                st = os.read(fd, 8192)
-            finally:
-                os.close(fd)
-            for line in st.split(b"\n"):
-                if line.startswith(b"NSpid:"):
-                    ids = line.split()[1:]
-                    if ids and int(ids[-1]) == nspid:
-                        return int(ids[0])
+            ids = _nspid(hostproc, k.decode())
+            if len(ids) > level and ids[level] == nspid:
+                return ids[0]
     except (OSError, ValueError):
         pass
     return None
 
 
+def _nspid(hostproc: int, pid: str) -> list[int]:
+    fd = os.open(f"{pid}/status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
+    try:
+        st = os.read(fd, 16384)
+    finally:
+        os.close(fd)
+    for line in st.split(b"\n"):
+        if line.startswith(b"NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    return []
+
+
+def _seccomp_killed(hostproc: int, pid: int) -> bool:
+    """Whether a seccomp filter killed ``pid`` (a zombie child, seen in the host's /proc): the
+    kernel marks the task that a filter kills (seccomp mode "dead"); nothing else can set it."""
+    try:
+        fd = os.open(f"{pid}/status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
+        try:
+            st = os.read(fd, 16384)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    for line in st.split(b"\n"):
+        if line.startswith(b"Seccomp:"):
+            return line.split()[1:2] == [_SECCOMP_MODE_DEAD]
+    return False
+
+
+def _from_caller(info: Any, plan: Plan) -> bool:
+    """A control signal counts only if kill(2)ed by the caller (our parent): si_code SI_USER cannot
+    be forged for another process, and si_pid is the sender's pid as the kernel sees it."""
+    return info.si_code == _SI_USER and info.si_pid == os.getppid()
+
+
 def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> None:
-    """Reap until the command exits; forward signals; end everything on timeout or kill."""
-    deadline = None if plan.timeout is None else time.monotonic() + plan.timeout
+    """Reap until the command exits; forward signals; end the command on timeout or kill."""
+    deadline = plan.deadline
     ut = st = 0.0
     rss = 0
     vm_shared = not forked  # the vfork launcher: see _gc_hold
@@ -427,11 +694,13 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
             break
         sig = info.si_signo
         if sig == CTRL_KILL:
-            R["killed"] = True
-            break
+            if _from_caller(info, plan):
+                R["killed"] = True
+                break
+            continue
         if sig != signal.SIGCHLD:
-            if info.si_code == _SI_KERNEL and plan.pidns and not plan.new_session:
-                continue  # from the terminal to our process group, which the command is in: it has it already
+            if sig == signal.SIGWINCH and plan.pty is not None:
+                continue  # the relay resizes the sandbox's terminal, which tells its foreground group
             try:
                 os.kill(cpid, sig)
             except OSError:
@@ -442,7 +711,9 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
         except ChildProcessError:
             peek = None
         if peek is not None and peek.si_status == signal.SIGSYS and peek.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
-            R["sigsys_hostpid"] = cpid if not plan.pidns else _host_pid_of(hostproc, cpid)
+            host = cpid if not plan.pidns else _host_pid_of(hostproc, cpid)
+            R["sigsys_hostpid"] = host
+            R["seccomp_dead"] = host is not None and _seccomp_killed(hostproc, host)
         done = False
         while True:
             try:
@@ -459,8 +730,16 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
                 done = True
         if done:
             break
+    pid1 = R.get("pid1")
+    if pid1:  # its death overlaps our last steps (else the kernel kills it while we exit)
+        try:
+            os.kill(pid1, signal.SIGKILL)
+        except OSError:
+            pass
     R["utime"], R["stime"], R["maxrss"] = ut, st, rss
-    if not plan.pidns and (R.get("timeout") or R.get("killed")):
+    if R.get("timeout") or R.get("killed"):
+        # The command is in a session (and process group) of its own; with a PID namespace, the
+        # caller then ends the rest by killing its PID 1.
         for target in (-cpid, cpid):
             try:
                 os.kill(target, signal.SIGKILL)
@@ -473,6 +752,8 @@ def _init_entry(plan: Plan, R: dict, forked: bool) -> int:
         _gc_hold()
     try:
         _init_main(plan, R, forked)
+    except _Late:
+        R["timeout"] = True
     except BaseException as e:  # noqa: BLE001 - init must always return normally
         R["error"] = _err(R.get("stage", "setup"), e)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -515,13 +796,16 @@ class SignalForwarder:
 
     The launching thread sleeps in ``clone()`` (or in a read) with them blocked, so nothing would
     happen until the sandbox ended: ``kill <pid of sysgate run>`` would be ignored. A helper
-    thread takes them with ``sigwaitinfo`` and passes them to init, which passes them to the
-    command (as ``docker run`` does). Those the terminal sent to the whole process group are
-    skipped: the command got its own. Signals that come before init exists are kept till it does.
+    thread takes them with ``sigwaitinfo`` and passes them to the supervisor, which passes them
+    to the command (as ``docker run`` does). Those the terminal sent to the whole process group
+    are skipped: the supervisor is in that group and got its own. With a terminal relay, SIGWINCH
+    resizes the sandbox's terminal instead. Signals that come before the supervisor exists are
+    kept till it does.
     """
 
-    def __init__(self, pid: Any) -> None:
-        self._pid = pid  # a ctypes int that receives init's pid
+    def __init__(self, pid: Any, relay: Any = None) -> None:
+        self._pid = pid  # a ctypes int that receives the supervisor's pid
+        self._relay = relay
         self._old = _sigmask(signal.SIG_BLOCK, (*FORWARDED, _FWD_STOP))  # the helper thread inherits the mask
         self._done = _thread.allocate_lock()
         self._done.acquire()
@@ -542,7 +826,9 @@ class SignalForwarder:
                 if info is not None:
                     if info.si_signo == _FWD_STOP:
                         break
-                    if info.si_code != _SI_KERNEL:
+                    if info.si_signo == signal.SIGWINCH and self._relay is not None:
+                        self._relay.sync_size()
+                    elif info.si_code != _SI_KERNEL:
                         pending.append(info.si_signo)
                 pid = self._pid.value
                 while pending and pid > 0:
@@ -628,6 +914,7 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     flags = plan.ns.clone_flags | N.CLONE_VM | N.CLONE_VFORK | N.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
     home = -1
+    pid, err = -1, 0
     try:
         if plan.netns_fd >= 0:
             from . import netpool as _netpool  # loaded already by whoever took the namespace from the pool
@@ -638,12 +925,22 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     finally:
         if home >= 0:
             _netpool.leave(home)
-        _dumpable_exit()
         _sigmask(signal.SIG_SETMASK, old)
         _put_stack(stack)
+        if pid < 0:  # else the memory stays non-dumpable till the supervisor is reaped (vfork_done)
+            _dumpable_exit()
     if pid < 0:
         raise N.JailOSError(err, f"create the sandbox namespaces (clone): {os.strerror(err)}{_clone_hint(err)}")
     return pid
+
+
+def vfork_done(R: dict) -> None:
+    """After the vfork-launched supervisor has been reaped (so every process of its PID namespace,
+    its PID 1 sharing our memory included, is gone): free PID 1's stack, let the memory be dumpable."""
+    stack1 = R.pop("pid1_stack", None)
+    if stack1 is not None:
+        _munmap(stack1, PID1_STACK)
+    _dumpable_exit()
 
 
 def _clone_hint(err: int) -> str:
@@ -668,6 +965,7 @@ def launch_fork(plan: Plan) -> tuple[int, int]:
     helper = os.fork()
     if helper == 0:
         try:
+            gc.disable()  # a copy: never finalize the caller's garbage here (a tempfile's cleanup, say)
             os.close(hr)
             flags = plan.ns.clone_flags | N.CLONE_PARENT | signal.SIGCHLD
             _sigmask(signal.SIG_SETMASK, _ALL)

@@ -66,8 +66,9 @@ class _Prepared:
     """A Plan plus what the caller must release afterwards."""
 
     def __init__(self, argv: list[str], opts: Options, std: list[Any], *, memfd_capture: bool,
-                 input: bytes | None, streaming: bool) -> None:
+                 input: bytes | None, streaming: bool, t0: float | None = None) -> None:
         self.opts = opts
+        self.relay: Any = None
         self.argv = argv
         self.to_close: list[int] = []       # child ends and temporary fds, closed once init has them
         self.parent_ends: list[Any] = [None, None, None]
@@ -98,15 +99,17 @@ class _Prepared:
             except OSError:
                 raise JailConfigError(f"--pass-fd {fd}: not an open file descriptor") from None
         landlock = None
-        if opts.landlock_ro or opts.landlock_rw:
-            from . import landlock as _ll
+        from . import landlock as _ll
 
-            abi = _ll.abi_version()
+        abi = _ll.abi_version()
+        if opts.landlock_ro or opts.landlock_rw:
             if abi <= 0:
                 raise SandboxError(95, "landlock: --ro/--rw need Landlock, which this kernel does not offer",
                                    "landlock")
             ro, rw = opts.landlock_ro, opts.landlock_rw
             landlock = lambda: _ll.restrict(ro, rw, abi)  # noqa: E731 - init calls it, importing nothing
+        elif abi >= _ll.SCOPE_ABI:
+            landlock = _ll.scope  # signals and abstract unix sockets stay inside the sandbox
         early, late = _rl.split(dict(opts.rlimits))
         mplan = _mounts.plan(opts, _cwd(), _ns.host_ids(opts), _filters.mask_paths())
         self.cgroup = None
@@ -119,8 +122,24 @@ class _Prepared:
             raise SandboxError(e.errno or 0, f"cgroup: {e.strerror or e}", "cgroup") from None
         try:
             stdio = self._stdio(std, memfd_capture, input, streaming)
-            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe)
+            pty = None
+            if _any_tty(stdio):  # the command never gets the caller's terminal (see terminal.py)
+                from . import terminal as _term
+
+                idx = _term.tty_indices(stdio)
+                if idx:
+                    self.relay = _term.Relay(stdio, idx, interactive=not streaming)
+                    pty = self.relay.plan()
+            # Without a PID namespace the supervisor shares one with the command: it must stay outside
+            # the command's Landlock domain (the fork path applies it in the command only).
+            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
+                and opts.ns("pid")
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
+            if not fast:
+                # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
+                # threads' locks), and must be out of the command's reach (outside its PID namespace).
+                self.launcher = "fork"
+            cwd = opts.cwd or _cwd() or "/"
             lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
             self.lifeline = (lr, lw)
             self.plan = Plan(
@@ -128,6 +147,8 @@ class _Prepared:
                 mounts=mplan, cgroup=self.cgroup, program=program, fast=fast, keep_caps=keep,
                 last_cap=_caps.last_cap(), rl_early=early, rl_late=late, landlock=landlock, stdio=stdio,
                 pass_fds=pass_fds, new_session=opts.new_session, timeout=opts.timeout,
+                deadline=None if opts.timeout is None else (time.monotonic() if t0 is None else t0) + opts.timeout,
+                cwd=os.fsencode(cwd), cwd_given=opts.cwd is not None, pty=pty,
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
             self.plan.ns.lifeline = lr  # checked again after the root caller's credential change
@@ -201,6 +222,8 @@ class _Prepared:
         return out
 
     def close_child_ends(self) -> None:
+        if self.relay is not None:
+            self.relay.close_child_end()
         for fd in self.to_close:
             try:
                 os.close(fd)
@@ -219,6 +242,9 @@ class _Prepared:
 
     def release(self) -> None:
         self.close_child_ends()
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         lr, lw = getattr(self, "lifeline", (-1, -1))
         if lw >= 0:
             os.close(lw)
@@ -246,6 +272,16 @@ class _Prepared:
             chunks.append(b)
             size -= len(b)
         return b"".join(chunks)
+
+
+def _any_tty(stdio: list[int | None]) -> bool:
+    for i, src in enumerate(stdio):
+        try:
+            if os.isatty(i if src is None else src):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 _SANDBOXES = 0  # started by this process; the first never uses (or loads) the namespace pool
@@ -336,8 +372,10 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
             sig = os.WTERMSIG(status)
             res.signal = sig
             if sig == signal.SIGSYS:
-                res.status = _res.SECCOMP
-                _attribute(res, R.get("sigsys_hostpid"), t0)
+                # A seccomp kill only on the kernel's word: the killed task's seccomp mode "dead",
+                # or an audit record of a kill verdict for its pid. raise(SIGSYS) has neither.
+                audited = _attribute(res, R.get("sigsys_hostpid"), t0)
+                res.status = _res.SECCOMP if (R.get("seccomp_dead") or audited) else _res.SIGNALED
             elif sig == signal.SIGKILL and res.oom_kills:
                 res.status = _res.OOM
             elif sig in (signal.SIGXCPU, signal.SIGXFSZ):
@@ -355,13 +393,18 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
         prep.release()
 
 
-def _attribute(res: RunResult, host_pid: int | None, t0: float) -> None:
+def _attribute(res: RunResult, host_pid: int | None, t0: float) -> bool:
+    """Name the call from the audit record of the kill, if any; whether there was one."""
     from . import audit
 
+    if host_pid is None:
+        return False
     rec = audit.find_seccomp_kill(host_pid, t0)
-    if rec is not None:
-        res.syscall_nr = rec.nr
-        res.syscall, res.arch = audit.describe(rec)
+    if rec is None:
+        return False
+    res.syscall_nr = rec.nr
+    res.syscall, res.arch = audit.describe(rec)
+    return True
 
 
 def _reap(pid: int) -> int | None:
@@ -384,7 +427,10 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
                 prep.launcher = "fork"
             else:
                 prep.close_child_ends()
-                return _reap(pid)
+                try:
+                    return _reap(pid)
+                finally:
+                    _runner.vfork_done(R)
         pid, rfd = _runner.launch_fork(prep.plan)
     except N.JailOSError as e:
         raise SandboxError(e.errno or 0, f"namespaces: {e.strerror}", "namespaces") from None
@@ -392,9 +438,21 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
     if on_pid is not None:
         on_pid(pid)
     prep.close_child_ends()
+    late = False
     try:
         chunks = []
+        deadline = prep.plan.deadline
         while True:
+            if deadline is not None and not _readable(rfd, deadline + 1.0 - time.monotonic()):
+                # The supervisor is a copy of ours: it may be SIGKILLed (it did not end the sandbox
+                # in time, stuck in some set-up step); the kernel then ends its PID namespaces.
+                late = True
+                deadline = None
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                continue
             b = os.read(rfd, 65536)
             if not b:
                 break
@@ -402,14 +460,24 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
     finally:
         os.close(rfd)
     st = _reap(pid)
-    if chunks:
+    data = b"".join(chunks)
+    if data and not late:
         import marshal
 
-        R.update(marshal.loads(b"".join(chunks)))
-    elif "error" not in R:
+        R.update(marshal.loads(data))
+    if late:
+        R.pop("error", None)
+        R["timeout"] = True
+    elif "error" not in R and not data:
         R["error"] = ("init", 0, "the sandbox's init died before reporting" +
                       (f" (signal {os.WTERMSIG(st)})" if st is not None and os.WIFSIGNALED(st) else ""))
     return st
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], max(0.0, timeout))[0])
 
 
 def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
@@ -432,10 +500,13 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
             raise JailConfigError("capture_output cannot be combined with stdout/stderr")
         stdout = stderr = PIPE
     t0 = time.monotonic()
-    prep = _Prepared(_argv(argv), opts, [stdin, stdout, stderr], memfd_capture=True, input=input, streaming=False)
+    prep = _Prepared(_argv(argv), opts, [stdin, stdout, stderr], memfd_capture=True, input=input, streaming=False,
+                     t0=t0)
     R: dict = {}
     ptid = ctypes.c_int(0)
-    fwd = _runner.SignalForwarder(ptid) if forward_signals else None
+    if prep.relay is not None:
+        prep.relay.start()
+    fwd = _runner.SignalForwarder(ptid, prep.relay) if forward_signals else None
     try:
         st = _execute(prep, R, ptid)
     except BaseException:
@@ -486,8 +557,10 @@ class Sandbox:
         if self._thread is not None:
             raise RuntimeError("sandbox already started")
         t0 = time.monotonic()
-        prep = _Prepared(self.argv, self.options, self._std, memfd_capture=False, input=None, streaming=True)
+        prep = _Prepared(self.argv, self.options, self._std, memfd_capture=False, input=None, streaming=True, t0=t0)
         self._prep = prep
+        if prep.relay is not None:
+            prep.relay.start()
         rr, rw = os.pipe()
         prep.plan.ready = rw
         self.stdin, self.stdout, self.stderr = prep.parent_ends
@@ -528,6 +601,10 @@ class Sandbox:
             if self._exc is not None:
                 raise self._exc
             raise SandboxError(0, "the sandbox ended before the command started", "init")
+        # The fork launcher learns the supervisor's pid from its helper, which may be a moment later
+        # than the command's start: pid (and so kill, send_signal) must work once start() returned.
+        while not self._ptid.value and not self._done.is_set():
+            time.sleep(0.0002)
         return self
 
     def _close_streams(self) -> None:
@@ -577,10 +654,10 @@ class Sandbox:
         if pid is None or self._done.is_set():
             return
         assert self._prep is not None
-        # A vfork-launched init shares our memory and may hold the GIL: ask it to leave instead.
-        sig = _ctrl_signal() if self._prep.launcher == "vfork" else signal.SIGKILL
+        # Ask the supervisor to end it (a vfork-launched one shares our memory and may hold the GIL;
+        # a forked one then still reports how the command ended).
         try:
-            os.kill(pid, sig)
+            os.kill(pid, _ctrl_signal())
         except ProcessLookupError:
             pass
 

@@ -1,0 +1,222 @@
+"""A terminal of the sandbox's own, relayed to the caller's, as ``docker run -t`` does.
+
+A command that shares the caller's terminal can type into it: ``ioctl(TIOCSTI)`` on the
+caller's controlling terminal pushes bytes into its input queue, which the caller's shell reads
+and runs once the sandbox has exited. So the command never gets the caller's terminal: it always
+starts in a session of its own (no controlling terminal, so ``/dev/tty`` fails), and when the
+caller's stdin or stdout *is* a terminal the sandbox gets a pseudo-terminal instead, opened in
+the sandbox's own devpts instance by the supervisor. The command's standard streams that were
+the caller's terminal become its slave (its controlling terminal, so ``^C`` becomes SIGINT for
+the command's foreground process group); the master comes back to the caller over a socket
+pair, and a relay thread here copies bytes both ways:
+
+* the caller's terminal is put in raw mode while the sandbox runs (when stdin is the terminal),
+  so every key, ``^C`` and ``^Z`` included, reaches the sandbox's terminal and its line
+  discipline, as typed; the caller's settings are copied to the sandbox's terminal first and
+  restored on the caller's at the end;
+* the window size is copied at the start and whenever it changes (checked on every wake-up of
+  the relay, at least every 100 ms, and on SIGWINCH for ``sysgate run``), so the sandbox's
+  terminal sends SIGWINCH to its foreground group as a real one does.
+
+The relay ends when the master reports EOF/EIO (every slave closed: the sandbox is gone).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import _thread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["Relay", "tty_indices", "send_fd"]
+
+_TCGETS, _TIOCGWINSZ, _TIOCSWINSZ = 0x5401, 0x5413, 0x5414
+_TERMIOS_SIZE = 36  # the kernel's struct termios (TCGETS), the same on every Linux architecture we run on
+
+
+def tty_indices(stdio: list[int | None]) -> tuple[int, ...]:
+    """The standard streams (0-2) that would be a terminal of the caller's, if stdin or stdout is one."""
+    def fd(i: int) -> int:
+        src = stdio[i]
+        return i if src is None else src
+
+    ttys = tuple(i for i in range(3) if _isatty(fd(i)))
+    return ttys if 0 in ttys or 1 in ttys else ()
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def send_fd(sock_fd: int, fd: int) -> None:
+    """Pass ``fd`` over the unix socket ``sock_fd`` (used by the supervisor; imports nothing)."""
+    s = socket.socket(fileno=sock_fd)
+    try:
+        socket.send_fds(s, [b"M"], [fd])
+    finally:
+        s.detach()
+
+
+def _ioctl_get(fd: int, req: int, size: int) -> bytes | None:
+    import fcntl
+
+    try:
+        return fcntl.ioctl(fd, req, bytes(size))
+    except OSError:
+        return None
+
+
+class Relay:
+    """Copies bytes between the caller's terminal and the sandbox's pseudo-terminal (a thread)."""
+
+    def __init__(self, stdio: list[int | None], indices: tuple[int, ...], interactive: bool = True) -> None:
+        """``interactive``: relay the caller's keys too (``run``); a ``Sandbox`` running alongside its
+        caller gets the terminal's output only, and leaves the caller's keyboard alone."""
+        self.indices = indices
+        src = [i if stdio[i] is None else stdio[i] for i in range(3)]
+        # Keys are relayed only by a foreground job: a background one reading (or setting raw mode on)
+        # the terminal would be stopped (SIGTTIN, SIGTTOU), as any background reader is.
+        self.in_fd = src[0] if 0 in indices and interactive and _foreground(src[0]) else -1
+        self.out_fd = src[1] if 1 in indices else src[2] if 2 in indices else -1
+        term = self.in_fd if self.in_fd >= 0 else self.out_fd
+        self.termios = _ioctl_get(term, _TCGETS, _TERMIOS_SIZE)
+        self.winsize = _ioctl_get(term, _TIOCGWINSZ, 8)
+        self._term = term
+        self._sock, self.child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._saved: Any = None
+        self._stop = False
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._master = -1
+        self._started = False
+
+    def plan(self) -> tuple:
+        """What the supervisor needs (see runner.Plan.pty)."""
+        return (self.child_sock.fileno(), self.indices, self.termios, self.winsize, send_fd)
+
+    def start(self) -> None:
+        if self.in_fd >= 0:
+            import termios
+            import tty
+
+            try:
+                self._saved = termios.tcgetattr(self.in_fd)
+                tty.setraw(self.in_fd, termios.TCSANOW)
+            except termios.error:
+                self._saved = None
+        _thread.start_new_thread(self._run, ())
+        self._started = True
+
+    def close_child_end(self) -> None:
+        """Once the supervisor has its copy: EOF then means it is gone."""
+        self.child_sock.close()
+
+    def sync_size(self) -> None:
+        """Copy the caller's window size to the sandbox's terminal if it changed."""
+        ws = _ioctl_get(self._term, _TIOCGWINSZ, 8)
+        if ws is not None and ws != self.winsize and self._master >= 0:
+            import fcntl
+
+            try:
+                fcntl.ioctl(self._master, _TIOCSWINSZ, ws)
+                self.winsize = ws
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        import select
+
+        try:
+            try:
+                _, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
+            except OSError:
+                fds = []
+            if not fds:
+                return
+            self._master = m = fds[0]
+            poller = select.poll()
+            poller.register(m, select.POLLIN)
+            if self.in_fd >= 0:
+                poller.register(self.in_fd, select.POLLIN)
+            while True:
+                events = poller.poll(100)
+                self.sync_size()
+                for fd, ev in events:
+                    if fd == m:
+                        try:
+                            data = os.read(m, 65536)
+                        except OSError:  # EIO: no slave open any more
+                            data = b""
+                        if not data:
+                            return
+                        if self.out_fd >= 0:
+                            _write_all(self.out_fd, data)
+                    else:
+                        try:
+                            data = os.read(fd, 65536)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            poller.unregister(fd)
+                        else:
+                            _write_all(m, data)
+                if self._stop and not events:
+                    return
+        finally:
+            self._restore()
+            if self._master >= 0:
+                os.close(self._master)
+                self._master = -1
+            self._sock.close()
+            self._done.release()
+
+    def _restore(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            try:
+                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved)
+            except termios.error:
+                pass
+            self._saved = None
+
+    def stop(self, grace: float = 2.0) -> None:
+        """The sandbox is over: let the relay copy what is left, then restore the caller's terminal."""
+        self._stop = True
+        try:
+            self.child_sock.close()
+        except OSError:
+            pass
+        if not self._started:  # set-up failed before the sandbox was launched
+            self._restore()
+            self._sock.close()
+            return
+        if not self._done.acquire(timeout=grace):
+            self._restore()  # the thread is stuck writing to the caller's terminal; it ends with the process
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError:
+            return
+        view = view[n:]
