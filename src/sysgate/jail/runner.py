@@ -428,6 +428,9 @@ _raw_nr = N.libc.syscall
 _raw_nr.restype = ctypes.c_long
 
 
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
 def _proc_mounter(hostproc: int) -> Any:
     """Mount the procfs of the PID namespace our children are born in (we are not in it): the
     procfs ``pidns`` parameter (Linux 6.18); else a helper born in it mounts it (see _helper_mount)."""
@@ -451,8 +454,14 @@ def _proc_mounter(hostproc: int) -> Any:
             mfd = N.check(int(_raw_nr(ctypes.c_long(_NR_FSMOUNT), ctypes.c_long(fs), ctypes.c_long(_FSMOUNT_CLOEXEC),
                                       ctypes.c_long(attrs))), "mount /proc (fsmount)")
             try:
-                N.check(N.sysc("move_mount", N.c_long(mfd), b"", N.c_long(N.AT_FDCWD), target,
-                               N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH)), "attach /proc")
+                # The mount plan names its targets as /proc/self/fd/N (opened without following
+                # links): move_mount wants the fd itself there, with T_EMPTY_PATH.
+                if target.startswith(b"/proc/self/fd/"):
+                    to_fd, to_path, flags = int(target[14:]), b"", N.MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH
+                else:
+                    to_fd, to_path, flags = N.AT_FDCWD, target, N.MOVE_MOUNT_F_EMPTY_PATH
+                N.check(N.sysc("move_mount", N.c_long(mfd), b"", N.c_long(to_fd), to_path, N.c_long(flags)),
+                        "attach /proc")
             finally:
                 os.close(mfd)
         finally:
