@@ -154,6 +154,18 @@ def test_supervisor_safety_verdicts() -> None:
 
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")
+@pytest.mark.parametrize("name", ["setsid", "rt_sigaction", "getppid"])
+def test_a_filter_refusing_a_launcher_step_is_loaded_right_before_execve(name: str) -> None:
+    """posix_spawn's child makes the command a session leader and resets its signals after the fast
+    path has loaded the filter in init: a filter refusing one of those steps (or a call the supervisor
+    makes later) is loaded by the command's own process instead, and the command runs."""
+    assert not filters.get("docker-default", deny=(name,)).supervisor_safe
+    r = run(["/bin/sh", "-c", "echo ran"], deny=[name], capture_output=True, timeout=60)
+    assert r.ok and r.stdout == b"ran\n", (r.status, r.stderr)
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
 def test_profile_object_accepted() -> None:
     from sysgate.policy import ALLOW, Policy, Rule, errno
 

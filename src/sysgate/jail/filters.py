@@ -490,7 +490,10 @@ def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: 
 
 def supervisor_safe(insns: Any, arch: str | None = None) -> bool:
     """Whether the sandbox's init can keep working (spawn, wait, signal) after loading ``insns``
-    (on ``arch``, default this machine's)."""
+    (on ``arch``, default this machine's): every call it and posix_spawn's child make after the
+    filter is loaded must be allowed (see runner.py's fast path). Otherwise the filter is loaded
+    last, right before execve, in the command's own process (so ``python``, which refuses setsid
+    the spawn needs for the command's own session, takes that path)."""
     from ..arch import get, native
     from ..bpf.emulator import emulate
     from ..policy import Action, ActionKind
@@ -502,11 +505,17 @@ def supervisor_safe(insns: Any, arch: str | None = None) -> bool:
     spawn_flags = 0x100 | 0x4000 | signal.SIGCHLD  # CLONE_VM|CLONE_VFORK|SIGCHLD, as posix_spawn
     anon = 0x02 | 0x20  # MAP_PRIVATE|MAP_ANONYMOUS
     required: list[tuple[str, tuple[int, ...]]] = [
-        ("clone", (spawn_flags, 0, 0, 0, 0, 0)),
-        ("execve", ()), ("execveat", ()), ("exit", (0,)), ("exit_group", (127,)),
-        ("wait4", (2**64 - 1, 0, 1, 0)), ("rt_sigtimedwait", ()), ("rt_sigprocmask", ()),
+        # the supervisor: posix_spawn (glibc blocks every signal around its clone)
+        ("clone", (spawn_flags, 0, 0, 0, 0, 0)), ("rt_sigprocmask", ()),
         ("mmap", (0, 1 << 20, 3, anon | 0x20000, 2**64 - 1, 0)), ("munmap", ()), ("mprotect", (0, 4096, 0)),
-        ("brk", ()), ("futex", (0, 0x81, 1)), ("futex", (0, 0x80, 0)), ("kill", (1, 15)),
+        # posix_spawn's child, after the filter (runner.py: setsid=True, setsigdef, setsigmask=(), the
+        # stdio dup2s, the pty slave's open): any refusal fails the spawn
+        ("setsid", ()), ("rt_sigaction", ()), ("dup2", ()), ("dup3", (0, 1, 0)), ("openat", (2**64 - 100, 0, 2)),
+        ("execve", ()), ("execveat", ()), ("exit", (0,)), ("exit_group", (127,)),
+        # the supervisor while the command runs: waits, signals, the facts of a kill read from /proc
+        ("wait4", (2**64 - 1, 0, 1, 0)), ("waitid", (1, 0, 0, 4 | 1 | 0x01000000)), ("rt_sigtimedwait", ()),
+        ("kill", (1, 15)), ("getppid", ()), ("openat", (0, 0, os.O_RDONLY | os.O_CLOEXEC)), ("read", ()), ("readlinkat", ()),
+        ("brk", ()), ("futex", (0, 0x81, 1)), ("futex", (0, 0x80, 0)),
         ("write", ()), ("close", ()),
     ]
     for name, args in required:
