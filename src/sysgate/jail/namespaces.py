@@ -247,13 +247,18 @@ def _k(name: str, *args: int) -> int:
     return int(_ksys(N.c_long(N.NR[name]), *(N.c_long(a) for a in args)))
 
 
-def _become_unprivileged(p: NsPlan) -> None:
+def take_ids(p: NsPlan) -> None:
+    """Enter the prepared user namespace as the sandbox's ids (also what the command's PID 1 is made with)."""
     N.check(_k("setns", p.userns_fd, N.CLONE_NEWUSER), "enter the sandbox's user namespace")
     # Raw syscalls, never glibc's wrappers: they would broadcast the change to the caller's threads.
     N.check(_k("setgroups", 0, 0), "drop supplementary groups")
     gid, uid = p.ids[1], p.ids[0]
     N.check(_k("setresgid", gid, gid, gid), "set the sandbox's gid")
     N.check(_k("setresuid", uid, uid, uid), "set the sandbox's uid")
+
+
+def _become_unprivileged(p: NsPlan) -> None:
+    take_ids(p)
     if p.die_with_parent:  # a credential change clears the parent-death signal
         _k("prctl", N.PR_SET_PDEATHSIG, 9)
         if p.lifeline >= 0:

@@ -15,7 +15,10 @@ and no pid in B is the supervisor's (no signal, ``prlimit``, ``/proc`` entry can
 
 **B's PID 1** runs no code of ours: it is cloned with ``pause()`` as its function, inherits a
 mask blocking every signal and SIGCHLD ignored (so the kernel reaps the orphans it adopts), and
-only the kernel's SIGKILL at A's end ends it. It shares the supervisor's memory, so it must stay
+only the kernel's SIGKILL at A's end ends it (or ours, once the command is gone). It has the
+sandbox's credentials (a root caller's: the unprivileged host id; see _unprivileged_pid1), so it
+is never a host-root task sharing memory a filtered supervisor can write, and the supervisor may
+signal it. It shares the supervisor's memory, so it must stay
 out of reach: the memory is non-dumpable and B's procfs is mounted ``hidepid=ptraceable``, so
 ``/proc/1`` does not exist for the command. B's procfs is mounted by the supervisor with the
 procfs ``pidns`` parameter (Linux 6.18); on older kernels a helper born in B mounts it and exits.
@@ -342,8 +345,11 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     if plan.pidns:
         # We are PID 1 of a PID namespace of our own; the command's is a child of it, so no pid it
         # can name is ours. Our first child there is its PID 1.
-        N.check(N.sysc("unshare", N.c_long(N.CLONE_NEWPID)), "create the command's PID namespace (unshare)")
-        _start_pid1(plan, R)
+        if plan.ns.userns_fd >= 0:
+            _unprivileged_pid1(plan, R, hostproc)
+        else:
+            N.check(N.sysc("unshare", N.c_long(N.CLONE_NEWPID)), "create the command's PID namespace (unshare)")
+            _start_pid1(plan, R)
         plan.mounts.proc_mounter = _proc_mounter(hostproc)
     _mounts.apply(plan.mounts)
     _check_deadline(plan)
@@ -407,14 +413,14 @@ _FSCONFIG_SET_STRING, _FSCONFIG_SET_FD, _FSCONFIG_CMD_CREATE = 1, 5, 6
 _NR_FSOPEN, _NR_FSCONFIG, _NR_FSMOUNT = 430, 431, 432  # the same on every architecture (>= 424)
 
 
-def _start_pid1(plan: Plan, R: dict) -> None:
+def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
     base = N.mmap(None, PID1_STACK, 3, 0x22 | 0x20000, -1, 0)  # no lock: we may be a forked copy
     if base in (None, N.MAP_FAILED):
         N.check(-1, "allocate a stack for the sandbox's PID 1")
     R["pid1_stack"] = int(base)
     _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
     try:
-        flags = N.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
+        flags |= N.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
         pid = N.clone(_PAUSE_FN, int(base) + PID1_STACK - 64, flags, None, None, None, None)
         err = ctypes.get_errno()
     finally:
@@ -422,6 +428,30 @@ def _start_pid1(plan: Plan, R: dict) -> None:
     if pid < 0:
         raise N.JailOSError(err, f"create the sandbox's PID 1 (clone): {os.strerror(err)}")
     R["pid1"] = pid
+
+
+_CLONE_PARENT = 0x8000
+
+
+def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
+    """A root caller's sandbox: PID 1 must have the sandbox's credentials (an unprivileged host id),
+    never be a host-root task sharing our memory (which the command's filter may rule), and we must
+    be allowed to end it. But we mount the procfs as host root, and need PID 1 first (a PID
+    namespace has no ``pid_for_children`` link before its first process). So a helper sharing our
+    memory and fds makes the namespace, takes the sandbox's ids and clones PID 1 as our child
+    (CLONE_PARENT); we then enter the namespace for our children while still host root."""
+    def make() -> None:
+        N.check(_ns._k("unshare", N.CLONE_NEWPID), "create the command's PID namespace (unshare)")
+        _ns.take_ids(plan.ns)
+        _start_pid1(plan, R, _CLONE_PARENT)
+        R["pidns_fd"] = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
+
+    _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1")
+    fd = R.pop("pidns_fd")
+    try:
+        N.check(_ns._k("setns", fd, N.CLONE_NEWPID), "enter the command's PID namespace")
+    finally:
+        os.close(fd)
 
 
 _raw_nr = N.libc.syscall
@@ -478,10 +508,9 @@ _HELPER: dict[int, tuple] = {}
 
 
 def _helper_main(key: int) -> int:
-    target, out = _HELPER[key]
+    fn, out = _HELPER[key]
     try:
-        N.check(N.mount(b"proc", target, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, _mounts.PROC_OPTIONS),
-                "mount /proc")
+        fn()
     except BaseException as e:  # noqa: BLE001 - to the supervisor, never up this borrowed stack
         out.append(e)
     return 0
@@ -491,18 +520,26 @@ _HELPER_CB = N.CLONE_FN(_helper_main)
 
 
 def _helper_mount(target: bytes) -> None:
+    def mount() -> None:
+        N.check(N.mount(b"proc", target, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, _mounts.PROC_OPTIONS),
+                "mount /proc")
+    _helper_run(mount, 0, "mount /proc")
+
+
+def _helper_run(fn: Any, flags: int, what: str) -> None:
+    """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error."""
     stack = N.mmap(None, 1 << 20, 3, 0x22 | 0x20000, -1, 0)
     if stack in (None, N.MAP_FAILED):
-        N.check(-1, "allocate a stack to mount /proc")
+        N.check(-1, f"allocate a stack to {what}")
     out: list = []
     key = id(out)
-    _HELPER[key] = (target, out)
+    _HELPER[key] = (fn, out)
     try:
-        pid = N.clone(_HELPER_CB, int(stack) + (1 << 20) - 64, N.CLONE_VM | N.CLONE_VFORK | signal.SIGCHLD,
+        pid = N.clone(_HELPER_CB, int(stack) + (1 << 20) - 64, flags | N.CLONE_VM | N.CLONE_VFORK | signal.SIGCHLD,
                       ctypes.c_void_p(key), None, None, None)
         err = ctypes.get_errno()
         if pid < 0:
-            raise N.JailOSError(err, f"mount /proc (clone): {os.strerror(err)}")
+            raise N.JailOSError(err, f"{what} (clone): {os.strerror(err)}")
         os.waitpid(pid, 0)
     finally:
         _HELPER.pop(key, None)
