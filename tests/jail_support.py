@@ -96,6 +96,64 @@ def no_leftovers() -> Any:
     assert not set(sysgate_cgroups()) - g0, f"cgroups left: {set(sysgate_cgroups()) - g0}"
 
 
+CHECKOUT = os.path.dirname(TESTS)
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The topmost directory above ``path`` that others cannot traverse (a 0700 mktemp dir CI
+    clones into, say), or None."""
+    parts = os.path.realpath(path).split("/")
+    for i in range(2, len(parts)):
+        d = "/".join(parts[:i])
+        try:
+            if not os.stat(d).st_mode & 0o001:
+                return d
+        except OSError:
+            return None
+    return None
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return rc
+
+
+def reach_checkout() -> None:
+    """In a forked child about to become an unprivileged user (still root): make the checkout
+    reachable by others in a mount namespace of the child's own, as an installed package is.
+
+    CI may clone into a directory others cannot traverse; a real unprivileged caller has sysgate
+    where it can read it (site-packages), and needs the package's lazily read parts (modules,
+    profiles, precompiled programs) and the tests' probes. The closed ancestor is covered by an
+    empty 0755 tmpfs holding the checkout again at its own path; nothing else changes."""
+    top = _closed_ancestor(CHECKOUT)
+    if top is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, c_long = ctypes.c_long(-100), ctypes.c_long
+    path = os.fsencode(os.path.realpath(CHECKOUT))
+    _check(libc.unshare(0x20000), "unshare(CLONE_NEWNS)")
+    _check(libc.mount(None, b"/", None, c_long(0x40000 | 0x4000), None), "make the mounts private")  # MS_REC|MS_PRIVATE
+    # open_tree(OPEN_TREE_CLONE|AT_RECURSIVE|OPEN_TREE_CLOEXEC): the checkout, taken before it is covered
+    tree = _check(libc.syscall(c_long(428), at_fdcwd, path, c_long(1 | 0x8000 | os.O_CLOEXEC)), "open_tree")
+    try:
+        _check(libc.mount(b"tmpfs", os.fsencode(top), b"tmpfs", c_long(0), b"mode=0755,size=64k"), "mount a tmpfs")
+        os.makedirs(path, 0o755, exist_ok=True)
+        _check(libc.syscall(c_long(429), c_long(tree), b"", at_fdcwd, path, c_long(4)), "move_mount")  # F_EMPTY_PATH
+    finally:
+        os.close(tree)
+
+
+def drop_to_nobody() -> None:
+    """In a forked child: the checkout reachable (see reach_checkout), then uid/gid 65534, no groups."""
+    reach_checkout()
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+
+
 def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
     """Call ``fn(*args)`` in a forked child that has dropped to uid/gid 65534; return its result.
 
@@ -108,9 +166,7 @@ def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
 
     filters.get("docker-default")
     def body(a: tuple) -> Any:
-        os.setgroups([])
-        os.setresgid(65534, 65534, 65534)
-        os.setresuid(65534, 65534, 65534)
+        drop_to_nobody()
         ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: as a process started as nobody would be
         os.environ["HOME"] = "/nonexistent"
         os.chdir("/")

@@ -21,7 +21,7 @@ import time
 import pytest
 
 import forkrun
-from jail_support import PY, ROOT, SYSTEM_PY, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
+from jail_support import PY, ROOT, SYSTEM_PY, as_nobody, drop_to_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
 
 from sysgate.jail import Sandbox, run
 from sysgate.jail.result import SandboxError
@@ -95,9 +95,7 @@ def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes
         os.setsid()
         fcntl.ioctl(s, termios.TIOCSCTTY, 0)
         if who == "nobody":
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
+            drop_to_nobody()
 
     env = dict(os.environ, PYTHONPATH=SRC)
     if who == "nobody":
@@ -189,9 +187,7 @@ def test_terminal_relay_size_and_ctrl_c(who: str) -> None:
         os.setsid()
         fcntl.ioctl(s, termios.TIOCSCTTY, 0)
         if who == "nobody":
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
+            drop_to_nobody()
 
     env = dict(os.environ, PYTHONPATH=SRC)
     if who == "nobody":
