@@ -97,6 +97,7 @@ def _add_disasm(sub: Any) -> None:
     d.add_argument("file")
     d.add_argument("--arch", help="arch(es) to resolve syscall names and byte order for")
     d.add_argument("-o", "--output")
+    d.add_argument("--json", action="store_true", help="instructions, their text and the kernel's verdict as JSON")
     d.set_defaults(func=_lazy("sysgate.commands.core", "cmd_disasm"))
 
 
@@ -106,6 +107,8 @@ def _add_asm(sub: Any) -> None:
     a.add_argument("--arch", help="arch for syscall names and byte order (default x86_64)")
     a.add_argument("--format", choices=["raw", "hex", "c"], default="raw")
     a.add_argument("-o", "--output")
+    a.add_argument("--unchecked", action="store_true",
+                   help="write the program even if the kernel would refuse it (default: refuse, exit 2)")
     a.set_defaults(func=_lazy("sysgate.commands.core", "cmd_asm"))
 
 

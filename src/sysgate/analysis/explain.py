@@ -585,7 +585,9 @@ def _merge_dims(items: list[tuple[dict, tuple]], top: int) -> list[tuple[dict, t
                     continue
                 changed = True
                 merged = dict(g[0][0])
-                if any(x is None for _, _, x in g):
+                if any(x is not None and x[0] != "iv" for _, _, x in g):
+                    pass  # a "solo" group: the same bit-test set on k in each (duplicates)
+                elif any(x is None for _, _, x in g):
                     merged.pop(k, None)  # one of them does not test k at all
                 else:
                     u: tuple = ()

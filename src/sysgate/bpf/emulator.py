@@ -19,7 +19,15 @@ _M32 = 0xFFFFFFFF
 
 
 class InvalidProgram(ValueError):
-    """The kernel would refuse this program (EINVAL)."""
+    """The kernel would refuse this program (EINVAL). ``pc`` is the instruction at fault (None
+    when the whole program is: its length)."""
+
+    def __init__(self, message: str, pc: int | None = None) -> None:
+        super().__init__(message)
+        if pc is None and message.startswith("instruction "):
+            head = message[12:].partition(":")[0]
+            pc = int(head) if head.isdigit() else None
+        self.pc = pc
 
 
 @dataclass(frozen=True)

@@ -95,26 +95,45 @@ def cmd_compile(args: Any) -> int:
 
 
 def cmd_disasm(args: Any) -> int:
-    from ..bpf.disasm import disasm
-    from ..programs import load_program
+    from ..bpf.disasm import disasm, disasm_lines
+    from ..programs import check_program, load_program
 
     arches = arch_option(args.arch)
     loaded = load_program(args.file, arches)
-    write_output(args.output, disasm(loaded.insns, list(loaded.arches) or arches))
+    naming = list(loaded.arches) or arches
+    try:  # a listing of a program the kernel refuses is still useful, but must say so
+        check_program(loaded.insns, loaded.source, loaded.lines)
+        refused = None
+    except ValueError as e:
+        refused = str(e)
+        print(f"sysgate: warning: {refused}", file=sys.stderr)
+    if getattr(args, "json", False):
+        import json
+
+        doc = {"source": loaded.source, "kind": loaded.kind, "length": len(loaded.insns),
+               "valid": refused is None, "refused": refused,
+               "insns": [{"pc": ln.pc, "code": ln.insn.code, "jt": ln.insn.jt, "jf": ln.insn.jf, "k": ln.insn.k,
+                          "text": ln.text, "reachable": ln.reachable} for ln in disasm_lines(loaded.insns, naming)]}
+        write_output(args.output, json.dumps(doc, indent=1) + "\n")
+    else:
+        write_output(args.output, disasm(loaded.insns, naming))
     return 0
 
 
 def cmd_asm(args: Any) -> int:
     from ..arch import get
-    from ..bpf.asm import asm
+    from ..bpf.asm import AsmError, asm_lines
+    from ..formats import decode_text, read_file
+    from ..programs import asm_error, check_program
 
     arches = arch_option(args.arch)
+    text = decode_text(read_file(args.file), args.file)
     try:
-        with open(args.file, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{args.file}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    insns = asm(text, arch=arches[0] if arches else None)
+        insns, lines = asm_lines(text, arch=arches[0] if arches else None)
+    except AsmError as e:
+        raise asm_error(args.file, e) from None
+    if not getattr(args, "unchecked", False):
+        check_program(insns, args.file, lines)
     order = get(arches[0]).byteorder if arches else "little"
     if args.format == "raw":
         if not args.output and sys.stdout.isatty():
@@ -147,15 +166,16 @@ def _parse_value(text: str, arch: str) -> int:
 
 def cmd_emulate(args: Any) -> int:
     from ..arch import get
-    from ..bpf.emulator import check, emulate
+    from ..bpf.emulator import emulate
     from ..policy import Action
+    from ..programs import check_program
 
     arches = arch_option(args.arch)
     if not arches or len(arches) != 1:
         raise ValueError("--arch: give exactly one architecture, the one the call is made through")
     a = get(arches[0])
     loaded = _load_for_emulate(args, a.name)
-    check(loaded.insns)
+    check_program(loaded.insns, loaded.source, loaded.lines)
     sc = args.syscall
     try:
         nr = int(sc, 0)

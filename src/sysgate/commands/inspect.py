@@ -61,6 +61,10 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
 
     loaded = load_program(spec, arches, caps=caps)
     insns = loaded.insns
+    if loaded.kind == "asm":
+        from ..programs import check_program
+
+        check_program(insns, spec, loaded.lines)  # names the line (no byte-order question for text)
     naming = list(loaded.arches or arches or ([host.name] if host else ["x86_64"]))
     order = get(naming[0]).byteorder if loaded.kind != "raw" or arches else "little"
     try:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import Exported, ProfileError, Token, decode_text, read_file
+from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 __all__ = ["KafelPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
@@ -273,8 +273,7 @@ class _Parser:
             if len(self.stack) >= INCLUDE_DEPTH:
                 raise self.fail(f, "includes nested too deep")
             try:
-                with open(path, "rb") as fh:
-                    text = fh.read().decode("utf-8")
+                text = read_limited(path).decode("utf-8")
             except OSError as e:
                 raise self.fail(f, f"cannot include {f.value}: {e.strerror}") from None
             except UnicodeDecodeError as e:

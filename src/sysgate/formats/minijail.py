@@ -36,7 +36,7 @@ from typing import Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..record import Record
-from . import Exported, ProfileError, Token, decode_text, read_file
+from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
@@ -413,9 +413,7 @@ class _Parser:
 
     def parse_file(self, path: str) -> None:
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            text = data.decode("utf-8")
+            text = read_limited(path).decode("utf-8")
         except OSError as e:
             raise _Error(f"{path}: cannot read: {e.strerror}") from None
         except UnicodeDecodeError as e:
