@@ -124,7 +124,7 @@ def mk(op: int, a: Expr, b: Expr) -> Expr:
                     return _build_affine(w, m * b, c * b)
                 s = b & 31
                 return _build_affine(w, m << s, c << s)
-            if (op in (I.ADD, I.SUB, I.LSH) and b == 0) or (op == I.MUL and b == 1):
+            if (op in (I.ADD, I.SUB) and b == 0) or (op == I.LSH and b & 31 == 0) or (op == I.MUL and b == 1):
                 return a
             if op == I.MUL and b == 0:
                 return 0
@@ -313,6 +313,7 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
         elif op == I.OR:
             bad, keep = (m & k) & ~v, m & ~k  # type: ignore[operator]
         else:  # LSH
+            k &= 31  # type: ignore[operator]  # the kernel shifts by X & 31 (a huge k: a huge int here)
             low = (1 << k) - 1  # type: ignore[operator]
             m2, v2 = m >> k, v >> k  # type: ignore[operator]
             if v & m & low:
