@@ -337,6 +337,8 @@ def _run(words: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        if not msg.isprintable():  # a newline in a file name must not split the line
+            msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         print(f"sysgate: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

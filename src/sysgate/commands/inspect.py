@@ -225,6 +225,10 @@ def cmd_dump(args: Any) -> int:
     from ..bpf.disasm import disasm
     from ..bpf.insn import decode
 
+    if args.timeout is not None and not 0 < args.timeout <= 1e9:  # inf and nan too, before anything runs
+        from ..errors import BadArgument
+
+        raise BadArgument(f"--timeout: {args.timeout} must be a number of seconds above 0 and at most 1e+09")
     target = list(args.target)
     if target and target[0] == "--":
         target = target[1:]
@@ -252,8 +256,9 @@ def cmd_dump(args: Any) -> int:
         os.makedirs(args.output, exist_ok=True)
         for i, raw in enumerate(filters):
             path = os.path.join(args.output, f"filter-{i}.bpf")
-            with open(path, "wb") as fh:
-                fh.write(raw)
+            from ..outfile import write_atomic
+
+            write_atomic(path, raw)
             print(f"{path}: {len(raw) // 8} instructions" + (" (oldest)" if i == 0 and len(filters) > 1 else ""))
         return 0
     out = []

@@ -1,0 +1,88 @@
+"""Writing a command's output: all of it, or nothing.
+
+Every command that writes ``-o FILE`` goes through :func:`write_output`. The data goes to a
+temporary file in the same directory, is flushed to disk, and is renamed over FILE, so that
+
+* FILE is never left half-written (a full disk, ``ulimit -f``, a crash): it holds the old
+  contents or the new, and the temporary file is removed on failure;
+* a symlink planted at FILE is replaced, not written through to whatever it points at;
+* an existing FILE keeps its permission bits; a new one gets 0666 less the umask, as ``>`` would.
+
+Python ignores SIGXFSZ, so exceeding ``ulimit -f`` is the write error EFBIG rather than death
+by signal mid-write. Errors are one :class:`OutputError` line naming the file.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["OutputError", "write_output", "write_atomic"]
+
+
+class OutputError(ValueError):
+    """Output that could not be written; the message names the file and the reason."""
+
+
+def _name(path: str) -> str:
+    return path if path.isprintable() else repr(path)[1:-1]
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see the module docstring)."""
+    import stat
+    import tempfile
+
+    if not path:
+        raise OutputError("-o: empty file name (use - for standard output)")
+    directory = os.path.dirname(path) or "."
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{_name(path)}: cannot write: is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                mode = stat.S_IMODE(st.st_mode)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)  # rename(2): replaces a symlink at path, never follows it
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+
+
+def write_output(out: str | None, data: bytes | str) -> None:
+    """Write to ``-o FILE`` atomically, or to standard output when ``out`` is None or ``-``."""
+    if isinstance(data, str):
+        data = data.encode()
+    if out is None or out == "-":
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"<stdout>: cannot write: {e.strerror}") from None
+        return
+    write_atomic(out, data)
