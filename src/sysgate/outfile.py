@@ -8,6 +8,10 @@ temporary file in the same directory, is flushed to disk, and is renamed over FI
 * a symlink planted at FILE is replaced, not written through to whatever it points at;
 * an existing FILE keeps its permission bits; a new one gets 0666 less the umask, as ``>`` would.
 
+Streams are written in place, since they cannot be renamed over: an existing FIFO, device or
+socket, and any path under /dev/ or /proc/ (``-o /dev/stdout`` is the system's symlink, not a
+planted one; replacing it would break the system).
+
 Python ignores SIGXFSZ, so exceeding ``ulimit -f`` is the write error EFBIG rather than death
 by signal mid-write. Errors are one :class:`OutputError` line naming the file.
 """
@@ -43,6 +47,10 @@ def write_atomic(path: str, data: bytes) -> None:
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{_name(path)}: cannot write: is a directory")
+    if os.path.abspath(path).startswith(("/dev/", "/proc/")) or (
+            st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode)):
+        _write_stream(path, data)
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp")
     except OSError as e:
@@ -69,6 +77,19 @@ def write_atomic(path: str, data: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+
+
+def _write_stream(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as e:
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
 
 

@@ -155,9 +155,10 @@ def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tu
     from .. import __version__
 
     h.update(__version__.encode() + b"\0" + os.uname().machine.encode() + b"\0" + _code_stamp() + b"\0")
+    from ..formats import read_limited  # capped, and refuses /dev/zero and FIFOs (no endless read)
+
     try:
-        with open(_profile_path(spec), "rb") as f:
-            h.update(f.read())
+        h.update(read_limited(_profile_path(spec)))
     except OSError:
         h.update(b"missing:" + spec.encode())  # compile will report the error
     h.update(repr((sorted(allow), sorted(deny), action, sorted(caps))).encode())
