@@ -576,13 +576,25 @@ class Execution:
         return [[pc for pc in range(n) if pc not in r] for r, n in zip(self.reached, self.lengths)]
 
 
-class _Path:
-    __slots__ = ("doms", "opaque", "unverified")
+#: Witness-search tries (each evaluates a path's opaque conditions once) one :func:`execute` may
+#: spend. Past it, new opaque paths are kept unverified without a search: never dropped, so
+#: the result stays exact, only flagged; this bounds the time on programs full of computed tests.
+WITNESS_BUDGET = 20000
 
-    def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool) -> None:
+
+class _Path:
+    """Input constraints of one path: word sets, opaque conditions, and an input known to take
+    the path (``wit``; None if none known), which often settles the next split without search."""
+
+    __slots__ = ("doms", "opaque", "unverified", "wit", "budget")
+
+    def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool, wit: list[int] | None = None,
+                 budget: list[int] | None = None) -> None:
         self.doms = doms
         self.opaque = opaque
         self.unverified = unverified
+        self.wit = wit
+        self.budget = budget
 
 
 def _split(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[_Path | None, _Path | None]:
@@ -643,13 +655,26 @@ def _split_norm(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[
             return (path, None) if got else (None, path)
     # Keep it as an opaque condition, on both sides.
     out = []
+    held = None
+    if path.wit is not None:  # the input known to take this path decides one side already
+        held = _cmp(op, evaluate(lhs, path.wit), evaluate(rhs, path.wit))
+    budget = path.budget
     for truth in (True, False):
         opq = path.opaque + ((op, lhs, rhs, truth),)
         unverified = path.unverified
-        if witness(path.doms, opq, seed) is None:
+        if held is truth:
+            wit = path.wit
+        elif budget is None or budget[0] > 0:
+            tries = 400 if budget is None else min(400, budget[0])
+            wit = witness(path.doms, opq, seed, tries)
+            if budget is not None:
+                budget[0] -= tries if wit is None else 1
+        else:
+            wit = None
+        if wit is None:
             # Could not show an input exists; keep the path (never drop a possible one).
             unverified = True
-        out.append(_Path(path.doms, opq, unverified))
+        out.append(_Path(path.doms, opq, unverified, wit, budget))
     return out[0], out[1]
 
 
@@ -663,7 +688,8 @@ def _with(path: _Path, w: int, ws: WordSet | None) -> _Path | None:
         doms.pop(w, None)
     else:
         doms[w] = ws
-    return _Path(doms, path.opaque, path.unverified)
+    wit = path.wit if path.wit is not None and ws.contains(path.wit[w]) else None
+    return _Path(doms, path.opaque, path.unverified, wit, path.budget)
 
 
 def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
@@ -680,7 +706,7 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
     leaves: list[Leaf] = []
     mem0 = (0,) * I.BPF_MEMWORDS
     # Work items: (stack position, pc, A, X, mem, path, accumulated result or None)
-    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False), None)]
+    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False, [0] * 16, [WITNESS_BUDGET]), None)]
     while stack:
         pos, pc, A, X, mem, path, acc = stack.pop()
         if pc == -1:
