@@ -423,10 +423,10 @@ class _Parser:
         return d
 
     def and_expr(self) -> L.DNF:
-        d = self.unary()
+        parts = [self.unary()]
         while self.accept("&&"):
-            d = L.and_(d, self.unary())
-        return d
+            parts.append(self.unary())
+        return L.and_all(parts)  # one pass: a fold re-simplifies every prefix (n^2 for n terms)
 
     def unary(self) -> L.DNF:
         if self.accept("!"):

@@ -217,13 +217,14 @@ class _Parser:
     def expression(self, toks: list[_Tok], i: list[int]) -> L.DNF:
         result: L.DNF = L.FALSE
         while True:
-            conj: L.DNF = L.TRUE
+            parts: list[L.DNF] = []
             while True:
-                conj = L.and_(conj, self.atom(toks, i))
+                parts.append(self.atom(toks, i))
                 if i[0] < len(toks) and toks[i[0]].kind == "AND":
                     i[0] += 1
                     continue
                 break
+            conj = L.and_all(parts)  # one pass: a fold re-simplifies every prefix (n^2 for n terms)
             result = L.or_(result, conj)
             if i[0] < len(toks) and toks[i[0]].kind == "OR":
                 i[0] += 1
