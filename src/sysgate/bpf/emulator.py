@@ -114,8 +114,7 @@ def check(program: Sequence[Insn]) -> None:
             if pc + 1 + max(jt, jf) >= n:
                 raise InvalidProgram(f"instruction {pc}: jump past the end")
         elif code == I.LD | I.W | I.ABS and (k >= I.SECCOMP_DATA_SIZE or k & 3):
-            raise InvalidProgram(f"instruction {pc}: load from offset {k}: seccomp_data words are at "
-                                 f"offsets 0, 4, ..., 60")
+            raise InvalidProgram(f"instruction {pc}: load from offset {k} outside seccomp_data or unaligned")
     if program[-1].code not in (I.RET | I.RET_K, I.RET | I.RET_A):
         raise InvalidProgram(f"instruction {n - 1}: the last instruction must be a return")
     _check_memory(program)
