@@ -114,3 +114,30 @@ def test_load_program_on_random_bytes(seed: int, tmp_path: Path) -> None:
             load_program(str(f), ["x86_64"])
         except ValueError as e:
             assert "\n" not in str(e)
+
+
+def _diamonds(k: int) -> tuple:
+    """k tests of argument bits, each adding to A on one side only, then ``return A``: 2^k paths
+    that never rejoin (a program the kernel accepts that an exact account cannot summarise)."""
+    S, J = I.stmt, I.jump
+    p: list = []
+    for i in range(k):
+        p += [S(I.LD | I.W | I.ABS, 16 + 4 * (i % 12)), J(I.JMP | I.JSET | I.K, 1 << (i % 32), 0, 1),
+              S(I.ALU | I.ADD | I.K, i + 1), S(I.ST, i % 16)]
+    return tuple(p + [S(I.LD | I.MEM, 0), S(I.RET | I.RET_A)])
+
+
+@pytest.mark.parametrize("k", [6, 12, 1000])
+def test_path_explosion_is_explained_or_refused_cleanly(k: int) -> None:
+    """Either exact output or one AnalysisError line; the refusal comes from a bound on paths and
+    on steps (not a timer), so it is deterministic."""
+    from sysgate.analysis.symexec import AnalysisError
+
+    p = _diamonds(k)
+    check(p)
+    if k == 6:
+        assert "arg" in explain_programs([p], "little", naming=["x86_64"]).render()
+        return
+    with pytest.raises(AnalysisError) as info:
+        explain_programs([p], "little", naming=["x86_64"])
+    assert "too complex to explain exactly" in str(info.value) and "\n" not in str(info.value)

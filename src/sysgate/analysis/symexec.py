@@ -39,7 +39,14 @@ WORD_ARCH = 1
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
 Expr = Union[int, tuple]
 
-MAX_LEAVES = 200_000
+#: Most paths (leaves) one analysis follows before refusing (AnalysisError, a ValueError): the
+#: work after it grows with their number, and an exact account of 2^k paths is not useful.
+#: Compiled programs have about one leaf per instruction (docker-default for three arches: 316;
+#: 4,096 instructions of argument rules: about 3,600); diamonds of computed values reach it fast.
+MAX_LEAVES = 8192
+#: Most instructions stepped over all paths (4,096 instructions of argument rules take < 50,000):
+#: long chains walked by many paths are refused in time proportional to this, not paths x length.
+MAX_STEPS = 400_000
 SPLIT_LIMIT = 64  # a word with at most this many possible values is split value by value
 
 
@@ -707,6 +714,7 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
     mem0 = (0,) * I.BPF_MEMWORDS
     # Work items: (stack position, pc, A, X, mem, path, accumulated result or None)
     stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False, [0] * 16, [WITNESS_BUDGET]), None)]
+    steps = 0
     while stack:
         pos, pc, A, X, mem, path, acc = stack.pop()
         if pc == -1:
@@ -721,6 +729,10 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
         prog = progs[fi]
         seen = reached[fi]
         while True:
+            steps += 1
+            if steps > MAX_STEPS:
+                raise AnalysisError(f"program needs more than {MAX_STEPS} instruction steps over its paths; too "
+                                    "complex to explain exactly")
             seen.add(pc)
             code, jt, jf, k = prog[pc]
             cls = code & 7
@@ -737,6 +749,9 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                 elif isinstance(ret, tuple) and ret[0] != "pick":
                     for p2, kind in _ret_kinds(path, ret, pc):
                         leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
+                    if len(leaves) > max_leaves:
+                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
+                                            "to explain exactly")
                 else:
                     leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
                     if len(leaves) > max_leaves:
