@@ -33,8 +33,7 @@ def _name(path: str) -> str:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (see the module docstring)."""
-    import stat
-    import tempfile
+    import stat  # (os has imported it already)
 
     if not path:
         raise OutputError("-o: empty file name (use - for standard output)")
@@ -51,10 +50,7 @@ def write_atomic(path: str, data: bytes) -> None:
             st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode)):
         _write_stream(path, data)
         return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    fd, tmp = _temp_file(directory, os.path.basename(path), path)
     try:
         try:
             view = memoryview(data)
@@ -78,6 +74,20 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+
+
+def _temp_file(directory: str, base: str, path: str) -> tuple[int, str]:
+    """A new file ``.BASE.RANDOM.tmp`` in ``directory``, mode 0600 until written (tempfile's
+    mkstemp, without importing tempfile and its dependencies on the compile path)."""
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base[:64]}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    raise OutputError(f"{_name(path)}: cannot write: no free temporary name in {_name(directory)}")
 
 
 def _write_stream(path: str, data: bytes) -> None:
