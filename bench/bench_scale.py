@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sysgate import arch as A  # noqa: E402
-from sysgate.compiler import CompileError, compile_policy  # noqa: E402
-from sysgate.profiles import resolve  # noqa: E402
+from sysgate import arch as A
+from sysgate.compiler import CompileError, compile_policy
+from sysgate.profiles import resolve
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -126,6 +126,7 @@ def and_terms(sizes: list[int], runs: int, tmp: str) -> list[dict]:
 
 def explain_worst(count: int) -> dict:
     from bpf_random import accepted_program
+
     from sysgate.analysis.explain import explain_programs
     from sysgate.analysis.export import NotExpressible, to_policy
 

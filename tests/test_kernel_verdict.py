@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bpf_random import program  # noqa: E402
-from forkrun import run, start  # noqa: E402
-from sysgate.bpf import insn as I  # noqa: E402
-from sysgate.bpf.emulator import InvalidProgram, check  # noqa: E402
-from sysgate.kernel.syscall import nr, prctl, syscall  # noqa: E402
+from bpf_random import program
+from forkrun import run, start
+
+from sysgate.bpf import insn as I
+from sysgate.bpf.emulator import InvalidProgram, check
+from sysgate.kernel.syscall import nr, prctl, syscall
 
 CASES = int(os.environ.get("SYSGATE_FUZZ_CASES", "3000"))
 _NR_SECCOMP = nr("seccomp")

@@ -20,15 +20,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bpf_random import accepted_program, program  # noqa: E402
-from sysgate.analysis.audit import audit  # noqa: E402
-from sysgate.analysis.diff import diff  # noqa: E402
-from sysgate.analysis.explain import explain_programs  # noqa: E402
-from sysgate.analysis.export import to_policy  # noqa: E402
-from sysgate.bpf import insn as I  # noqa: E402
-from sysgate.bpf.asm import AsmError, asm  # noqa: E402
-from sysgate.bpf.disasm import disasm  # noqa: E402
-from sysgate.bpf.emulator import InvalidProgram, check, run  # noqa: E402
+from bpf_random import accepted_program, program
+
+from sysgate.analysis.audit import audit
+from sysgate.analysis.diff import diff
+from sysgate.analysis.explain import explain_programs
+from sysgate.analysis.export import to_policy
+from sysgate.bpf import insn as I
+from sysgate.bpf.asm import AsmError, asm
+from sysgate.bpf.disasm import disasm
+from sysgate.bpf.emulator import InvalidProgram, check, run
 
 SCALE = int(os.environ.get("SYSGATE_FUZZ_CASES", "3000"))
 
@@ -57,7 +58,7 @@ def test_analysis_never_raises_on_accepted_programs() -> None:
                 pass  # NotExpressible, a clean refusal
         except ValueError as err:  # a refusal must be one line
             assert "\n" not in str(err), (p, err)
-        except Exception as err:  # noqa: BLE001 - the point of the test
+        except Exception as err:
             raise AssertionError(f"case {i}: {type(err).__name__}: {err}\nprogram: {p}") from err
         prev = e
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 import sys
 
+from .errors import UserError
+
 __all__ = ["OutputError", "write_output", "write_atomic"]
 
 
-class OutputError(ValueError):
+class OutputError(UserError):  # a ValueError
     """Output that could not be written; the message names the file and the reason."""
 
 

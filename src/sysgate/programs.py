@@ -28,6 +28,7 @@ class LoadedProgram(Record):
     source: str
     kind: str
     policy: object
+    lines: tuple[int, ...] | None
 
 
 def looks_like_profile(data: bytes) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .. import arch as _arch
+from ..errors import UserError
 from ..policy import KILL_PROCESS, Action, Condition, Op, Policy, Rule
 from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_not
 from .explain import Behaviour, Explanation, Region, View, behaviour_text, views_for_arch
@@ -35,7 +36,7 @@ __all__ = ["NotExpressible", "Export", "to_policy", "verify"]
 MAX_RULES_PER_REGION = 512
 
 
-class NotExpressible(ValueError):
+class NotExpressible(UserError):  # a ValueError
     """The program decides something a profile cannot say; the message says what."""
 
 

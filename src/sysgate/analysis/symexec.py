@@ -27,6 +27,7 @@ from typing import Sequence, Union
 
 from ..bpf import insn as I
 from ..bpf.insn import Insn
+from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
 __all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
@@ -50,7 +51,7 @@ MAX_STEPS = 400_000
 SPLIT_LIMIT = 64  # a word with at most this many possible values is split value by value
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):  # a ValueError
     """The program cannot be analysed (invalid, or too many paths)."""
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from ..arch import UnknownArch, UnknownSyscall
+from ..errors import UserError
 from . import insn as I
 from .flow import analyze
 from .insn import Insn
@@ -48,7 +49,7 @@ from .names import ACTIONS, ArchSpec, SyscallNames, default_arches, parse_arch_c
 __all__ = ["AsmError", "asm"]
 
 
-class AsmError(ValueError):
+class AsmError(UserError):  # a ValueError
     """Bad assembly source. ``str()`` is one line ``line N: message``; ``.line`` is N."""
 
     def __init__(self, line: int, message: str):

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..errors import UserError
 from . import insn as I
 from .insn import Insn
 
@@ -18,7 +19,7 @@ __all__ = ["InvalidProgram", "SeccompData", "Result", "check", "run", "emulate"]
 _M32 = 0xFFFFFFFF
 
 
-class InvalidProgram(ValueError):
+class InvalidProgram(UserError):  # a ValueError
     """The kernel would refuse this program (EINVAL). ``pc`` is the instruction at fault (None
     when the whole program is: its length)."""
 

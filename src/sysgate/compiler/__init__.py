@@ -20,6 +20,7 @@ import bisect
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
+from ..errors import UserError
 from ..policy import Op, Policy
 from ..record import Record
 from .emit import emit
@@ -33,7 +34,7 @@ U32 = 0xFFFFFFFF
 X32 = _arch.X32_SYSCALL_BIT
 
 
-class CompileError(ValueError):
+class CompileError(UserError):  # a ValueError
     """The policy cannot become a loadable program (unknown name, too long, mixed byte order)."""
 
 

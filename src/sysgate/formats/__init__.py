@@ -11,6 +11,7 @@ means the conversion is exact (tests check it with :mod:`sysgate.analysis.equiva
 """
 from __future__ import annotations
 
+from ..errors import UserError
 from ..record import Record
 
 __all__ = ["ProfileError", "Exported", "Token", "read_file", "read_limited", "decode_text", "load_json",
@@ -22,7 +23,7 @@ __all__ = ["ProfileError", "Exported", "Token", "read_file", "read_limited", "de
 MAX_INPUT_BYTES = 16 << 20
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError):  # a ValueError
     """A profile that cannot be read; the message names the file and place."""
 
 
