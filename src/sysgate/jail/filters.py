@@ -127,7 +127,7 @@ def _sha256(data: bytes) -> Any:
 # The source files the compiled program depends on besides the profile itself (relative to the
 # package; a directory stands for its *.py). Their (size, mtime) are part of the key, so a changed
 # compiler in a working tree never gets an old program back; tests check the list is complete.
-_CODE = ("policy.py", "record.py", "syscall_groups.py", "syscall_groups_data.py", "compiler", "formats",
+_CODE = ("policy.py", "record.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler", "formats",
          "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
          "bpf/emulator.py", "jail/filters.py")
 _PKG = os.path.dirname(_PROFILES_DIR)
