@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Outcome", "Child", "start", "run"]
+__all__ = ["Outcome", "Child", "start", "run", "read_within"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,14 @@ def _child_main(wfd: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> 
             data = data[os.write(wfd, data):]
     finally:
         os._exit(code)
+
+
+def read_within(fd: int, n: int, timeout: float = 10.0) -> bytes:
+    """Read up to ``n`` bytes from ``fd``, waiting at most ``timeout`` s: a test never blocks for ever
+    on a pipe whose writer died or never wrote (TimeoutError then)."""
+    if not select.select([fd], [], [], timeout)[0]:
+        raise TimeoutError(f"nothing to read on fd {fd} within {timeout} s")
+    return os.read(fd, n)
 
 
 def start(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Child:

@@ -3,7 +3,8 @@
 Usage: python3 jail_probe.py HOST_PID PORT [NAME ...]. Each probe runs in a forked child so that a
 seccomp kill takes only that child; the result for each is printed as one JSON object:
 {"name": {"errno": "EPERM"} | {"signal": 31} | {"ok": value}}. Besides the named probes,
-``read:PATH``, ``write:PATH`` and ``list:PATH`` read a file, create one, or list a directory.
+``read:PATH``, ``write:PATH`` and ``list:PATH`` read a file, create one, or list a directory;
+``connect_unix:PATH`` connects to a pathname unix socket.
 
 Probes that would harm the host if they got through use arguments that make them harmless:
 reboot with a bad magic, mount over the sandbox's own /tmp, swapon of a missing file, kexec and
@@ -95,6 +96,21 @@ def probes(host_pid, port):
     p["x32_reboot"] = lambda: sc_raw(0x40000000 | 169)
     p["x32_getpid"] = lambda: sc_raw(0x40000000 | 39)
 
+    def i386_socket(family):
+        """socketcall(SYS_SOCKET, {family, SOCK_STREAM, 0}) through int 0x80: the arguments sit
+        behind a pointer, which must be below 4 GiB (MAP_32BIT)."""
+        def f():
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_long]
+            page = libc.mmap(None, 4096, mmap.PROT_READ | mmap.PROT_WRITE, 0x22 | 0x40, -1, 0)
+            ctypes.memmove(page, (ctypes.c_uint32 * 3)(family, socket.SOCK_STREAM, 0), 12)
+            return int80(102, 1, page, 0)
+        return f
+    p["i386_socket_vsock"] = i386_socket(socket.AF_VSOCK)
+    # x32 handlers read the int family from the low word: 0x1_00000028 is AF_VSOCK to them
+    p["x32_socket_vsock"] = lambda: sc_raw(0x40000000 | 41, (1 << 32) | socket.AF_VSOCK, socket.SOCK_STREAM, 0)
+
     def connect_host():
         s = socket.socket()
         s.settimeout(2)
@@ -123,13 +139,46 @@ def probes(host_pid, port):
                 return fh.read(64).decode("latin-1")
         return f
 
+    # The hardening overlay of the built-in profiles (fd 0 may be anything: /dev/null gives ENOTTY
+    # when nothing refuses the call first). cmd is 32-bit in the kernel: the upper half is ignored.
+    def ioctl(cmd):
+        def f():
+            fd = os.open("/dev/null", os.O_RDONLY)
+            return libc_call("ioctl", fd, cmd, ctypes.c_char_p(b"x"))
+        return f
+    p["tiocsti"] = ioctl(0x5412)
+    p["tiocsti_hi"] = ioctl(0xDEAD00005412)
+    p["tioclinux"] = ioctl(0x541C)
+
+    def setlease():
+        fd = os.open("/etc/hostname", os.O_RDONLY)
+        return sc_raw(72, fd, 1024, 0)  # fcntl(fd, F_SETLEASE, F_RDLCK)
+    p["setlease"] = setlease
+
+    def connect_unix(path):
+        def f():
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(2)
+            s.connect(path)
+            return "connected"
+        return f
+
     for name in list(_paths):
         kind, _, path = name.partition(":")
-        p[name] = {"read": read_file, "write": write_file, "list": lambda q: lambda: sorted(os.listdir(q))}[kind](path)
+        p[name] = {"read": read_file, "write": write_file, "list": lambda q: lambda: sorted(os.listdir(q)),
+                   "connect_unix": connect_unix}[kind](path)
     return p
 
 
 _paths = []  # read:/write:/list: probes named on the command line
+
+
+def libc_call(name, *args):
+    f = getattr(libc, name)
+    r = f(*[L(a) if isinstance(a, int) else a for a in args])
+    if r == -1:
+        raise OSError(ctypes.get_errno(), name)
+    return r
 
 
 def sc_raw(nr, *args):
@@ -141,7 +190,7 @@ def sc_raw(nr, *args):
 
 def main():
     host_pid, port = int(sys.argv[1]), int(sys.argv[2])
-    _paths.extend(n for n in sys.argv[3:] if n.partition(":")[0] in ("read", "write", "list"))
+    _paths.extend(n for n in sys.argv[3:] if n.partition(":")[0] in ("read", "write", "list", "connect_unix"))
     ps = probes(host_pid, port)
     names = sys.argv[3:] or list(ps)
     out = {}

@@ -20,9 +20,34 @@ import forkrun
 ROOT = os.geteuid() == 0
 SYSTEM_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3") or sys.executable
 TESTS = os.path.dirname(os.path.abspath(__file__))
-# The interpreter for commands *inside* a sandbox, whose /tmp is private: this one unless it lives
-# under /tmp (a CI checkout's venv, say), then the system's.
-PY = sys.executable if not os.path.realpath(sys.executable).startswith("/tmp/") else SYSTEM_PY
+# Trees a sandbox hides behind private empty mounts: a path there is not visible inside.
+HIDDEN = ("/tmp/", "/var/tmp/", "/run/", "/var/run/", "/dev/shm/")
+
+
+def _open_to_others(path: str) -> bool:
+    """Every directory on the way is searchable by others: a root caller's sandbox runs as an
+    unprivileged host id, so pyenv under a 0700 /root is out of its reach."""
+    parts = os.path.realpath(path).split("/")
+    for i in range(2, len(parts) + 1):
+        try:
+            if not os.stat("/".join(parts[:i])).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _sandbox_python() -> str:
+    """The interpreter for commands *inside* a sandbox: this one, or the one its venv points at (a CI
+    checkout with its .venv may sit in a hidden tree such as /tmp), if others can reach it; else the
+    system's."""
+    for cand in (sys.executable, os.path.realpath(sys.executable)):
+        if not cand.startswith(HIDDEN) and not os.path.realpath(cand).startswith(HIDDEN) and _open_to_others(cand):
+            return cand
+    return SYSTEM_PY
+
+
+PY = _sandbox_python()
 PROBE = os.path.join(TESTS, "jail_probe.py")
 
 

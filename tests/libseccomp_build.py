@@ -27,12 +27,12 @@ def s32(v):  # the bindings take actions as C int
 
 def build(p, optimize, unknown):
     f = S.SyscallFilter(s32(p["default"]))
+    if "X86_64" not in p["arches"]:  # first: a big-endian arch cannot join the native one
+        f.remove_arch(S.Arch.NATIVE)
     for a in p["arches"]:
         arch = getattr(S.Arch, a)
         if not f.exist_arch(arch):
             f.add_arch(arch)
-    if "X86_64" not in p["arches"]:
-        f.remove_arch(S.Arch.NATIVE)
     f.set_attr(S.Attr.ACT_BADARCH, s32(p["badarch"]))
     if optimize:
         f.set_attr(S.Attr.CTL_OPTIMIZE, optimize)

@@ -30,6 +30,11 @@ ALLOW, KILL = Action(ActionKind.ALLOW), Action(ActionKind.KILL_PROCESS)
 ERRNO = Action(ActionKind.ERRNO, 1)
 
 
+# moby's file itself: the built-in *name* adds sysgate's hardening overlay (F_SETLEASE, TIOCSTI, TIOCLINUX),
+# and these tests plant changes into moby's JSON.
+MOBY = str(builtin_path("docker-default"))
+
+
 def sysgate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sysgate", *args], capture_output=True, text=True, timeout=120)
 
@@ -60,14 +65,14 @@ def _personality(doc: dict) -> dict:
 def test_diff_finds_planted_weakening(tmp_path: Path) -> None:
     # clone no longer refuses CLONE_NEWUSER (0x10000000): a single weakened argument condition
     weak = planted(tmp_path, "weak.json", lambda d: _clone_entry(d)["args"][0].update(value=0x6E020000))
-    r = sysgate("diff", "docker-default", str(weak))
+    r = sysgate("diff", MOBY, str(weak))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "clone: B is weaker" in r.stdout
     assert "(clone_flags & 0x10000000 /* CLONE_NEWUSER */) != 0: A errno(1), B allow" in r.stdout
     assert "B is weaker than A" in r.stdout
     lines = [ln for ln in r.stdout.splitlines() if not ln.startswith("    ")]
     assert all("clone" in ln for ln in lines[:-1]), lines  # nothing else differs
-    r = sysgate("diff", "docker-default", str(weak), "--json")
+    r = sysgate("diff", MOBY, str(weak), "--json")
     doc = json.loads(r.stdout)
     assert r.returncode == 1 and doc["verdict"] == "weaker"
     assert {d["syscalls"][0] for d in doc["differences"]} == {"clone"}
@@ -76,24 +81,24 @@ def test_diff_finds_planted_weakening(tmp_path: Path) -> None:
 def test_diff_finds_planted_tightening(tmp_path: Path) -> None:
     strict = planted(tmp_path, "strict.json", lambda d: _personality(d)["args"][0].update(value=0x20009))
     # 0x20008 no longer allowed, but 0x20009 now is: mixed -> weaker wins (exit 1)
-    r = sysgate("diff", "docker-default", str(strict))
+    r = sysgate("diff", MOBY, str(strict))
     assert r.returncode == 1 and "stricter/weaker" in r.stdout
     only = planted(tmp_path, "only.json", lambda d: d["syscalls"].remove(_personality(d)))
-    r = sysgate("diff", "docker-default", str(only))
+    r = sysgate("diff", MOBY, str(only))
     assert r.returncode == 3, r.stdout + r.stderr
     assert "personality: B is stricter" in r.stdout and "where personality == 0x20008: A allow, B errno(1)" in r.stdout
-    r = sysgate("diff", str(only), "docker-default")  # the other way round it is weaker
+    r = sysgate("diff", str(only), MOBY)  # the other way round it is weaker
     assert r.returncode == 1
 
 
 def test_diff_statuses(tmp_path: Path) -> None:
     same = planted(tmp_path, "same.json", lambda d: d["syscalls"].reverse())
-    r = sysgate("diff", "docker-default", str(same))
+    r = sysgate("diff", MOBY, str(same))
     assert r.returncode == 0 and "decide every call the same" in r.stdout
-    r = sysgate("diff", "docker-default", str(tmp_path / "missing.json"))
+    r = sysgate("diff", MOBY, str(tmp_path / "missing.json"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     errno2 = planted(tmp_path, "errno2.json", lambda d: d.update(defaultErrnoRet=13))
-    r = sysgate("diff", "docker-default", str(errno2), "--arch", "x86_64")
+    r = sysgate("diff", MOBY, str(errno2), "--arch", "x86_64")
     assert r.returncode == 3 and "only in errno/trace values" in r.stdout
 
 
@@ -102,7 +107,7 @@ def test_diff_agrees_with_emulator(tmp_path: Path) -> None:
     weak = planted(tmp_path, "weak.json", lambda d: _clone_entry(d)["args"][0].update(value=0x6E020000))
     from sysgate.programs import load_program
 
-    pa = load_program("docker-default", ["x86_64", "x86"]).insns
+    pa = load_program(MOBY, ["x86_64", "x86"]).insns
     pb = load_program(str(weak), ["x86_64", "x86"]).insns
     ea, eb = explain(pa), explain(pb)
     res = diff(ea, eb)
@@ -384,10 +389,10 @@ def test_audit_json_and_baseline_of_raw_program(tmp_path: Path) -> None:
 def test_diff_mixed_forms(tmp_path: Path) -> None:
     """Profile, raw program, assembly listing and a profile file compare equal when they are."""
     raw, lst = tmp_path / "d.bpf", tmp_path / "d.asm"
-    assert sysgate("compile", "docker-default", "--arch", "x86_64", "-o", str(raw)).returncode == 0
-    assert sysgate("compile", "docker-default", "--arch", "x86_64", "--format", "disasm", "-o",
+    assert sysgate("compile", MOBY, "--arch", "x86_64", "-o", str(raw)).returncode == 0
+    assert sysgate("compile", MOBY, "--arch", "x86_64", "--format", "disasm", "-o",
                    str(lst)).returncode == 0
-    for a, b in ((str(raw), "docker-default"), (str(lst), str(raw)), (str(builtin_path("docker-default")), str(lst))):
+    for a, b in ((str(raw), MOBY), (str(lst), str(raw)), (MOBY, str(lst))):
         r = sysgate("diff", a, b, "--arch", "x86_64")
         assert r.returncode == 0, (a, b, r.stdout + r.stderr)
     weak = planted(tmp_path, "weak.json", lambda d: _clone_entry(d)["args"][0].update(value=0x6E020000))

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import libseccomp_build  # noqa: E402
-from forkrun import start  # noqa: E402
+from forkrun import read_within, start  # noqa: E402
 
 from sysgate.compiler import compile_policy  # noqa: E402
 from sysgate.policy import Action, ActionKind, Condition, Op, Policy, Rule  # noqa: E402
@@ -50,7 +50,7 @@ def _running_with(progs: list[bytes]):  # type: ignore[no-untyped-def]
     child = start(_install_and_wait, progs, w)
     os.close(w)
     try:
-        assert os.read(r, 1) == b"x"
+        assert read_within(r, 1) == b"x"
     finally:
         os.close(r)
     return child

@@ -100,7 +100,7 @@ def test_every_namespace_is_new_unless_shared() -> None:
     assert r.ok and len(inside) == len(NS_NAMES)
     assert [a != b for a, b in zip(host, inside)] == [True] * len(NS_NAMES), (host, inside)
     shared = ["pid", "net", "ipc", "uts", "cgroup"] + (["user"] if ROOT else [])
-    r = sh(NS_SCRIPT, share=shared)
+    r = sh(NS_SCRIPT, share=shared, keep_host_root=ROOT)  # no user namespace: root stays root, on purpose
     same = {n for n, a, b in zip(NS_NAMES, host, r.stdout.decode().split()) if a == b}
     assert same == set(shared) | ({"user"} if "user" in shared else set()), (host, r.stdout, r.stderr)
 
@@ -217,6 +217,7 @@ def test_binds_and_tmpfs(tmp_path) -> None:
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro" / "f").write_text("ro-data")
     (tmp_path / "rw").mkdir()
+    (tmp_path / "rw").chmod(0o777)  # a root caller's sandbox is an unprivileged host id
     r = sh("cat /mnt/ro/f; echo; echo x > /mnt/ro/g 2>/dev/null || echo ro-refused; echo w > /srv/rw/new; "
            "ls /var/tmp | wc -l", binds=[f"{tmp_path}/ro:/mnt/ro", (str(tmp_path / "rw"), "/srv/rw", False)],
            tmpfs=["/var/tmp", "/mnt", "/srv"])

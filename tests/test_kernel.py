@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forkrun import run, start
+from forkrun import read_within, run, start
 from sysgate.arch import get, native
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import SeccompData, emulate
@@ -478,7 +478,7 @@ def test_get_filters_returns_install_order_byte_for_byte(count: int) -> None:
     r2, w2 = os.pipe()
     try:
         with start(_stacked_child, count, w1, r2) as c:
-            assert os.read(r1, 1) == b"r"
+            assert read_within(r1, 1) == b"r"
             got = ptrace.get_filters(c.pid)
             assert got == [_numbered_filter(i) for i in range(count)]
             os.write(w2, b"g")
@@ -505,7 +505,7 @@ def test_get_filters_errors() -> None:
         S.install(ALLOW_ALL)  # a tracer under seccomp may not dump filters
         r, w = os.pipe()
         with start(grandchild, w) as g:
-            os.read(r, 1)
+            read_within(r, 1)
             try:
                 ptrace.get_filters(g.pid)
             except ptrace.PtraceError as e:
@@ -527,27 +527,31 @@ def test_get_filters_errors() -> None:
 
     r, w = os.pipe()
     with start(grandchild, w) as target:
-        os.read(r, 1)
+        read_within(r, 1)
         err, msg = run(unprivileged_caller, target.pid).unwrap()
         assert err == errno.EPERM and msg.startswith(f"not permitted to trace process {target.pid}")
+
+    # Two pipes, one per direction: with one, the child could read back its own "ready" byte and the
+    # parent would then wait for ever.
+    release_r, release_w = os.pipe()
 
     def strict(w: int) -> None:
         os.write(w, b"r")
         prctl(S.PR_SET_SECCOMP, S.SECCOMP_MODE_STRICT)
-        os.read(r, 1)  # read(2) is allowed in strict mode; leaving (exit_group) is not: SIGKILL
+        os.read(release_r, 1)  # read(2) is allowed in strict mode; leaving (exit_group) is not: SIGKILL
 
     with start(strict, w) as c:
-        os.read(r, 1)
+        read_within(r, 1)
         deadline = time.monotonic() + 5
         while status_field("Seccomp", c.pid) != "1" and time.monotonic() < deadline:
             time.sleep(0.01)
         with pytest.raises(ptrace.PtraceError) as ei:
             ptrace.get_filters(c.pid)
         assert ei.value.errno == errno.EINVAL and "strict seccomp mode" in str(ei.value)
-        os.write(w, b"x")
+        os.write(release_w, b"x")
         assert c.wait(10).signal == signal.SIGKILL
-    os.close(r)
-    os.close(w)
+    for fd in (r, w, release_r, release_w):
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- ptrace: trace_filters

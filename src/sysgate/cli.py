@@ -61,6 +61,14 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each, "
                         "instead of failing")
+    p.add_argument("--name", dest="profile_name", metavar="NAME",
+                   help="k8s: the SeccompProfile to read from a manifest holding several")
+    _strict_option(p)
+
+
+def _strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -122,6 +130,7 @@ def _add_emulate(sub: Any) -> None:
     e.add_argument("--caps", help="capabilities for moby includes/excludes")
     e.add_argument("--ip", help="instruction pointer")
     e.add_argument("--json", action="store_true")
+    _strict_option(e)
     e.set_defaults(func=_lazy("sysgate.commands.core", "cmd_emulate"))
 
 
@@ -144,6 +153,8 @@ def _add_convert(sub: Any) -> None:
                    help="leave out syscall names no architecture has (Docker/OCI/k8s input), reporting each")
     v.add_argument("--name", dest="k8s_name", help="k8s: the SeccompProfile's name (default: from the input file name)")
     v.add_argument("--namespace", help="k8s: its namespace (default: default)")
+    v.add_argument("--strict", action="store_true",
+                   help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
     v.add_argument("--verify", action="store_true", help="read the output back and check every decision "
                                                          "with the emulator")
     v.set_defaults(func=_lazy("sysgate.commands.convert", "cmd_convert"))
@@ -192,6 +203,7 @@ def _add_explain(sub: Any) -> None:
     ex.add_argument("--lossy", action="store_true", help="with --to: emit a profile at least as strict even "
                                                          "when an exact one is impossible (losses on stderr)")
     ex.add_argument("-o", "--output", help="output file (default: stdout)")
+    _strict_option(ex)
     ex.set_defaults(func=_lazy(mod, "cmd_explain"))
 
 
@@ -203,6 +215,7 @@ def _add_diff(sub: Any) -> None:
     df.add_argument("--arch", help="compare only these arches (and compile profiles for them)")
     df.add_argument("--caps", help="capabilities for moby includes/excludes")
     df.add_argument("--json", action="store_true")
+    _strict_option(df)
     df.set_defaults(func=_lazy(mod, "cmd_diff"))
 
 
@@ -214,6 +227,7 @@ def _add_audit(sub: Any) -> None:
     au.add_argument("--caps", help="capabilities for moby includes/excludes")
     au.add_argument("--json", action="store_true")
     au.add_argument("--no-baseline", action="store_true", help="skip the docker-default comparison")
+    _strict_option(au)
     au.set_defaults(func=_lazy(mod, "cmd_audit"))
 
 
@@ -239,8 +253,8 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
 
 # ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
 _COMPILE_VALUES = {"--arch": "arch", "--caps": "caps", "--format": "format", "-o": "output", "--output": "output",
-                   "--thread": "thread", "--allow": "allow", "--deny": "deny"}
-_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown"}
+                   "--thread": "thread", "--allow": "allow", "--deny": "deny", "--name": "profile_name"}
+_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown", "--strict": "strict"}
 _COMPILE_APPEND = ("allow", "deny")
 
 
@@ -255,7 +269,7 @@ def compile_args(words: Sequence[str]) -> Any:
     """
     values: dict[str, Any] = {"command": "compile", "profile": None, "arch": None, "caps": None, "format": "raw",
                               "output": None, "verbose": False, "allow": [], "deny": [], "thread": None,
-                              "skip_unknown": False}
+                              "skip_unknown": False, "strict": False, "profile_name": None}
     profile = None
     i, n = 0, len(words)
     while i < n:
@@ -330,10 +344,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.freeze()
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    """Warnings of the readers (an ignored field, a clamped errno) as one line each."""
+    print(f"sysgate: warning: {message}", file=sys.stderr)
+
+
 def _run(words: Sequence[str]) -> int:
     args = parse_args(words)
+    import warnings
+
+    from .formats import ProfileWarning
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # --strict: a field the reader would ignore is a refusal (a ValueError: bad input)
+            warnings.simplefilter("error" if getattr(args, "strict", False) else "always", ProfileWarning)
+            status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit as "Exception ignored"
+        return status
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error of ours. Point stdout at /dev/null so the
+        # interpreter's final flush cannot raise again, and exit as a process killed by SIGPIPE would.
+        _silence_stdout()
+        return 128 + 13
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
@@ -341,8 +376,16 @@ def _run(words: Sequence[str]) -> int:
             msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         print(f"sysgate: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        return 0
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

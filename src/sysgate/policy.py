@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
-from .record import Record
+from .immutable import Record
 
 __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Rule", "Policy",
            "ALLOW", "KILL_PROCESS", "KILL_THREAD", "TRAP", "LOG", "NOTIFY", "errno", "trace"]

@@ -7,7 +7,7 @@ import os
 from typing import Sequence
 
 from .bpf.insn import Insn
-from .record import Record
+from .immutable import Record
 
 __all__ = ["LoadedProgram", "load_program", "looks_like_profile", "check_program", "asm_error"]
 

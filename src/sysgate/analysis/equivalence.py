@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..policy import Action, Condition, Op, Policy
-from ..record import Record
+from ..immutable import Record
 
 __all__ = ["Difference", "equivalent", "differences", "program_of"]
 

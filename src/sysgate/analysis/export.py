@@ -281,6 +281,7 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
     if e.depends_on_ip and not lossy:
         raise NotExpressible("the program's decisions depend on instruction_pointer, which a profile cannot "
                              "test (use --lossy for a profile at least as strict)")
+    minus_one: Action | None = None  # what nr -1 gets on the x86_64 token when x32 is left out
     if arches:
         covered = [views_for_arch(a) for a in arches]
         wrong = [v.label for v in covered if v.arch is not None and v.arch.byteorder != bo]
@@ -306,12 +307,19 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
                 if not lossy:
                     raise NotExpressible(msg)
                 warnings.append(msg)
-        # x32 numbers: leave x32 out when they are simply killed (what a profile does to uncovered ABIs).
+        # x32 numbers: leave x32 out when they are simply killed (what a profile does to uncovered ABIs),
+        # but for -1, a tracer's skipped call, which gets the default (as libseccomp and we compile it).
         x32 = [v for v in covered if v.label == "x32"]
         if x32:
-            b = e.table(x32[0]).behaviours
+            t32 = e.table(x32[0])
+            b = t32.behaviours
             if len(b) == 1 and b[0].unconditional == KILL_PROCESS:
                 covered.remove(x32[0])
+            elif len(b) == 2 and KILL_PROCESS in (b[0].unconditional, b[1].unconditional):
+                other = 0 if b[1].unconditional == KILL_PROCESS else 1
+                if list(t32.numbers_of(other)) == [(M32, M32)] and b[other].unconditional is not None:
+                    covered.remove(x32[0])
+                    minus_one = b[other].unconditional
     # The default action: what every covered view does with numbers no rule can name.
     default_key: tuple | None = None
     default: Action | None = None
@@ -341,10 +349,16 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
                     default = act
     if default is None:
         default = KILL_PROCESS
+    if minus_one is not None and minus_one != default:
+        msg = f"x32: nr -1 gets {minus_one}, not the default {default}; a profile gives it the default"
+        if not lossy:
+            raise NotExpressible(msg)
+        warnings.append(msg)
     # Rules: per syscall name, from the first covered view that has it (64-bit views first).
     from .explain import _names_in
 
-    order = sorted(covered, key=lambda v: v.bits != 64)
+    # (x32 and n32 compare only the low word: their rules cannot stand for a 64-bit ABI's)
+    order = sorted(covered, key=lambda v: (v.arch.compare_bits if v.arch else v.bits) != 64)
     per_name: dict[str, list[tuple[View, Behaviour]]] = {}
     for v in order:
         t = e.table(v)

@@ -37,17 +37,24 @@ class Arch:
     ``bits`` is the width of syscall arguments as the kernel fills ``seccomp_data.args``:
     32-bit ABIs get zero-extended 32-bit values, so filters for them never test a high word.
     x32 and MIPS n32 pass full 64-bit registers, so they are 64-bit here.
+    ``compare_bits`` is the width filters compare arguments at: ``bits``, except 32 for x32 and
+    MIPS n32, whose handlers are given 32-bit values (C ``int`` and ``long`` are 32-bit there);
+    libseccomp treats both as 32-bit ABIs (``ARCH_SIZE_32``) and compares only the low word.
+    Every other ABI's seccomp view already matches its handlers: the 32-bit ones (x86, arm, ppc,
+    s390, mips o32, parisc, m68k, sh) get zero- or sign-extended 32-bit values, of which filters
+    test only the low word, and the 64-bit ones are 64-bit throughout.
     Instances are singletons (one per ABI in :data:`ARCHES`), compared by identity.
     """
 
     __slots__ = ("name", "token", "bits", "big_endian", "table", "nr_base", "aliases", "libseccomp",
-                 "_by_name", "_by_nr")
+                 "compare_bits", "_by_name", "_by_nr")
 
     def __init__(self, name: str, token: int, bits: int, big_endian: bool, table: str, nr_base: int = 0,
-                 aliases: tuple[str, ...] = (), libseccomp: str = "") -> None:
+                 aliases: tuple[str, ...] = (), libseccomp: str = "", compare_bits: int = 0) -> None:
         self.name = name
         self.token = token
         self.bits = bits
+        self.compare_bits = compare_bits or bits
         self.big_endian = big_endian
         self.table = table  # column of the syscall table
         self.nr_base = nr_base
@@ -108,8 +115,10 @@ class Arch:
 
 def _a(name: str, em: int, flags: int, bits: int, table: str, nr_base: int = 0,
        aliases: tuple[str, ...] = (), scmp: str = "") -> Arch:
+    # 64-bit registers with 32-bit handlers: x32 and MIPS n32 (see Arch.compare_bits)
+    compare = 32 if flags & _AUDIT_N32 or nr_base == X32_SYSCALL_BIT else bits
     return Arch(name=name, token=em | flags, bits=bits, big_endian=not flags & _AUDIT_LE,
-                table=table, nr_base=nr_base, aliases=aliases, libseccomp=scmp)
+                table=table, nr_base=nr_base, aliases=aliases, libseccomp=scmp, compare_bits=compare)
 
 
 # Order matters only for listings; tokens are from <linux/audit.h> and <linux/elf-em.h>.

@@ -60,7 +60,8 @@ def cmd_compile(args: Any) -> int:
     skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
     policy = resolve(args.profile, arch=arches[0] if arches else None, caps=caps_option(args.caps),
                      arches=arches, thread=getattr(args, "thread", None), allow=getattr(args, "allow", ()),
-                     deny=getattr(args, "deny", ()), unknown_names=skipped)
+                     deny=getattr(args, "deny", ()), unknown_names=skipped,
+                     name=getattr(args, "profile_name", None))
     report_skipped(skipped)
     prog = compile_policy(policy, skip_unknown=False)
     for arch, names in prog.skipped.items():

@@ -19,12 +19,14 @@ EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = 0, 1, 3
 class Target:
     """A loaded operand: the filter stack (oldest first), its byte order and how to name syscalls."""
 
-    def __init__(self, programs: list[tuple], byteorder: str, naming: Sequence[str], source: str, kind: str) -> None:
+    def __init__(self, programs: list[tuple], byteorder: str, naming: Sequence[str], source: str, kind: str,
+                 notes: Sequence[str] = ()) -> None:
         self.programs = programs
         self.byteorder = byteorder
         self.naming = tuple(naming)
         self.source = source
         self.kind = kind
+        self.notes = tuple(notes)  # what the compiler did that the program alone does not say
 
 
 def _is_pid(spec: str) -> bool:
@@ -74,7 +76,12 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
         if swapped is None:
             raise ValueError(f"{spec}: not a valid seccomp program (the kernel would refuse it): {e}") from None
         insns, order = swapped, "big"
-    return Target([insns], order, naming, spec, loaded.kind)
+    notes: list[str] = []
+    if loaded.policy is not None:
+        from ..compiler.multiplex import notes as mux_notes
+
+        notes = mux_notes(loaded.policy, loaded.arches)  # type: ignore[arg-type]
+    return Target([insns], order, naming, spec, loaded.kind, notes)
 
 
 def _big_endian_raw(spec: str) -> Any:
@@ -106,11 +113,12 @@ def cmd_explain(args: Any) -> int:
     caps = _caps(args.caps)
     targets = [args.target] if isinstance(args.target, str) else list(args.target)
     if len(targets) == 1:
-        e = _explain(load_target(targets[0], arches, caps))
+        t = load_target(targets[0], arches, caps)
+        e = _explain(t)
         if args.to:
             return _explain_to(args, e, arches)
-        _write(args.output, json.dumps(e.to_json(arches), indent=1) + "\n" if args.json
-               else e.render(arches, verbose=args.verbose))
+        _write(args.output, json.dumps(dict(e.to_json(arches), notes=list(t.notes)), indent=1) + "\n" if args.json
+               else e.render(arches, verbose=args.verbose) + "".join(n + "\n" for n in t.notes))
         return 0
     if args.to:
         raise ValueError("explain --to: give one program (it becomes one profile)")
@@ -185,7 +193,7 @@ def cmd_audit(args: Any) -> int:
     if args.json:
         print(json.dumps(report.to_json(baseline), indent=1))
     else:
-        sys.stdout.write(report.render(baseline))
+        sys.stdout.write(report.render(baseline) + "".join(n + "\n" for n in t.notes))
     return 0
 
 

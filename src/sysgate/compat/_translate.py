@@ -26,7 +26,7 @@ sentinel, so a call with another token falls through to the next group.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
@@ -178,6 +178,151 @@ def _conditions(conj: Sequence[SLit]) -> list[tuple[Condition, ...]]:
     return out
 
 
+# -- merging the rules of one action back into whole-argument ranges --------------------------------
+# libseccomp's tree splits each 64-bit test into word tests, so one rule (chdir: a0 == i && a1 != 0
+# && a2 < LONG_MAX) comes back as several word-level paths (six there). Compiled as they are, 100
+# such rules need over 10,000 instructions (libseccomp's test 05-sim-long_jumps, refused as too
+# long): rules of one action that differ in one argument are merged back into value ranges.
+
+Ranges = tuple[tuple[int, int], ...]  # sorted, disjoint, non-adjacent inclusive intervals
+
+
+def _norm(iv: Iterable[tuple[int, int]]) -> Ranges:
+    out: list[list[int]] = []
+    for lo, hi in sorted(iv):
+        if lo > hi:
+            continue
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((a, b) for a, b in out)
+
+
+def _and(a: Ranges, b: Ranges) -> Ranges:
+    out = []
+    for lo1, hi1 in a:
+        for lo2, hi2 in b:
+            if max(lo1, lo2) <= min(hi1, hi2):
+                out.append((max(lo1, lo2), min(hi1, hi2)))
+    return _norm(out)
+
+
+def _cond_ranges(c: Condition, top: int) -> Ranges | None:
+    """The values (of the low word for width 32, else of the argument) ``c`` admits, or None."""
+    v = c.value
+    if c.op is Op.MASKED_EQ:
+        if c.mask & top == top:
+            return ((v, v),)
+        if c.width == 64 and c.mask == U32 << 32:  # a high-word equality
+            return ((v, v | U32),)
+        return None
+    return {Op.EQ: ((v, v),), Op.NE: _norm([(0, v - 1), (v + 1, top)]), Op.LT: _norm([(0, v - 1)]),
+            Op.LE: ((0, v),), Op.GT: _norm([(v + 1, top)]), Op.GE: ((v, top),)}[c.op]
+
+
+def _arg_ranges(conds: list[Condition]) -> tuple[int, Ranges] | None:
+    """(width, ranges) all of ``conds`` (on one argument) admit together, or None if not ranges."""
+    U64 = (1 << 64) - 1
+    full: Ranges = ((0, U64),)
+    low: Ranges = ((0, U32),)
+    for c in conds:
+        r = _cond_ranges(c, U32 if c.width == 32 else U64)
+        if r is None:
+            return None
+        if c.width == 32:
+            low = _and(low, r)
+        else:
+            full = _and(full, r)
+    if not any(c.width == 64 for c in conds):
+        return 32, low
+    if low == ((0, U32),):
+        return 64, full
+    his = {x >> 32 for iv in full for x in iv}
+    if len(his) != 1:
+        return None  # a low-word test under a range of high words: not one set of ranges
+    h = his.pop() << 32
+    return 64, _and(full, tuple((h | a, h | b) for a, b in low))
+
+
+def _range_conditions(arg: int, width: int, r: Ranges) -> list[tuple[Condition, ...]]:
+    """The ranges as alternatives (conjunctions of conditions)."""
+    top = U32 if width == 32 else (1 << 64) - 1
+    if len(r) == 2 and r[0][0] == 0 and r[1][1] == top and r[0][1] + 2 == r[1][0]:
+        return [(Condition(arg, Op.NE, r[0][1] + 1, width=width),)]
+    out = []
+    for lo, hi in r:
+        if lo == hi:
+            out.append((Condition(arg, Op.EQ, lo, width=width),))
+            continue
+        cs = []
+        if lo > 0:
+            cs.append(Condition(arg, Op.GE, lo, width=width))
+        if hi < top:
+            cs.append(Condition(arg, Op.LE, hi, width=width))
+        out.append(tuple(cs))
+    return out
+
+
+def merge_rules(rules: list[Rule]) -> list[Rule]:
+    """The same decisions with fewer rules: rules of one syscall and action that test the same ranges
+    on every argument but one are merged (their ranges on that argument united)."""
+    keyed: list[tuple[Any, dict[int, tuple[int, Ranges]]]] = []
+    kept: list[Rule] = []
+    for r in rules:
+        per: dict[int, list[Condition]] = {}
+        for c in r.conditions:
+            per.setdefault(c.arg, []).append(c)
+        ranges = {}
+        for a, cs in per.items():
+            got = _arg_ranges(cs)
+            if got is None:
+                break
+            ranges[a] = got
+        else:
+            if all(rg for _, rg in ranges.values()):
+                keyed.append(((r.syscall, r.action), ranges))
+            continue  # an empty range never matches: the rule is dropped
+        kept.append(r)
+    changed = True
+    while changed:
+        changed = False
+        for arg in range(6):
+            buckets: dict[Any, int] = {}
+            merged: list[tuple[Any, dict[int, tuple[int, Ranges]]]] = []
+            for key, ranges in keyed:
+                if arg not in ranges:
+                    width = None
+                else:
+                    width = ranges[arg][0]
+                others = tuple(sorted((a, v) for a, v in ranges.items() if a != arg))
+                b = (key, others, width)
+                j = buckets.get(b)
+                if j is None:
+                    buckets[b] = len(merged)
+                    merged.append((key, dict(ranges)))
+                    continue
+                old = merged[j][1]
+                if arg not in old or arg not in ranges:
+                    if arg in old:  # the new rule does not test it: every value
+                        del old[arg]
+                else:
+                    old[arg] = (width, _norm(old[arg][1] + ranges[arg][1]))
+                    top = U32 if width == 32 else (1 << 64) - 1
+                    if old[arg][1] == ((0, top),):
+                        del old[arg]
+                changed = True
+            keyed = merged
+    out = list(kept)
+    for (syscall, action), ranges in keyed:
+        alts: list[tuple[Condition, ...]] = [()]
+        for a in sorted(ranges):
+            width, r = ranges[a]
+            alts = [x + y for x in alts for y in _range_conditions(a, width, r)]
+        out.extend(Rule(syscall, action, conds) for conds in alts)
+    return out if len(out) < len(rules) else list(rules)
+
+
 # -- first-match list -> layers of strictest-wins rules ------------------------------------------
 
 def _wins(a: Action, b: Action) -> bool:
@@ -212,7 +357,7 @@ def layered_rules(entries: Sequence[Entry], syscall: int, extra_last: int | None
             out[layer].append(Rule(syscall, act, conds))
         if len(out[layer]) > MAX_RULES_PER_SYSCALL:
             raise TranslateError(f"syscall {syscall}: too many rules")
-    return out
+    return [merge_rules(layer) for layer in out]
 
 
 # -- collection -> policies -> program --------------------------------------------------------------

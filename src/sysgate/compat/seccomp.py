@@ -528,8 +528,7 @@ class SyscallFilter:
 
     def _attr_set(self, col: _D.Collection, attr: int, value: int) -> int:
         a = col.attr
-        flag_attrs = {Attr.CTL_LOG: (_S.F_LOG, "log_enable"), Attr.CTL_SSB: (_S.F_SPEC_ALLOW, "spec_allow"),
-                      Attr.CTL_WAITKILL: (_S.F_WAIT_KILLABLE_RECV, "wait_killable_recv")}
+        flag_attrs = {Attr.CTL_LOG: (_S.F_LOG, "log_enable"), Attr.CTL_SSB: (_S.F_SPEC_ALLOW, "spec_allow")}
         if attr == Attr.ACT_DEFAULT:
             return -errno.EACCES  # read only
         if attr == Attr.ACT_BADARCH:
@@ -557,6 +556,10 @@ class SyscallFilter:
             a.optimize = value
         elif attr == Attr.API_SYSRAWRC:
             a.api_sysrawrc = 1 if value else 0
+        elif attr == Attr.CTL_WAITKILL:
+            # libseccomp 2.6 (db.c) records it whatever the kernel or API level: load() adds
+            # WAIT_KILLABLE_RECV only next to NEW_LISTENER, so it never fails a load where unsupported.
+            a.wait_killable_recv = 1 if value else 0
         else:
             return -errno.EINVAL
         return 0

@@ -11,7 +11,9 @@ reference evaluator through the emulator):
 
 Every program starts by checking the architecture token and returns the policy's
 ``bad_arch`` action for any token it does not cover. On x86_64, numbers with the x32 bit
-(0x40000000) set get ``bad_arch`` unless x32 is covered, since they share x86_64's token.
+(0x40000000) set get ``bad_arch`` unless x32 is covered, since they share x86_64's token,
+except -1 (a tracer's skipped call), which gets what x86_64 gives it, as in libseccomp.
+Rules on socket and IPC calls also cover their multiplexed forms (:mod:`.multiplex`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..errors import UserError
 from ..policy import Op, Policy
-from ..record import Record
+from ..immutable import Record
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads
 from .layout import build_tree, ranges
@@ -208,6 +210,10 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
 def _domains(token_arches: list[_arch.Arch]) -> list[tuple[str, int, int]]:
     """How the 2^32 syscall numbers of one token split between ABIs (only x86_64/x32 share)."""
     names = {a.name for a in token_arches}
+    if names == {"x86_64"}:
+        # nr -1 has the x32 bit, but it is how a tracer skips a call (seccomp runs again after
+        # the tracer, since Linux 4.8): as libseccomp does, x86_64 decides it (the default).
+        return [("x86_64", 0, X32), ("x32", X32, U32), ("x86_64", U32, U32 + 1)]
     if names & {"x86_64", "x32"}:
         return [("x86_64", 0, X32), ("x32", X32, U32 + 1)]
     return [(token_arches[0].name, 0, U32 + 1)]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..policy import Action, Condition, Op, Policy
-from ..record import Record
+from ..immutable import Record
+from .multiplex import multiplexed_rules
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
@@ -86,8 +87,10 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
     by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
     skipped: list[str] = []
     table = arch.syscalls
-    bits = arch.bits
-    for rule in policy.rules:
+    bits = arch.compare_bits  # x32 and n32 handlers see 32-bit values
+    # socketcall/ipc rules standing for rules on their sub-calls (the multiplexed form)
+    mux_rules, mux_covered = multiplexed_rules(policy, arch)
+    for rule in (*policy.rules, *mux_rules) if mux_rules else policy.rules:
         if isinstance(rule.syscall, int):
             nr = rule.syscall
         else:
@@ -118,6 +121,8 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
             by_nr[nr] = [entry]
         else:
             same_nr.append(entry)
+    if mux_covered:  # reached through the multiplexer, so not left out
+        skipped = [n for n in skipped if n not in mux_covered]
 
     decisions: dict[int, Decision] = {}
     default = policy.default

@@ -12,10 +12,10 @@ means the conversion is exact (tests check it with :mod:`sysgate.analysis.equiva
 from __future__ import annotations
 
 from ..errors import UserError
-from ..record import Record
+from ..immutable import Record
 
-__all__ = ["ProfileError", "Exported", "Token", "read_file", "read_limited", "decode_text", "load_json",
-           "MAX_INPUT_BYTES"]
+__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "read_limited", "decode_text",
+           "load_json", "warn", "MAX_INPUT_BYTES"]
 
 #: The most any input (profile, program, listing, included file, standard input) may hold. Real
 #: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
@@ -25,6 +25,19 @@ MAX_INPUT_BYTES = 16 << 20
 
 class ProfileError(UserError):  # a ValueError
     """A profile that cannot be read; the message names the file and place."""
+
+
+class ProfileWarning(UserWarning, ValueError):
+    """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
+    own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
+    (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other."""
+
+
+def warn(message: str) -> None:
+    """Issue ``message`` (one line naming the file and field) as a :class:`ProfileWarning`."""
+    import warnings
+
+    warnings.warn(ProfileWarning(message), stacklevel=3)
 
 
 class Exported(Record):

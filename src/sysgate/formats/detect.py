@@ -76,7 +76,7 @@ def _json_format(doc: object) -> str | None:
             return "k8s"
         if "defaultAction" in doc or isinstance(doc.get("syscalls"), list):
             return "docker"
-        if doc and all(isinstance(v, dict) and ({"default_action", "filter_action", "filter"} & set(v))
+        if doc and all(isinstance(v, dict) and ({"default_action", "filter_action", "mismatch_action", "match_action", "filter"} & set(v))
                        for v in doc.values()):
             return "firecracker"
     return None

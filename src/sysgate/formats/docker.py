@@ -16,6 +16,11 @@ Resolution follows Docker (moby ``setupSeccomp`` + runc):
 * ``SCMP_ACT_KILL`` is kill-thread, as in libseccomp; ``SCMP_ACT_ERRNO`` and
   ``SCMP_ACT_TRACE`` without ``errnoRet`` use EPERM (1), as runc does.
 * A systemd-style ``@group`` in ``names`` stands for its members (a sysgate extension).
+* Entries go in file order as runc adds them to libseccomp: one whose action is the default is
+  skipped, the first without ``args`` decides every call of its syscall (see :func:`parse`).
+* Every value is type-checked (:mod:`.jsonfields`); fields Docker/podman write are read, other
+  unknown fields are ignored with a :class:`~sysgate.formats.ProfileWarning` (near misses of known
+  fields are errors); an errno above 4095 is clamped to 4095, as the kernel clamps it.
 
 The writer (:func:`dump`, :func:`export`) groups rules with the same action and arguments
 into one entry; tests of the low 32 bits become masked tests, and two tests of one argument
@@ -31,8 +36,9 @@ if TYPE_CHECKING:
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
-from . import ProfileError, jsondecode, read_file
+from ..immutable import Record
+from . import ProfileError, jsondecode, read_file, warn
+from . import jsonfields as F
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
            "OPS"]
@@ -42,6 +48,19 @@ DOCKER_DEFAULT_CAPS: tuple[str, ...] = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
+)
+
+# The kernel's capability names (include/uapi/linux/capability.h, as sysgate.profiles.capabilities
+# reads them from its header table; a test checks they agree). Spelt out here because every
+# compile of docker-default checks its includes.caps, and that table costs imports.
+KERNEL_CAPS: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 
 ACTIONS: dict[str, ActionKind] = {
@@ -67,6 +86,8 @@ OCI_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "fl
 # What sysgate.formats.registry may pass to loads().
 LOAD_OPTIONS = ("arch", "caps", "unknown_names")
 
+MAX_ERRNO = 4095  # the kernel returns -min(data, MAX_ERRNO) for SECCOMP_RET_ERRNO
+
 FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 
@@ -83,16 +104,19 @@ GO_ARCH = {
 class DockerProfile(Record):
     """A resolved Docker/OCI profile: the policy plus what the policy model does not carry.
 
-    ``skipped`` lists the names of entries left out by includes/excludes, for reports.
+    ``skipped`` lists the names of entries left out by includes/excludes, for reports;
+    ``shadowed`` the ``syscalls[i]: name`` places of entries runc + libseccomp would not use (an
+    earlier unconditional entry decides that syscall; see :func:`parse`).
     """
 
-    __slots__ = ("policy", "flags", "listener_path", "listener_metadata", "skipped")
-    _defaults = {"flags": (), "listener_path": None, "listener_metadata": None, "skipped": ()}
+    __slots__ = ("policy", "flags", "listener_path", "listener_metadata", "skipped", "shadowed")
+    _defaults = {"flags": (), "listener_path": None, "listener_metadata": None, "skipped": (), "shadowed": ()}
     policy: Policy
     flags: tuple[str, ...]
     listener_path: str | None
     listener_metadata: str | None
     skipped: tuple[str, ...]
+    shadowed: tuple[str, ...]
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -105,8 +129,22 @@ def _kernel_version() -> tuple[int, int]:
 
 
 def _parse_kver(text: str) -> tuple[int, int]:
-    parts = str(text).split(".")
-    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    """moby's ``"<kernel>.<major>"`` (both decimal); ValueError otherwise."""
+    major, dot, minor = text.partition(".")
+    if not (dot and major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
+        raise ValueError(text)
+    return int(major), int(minor)
+
+
+# Fields real producers write. moby: archMap, comment, includes/excludes, the legacy name;
+# containers/common (podman): defaultErrno and a rule's errno, errno *names* that Go reads and
+# ignores (errnoRet/defaultErrnoRet are what counts).
+_MOBY_TOP = ("archMap", "defaultErrno")
+_RULE_OCI = ("names", "action", "errnoRet", "args")
+_MOBY_RULE = ("name", "comment", "includes", "excludes", "errno")
+_ARG_KEYS = ("index", "value", "valueTwo", "op")
+_FILTER_KEYS = ("caps", "arches", "minKernel")
+_IGNORED_BY = "Go's encoding/json (Docker, runc, podman)"
 
 
 class _Where:
@@ -117,24 +155,30 @@ class _Where:
         return ProfileError(f"{self.source}: {field_}: {msg}" if field_ else f"{self.source}: {msg}")
 
 
-def _action(w: _Where, where: str, name: Any, errno_ret: Any) -> Action:
+def _action(w: _Where, where: str, name: Any, errno_ret: Any, ret_where: str) -> Action:
     if not isinstance(name, str) or name not in ACTIONS:
         raise w.err(where, f"unknown action {name!r} (expected one of {', '.join(ACTIONS)})")
     kind = ACTIONS[name]
+    if errno_ret is not None and (isinstance(errno_ret, bool) or not isinstance(errno_ret, int)):
+        raise w.err(ret_where, f"expected an integer, got {F.type_name(errno_ret)}")
     if kind in (ActionKind.ERRNO, ActionKind.TRACE):
         data = 1 if errno_ret is None else errno_ret
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise w.err(where, f"errnoRet must be an integer, not {data!r}")
-        limit = 4095 if kind is ActionKind.ERRNO else 65535
-        if not 0 <= data <= limit:
-            raise w.err(where, f"errnoRet {data} out of range 0-{limit}")
+        if not 0 <= data <= 65535:
+            # runc truncates to 16 bits (70000 would become errno 4464, 65536 a fake success)
+            raise w.err(ret_where, f"{data} out of range 0-65535 (the filter's return data is 16 bits)")
+        if kind is ActionKind.ERRNO and data > MAX_ERRNO:
+            # Docker reads it (moby's own fixture example.json has 12345); the kernel returns
+            # -min(data, MAX_ERRNO) (kernel/seccomp.c), so that is what the policy says.
+            warn(f"{w.source}: {ret_where}: errno {data} above {MAX_ERRNO}: the kernel returns {MAX_ERRNO} "
+                 f"(MAX_ERRNO) for it, and so does this filter")
+            data = MAX_ERRNO
         return Action(kind, data)
     return Action(kind)
 
 
 def _int(w: _Where, where: str, v: Any, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise w.err(where, f"expected an integer, got {v!r}")
+        raise w.err(where, f"expected an integer, got {F.type_name(v)}")
     if not lo <= v <= hi:
         raise w.err(where, f"{v} out of range {lo}-{hi}")
     return v
@@ -142,19 +186,18 @@ def _int(w: _Where, where: str, v: Any, lo: int, hi: int) -> int:
 
 def _condition(w: _Where, where: str, a: Any) -> Condition:
     if not isinstance(a, dict):
-        raise w.err(where, f"expected an object, got {type(a).__name__}")
-    unknown = set(a) - {"index", "value", "valueTwo", "op"}
-    if unknown:
-        raise w.err(where, f"unknown field {sorted(unknown)[0]!r}")
-    for k in ("index", "op"):
-        if k not in a:
-            raise w.err(where, f"missing {k!r}")
-    index = _int(w, where + ".index", a["index"], 0, 5)
-    op = OPS.get(a["op"]) if isinstance(a["op"], str) else None
+        raise w.err(where, f"expected an object, got {F.type_name(a)}")
+    F.check_keys(w.source, where, a, _ARG_KEYS, ignored_by=_IGNORED_BY)
+    index = _int(w, where + ".index", a.get("index"), 0, 5) if a.get("index") is not None else None
+    if index is None:
+        raise w.err(where, "missing 'index'")
+    op_name = F.get_str(w.source, where, a, "op", required=True)
+    op = OPS.get(op_name)  # type: ignore[arg-type]
     if op is None:
-        raise w.err(where + ".op", f"unknown operator {a['op']!r} (expected one of {', '.join(OPS)})")
-    value = _int(w, where + ".value", a.get("value", 0), 0, 2**64 - 1)
-    two = _int(w, where + ".valueTwo", a.get("valueTwo", 0), 0, 2**64 - 1)
+        raise w.err(where + ".op", f"unknown operator {op_name!r} (expected one of {', '.join(OPS)})")
+    # absent or null: 0, as Go reads them
+    value = 0 if a.get("value") is None else _int(w, where + ".value", a["value"], 0, 2**64 - 1)
+    two = 0 if a.get("valueTwo") is None else _int(w, where + ".valueTwo", a["valueTwo"], 0, 2**64 - 1)
     if op is Op.MASKED_EQ:
         # libseccomp (so runc and Docker) tests (arg & value) == (valueTwo & value): bits of valueTwo
         # outside the mask are dropped, not a never-true test (checked in tests/test_libseccomp_diff.py).
@@ -194,6 +237,84 @@ def _names_ok(w: _Where, where: str, names: Iterable[Any], known: dict[str, int]
     return out
 
 
+def _arch_name(w: _Where, where: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise w.err(where, f"expected an architecture name, got {F.type_name(v)}")
+    try:
+        return _arch.get(v).name
+    except _arch.UnknownArch as e:
+        raise w.err(where, str(e)) from None
+
+
+def _arches(w: _Where, doc: dict, primary: _arch.Arch) -> list[str]:
+    """The covered arches: the primary's archMap entry, else ``architectures``, else the primary."""
+    arches = [_arch_name(w, f"architectures[{i}]", a)
+              for i, a in enumerate(F.get_list(w.source, "", doc, "architectures") or ())]
+    amap = F.get_list(w.source, "", doc, "archMap")
+    if amap is not None:
+        arches = []
+        for i, entry in enumerate(amap):
+            where = f"archMap[{i}]"
+            if not isinstance(entry, dict):
+                raise w.err(where, f"expected an object, got {F.type_name(entry)}")
+            F.check_keys(w.source, where, entry, ("architecture", "subArchitectures"), ignored_by=_IGNORED_BY)
+            main = _arch_name(w, f"{where}.architecture", F.get_str(w.source, where, entry, "architecture",
+                                                                    required=True))
+            subs = [_arch_name(w, f"{where}.subArchitectures[{j}]", s)
+                    for j, s in enumerate(F.get_list(w.source, where, entry, "subArchitectures") or ())]
+            if main == primary.name:
+                arches = [main] + subs
+    return list(dict.fromkeys(arches)) or [primary.name]
+
+
+def _filter(w: _Where, where: str, filt: Any, label: str) -> dict[str, Any]:
+    """An includes/excludes object, validated whether or not the entry is reached: a misspelt cap
+    or arch or a bad minKernel would otherwise never match and go unnoticed."""
+    if filt is None:
+        return {}
+    here = f"{where}.{label}"
+    if not isinstance(filt, dict):
+        raise w.err(here, f"expected an object with caps, arches, minKernel; got {F.type_name(filt)}")
+    F.check_keys(w.source, here, filt, _FILTER_KEYS, ignored_by=_IGNORED_BY)
+    out: dict[str, Any] = {}
+    caps = F.get_list(w.source, here, filt, "caps")
+    if caps is not None:
+        for i, c in enumerate(F.str_list(w.source, f"{here}.caps", caps, "a capability name")):
+            if c not in KERNEL_CAPS:
+                import difflib
+
+                close = difflib.get_close_matches(c.upper() if c.upper().startswith("CAP_") else
+                                                  "CAP_" + c.upper(), KERNEL_CAPS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise w.err(f"{here}.caps[{i}]", f"unknown capability {c!r}{hint}")
+        out["caps"] = caps
+    arches = F.get_list(w.source, here, filt, "arches")
+    if arches is not None:
+        go_names = set(GO_ARCH.values())
+        for i, a in enumerate(F.str_list(w.source, f"{here}.arches", arches, "an architecture name")):
+            if a not in go_names:
+                try:
+                    want: str | None = GO_ARCH.get(_arch.get(a).name)
+                except _arch.UnknownArch:
+                    want = None
+                hint = f" (Go's name for it is {want!r})" if want else ""
+                raise w.err(f"{here}.arches[{i}]", f"unknown architecture {a!r}{hint}; expected Go's names: "
+                                                   f"{', '.join(sorted(go_names))}")
+        out["arches"] = arches
+    mk = filt.get("minKernel")
+    if mk is not None:
+        if label == "excludes":
+            raise w.err(f"{here}.minKernel", "minKernel is only valid in includes")
+        if not isinstance(mk, str):
+            raise w.err(f"{here}.minKernel", f'expected a string "<kernel>.<major>", got {F.type_name(mk)}')
+        try:
+            out["minKernel"] = _parse_kver(mk)
+        except ValueError:
+            raise w.err(f"{here}.minKernel", f'bad kernel version {mk!r} (expected "<kernel>.<major>", '
+                                             f'such as "5.8")') from None
+    return out
+
+
 def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps: Iterable[str] | None = None,
           kernel: tuple[int, int] | None = None, oci: bool = False,
           unknown_names: list[str] | None = None) -> DockerProfile:
@@ -204,19 +325,24 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
     ``oci`` accepts only the OCI runtime-spec fields (no moby extensions). ``unknown_names``: when a
     list is given, syscall names no architecture has are left out and listed there instead of
     being an error (``--skip-unknown``).
+
+    Entries are resolved as runc adds them to libseccomp, in file order: an entry whose action is
+    the default action is skipped (runc skips it; libseccomp would refuse it); the first entry
+    without ``args`` for a syscall decides every call of it, replacing the conditional entries
+    before it, and later entries for that syscall are ignored (listed in ``shadowed``); two
+    conditional entries with the same conditions and different actions are an error (libseccomp:
+    EEXIST, so runc fails).
     """
     w = _Where(source)
     if not isinstance(doc, dict):
         raise w.err("", "a seccomp profile must be a JSON object")
-    known_keys = set(OCI_KEYS) if oci else set(OCI_KEYS) | {"archMap"}
-    unknown = set(doc) - known_keys
-    if unknown:
-        bad = sorted(unknown)[0]
-        raise w.err(bad, "moby extension, not an OCI runtime-spec field" if oci and bad == "archMap"
-                    else "unknown field")
-    if "defaultAction" not in doc:
-        raise w.err("defaultAction", "missing")
-    default = _action(w, "defaultAction", doc["defaultAction"], doc.get("defaultErrnoRet"))
+    if oci:
+        for bad in sorted(set(doc) & set(_MOBY_TOP) - {"defaultErrno"}):
+            raise w.err(bad, "moby extension, not an OCI runtime-spec field")
+    F.check_keys(source, "", doc, OCI_KEYS if oci else OCI_KEYS + _MOBY_TOP, ignored_by=_IGNORED_BY)
+    F.get_str(source, "", doc, "defaultErrno")
+    default = _action(w, "defaultAction", F.get_str(source, "", doc, "defaultAction", required=True),
+                      doc.get("defaultErrnoRet"), "defaultErrnoRet")
     # One object per distinct action: the compiler compares actions a lot, and equal objects
     # that are the same object compare at once.
     interned: dict[Action, Action] = {default: default}
@@ -228,143 +354,106 @@ def parse(doc: Any, source: str = "<profile>", *, arch: str | None = None, caps:
     cap_set = {c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
                for c in (DOCKER_DEFAULT_CAPS if caps is None else caps)}
     kver = kernel or _kernel_version()
-
-    # Architectures: archMap entry of the primary arch, else the listed ones, else native only.
-    arches: list[str] = []
-    listed = doc.get("architectures") or []
-    if not isinstance(listed, list):
-        raise w.err("architectures", "expected a list")
-    for i, a in enumerate(listed):
-        try:
-            arches.append(_arch.get(a).name)
-        except (_arch.UnknownArch, AttributeError):
-            raise w.err(f"architectures[{i}]", f"unknown architecture {a!r}") from None
-    amap = doc.get("archMap")
-    if amap is not None:
-        if not isinstance(amap, list):
-            raise w.err("archMap", "expected a list")
-        arches = []
-        for i, entry in enumerate(amap):
-            if not isinstance(entry, dict) or "architecture" not in entry:
-                raise w.err(f"archMap[{i}]", "expected an object with 'architecture'")
-            try:
-                main = _arch.get(entry["architecture"])
-                subs = [_arch.get(s) for s in entry.get("subArchitectures") or []]
-            except (_arch.UnknownArch, AttributeError) as e:
-                raise w.err(f"archMap[{i}]", str(e)) from None
-            if main == primary:
-                arches = [main.name] + [s.name for s in subs]
-        if not arches:
-            arches = [primary.name]
-    if not arches:
-        arches = [primary.name]
+    arches = _arches(w, doc, primary)
     host = GO_ARCH.get(primary.name, primary.name)
 
-    flags = doc.get("flags") or []
-    if not isinstance(flags, list):
-        raise w.err("flags", "expected a list")
+    flags = F.get_list(source, "", doc, "flags") or []
     for i, f in enumerate(flags):
         if f not in FLAGS:
             raise w.err(f"flags[{i}]", f"unknown flag {f!r} (expected one of {', '.join(FLAGS)})")
-    for k in ("listenerPath", "listenerMetadata"):
-        if k in doc and not isinstance(doc[k], str):
-            raise w.err(k, "expected a string")
+    listener_path = F.get_str(source, "", doc, "listenerPath")
+    listener_metadata = F.get_str(source, "", doc, "listenerMetadata")
 
-    syscalls = doc.get("syscalls") or []
-    if not isinstance(syscalls, list):
-        raise w.err("syscalls", "expected a list")
-    rules: list[Rule] = []
+    syscalls = F.get_list(source, "", doc, "syscalls") or []
+    rule_keys = _RULE_OCI if oci else _RULE_OCI + _MOBY_RULE
+    # name -> its rules so far, in order; a name decided by an unconditional entry maps to its place
+    by_name: dict[str, list[Rule]] = {}
+    decided: dict[str, str] = {}
     skipped: list[str] = []
+    shadowed: list[str] = []
     seen: dict[tuple, tuple[Action, str]] = {}
     for i, call in enumerate(syscalls):
         where = f"syscalls[{i}]"
         if not isinstance(call, dict):
-            raise w.err(where, "expected an object")
-        allowed = {"names", "action", "errnoRet", "args"}
-        if not oci:
-            allowed |= {"name", "comment", "includes", "excludes"}
-        unknown = set(call) - allowed
-        if unknown:
-            bad = sorted(unknown)[0]
-            raise w.err(f"{where}.{bad}", "moby extension, not an OCI runtime-spec field"
-                        if oci and bad in ("name", "comment", "includes", "excludes") else "unknown field")
-        if "names" in call:
-            if not isinstance(call["names"], list):
-                raise w.err(f"{where}.names", "expected a list of syscall names")
-            names = _names_ok(w, f"{where}.names", call["names"], known, unknown_names)
-        elif "name" in call:
-            names = _names_ok(w, f"{where}.name", [call["name"]], known, unknown_names)
+            raise w.err(where, f"expected an object, got {F.type_name(call)}")
+        if oci:
+            for bad in sorted(set(call) & set(_MOBY_RULE)):
+                raise w.err(f"{where}.{bad}", "moby extension, not an OCI runtime-spec field")
+        F.check_keys(source, where, call, rule_keys, ignored_by=_IGNORED_BY)
+        F.get_str(source, where, call, "comment")
+        F.get_str(source, where, call, "errno")
+        listed = F.get_list(source, where, call, "names")
+        single = F.get_str(source, where, call, "name")
+        if listed and single:
+            raise w.err(where, "both 'name' and 'names' (moby refuses that: use one)")
+        if listed is not None:
+            names = _names_ok(w, f"{where}.names", listed, known, unknown_names)
+        elif single is not None:
+            names = _names_ok(w, f"{where}.name", [single], known, unknown_names)
         else:
             raise w.err(where, "missing 'names'")
-        if "action" not in call:
-            raise w.err(f"{where}.action", "missing")
-        action = _action(w, f"{where}.action", call["action"], call.get("errnoRet"))
+        action = _action(w, f"{where}.action", F.get_str(source, where, call, "action", required=True),
+                         call.get("errnoRet"), f"{where}.errnoRet")
         action = interned.setdefault(action, action)
-        args = call.get("args") or []
-        if not isinstance(args, list):
-            raise w.err(f"{where}.args", "expected a list")
+        args = F.get_list(source, where, call, "args") or []
         conds = [_condition(w, f"{where}.args[{j}]", a) for j, a in enumerate(args)]
-
-        inc, exc = call.get("includes") or {}, call.get("excludes") or {}
-        for label, filt in (("includes", inc), ("excludes", exc)):
-            if not isinstance(filt, dict) or set(filt) - {"caps", "arches", "minKernel"}:
-                raise w.err(f"{where}.{label}", "expected an object with caps, arches, minKernel")
-        if not _applies(w, where, inc, exc, host, cap_set, kver):
+        inc = _filter(w, where, call.get("includes"), "includes")
+        exc = _filter(w, where, call.get("excludes"), "excludes")
+        if not _applies(inc, exc, host, cap_set, kver):
             skipped.extend(names)
             continue
+        if action == default:
+            continue  # runc skips it: libseccomp refuses a rule with the default action (EACCES)
         # runc: conditions on one index more than once become separate (OR-ed) rules.
         idx = [c.arg for c in conds]
         groups = [(c,) for c in conds] if len(set(idx)) < len(idx) else [tuple(conds)]
-        decided = (action, where)
+        place = (action, where)
         for n in names:
+            if n in decided:
+                shadowed.append(f"{where}: {n} (decided by {decided[n]})")
+                continue
+            if not conds:
+                # libseccomp: an unconditional rule replaces the syscall's conditional ones, and
+                # keeps its place against any later rule for the syscall (first one wins).
+                decided[n] = where
+                try:
+                    by_name[n] = [Rule(n, action, ())]
+                except PolicyError as e:
+                    raise w.err(where, str(e)) from None
+                continue
+            rules = by_name.setdefault(n, [])
             for g in groups:
                 key = (n, g)
                 prev = seen.get(key)
                 if prev is not None and prev[0] != action:
                     raise w.err(where, f"syscall {n!r} has contradicting rules: {prev[0]} in {prev[1]} "
-                                       f"and {action} here for the same arguments")
-                seen[key] = decided
+                                       f"and {action} here for the same arguments (libseccomp refuses "
+                                       f"the second, EEXIST)")
+                seen[key] = place
                 try:
                     rules.append(Rule(n, action, g))
                 except PolicyError as e:
                     raise w.err(where, str(e)) from None
+    rules_out = tuple(r for rs in by_name.values() for r in rs)
     try:
-        policy = Policy(default, tuple(rules), tuple(arches))
+        policy = Policy(default, rules_out, tuple(arches))
     except PolicyError as e:
         raise w.err("", str(e)) from None
-    return DockerProfile(policy, tuple(flags), doc.get("listenerPath"), doc.get("listenerMetadata"),
-                         tuple(skipped))
+    return DockerProfile(policy, tuple(flags), listener_path, listener_metadata, tuple(skipped), tuple(shadowed))
 
 
-def _applies(w: _Where, where: str, inc: dict, exc: dict, host: str, caps: set[str],
-             kver: tuple[int, int]) -> bool:
-    def caplist(v: Any, label: str) -> list[str]:
-        if not isinstance(v, list) or not all(isinstance(c, str) for c in v):
-            raise w.err(f"{where}.{label}.caps", "expected a list of capability names")
-        return [c.upper() for c in v]
-
-    def archlist(v: Any, label: str) -> list[str]:
-        if not isinstance(v, list) or not all(isinstance(c, str) for c in v):
-            raise w.err(f"{where}.{label}.arches", "expected a list of arch names")
-        return v
-
-    if "arches" in inc and host not in archlist(inc["arches"], "includes"):
+def _applies(inc: dict, exc: dict, host: str, caps: set[str], kver: tuple[int, int]) -> bool:
+    """moby's setupSeccomp: includes need every listed cap, excludes any; arches against the host."""
+    if "arches" in inc and host not in inc["arches"]:
         return False
-    if "arches" in exc and host in archlist(exc["arches"], "excludes"):
+    if "arches" in exc and host in exc["arches"]:
         return False
-    if "caps" in inc and not all(c in caps for c in caplist(inc["caps"], "includes")):
+    if "caps" in inc and not all(c in caps for c in inc["caps"]):
         return False
-    if "caps" in exc and any(c in caps for c in caplist(exc["caps"], "excludes")):
+    if "caps" in exc and any(c in caps for c in exc["caps"]):
         return False
-    if "minKernel" in inc:
-        try:
-            need = _parse_kver(inc["minKernel"])
-        except (ValueError, IndexError):
-            raise w.err(f"{where}.includes.minKernel", f"bad kernel version {inc['minKernel']!r}") from None
-        if kver < need:
-            return False
-    if "minKernel" in exc:
-        raise w.err(f"{where}.excludes.minKernel", "minKernel is only valid in includes")
+    if "minKernel" in inc and kver < inc["minKernel"]:
+        return False
     return True
 
 
@@ -479,19 +568,39 @@ def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> 
         name = syscall_name(syscall, policy, fmt, losses)
         if name is None:
             continue
+        # runc + libseccomp do not let the strictest rule win: a rule without args decides every call
+        # of its syscall, and overlapping rules go by libseccomp's tree. So each rule is written as the
+        # part of its region no stricter rule decides: regions that never overlap, whatever the order.
+        before: list[tuple[tuple[Condition, ...], Action]] = []
         for conds, action in L.strictest_first(policy.rules_for(syscall)):
-            alts = args_alternatives(conds, wide)
-            if alts is None:
-                rule = Rule(syscall, action, conds)
-                losses.append(f"{name}: rule '{rule}' cannot be written with one test per argument "
-                              f"(runc ORs tests of the same argument) in at most {L.MAX_WRITTEN} entries; "
-                              f"dropped")
+            rule = Rule(syscall, action, conds)
+            try:
+                # only stricter rules with another action that can hold together with this one matter
+                over = tuple(c for c, a in before if a != action and L.and_((conds,), (c,)))
+                region = L.and_((conds,), L.not_(over)) if over else (conds,)
+            except L.TooComplex:
+                region = None
+            before.append((conds, action))
+            if region is not None and len(region) > L.MAX_WRITTEN:
+                region = None
+            if region is None:
+                losses.append(f"{name}: rule '{rule}' minus the stricter rules of {name} cannot be written in at "
+                              f"most {L.MAX_WRITTEN} entries; dropped")
                 continue
-            for alt in alts:
-                key = (action, tuple(sorted(alt, key=lambda c: c.arg)))
-                names = groups.setdefault(key, [])
-                if name not in names:
-                    names.append(name)
+            if action == policy.default:
+                continue  # what no rule decides gets the default; runc skips such entries anyway
+            for conj in region:
+                alts = args_alternatives(conj, wide)
+                if alts is None:
+                    losses.append(f"{name}: rule '{rule}' cannot be written with one test per argument "
+                                  f"(runc ORs tests of the same argument) in at most {L.MAX_WRITTEN} entries; "
+                                  f"dropped")
+                    break
+                for alt in alts:
+                    key = (action, tuple(sorted(alt, key=lambda c: c.arg)))
+                    names = groups.setdefault(key, [])
+                    if name not in names:
+                        names.append(name)
     entries = []
     for (action, args), names in sorted(groups.items(), key=lambda kv: (len(kv[0][1]) > 0,)):
         entry: dict[str, Any] = {"names": sorted(names), "action": _ACTION_NAMES[action.kind]}

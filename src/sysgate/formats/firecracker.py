@@ -7,6 +7,14 @@
                          "args": [{"index": 3, "type": "dword", "op": "eq", "val": 524288}]}]},
      "api": {...}, "vcpu": {...}}
 
+The two actions are ``mismatch_action`` and ``match_action`` (seccompiler's names; Firecracker's
+files use the aliases ``default_action`` and ``filter_action``). As seccompiler, the reader refuses
+unknown fields, a field given twice (also by name and alias), a repeated thread name, a comment
+that is not a string, an empty ``args`` list and equal match and mismatch actions. A syscall with
+rules both with and without ``args``: seccompiler keeps only those with args; sysgate does too
+unless the match action is the stricter one, where it keeps every call matched (with a warning
+either way). An errno above 4095 is clamped (with a warning), as the kernel returns at most 4095.
+
 Actions are ``allow``, ``trap``, ``log``, ``kill_thread``, ``kill_process``, ``{"errno": N}``
 and ``{"trace": N}`` (no user notification). A rule fires ``filter_action`` when all its
 ``args`` hold (rules are OR-ed); otherwise ``default_action`` applies. Operators: ``eq``,
@@ -29,8 +37,8 @@ import re
 from typing import Any, Iterable
 
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
-from . import Exported, ProfileError, load_json, read_file
+from ..immutable import Record
+from . import Exported, ProfileError, read_file
 
 __all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "LOAD_OPTIONS"]
 
@@ -71,6 +79,56 @@ class FirecrackerFile(Record):
         return self.filters[thread]
 
 
+MAX_ERRNO = 4095  # the kernel returns -min(data, MAX_ERRNO) for SECCOMP_RET_ERRNO
+# seccompiler's field names, and the aliases older Firecracker files use (serde: the same field)
+_FILTER_FIELDS = {"mismatch_action": "mismatch_action", "default_action": "mismatch_action",
+                  "match_action": "match_action", "filter_action": "match_action", "filter": "filter"}
+
+
+class _Obj(dict):
+    """A decoded JSON object that remembers its first repeated key (serde refuses duplicates)."""
+
+    __slots__ = ("dup",)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Obj:
+    d = _Obj()
+    d.dup = None
+    for k, v in pairs:
+        if k in d and d.dup is None:
+            d.dup = k
+        d[k] = v
+    return d
+
+
+def _type(v: Any) -> str:
+    from .jsonfields import type_name
+
+    return type_name(v)
+
+
+def _object(src: str, where: str, v: Any, known: Iterable[str]) -> dict:
+    """``v`` as an object of ``known`` keys only, no key twice (seccompiler: deny_unknown_fields)."""
+    from .jsonfields import near_miss
+
+    if not isinstance(v, dict):
+        raise ProfileError(f"{src}: {where}: expected an object, got {_type(v)}")
+    if getattr(v, "dup", None) is not None:
+        raise ProfileError(f"{src}: {where}.{v.dup}: duplicate field (seccompiler refuses it)")
+    known = tuple(known)
+    for k in v:
+        if k not in known:
+            close = near_miss(k, known)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise ProfileError(f"{src}: {where}.{k}: unknown field{hint} (seccompiler refuses unknown fields)")
+    return v
+
+
+def _comment(src: str, where: str, d: dict) -> None:
+    if "comment" in d and not isinstance(d["comment"], str):  # seccompiler: a comment is a string
+        raise ProfileError(f"{src}: {where}.comment: expected a string, got {_type(d['comment'])}")
+
+
 def _action(src: str, where: str, v: Any) -> Action:
     if isinstance(v, str) and v in _SIMPLE:
         return Action(_SIMPLE[v])
@@ -78,10 +136,17 @@ def _action(src: str, where: str, v: Any) -> Action:
         (k, n), = v.items()
         if k in _VALUED:
             if isinstance(n, bool) or not isinstance(n, int):
-                raise ProfileError(f"{src}: {where}.{k}: expected an integer, got {n!r}")
-            limit = 4095 if k == "errno" else 65535
-            if not 0 <= n <= limit:
-                raise ProfileError(f"{src}: {where}.{k}: {n} out of range 0-{limit}")
+                raise ProfileError(f"{src}: {where}.{k}: expected an integer, got {_type(n)}")
+            if not 0 <= n <= 65535:
+                # seccompiler keeps the low 16 bits (65536 would become errno 0, a fake success)
+                raise ProfileError(f"{src}: {where}.{k}: {n} out of range 0-65535 (the filter's return data "
+                                   f"is 16 bits)")
+            if k == "errno" and n > MAX_ERRNO:
+                from . import warn
+
+                warn(f"{src}: {where}.errno: errno {n} above {MAX_ERRNO}: the kernel returns {MAX_ERRNO} "
+                     f"(MAX_ERRNO) for it, and so does this filter")
+                n = MAX_ERRNO
             return Action(_VALUED[k], n)
     raise ProfileError(f"{src}: {where}: unknown action {json.dumps(v)} (expected one of "
                        f"{', '.join(_SIMPLE)}, {{\"errno\": N}}, {{\"trace\": N}})")
@@ -89,24 +154,21 @@ def _action(src: str, where: str, v: Any) -> Action:
 
 def _uint(src: str, where: str, v: Any, top: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ProfileError(f"{src}: {where}: expected an integer, got {v!r}")
+        raise ProfileError(f"{src}: {where}: expected an integer, got {_type(v)}")
     if not 0 <= v <= top:
         raise ProfileError(f"{src}: {where}: {v} out of range 0-{top}")
     return v
 
 
 def _condition(src: str, where: str, a: Any) -> Condition:
-    if not isinstance(a, dict):
-        raise ProfileError(f"{src}: {where}: expected an object")
-    unknown = set(a) - {"index", "type", "op", "val", "comment"}
-    if unknown:
-        raise ProfileError(f"{src}: {where}.{sorted(unknown)[0]}: unknown field")
+    a = _object(src, where, a, ("index", "type", "op", "val", "comment"))
+    _comment(src, where, a)
     for k in ("index", "type", "op", "val"):
-        if k not in a:
+        if a.get(k) is None:
             raise ProfileError(f"{src}: {where}.{k}: missing")
     index = _uint(src, f"{where}.index", a["index"], 5)
     if a["type"] not in ("dword", "qword"):
-        raise ProfileError(f"{src}: {where}.type: unknown type {a['type']!r} (expected dword or qword)")
+        raise ProfileError(f"{src}: {where}.type: unknown type {json.dumps(a['type'])} (expected dword or qword)")
     width = 32 if a["type"] == "dword" else 64
     top = U32 if width == 32 else U64
     val = _uint(src, f"{where}.val", a["val"], top)
@@ -123,38 +185,69 @@ def _condition(src: str, where: str, a: Any) -> Condition:
 def _filter(src: str, thread: str, f: Any, arches: tuple[str, ...]) -> Policy:
     from .syscall_names import UnknownName, expand
 
-    if not isinstance(f, dict):
-        raise ProfileError(f"{src}: {thread}: expected an object")
-    unknown = set(f) - {"default_action", "filter_action", "filter"}
-    if unknown:
-        raise ProfileError(f"{src}: {thread}.{sorted(unknown)[0]}: unknown field")
-    for k in ("default_action", "filter_action", "filter"):
-        if k not in f:
-            raise ProfileError(f"{src}: {thread}.{k}: missing")
-    default = _action(src, f"{thread}.default_action", f["default_action"])
-    match = _action(src, f"{thread}.filter_action", f["filter_action"])
-    if not isinstance(f["filter"], list):
-        raise ProfileError(f"{src}: {thread}.filter: expected a list")
-    rules: list[Rule] = []
-    for i, r in enumerate(f["filter"]):
+    f = _object(src, thread, f, _FILTER_FIELDS)
+    fields: dict[str, Any] = {}
+    spelt: dict[str, str] = {}  # canonical field -> the key the file uses, for messages
+    for k, v in f.items():
+        canon = _FILTER_FIELDS[k]
+        if canon in fields:  # an alias and its field: serde's "duplicate field"
+            raise ProfileError(f"{src}: {thread}.{k}: duplicate field ({canon} given twice, by name and alias)")
+        fields[canon], spelt[canon] = v, k
+    for k, alias in (("mismatch_action", " (or default_action)"), ("match_action", " (or filter_action)"),
+                     ("filter", "")):
+        if fields.get(k) is None:
+            raise ProfileError(f"{src}: {thread}.{k}{alias}: missing")
+    default = _action(src, f"{thread}.{spelt['mismatch_action']}", fields["mismatch_action"])
+    match = _action(src, f"{thread}.{spelt['match_action']}", fields["match_action"])
+    if default == match:
+        raise ProfileError(f"{src}: {thread}: match_action and mismatch_action are the same "
+                           f"({match}): seccompiler refuses that")
+    if not isinstance(fields["filter"], list):
+        raise ProfileError(f"{src}: {thread}.filter: expected a list, got {_type(fields['filter'])}")
+    # name -> (unconditional rules, conditional rules, place of the first unconditional one)
+    per_name: dict[str, tuple[list[Rule], list[Rule], str]] = {}
+    for i, r in enumerate(fields["filter"]):
         where = f"{thread}.filter[{i}]"
-        if not isinstance(r, dict):
-            raise ProfileError(f"{src}: {where}: expected an object")
-        unknown = set(r) - {"syscall", "args", "comment"}
-        if unknown:
-            raise ProfileError(f"{src}: {where}.{sorted(unknown)[0]}: unknown field")
+        r = _object(src, where, r, ("syscall", "args", "comment"))
+        _comment(src, where, r)
         name = r.get("syscall")
         if not isinstance(name, str) or not name:
-            raise ProfileError(f"{src}: {where}.syscall: expected a syscall name")
+            raise ProfileError(f"{src}: {where}.syscall: expected a syscall name, got {_type(name)}")
         try:
             names = expand(name)
         except UnknownName as e:
             raise ProfileError(f"{src}: {where}.syscall: {e}") from None
-        args = r.get("args") or []
-        if not isinstance(args, list):
-            raise ProfileError(f"{src}: {where}.args: expected a list")
-        conds = tuple(_condition(src, f"{where}.args[{j}]", a) for j, a in enumerate(args))
-        rules.extend(Rule(n, match, conds) for n in names)
+        args = r.get("args")
+        if args is not None and not isinstance(args, list):
+            raise ProfileError(f"{src}: {where}.args: expected a list, got {_type(args)}")
+        if args is not None and not args:
+            raise ProfileError(f"{src}: {where}.args: empty (seccompiler refuses an empty rule; leave out "
+                               f"\"args\" to match every call)")
+        conds = tuple(_condition(src, f"{where}.args[{j}]", a) for j, a in enumerate(args or ()))
+        for n in names:
+            uncond, cond, first = per_name.setdefault(n, ([], [], ""))
+            (cond if conds else uncond).append(Rule(n, match, conds))
+            if not conds and not first:
+                per_name[n] = (uncond, cond, where)
+    rules: list[Rule] = []
+    for n, (uncond, cond, first) in per_name.items():
+        if uncond and cond:
+            # seccompiler keeps only the rules with args when a syscall has both kinds (a rule
+            # without args adds nothing to its list); sysgate takes the stricter reading.
+            if match.strictness > default.strictness:
+                from . import warn
+
+                warn(f"{src}: {first}: {n}: seccompiler drops this rule without args because {n} also has "
+                     f"rules with args; kept here (the stricter reading: every {n} call gets {match})")
+                rules.extend(uncond)
+                continue
+            from . import warn
+
+            warn(f"{src}: {first}: {n}: ignored, as seccompiler ignores a rule without args for a syscall "
+                 f"that also has rules with args")
+            rules.extend(cond)
+        else:
+            rules.extend(uncond[:1] if uncond else cond)
     try:
         return Policy(default, tuple(rules), arches)
     except PolicyError as e:
@@ -163,9 +256,16 @@ def _filter(src: str, thread: str, f: Any, arches: tuple[str, ...]) -> Policy:
 
 def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None = None,
           arches: Iterable[str] | None = None, thread: str | None = None) -> FirecrackerFile:
-    doc = load_json(text, source)
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
     if not isinstance(doc, dict) or not doc:
         raise ProfileError(f"{source}: a Firecracker filter file is an object of thread names to filters")
+    if doc.dup is not None:
+        raise ProfileError(f"{source}: {doc.dup}: duplicate thread name (seccompiler refuses it)")
     if arches:
         covered = tuple(arches)
     elif arch:

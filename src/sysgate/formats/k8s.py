@@ -16,10 +16,11 @@ import re
 from typing import Any
 
 from . import Exported, ProfileError
+from .jsonfields import type_name
 
 __all__ = ["loads", "export", "pod_snippet", "localhost_profile", "LOAD_OPTIONS", "API_VERSION"]
 
-LOAD_OPTIONS = ("arch", "unknown_names")
+LOAD_OPTIONS = ("arch", "unknown_names", "name", "rename")
 API_VERSION = "security-profiles-operator.x-k8s.io/v1beta1"
 _GROUP = "security-profiles-operator.x-k8s.io/"
 # The architectures SPO's CRD accepts (besides SCMP_ARCH_NATIVE).
@@ -81,8 +82,35 @@ def export(src: Any, *, name: str = "sysgate", namespace: str = "default") -> Ex
     return Exported(text, tuple(losses))
 
 
+_SPEC_KEYS = ("defaultAction", "architectures", "syscalls", "flags", "listenerPath", "listenerMetadata",
+              "baseProfileName", "disabled")
+
+
+def _profiles(docs: list, source: str) -> list[tuple[str, dict]]:
+    """The SeccompProfile objects of a manifest, with their names (other kinds are skipped)."""
+    out = []
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict) or doc.get("kind") != "SeccompProfile":
+            continue
+        meta = doc.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise ProfileError(f"{source}: document {i + 1}: metadata: expected a mapping, got {type_name(meta)}")
+        name = (meta or {}).get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ProfileError(f"{source}: document {i + 1}: metadata.name: expected a name, got {type_name(name)}")
+        if name is None:
+            name = f"(document {i + 1}, no metadata.name)"  # Kubernetes would refuse it; a file may omit it
+        out.append((name, doc))
+    return out
+
+
 def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,
-          unknown_names: list[str] | None = None) -> Any:
+          unknown_names: list[str] | None = None, name: str | None = None, rename: bool = False) -> Any:
+    """The SeccompProfile of a manifest (YAML, several ``---`` documents allowed, or JSON) as a
+    DockerProfile. A manifest with several profiles needs ``name`` (``--name``) to pick one; a
+    ``name`` that no profile has is an error listing those it has, unless ``rename`` (convert's
+    ``--name`` for its output) and the manifest has just one."""
+    from . import jsonfields as F
     from .docker import parse
     from .yaml_subset import load_all
 
@@ -93,38 +121,53 @@ def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,
             raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     else:
         docs = load_all(text, source)
-    for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "SeccompProfile":
-            break
-    else:
+    profiles = _profiles(docs, source)
+    if not profiles:
         raise ProfileError(f"{source}: no SeccompProfile object (kind: SeccompProfile) in the manifest")
+    names = [n for n, _ in profiles]
+    if len(set(names)) < len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ProfileError(f"{source}: two SeccompProfiles named {dup!r}")
+    chosen = [d for n, d in profiles if n == name] if name is not None else []
+    if chosen:
+        doc = chosen[0]
+    elif len(profiles) == 1 and (name is None or rename):
+        doc = profiles[0][1]
+    elif name is None:
+        raise ProfileError(f"{source}: {len(profiles)} SeccompProfiles ({', '.join(names)}): choose one with --name")
+    else:
+        raise ProfileError(f"{source}: no SeccompProfile named {name!r} (the manifest has: {', '.join(names)})")
     api = doc.get("apiVersion")
     if not isinstance(api, str) or not api.startswith(_GROUP):
         raise ProfileError(f"{source}: apiVersion {api!r} is not the Security Profiles Operator's ({API_VERSION})")
+    where = f"{source}: {next(n for n, d in profiles if d is doc)}" if len(profiles) > 1 else source
     spec = doc.get("spec")
     if not isinstance(spec, dict):
-        raise ProfileError(f"{source}: spec: expected a mapping")
+        raise ProfileError(f"{where}: spec: expected a mapping, got {F.type_name(spec)}")
     spec = dict(spec)
-    if spec.get("baseProfileName"):
-        raise ProfileError(f"{source}: spec.baseProfileName: the base profile lives in the cluster; "
+    F.check_keys(where, "spec", spec, _SPEC_KEYS, ignored_by="the operator")
+    if F.get_str(where, "spec", spec, "baseProfileName"):
+        raise ProfileError(f"{where}: spec.baseProfileName: the base profile lives in the cluster; "
                            f"merge it into this one first")
-    spec.pop("baseProfileName", None)
-    if "architectures" in spec and isinstance(spec["architectures"], list):
+    if F.get(where, "spec", spec, "disabled", (bool,), "a boolean"):
+        raise ProfileError(f"{where}: spec.disabled: true: the operator does not install this profile")
+    spec = {k: v for k, v in spec.items() if k in _SPEC_KEYS[:6]}  # each unknown field warned about once
+    listed = F.get_list(where, "spec", spec, "architectures")
+    if listed is not None:
         from .. import arch as _arch
 
         native = (_arch.get(arch) if arch else _arch.native()).libseccomp
-        spec["architectures"] = [native if a == "SCMP_ARCH_NATIVE" else a for a in spec["architectures"]]
-    syscalls = spec.get("syscalls")
-    if isinstance(syscalls, list):
+        spec["architectures"] = [native if a == "SCMP_ARCH_NATIVE" else a for a in listed]
+    syscalls = F.get_list(where, "spec", spec, "syscalls")
+    if syscalls is not None:
         fixed = []
         for i, entry in enumerate(syscalls):
             if isinstance(entry, dict) and isinstance(entry.get("errnoRet"), str):
                 entry = dict(entry)
-                try:
-                    entry["errnoRet"] = int(entry["errnoRet"], 10)
-                except ValueError:
-                    raise ProfileError(f"{source}: spec.syscalls[{i}].errnoRet: {entry['errnoRet']!r} is not a "
-                                       f"number") from None
+                text_ret = entry["errnoRet"]
+                if not (text_ret.isascii() and text_ret.isdigit()):
+                    raise ProfileError(f"{where}: spec.syscalls[{i}].errnoRet: {text_ret!r} is not a number")
+                entry["errnoRet"] = int(text_ret, 10)
             fixed.append(entry)
         spec["syscalls"] = fixed
-    return parse(spec, f"{source}: spec", arch=arch, oci=True, unknown_names=unknown_names)
+    return parse(spec, f"{where}: spec", arch=arch, oci=True, unknown_names=unknown_names)

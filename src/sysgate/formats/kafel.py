@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from ..record import Record
+from ..immutable import Record
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from ..policy import Policy
-from ..record import Record
+from ..immutable import Record
 from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]
@@ -48,7 +48,7 @@ def module(fmt: str) -> Any:
 def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | None = None,
                arches: Iterable[str] | None = None, caps: Iterable[str] | None = None,
                thread: str | None = None, base_dir: str | None = None,
-               unknown_names: list[str] | None = None) -> Loaded:
+               unknown_names: list[str] | None = None, name: str | None = None, rename: bool = False) -> Loaded:
     """Read ``data`` (named ``source``) as ``fmt`` (detected when None).
 
     ``arch`` is the primary architecture (Docker's ``includes.arches``/``archMap``; the
@@ -56,7 +56,9 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     ``caps`` is moby's capability set, ``thread`` selects a Firecracker filter, ``base_dir``
     is where includes are looked up when ``source`` is not a file. ``unknown_names``: collect the
     syscall names no architecture has instead of failing on them (``--skip-unknown``; JSON
-    formats only: another format with it is an error, so nothing is skipped silently).
+    formats only: another format with it is an error, so nothing is skipped silently). ``name``
+    picks the SeccompProfile of a Kubernetes manifest holding several (``rename``: a single profile
+    need not have that name; convert's ``--name`` also names its output).
     """
     from .detect import detect_json, is_policy
 
@@ -71,11 +73,13 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     archlist = list(arches) if arches else None
     mod = module(kind)
     given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir,
-             "unknown_names": unknown_names}
+             "unknown_names": unknown_names, "name": name, "rename": rename}
     opts = {k: v for k, v in given.items() if k in mod.LOAD_OPTIONS}
     if unknown_names is not None and "unknown_names" not in mod.LOAD_OPTIONS:
         raise ProfileError(f"{source}: --skip-unknown: not supported for {kind} profiles (Docker, OCI and "
                            f"Kubernetes only); remove the unknown names instead")
+    if name is not None and "name" not in mod.LOAD_OPTIONS and not rename:
+        raise ProfileError(f"{source}: --name: selects a profile of a Kubernetes manifest; this is a {kind} profile")
     try:
         if decoded is not None and kind == "docker":
             doc = mod.parse(decoded, source, **opts)  # the text as docker.loads would decode it

@@ -27,7 +27,7 @@ from typing import Iterable
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Policy, PolicyError, Rule
-from ..record import Record
+from ..immutable import Record
 from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["SystemdDropIn", "loads", "load", "export", "LOAD_OPTIONS", "SYSTEMD_ARCH"]

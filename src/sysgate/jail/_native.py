@@ -18,11 +18,13 @@ libc = ctypes.CDLL(None, use_errno=True)
 _machine = os.uname().machine.lower()
 _OLD = {
     "x86_64": {"clone": 56, "pivot_root": 155, "seccomp": 317, "capset": 126, "capget": 125,
-               "prctl": 157, "unshare": 272, "setresuid": 117, "setresgid": 119},
+               "prctl": 157, "unshare": 272, "setresuid": 117, "setresgid": 119, "setns": 308,
+               "setgroups": 116},
     "aarch64": {"clone": 220, "pivot_root": 41, "seccomp": 277, "capset": 91, "capget": 90,
-                "prctl": 167, "unshare": 97, "setresuid": 147, "setresgid": 149},
+                "prctl": 167, "unshare": 97, "setresuid": 147, "setresgid": 149, "setns": 268,
+                "setgroups": 159},
 }
-_NEW = {"open_tree": 428, "move_mount": 429, "pidfd_open": 434, "clone3": 435, "close_range": 436,
+_NEW = {"openat2": 437, "open_tree": 428, "move_mount": 429, "pidfd_open": 434, "clone3": 435, "close_range": 436,
         "mount_setattr": 442, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
         "landlock_restrict_self": 446}
 

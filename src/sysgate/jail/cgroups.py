@@ -10,6 +10,15 @@ passed around. :meth:`CgroupSet.cleanup` removes the directories once every memb
 
 The result says which version was used; OOM kills are read from ``memory.events`` (v2) or
 ``memory.oom_control`` (v1), the peak from ``memory.peak`` / ``memory.max_usage_in_bytes``.
+
+**Leftovers.** A ``sysgate`` process that is SIGKILLed (a sandbox could arrange that) cannot remove
+its groups. Each group is named ``sysgate-PID-START-N`` after its owner: the creating process's
+pid and its start time (field 22 of ``/proc/PID/stat``, in clock ticks since boot), which together
+name one process for the life of the system. Before making a group, :func:`reap_leftovers`
+removes the ``sysgate-*`` groups beside it whose owner is gone (no such pid, or a pid now
+reused by a process that started at another time). Only empty groups can be removed (``rmdir``),
+so a group whose sandbox still runs (``--no-die-with-parent``) stays until a later run finds it
+empty; concurrent runs may race to remove the same group, and one of them simply finds it gone.
 """
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ import time
 from . import _native as N
 from .options import Options
 
-__all__ = ["CgroupSet", "create", "detect", "Hierarchies", "CgroupError"]
+__all__ = ["CgroupSet", "create", "detect", "Hierarchies", "CgroupError", "reap_leftovers", "owner_tag"]
 
 _V1_FILES = {"memory": "memory", "pids": "pids", "cpu": "cpu"}
 _counter = itertools.count()
@@ -230,13 +239,63 @@ def needed(opts: Options) -> list[str]:
     return out
 
 
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks after boot), None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    try:
+        return int(data[data.rindex(b")") + 2:].split()[19])  # fields after "(comm)" start at 3
+    except (ValueError, IndexError):
+        return None
+
+
+_TAG: tuple[int, str] | None = None
+
+
+def owner_tag() -> str:
+    """``PID-START`` of this process (recomputed after a fork)."""
+    global _TAG
+    pid = os.getpid()
+    if _TAG is None or _TAG[0] != pid:
+        _TAG = (pid, f"{pid}-{_start_time(pid) or 0}")
+    return _TAG[1]
+
+
+def _owner_gone(name: str) -> bool:
+    parts = name.split("-")  # sysgate-PID-START-N
+    if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]):
+        return False  # not ours, or an older layout without a start time: never guessed at
+    start = _start_time(int(parts[1]))
+    return start is None or start != int(parts[2])
+
+
+def reap_leftovers(base: str) -> list[str]:
+    """Remove the empty ``sysgate-*`` groups under ``base`` whose owning process is gone; return them."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("sysgate-")]
+    except OSError:
+        return removed
+    for name in names:
+        if _owner_gone(name):
+            try:
+                os.rmdir(os.path.join(base, name))
+                removed.append(name)
+            except OSError:
+                pass  # still has members (a sandbox that outlived sysgate), or someone else removed it
+    return removed
+
+
 def create(opts: Options, hier: Hierarchies | None = None) -> CgroupSet | None:
     """Make and configure the sandbox's cgroup(s); None when no limit asks for one."""
     want = needed(opts)
     if not want:
         return None
     hier = hier or detect()
-    name = f"sysgate-{os.getpid()}-{next(_counter)}"
+    name = f"sysgate-{owner_tag()}-{next(_counter)}"
     errors: list[str] = []
     if hier.v2 is not None:
         for base in dict.fromkeys([hier.v2, hier.v2_root]):
@@ -266,6 +325,7 @@ def _create_v2(base: str, name: str, want: list[str], opts: Options) -> CgroupSe
     todo = [c for c in want if c not in enabled]
     if todo:
         _write(os.path.join(base, "cgroup.subtree_control"), " ".join("+" + c for c in todo))
+    reap_leftovers(base)
     d = os.path.join(base, name)
     os.mkdir(d)
     cg = CgroupSet("v2", {"unified": d}, [])
@@ -291,6 +351,7 @@ def _create_v1(hier: Hierarchies, name: str, want: list[str], opts: Options) -> 
     cg = CgroupSet("v1", {}, [])
     try:
         for c in want:
+            reap_leftovers(hier.v1[c])
             d = os.path.join(hier.v1[c], name)
             os.mkdir(d)
             cg.dirs[c] = d

@@ -59,6 +59,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)")
     g.add_argument("--skip-unknown", action="store_true",
                    help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
@@ -72,12 +74,22 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--rw", action="append", default=[], metavar="PATH", help="Landlock: allow full access to PATH")
     g = p.add_argument_group("namespaces and identity")
     g.add_argument("--share", action="append", default=[], metavar="NS",
-                   help="keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, comma-separated)")
+                   help="keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, comma-separated). "
+                        "pid gives up the sandbox's own init: processes the command leaves in the background "
+                        "outlive it and sysgate (killed only with a cgroup limit, by the group), and the command "
+                        "does not die with sysgate; user needs --keep-host-root as root")
     g.add_argument("--net", choices=["none", "host"], default="none",
                    help="none: a private network with only loopback (default); host: share the host's")
     g.add_argument("--hostname", default="sysgate", help="hostname inside (default: sysgate)")
     g.add_argument("--uid", type=int, help="user id inside (default: yours)")
     g.add_argument("--gid", type=int, help="group id inside (default: yours)")
+    g.add_argument("--host-uid", type=int, metavar="N",
+                   help="root callers: the unprivileged host uid the sandbox runs as (default: the last of root's "
+                        "/etc/subuid range, else 65534)")
+    g.add_argument("--host-gid", type=int, metavar="N", help="root callers: the host gid likewise (/etc/subgid)")
+    g.add_argument("--keep-host-root", action="store_true",
+                   help="root callers: let the sandbox's root be host root (files it creates are root's, root-only "
+                        "files readable); a warning is printed")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP",
                    help="keep this capability (inside the sandbox's user namespace)")
     g = p.add_argument_group("limits")
@@ -109,7 +121,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
 _VALUES = {
     "--profile": ("profile", None), "--seccomp-action": ("seccomp_action", None), "--rootfs": ("rootfs", None),
     "--tmp-size": ("tmp_size", None), "--chdir": ("chdir", None), "--net": ("net", None),
-    "--hostname": ("hostname", None), "--uid": ("uid", int), "--gid": ("gid", int), "--memory": ("memory", None),
+    "--hostname": ("hostname", None), "--uid": ("uid", int), "--gid": ("gid", int),
+    "--host-uid": ("host_uid", int), "--host-gid": ("host_gid", int), "--memory": ("memory", None),
     "--pids": ("pids", int), "--cpus": ("cpus", float), "--timeout": ("timeout", float),
     "--status-fd": ("status_fd", int), "--launcher": ("launcher", None),
     "--allow": ("allow", None), "--deny": ("deny", None), "--bind": ("bind", None), "--ro-bind": ("ro_bind", None),
@@ -119,11 +132,12 @@ _VALUES = {
 }
 _APPENDED = frozenset({"allow", "deny", "bind", "ro_bind", "tmpfs", "ro", "rw", "share", "cap_add", "rlimit", "env",
                        "keep_env", "pass_fd"})
-_FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--inherit-env": "inherit_env", "--new-session": "new_session",
-          "--no-die-with-parent": "no_die_with_parent", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
+_FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--strict": "strict", "--inherit-env": "inherit_env",
+          "--new-session": "new_session", "--no-die-with-parent": "no_die_with_parent",
+          "--keep-host-root": "keep_host_root", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
 _CHOICES = {"net": ("none", "host"), "launcher": ("auto", "vfork", "fork")}
 _DEFAULTS = {"profile": "docker-default", "seccomp_action": None, "rootfs": None, "tmp_size": None, "chdir": None,
-             "net": "none", "hostname": "sysgate", "uid": None, "gid": None, "memory": None, "pids": None,
+             "net": "none", "hostname": "sysgate", "uid": None, "gid": None, "host_uid": None, "host_gid": None, "memory": None, "pids": None,
              "cpus": None, "timeout": None, "status_fd": None, "launcher": "auto"}
 
 
@@ -200,7 +214,8 @@ def options_from_args(args: Any) -> Any:
         env=list(args.env), keep_env=tuple(args.keep_env), clear_env=not args.inherit_env, timeout=args.timeout,
         cwd=args.chdir, landlock_ro=tuple(args.ro), landlock_rw=tuple(args.rw),
         die_with_parent=not args.no_die_with_parent, new_session=args.new_session, launcher=args.launcher,
-        skip_unknown=args.skip_unknown,
+        skip_unknown=args.skip_unknown, keep_host_root=args.keep_host_root, host_uid=args.host_uid,
+        host_gid=args.host_gid,
     )
 
 

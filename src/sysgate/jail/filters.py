@@ -1,13 +1,32 @@
 """The sandbox's seccomp program: profile + ``--allow``/``--deny``/``--seccomp-action``,
 compiled once and cached in memory and on disk.
 
-Resolving docker-default and compiling it costs tens of milliseconds, far more than starting a
-sandbox, so programs are cached by a hash of everything they depend on (the profile file's
-bytes, the modifiers, the capabilities, sysgate's version, the machine, and the size and mtime
-of the compiler's source files). A cache hit imports neither the profile reader nor the
-compiler. The cache lives in ``$XDG_CACHE_HOME/sysgate/jail`` (``~/.cache``); files are
-written atomically and checked on read (a digest over key and program; owned by us and not
-writable by others), anything else is recompiled; unwritable caches are simply skipped.
+**Nothing a sandbox could have written is trusted.** The built-in profiles as the jail uses them
+(``docker-default``, ``python``, ``python`` with execve allowed for the interpreter's bootstrap,
+``strict``; no modifiers, no capabilities) are shipped *precompiled* in the package
+(``sysgate/profiles/compiled/NAME.MACHINE.bpf``, written by ``tools/gen_precompiled.py``; a test
+recompiles and compares). A precompiled file records the sha256 of the profile sources it was made
+from and is used only when they still match (an edited profile is compiled afresh), and only if it
+is owned by root or the caller and writable by nobody else.
+
+Everything else is compiled (tens of milliseconds for docker-default, far more than starting a
+sandbox) and cached by a hash of what it depends on (the profile file's bytes, the modifiers, the
+capabilities, sysgate's version, the machine, the size and mtime of the compiler's sources) in
+``$XDG_CACHE_HOME/sysgate/jail`` (``~/.cache``). The cache is:
+
+* reached without following any symbolic link (``openat2(RESOLVE_NO_SYMLINKS)`` for the base,
+  ``O_NOFOLLOW`` below it), and used only when the base directory belongs to the caller (a root
+  caller never writes into a user's ``XDG_CACHE_HOME``); ``sysgate/`` and ``jail/`` must be the
+  caller's and closed to others (0700), entries the caller's, regular and 0600;
+* authenticated: each entry carries an HMAC-SHA256 over key, fast-path flag and program, with a
+  random 32-byte key in ``sysgate/key`` (0600);
+* hidden from every sandbox: :func:`mask_paths` names ``sysgate/`` (made beforehand, so a sandbox
+  cannot be first to make it), and the jail covers it with an empty read-only tmpfs wherever the
+  sandbox's view would show it, through the root or any bind. A root caller's sandbox runs as
+  another host uid as well, which cannot read the 0700 directory.
+
+Anything that fails a check is ignored and the program compiled again; an unusable cache is
+simply skipped. A cache hit imports neither the profile reader nor the compiler.
 
 Each program also records whether the sandbox's init may load it *before* spawning the
 command (the fast path): that requires every syscall the init makes after loading it (spawn,
@@ -24,7 +43,8 @@ TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache"]
+__all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache", "mask_paths", "PRECOMPILED",
+           "precompiled_path", "precompile"]
 
 _VERSION = b"sysgate-jail-filter-1"
 _MEM: dict[Any, "FilterProgram"] = {}
@@ -53,9 +73,113 @@ class FilterProgram:
         return len(self.data) // 8
 
 
+def _cache_base() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not base.startswith("/"):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.normpath(base)
+
+
 def _cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sysgate", "jail")
+    return os.path.join(_cache_base(), "sysgate", "jail")
+
+
+def _open_nofollow(path: str) -> int:
+    """An O_PATH descriptor of directory ``path``, no symbolic link followed anywhere (-1 if not)."""
+    from . import _native as N
+    from .mounts import RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, _OpenHow
+
+    how = _OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    fd = N.sysc("openat2", N.c_long(N.AT_FDCWD), os.fsencode(path), ctypes.byref(how), N.c_long(ctypes.sizeof(how)))
+    return fd if fd >= 0 else -1
+
+
+def _private_dir(parent: int, name: str, create: bool) -> int:
+    """Directory ``name`` under ``parent``: ours, 0700-ish, not a link; made if ``create``. -1 if unusable."""
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            pass
+        except OSError:
+            return -1
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError:
+        return -1
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:  # another's, or others could have planted files
+        os.close(fd)
+        return -1
+    if st.st_mode & 0o077:  # readable by others (made by an older sysgate): close it
+        try:
+            os.fchmod(fd, 0o700)
+        except OSError:
+            os.close(fd)
+            return -1
+    return fd
+
+
+def _cache_fds(create: bool) -> tuple[int, int]:
+    """(``sysgate/``, ``sysgate/jail/``) descriptors of a trustworthy cache, or -1s."""
+    base = _open_nofollow(_cache_base())
+    if base < 0:
+        if not create:
+            return -1, -1
+        try:  # ~/.cache itself may be missing: make it (0700) unless its parent is not ours
+            parent = _open_nofollow(os.path.dirname(_cache_base()))
+            if parent < 0:
+                return -1, -1
+            try:
+                if os.fstat(parent).st_uid != os.geteuid():
+                    return -1, -1
+                os.mkdir(os.path.basename(_cache_base()), 0o700, dir_fd=parent)
+            finally:
+                os.close(parent)
+        except OSError:
+            return -1, -1
+        base = _open_nofollow(_cache_base())
+        if base < 0:
+            return -1, -1
+    try:
+        if os.fstat(base).st_uid != os.geteuid():  # a root caller with a user's XDG_CACHE_HOME: not ours
+            return -1, -1
+        top = _private_dir(base, "sysgate", create)
+    finally:
+        os.close(base)
+    if top < 0:
+        return -1, -1
+    jail = _private_dir(top, "jail", create)
+    if jail < 0:
+        os.close(top)
+        return -1, -1
+    return top, jail
+
+
+_MASKS: tuple[tuple, tuple[str, ...]] | None = None  # ((pid, euid, base), paths) last verified
+
+
+def mask_paths() -> tuple[str, ...]:
+    """Host directories every sandbox's view must hide: the disk cache's ``sysgate/`` (made now if
+    missing, so that no sandbox can be the one to make it). Canonical: reached without links."""
+    global _MASKS
+    base = _cache_base()
+    d = os.path.join(base, "sysgate")
+    ident = (os.getpid(), os.geteuid(), base)
+    if _MASKS is not None and _MASKS[0] == ident:
+        try:  # verified before in this process: still a directory, not a link?
+            if os.lstat(d).st_mode & 0o170000 == 0o040000:
+                return _MASKS[1]
+        except OSError:
+            pass
+    top, jail = _cache_fds(create=True)
+    if top < 0:
+        _MASKS = None
+        return (os.path.realpath(d),) if os.path.isdir(d) else ()
+    os.close(top)
+    os.close(jail)
+    _MASKS = (ident, (d,))
+    return (d,)
 
 
 def clear_cache() -> None:
@@ -76,6 +200,11 @@ def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), a
     hit = _MEM.get(mem_key)
     if hit is not None:
         return hit
+    if isinstance(profile, str) and not deny and not action and not caps:
+        prog = _load_precompiled(profile, allow)
+        if prog is not None:
+            _MEM[mem_key] = prog
+            return prog
     disk_key = None
     if isinstance(profile, str):
         disk_key = _disk_key(profile, allow, deny, action, caps)
@@ -127,9 +256,9 @@ def _sha256(data: bytes) -> Any:
 # The source files the compiled program depends on besides the profile itself (relative to the
 # package; a directory stands for its *.py). Their (size, mtime) are part of the key, so a changed
 # compiler in a working tree never gets an old program back; tests check the list is complete.
-_CODE = ("policy.py", "record.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler", "formats",
-         "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
-         "bpf/emulator.py", "jail/filters.py")
+_CODE = ("policy.py", "immutable.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler",
+         "formats", "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
+         "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py")
 _PKG = os.path.dirname(_PROFILES_DIR)
 
 
@@ -165,55 +294,169 @@ def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tu
     return h.hexdigest()
 
 
-# File layout: magic, sha256(key, flag, program), flag (1: init may load it, see supervisor_safe), program.
-_MAGIC = b"sysgate-bpf-1\n"
+# File layout: magic, HMAC-SHA256(key; cache key, flag, program), flag (1: init may load it, see
+# supervisor_safe), program.
+_MAGIC = b"sysgate-bpf-2\n"
 
 
-def _digest(key: str, flag: bytes, data: bytes) -> bytes:
-    return _sha256(key.encode() + b"\0" + flag + data).digest()
+def _hmac(secret: bytes, msg: bytes) -> bytes:
+    """RFC 2104 over the builtin sha256 (the hmac module would load OpenSSL on the CLI's path)."""
+    k = secret.ljust(64, b"\0")
+    inner = _sha256(bytes(b ^ 0x36 for b in k) + msg).digest()
+    return _sha256(bytes(b ^ 0x5C for b in k) + inner).digest()
 
 
-def _load_disk(key: str) -> FilterProgram | None:
-    """The cached program, if the file is intact and could only have been written by us."""
+def _digest(secret: bytes, key: str, flag: bytes, data: bytes) -> bytes:
+    return _hmac(secret, key.encode() + b"\0" + flag + data)
+
+
+def _read_private(dirfd: int, name: str, limit: int) -> bytes | None:
+    """A regular file of ours, closed to others, read whole; None otherwise."""
     try:
-        fd = os.open(os.path.join(_cache_dir(), key + ".bpf"), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
-        # Another user's file, or one others may write, could hold any program: never trust it.
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_size > 1 << 20:
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077 or not (st.st_mode & 0o170000 == 0o100000) \
+                or st.st_size > limit:
             return None
-        blob = os.read(fd, st.st_size + 1)
+        return os.read(fd, st.st_size + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _secret(top: int, create: bool) -> bytes | None:
+    """The cache's HMAC key (32 random bytes in ``sysgate/key``), made if missing and ``create``."""
+    got = _read_private(top, "key", 64)
+    if got is not None and len(got) == 32:
+        return got
+    if got is not None or not create:
+        return None
+    try:
+        fd = os.open("key", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=top)
+    except OSError:
+        return None
+    try:
+        os.write(fd, os.urandom(32))
+    finally:
+        os.close(fd)
+    got = _read_private(top, "key", 64)
+    return got if got is not None and len(got) == 32 else None
+
+
+def _load_disk(key: str) -> FilterProgram | None:
+    """The cached program, if the file is intact and authenticated with our key."""
+    top, jail = _cache_fds(create=False)
+    if top < 0:
+        return None
+    try:
+        secret = _secret(top, False)
+        blob = _read_private(jail, key + ".bpf", 1 << 20) if secret is not None else None
+    finally:
+        os.close(top)
+        os.close(jail)
+    if blob is None:
+        return None
     n = len(_MAGIC)
     head, digest, flag, data = blob[:n], blob[n:n + 32], blob[n + 32:n + 33], blob[n + 33:]
-    if head != _MAGIC or flag not in (b"\0", b"\1") or not data or len(data) % 8 or digest != _digest(key, flag, data):
+    if head != _MAGIC or flag not in (b"\0", b"\1") or not data or len(data) % 8 \
+            or digest != _digest(secret, key, flag, data):
         return None
     return FilterProgram(data, flag == b"\1", key)
 
 
 def _store_disk(prog: FilterProgram) -> None:
     """Write atomically (a temporary file renamed into place): readers see all of it or nothing."""
-    d = _cache_dir()
-    tmp = os.path.join(d, f".{prog.key}.{os.getpid()}.tmp")
+    top, jail = _cache_fds(create=True)
+    if top < 0:
+        return
+    tmp = f".{prog.key}.{os.getpid()}.tmp"
     try:
-        os.makedirs(d, 0o700, exist_ok=True)
+        secret = _secret(top, True)
+        if secret is None:
+            return
         flag = b"\1" if prog.supervisor_safe else b"\0"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=jail)
         try:
-            os.write(fd, _MAGIC + _digest(prog.key, flag, prog.data) + flag + prog.data)
+            os.write(fd, _MAGIC + _digest(secret, prog.key, flag, prog.data) + flag + prog.data)
         finally:
             os.close(fd)
-        os.replace(tmp, os.path.join(d, prog.key + ".bpf"))
+        os.replace(tmp, prog.key + ".bpf", src_dir_fd=jail, dst_dir_fd=jail)
     except OSError:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=jail)
         except OSError:
             pass
+    finally:
+        os.close(top)
+        os.close(jail)
+
+
+# --- precompiled built-ins -----------------------------------------------------------------------
+
+#: Shipped programs: file stem -> (built-in profile, --allow names). Made by tools/gen_precompiled.py.
+PRECOMPILED = {"docker-default": ("docker-default", ()), "python": ("python", ()),
+               "python-exec": ("python", ("execve", "execveat")), "strict": ("strict", ())}
+_PRE_MAGIC = b"sysgate-precompiled-1\n"
+_COMPILED_DIR = os.path.join(_PROFILES_DIR, "compiled")
+
+
+def precompiled_path(stem: str, machine: str | None = None) -> str:
+    return os.path.join(_COMPILED_DIR, f"{stem}.{machine or os.uname().machine}.bpf")
+
+
+def _source_digest(name: str) -> bytes:
+    """sha256 of what a built-in's program is made from besides the compiler: its file and the overlay."""
+    h = _sha256(b"")
+    for rel in (name + ".json", "hardening.py"):
+        with open(os.path.join(_PROFILES_DIR, rel), "rb") as f:
+            h.update(f.read())
+    return h.digest()
+
+
+def _load_precompiled(profile: str, allow: tuple) -> FilterProgram | None:
+    stem = next((k for k, v in PRECOMPILED.items() if v == (profile, tuple(allow))), None)
+    if stem is None:
+        return None
+    try:
+        fd = os.open(precompiled_path(stem), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022 or st.st_size > 1 << 20:
+            return None
+        blob = os.read(fd, st.st_size + 1)
+        digest = _source_digest(profile)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    n = len(_PRE_MAGIC)
+    if blob[:n] != _PRE_MAGIC or blob[n:n + 32] != digest or blob[n + 32:n + 33] not in (b"\0", b"\1"):
+        return None
+    data = blob[n + 33:]
+    if not data or len(data) % 8:
+        return None
+    return FilterProgram(data, blob[n + 32:n + 33] == b"\1", "precompiled:" + stem)
+
+
+def precompile(stem: str, machine: str | None = None) -> bytes:
+    """The bytes of the shipped file ``stem`` for ``machine`` (default: this one), compiled afresh."""
+    from ..arch import get as arch_get
+    from ..compiler import compile_policy
+    from ..profiles import resolve
+
+    profile, allow = PRECOMPILED[stem]
+    machine = machine or os.uname().machine
+    a = arch_get({"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)).name
+    policy = apply_modifiers(resolve(profile, arch=a, caps=[]), allow, (), None)
+    compiled = compile_policy(policy)
+    flag = b"\1" if supervisor_safe(compiled.insns, a) else b"\0"
+    return _PRE_MAGIC + _source_digest(profile) + flag + compiled.to_bytes()
 
 
 def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], action: str | None) -> Any:
@@ -246,13 +489,14 @@ def _compile(profile: Any, allow: tuple, deny: tuple, action: str | None, caps: 
     return FilterProgram(data, supervisor_safe(compiled.insns), key)
 
 
-def supervisor_safe(insns: Any) -> bool:
-    """Whether the sandbox's init can keep working (spawn, wait, signal) after loading ``insns``."""
-    from ..arch import native
+def supervisor_safe(insns: Any, arch: str | None = None) -> bool:
+    """Whether the sandbox's init can keep working (spawn, wait, signal) after loading ``insns``
+    (on ``arch``, default this machine's)."""
+    from ..arch import get, native
     from ..bpf.emulator import emulate
     from ..policy import Action, ActionKind
 
-    a = native()
+    a = native() if arch is None else get(arch)
     import errno as E
     import signal
 

@@ -1,4 +1,4 @@
-"""Namespaces: which ``CLONE_NEW*`` flags a sandbox is created with, and what its init does
+r"""Namespaces: which ``CLONE_NEW*`` flags a sandbox is created with, and what its init does
 inside them (identity maps, hostname, loopback).
 
 The sandbox's init is created by ``clone()`` with all the flags at once, so it is PID 1 of
@@ -7,20 +7,40 @@ its own ids (one uid, one gid: the caller's, shown inside as ``uid``/``gid`` or 
 numbers), which needs no help from outside and works unprivileged; ``setgroups`` is denied
 first, as the kernel requires for an unprivileged gid map.
 
+**A root caller's sandbox is not host root.** Mapping any id but one's own needs CAP_SETUID in
+the *parent* user namespace, which the sandbox's init does not have once it is born in a new
+one. So for a host-root caller the user namespace is made beforehand, by the caller: a
+``CLONE_VM`` child that only ``pause()``\ s is cloned with ``CLONE_NEWUSER``, the caller writes its
+``uid_map``/``gid_map`` (sandbox id -> an unprivileged host id: ``--host-uid``/``--host-gid``, else
+the last id of root's first range in ``/etc/subuid``/``/etc/subgid``, else 65534) and keeps a
+descriptor of the namespace (one per process and mapping). Init is then cloned *without*
+``CLONE_NEWUSER``: its other namespaces belong to the host's user namespace, init builds the
+mounts, hostname and loopback as host root, then ``setns``\ es into the prepared user namespace
+and takes the sandbox's ids there (raw syscalls: glibc's set*id would signal the caller's threads,
+whose memory the vfork-launched init shares). The command so has no capability over its mount,
+network, UTS, IPC or PID namespace (they are the host user namespace's), files it creates are
+owned by the unprivileged host id, and host daemons see that id. ``PR_SET_PDEATHSIG`` is cleared
+by the credential change, so it is set again and the lifeline checked once more.
+``keep_host_root`` restores the old behaviour (the sandbox's root is host root without
+capabilities).
+
 The cgroup namespace is not in the clone flags when the sandbox has cgroup limits: the
 process that joins the sandbox's cgroup unshares it afterwards, so the sandbox sees its own
 cgroup as the root.
 """
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
 from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
 from . import _native as N
-from .options import Options
+from .options import JailConfigError, Options
 
-__all__ = ["NsPlan", "plan", "enter", "FLAGS"]
+__all__ = ["NsPlan", "plan", "enter", "finish", "FLAGS", "host_ids", "subordinate_id"]
+
+_NOBODY = 65534
 
 FLAGS = {"user": N.CLONE_NEWUSER, "pid": N.CLONE_NEWPID, "net": N.CLONE_NEWNET, "ipc": N.CLONE_NEWIPC,
          "uts": N.CLONE_NEWUTS, "cgroup": N.CLONE_NEWCGROUP}
@@ -37,15 +57,63 @@ class NsPlan:
     gid_map: bytes | None
     hostname: bytes | None
     loopback: bool
+    userns_fd: int  # a prepared user namespace to enter after the mounts (root callers), or -1
+    ids: tuple[int, int]  # (uid, gid) inside that namespace
+    die_with_parent: bool
+    lifeline: int  # read end of the caller's lifeline (EOF: the caller is gone), or -1
 
     def __init__(self, clone_flags: int, late_cgroupns: bool, uid_map: bytes | None, gid_map: bytes | None,
-                 hostname: bytes | None, loopback: bool) -> None:
+                 hostname: bytes | None, loopback: bool, userns_fd: int = -1, ids: tuple[int, int] = (0, 0),
+                 die_with_parent: bool = False) -> None:
         self.clone_flags = clone_flags
         self.late_cgroupns = late_cgroupns
         self.uid_map = uid_map
         self.gid_map = gid_map
         self.hostname = hostname
         self.loopback = loopback
+        self.userns_fd = userns_fd
+        self.ids = ids
+        self.die_with_parent = die_with_parent
+        self.lifeline = -1
+
+
+_SUBIDS: dict[str, int | None] = {}
+
+
+def subordinate_id(path: str, uid: int = 0) -> int | None:
+    """The last id of the first range ``/etc/subuid``-style file ``path`` gives user ``uid`` (by name
+    or number), or None. The last one: container engines map their root to the first."""
+    if path in _SUBIDS:
+        return _SUBIDS[path]
+    names = {str(uid)}
+    if uid == 0:
+        names.add("root")
+    found = None
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+                    start, count = int(parts[1]), int(parts[2])
+                    if count > 0 and start > 0 and start + count - 1 < 2**32 - 1:
+                        found = start + count - 1
+                        break
+    except (OSError, UnicodeDecodeError):
+        pass
+    _SUBIDS[path] = found
+    return found
+
+
+def host_ids(opts: Options) -> tuple[int, int] | None:
+    """The unprivileged host (uid, gid) a host-root caller's sandbox runs as; None when the caller
+    is not host root, or has no user namespace, or keeps host root on purpose."""
+    if not opts.ns("user") or opts.keep_host_root or not N.host_root():
+        if opts.host_uid is not None or opts.host_gid is not None:
+            raise JailConfigError("--host-uid/--host-gid: only a root caller chooses the host ids")
+        return None
+    uid = opts.host_uid if opts.host_uid is not None else subordinate_id("/etc/subuid") or _NOBODY
+    gid = opts.host_gid if opts.host_gid is not None else subordinate_id("/etc/subgid") or _NOBODY
+    return uid, gid
 
 
 def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
@@ -55,14 +123,87 @@ def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
             flags |= bit
     userns = opts.ns("user")
     uid, gid = os.geteuid(), os.getegid()
+    hostname = opts.hostname.encode() if opts.hostname and opts.ns("uts") else None
+    remap = host_ids(opts)
+    if remap is None and opts.keep_host_root and N.host_root():
+        os.write(2, b"sysgate: warning: --keep-host-root: the sandbox's root is host root (files it creates are "
+                    b"root's, root-only files are readable)\n")
+    if remap is not None:
+        inside = (0 if opts.uid is None else opts.uid, 0 if opts.gid is None else opts.gid)
+        fd = _userns(b"%d %d 1" % (inside[0], remap[0]), b"%d %d 1" % (inside[1], remap[1]))
+        return NsPlan(clone_flags=flags & ~N.CLONE_NEWUSER, late_cgroupns=late_cgroupns and opts.ns("cgroup"),
+                      uid_map=None, gid_map=None, hostname=hostname, loopback=opts.ns("net"), userns_fd=fd,
+                      ids=inside, die_with_parent=opts.die_with_parent)
     return NsPlan(
         clone_flags=flags,
         late_cgroupns=late_cgroupns and opts.ns("cgroup"),
         uid_map=b"%d %d 1" % (uid if opts.uid is None else opts.uid, uid) if userns else None,
         gid_map=b"%d %d 1" % (gid if opts.gid is None else opts.gid, gid) if userns else None,
-        hostname=opts.hostname.encode() if opts.hostname and opts.ns("uts") else None,
+        hostname=hostname,
         loopback=opts.ns("net"),
     )
+
+
+_USERNS: dict[tuple[bytes, bytes], tuple[int, int]] = {}  # maps -> (pid that made it, namespace fd)
+
+
+_USERNS_LOCK = _thread.allocate_lock()
+
+
+def _userns(uid_map: bytes, gid_map: bytes) -> int:
+    """A user namespace with these maps, made once per process (see the module's docstring)."""
+    key = (uid_map, gid_map)
+    with _USERNS_LOCK:
+        hit = _USERNS.get(key)
+        if hit is not None and hit[0] == os.getpid():
+            return hit[1]
+        fd = _make_userns(uid_map, gid_map)
+        _USERNS[key] = (os.getpid(), fd)
+        return fd
+
+
+def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
+    import _signal
+
+    size = 1 << 16
+    stack = N.mmap(None, size, 3, 0x22 | 0x20000, -1, 0)  # RW, PRIVATE|ANONYMOUS|STACK
+    if stack in (None, N.MAP_FAILED):
+        N.check(-1, "allocate a stack")
+    pause = N.CLONE_FN(("pause", N.libc))  # the child runs no Python: it only waits to be killed
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        pid = N.clone(pause, stack + size - 64, N.CLONE_VM | N.CLONE_NEWUSER | _signal.SIGCHLD, None, None, None, None)
+        err = ctypes.get_errno()
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+    if pid < 0:
+        raise N.JailOSError(err, f"create the sandbox's user namespace (clone): {os.strerror(err)}")
+    try:
+        fd = os.open(b"/proc/%d/ns/user" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _write(b"/proc/%d/uid_map" % pid, uid_map, "write the sandbox's uid_map")
+            _write(b"/proc/%d/gid_map" % pid, gid_map, "write the sandbox's gid_map")
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.kill(pid, _signal.SIGKILL)
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+        _munmap(stack, size)
+    return fd
+
+
+def _munmap(addr: int, size: int) -> None:
+    f = N.libc.munmap
+    f.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    f(addr, size)
 
 
 def _write(path: bytes, data: bytes, what: str) -> None:
@@ -88,11 +229,41 @@ def enter(p: NsPlan) -> None:
 
 
 def finish(p: NsPlan) -> None:
-    """Steps that do not touch the filesystem (run after the mounts, before dropping caps)."""
+    """Steps that do not touch the filesystem (run after the mounts, before dropping caps); for a
+    root caller, last, entering the prepared user namespace as the sandbox's ids."""
     if p.hostname is not None:
         N.check(N.sethostname(p.hostname, len(p.hostname)), "sethostname")
     if p.loopback:
         loopback_up()
+    if p.userns_fd >= 0:
+        _become_unprivileged(p)
+
+
+_ksys = ctypes.PyDLL(None, use_errno=True).syscall  # keeps the GIL: see mounts.py
+_ksys.restype = ctypes.c_long
+
+
+def _k(name: str, *args: int) -> int:
+    return int(_ksys(N.c_long(N.NR[name]), *(N.c_long(a) for a in args)))
+
+
+def _become_unprivileged(p: NsPlan) -> None:
+    N.check(_k("setns", p.userns_fd, N.CLONE_NEWUSER), "enter the sandbox's user namespace")
+    # Raw syscalls, never glibc's wrappers: they would broadcast the change to the caller's threads.
+    N.check(_k("setgroups", 0, 0), "drop supplementary groups")
+    gid, uid = p.ids[1], p.ids[0]
+    N.check(_k("setresgid", gid, gid, gid), "set the sandbox's gid")
+    N.check(_k("setresuid", uid, uid, uid), "set the sandbox's uid")
+    if p.die_with_parent:  # a credential change clears the parent-death signal
+        _k("prctl", N.PR_SET_PDEATHSIG, 9)
+        if p.lifeline >= 0:
+            os.set_blocking(p.lifeline, False)
+            try:
+                gone = os.read(p.lifeline, 1) == b""
+            except BlockingIOError:
+                gone = False
+            if gone:
+                raise N.JailOSError(3, "the calling process went away")
 
 
 def loopback_up() -> None:

@@ -12,17 +12,21 @@ import os
 from _collections_abc import Mapping  # what collections.abc re-exports; os has loaded it already
 
 from ..errors import BadArgument
-from ..record import Record
+from ..immutable import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-__all__ = ["JailConfigError", "Bind", "Tmpfs", "Options", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
+__all__ = ["DEFAULT_TMP_SIZE", "JailConfigError", "Bind", "Tmpfs", "Options", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
            "parse_size", "parse_rlimit", "parse_bind", "parse_tmpfs", "RLIMITS", "DEVNULL", "PIPE", "STDOUT"]
 
 #: Namespaces a sandbox unshares; ``share=`` names the ones to keep from the host.
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "cgroup")
+
+#: Size of each writable scratch tmpfs (/tmp, /var/tmp, /run, /dev/shm, --tmpfs without a size)
+#: unless ``tmp_size`` says otherwise; inodes are bounded too (one per 16 KiB).
+DEFAULT_TMP_SIZE = 512 << 20
 
 #: Variables kept from the caller's environment (plus ``LC_*``); everything else is dropped.
 SAFE_ENV = ("PATH", "TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM")
@@ -168,6 +172,8 @@ class Options(Record):
     Namespaces: all of :data:`NAMESPACES` unless named in ``share``. Limits: ``rlimits`` (core is
     0 unless set), cgroup ``memory``/``pids``/``cpus``, ``timeout`` seconds for the whole tree.
     Privileges: every capability dropped but ``cap_add``; no_new_privs; ``uid``/``gid`` inside.
+    A root caller's sandbox runs as an unprivileged host id (``host_uid``/``host_gid``, default: a
+    subordinate id of root's, else 65534) unless ``keep_host_root``.
     Seccomp: ``profile`` (name, file, a :class:`~sysgate.policy.Policy`, or None for no filter)
     with ``allow``/``deny`` (``NAME`` or ``NAME:errno``) and ``seccomp_action`` as the default;
     ``skip_unknown`` leaves out syscall names no architecture has, one stderr line each.
@@ -177,7 +183,7 @@ class Options(Record):
         "profile", "allow", "deny", "seccomp_action", "rootfs", "binds", "tmpfs", "tmp_size", "share",
         "hostname", "uid", "gid", "rlimits", "memory", "pids", "cpus", "cap_add", "pass_fds", "env",
         "keep_env", "clear_env", "timeout", "cwd", "landlock_ro", "landlock_rw", "die_with_parent",
-        "new_session", "launcher", "skip_unknown"
+        "new_session", "launcher", "skip_unknown", "keep_host_root", "host_uid", "host_gid"
     )
     _defaults = {
         "profile": "docker-default",
@@ -209,6 +215,9 @@ class Options(Record):
         "new_session": False,
         "launcher": "auto",
         "skip_unknown": False,
+        "keep_host_root": False,
+        "host_uid": None,
+        "host_gid": None,
     }
 
     def _check(self) -> None:
@@ -228,10 +237,10 @@ class Options(Record):
         s(self, "share", frozenset(share))
         if self.hostname is not None and (len(self.hostname.encode()) > 64 or not self.hostname):
             raise JailConfigError(f"--hostname: {self.hostname!r} must be 1-64 bytes")
-        for what in ("uid", "gid"):
+        for what in ("uid", "gid", "host_uid", "host_gid"):
             v = getattr(self, what)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32 - 1):
-                raise JailConfigError(f"--{what}: {v!r} is not a valid id")
+                raise JailConfigError(f"--{what.replace('_', '-')}: {v!r} is not a valid id")
         rl: dict[str, tuple[int, int]] = {"core": (0, 0)}
         items = self.rlimits.items() if isinstance(self.rlimits, Mapping) else [parse_rlimit(t) for t in self.rlimits]
         for k, v in items:
@@ -297,6 +306,15 @@ class Options(Record):
             raise JailConfigError(f"launcher: {self.launcher!r} must be auto, vfork or fork")
         if "user" in self.share and os.geteuid() != 0:
             raise JailConfigError("--share user: without a user namespace the sandbox needs root")
+        if (self.host_uid is not None or self.host_gid is not None) and self.keep_host_root:
+            raise JailConfigError("--host-uid/--host-gid: cannot be combined with --keep-host-root")
+        if self.host_uid == 0 or self.host_gid == 0:
+            raise JailConfigError("--host-uid/--host-gid: 0 is host root (use --keep-host-root to mean that)")
+        if "user" in self.share and not self.keep_host_root:
+            raise JailConfigError("--share user: without a user namespace a root caller's sandbox is host root; "
+                                  "add --keep-host-root to accept that")
+        if (self.host_uid is not None or self.host_gid is not None) and "user" in self.share:
+            raise JailConfigError("--host-uid/--host-gid: need the sandbox's user namespace (not --share user)")
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> "Options":

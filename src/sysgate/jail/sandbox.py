@@ -94,7 +94,10 @@ class _Prepared:
             # interpreter: the interpreter installs it first thing (profiles.bootstrap), reading
             # the program from an inherited memfd. Every other layer is in place before that.
             argv, pass_fds = self._defer(argv, opts, program)  # the result still names the user's argv
-            program = None
+            # Until the interpreter installs it, the same profile with only execve allowed holds, so
+            # whatever runs before that (a planted module, say) cannot undo or avoid the filter.
+            program = _filters.get(opts.profile, (*opts.allow, "execve", "execveat"), opts.deny, opts.seccomp_action,
+                                   tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
         keep = _caps.parse_caps(opts.cap_add)
         for fd in opts.pass_fds:
             try:
@@ -112,7 +115,7 @@ class _Prepared:
             ro, rw = opts.landlock_ro, opts.landlock_rw
             landlock = lambda: _ll.restrict(ro, rw, abi)  # noqa: E731 - init calls it, importing nothing
         early, late = _rl.split(dict(opts.rlimits))
-        mplan = _mounts.plan(opts, _cwd())
+        mplan = _mounts.plan(opts, _cwd(), _ns.host_ids(opts), _filters.mask_paths())
         self.cgroup = None
         try:
             if opts.memory is not None or opts.pids is not None or opts.cpus is not None:
@@ -134,6 +137,7 @@ class _Prepared:
                 pass_fds=pass_fds, new_session=opts.new_session, timeout=opts.timeout,
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
+            self.plan.ns.lifeline = lr  # checked again after the root caller's credential change
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
                 fd = _take_netns()
                 if fd >= 0:

@@ -23,7 +23,8 @@ _DIR = os.path.dirname(os.path.abspath(__file__))
 
 BUILTINS: dict[str, tuple[str, str]] = {
     # name: (file, one-line description)
-    "docker-default": ("docker-default.json", "Docker's default seccomp profile (moby/profiles, Apache-2.0)"),
+    "docker-default": ("docker-default.json", "Docker's default seccomp profile (moby/profiles, Apache-2.0) plus "
+                                              "sysgate's hardening overlay (F_SETLEASE, TIOCSTI, TIOCLINUX)"),
     "python": ("python.json", "CPython computing, with files and pipes: no sockets, no new namespaces, no "
                               "exec (install it after the interpreter has started)"),
     "strict": ("strict.json", "read, write, exit, exit_group, sigreturn; everything else kills the process"),
@@ -40,15 +41,20 @@ def builtin_path(name: str) -> str:
 
 def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = None,
             arches: Iterable[str] | None = None, thread: str | None = None,
-            allow: Iterable[str] = (), deny: Iterable[str] = (), unknown_names: list[str] | None = None) -> Policy:
+            allow: Iterable[str] = (), deny: Iterable[str] = (), unknown_names: list[str] | None = None,
+            name: str | None = None) -> Policy:
     """The Policy for a built-in name or a profile file.
+
+    A built-in name is its file plus :mod:`sysgate.profiles.hardening`'s overlay (``docker-default``,
+    ``python``); the file given by path (:func:`builtin_path`) is the file alone.
 
     ``arch`` is the primary architecture the profile is resolved for (moby's
     ``includes.arches`` and ``archMap``, the values of named constants); ``arches`` overrides
     the covered set; ``caps`` the capability set for moby's ``includes.caps`` (Docker's
     default set when None); ``thread`` picks a Firecracker filter; ``allow``/``deny`` are
     applied last (:func:`apply_modifiers`); ``unknown_names``: a list to collect the syscall names no
-    architecture has instead of failing on them (``--skip-unknown``).
+    architecture has instead of failing on them (``--skip-unknown``); ``name`` picks the profile of a
+    Kubernetes manifest holding several (``--name``).
     """
     archlist = list(arches) if arches else None
     if spec in BUILTINS:
@@ -57,6 +63,10 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
         policy = docker.load(builtin_path(spec), arch=arch, caps=caps, unknown_names=unknown_names).policy
         if archlist:
             policy = policy.with_arches(archlist)
+        from .hardening import HARDENED, apply as harden
+
+        if spec in HARDENED:  # the file stays upstream's; the name means it plus the overlay
+            policy = harden(policy)
     else:
         if not os.path.exists(spec):
             import difflib
@@ -67,7 +77,8 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
                                + ", ".join(builtin_names()))
         from ..formats.registry import read
 
-        policy = read(spec, arch=arch, arches=archlist, caps=caps, thread=thread, unknown_names=unknown_names).policy
+        policy = read(spec, arch=arch, arches=archlist, caps=caps, thread=thread, unknown_names=unknown_names,
+                      name=name).policy
     allow, deny = list(allow), list(deny)
     if allow or deny:
         policy = apply_modifiers(policy, allow=allow, deny=deny)
