@@ -32,7 +32,11 @@ def run(*argv: str, input_: bytes | None = None) -> subprocess.CompletedProcess:
 def one_line_error(r: subprocess.CompletedProcess) -> str:
     assert r.returncode == 2, (r.returncode, r.stderr)
     err = r.stderr.decode()
-    assert err.startswith("sysgate: error: ") and err.count("\n") == 1, err
+    lines = err.split("\n")
+    # One line; a text format's parse error adds a second: a caret under the column in the source
+    # text the first line ends with.
+    assert err.startswith("sysgate: error: ") and err.endswith("\n"), err
+    assert len(lines) == 2 or (len(lines) == 3 and lines[1].strip() == "^"), err
     assert "Traceback" not in err
     return err
 

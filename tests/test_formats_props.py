@@ -55,7 +55,8 @@ def test_json_formats(arches: list[str], default: Action, rs: list[Rule], fmt: s
        numbers=st.lists(st.integers(0, 600), max_size=2))
 def test_kafel(arch: str, default: Action, rs: list[Rule], numbers: list[int]) -> None:
     rs = rs + [Rule(n, errno(n % 4096)) for n in numbers]  # Kafel names raw numbers: SYSCALL[n]
-    round_trip(Policy(default, tuple(rs), (arch,)), "kafel")
+    # Arches Kafel lacks (s390x, ...) are a listed loss: only sysgate reads such a file.
+    round_trip(Policy(default, tuple(rs), (arch,)), "kafel", ("Kafel has none of the architectures",))
 
 
 _MJ_DEFAULTS = st.sampled_from([KILL_PROCESS, KILL_THREAD, TRAP, NOTIFY])

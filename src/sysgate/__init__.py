@@ -18,6 +18,7 @@ _LAZY = {
     "evaluate": "sysgate.reference",
     "run": "sysgate.jail", "Sandbox": "sysgate.jail",
     "UserError": "sysgate.errors", "BadArgument": "sysgate.errors",
+    "record": "sysgate.recorder",
 }
 
 

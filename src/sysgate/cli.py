@@ -244,11 +244,42 @@ def _add_run(sub: Any) -> None:
     add_run_parser(sub)
 
 
+def _add_record(sub: Any) -> None:
+    import argparse
+
+    r = sub.add_parser("record", help="run a command and write the least-privilege profile it needs",
+                       usage="sysgate record [-o PROFILE] [--to FORMAT] [OPTIONS] [--in-jail [RUN OPTIONS]] "
+                             "-- CMD [ARGS...]",
+                       description="Run CMD, follow its whole process tree, and write a deny-by-default profile "
+                                   "allowing exactly the syscalls it made (arguments refined where they are the "
+                                   "attack surface), plus what 'sysgate run' needs to start it.")
+    r.add_argument("-o", "--output", metavar="PROFILE", help="write the profile here (default: stdout)")
+    r.add_argument("--to", choices=FORMATS, default="docker", help="output format (default: docker)")
+    r.add_argument("--arch", help="architectures the profile covers, comma-separated (default: those seen)")
+    r.add_argument("--merge", metavar="OLD", help="add to this earlier profile (any format)")
+    r.add_argument("--base", metavar="PROFILE", help="keep every call this profile denies denied")
+    r.add_argument("--no-args", action="store_true", help="syscall names only, no argument conditions")
+    r.add_argument("--default-action", default="errno(EPERM)", metavar="ACTION",
+                   help="for every call not seen (default: errno(EPERM)); e.g. kill-process, log")
+    r.add_argument("--partial", action="store_true", help="on Ctrl-C or --timeout, write what was seen")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the command after this long")
+    r.add_argument("--method", choices=["auto", "tracefs", "ptrace"], default="auto",
+                   help="tracefs: kernel tracepoints, root (default when available); ptrace: anyone")
+    r.add_argument("--lossy", action="store_true", help="write a --to format that cannot hold every condition")
+    r.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no report on stderr")
+    r.add_argument("--in-jail", nargs=argparse.REMAINDER, metavar="RUN-OPTIONS -- CMD",
+                   help="record CMD inside 'sysgate run RUN-OPTIONS' (without its filter); must come last")
+    r.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]", help="the command (after --)")
+    r.set_defaults(func=_lazy("sysgate.commands.record", "cmd_record"))
+
+
 # Every command, in the order ``sysgate --help`` lists them.
 COMMANDS: dict[str, Callable[[Any], None]] = {
     "compile": _add_compile, "disasm": _add_disasm, "asm": _add_asm, "emulate": _add_emulate,
     "convert": _add_convert, "profiles": _add_profiles, "dump": _add_dump, "explain": _add_explain,
     "diff": _add_diff, "audit": _add_audit, "features": _add_features, "run": _add_run,
+    "record": _add_record,
 }
 
 # ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
@@ -374,6 +405,12 @@ def _run(words: Sequence[str]) -> int:
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
         if not msg.isprintable():  # a newline in a file name must not split the line
             msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+        if getattr(e, "source_line", None) is not None:  # a text format's parse error: show where
+            from .formats import caret_lines
+
+            msg = caret_lines(f"sysgate: error: {msg}", e)
+            print(msg, file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"sysgate: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

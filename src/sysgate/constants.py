@@ -77,6 +77,11 @@ def table(arch: str | Arch) -> Mapping[str, int]:
             else:
                 n, _, v = item.partition("=")
                 t[n] = int(v, 0)
+        if name == "x86_64":  # the wider header set minijail's constant table draws on (x86_64 only)
+            from .arch import constants_host
+
+            for n, v in _parse("".join(constants_host.X86_64)).items():
+                t.setdefault(n, v)
         _TABLES[name] = t
     from types import MappingProxyType
 
@@ -96,7 +101,7 @@ def arches_with(name: str) -> list[str]:
 
 
 def _unknown(name: str, arch: str, column: int | None = None, expr: str | None = None) -> UnknownConstant:
-    where = f" in {expr!r}" if expr is not None else ""
+    where = f" in {expr if len(expr) <= 60 else expr[:60] + '...'!r}" if expr is not None else ""
     elsewhere = arches_with(name)
     if elsewhere:
         shown = ", ".join(elsewhere[:4]) + (", ..." if len(elsewhere) > 4 else "")
@@ -133,6 +138,8 @@ _TOKEN_RE = r"""
 
 _BINARY = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "%"))
 _MAX_SHIFT = 128  # anything larger is a typo, and 1 << 10**9 would eat memory
+MAX_DEPTH = 64  # parentheses and unary operators nested deeper: refused (no real expression comes close)
+_MAX_DIGITS = 128  # a number longer than this is no 64-bit value (and int() refuses 4,300 digits)
 
 
 class _Parser:
@@ -148,11 +155,18 @@ class _Parser:
             m = _re(_TOKEN_RE, re.X).match(expr, pos)
             if not m:
                 col = pos + len(expr[pos:]) - len(expr[pos:].lstrip())
-                raise BadExpression(f"unexpected {expr[col]!r} at column {col + 1} of {expr!r}", col)
+                shown = repr(expr) if len(expr) <= 60 else repr(expr[:60]) + "..."
+                raise BadExpression(f"unexpected {expr[col]!r} at column {col + 1} of {shown}", col)
             kind = "num" if m.group("num") is not None else "name" if m.group("name") is not None else "op"
             self.toks.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0
+
+    @property
+    def _short(self) -> str:
+        """The expression for messages (a hostile one can be megabytes long)."""
+        return repr(self.expr) if len(self.expr) <= 60 else repr(self.expr[:60]) + "..."
 
     def _fit(self, v: int) -> int:
         return v & self.mask if self.mask is not None else v
@@ -163,12 +177,12 @@ class _Parser:
     def _fail(self, what: str) -> BadExpression:
         tok = self._peek()
         if tok is None:
-            return BadExpression(f"{what} at end of {self.expr!r}", len(self.expr))
-        return BadExpression(f"{what} at column {tok[2] + 1} of {self.expr!r}, found {tok[1]!r}", tok[2])
+            return BadExpression(f"{what} at end of {self._short}", len(self.expr))
+        return BadExpression(f"{what} at column {tok[2] + 1} of {self._short}, found {tok[1]!r}", tok[2])
 
     def parse(self) -> int:
         if not self.toks:
-            raise BadExpression(f"empty expression {self.expr!r}", 0)
+            raise BadExpression(f"empty expression {self._short}", 0)
         v = self._binary(0)
         if self._peek() is not None:
             raise self._fail("expected an operator")
@@ -196,7 +210,7 @@ class _Parser:
             return self._fit(a & b)
         if op in ("<<", ">>"):
             if not 0 <= b < _MAX_SHIFT:
-                raise BadExpression(f"shift count {b} out of range at column {tok[2] + 1} of {self.expr!r}",
+                raise BadExpression(f"shift count {b} out of range at column {tok[2] + 1} of {self._short}",
                                     tok[2])
             return self._fit(a << b if op == "<<" else a >> b)
         if op == "+":
@@ -206,7 +220,7 @@ class _Parser:
         if op == "*":
             return self._fit(a * b)
         if b == 0:
-            raise BadExpression(f"division by zero at column {tok[2] + 1} of {self.expr!r}", tok[2])
+            raise BadExpression(f"division by zero at column {tok[2] + 1} of {self._short}", tok[2])
         if self.mask is None and (a < 0) != (b < 0):  # C truncates toward zero
             q = -(abs(a) // abs(b))
             return q if op == "/" else a - q * b
@@ -218,7 +232,19 @@ class _Parser:
             raise self._fail("expected a number, name or '('")
         kind, text, col = tok
         self.i += 1
-        if kind == "op" and text in "~-+!":
+        if kind == "op" and text in "~-+!(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise BadExpression(f"expression nested deeper than {MAX_DEPTH} levels at column {col + 1} "
+                                    f"of {self._short}", col)
+            try:
+                return self._nested(text)
+            finally:
+                self.depth -= 1
+        return self._atom(kind, text, col)
+
+    def _nested(self, text: str) -> int:
+        if text in "~-+!":
             v = self._unary()
             if text == "~":
                 return self._fit(~v)
@@ -227,17 +253,20 @@ class _Parser:
             if text == "!":
                 return int(v == 0)
             return v
-        if kind == "op" and text == "(":
-            v = self._binary(0)
-            close = self._peek()
-            if close is None or close[1] != ")":
-                raise self._fail("expected ')'")
-            self.i += 1
-            return v
+        v = self._binary(0)  # "("
+        close = self._peek()
+        if close is None or close[1] != ")":
+            raise self._fail("expected ')'")
+        self.i += 1
+        return v
+
+    def _atom(self, kind: str, text: str, col: int) -> int:
+        if kind == "num" and len(text) > _MAX_DIGITS:
+            raise BadExpression(f"number {text[:20]}... too long ({len(text)} digits) at column {col + 1}", col)
         if kind == "num":
             if len(text) > 1 and text[0] == "0" and text[1].isdigit():
                 if any(c in "89" for c in text):
-                    raise BadExpression(f"bad octal number {text!r} at column {col + 1} of {self.expr!r}", col)
+                    raise BadExpression(f"bad octal number {text!r} at column {col + 1} of {self._short}", col)
                 return self._fit(int(text, 8))  # C: a leading 0 means octal
             return self._fit(int(text, 0))
         if kind == "name":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from .immutable import Record
 
-__all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Rule", "Policy",
+__all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Term", "Compare", "Rule", "Policy",
            "ALLOW", "KILL_PROCESS", "KILL_THREAD", "TRAP", "LOG", "NOTIFY", "errno", "trace"]
 
 U64 = (1 << 64) - 1
@@ -336,6 +336,101 @@ class Condition(Record):
         return f"{a} {self.op.value} {self.value:#x}"
 
 
+class Term(Record):
+    """A value computed from the arguments: ``arg[index]``, a constant, or ``left & right`` /
+    ``left | right`` of two terms. Kafel's argument-to-argument expressions need it."""
+
+    __slots__ = ("kind", "value", "left", "right")
+    _defaults = {"value": 0, "left": None, "right": None}
+    kind: str  # "arg" (value = index), "const" (value), "&" or "|" (left, right)
+    value: int
+    left: "Term | None"
+    right: "Term | None"
+
+    MAX_DEPTH = 64
+
+    @classmethod
+    def arg(cls, index: int) -> "Term":
+        return cls("arg", index)
+
+    @classmethod
+    def const(cls, value: int) -> "Term":
+        return cls("const", value)
+
+    @classmethod
+    def combine(cls, kind: str, left: "Term", right: "Term") -> "Term":
+        """``left & right`` or ``left | right``."""
+        return cls(kind, 0, left, right)
+
+    def _check(self) -> None:
+        if self.kind in ("&", "|"):
+            if not isinstance(self.left, Term) or not isinstance(self.right, Term):
+                raise PolicyError(f"term {self.kind!r} needs two terms")
+            if max(self.left.depth, self.right.depth) >= self.MAX_DEPTH:
+                raise PolicyError(f"argument expression nested deeper than {self.MAX_DEPTH}")
+        elif self.kind == "arg":
+            if isinstance(self.value, bool) or not isinstance(self.value, int) or not 0 <= self.value <= 5:
+                raise PolicyError(f"argument index {self.value!r} out of range 0-5")
+        elif self.kind == "const":
+            if isinstance(self.value, bool) or not isinstance(self.value, int) or not 0 <= self.value <= U64:
+                raise PolicyError(f"term constant {self.value!r} out of range 0..2^64-1")
+        else:
+            raise PolicyError(f"unknown term kind {self.kind!r}")
+
+    @property
+    def depth(self) -> int:
+        if self.left is None or self.right is None:
+            return 1
+        return 1 + max(self.left.depth, self.right.depth)
+
+    def reads(self) -> set[int]:
+        """The argument indexes the term reads."""
+        if self.kind == "arg":
+            return {self.value}
+        if self.left is None or self.right is None:
+            return set()
+        return self.left.reads() | self.right.reads()
+
+    def __str__(self) -> str:
+        if self.kind == "arg":
+            return f"arg{self.value}"
+        if self.kind == "const":
+            return f"{self.value:#x}"
+        return f"({self.left} {self.kind} {self.right})"
+
+
+class Compare(Record):
+    """``left OP right`` between two :class:`Term`; ``width`` 32 compares the low 32 bits only.
+
+    The general form of a condition, for what :class:`Condition` (one argument against a
+    constant) cannot say: two arguments compared with each other (``fd < count``) or combined
+    (``(fd & buf) == 0``). ``op`` is one of ``== != < <= > >=`` (not MASKED_EQ).
+    """
+
+    __slots__ = ("left", "op", "right", "width")
+    _defaults = {"width": 64}
+    left: Term
+    op: "Op"
+    right: Term
+    width: int
+
+    def _check(self) -> None:
+        if not isinstance(self.left, Term) or not isinstance(self.right, Term):
+            raise PolicyError("compare operands must be Term objects")
+        if not isinstance(self.op, Op) or self.op is Op.MASKED_EQ:
+            raise PolicyError(f"compare operator must be one of == != < <= > >=, not {self.op!r}")
+        if self.width not in (32, 64):
+            raise PolicyError(f"compare width must be 32 or 64, not {self.width!r}")
+
+    def reads(self) -> set[int]:
+        """The argument indexes the compare reads."""
+        return self.left.reads() | self.right.reads()
+
+    def __str__(self) -> str:
+        lo = ".lo32" if self.width == 32 else ""
+        return f"{self.left}{lo} {self.op.value} {self.right}{lo}"
+
+
 class Rule(Record):
     """``syscall`` (a name, or a raw number for one-arch policies) + AND-ed conditions -> action."""
 
@@ -371,8 +466,8 @@ class Rule(Record):
             conds = tuple(conds)
             self._set("conditions", conds)
         for c in conds:
-            if not isinstance(c, Condition):
-                raise PolicyError(f"rule conditions must be Condition objects, not {c!r}")
+            if not isinstance(c, (Condition, Compare)):
+                raise PolicyError(f"rule conditions must be Condition or Compare objects, not {c!r}")
 
     def __str__(self) -> str:
         cond = " && ".join(str(c) for c in self.conditions)

@@ -16,10 +16,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import arch as _arch
+from .policy import Action, ActionKind, Compare, Condition, Op, Policy, Term
 from .arch.multiplexed import IPC, SOCKETCALL
 from .policy import Action, ActionKind, Condition, Op, Policy
 
-__all__ = ["evaluate", "condition_holds"]
+__all__ = ["evaluate", "condition_holds", "compare_holds"]
 
 # Strictest first: the kernel's precedence between stacked filters.
 _PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP, ActionKind.ERRNO,
@@ -43,6 +44,30 @@ def condition_holds(cond: Condition, value: int) -> bool:
     if cond.op is Op.GE:
         return value >= cond.value
     return (value & cond.mask) == cond.value
+
+
+def _term_value(t: Term, args: Sequence[int]) -> int:
+    if t.kind == "arg":
+        return args[t.value] % (1 << 64)
+    if t.kind == "const":
+        return t.value
+    assert t.left is not None and t.right is not None
+    a, b = _term_value(t.left, args), _term_value(t.right, args)
+    return a & b if t.kind == "&" else a | b
+
+
+def compare_holds(cmp: Compare, args: Sequence[int]) -> bool:
+    """Does ``cmp`` hold for a call with (six) arguments ``args``?"""
+    a, b = _term_value(cmp.left, args), _term_value(cmp.right, args)
+    if cmp.width == 32:
+        a, b = a % (1 << 32), b % (1 << 32)
+    return {Op.EQ: a == b, Op.NE: a != b, Op.LT: a < b, Op.LE: a <= b, Op.GT: a > b, Op.GE: a >= b}[cmp.op]
+
+
+def _holds(c: Condition | Compare, args: Sequence[int]) -> bool:
+    if isinstance(c, Compare):
+        return compare_holds(c, args)
+    return condition_holds(c, args[c.arg])
 
 
 def _stricter(a: Action, b: Action) -> bool:
@@ -69,7 +94,7 @@ def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Ac
     if a.bits == 32 or a.name in _HANDLERS_32:
         args = [v % (1 << 32) for v in args]
     matched = [rule.action for rule in policy.rules if _names(rule, a, nr)
-               and all(condition_holds(c, args[c.arg]) for c in rule.conditions)]
+               and all(_holds(c, args) for c in rule.conditions)]
     matched += _multiplexed(policy, a, nr, args[0])
     best: Action | None = None
     for action in matched:

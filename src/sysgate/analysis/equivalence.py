@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .. import arch as _arch
 from ..bpf import insn as I
-from ..policy import Action, Condition, Op, Policy
+from ..policy import Action, Compare, Condition, Op, Policy, Term
 from ..immutable import Record
 
 __all__ = ["Difference", "equivalent", "differences", "program_of"]
@@ -132,6 +132,23 @@ def _values_for(c: Condition) -> set[int]:
     return vals
 
 
+def _term_consts(t: Term) -> set[int]:
+    if t.kind == "const":
+        return {t.value}
+    if t.left is None or t.right is None:
+        return set()
+    return _term_consts(t.left) | _term_consts(t.right)
+
+
+def _compare_values(c: Compare) -> set[int]:
+    """Values worth trying for each argument an argument-to-argument compare reads."""
+    vals = {0, U32, U64}
+    for k in _term_consts(c.left) | _term_consts(c.right):
+        for x in (k, (k + 1) & U64, (k - 1) & U64, ~k & U64):
+            vals |= {x, x & U32, (x & U32) | (U32 << 32)}
+    return vals
+
+
 def _satisfying(c: Condition) -> int:
     v = c.value
     if c.op is Op.NE:
@@ -158,8 +175,14 @@ def _arg_vectors(sides: Sequence[_Side], a: _arch.Arch, nr: int, big: bool) -> l
     rules = [conds for s in sides for conds in _conditions(s, a, nr)]
     # Arguments nothing tests get a few edges; tested ones every edge and every value that matters.
     per_arg: list[set[int]] = [{U32, 1 << 32, U64} for _ in range(6)]
+    compares: list[Compare] = []
     for conds in rules:
         for c in conds:
+            if isinstance(c, Compare):
+                compares.append(c)
+                for i in c.reads():
+                    per_arg[i] |= _compare_values(c) | set(_EDGES)
+                continue
             per_arg[c.arg] |= _values_for(c) | set(_EDGES)
     for s in sides:  # a program without a policy: its constants, on the word they are compared with
         if s.policy is not None:
@@ -177,8 +200,19 @@ def _arg_vectors(sides: Sequence[_Side], a: _arch.Arch, nr: int, big: bool) -> l
     for conds in rules:
         base = [0] * 6
         for c in conds:
-            base[c.arg] = _satisfying(c)
+            if not isinstance(c, Compare):
+                base[c.arg] = _satisfying(c)
         bases.append(base)
+    if compares:
+        # Arguments compared with each other: equal values, and a fixed sample of combinations.
+        import random
+
+        rnd = random.Random(nr)
+        pool = [sorted(v) for v in per_arg]
+        for v in sorted(set().union(*(_compare_values(c) for c in compares)))[:64]:
+            bases.append([v] * 6)
+        for _ in range(256):
+            bases.append([rnd.choice(p) for p in pool])
     out: dict[tuple[int, ...], None] = {}
     for base in bases:
         out[tuple(base)] = None

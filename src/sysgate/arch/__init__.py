@@ -244,6 +244,8 @@ def _in_tables_text(name: str) -> bool:
 
 
 def unknown_syscall_message(name: str) -> str:
+    if len(name) > 64:  # no syscall name is this long: no suggestions (difflib is slow on it), short message
+        return f"unknown syscall {name[:40]!r}... ({len(name)} characters)"
     import difflib  # only for the error's suggestions: it is slow to import
 
     close = difflib.get_close_matches(name, sorted(all_syscall_names()), n=3, cutoff=0.7)

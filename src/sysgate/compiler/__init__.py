@@ -23,7 +23,7 @@ from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..errors import UserError
-from ..policy import Op, Policy
+from ..policy import Compare, Op, Policy
 from ..immutable import Record
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads
@@ -93,7 +93,7 @@ def _min_path(node: Node, memo: dict[int, int]) -> int:
 
 def _eq_key(conds: tuple, action: object) -> tuple | None:
     """Rules that are one ``arg == value`` test can share a membership check with their neighbours."""
-    if len(conds) != 1 or conds[0].op is not Op.EQ:
+    if len(conds) != 1 or isinstance(conds[0], Compare) or conds[0].op is not Op.EQ:
         return None
     c = conds[0]
     return (action, c.arg, c.width, c.value >> 32)
@@ -140,6 +140,9 @@ def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], ful
             continue
         node = g.ret(action.ret)
         for c in reversed(conds):
+            if isinstance(c, Compare):
+                node = g.compare(c, lo_hi, node, nxt)
+                continue
             lo, hi = lo_hi[c.arg]
             node = g.cond(c, lo, hi, full, node, nxt)
         nxt = node
@@ -256,7 +259,10 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
     chain: Node = g.ret(policy.bad_arch.ret)
     for tok in reversed(tokens):
         members = [lw for lw in lowered if lw.arch.token == tok]
-        block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
+        try:
+            block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
+        except ValueError as e:  # an argument expression too large for the scratch memory
+            raise CompileError(str(e)) from None
         chain = g.jmp(I.JEQ, tok, block, chain)
     root = g.ld(I.OFF_ARCH, chain)
     root = drop_redundant_loads(root, None)

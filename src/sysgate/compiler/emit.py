@@ -14,6 +14,9 @@ from ..bpf.insn import Insn
 from .graph import Node
 
 MAX_JUMP = 255
+# Opcode of each straight-line node kind (the node's ``op`` is or-ed in: the ALU operation).
+_STEP = {"ld": I.LD | I.W | I.ABS, "alu": I.ALU | I.K, "ldi": I.LD | I.W | I.IMM, "st": I.ST,
+         "ldxm": I.LDX | I.W | I.MEM, "tax": I.MISC | I.TAX, "alux": I.ALU | I.X}
 
 
 def emit(root: Node) -> tuple[Insn, ...]:
@@ -53,19 +56,18 @@ def emit(root: Node) -> tuple[Insn, ...]:
             continue
         if not expanded:
             stack.append((n, True))
-            if n.kind == "jmp":
+            if n.kind in ("jmp", "jmpx"):
                 stack.append((n.f, False))  # type: ignore[arg-type]  # placed second -> adjacent
                 stack.append((n.t, False))  # type: ignore[arg-type]
             else:
                 stack.append((n.t, False))  # type: ignore[arg-type]
             continue
-        if n.kind in ("ld", "alu"):
+        if n.kind not in ("jmp", "jmpx"):
             nxt = n.t
             assert nxt is not None
             if target(nxt) != len(rev):
                 reach(nxt, 0)  # copy of a return, or ja
-            ins = (Insn(I.LD | I.W | I.ABS, 0, 0, n.k) if n.kind == "ld" else Insn(I.ALU | n.op | I.K, 0, 0, n.k))
-            pos[id(n)] = place(ins)
+            pos[id(n)] = place(Insn(_STEP[n.kind] | n.op, 0, 0, n.k))
             continue
         # conditional jump: fix the far edges with trampolines, then write it
         assert n.t is not None and n.f is not None
@@ -74,6 +76,7 @@ def emit(root: Node) -> tuple[Insn, ...]:
         if len(rev) - qf > MAX_JUMP:  # the t trampoline pushed f out of reach
             qf = reach(n.f, MAX_JUMP)
         here = len(rev) + 1
-        pos[id(n)] = place(Insn(I.JMP | n.op | I.K, here - qt - 1, here - qf - 1, n.k))
+        src = I.X if n.kind == "jmpx" else I.K
+        pos[id(n)] = place(Insn(I.JMP | n.op | src, here - qt - 1, here - qf - 1, n.k))
     rev.reverse()
     return tuple(rev)

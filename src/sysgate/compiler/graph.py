@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Callable, Iterator
 
 from ..bpf import insn as I
-from ..policy import Condition, Op
+from ..policy import Compare, Condition, Op, Term
 
 U32 = 0xFFFFFFFF
 
@@ -22,7 +22,9 @@ class Node:
     __slots__ = ("kind", "k", "t", "f", "op", "key")
 
     def __init__(self, kind: str, op: int, k: int, t: "Node | None", f: "Node | None") -> None:
-        self.kind = kind  # "ret" | "ld" | "alu" | "jmp"
+        # "ret" | "ld" | "alu" | "jmp", and for argument-to-argument compares "ldi" (A = k),
+        # "st" (M[k] = A), "ldxm" (X = M[k]), "tax" (X = A), "alux" (A op= X), "jmpx" (A op X)
+        self.kind = kind
         self.op = op
         self.k = k
         self.t = t  # next for ld/alu, taken edge for jmp
@@ -65,6 +67,97 @@ class Graph:
         if t is f:
             return t
         return self._make("jmp", op, k & U32, t, f)
+
+    def op1(self, kind: str, k: int, nxt: Node, op: int = 0) -> Node:
+        """A straight-line step other than ``ld``/``alu`` (see :class:`Node`)."""
+        return self._make(kind, op, k & U32, nxt, None)
+
+    def jmpx(self, op: int, t: Node, f: Node) -> Node:
+        if t is f:
+            return t
+        return self._make("jmpx", op, 0, t, f)
+
+    # --- argument-to-argument compares -----------------------------------------------------
+    def compare(self, c: Compare, lo_hi: dict[int, tuple[int, int]], t: Node, f: Node) -> Node:
+        """Code that goes to ``t`` when ``c`` holds, else ``f``: word by word, high word first."""
+        op = c.op
+        if op is Op.NE:
+            op, t, f = Op.EQ, f, t
+        elif op is Op.LT:
+            op, t, f = Op.GE, f, t
+        elif op is Op.LE:
+            op, t, f = Op.GT, f, t
+        jop = {Op.EQ: I.JEQ, Op.GT: I.JGT, Op.GE: I.JGE}[op]
+        low = self._cmp_word(jop, c.left, c.right, 0, lo_hi, t, f)
+        if c.width == 32:
+            return low
+        if op is Op.EQ:
+            return self._cmp_word(I.JEQ, c.left, c.right, 1, lo_hi, low, f)
+        # Greater in the high word decides; equal high words leave it to the low word.
+        equal_hi = self._cmp_word(I.JEQ, c.left, c.right, 1, lo_hi, low, f)
+        return self._cmp_word(I.JGT, c.left, c.right, 1, lo_hi, t, equal_hi)
+
+    @staticmethod
+    def _wconst(term: Term, word: int) -> int | None:
+        """The value of ``term``'s low (0) or high (1) word when no argument can change it."""
+        if term.kind == "const":
+            return (term.value >> (32 * word)) & U32
+        if term.kind == "arg":
+            return None
+        assert term.left is not None and term.right is not None
+        a, b = Graph._wconst(term.left, word), Graph._wconst(term.right, word)
+        if a is not None and b is not None:
+            return a & b if term.kind == "&" else a | b
+        clobber = 0 if term.kind == "&" else U32
+        return clobber if clobber in (a, b) else None
+
+    def _cmp_word(self, jop: int, left: Term, right: Term, word: int, lo_hi: dict[int, tuple[int, int]],
+                  t: Node, f: Node) -> Node:
+        lc, rc = self._wconst(left, word), self._wconst(right, word)
+        if lc is not None and rc is not None:
+            holds = {I.JEQ: lc == rc, I.JGT: lc > rc, I.JGE: lc >= rc}[jop]
+            return t if holds else f
+        if lc is not None:  # constant on the left: mirror the test
+            if jop == I.JEQ:
+                return self._cmp_word(jop, right, left, word, lo_hi, t, f)
+            # c > R  <=>  not R >= c;  c >= R  <=>  not R > c
+            return self._cmp_word(I.JGE if jop == I.JGT else I.JGT, right, left, word, lo_hi, f, t)
+        if rc is not None:
+            return self._load(left, word, 0, lo_hi, self.jmp(jop, rc, t, f))
+        test = self.jmpx(jop, t, f)
+        if left.kind == "arg":
+            return self._load(right, word, 0, lo_hi, self.op1("tax", 0, self._load(left, word, 0, lo_hi, test)))
+        return self._spill(right, left, word, 0, lo_hi, test)
+
+    def _spill(self, first: Term, then: Term, word: int, sp: int, lo_hi: dict[int, tuple[int, int]],
+               nxt: Node) -> Node:
+        """A = ``first``; M[sp] = A; A = ``then``; X = M[sp]; then ``nxt`` (which uses A and X)."""
+        if sp >= I.BPF_MEMWORDS:
+            raise ValueError(f"argument expression needs more than {I.BPF_MEMWORDS} words of scratch memory")
+        rest = self._load(then, word, sp + 1, lo_hi, self.op1("ldxm", sp, nxt))
+        return self._load(first, word, sp, lo_hi, self.op1("st", sp, rest))
+
+    def _load(self, term: Term, word: int, sp: int, lo_hi: dict[int, tuple[int, int]], nxt: Node) -> Node:
+        """Code that puts ``term``'s word in A (scratch words from ``sp`` up are free), then ``nxt``."""
+        v = self._wconst(term, word)
+        if v is not None:
+            return self.op1("ldi", v, nxt)
+        if term.kind == "arg":
+            return self.ld(lo_hi[term.value][word], nxt)
+        assert term.left is not None and term.right is not None
+        left, right = term.left, term.right
+        op = I.AND if term.kind == "&" else I.OR
+        lc, rc = self._wconst(left, word), self._wconst(right, word)
+        if lc is not None:
+            left, right, lc, rc = right, left, rc, lc
+        if rc is not None:
+            if rc == (U32 if op == I.AND else 0):  # identity
+                return self._load(left, word, sp, lo_hi, nxt)
+            return self._load(left, word, sp, lo_hi, self.alu(op, rc, nxt))
+        step = self.op1("alux", 0, nxt, op)
+        if left.kind == "arg":
+            return self._load(right, word, sp, lo_hi, self.op1("tax", 0, self.ld(lo_hi[left.value][word], step)))
+        return self._spill(right, left, word, sp, lo_hi, step)
 
     # --- argument conditions -------------------------------------------------------------
     def cond(self, c: Condition, lo_off: int, hi_off: int, full: bool, t: Node, f: Node) -> Node:
@@ -175,9 +268,11 @@ def drop_redundant_loads(root: Node, a_at_root: int | None, remake: Callable[[No
         s = state[id(n)]
         if n.kind == "ld":
             meet(n.t, n.k)  # type: ignore[arg-type]
-        elif n.kind == "alu":
+        elif n.kind in ("alu", "alux", "ldi"):
             meet(n.t, UNKNOWN)  # type: ignore[arg-type]
-        elif n.kind == "jmp":
+        elif n.kind in ("st", "ldxm", "tax"):  # A unchanged
+            meet(n.t, s)  # type: ignore[arg-type]
+        elif n.kind in ("jmp", "jmpx"):
             meet(n.t, s)  # type: ignore[arg-type]
             meet(n.f, s)  # type: ignore[arg-type]
 

@@ -7,8 +7,8 @@ settled at compile time, so later stages only lay out and encode.
 from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
-from ..policy import Action, Condition, Op, Policy
 from ..immutable import Record
+from ..policy import Action, Compare, Condition, Op, Policy
 from .multiplex import multiplexed_rules
 
 U32 = 0xFFFFFFFF
@@ -46,6 +46,8 @@ class Lowered:
 
 def _const(cond: Condition, bits: int) -> bool | None:
     """Settle a condition that is always true or always false on an ABI with ``bits``-wide args."""
+    if isinstance(cond, Compare):
+        return None  # compiled as written: the high words of a 32-bit ABI's arguments read as 0
     width = min(cond.width, bits)
     top = U32 if width == 32 else U64
     v = cond.value
@@ -72,7 +74,7 @@ def _const(cond: Condition, bits: int) -> bool | None:
 
 def _narrow(cond: Condition, bits: int) -> Condition:
     """On a 32-bit ABI every comparison is on the low word (the kernel zero-extends)."""
-    if bits == 32 and cond.width == 64:
+    if bits == 32 and cond.width == 64 and not isinstance(cond, Compare):
         return Condition(cond.arg, cond.op, cond.value & U32,
                          cond.mask & U32 if cond.op is Op.MASKED_EQ else U64, 32)
     return cond

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..immutable import Record
 
 __all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "read_limited", "decode_text",
-           "load_json", "warn", "MAX_INPUT_BYTES"]
+           "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
 
 #: The most any input (profile, program, listing, included file, standard input) may hold. Real
 #: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
@@ -24,7 +24,34 @@ MAX_INPUT_BYTES = 16 << 20
 
 
 class ProfileError(UserError):  # a ValueError
-    """A profile that cannot be read; the message names the file and place."""
+    """A profile that cannot be read; the message names the file and place.
+
+    Errors of the text formats also carry the offending ``source_line`` and the 1-based
+    ``column`` in it, which the command line shows under the message with a caret.
+    """
+
+    source_line: str | None = None
+    column: int | None = None
+
+    def at(self, source_line: str, column: int) -> "ProfileError":
+        """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
+        self.source_line, self.column = source_line, column
+        return self
+
+
+def caret_lines(message: str, e: BaseException) -> str:
+    """``message``, then the source line and a caret under the column, when ``e`` carries them.
+
+    Two lines: the message followed by the source line (tabs as spaces), then the caret.
+    """
+    src, col = getattr(e, "source_line", None), getattr(e, "column", None)
+    if src is None or col is None:
+        return message
+    src = src.replace("\t", " ")[:200].rstrip()
+    stripped = src.lstrip()
+    col -= len(src) - len(stripped)
+    head = f"{message}: {stripped}"
+    return head + "\n" + " " * (len(head) - len(stripped) + max(col, 1) - 1) + "^"
 
 
 class ProfileWarning(UserWarning, ValueError):

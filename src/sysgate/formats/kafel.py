@@ -13,16 +13,21 @@
 
 The first matching rule decides (in the order the policy lists them, ``USE`` pasting a
 previously defined policy in place); ``DEFAULT`` (or ``USE p DEFAULT a``) applies otherwise,
-KILL when absent. Actions: ALLOW, LOG, KILL/KILL_THREAD/DENY (kill-thread), KILL_PROCESS,
-USER_NOTIF, ERRNO(n), TRACE(n) and TRAP(0) (sysgate's trap has no value). Expressions: ``==
-!= < <= > >= && || !``, ``,`` (an OR of lowest precedence), ``&`` and ``|`` on values,
-``(arg & MASK) OP value``. Arguments are named as declared (``write(fd, buf, count)``) or,
-undeclared, by the kernel's names (:mod:`.argnames`). Like Kafel, a comparison is 64-bit
-only when the argument's C type is (``size_t``, pointers) or a constant exceeds 32 bits; an
-``int`` argument is compared on its low 32 bits. Constants are ``#define``-d or named
-constants of the target architecture. ``#include "file"`` is relative to the including file;
-include loops are errors. Comparing two arguments with each other (``fd != count``) is not
-expressible in sysgate's policy model and is refused with a clear message.
+KILL when absent. Blocks may stand at top level too, separated by commas as inside a POLICY.
+Actions: ALLOW, LOG, KILL/KILL_THREAD/DENY (kill-thread), KILL_PROCESS, USER_NOTIF, ERRNO(n),
+TRACE(n) and TRAP(0) (sysgate's trap has no value). Expressions: ``== != < <= > >= && || !``,
+``,`` (an OR of lowest precedence), ``&`` and ``|`` on values. A value may combine arguments
+(``(fd & buf) == 0``, ``fd < count``): such comparisons become :class:`~sysgate.policy.Compare`.
+
+Names are Kafel's own (:mod:`.kafel_syscalls`, from libkafel's tables) on the architectures
+Kafel has (``geteuid`` on x86 is Kafel's 201, sysgate's ``geteuid32``; ``newfstat`` on x86_64),
+sysgate's elsewhere. Arguments are named as declared (``write(fd, buf, count)``: each 8 bytes,
+as in Kafel) or, undeclared, by Kafel's table, whose sizes say which are 4 bytes. As in Kafel, a
+comparison tests both words when an argument in it is 8 bytes or a constant needs more than 32
+bits, and the low words only otherwise. Constants are ``#define``-d or named constants of the
+target architecture. ``#include "file"`` is relative to the including file, then the include
+directory (``base_dir``); include loops are errors. ``ON arch`` and ``ON { a, b }`` take Kafel's
+architecture names (``amd64``, ``i386``, ``arm64``, ...).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
+from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from ..immutable import Record
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
@@ -74,9 +79,10 @@ _Tok = Token
 
 
 class _Error(ProfileError):
-    def __init__(self, msg: str, pos: int = -1) -> None:
+    def __init__(self, msg: str, pos: int = -1, loc: tuple[str, int, int] | None = None) -> None:
         super().__init__(msg)
         self.pos = pos
+        self.loc = loc  # (file, line, 1-based column), to show the source line
 
 
 def _tokenize(text: str, file: str) -> list[_Tok]:
@@ -85,12 +91,14 @@ def _tokenize(text: str, file: str) -> list[_Tok]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise _Error(f"{file}:{line}:{pos - line_start + 1}: invalid character {text[pos]!r}")
+            col = pos - line_start + 1
+            raise _Error(f"{file}:{line}:{col}: invalid character {text[pos]!r}", loc=(file, line, col))
         kind = m.lastgroup or ""
         if kind == "BCOMMENT":
             end = text.find("*/", pos + 2)
             if end < 0:
-                raise _Error(f"{file}:{line}:{pos - line_start + 1}: unterminated comment")
+                col = pos - line_start + 1
+                raise _Error(f"{file}:{line}:{col}: unterminated comment", loc=(file, line, col))
             for k in range(pos, end):
                 if text[k] == "\n":
                     line, line_start = line + 1, k + 1
@@ -124,15 +132,69 @@ def _number(text: str) -> int:
     return (-v) & U64 if neg else v
 
 
-class _Val(Record):
-    """A value expression: a constant, or an argument ANDed with a mask."""
+class _AnyArg(dict):
+    """Argument names of a rule for another architecture: any name parses, none is resolved."""
 
-    __slots__ = ("const", "arg", "mask", "width")
-    _defaults = {"const": None, "arg": None, "mask": U64, "width": 64}
-    const: int | None
-    arg: int | None
-    mask: int
-    width: int  # of the argument's C type
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: object) -> tuple[int, int]:
+        return (0, 64)
+
+
+# Kafel's architecture names (kafel's syscall.c, matched without case) -> sysgate's.
+_KAFEL_ARCHES = {"arm": "arm", "aarch64": "aarch64", "arm64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64",
+                 "x86": "x86", "i386": "x86", "mips": "mips", "mipso32": "mips", "mips64": "mips64",
+                 "riscv64": "riscv64", "rv64": "riscv64", "m68k": "m68k"}
+
+
+# Value expressions: ("num", v) | ("var", index, bits) | ("&" or "|", left, right), simplified as
+# Kafel's expr_simplify does (constants folded, x & 0 -> 0, x & ~0 -> x, x | 0 -> x, x | ~0 -> ~0),
+# because what is left decides whether Kafel compares one word or two.
+def _combine(kind: str, a: tuple, b: tuple) -> tuple:
+    if a[0] == "num" and b[0] == "num":
+        return ("num", a[1] & b[1] if kind == "&" else a[1] | b[1])
+    if a[0] == "num":
+        a, b = b, a
+    if b[0] == "num":
+        clobber, identity = (0, U64) if kind == "&" else (U64, 0)
+        if b[1] == clobber:
+            return ("num", clobber)
+        if b[1] == identity:
+            return a
+    return (kind, a, b, 1 + max(_vdepth(a), _vdepth(b)))
+
+
+def _vdepth(v: tuple) -> int:
+    return v[3] if len(v) == 4 else 1
+
+
+def _is_64bit(v: tuple) -> bool:
+    if v[0] == "num":
+        return v[1] > U32
+    if v[0] == "var":
+        return v[2] == 64
+    return _is_64bit(v[1]) or _is_64bit(v[2])
+
+
+def _as_masked(v: tuple) -> tuple[int, int] | None:
+    """(argument, mask) when ``v`` is one argument ANDed with constants."""
+    if v[0] == "var":
+        return v[1], U64
+    if v[0] == "&":
+        for x, y in ((v[1], v[2]), (v[2], v[1])):
+            inner = _as_masked(x)
+            if inner is not None and y[0] == "num":
+                return inner[0], inner[1] & y[1]
+    return None
+
+
+def _term(v: tuple) -> Term:
+    if v[0] == "num":
+        return Term.const(v[1])
+    if v[0] == "var":
+        return Term.arg(v[1])
+    return Term.combine(v[0], _term(v[1]), _term(v[2]))
 
 
 class _Parser:
@@ -146,8 +208,10 @@ class _Parser:
         self.stack: list[str] = []
         self.toks: list[_Tok] = []
         self.i = 0
-        self.args: dict[str, tuple[int, int]] = {}  # name -> (index, width) for the current syscall
+        self.args: dict[str, tuple[int, int]] = {}  # name -> (index, bits) for the current syscall
         self.depth = 0
+        self.statements = 0  # Kafel's grammar needs at least one (an #include is not one)
+        self.texts: dict[str, str] = {}  # file -> text, for showing the line of an error
 
     # -- token helpers (newlines only matter to #include and #define)
     def peek(self, skip_nl: bool = True) -> _Tok | None:
@@ -168,7 +232,7 @@ class _Parser:
         return t
 
     def fail(self, t: _Tok, msg: str) -> _Error:
-        return _Error(f"{t.file}:{t.line}:{t.col}: {msg}", self.i)
+        return _Error(f"{t.file}:{t.line}:{t.col}: {msg}", self.i, (t.file, t.line, t.col))
 
     def expect(self, value: str, what: str | None = None) -> _Tok:
         t = self.next(what or f"'{value}'")
@@ -185,6 +249,7 @@ class _Parser:
 
     # -- statements
     def parse(self, text: str, file: str) -> None:
+        self.texts[file] = text
         saved = (self.toks, self.i)
         self.toks, self.i = _tokenize(text, file), 0
         try:
@@ -195,6 +260,8 @@ class _Parser:
 
     def statement(self) -> None:
         t = self.next("a statement")
+        if not (t.value == "#" and self.peek() is not None and self.peek().value == "include"):  # type: ignore[union-attr]
+            self.statements += 1
         if t.value == "#":
             d = self.next("define or include")
             if d.value == "define":
@@ -212,29 +279,28 @@ class _Parser:
             self.expect("{")
             entries: list[tuple[str | int, L.DNF, Action]] = []
             if not self.accept("}"):
-                while True:
-                    entries.extend(self.policy_statement())
-                    if self.accept(","):
-                        continue
-                    self.expect("}", "',' or '}'")
-                    break
+                entries = self.policy_statements()
+                self.expect("}", "',' or '}'")
             self.policies[name.value] = entries
-        elif t.kind == "USE":
-            self.i -= 1
-            self.top.extend(self.use())
-            if self.accept("DEFAULT"):
-                self.default = self.action()
         elif t.kind == "DEFAULT":
             if self.default is not None:
-                raise self.fail(t, "the default action is given more than once")
+                raise self.fail(t, "Redefinition of default action")
             self.default = self.action()
-        elif t.kind in _SIMPLE or t.kind in _VALUED:
+        elif t.kind == "USE" or t.kind in _SIMPLE or t.kind in _VALUED:
+            # A list of blocks at top level, as inside a POLICY: they extend the main policy.
             self.i -= 1
-            self.top.extend(self.policy_statement())
+            self.top.extend(self.policy_statements())
         elif t.value == ";":
             pass
         else:
             raise self.fail(t, f"syntax error, unexpected {t.value!r}")
+
+    def policy_statements(self) -> list[tuple[str | int, L.DNF, Action]]:
+        """``USE p`` and ``ACTION { ... }`` blocks separated by commas."""
+        out = list(self.policy_statement())
+        while self.accept(","):
+            out.extend(self.policy_statement())
+        return out
 
     def define(self, d: _Tok) -> None:
         name = self.next("constant name")
@@ -243,30 +309,37 @@ class _Parser:
         num = self.next("number")
         if num.kind != "NUM":
             raise self.fail(num, "expected a number")
-        if name.value in self.consts:
-            raise self.fail(d, f"Redefinition of constant `{name.value}'")
-        try:
-            self.consts[name.value] = _number(num.value)
-        except ValueError:
-            raise self.fail(num, "number out of range") from None
+        value = self.number_value(num)
+        if name.value in self.consts and self.consts[name.value] != value:
+            raise self.fail(d, f"Redefinition of constant `{name.value}' with different value "
+                               f"(was: {self.consts[name.value]} is: {value})")
+        self.consts[name.value] = value
 
     def include(self, d: _Tok) -> None:
         files = []
+        prev = d
         while True:
             t = self.peek(skip_nl=False)
-            if t is None or t.kind == "NL" or t.value == ";":
-                if t is not None:
-                    self.i += 1
+            if t is None:  # as in Kafel, a newline or ';' must end the statement
+                raise self.fail(prev, "unterminated include statement")
+            if t.kind == "NL" or t.value == ";":
+                self.i += 1
                 break
             self.i += 1
             if t.kind != "STRING":
                 raise self.fail(t, "expected a quoted file name")
+            if t.line == prev.line and t.col == prev.col + len(prev.value):
+                raise self.fail(t, "unexpected filename (a space must come before it)")
             files.append(t)
+            prev = t
         if not files:
             raise self.fail(d, "#include needs a file name")
         for f in files:
+            # Relative to the including file, then in the include directory (Kafel's search path).
             here = os.path.dirname(self.stack[-1]) if self.stack else self.base_dir
             path = os.path.realpath(os.path.join(here, f.value[1:-1]))
+            if not os.path.exists(path) and here != self.base_dir:
+                path = os.path.realpath(os.path.join(self.base_dir, f.value[1:-1]))
             if path in self.stack:
                 chain = " -> ".join(os.path.basename(x) for x in self.stack[self.stack.index(path):] + [path])
                 raise self.fail(f, f"include loop: {chain}")
@@ -338,12 +411,63 @@ class _Parser:
             return self.consts[t.value]
         raise self.fail(t, f"expected a number, found {t.value!r}")
 
-    def syscall_filter(self) -> list[tuple[str | int, L.DNF]]:
+    def resolve(self, t: _Tok) -> tuple[list[str | int], tuple[tuple[str, int], ...]]:
+        """Syscalls a name stands for on the target arch, and their argument names and widths.
+
+        On the architectures Kafel has, names, numbers and argument sizes are Kafel's own
+        (libkafel's tables): ``geteuid`` on x86 is Kafel's 201, sysgate's ``geteuid32``.
+        """
         from .argnames import ARGS
+        from .kafel_syscalls import table as kafel_table
         from .syscall_names import UnknownName, expand
 
+        table = kafel_table(self.arch.name)
+        if table is not None and t.kind == "IDENT":
+            entry = table.get(t.value)
+            if entry is None:
+                nr = self.arch.syscalls.get(t.value)
+                kafel_names = sorted(k for k, (n, _) in table.items() if n == nr) if nr is not None else []
+                hint = (f"; Kafel calls syscall {nr} `{kafel_names[0]}'" if kafel_names else
+                        f"; write SYSCALL[{nr}]" if nr is not None else "")
+                raise self.fail(t, f"Undefined identifier `{t.value}' (not a syscall Kafel knows on "
+                                   f"{self.arch.name}{hint})")
+            nr, args = entry
+            name = self.arch.name_of(nr)
+            return [name if name is not None else nr], args
+        try:
+            names: list[str | int] = list(expand(_ALIASES.get(t.value, t.value)))
+        except UnknownName as e:
+            raise self.fail(t, f"Undefined syscall `{t.value}' ({e})") from None
+        return names, (ARGS.get(str(names[0]), ()) if t.kind == "IDENT" else ())
+
+    def arch_guard(self) -> set[str]:
+        """The arches after ``ON`` (Kafel's names, or sysgate's for arches Kafel lacks)."""
+        archs = []
+        if self.accept("{"):
+            while True:
+                archs.append(self.next("architecture"))
+                if self.accept(","):
+                    continue
+                self.expect("}", "',' or '}'")
+                break
+        else:
+            archs.append(self.next("architecture"))
+        wanted: set[str] = set()
+        for a in archs:
+            name = _KAFEL_ARCHES.get(a.value.lower())
+            if name is None:
+                try:
+                    name = _arch.get(a.value).name
+                except _arch.UnknownArch:
+                    raise self.fail(a, f"Unknown architecture `{a.value}'") from None
+            if name in wanted:
+                raise self.fail(a, f"Duplicate architecture `{a.value}'")
+            wanted.add(name)
+        return wanted
+
+    def syscall_filter(self) -> list[tuple[str | int, L.DNF]]:
         t = self.next("a syscall")
-        names: list[str | int]
+        names: list[str | int] = []
         known_args: tuple[tuple[str, int], ...] = ()
         if t.kind == "SYSCALL":
             self.expect("[")
@@ -352,18 +476,11 @@ class _Parser:
             self.expect("]")
         elif t.kind == "IDENT" and t.value in self.consts:
             names = [self.consts[t.value] & U32]
-        elif t.kind in ("IDENT", "GROUP"):
-            try:
-                names = list(expand(_ALIASES.get(t.value, t.value)))
-            except UnknownName as e:
-                raise self.fail(t, f"Undefined syscall `{t.value}' ({e})") from None
-            if t.kind == "IDENT":
-                known_args = ARGS.get(str(names[0]), ())
-        else:
+        elif t.kind not in ("IDENT", "GROUP"):
             raise self.fail(t, f"expected a syscall name, found {t.value!r}")
-        self.args = {n: (k, w) for k, (n, w) in enumerate(known_args)}
+        declared: list[str] | None = None
         if self.accept("("):
-            declared: list[str] = []
+            declared = []
             if not self.accept(")"):
                 while True:
                     a = self.next("argument name")
@@ -378,32 +495,23 @@ class _Parser:
                         continue
                     self.expect(")", "',' or ')'")
                     break
-            # Declared names take Kafel's width for that position, or 64 bits.
-            self.args = {n: (k, known_args[k][1] if k < len(known_args) else 64) for k, n in enumerate(declared)}
         skip = False
         if self.accept("ON"):
-            archs = []
-            if self.accept("{"):
-                while True:
-                    archs.append(self.next("architecture"))
-                    if self.accept(","):
-                        continue
-                    self.expect("}", "',' or '}'")
-                    break
-            else:
-                archs.append(self.next("architecture"))
-            wanted = set()
-            for a in archs:
-                try:
-                    wanted.add(_arch.get(a.value).name)
-                except _arch.UnknownArch:
-                    raise self.fail(a, f"unknown architecture {a.value!r}") from None
-            skip = self.arch.name not in wanted
+            skip = self.arch.name not in self.arch_guard()
+        if not names and not skip:  # a name is looked up only where the rule applies, as Kafel does
+            names, known_args = self.resolve(t)
+        if declared is not None:
+            # Kafel gives every declared argument 8 bytes, whatever the kernel's C type.
+            self.args = {n: (k, 64) for k, n in enumerate(declared)}
+        else:
+            self.args = {n: (k, w) for k, (n, w) in enumerate(known_args)}
         expr = L.TRUE
         if self.accept("{"):
             if not self.accept("}"):
                 if t.kind == "GROUP":
                     raise self.fail(t, "argument filters need a single syscall, not a group")
+                if skip:  # still parsed for its syntax; names are not resolved
+                    self.args = _AnyArg()
                 expr = self.bool_expr()
                 self.expect("}", "'}'")
         self.args = {}
@@ -447,7 +555,8 @@ class _Parser:
         self.depth += 1
         if self.depth > MAX_NESTING:
             t = self.peek()
-            raise (self.fail(t, "expression nested too deeply") if t else _Error("expression nested too deeply"))
+            msg = f"expression nested deeper than {MAX_NESTING} levels"
+            raise (self.fail(t, msg) if t else _Error(msg))
         try:
             return f()
         finally:
@@ -462,6 +571,8 @@ class _Parser:
                 continue
             if v == "(":
                 level += 1
+                if level > MAX_NESTING:
+                    raise self.fail(self.toks[j], f"expression nested deeper than {MAX_NESTING} levels")
             elif v == ")":
                 level -= 1
                 if level == 0:
@@ -479,73 +590,64 @@ class _Parser:
             raise self.fail(t, f"expected a comparison operator, found {t.value!r}")
         op = ops[t.value]
         right = self.value()
-        if left.arg is None and right.arg is None:
-            a, b = left.const, right.const
-            assert a is not None and b is not None
+        if isinstance(self.args, _AnyArg):
+            return L.TRUE  # a rule for another arch: only its syntax matters
+        if left[0] == "num" and right[0] == "num":
+            a, b = left[1], right[1]
             truth = {Op.EQ: a == b, Op.NE: a != b, Op.LT: a < b, Op.LE: a <= b, Op.GT: a > b, Op.GE: a >= b}[op]
             return L.TRUE if truth else L.FALSE
-        if left.arg is not None and right.arg is not None:
-            raise self.fail(t, "comparing two arguments with each other is not expressible in sysgate "
-                               "policies (conditions compare an argument with a constant)")
-        if left.arg is None:
+        if left[0] == "var" and right[0] == "var" and left[1] == right[1]:
+            return L.TRUE if op in (Op.EQ, Op.LE, Op.GE) else L.FALSE
+        # Kafel compares both words if any argument in the comparison is 8 bytes or any constant
+        # needs more than 32 bits; otherwise the low words only.
+        width = 64 if _is_64bit(left) or _is_64bit(right) else 32
+        if left[0] == "num":
             left, right, op = right, left, _MIRROR[op]
-        v = right.const
-        assert v is not None and left.arg is not None
-        # Kafel compares 64 bits only if the argument's type or some constant (the mask too) needs it;
-        # a mask of all ones is simplified away by Kafel before that test.
-        wide = left.width == 64 or v > U32 or (left.mask != U64 and left.mask > U32)
-        width = 64 if wide else 32
-        return L.masked_compare(left.arg, left.mask if wide else left.mask & U32, op, v, width)
+        masked = _as_masked(left)
+        if masked is not None and right[0] == "num":
+            arg, mask = masked
+            return L.masked_compare(arg, mask if width == 64 else mask & U32, op, right[1], width)
+        return ((Compare(_term(left), op, _term(right), width),),)
 
-    def value(self) -> _Val:
+    def value(self) -> tuple:
         v = self.band()
-        while True:
-            t = self.peek()
-            if t is None or t.value != "|":
-                return v
-            self.next("|")
-            w = self.band()
-            if v.arg is not None or w.arg is not None:
-                raise self.fail(t, "'|' with an argument is not expressible in sysgate policies")
-            v = _Val(const=(v.const or 0) | (w.const or 0))
+        while self.accept("|"):
+            v = self.deep_enough(_combine("|", v, self.band()))
+        return v
 
-    def band(self) -> _Val:
+    def band(self) -> tuple:
         v = self.vatom()
-        while True:
-            t = self.peek()
-            if t is None or t.value != "&":
-                return v
-            self.next("&")
-            w = self.vatom()
-            if v.arg is not None and w.arg is not None:
-                raise self.fail(t, "'&' of two arguments is not expressible in sysgate policies "
-                                   "(conditions compare an argument with a constant)")
-            if v.arg is None and w.arg is None:
-                v = _Val(const=(v.const or 0) & (w.const or 0))
-            else:
-                a, c = (v, w) if v.arg is not None else (w, v)
-                v = _Val(arg=a.arg, mask=a.mask & (c.const or 0), width=a.width)
+        while self.accept("&"):
+            v = self.deep_enough(_combine("&", v, self.vatom()))
+        return v
 
-    def vatom(self) -> _Val:
+    def deep_enough(self, v: tuple) -> tuple:
+        """``v``, unless the value expression has grown deeper than sysgate compiles."""
+        if _vdepth(v) > MAX_NESTING:
+            t = self.peek() or self.toks[self.i - 1]
+            raise self.fail(t, f"value expression nested deeper than {MAX_NESTING} levels")
+        return v
+
+    def vatom(self) -> tuple:
         t = self.next("a value")
         if t.value == "(":
             v = self.nested(self.value)
             self.expect(")")
             return v
         if t.kind == "NUM":
-            return _Val(const=self.number_value(t))
+            return ("num", self.number_value(t))
         if t.kind == "IDENT":
             if t.value in self.consts:
-                return _Val(const=self.consts[t.value])
+                return ("num", self.consts[t.value])
             if t.value in self.args:
                 idx, width = self.args[t.value]
-                return _Val(arg=idx, width=width)
+                return ("var", idx, width)
             from ..constants import UnknownConstant, lookup
 
             try:
-                return _Val(const=lookup(t.value, self.arch) & U64)
+                return ("num", lookup(t.value, self.arch) & U64)
             except UnknownConstant:
-                raise self.fail(t, f"Undefined argument `{t.value}'") from None
+                raise self.fail(t, f"Undefined identifier `{t.value}'") from None
         raise self.fail(t, f"expected a value, found {t.value!r}")
 
     def policy(self, source: str) -> Policy:
@@ -581,9 +683,18 @@ def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches
             p.stack.append(os.path.realpath(source))
         try:
             p.parse(text, source)
+            if not p.statements:
+                raise ProfileError(f"{source}: syntax error, unexpected end of file (no statement: "
+                                   f"an empty Kafel policy is an error, as in Kafel)")
             pol = p.policy(source)
         except L.TooComplex as e:
             raise ProfileError(f"{source}: expression too complex to convert ({e})") from None
+        except _Error as e:
+            if e.loc is not None and e.loc[0] in p.texts:
+                lines = p.texts[e.loc[0]].split("\n")
+                if 0 < e.loc[1] <= len(lines):
+                    e.at(lines[e.loc[1] - 1], e.loc[2])
+            raise
         if first is None:
             first = pol
         elif set(pol.rules) != set(first.rules) or pol.default != first.default:
@@ -612,51 +723,103 @@ def _action_text(a: Action) -> str:
             ActionKind.KILL_PROCESS: "KILL_PROCESS", ActionKind.USER_NOTIF: "USER_NOTIF"}[a.kind]
 
 
-def _cond_text(c: Condition, arg_width: int) -> str:
-    """One condition as a Kafel expression, given how wide Kafel takes the argument to be."""
+def _cond_text(c: Condition | Compare) -> str:
+    """One condition as a Kafel expression over declared (so 8-byte) arguments ``a0``..``a5``."""
+    if isinstance(c, Compare):
+        left, right = _term_text(c.left), _term_text(c.right)
+        if c.width == 32:
+            left, right = f"({left} & 0xffffffff)", f"({right} & 0xffffffff)"
+        return f"{left} {c.op.value} {right}"
     a = f"a{c.arg}"
     if c.op is Op.MASKED_EQ:
         return f"({a} & {c.mask:#x}) == {c.value:#x}"
     if c.width == 32:
-        return f"{a} {c.op.value} {c.value:#x}" if arg_width == 32 else f"({a} & 0xffffffff) {c.op.value} {c.value:#x}"
-    if arg_width == 64 or c.value > U32:
-        return f"{a} {c.op.value} {c.value:#x}"
-    # A 64-bit test of an argument Kafel compares on its low word only: test the high word too.
-    base = f"{a} {c.op.value} {c.value:#x}"
-    if c.op in (Op.EQ, Op.LT, Op.LE):
-        return f"{base} && ({a} & {HI:#x}) == 0"
-    return f"({base} || ({a} & {HI:#x}) != 0)"
+        return f"({a} & 0xffffffff) {c.op.value} {c.value:#x}"
+    return f"{a} {c.op.value} {c.value:#x}"
+
+
+def _term_text(t: Term) -> str:
+    if t.kind == "arg":
+        return f"a{t.value}"
+    if t.kind == "const":
+        return f"{t.value:#x}"
+    assert t.left is not None and t.right is not None
+    return f"({_term_text(t.left)} {t.kind} {_term_text(t.right)})"
+
+
+def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, list[str]]]:
+    """How Kafel names ``syscall`` on each of ``arches``: [(spelling, arches using it)].
+
+    Kafel's own names (``newfstat`` for libseccomp's ``fstat``), ``SYSCALL[n]`` where Kafel has no
+    name for the number; arches that lack the syscall are left out.
+    """
+    from .kafel_syscalls import table as kafel_table
+
+    out: dict[str, list[str]] = {}
+    for name in arches:
+        a = _arch.get(name)
+        if isinstance(syscall, int):
+            out.setdefault(f"SYSCALL[{syscall}]", []).append(name)
+            continue
+        nr = a.syscalls.get(syscall)
+        if nr is None:
+            continue
+        table = kafel_table(name)
+        if table is None:  # not an arch Kafel has: sysgate's name (read back by sysgate only)
+            out.setdefault(syscall, []).append(name)
+            continue
+        # (Kafel's lexer takes identifiers that start with a letter: "_llseek" must be a number.)
+        names = sorted(k for k, (n, _) in table.items() if n == nr and k[:1].isalpha())
+        spelling = syscall if syscall in names else (names[0] if names else f"SYSCALL[{nr}]")
+        out.setdefault(spelling, []).append(name)
+    return list(out.items())
+
+
+# sysgate's arch names -> Kafel's names for ON guards.
+_KAFEL_ON = {"x86_64": "x86_64", "x86": "x86", "aarch64": "aarch64", "arm": "arm", "mips": "mips",
+             "mips64": "mips64", "riscv64": "riscv64", "m68k": "m68k"}
 
 
 def export(policy: Policy, *, name: str = "sysgate") -> Exported:
-    """The policy as a Kafel file (one POLICY, then ``USE name DEFAULT action``), with its losses."""
-    from .argnames import ARGS
+    """The policy as a Kafel file (one POLICY, then ``USE name DEFAULT action``), with its losses.
 
+    Syscalls take Kafel's names on each architecture the policy covers; where they differ
+    between architectures, each spelling gets an ``ON`` guard. Arguments are declared, so every
+    comparison says explicitly which words it tests.
+    """
     losses: list[str] = []
     blocks: dict[Action, list[str]] = {}
-    if len(policy.arches) > 1:
-        losses.append(f"Kafel policies do not name architectures; this one covers {', '.join(policy.arches)}, "
-                      f"the file covers those it is compiled for")
+    arches = list(policy.arches) or [_arch.native().name]
+    lacking = [a for a in arches if a not in _KAFEL_ON]
+    if lacking:
+        losses.append(f"Kafel has none of the architectures {', '.join(lacking)}: the file names their syscalls "
+                      f"as sysgate does, and only sysgate reads them")
+    if len(arches) > 1 and lacking:
+        arches = [a for a in arches if a in _KAFEL_ON] or arches
     if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
         losses.append(f"Kafel cannot choose the action for other architectures (policy: {policy.bad_arch})")
     for syscall in policy.syscalls():
-        label = f"SYSCALL[{syscall}]" if isinstance(syscall, int) else syscall
-        widths = [w for _, w in ARGS.get(syscall, ())] if isinstance(syscall, str) else []
+        spellings = _kafel_spellings(syscall, arches)
+        if not spellings:
+            continue  # on none of the covered architectures
+        labels = [sp if len(spellings) == 1 and len(on) == len(arches) else
+                  f"{sp} ON {{ {', '.join(_KAFEL_ON.get(a, a) for a in on)} }}" for sp, on in spellings]
         per_action: dict[Action, list[str]] = {}
+        used = 0
         for conds, action in L.strictest_first(policy.rules_for(syscall)):
-            if not conds:
-                per_action.setdefault(action, []).append("")
-                continue
-            clause = " && ".join(_cond_text(c, widths[c.arg] if c.arg < len(widths) else 64) for c in conds)
-            per_action.setdefault(action, []).append(clause)
+            per_action.setdefault(action, []).append(" && ".join(_cond_text(c) for c in conds))
+            for c in conds:
+                used = max([used, *(k + 1 for k in (c.reads() if isinstance(c, Compare) else {c.arg}))])
+        params = ", ".join(f"a{k}" for k in range(used))
         for action, clauses in per_action.items():
-            if "" in clauses:
-                blocks.setdefault(action, []).append(label)
-                continue
-            used = max(c.arg for conds, a in L.strictest_first(policy.rules_for(syscall)) if a == action
-                       for c in conds) + 1
-            params = ", ".join(f"a{k}" for k in range(used))
-            blocks.setdefault(action, []).append(f"{label}({params}) {{ {', '.join(clauses)} }}")
+            for label in labels:
+                if "" in clauses:
+                    blocks.setdefault(action, []).append(label)
+                    continue
+                sp, _, guard = label.partition(" ON ")
+                guard = f" ON {guard}" if guard else ""
+                blocks.setdefault(action, []).append(
+                    f"{sp}({params}){guard} {{ {', '.join(clauses)} }}")
     order = sorted(blocks, key=lambda a: (-a.strictness, a.data))
     lines = ["// generated by sysgate", f"POLICY {name} {{"]
     for k, action in enumerate(order):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..policy import Action, Condition, Op, Rule
+from ..policy import Action, Compare, Condition, Op, Rule
 
 __all__ = ["Conj", "DNF", "TRUE", "FALSE", "TooComplex", "negate", "and_", "or_", "not_", "simplify",
            "and_all", "first_match", "first_match_rules", "masked_compare", "as_64bit", "narrow32", "single_arg_options",
@@ -52,6 +52,8 @@ def _holds(c: Condition, v: int) -> bool:
 
 def negate(c: Condition) -> DNF:
     """``not c`` (a masked-equal becomes one single-bit test per bit of its mask)."""
+    if isinstance(c, Compare):
+        return ((c.replace(op=_OPPOSITE[c.op]),),)
     if c.op is Op.MASKED_EQ:
         m = c.mask & _top(c.width)
         if c.value & ~m:
@@ -59,8 +61,10 @@ def negate(c: Condition) -> DNF:
         if m == 0:
             return FALSE  # c always holds
         return tuple((Condition(c.arg, Op.MASKED_EQ, b & ~c.value, mask=b, width=c.width),) for b in _bits(m))
-    opposite = {Op.EQ: Op.NE, Op.NE: Op.EQ, Op.LT: Op.GE, Op.LE: Op.GT, Op.GT: Op.LE, Op.GE: Op.LT}
-    return ((Condition(c.arg, opposite[c.op], c.value, width=c.width),),)
+    return ((Condition(c.arg, _OPPOSITE[c.op], c.value, width=c.width),),)
+
+
+_OPPOSITE = {Op.EQ: Op.NE, Op.NE: Op.EQ, Op.LT: Op.GE, Op.LE: Op.GT, Op.GT: Op.LE, Op.GE: Op.LT}
 
 
 def _interval(c: Condition) -> tuple[int, int] | None:
@@ -86,11 +90,17 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
     an empty range, clashing masked bits); what is not found is kept, never mis-simplified.
     """
     out: list[Condition] = []
-    seen: set[Condition] = set()  # a list's `in` made a rule of n terms cost n^3 (and_ simplifies each prefix)
+    seen: set = set()  # a list's `in` made a rule of n terms cost n^3 (and_ simplifies each prefix)
+    compares: list[Compare] = []  # argument-to-argument tests: kept as written, after the others
     for c in conj:
         if c in seen:
             continue
         seen.add(c)
+        if isinstance(c, Compare):
+            if _OPPOSITE[c.op] in {k.op for k in compares if (k.left, k.right, k.width) == (c.left, c.right, c.width)}:
+                return None  # "x == y && x != y"
+            compares.append(c)
+            continue
         t = _top(c.width)
         if c.op is Op.MASKED_EQ:
             m = c.mask & t
@@ -138,7 +148,7 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
             if width == 32 and lo == hi:  # an exact low word decides the other low-word tests
                 if not all(_holds(c, lo) for c in same):
                     return None
-    return tuple(out)
+    return tuple(out) + tuple(compares)
 
 
 def _dedupe(terms: Iterable[Conj]) -> DNF:

@@ -44,6 +44,7 @@ __all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
 LOAD_OPTIONS = ("arch", "arches", "base_dir")
 U64 = (1 << 64) - 1
 INCLUDE_DEPTH = 10
+_ARCH_CONSTANTS = ("MINIJAIL_ARCH_NR", "MINIJAIL_ARCH_BITS")
 
 _TOKEN = re.compile(r"""
     (?P<COMMENT>\#.*$) | (?P<WS>\s+) | (?P<CONT>\\$)
@@ -81,11 +82,13 @@ _Tok = Token
 
 
 class _Error(ProfileError):
-    pass
+    loc: tuple[str, int, int] | None = None  # (file, line, 1-based column), to show the source line
 
 
 def _err(file: str, line: int, col: int, msg: str) -> _Error:
-    return _Error(f"{file}:{line}:{col + 1}: {msg}")
+    e = _Error(f"{file}:{line}:{col + 1}: {msg}")
+    e.loc = (file, line, col + 1)
+    return e
 
 
 def _tokenize(text: str, file: str) -> list[list[_Tok]]:
@@ -97,7 +100,8 @@ def _tokenize(text: str, file: str) -> list[list[_Tok]]:
         while pos < len(line):
             m = _TOKEN.match(line, pos)
             if m is None or m.end() == pos:
-                raise _err(file, n, pos, f"invalid token {line[pos:].split()[0]!r}")
+                word = line[pos:].split()[0]
+                raise _err(file, n, pos, f"invalid token {word if len(word) <= 40 else word[:40] + '...'!r}")
             kind = m.lastgroup or ""
             if kind not in ("COMMENT", "WS", "CONT"):
                 cur.append(_Tok(kind, m.group(), file, n, pos))
@@ -126,6 +130,7 @@ class _Parser:
         self.stack: list[str] = []
         self.seen_filter = False
         self.depth = 0
+        self.texts: dict[str, str] = {}  # file -> text, for showing the line of an error
         # syscall -> [(DNF or None, action, token)]
         self.filters: dict[str, list[tuple[L.DNF | None, Action, _Tok]]] = {}
 
@@ -150,16 +155,26 @@ class _Parser:
         if t.kind == "IDENT":
             from ..constants import UnknownConstant, lookup
 
-            try:
-                v = lookup(t.value, self.arch)
-            except UnknownConstant as e:
-                raise self.fail(t, str(e)) from None
+            if t.value in _ARCH_CONSTANTS:  # minijail's own, per arch
+                v = self.arch.token if t.value == "MINIJAIL_ARCH_NR" else self.arch.bits
+            else:
+                try:
+                    v = lookup(t.value, self.arch)
+                except UnknownConstant as e:
+                    raise self.fail(t, str(e)) from None
         elif t.kind == "NUM":
             s = t.value
             neg = s.startswith("-")
             body = s[1:] if neg else s
             base = 16 if body[:2].lower() == "0x" else 8 if len(body) > 1 and body[0] == "0" else 10
-            v = int(body, base) * (-1 if neg else 1)
+            digits = body[2:] if base == 16 else body
+            if len(digits) > 64:  # no 64-bit number is longer (and int() refuses 4,300 digits)
+                raise self.fail(t, f"number {s[:20]}... too large ({len(digits)} digits)")
+            try:
+                v = int(digits, base) * (-1 if neg else 1)
+            except ValueError:
+                kind = {16: "hexadecimal", 8: "octal", 10: "decimal"}[base]
+                raise self.fail(t, f"invalid {kind} number {s!r}") from None
         else:
             raise self.fail(t, "invalid constant")
         if v > self.top:
@@ -367,6 +382,7 @@ class _Parser:
             self.filters.setdefault(n, []).extend((e, a, colon) for e, a in filters)
 
     def parse_text(self, text: str, file: str, base_dir: str) -> None:
+        self.texts[file] = text
         for toks in _tokenize(text, file):
             kind = toks[0].kind
             if kind == "INCLUDE":
@@ -450,7 +466,14 @@ def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action
     p = _Parser(arch, kill)
     if os.path.isfile(source):
         p.stack.append(os.path.realpath(source))
-    p.parse_text(text, source, base_dir)
+    try:
+        p.parse_text(text, source, base_dir)
+    except _Error as e:
+        if e.loc is not None and e.loc[0] in p.texts:
+            lines = p.texts[e.loc[0]].splitlines()
+            if 0 < e.loc[1] <= len(lines):
+                e.at(lines[e.loc[1] - 1], e.loc[2])
+        raise
     return p.policy((), source), p.notes
 
 
@@ -541,7 +564,10 @@ def export(policy: Policy) -> Exported:
         notes.append(f"written for {policy.arches[0]}")
     if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
         losses.append(f"minijail cannot choose the action for other architectures (policy: {policy.bad_arch})")
+    targets = [_arch.get(a) for a in policy.arches] or [_arch.native()]
     for syscall in policy.syscalls():
+        if isinstance(syscall, str) and not any(syscall in a.syscalls for a in targets):
+            continue  # on none of the covered arches (chown32 on x86_64): minijail calls it nonexistent
         name = syscall_name(syscall, policy, "minijail", losses)
         if name is None:
             continue

@@ -108,6 +108,24 @@ def read(path: str, fmt: str | None = None, **kw: Any) -> Loaded:
     return read_bytes(data, path, fmt, **kw)
 
 
+def _without_compares(policy: Policy, fmt: str, lost: list[str], src: Any) -> Any:
+    """``src`` without the rules that compare arguments with each other (only Kafel can say
+    that), each listed in ``lost``."""
+    from ..policy import Compare
+
+    keep = []
+    for r in policy.rules:
+        if any(isinstance(c, Compare) for c in r.conditions):
+            lost.append(f"{r.syscall}: {fmt} cannot express a rule that compares arguments with each other "
+                           f"({r}): left out")
+        else:
+            keep.append(r)
+    if len(keep) == len(policy.rules):
+        return src
+    new = policy.with_rules(keep)
+    return src.replace(policy=new) if src is not policy else new
+
+
 def write(src: Any, fmt: str, **opts: Any) -> Exported:
     """``src`` (a Policy, or a Loaded/DockerProfile keeping its extras) written as ``fmt``.
 
@@ -128,5 +146,10 @@ def write(src: Any, fmt: str, **opts: Any) -> Exported:
             dropped.append(f"{fmt} has no notification listener settings: listenerPath/listenerMetadata "
                            f"not written")
         src = src.policy
+    lost: list[str] = []
+    if fmt != "kafel":
+        src = _without_compares(src.policy if isinstance(src, DockerProfile) else src, fmt, lost, src)
     out = mod.export(src, **opts)
+    if lost:
+        out = out.replace(losses=tuple(lost) + tuple(out.losses))
     return out.replace(notes=tuple(dropped) + tuple(out.notes)) if dropped else out

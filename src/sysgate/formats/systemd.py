@@ -55,8 +55,15 @@ class SystemdDropIn(Record):
     notes: tuple[str, ...]
 
 
+def _short(text: str) -> str:
+    """``text`` cut for an error message (a hostile file can have megabyte-long words)."""
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text)} characters)"
+
+
 def _errno(value: str, arch: _arch.Arch, where: str) -> int:
     v = value.strip()
+    if len(v) > 32:  # no errno name or number is this long (and int() refuses 4,300 digits)
+        raise ProfileError(f"{where}: {v[:20]!r}... ({len(v)} characters) is not an errno name or number")
     try:
         n = int(v, 0)
     except ValueError:
@@ -135,7 +142,7 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
                 own = None
                 if colon:
                     if mode != "deny" or not adding:
-                        raise ProfileError(f"{where}: an errno ({item}) is only allowed in a deny list (~)")
+                        raise ProfileError(f"{where}: an errno ({_short(item)}) is only allowed in a deny list (~)")
                     own = _errno(err, primary, where)
                 for m in members:
                     if adding:
@@ -154,7 +161,7 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
                 elif word in SYSTEMD_ARCH:
                     a = SYSTEMD_ARCH[word]
                 else:
-                    raise ProfileError(f"{where}: unknown architecture {word!r} (expected native or one of "
+                    raise ProfileError(f"{where}: unknown architecture {_short(word)!r} (expected native or one of "
                                        f"{', '.join(SYSTEMD_ARCH)})")
                 if a not in arches:
                     arches.append(a)
