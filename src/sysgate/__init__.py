@@ -17,6 +17,7 @@ _LAZY = {
     "compile_policy": "sysgate.compiler", "CompileError": "sysgate.compiler",
     "evaluate": "sysgate.reference",
     "run": "sysgate.jail", "Sandbox": "sysgate.jail",
+    "UserError": "sysgate.errors", "BadArgument": "sysgate.errors",
     "record": "sysgate.recorder",
 }
 

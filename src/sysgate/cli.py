@@ -105,6 +105,7 @@ def _add_disasm(sub: Any) -> None:
     d.add_argument("file")
     d.add_argument("--arch", help="arch(es) to resolve syscall names and byte order for")
     d.add_argument("-o", "--output")
+    d.add_argument("--json", action="store_true", help="instructions, their text and the kernel's verdict as JSON")
     d.set_defaults(func=_lazy("sysgate.commands.core", "cmd_disasm"))
 
 
@@ -114,6 +115,8 @@ def _add_asm(sub: Any) -> None:
     a.add_argument("--arch", help="arch for syscall names and byte order (default x86_64)")
     a.add_argument("--format", choices=["raw", "hex", "c"], default="raw")
     a.add_argument("-o", "--output")
+    a.add_argument("--unchecked", action="store_true",
+                   help="write the program even if the kernel would refuse it (default: refuse, exit 2)")
     a.set_defaults(func=_lazy("sysgate.commands.core", "cmd_asm"))
 
 
@@ -400,6 +403,8 @@ def _run(words: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        if not msg.isprintable():  # a newline in a file name must not split the line
+            msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         if getattr(e, "source_line", None) is not None:  # a text format's parse error: show where
             from .formats import caret_lines
 

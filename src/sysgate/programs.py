@@ -9,20 +9,26 @@ from typing import Sequence
 from .bpf.insn import Insn
 from .immutable import Record
 
-__all__ = ["LoadedProgram", "load_program", "looks_like_profile"]
+__all__ = ["LoadedProgram", "load_program", "looks_like_profile", "check_program", "asm_error"]
+
+
+#: Longest raw program read: sock_fprog counts instructions in 16 bits.
+MAX_RAW_INSNS = 0xFFFF
 
 
 class LoadedProgram(Record):
     """A program and where it came from: ``arches`` it was compiled for (() for a raw program),
-    ``kind`` "profile" | "raw" | "asm", and the ``policy`` when compiled from a profile."""
+    ``kind`` "profile" | "raw" | "asm", the ``policy`` when compiled from a profile, and for
+    assembly the source ``lines`` of each instruction."""
 
-    __slots__ = ("insns", "arches", "source", "kind", "policy")
-    _defaults = {"policy": None}
+    __slots__ = ("insns", "arches", "source", "kind", "policy", "lines")
+    _defaults = {"policy": None, "lines": None}
     insns: tuple[Insn, ...]
     arches: tuple[str, ...]
     source: str
     kind: str
     policy: object
+    lines: tuple[int, ...] | None
 
 
 def looks_like_profile(data: bytes) -> bool:
@@ -49,19 +55,26 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
         policy = resolve(spec, arch=primary, caps=caps, arches=arches or None)
         prog = compile_policy(policy)
         return LoadedProgram(prog.insns, prog.arches, spec, "profile", policy)
-    try:
-        with open(spec, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ValueError(f"{spec}: cannot read: {e.strerror}") from None
-    if _is_text(data):
-        from .bpf.asm import asm
+    from .formats import decode_text, read_file
 
-        insns = asm(data.decode(), arch=arches[0] if arches else None)
-        return LoadedProgram(tuple(insns), tuple(arches or ()), spec, "asm")
+    data = read_file(spec)
+    if not data.strip():
+        raise ValueError(f"{spec}: empty file")
+    if b"\0" not in data:  # text (see formats.detect: every BPF program has a NUL byte)
+        from .bpf.asm import AsmError, asm_lines
+
+        text = decode_text(data, spec)
+        try:
+            insns, lines = asm_lines(text, arch=arches[0] if arches else None)
+        except AsmError as e:
+            raise asm_error(spec, e) from None
+        return LoadedProgram(insns, tuple(arches or ()), spec, "asm", lines=lines)
     from .arch import get
     from .bpf.insn import decode
 
+    if len(data) > MAX_RAW_INSNS * 8:
+        raise ValueError(f"{spec}: {len(data) // 8} instructions; no program over {MAX_RAW_INSNS} can even be "
+                         f"handed to the kernel (it loads at most 4096)")
     order = byteorder or (get(arches[0]).byteorder if arches else "little")
     try:
         insns = decode(data, order)
@@ -83,11 +96,18 @@ def _is_profile_file(path: str) -> bool:
         return False
 
 
-def _is_text(data: bytes) -> bool:
-    if not data or b"\0" in data[:4096]:
-        return False
+def asm_error(source: str, e: Exception) -> ValueError:
+    """An :class:`~sysgate.bpf.asm.AsmError` as one line ``FILE:LINE: message``."""
+    return ValueError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
+
+
+def check_program(insns: tuple, source: str, lines: tuple | None = None) -> None:
+    """The kernel's verdict on ``insns`` from ``source``: a refusal is one ValueError line
+    ``FILE[:LINE]: the kernel would refuse this program: instruction N: ...``."""
+    from .bpf.emulator import InvalidProgram, check
+
     try:
-        data[:4096].decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+        check(insns)
+    except InvalidProgram as e:
+        where = f"{source}:{lines[e.pc]}" if lines and e.pc is not None and e.pc < len(lines) else source
+        raise ValueError(f"{where}: the kernel would refuse this program: {e}") from None

@@ -306,20 +306,31 @@ def _merge(regions: list[Region]) -> list[Region]:
     """
     cur = list(regions)
     words = sorted({w for r in cur for w, _ in r.conds})
+    # Per region, once: the result's text and each word's key (repr of a computed result is
+    # costly, and the passes below look at every region once per word). Holding r keeps id(r) unique.
+    meta: dict[int, tuple] = {}
+
+    def info(r: Region) -> tuple:
+        m = meta.get(id(r))
+        if m is None:
+            m = meta[id(r)] = (r, (repr(r.opaque), repr(r.ret), r.kind), [(v, ws, ws._key()) for v, ws in r.conds])
+        return m
+
     changed = True
     while changed and len(cur) > 1:
         changed = False
         for w in words:
             groups: dict[tuple, list[tuple[Region, WordSet]]] = {}
             for r in cur:
+                _r, head, conds = info(r)
                 x = FULL_WORD
                 rest = []
-                for v, ws in r.conds:
+                for v, ws, wkey in conds:
                     if v == w:
                         x = ws
                     else:
-                        rest.append((v, ws._key()))
-                key = (repr(r.opaque), repr(r.ret), r.kind, tuple(rest), x.fmask, x.fval, tuple(sorted(x.nes)))
+                        rest.append((v, wkey))
+                key = (*head, tuple(rest), x.fmask, x.fval, tuple(sorted(x.nes)))
                 groups.setdefault(key, []).append((r, x))
             if all(len(g) == 1 for g in groups.values()):
                 continue
@@ -585,7 +596,9 @@ def _merge_dims(items: list[tuple[dict, tuple]], top: int) -> list[tuple[dict, t
                     continue
                 changed = True
                 merged = dict(g[0][0])
-                if any(x is None for _, _, x in g):
+                if any(x is not None and x[0] != "iv" for _, _, x in g):
+                    pass  # a "solo" group: the same bit-test set on k in each (duplicates)
+                elif any(x is None for _, _, x in g):
                     merged.pop(k, None)  # one of them does not test k at all
                 else:
                     u: tuple = ()

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .. import arch as _arch
+from ..errors import UserError
 from ..policy import KILL_PROCESS, Action, Condition, Op, Policy, Rule
 from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_not
 from .explain import Behaviour, Explanation, Region, View, behaviour_text, views_for_arch
@@ -35,7 +36,7 @@ __all__ = ["NotExpressible", "Export", "to_policy", "verify"]
 MAX_RULES_PER_REGION = 512
 
 
-class NotExpressible(ValueError):
+class NotExpressible(UserError):  # a ValueError
     """The program decides something a profile cannot say; the message says what."""
 
 
@@ -365,16 +366,26 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
             for _nr, name in _names_in(v, lo, hi):
                 per_name.setdefault(name, []).append((v, t.behaviours[bi]))
     rules: list[Rule] = []
+    # A behaviour is usually shared by many names (a program that never tests the number gives
+    # one to all ~400): its rules are worked out once and renamed.
+    made: dict[tuple, list[Rule] | _Unexpressible] = {}
     for name, seen in per_name.items():
         conflict = len({b.key for _, b in seen}) > 1
         # Without conflicts (or when exact), the first view's behaviour is the rule set; the
         # verification below catches arches that decide the name differently.
         todo = seen if (conflict and lossy) else seen[:1]
         for v, b in todo:
-            try:
-                rules.extend(_rules_for(name, b, v, bo, default, lossy, explicit=conflict and lossy, single=single))
-            except _Unexpressible as x:
-                raise NotExpressible(f"{v.label} {name}: {x.why} ({behaviour_text(b, v, bo, name)})") from None
+            key = (id(b), v.label, conflict and lossy)
+            got = made.get(key)
+            if got is None:
+                try:
+                    got = _rules_for("_", b, v, bo, default, lossy, explicit=conflict and lossy, single=single)
+                except _Unexpressible as x:
+                    got = x
+                made[key] = got
+            if isinstance(got, _Unexpressible):
+                raise NotExpressible(f"{v.label} {name}: {got.why} ({behaviour_text(b, v, bo, name)})") from None
+            rules.extend(r.replace(syscall=name) for r in got)
     rules = list(dict.fromkeys(rules))
     policy = Policy(default, tuple(rules), tuple(v.label for v in covered), KILL_PROCESS)
     problems = verify(e, policy, covered)

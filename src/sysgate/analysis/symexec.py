@@ -27,6 +27,7 @@ from typing import Sequence, Union
 
 from ..bpf import insn as I
 from ..bpf.insn import Insn
+from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
 __all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
@@ -39,11 +40,18 @@ WORD_ARCH = 1
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
 Expr = Union[int, tuple]
 
-MAX_LEAVES = 200_000
+#: Most paths (leaves) one analysis follows before refusing (AnalysisError, a ValueError): the
+#: work after it grows with their number, and an exact account of 2^k paths is not useful.
+#: Compiled programs have about one leaf per instruction (docker-default for three arches: 316;
+#: 4,096 instructions of argument rules: about 3,600); diamonds of computed values reach it fast.
+MAX_LEAVES = 8192
+#: Most instructions stepped over all paths (4,096 instructions of argument rules take < 50,000):
+#: long chains walked by many paths are refused in time proportional to this, not paths x length.
+MAX_STEPS = 400_000
 SPLIT_LIMIT = 64  # a word with at most this many possible values is split value by value
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):  # a ValueError
     """The program cannot be analysed (invalid, or too many paths)."""
 
 
@@ -124,7 +132,7 @@ def mk(op: int, a: Expr, b: Expr) -> Expr:
                     return _build_affine(w, m * b, c * b)
                 s = b & 31
                 return _build_affine(w, m << s, c << s)
-            if (op in (I.ADD, I.SUB, I.LSH) and b == 0) or (op == I.MUL and b == 1):
+            if (op in (I.ADD, I.SUB) and b == 0) or (op == I.LSH and b & 31 == 0) or (op == I.MUL and b == 1):
                 return a
             if op == I.MUL and b == 0:
                 return 0
@@ -313,6 +321,7 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
         elif op == I.OR:
             bad, keep = (m & k) & ~v, m & ~k  # type: ignore[operator]
         else:  # LSH
+            k &= 31  # type: ignore[operator]  # the kernel shifts by X & 31 (a huge k: a huge int here)
             low = (1 << k) - 1  # type: ignore[operator]
             m2, v2 = m >> k, v >> k  # type: ignore[operator]
             if v & m & low:
@@ -575,13 +584,25 @@ class Execution:
         return [[pc for pc in range(n) if pc not in r] for r, n in zip(self.reached, self.lengths)]
 
 
-class _Path:
-    __slots__ = ("doms", "opaque", "unverified")
+#: Witness-search tries (each evaluates a path's opaque conditions once) one :func:`execute` may
+#: spend. Past it, new opaque paths are kept unverified without a search: never dropped, so
+#: the result stays exact, only flagged; this bounds the time on programs full of computed tests.
+WITNESS_BUDGET = 20000
 
-    def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool) -> None:
+
+class _Path:
+    """Input constraints of one path: word sets, opaque conditions, and an input known to take
+    the path (``wit``; None if none known), which often settles the next split without search."""
+
+    __slots__ = ("doms", "opaque", "unverified", "wit", "budget")
+
+    def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool, wit: list[int] | None = None,
+                 budget: list[int] | None = None) -> None:
         self.doms = doms
         self.opaque = opaque
         self.unverified = unverified
+        self.wit = wit
+        self.budget = budget
 
 
 def _split(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[_Path | None, _Path | None]:
@@ -642,13 +663,26 @@ def _split_norm(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[
             return (path, None) if got else (None, path)
     # Keep it as an opaque condition, on both sides.
     out = []
+    held = None
+    if path.wit is not None:  # the input known to take this path decides one side already
+        held = _cmp(op, evaluate(lhs, path.wit), evaluate(rhs, path.wit))
+    budget = path.budget
     for truth in (True, False):
         opq = path.opaque + ((op, lhs, rhs, truth),)
         unverified = path.unverified
-        if witness(path.doms, opq, seed) is None:
+        if held is truth:
+            wit = path.wit
+        elif budget is None or budget[0] > 0:
+            tries = 400 if budget is None else min(400, budget[0])
+            wit = witness(path.doms, opq, seed, tries)
+            if budget is not None:
+                budget[0] -= tries if wit is None else 1
+        else:
+            wit = None
+        if wit is None:
             # Could not show an input exists; keep the path (never drop a possible one).
             unverified = True
-        out.append(_Path(path.doms, opq, unverified))
+        out.append(_Path(path.doms, opq, unverified, wit, budget))
     return out[0], out[1]
 
 
@@ -662,7 +696,8 @@ def _with(path: _Path, w: int, ws: WordSet | None) -> _Path | None:
         doms.pop(w, None)
     else:
         doms[w] = ws
-    return _Path(doms, path.opaque, path.unverified)
+    wit = path.wit if path.wit is not None and ws.contains(path.wit[w]) else None
+    return _Path(doms, path.opaque, path.unverified, wit, path.budget)
 
 
 def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
@@ -679,7 +714,8 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
     leaves: list[Leaf] = []
     mem0 = (0,) * I.BPF_MEMWORDS
     # Work items: (stack position, pc, A, X, mem, path, accumulated result or None)
-    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False), None)]
+    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False, [0] * 16, [WITNESS_BUDGET]), None)]
+    steps = 0
     while stack:
         pos, pc, A, X, mem, path, acc = stack.pop()
         if pc == -1:
@@ -694,6 +730,10 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
         prog = progs[fi]
         seen = reached[fi]
         while True:
+            steps += 1
+            if steps > MAX_STEPS:
+                raise AnalysisError(f"program needs more than {MAX_STEPS} instruction steps over its paths; too "
+                                    "complex to explain exactly")
             seen.add(pc)
             code, jt, jf, k = prog[pc]
             cls = code & 7
@@ -710,6 +750,9 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                 elif isinstance(ret, tuple) and ret[0] != "pick":
                     for p2, kind in _ret_kinds(path, ret, pc):
                         leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
+                    if len(leaves) > max_leaves:
+                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
+                                            "to explain exactly")
                 else:
                     leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
                     if len(leaves) > max_leaves:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from ..arch import UnknownArch, UnknownSyscall
+from ..errors import UserError
 from . import insn as I
 from .flow import analyze
 from .insn import Insn
@@ -48,12 +49,13 @@ from .names import ACTIONS, ArchSpec, SyscallNames, default_arches, parse_arch_c
 __all__ = ["AsmError", "asm"]
 
 
-class AsmError(ValueError):
+class AsmError(UserError):  # a ValueError
     """Bad assembly source. ``str()`` is one line ``line N: message``; ``.line`` is N."""
 
     def __init__(self, line: int, message: str):
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.message = message  # without the "line N: " prefix, for "FILE:N: message"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,6 +85,12 @@ _TOKEN_RE = re.compile(r"""
   | (?P<op><<|>>|==|!=|>=|<=|[-+*/|^%&=()\[\]!<>])
 """, re.X)
 _ACTION_RE = re.compile(r"(?:%s)$" % "|".join(sorted(ACTIONS, key=len, reverse=True)))
+
+
+#: Most statements :func:`asm` reads: sock_fprog counts instructions in 16 bits, so no longer
+#: program can even be handed to the kernel (which takes at most 4,096).
+MAX_STATEMENTS = 0xFFFF
+_MAX_LINES = 4 * MAX_STATEMENTS  # a statement may span lines (labels, multi-line if)
 
 
 def _tokenize(text: str) -> list[_Tok]:
@@ -117,6 +125,9 @@ def _tokenize(text: str) -> list[_Tok]:
             elif kind in ("tern", "tt", "tf"):
                 toks.append(_Tok("TERN", (m.group("tt"), m.group("tf")), lineno, s))
             elif kind == "num":
+                if len(s.lstrip("-0xX")) > 10:  # no 32-bit number has more digits (and int() of
+                    # thousands of digits is slow, or refused with a message naming no line)
+                    raise AsmError(lineno, f"constant {s[:20]}... does not fit in 32 bits")
                 v = int(s, 16) if "x" in s.lower() else int(s, 10)
                 if not -(1 << 31) <= v <= 0xFFFFFFFF:
                     raise AsmError(lineno, f"constant {s} does not fit in 32 bits")
@@ -142,6 +153,8 @@ def _tokenize(text: str) -> list[_Tok]:
                 toks.append(_Tok("OP", s, lineno, s))
         if depth == 0:
             toks.append(_Tok("NL", None, lineno, "end of line"))
+        if lineno > _MAX_LINES and len(toks) > _MAX_LINES:  # stop early: time in proportion to the limit
+            raise AsmError(lineno, f"more than {_MAX_LINES} lines; no program that long can be loaded")
     return toks
 
 
@@ -606,11 +619,24 @@ def asm(text: str, arch: ArchSpec = None) -> tuple[Insn, ...]:
     ``arch`` is the default architecture for syscall names (name, Arch or list, first wins;
     None: the host's), the same meaning as in :func:`sysgate.bpf.disasm.disasm`, so
     ``asm(disasm(p, arch), arch) == p`` for every program ``p``.
+
+    The result is not checked against the kernel's rules (a listing of a refused program
+    reassembles to the same refused program): see :func:`sysgate.bpf.emulator.check`.
     """
+    return asm_lines(text, arch)[0]
+
+
+
+
+def asm_lines(text: str, arch: ArchSpec = None) -> tuple[tuple[Insn, ...], tuple[int, ...]]:
+    """:func:`asm`, plus the source line of each instruction (for ``FILE:LINE`` messages)."""
     names = SyscallNames(default_arches(arch))
     stmts = _Parser(_tokenize(text)).program()
     if not stmts:
         raise AsmError(1, "no instructions")
+    if len(stmts) > MAX_STATEMENTS:
+        raise AsmError(stmts[MAX_STATEMENTS].line, f"more than {MAX_STATEMENTS} statements; no program that "
+                                                   f"long can be loaded")
     _resolve_targets(stmts)
     pos, tramp = _layout(stmts)
     if any(t or f for t, f in tramp):
@@ -638,7 +664,11 @@ def asm(text: str, arch: ArchSpec = None) -> tuple[Insn, ...]:
             if got != want:
                 raise AsmError(s.line, f"statement assembles to {_cols(got)} but the listing says {_cols(want)}"
                                        f" (different arch or edited line?)")
-    return tuple(prog)
+    lines = [0] * len(prog)
+    for i, s in enumerate(stmts):
+        for pc in range(pos[i], pos[i + 1]):
+            lines[pc] = s.line
+    return tuple(prog), tuple(lines)
 
 
 def _cols(i: Insn) -> str:

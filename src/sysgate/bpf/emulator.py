@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..errors import UserError
 from . import insn as I
 from .insn import Insn
 
@@ -18,8 +19,16 @@ __all__ = ["InvalidProgram", "SeccompData", "Result", "check", "run", "emulate"]
 _M32 = 0xFFFFFFFF
 
 
-class InvalidProgram(ValueError):
-    """The kernel would refuse this program (EINVAL)."""
+class InvalidProgram(UserError):  # a ValueError
+    """The kernel would refuse this program (EINVAL). ``pc`` is the instruction at fault (None
+    when the whole program is: its length)."""
+
+    def __init__(self, message: str, pc: int | None = None) -> None:
+        super().__init__(message)
+        if pc is None and message.startswith("instruction "):
+            head = message[12:].partition(":")[0]
+            pc = int(head) if head.isdigit() else None
+        self.pc = pc
 
 
 @dataclass(frozen=True)
@@ -59,68 +68,83 @@ class Result:
         return self.ret & I.RET_DATA
 
 
-_SECCOMP_OK = {
+# The opcodes seccomp_check_filter() (kernel/seccomp.c) lets through, after bpf_check_classic()
+# (net/core/filter.c, chk_code_allowed) has accepted them. Classic BPF has more (MOD, ldh/ldb,
+# indirect loads, msh, RET X is not even classic-valid): seccomp refuses all of those with EINVAL.
+_SECCOMP_OK = frozenset({
     I.LD | I.W | I.ABS, I.LD | I.W | I.LEN, I.LDX | I.W | I.LEN, I.LD | I.IMM, I.LDX | I.IMM,
     I.LD | I.MEM, I.LDX | I.MEM, I.ST, I.STX, I.MISC | I.TAX, I.MISC | I.TXA,
     I.RET | I.RET_K, I.RET | I.RET_A,
     I.JMP | I.JA, I.JMP | I.JEQ | I.K, I.JMP | I.JEQ | I.X, I.JMP | I.JGE | I.K, I.JMP | I.JGE | I.X,
     I.JMP | I.JGT | I.K, I.JMP | I.JGT | I.X, I.JMP | I.JSET | I.K, I.JMP | I.JSET | I.X,
     I.ALU | I.NEG,
-} | {I.ALU | op | src for op in (I.ADD, I.SUB, I.MUL, I.DIV, I.OR, I.AND, I.LSH, I.RSH, I.MOD, I.XOR)
-     for src in (I.K, I.X)}
+} | {I.ALU | op | src for op in (I.ADD, I.SUB, I.MUL, I.DIV, I.OR, I.AND, I.LSH, I.RSH, I.XOR)
+     for src in (I.K, I.X)})
+_MEM_OPS = frozenset({I.LD | I.MEM, I.LDX | I.MEM, I.ST, I.STX})
+_CONDJUMPS = frozenset(c for c in _SECCOMP_OK if c & 7 == I.JMP and c != I.JMP | I.JA)
 
 
 def check(program: Sequence[Insn]) -> None:
-    """Raise :class:`InvalidProgram` where the kernel's checker would say EINVAL."""
+    """Raise :class:`InvalidProgram` exactly where the kernel's checker says EINVAL.
+
+    The rules, in the kernel's order: length 1-4096 (seccomp_prepare_filter); per instruction
+    an opcode seccomp allows, no division by constant 0, constant shifts below 32, scratch
+    index below 16, jumps inside the program (bpf_check_classic); ``A = data[k]`` aligned and
+    inside seccomp_data (seccomp_check_filter); the last instruction a return; no scratch
+    word read before a store on every path (check_load_and_stores). A test loads thousands
+    of random programs in the kernel and requires this function to agree on each.
+    """
     n = len(program)
     if not 0 < n <= I.BPF_MAXINSNS:
         raise InvalidProgram(f"program has {n} instructions; the kernel accepts 1 to {I.BPF_MAXINSNS}")
     for pc, ins in enumerate(program):
         code, jt, jf, k = ins
         if code not in _SECCOMP_OK:
-            raise InvalidProgram(f"instruction {pc}: opcode {code:#04x} is not allowed in seccomp filters")
-        cls = I.bpf_class(code)
-        if code == I.LD | I.W | I.ABS and (k >= I.SECCOMP_DATA_SIZE or k & 3):
-            raise InvalidProgram(f"instruction {pc}: load from offset {k} outside seccomp_data or unaligned")
-        if cls in (I.LD, I.LDX) and I.bpf_mode(code) == I.MEM and k >= I.BPF_MEMWORDS:
-            raise InvalidProgram(f"instruction {pc}: scratch memory index {k} out of range")
-        if cls in (I.ST, I.STX) and k >= I.BPF_MEMWORDS:
-            raise InvalidProgram(f"instruction {pc}: scratch memory index {k} out of range")
-        if cls == I.ALU and I.bpf_src(code) == I.K and I.bpf_op(code) in (I.DIV, I.MOD) and k == 0:
+            what = "MOD (%)" if code & 0xF7 == I.ALU | I.MOD else f"opcode {code:#04x}"
+            raise InvalidProgram(f"instruction {pc}: {what} is not allowed in seccomp filters")
+        if code in _MEM_OPS and k >= I.BPF_MEMWORDS:
+            raise InvalidProgram(f"instruction {pc}: scratch memory index {k} out of range 0-15")
+        elif code == I.ALU | I.DIV | I.K and k == 0:
             raise InvalidProgram(f"instruction {pc}: division by constant zero")
-        if cls == I.ALU and I.bpf_src(code) == I.K and I.bpf_op(code) in (I.LSH, I.RSH) and k >= 32:
-            raise InvalidProgram(f"instruction {pc}: shift by {k}")
-        if cls == I.JMP:
-            if I.bpf_op(code) == I.JA:
-                if k >= n - pc - 1:
-                    raise InvalidProgram(f"instruction {pc}: jump past the end")
-            elif pc + 1 + max(jt, jf) >= n:
+        elif code in (I.ALU | I.LSH | I.K, I.ALU | I.RSH | I.K) and k >= 32:
+            raise InvalidProgram(f"instruction {pc}: shift by {k} (the kernel allows 0-31)")
+        elif code == I.JMP | I.JA:
+            if k >= n - pc - 1:
                 raise InvalidProgram(f"instruction {pc}: jump past the end")
-    if I.bpf_class(program[-1].code) != I.RET:
-        raise InvalidProgram("the last instruction must be a return")
+        elif code in _CONDJUMPS:
+            if pc + 1 + max(jt, jf) >= n:
+                raise InvalidProgram(f"instruction {pc}: jump past the end")
+        elif code == I.LD | I.W | I.ABS and (k >= I.SECCOMP_DATA_SIZE or k & 3):
+            raise InvalidProgram(f"instruction {pc}: load from offset {k} outside seccomp_data or unaligned")
+    if program[-1].code not in (I.RET | I.RET_K, I.RET | I.RET_A):
+        raise InvalidProgram(f"instruction {n - 1}: the last instruction must be a return")
     _check_memory(program)
 
 
 def _check_memory(program: Sequence[Insn]) -> None:
-    """The kernel refuses loads of scratch words no path has stored first (check_load_and_stores)."""
-    n = len(program)
-    valid = [0xFFFF] * n  # bitmask of initialised words on entry to each pc (meet over paths)
-    valid[0] = 0
+    """check_load_and_stores() exactly: refuse a load of a scratch word not stored first.
+
+    The kernel walks the instructions in order with one "valid" mask that jumps meet into
+    their targets and reset to all-valid after themselves; a return does NOT reset it, so
+    unreachable code after a return is checked as if the return fell through.
+    """
+    masks = [0xFFFF] * len(program)
+    valid = 0
     for pc, (code, jt, jf, k) in enumerate(program):
-        mem = valid[pc]
-        cls = I.bpf_class(code)
-        if cls in (I.ST, I.STX):
-            mem |= 1 << k
-        elif cls in (I.LD, I.LDX) and I.bpf_mode(code) == I.MEM and not mem >> k & 1:
-            raise InvalidProgram(f"instruction {pc}: reads scratch memory M[{k}] before any store")
-        if cls == I.JMP:
-            if I.bpf_op(code) == I.JA:
-                valid[pc + 1 + k] &= mem
-            else:
-                valid[pc + 1 + jt] &= mem
-                valid[pc + 1 + jf] &= mem
-        elif cls != I.RET and pc + 1 < n:
-            valid[pc + 1] &= mem
+        valid &= masks[pc]
+        if code == I.ST or code == I.STX:
+            valid |= 1 << k
+        elif code == I.LD | I.MEM or code == I.LDX | I.MEM:
+            if not valid >> k & 1:
+                raise InvalidProgram(f"instruction {pc}: reads scratch memory M[{k}] that is not stored "
+                                     f"on every way here")
+        elif code == I.JMP | I.JA:
+            masks[pc + 1 + k] &= valid
+            valid = 0xFFFF
+        elif code in _CONDJUMPS:
+            masks[pc + 1 + jt] &= valid
+            masks[pc + 1 + jf] &= valid
+            valid = 0xFFFF
 
 
 def run(program: Sequence[Insn], data: bytes, byteorder: str = "little", trace: bool = False) -> Result:

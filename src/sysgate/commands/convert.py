@@ -158,13 +158,9 @@ def _emit(out: Any, args: Any, fmt: str, source: str, loaded: Any = None) -> int
         print(f"sysgate: note: {line}", file=sys.stderr)
     if getattr(args, "verify", False) and loaded is not None and not losses:
         _verify(out.text, fmt, loaded, args)
-    data = out.text.encode()
-    if args.output and args.output != "-":
-        with open(args.output, "wb") as fh:
-            fh.write(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    from ..outfile import write_output
+
+    write_output(args.output, out.text)
     return 0
 
 

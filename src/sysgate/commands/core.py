@@ -35,15 +35,11 @@ def report_skipped(skipped: list[str] | None) -> None:
 
 
 def write_output(out: str | None, data: bytes | str) -> None:
-    """Write to ``-o FILE``, or to stdout when none (or ``-``) is given."""
-    if isinstance(data, str):
-        data = data.encode()
-    if out and out != "-":
-        with open(out, "wb") as fh:
-            fh.write(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    """Write to ``-o FILE`` (atomically: see :mod:`sysgate.outfile`), or to stdout when none (or
+    ``-``) is given."""
+    from ..outfile import write_output as write
+
+    write(out, data)
 
 
 def format_c(insns: Sequence[I.Insn], name: str = "filter", comment: str = "") -> str:
@@ -74,7 +70,7 @@ def cmd_compile(args: Any) -> int:
                   file=sys.stderr)
     fmt = args.format
     if fmt == "raw":
-        if not args.output and sys.stdout.isatty():
+        if args.output in (None, "-") and sys.stdout.isatty():
             raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c|disasm")
         write_output(args.output, prog.to_bytes())
     elif fmt == "hex":
@@ -96,29 +92,48 @@ def cmd_compile(args: Any) -> int:
 
 
 def cmd_disasm(args: Any) -> int:
-    from ..bpf.disasm import disasm
-    from ..programs import load_program
+    from ..bpf.disasm import disasm, disasm_lines
+    from ..programs import check_program, load_program
 
     arches = arch_option(args.arch)
     loaded = load_program(args.file, arches)
-    write_output(args.output, disasm(loaded.insns, list(loaded.arches) or arches))
+    naming = list(loaded.arches) or arches
+    try:  # a listing of a program the kernel refuses is still useful, but must say so
+        check_program(loaded.insns, loaded.source, loaded.lines)
+        refused = None
+    except ValueError as e:
+        refused = str(e)
+        print(f"sysgate: warning: {refused}", file=sys.stderr)
+    if getattr(args, "json", False):
+        import json
+
+        doc = {"source": loaded.source, "kind": loaded.kind, "length": len(loaded.insns),
+               "valid": refused is None, "refused": refused,
+               "insns": [{"pc": ln.pc, "code": ln.insn.code, "jt": ln.insn.jt, "jf": ln.insn.jf, "k": ln.insn.k,
+                          "text": ln.text, "reachable": ln.reachable} for ln in disasm_lines(loaded.insns, naming)]}
+        write_output(args.output, json.dumps(doc, indent=1) + "\n")
+    else:
+        write_output(args.output, disasm(loaded.insns, naming))
     return 0
 
 
 def cmd_asm(args: Any) -> int:
     from ..arch import get
-    from ..bpf.asm import asm
+    from ..bpf.asm import AsmError, asm_lines
+    from ..formats import decode_text, read_file
+    from ..programs import asm_error, check_program
 
     arches = arch_option(args.arch)
+    text = decode_text(read_file(args.file), args.file)
     try:
-        with open(args.file, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{args.file}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    insns = asm(text, arch=arches[0] if arches else None)
+        insns, lines = asm_lines(text, arch=arches[0] if arches else None)
+    except AsmError as e:
+        raise asm_error(args.file, e) from None
+    if not getattr(args, "unchecked", False):
+        check_program(insns, args.file, lines)
     order = get(arches[0]).byteorder if arches else "little"
     if args.format == "raw":
-        if not args.output and sys.stdout.isatty():
+        if args.output in (None, "-") and sys.stdout.isatty():
             raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c")
         write_output(args.output, I.encode(insns, order))
     elif args.format == "hex":
@@ -128,44 +143,54 @@ def cmd_asm(args: Any) -> int:
     return 0
 
 
-def _parse_value(text: str, arch: str) -> int:
+def _parse_value(text: str, arch: str, what: str = "argument") -> int:
+    """A 64-bit syscall argument: a number or constant expression, evaluated without wrapping
+    (``1<<64`` is an error, not 0); negative values are two's complement (-1 is all ones)."""
+    from ..errors import BadArgument
+
     t = text.strip()
+    if len(t) > 200:  # no 64-bit value needs more; int() of thousands of digits is refused anyway
+        raise BadArgument(f"{what}: {t[:20]}... is too long for a 64-bit value", what)
     try:
         v = int(t, 0)
     except ValueError:
-        try:
-            from ..constants import evaluate
+        from ..constants import evaluate
 
-            v = evaluate(t, arch)
-        except ImportError:
-            raise ValueError(f"argument {text!r} is not a number") from None
-    if v < 0:
-        v &= (1 << 64) - 1
-    if v >= 1 << 64:
-        raise ValueError(f"argument {text!r} does not fit 64 bits")
-    return v
+        try:
+            v = evaluate(t, arch, bits=0)  # unbounded: overflow is reported below, not wrapped
+        except (ValueError, KeyError, RecursionError) as e:
+            msg = str(e) if not isinstance(e, RecursionError) else "nested too deep"
+            raise BadArgument(f"{what}: {text!r}: {msg}", what) from None
+    if not -(1 << 63) <= v < 1 << 64:
+        raise BadArgument(f"{what}: {text!r} is {v:#x}, which does not fit 64 bits", what)
+    return v & ((1 << 64) - 1)
 
 
 def cmd_emulate(args: Any) -> int:
     from ..arch import get
-    from ..bpf.emulator import check, emulate
+    from ..bpf.emulator import emulate
     from ..policy import Action
+    from ..programs import check_program
 
     arches = arch_option(args.arch)
     if not arches or len(arches) != 1:
         raise ValueError("--arch: give exactly one architecture, the one the call is made through")
     a = get(arches[0])
     loaded = _load_for_emulate(args, a.name)
-    check(loaded.insns)
+    check_program(loaded.insns, loaded.source, loaded.lines)
     sc = args.syscall
     try:
-        nr = int(sc, 0)
+        nr = int(sc, 0) if len(sc) < 40 else None
     except ValueError:
         nr = a.nr(sc)
+    if nr is None or not -(1 << 31) <= nr < 1 << 32:  # seccomp_data.nr is 32 bits
+        from ..errors import BadArgument
+
+        raise BadArgument(f"syscall: {sc[:40]!r} is not a 32-bit syscall number", "syscall")
     if len(args.args) > 6:
         raise ValueError("at most 6 syscall arguments")
-    vals = [_parse_value(x, a.name) for x in args.args]
-    ip = _parse_value(args.ip, a.name) if args.ip else 0
+    vals = [_parse_value(x, a.name, f"argument {i}") for i, x in enumerate(args.args)]
+    ip = _parse_value(args.ip, a.name, "--ip") if args.ip is not None else 0
     res = emulate(loaded.insns, a, nr, vals, ip)
     action = Action.from_ret(res.ret)
     name = a.name_of(nr)

@@ -63,6 +63,10 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
 
     loaded = load_program(spec, arches, caps=caps)
     insns = loaded.insns
+    if loaded.kind == "asm":
+        from ..programs import check_program
+
+        check_program(insns, spec, loaded.lines)  # names the line (no byte-order question for text)
     naming = list(loaded.arches or arches or ([host.name] if host else ["x86_64"]))
     order = get(naming[0]).byteorder if loaded.kind != "raw" or arches else "little"
     try:
@@ -229,6 +233,10 @@ def cmd_dump(args: Any) -> int:
     from ..bpf.disasm import disasm
     from ..bpf.insn import decode
 
+    if args.timeout is not None and not 0 < args.timeout <= 1e9:  # inf and nan too, before anything runs
+        from ..errors import BadArgument
+
+        raise BadArgument(f"--timeout: {args.timeout} must be a number of seconds above 0 and at most 1e+09")
     target = list(args.target)
     if target and target[0] == "--":
         target = target[1:]
@@ -256,8 +264,9 @@ def cmd_dump(args: Any) -> int:
         os.makedirs(args.output, exist_ok=True)
         for i, raw in enumerate(filters):
             path = os.path.join(args.output, f"filter-{i}.bpf")
-            with open(path, "wb") as fh:
-                fh.write(raw)
+            from ..outfile import write_atomic
+
+            write_atomic(path, raw)
             print(f"{path}: {len(raw) // 8} instructions" + (" (oldest)" if i == 0 and len(filters) > 1 else ""))
         return 0
     out = []

@@ -22,6 +22,7 @@ import bisect
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
+from ..errors import UserError
 from ..policy import Compare, Op, Policy
 from ..immutable import Record
 from .emit import emit
@@ -35,7 +36,7 @@ U32 = 0xFFFFFFFF
 X32 = _arch.X32_SYSCALL_BIT
 
 
-class CompileError(ValueError):
+class CompileError(UserError):  # a ValueError
     """The policy cannot become a loadable program (unknown name, too long, mixed byte order)."""
 
 
@@ -96,6 +97,25 @@ def _eq_key(conds: tuple, action: object) -> tuple | None:
         return None
     c = conds[0]
     return (action, c.arg, c.width, c.value >> 32)
+
+
+def _least_length(lowered: list[Lowered]) -> int:
+    """A lower bound on the program's length, in time linear in the rules: every group of rules
+    :func:`_decision_node` makes for a decision starts with a test of its own (its "else" differs
+    from every other group's), and equal decisions are shared (so counted once)."""
+    total = 0
+    seen: set[Decision] = set()
+    for lw in lowered:
+        for d in lw.decisions.values():
+            if d.rules and d not in seen:
+                seen.add(d)
+                prev = object()
+                for conds, action in d.rules:
+                    key = _eq_key(conds, action)
+                    if key is None or key != prev:
+                        total += 1
+                    prev = key
+    return total
 
 
 def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], full: bool) -> Node:
@@ -226,6 +246,10 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
     except LoweringError as e:
         raise CompileError(str(e)) from None
 
+    least = _least_length(lowered)
+    if least > I.BPF_MAXINSNS:  # refuse before building a graph the size of the input
+        raise CompileError(f"program needs at least {least} instructions; the kernel accepts at most "
+                           f"{I.BPF_MAXINSNS} (split the policy or drop argument rules)")
     g = Graph()
     # One block per arch token, in the order the arches were given.
     tokens: list[int] = []

@@ -142,9 +142,12 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
         # Strictest first (stable, so equal actions keep the order they were written in).
         rules.sort(key=lambda r: _strictness_key(r[1]))
         kept: list[tuple[tuple[Condition, ...], Action]] = []
+        seen: set[tuple[tuple[Condition, ...], Action]] = set()  # (a scan of `kept` was n^2 per number)
         for conds, action in rules:
-            if conds and any(k == conds and a == action for k, a in kept):
-                continue
+            if conds:
+                if (conds, action) in seen:
+                    continue
+                seen.add((conds, action))
             kept.append((conds, action))
             if not conds:
                 break  # nothing after an unconditional rule can win

@@ -11,13 +11,19 @@ means the conversion is exact (tests check it with :mod:`sysgate.analysis.equiva
 """
 from __future__ import annotations
 
+from ..errors import UserError
 from ..immutable import Record
 
-__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "decode_text", "load_json", "warn",
-           "caret_lines"]
+__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "read_limited", "decode_text",
+           "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
+
+#: The most any input (profile, program, listing, included file, standard input) may hold. Real
+#: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
+#: limit only stops /dev/zero-like inputs from eating memory.
+MAX_INPUT_BYTES = 16 << 20
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError):  # a ValueError
     """A profile that cannot be read; the message names the file and place.
 
     Errors of the text formats also carry the offending ``source_line`` and the 1-based
@@ -87,21 +93,74 @@ class Token(Record):
     col: int  # 0-based
 
 
+def read_limited(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of input ``path`` (``-``: standard input), at most ``limit`` of them.
+
+    Every reader of user input goes through here, so that none can be made to read forever or
+    fill memory: a file other than a regular one (a device such as /dev/zero, a FIFO, a
+    directory) is refused unless it is standard input, and more than ``limit`` bytes is refused.
+    Raises OSError whose ``strerror`` says why (callers already turn OSError into one line).
+    """
+    import errno
+    import os
+    import stat
+    import sys
+
+    if path == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise OSError(errno.EINVAL, f"{kind} (give a file, or - to read standard input)", path)
+            if st.st_size > limit:
+                raise OSError(errno.EFBIG, f"larger than the {limit >> 20} MiB input limit", path)
+            chunks, size = [], 0
+            while size <= limit:  # the size can change under us (a growing file): read to the limit only
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than the {limit >> 20} MiB input limit", path)
+    return data
+
+
 def read_file(path: str) -> bytes:
-    """The bytes of a profile file; an unreadable file is one ProfileError line."""
+    """The bytes of a profile file (``-``: standard input), size-capped by :func:`read_limited`;
+    an unreadable file is one ProfileError line naming it."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        return read_limited(path)
     except OSError as e:
-        raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
+        raise ProfileError(f"{display(path)}: cannot read: {e.strerror}") from None
+
+
+def display(path: str) -> str:
+    """``path`` as it appears in a one-line message: control characters (a newline in a file
+    name would split the line) and undecodable bytes escaped, as Python writes them."""
+    if path == "-":
+        return "<stdin>"
+    if path.isprintable():
+        return path
+    return repr(path)[1:-1]
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """UTF-8 text, or one ProfileError line naming ``source``."""
+    """UTF-8 text, or one ProfileError line naming ``source`` and the line of the bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ProfileError(f"{source}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x}: {e.reason})") \
+            from None
 
 
 def load_json(text: str | bytes, source: str) -> object:

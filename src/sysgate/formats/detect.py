@@ -94,12 +94,13 @@ def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
     ext = os.path.splitext(name or "")[1].lower()
     if not data.strip():
         raise ProfileError(f"{where}: empty file")
-    if b"\0" in data[:4096]:
+    if b"\0" in data:
+        # Every seccomp program has a NUL byte (a return's 16-bit opcode is 0x0006 or 0x0016, in
+        # either byte order); text never does. A stray non-UTF-8 byte does not make text BPF.
         return "bpf", None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "bpf", None
+    from . import decode_text
+
+    text = decode_text(data, where)
     if data.lstrip()[:1] in (b"{", b"["):  # bytes.lstrip() strips what regex \s matches
         try:
             doc = jsondecode.loads(text)  # json.loads, without importing json for valid text
@@ -133,8 +134,9 @@ def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
 
 def detect_file(path: str) -> str:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(1 << 20)
+        from . import read_limited
+
+        data = read_limited(path)[:1 << 20]
     except OSError as e:
         raise ProfileError(f"{path}: cannot read: {e.strerror}") from None
     return detect(data, path)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from ..immutable import Record
-from . import Exported, ProfileError, Token, decode_text, read_file
+from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 __all__ = ["KafelPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
@@ -346,8 +346,7 @@ class _Parser:
             if len(self.stack) >= INCLUDE_DEPTH:
                 raise self.fail(f, "includes nested too deep")
             try:
-                with open(path, "rb") as fh:
-                    text = fh.read().decode("utf-8")
+                text = read_limited(path).decode("utf-8")
             except OSError as e:
                 raise self.fail(f, f"cannot include {f.value}: {e.strerror}") from None
             except UnicodeDecodeError as e:
@@ -532,10 +531,10 @@ class _Parser:
         return d
 
     def and_expr(self) -> L.DNF:
-        d = self.unary()
+        parts = [self.unary()]
         while self.accept("&&"):
-            d = L.and_(d, self.unary())
-        return d
+            parts.append(self.unary())
+        return L.and_all(parts)  # one pass: a fold re-simplifies every prefix (n^2 for n terms)
 
     def unary(self) -> L.DNF:
         if self.accept("!"):

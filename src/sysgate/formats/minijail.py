@@ -36,7 +36,7 @@ from typing import Iterable
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
-from . import Exported, ProfileError, Token, decode_text, read_file
+from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
@@ -232,13 +232,14 @@ class _Parser:
     def expression(self, toks: list[_Tok], i: list[int]) -> L.DNF:
         result: L.DNF = L.FALSE
         while True:
-            conj: L.DNF = L.TRUE
+            parts: list[L.DNF] = []
             while True:
-                conj = L.and_(conj, self.atom(toks, i))
+                parts.append(self.atom(toks, i))
                 if i[0] < len(toks) and toks[i[0]].kind == "AND":
                     i[0] += 1
                     continue
                 break
+            conj = L.and_all(parts)  # one pass: a fold re-simplifies every prefix (n^2 for n terms)
             result = L.or_(result, conj)
             if i[0] < len(toks) and toks[i[0]].kind == "OR":
                 i[0] += 1
@@ -429,9 +430,7 @@ class _Parser:
 
     def parse_file(self, path: str) -> None:
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            text = data.decode("utf-8")
+            text = read_limited(path).decode("utf-8")
         except OSError as e:
             raise _Error(f"{path}: cannot read: {e.strerror}") from None
         except UnicodeDecodeError as e:

@@ -103,7 +103,7 @@ def read(path: str, fmt: str | None = None, **kw: Any) -> Loaded:
     import sys
 
     if path == "-":
-        return read_bytes(sys.stdin.buffer.read(), "<stdin>", fmt, **kw)
+        return read_bytes(read_file("-"), "<stdin>", fmt, **kw)
     data = read_file(path)
     return read_bytes(data, path, fmt, **kw)
 

@@ -231,6 +231,15 @@ def run_command(args: Any) -> int:
     if not cmd:
         raise ValueError("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
     opts = options_from_args(args)
+    if args.status_fd is not None:  # checked before the command runs, not when its result is written
+        from .options import JailConfigError
+
+        if not 0 <= args.status_fd < 1 << 31:
+            raise JailConfigError(f"--status-fd: {args.status_fd} is not a file descriptor number")
+        try:
+            os.fstat(args.status_fd)
+        except OSError as e:
+            raise JailConfigError(f"--status-fd: {args.status_fd}: {e.strerror}") from None
     from .result import SandboxError
     from .sandbox import run
 

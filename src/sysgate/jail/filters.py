@@ -256,8 +256,8 @@ def _sha256(data: bytes) -> Any:
 # The source files the compiled program depends on besides the profile itself (relative to the
 # package; a directory stands for its *.py). Their (size, mtime) are part of the key, so a changed
 # compiler in a working tree never gets an old program back; tests check the list is complete.
-_CODE = ("policy.py", "immutable.py", "syscall_groups.py", "syscall_groups_data.py", "compiler", "formats",
-         "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
+_CODE = ("policy.py", "immutable.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler",
+         "formats", "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
          "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py")
 _PKG = os.path.dirname(_PROFILES_DIR)
 
@@ -284,9 +284,10 @@ def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tu
     from .. import __version__
 
     h.update(__version__.encode() + b"\0" + os.uname().machine.encode() + b"\0" + _code_stamp() + b"\0")
+    from ..formats import read_limited  # capped, and refuses /dev/zero and FIFOs (no endless read)
+
     try:
-        with open(_profile_path(spec), "rb") as f:
-            h.update(f.read())
+        h.update(read_limited(_profile_path(spec)))
     except OSError:
         h.update(b"missing:" + spec.encode())  # compile will report the error
     h.update(repr((sorted(allow), sorted(deny), action, sorted(caps))).encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from _collections_abc import Mapping  # what collections.abc re-exports; os has loaded it already
 
+from ..errors import BadArgument
 from ..immutable import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
@@ -44,17 +45,27 @@ _RLIM_INFINITY = (1 << 64) - 1
 _SIZE_LIMITS = {"as", "core", "data", "fsize", "memlock", "msgqueue", "rss", "stack"}
 
 
-class JailConfigError(ValueError):
-    """An option the sandbox cannot honour; the message is one line naming it."""
+class JailConfigError(BadArgument):
+    """An option the sandbox cannot honour; the message is one line naming it (a
+    :class:`sysgate.errors.BadArgument`, so a ``ValueError``)."""
+
+
+#: Largest size accepted (cgroup memory.max and rlimits are 64-bit; 2^63 - 1 leaves no doubt
+#: about signedness anywhere they are written).
+MAX_SIZE = (1 << 63) - 1
+#: Longest timeout accepted, in seconds (about 31 years; anything longer is a mistake).
+MAX_TIMEOUT = 1e9
 
 
 def parse_size(text: str | int, what: str = "size") -> int:
     """``64M`` -> 67108864. Suffixes K, M, G, T (powers of 1024), optional ``B``/``iB``."""
-    if isinstance(text, bool):
-        raise JailConfigError(f"{what}: expected a size, got {text!r}")
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise JailConfigError(f"{what}: expected a size such as 64M, got {text!r}")
     if isinstance(text, int):
         if text < 0:
             raise JailConfigError(f"{what}: negative size {text}")
+        if text > MAX_SIZE:
+            raise JailConfigError(f"{what}: {text} is larger than the largest size, {MAX_SIZE}")
         return text
     t = str(text).strip().upper()
     if t.endswith("IB"):
@@ -65,13 +76,19 @@ def parse_size(text: str | int, what: str = "size") -> int:
     if t[-1:] in ("K", "M", "G", "T"):
         mult = 1024 ** ("KMGT".index(t[-1]) + 1)
         t = t[:-1]
+    import math
+
     try:
-        v = float(t)
+        # Whole numbers exactly (a float would round 2^64 + 1); decimals ("1.5G") through float.
+        v = int(t) if t.isdigit() else float(t) if len(t) < 40 else math.inf
     except ValueError:
         raise JailConfigError(f"{what}: {text!r} is not a size (use a number with K, M or G)") from None
-    if v < 0 or v != v:
+    if isinstance(v, float) and not math.isfinite(v) or v < 0:
         raise JailConfigError(f"{what}: {text!r} is not a size")
-    return int(v * mult)
+    size = v * mult if isinstance(v, int) else int(v * mult)
+    if size > MAX_SIZE:
+        raise JailConfigError(f"{what}: {text!r} is larger than the largest size, {MAX_SIZE} bytes")
+    return size
 
 
 def _limit_value(text: str, name: str) -> int:
@@ -81,11 +98,15 @@ def _limit_value(text: str, name: str) -> int:
     if name in _SIZE_LIMITS:
         return parse_size(t, f"--rlimit {name}")
     try:
-        v = int(t, 0)
+        v = int(t, 0) if len(t) < 40 else None
     except ValueError:
+        v = None
+    if v is None:
         raise JailConfigError(f"--rlimit {name}: {text!r} is not a number") from None
     if v < 0:
         raise JailConfigError(f"--rlimit {name}: negative value {v}")
+    if v > _RLIM_INFINITY:
+        raise JailConfigError(f"--rlimit {name}: {v} does not fit 64 bits (use unlimited)")
     return v
 
 
@@ -230,6 +251,9 @@ class Options(Record):
             k = k.lower().removeprefix("rlimit_")
             if k not in RLIMITS:
                 raise JailConfigError(f"--rlimit: unknown limit {k!r}")
+            if not (isinstance(v, tuple) and len(v) == 2 and all(
+                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _RLIM_INFINITY for x in v)):
+                raise JailConfigError(f"--rlimit {k}: {v!r} is not N, 'SOFT:HARD' or (soft, hard) of 64-bit numbers")
             rl[k] = (int(v[0]), int(v[1]))
         s(self, "rlimits", rl)
         if self.memory is not None:
@@ -237,20 +261,24 @@ class Options(Record):
             if self.memory < 1 << 20:
                 raise JailConfigError(f"--memory: {self.memory} bytes is below the 1M minimum")
         if self.pids is not None:
-            if isinstance(self.pids, bool) or not isinstance(self.pids, int) or self.pids < 1:
-                raise JailConfigError(f"--pids: {self.pids!r} must be a positive integer")
+            if isinstance(self.pids, bool) or not isinstance(self.pids, int) or not 1 <= self.pids < 1 << 31:
+                raise JailConfigError(f"--pids: {self.pids!r} must be a positive integer below 2^31")
         if self.cpus is not None:
             try:
+                if isinstance(self.cpus, bool):
+                    raise TypeError
                 c = float(self.cpus)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise JailConfigError(f"--cpus: {self.cpus!r} is not a number") from None
             if not 0.01 <= c <= 4096:
                 raise JailConfigError(f"--cpus: {c} out of range 0.01-4096")
             s(self, "cpus", c)
         s(self, "cap_add", _strs(self.cap_add, "cap_add"))
-        fds = tuple(int(f) for f in self.pass_fds)
-        if any(f < 0 for f in fds):
-            raise JailConfigError(f"--pass-fd: negative fd in {fds}")
+        fds = tuple(self.pass_fds) if isinstance(self.pass_fds, (list, tuple, set, frozenset)) else None
+        if fds is None or not all(isinstance(f, int) and not isinstance(f, bool) for f in fds):
+            raise JailConfigError(f"--pass-fd: {self.pass_fds!r} is not a list of file descriptor numbers")
+        if any(not 0 <= f < 1 << 31 for f in fds):
+            raise JailConfigError(f"--pass-fd: {fds} has a number that is not a file descriptor")
         s(self, "pass_fds", fds)
         env = dict(self.env) if isinstance(self.env, Mapping) else dict(_kv(e) for e in self.env)
         for k in env:
@@ -259,10 +287,17 @@ class Options(Record):
         s(self, "env", env)
         s(self, "keep_env", _strs(self.keep_env, "keep_env"))
         if self.timeout is not None:
-            t = float(self.timeout)
-            if not t > 0:
-                raise JailConfigError(f"--timeout: {self.timeout!r} must be a positive number of seconds")
-            s(self, "timeout", t)
+            t = self.timeout
+            if isinstance(t, str):
+                try:
+                    t = float(t)
+                except ValueError:
+                    t = None
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= MAX_TIMEOUT:
+                # (True is not "one second"; inf and nan fail the range test)
+                raise JailConfigError(f"--timeout: {self.timeout!r} must be a number of seconds above 0 and at "
+                                      f"most {MAX_TIMEOUT:.0e}")
+            s(self, "timeout", float(t))
         if self.cwd is not None:
             s(self, "cwd", _abs(os.fspath(self.cwd), "--chdir"))
         s(self, "landlock_ro", tuple(_abs(os.fspath(p), "--ro") for p in _seq(self.landlock_ro)))

@@ -53,7 +53,14 @@ def _is_python(name: str) -> bool:
 def _argv(argv: Sequence[str] | str) -> list[str]:
     if isinstance(argv, (str, bytes)):
         raise JailConfigError("argv must be a list of strings, not a single string (use ['sh', '-c', ...])")
-    out = [os.fsdecode(a) for a in argv]
+    try:
+        items = list(argv)
+    except TypeError:
+        raise JailConfigError(f"argv: expected a list of strings, got {type(argv).__name__}") from None
+    for i, a in enumerate(items):
+        if not isinstance(a, (str, bytes, os.PathLike)):
+            raise JailConfigError(f"argv[{i}]: expected a string, got {type(a).__name__}")
+    out = [os.fsdecode(a) for a in items]
     if not out or not out[0]:
         raise JailConfigError("argv: no command given")
     for a in out:
@@ -495,6 +502,9 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
     ``ValueError``) for bad options.
     """
     opts = _options(options)
+    if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
+        raise JailConfigError(f"input: expected bytes, got {type(input).__name__}"
+                              + (" (encode it first)" if isinstance(input, str) else ""))
     if capture_output:
         if stdout is not None or stderr is not None:
             raise JailConfigError("capture_output cannot be combined with stdout/stderr")
