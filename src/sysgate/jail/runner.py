@@ -118,6 +118,7 @@ class Plan:
     lifeline_w: int  # the caller's write end (init closes its copy)
     ready: int  # write end: b"R" once the command runs
     report: int  # fork launcher: where init writes its report
+    notify: Any  # supervisor.NotifySetup: the listener filter installed and handed out before execve
     # prepared for execve(2) in the forked command process (no allocation after the filter)
     c_env: Any
     _keep: Any
@@ -154,6 +155,7 @@ class Plan:
         self.report = report
         self.c_env = c_env
         self._keep = None
+        self.notify = None
 
     def prepare_execve(self) -> None:
         """Build the C environment array for the forked path (only it calls execve itself)."""
@@ -260,7 +262,13 @@ def _lockdown(plan: Plan, R: dict) -> None:
     _stage(R, "no_new_privs")
     N.check(N.prctl(N.PR_SET_NO_NEW_PRIVS, 1), "set no_new_privs")
     _stage(R, "seccomp")
+    # The supervisor's listener filter (jail/supervisor.py) is handed out before the profile is
+    # loaded, unless it must be the newest filter (--log-denials: see NotifySetup).
+    if plan.notify is not None and not plan.notify.after_profile:
+        plan.notify.handoff()
     _load_filter(plan)
+    if plan.notify is not None and plan.notify.after_profile:
+        plan.notify.handoff()
 
 
 def _init_main(plan: Plan, R: dict, forked: bool) -> None:
@@ -288,7 +296,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     exe = _which(plan.argv[0], plan.env.get("PATH", ""))
     if plan.fast:
         _stage(R, "fds")
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc,
+                                 plan.notify.child_end if plan.notify is not None else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
@@ -303,7 +312,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     else:
         _stage(R, "fds")
         cg_fds = tuple(plan.cgroup.procs_fds) if plan.cgroup is not None else ()
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, *cg_fds))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, *cg_fds,
+                                 plan.notify.child_end if plan.notify is not None else -1))
         pid = _fork_command(plan, R, exe, hi)
         for fd in hi:
             if fd >= 0:

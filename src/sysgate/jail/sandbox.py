@@ -70,6 +70,7 @@ class _Prepared:
         self.opts = opts
         self.argv = argv
         self.to_close: list[int] = []       # child ends and temporary fds, closed once init has them
+        self.denials: list[dict] | None = None  # the supervisor's events, once it has finished
         self.parent_ends: list[Any] = [None, None, None]
         self.capture: list[int | None] = [None, None, None]
         program = None
@@ -81,6 +82,17 @@ class _Prepared:
                 os.write(2, f"sysgate: skipped unknown syscall: {name}\n".encode())
         elif opts.allow or opts.deny or opts.seccomp_action:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
+        self.notify = None
+        if opts.mediate or opts.allow_paths or opts.allow_connect or opts.allow_sockets or opts.log_denials or opts.ask:
+            from . import supervisor as _sup
+
+            if (opts.log_denials or opts.ask) and _deferred(opts.profile):
+                raise JailConfigError(f"--log-denials/--ask: --profile {opts.profile} is installed by the "
+                                      "interpreter after execve, where its denials cannot be rerouted")
+            self.notify = _sup.prepare(opts, program)
+            if self.notify is not None:
+                program = self.notify.profile  # --log-denials: the profile with its ERRNO actions rerouted
+                self.to_close.append(self.notify.child_end)
         pass_fds = opts.pass_fds
         if program is not None and _deferred(opts.profile):
             # A profile that refuses execve cannot be loaded before the jail's own execve of the
@@ -116,7 +128,8 @@ class _Prepared:
             raise SandboxError(e.errno or 0, f"cgroup: {e.strerror or e}", "cgroup") from None
         try:
             stdio = self._stdio(std, memfd_capture, input, streaming)
-            fast = self.cgroup is None and not late and (program is None or program.supervisor_safe)
+            fast = (self.cgroup is None and not late and (program is None or program.supervisor_safe)
+                    and (self.notify is None or self.notify.init_may_load))
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
             lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
             self.lifeline = (lr, lw)
@@ -127,6 +140,7 @@ class _Prepared:
                 pass_fds=pass_fds, new_session=opts.new_session, timeout=opts.timeout,
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
+            self.plan.notify = self.notify
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
                 fd = _take_netns()
                 if fd >= 0:
@@ -215,6 +229,8 @@ class _Prepared:
 
     def release(self) -> None:
         self.close_child_ends()
+        if self.notify is not None and self.denials is None:
+            self.denials = self.notify.finish()
         lr, lw = getattr(self, "lifeline", (-1, -1))
         if lw >= 0:
             os.close(lw)
@@ -302,6 +318,9 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
     try:
         if cg is not None and not opts.ns("pid"):
             cg.kill_all()
+        if prep.notify is not None:
+            prep.close_child_ends()
+            prep.denials = prep.notify.finish()
         if "raise" in R:  # KeyboardInterrupt & co. that our signal handlers raised while init ran
             raise R["raise"]
         err = R.get("error")
@@ -342,6 +361,8 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
                 res.status = _res.LIMIT
             else:
                 res.status = _res.SIGNALED
+        if prep.notify is not None:
+            res.denials = prep.denials
         for i, name in ((1, "stdout"), (2, "stderr")):
             data = prep.read_capture(i)
             if data is not None:
@@ -372,6 +393,8 @@ def _reap(pid: int) -> int | None:
 
 def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -> int | None:
     """Launch init and wait for it; fills ``R``; returns init's wait status."""
+    if prep.notify is not None:
+        prep.notify.start()  # before the launch: the vfork launcher keeps this thread in clone()
     try:
         if prep.launcher == "vfork":
             try:
