@@ -309,7 +309,11 @@ class Call:
 
 
 # How many arguments to show per syscall in describe() (the rest are register garbage).
-_ARGC = {"connect": 3, "openat": 4, "open": 3, "openat2": 4, "socketcall": 2, "getppid": 0, "getpid": 0,
+_ARGC = {"acct": 1, "close": 1, "dup": 1, "dup2": 2, "dup3": 3, "read": 3, "write": 3, "execve": 3, "chdir": 1,
+         "setuid": 1, "setgid": 1, "sethostname": 2, "swapon": 2, "swapoff": 1, "init_module": 3,
+         "delete_module": 2, "kexec_load": 4, "syslog": 3, "perf_event_open": 5, "userfaultfd": 1,
+         "clock_settime": 2, "settimeofday": 2, "quotactl": 4, "move_pages": 6, "mbind": 6, "open_by_handle_at": 3,
+         "connect": 3, "openat": 4, "open": 3, "openat2": 4, "socketcall": 2, "getppid": 0, "getpid": 0,
          "ptrace": 4, "kill": 2, "mount": 5, "umount2": 2, "unshare": 1, "setns": 2, "socket": 3, "ioctl": 3,
          "bpf": 3, "keyctl": 5, "personality": 1, "reboot": 4, "chroot": 1, "pivot_root": 2}
 
