@@ -203,12 +203,25 @@ class NotifySetup:
 
     # -- in the caller -----------------------------------------------------------------------------
     def start(self) -> None:
-        import threading
+        import _thread  # not threading: it costs milliseconds on the CLI's start-up path
 
-        self.thread = threading.Thread(target=self._run, name="sysgate-supervisor", daemon=True)
-        self.thread.start()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self.thread = _thread.start_new_thread(self._run, ())
+
+    def _join(self, timeout: float) -> bool:
+        if self._done.acquire(True, timeout):
+            self._done.release()
+            return True
+        return False
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._done.release()
+
+    def _serve(self) -> None:
         import _socket
 
         try:
@@ -248,11 +261,9 @@ class NotifySetup:
     def finish(self) -> list[dict]:
         """After the sandbox ended: wait for the supervisor, close everything, return its events."""
         # (the caller's child end is one of the sandbox's to_close fds, closed before this)
-        if self.thread is not None:
-            self.thread.join(10)
-            if self.thread.is_alive() and self.sup is not None:
-                self.sup.stop()
-                self.thread.join(5)
+        if self.thread is not None and not self._join(10) and self.sup is not None:
+            self.sup.stop()
+            self._join(5)
         if self.sup is not None:
             self.sup.close()
         try:
