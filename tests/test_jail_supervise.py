@@ -325,3 +325,46 @@ def test_the_listener_never_stays_inside():
     assert b"seccomp" not in res.stdout, res.stdout
     res = run([PY, "-c", code], capture_output=True, timeout=60, log_denials=True)
     assert b"seccomp" not in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(not ROOT, reason="the credential drop is for root supervisors")
+def test_a_root_supervisor_connects_with_the_targets_ids(tmp_path):
+    """SO_PEERCRED at the daemon names the target's uid, never the supervisor's 0; and a socket
+    the target's uid may not write stays refused."""
+    from sysgate.jail.supervisor import _connect_as
+
+    path = str(tmp_path / "d.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+    os.chmod(tmp_path, 0o755)
+    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the "target": an unprivileged process that just waits
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        os.write(ready_w, b"r")
+        os.read(r, 1)
+        os._exit(0)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"r"
+    try:
+        import struct
+
+        os.chmod(path, 0o777)
+        opath = os.open(path, os.O_PATH)  # as the supervisor does: the judged inode, through a magic link
+        addr = b"\x01\x00" + b"/proc/self/fd/%d" % opath + b"\0"
+        c = socket.socket(socket.AF_UNIX)
+        assert _connect_as(pid, c.fileno(), addr) == 0
+        conn, _ = srv.accept()
+        _, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        assert (uid, gid) == (65534, 65534)
+        os.chmod(path, 0o700)  # root's only: the target's uid may not connect
+        c2 = socket.socket(socket.AF_UNIX)
+        assert _connect_as(pid, c2.fileno(), addr) == -errno.EACCES
+        assert os.geteuid() == 0  # the process kept its ids: only the helper thread changed
+    finally:
+        os.write(w, b"x")
+        os.waitpid(pid, 0)

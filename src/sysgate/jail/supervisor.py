@@ -418,7 +418,7 @@ class NotifySetup:
                 r = self._denied(call, _DENY, "connect mediation", f"{host}:{port}")
                 if r is not None:
                     return r
-        ret = _connect(sock, target)
+        ret = _connect_as(call.pid, sock, target)
         if ret < 0:
             return Fail(-ret)
         return Return(0)
@@ -596,6 +596,60 @@ class _Creds:
 
             syscall(nr("setfsuid"), self.old_uid)
             syscall(nr("setfsgid"), self.old_gid)
+
+
+def _ids(pid: int) -> tuple[int, int, list[int]]:
+    """The effective uid, gid and supplementary groups of ``pid`` (host ids: we read from the host)."""
+    uid = gid = -1
+    groups: list[int] = []
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Uid:"):
+                uid = int(line.split()[2])
+            elif line.startswith(b"Gid:"):
+                gid = int(line.split()[2])
+            elif line.startswith(b"Groups:"):
+                groups = [int(g) for g in line.split()[1:]]
+    return uid, gid, groups
+
+
+def _connect_as(pid: int, sock: int, addr: bytes) -> int:
+    """connect(2) with the target's credentials when we are root and it is not.
+
+    The peer of a unix socket sees the *connecting* task's credentials (SO_PEERCRED), and the
+    kernel checks write permission on the socket inode with them: a root supervisor must not lend
+    its uid 0 to a sandbox whose host uid is unprivileged. setresuid/setresgid/setgroups as raw
+    syscalls change only the calling thread, so a short-lived thread takes the target's ids,
+    connects and ends."""
+    if os.geteuid() != 0:
+        return _connect(sock, addr)
+    uid, gid, groups = _ids(pid)
+    if uid == 0 or uid < 0:
+        return _connect(sock, addr)
+    import _thread
+    import ctypes as C
+
+    from ..kernel.syscall import nr, syscall
+
+    out: list[int] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def body() -> None:
+        try:
+            arr = (C.c_uint32 * max(1, len(groups)))(*groups)
+            syscall(nr("setgroups"), len(groups), arr)
+            syscall(nr("setresgid"), gid, gid, gid)
+            syscall(nr("setresuid"), uid, uid, uid)
+            out.append(_connect(sock, addr))
+        except OSError as e:
+            out.append(-(e.errno or E.EPERM))
+        finally:
+            done.release()
+
+    _thread.start_new_thread(body, ())
+    done.acquire()
+    return out[0] if out else -E.EPERM
 
 
 def _inet(raw: bytes, fam: int) -> tuple[str, int]:
