@@ -305,11 +305,14 @@ def test_cli_log_denials_json_and_bad_options(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sysgate", "run", "--log-denials", "--json", "--", PY, "-c",
                         "import ctypes; ctypes.CDLL(None).syscall(163, 0)"],
                        capture_output=True, text=True, timeout=60, env=env)
-    assert "sysgate: denied: acct(0x0) [" in r.stderr, r.stderr
+    assert "sysgate: denied: acct(NULL) [" in r.stderr, r.stderr
     import json
 
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert any(x.get("syscall") == "acct" for x in d["denials"])
+    r = subprocess.run([sys.executable, "-m", "sysgate", "run", "--log-denials", "--", "sh", "-c",
+                        "mount -t tmpfs none /mnt 2>/dev/null"], capture_output=True, text=True, timeout=60, env=env)
+    assert 'sysgate: denied: mount("none", "/mnt", "tmpfs", 0x' in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "sysgate", "run", "--allow-path", "relative", "--", "true"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--allow-path" in r.stderr

@@ -292,12 +292,43 @@ class Call:
         self.check()
         return fd
 
-    def describe(self) -> str:
-        """``connect(0x3, 0x7ffc..., 0x6e) [x86_64]``: name, raw arguments, ABI."""
+    def describe(self, decode: bool = False) -> str:
+        """``connect(0x3, 0x7ffc..., 0x6e) [x86_64]``: name, arguments, ABI.
+
+        With ``decode``, known arguments are shown by kind: fds in decimal (``AT_FDCWD``), paths as
+        the strings the target's memory holds *now* (read for the log only, never to decide),
+        modes in octal. Unknown syscalls show six raw values.
+        """
         a = self.arch
         name = self.name or f"syscall_{self.nr}"
-        shown = ", ".join(hex(x) for x in self.args[:_ARGC.get(name, 6)])
+        kinds = _KINDS.get(name)
+        if kinds is None:
+            kinds = "x" * _ARGC.get(name, 6)
+        if not decode:
+            kinds = "x" * len(kinds)
+        bits = a.bits if a is not None else 64
+        shown = ", ".join(self._arg(k, v, bits) for k, v in zip(kinds, self.args))
         return f"{name}({shown}) [{a.name if a else hex(self.arch_token)}]"
+
+    def _arg(self, kind: str, v: int, bits: int) -> str:
+        v &= (1 << bits) - 1
+        signed = v - (1 << bits) if v >> (bits - 1) else v
+        if kind == "f":
+            s32 = (v & 0xFFFFFFFF) - (1 << 32) if v & 0x80000000 else v & 0xFFFFFFFF
+            return "AT_FDCWD" if s32 == -100 else str(s32)
+        if kind == "i":
+            return str(signed)
+        if kind == "o":
+            return oct(v)
+        if kind == "p":
+            if v == 0:
+                return "NULL"
+            try:
+                text = read_memory_string(self.pid, v, 256)
+            except OSError:
+                return hex(v)
+            return '"' + text.decode("utf-8", "backslashreplace").replace('"', '\\"') + '"'
+        return hex(v)
 
     def _release(self) -> None:
         for fd in self._fds:
@@ -307,6 +338,42 @@ class Call:
                 pass
         self._fds = []
 
+
+def read_memory_string(pid: int, addr: int, limit: int) -> bytes:
+    """The NUL-terminated string at ``addr`` in ``pid`` (truncated at ``limit``), page by page."""
+    out = bytearray()
+    while len(out) < limit:
+        chunk = min(4096 - (addr + len(out)) % 4096, limit - len(out))
+        data = read_memory(pid, addr + len(out), chunk)
+        i = data.find(b"\0")
+        if i >= 0:
+            return bytes(out + data[:i])
+        out += data
+    return bytes(out)
+
+
+# Argument kinds for describe(decode=True): f fd, p path (string in the target), i signed int,
+# o octal mode, x hex. Names not listed show _ARGC's count (else 6) of raw values.
+_KINDS = {
+    "open": "pxo", "openat": "fpxo", "openat2": "fpxi", "creat": "po", "execve": "pxx", "execveat": "fpxxx",
+    "mount": "pppxx", "umount2": "px", "umount": "p", "chroot": "p", "pivot_root": "pp", "chdir": "p",
+    "mkdir": "po", "mkdirat": "fpo", "rmdir": "p", "unlink": "p", "unlinkat": "fpx", "rename": "pp",
+    "renameat": "fpfp", "renameat2": "fpfpx", "link": "pp", "linkat": "fpfpx", "symlink": "pp",
+    "symlinkat": "pfp", "chmod": "po", "fchmodat": "fpo", "chown": "pii", "lchown": "pii", "fchownat": "fpiix",
+    "stat": "px", "lstat": "px", "newfstatat": "fpxx", "statx": "fpxxx", "access": "po", "faccessat": "fpo",
+    "faccessat2": "fpox", "truncate": "pi", "readlink": "pxi", "readlinkat": "fpxi", "acct": "p",
+    "swapon": "px", "swapoff": "p", "mknod": "pox", "mknodat": "fpox", "utimensat": "fpxx",
+    "kill": "ii", "tkill": "ii", "tgkill": "iii", "ptrace": "iixx", "unshare": "x", "setns": "fx",
+    "socket": "iii", "socketpair": "iiix", "connect": "fxi", "bind": "fxi", "ioctl": "fxx", "close": "f",
+    "dup": "f", "dup2": "ff", "dup3": "ffx", "read": "fxi", "write": "fxi", "personality": "x",
+    "bpf": "ixi", "keyctl": "ixxxx", "add_key": "ppxii", "request_key": "pppi", "init_module": "xip",
+    "finit_module": "fpx", "delete_module": "px", "setuid": "i", "setgid": "i", "sethostname": "xi",
+    "setdomainname": "xi", "reboot": "xxxx", "kexec_load": "xixx", "syslog": "ixi", "quotactl": "xpix",
+    "open_by_handle_at": "fxx", "name_to_handle_at": "fpxxx", "fanotify_mark": "fxxfp",
+    "inotify_add_watch": "fpx", "perf_event_open": "xiifx", "userfaultfd": "x", "clone": "xxxxx",
+    "clone3": "xi", "socketcall": "ix", "prctl": "ixxxx", "seccomp": "xxx", "getppid": "", "getpid": "",
+    "fsopen": "px", "fsmount": "fxx", "move_mount": "fpfpx", "open_tree": "fpx", "mount_setattr": "fpxxi",
+}
 
 # How many arguments to show per syscall in describe() (the rest are register garbage).
 _ARGC = {"acct": 1, "close": 1, "dup": 1, "dup2": 2, "dup3": 3, "read": 3, "write": 3, "execve": 3, "chdir": 1,

@@ -296,7 +296,7 @@ class NotifySetup:
             return None
         ev = {"event": "denied", "syscall": call.name, "arch": call.arch.name if call.arch else None,
               "nr": call.nr, "args": [hex(a) for a in call.args], "pid": call.pid, "errno": E.errorcode.get(errno, errno),
-              "by": by, "call": call.describe() + (f" {detail}" if detail else "")}
+              "by": by, "call": call.describe(decode=True) + (f" {detail}" if detail and by != "profile" else "")}
         if detail:
             ev["detail"] = detail
         self._emit(ev)
