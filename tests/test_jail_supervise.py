@@ -38,6 +38,22 @@ for p in sys.argv[1:]:
 """
 
 
+def _scratch(prefix: str) -> str:
+    """A fresh directory the sandbox sees (not under the private /tmp): in $HOME, else beside the
+    tests; skip when neither is writable (an unprivileged CI user without a home)."""
+    for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
+        real = os.path.realpath(base)
+        if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
+            continue
+        try:
+            d = tempfile.mkdtemp(prefix=prefix, dir=real)
+        except OSError:
+            continue
+        os.chmod(d, 0o755)
+        return d
+    pytest.skip("no writable directory outside /tmp that the sandbox can see")
+
+
 def _listeners(paths):
     socks = []
     for p in paths:
@@ -64,7 +80,7 @@ def _connects(paths, **opts):
 def planted():
     """Listeners where daemons keep theirs; root can plant in the system trees, anyone in $HOME."""
     tag = f"sysgate-test-{os.getpid()}"
-    home = tempfile.mkdtemp(prefix=".sysgate-sock-", dir=os.path.expanduser("~"))
+    home = _scratch(".sysgate-sock-")
     paths = [os.path.join(home, "agent.sock")]
     dirs = [home]
     if ROOT:
@@ -174,7 +190,7 @@ def _compile(tmp, name, src, *extra):
 @needs_gcc
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86")
 def test_socketcall_through_int80_does_not_bypass_the_mediation(planted):
-    tmp = tempfile.mkdtemp(prefix="sysgate-sc-", dir=os.path.expanduser("~"))
+    tmp = _scratch(".sysgate-sc-")
     try:
         exe = _compile(tmp, "sc", SOCKETCALL_C)
         target = planted[0]
@@ -230,7 +246,7 @@ int main(void) {
 def test_racing_threads_never_open_the_denied_file():
     """Two threads rewrite the path between check and use; the supervisor reads it once and opens
     what it judged, so the secret is never read, while both outcomes (open, refused) do occur."""
-    tmp = tempfile.mkdtemp(prefix="sysgate-race-", dir=os.path.expanduser("~"))
+    tmp = _scratch(".sysgate-race-")
     try:
         exe = _compile(tmp, "race", RACE_C, "-pthread")
         data = os.path.join(tmp, "data")
@@ -256,7 +272,7 @@ def test_racing_threads_never_open_the_denied_file():
 
 
 def test_allow_path_read_only_and_read_write():
-    tmp = tempfile.mkdtemp(prefix="sysgate-ap-", dir=os.path.expanduser("~"))
+    tmp = _scratch(".sysgate-ap-")
     try:
         os.chmod(tmp, 0o777)
         code = r"""

@@ -584,6 +584,8 @@ class Supervisor:
 
     def close(self) -> None:
         """Stop and close the listener: from now on the kernel fails notified calls with ENOSYS."""
+        if self._stop_w < 0:
+            return  # closed already: never close the numbers twice (they may belong to others now)
         self.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
@@ -592,7 +594,7 @@ class Supervisor:
                 os.close(fd)
             except OSError:
                 pass
-        self.listener = -1
+        self.listener = self._stop_r = self._stop_w = -1
 
     def __enter__(self) -> "Supervisor":
         return self

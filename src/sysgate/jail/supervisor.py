@@ -125,6 +125,7 @@ class NotifySetup:
         self.init_may_load = not self.log and not opts.allow_paths
         self.sup: Any = None
         self.thread: Any = None
+        self._stop_r = self._stop_w = -1
         self.events: list[dict] = []
         self.failure: BaseException | None = None
         self.allowed_socket_paths = tuple(os.path.normpath(p) if not p.startswith("@") else p
@@ -207,6 +208,8 @@ class NotifySetup:
 
         self._done = _thread.allocate_lock()
         self._done.acquire()
+        self._stopping = False
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self.thread = _thread.start_new_thread(self._run, ())
 
     def _join(self, timeout: float) -> bool:
@@ -223,7 +226,9 @@ class NotifySetup:
 
     def _serve(self) -> None:
         import _socket
+        import select
 
+        listener = -1
         try:
             s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.parent_end)
             try:
@@ -234,38 +239,50 @@ class NotifySetup:
                    if lvl == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS]
             if not fds:
                 return  # the command never got as far as installing the filter
-            import select
-
+            listener = fds[0]
             p = select.poll()  # most commands never connect: import the supervisor only when one does
-            p.register(fds[0], select.POLLIN)
-            ev = p.poll()[0][1]
-            if not ev & select.POLLIN:
-                os.close(fds[0])
+            p.register(listener, select.POLLIN)
+            p.register(self._stop_r, select.POLLIN)
+            ready = dict(p.poll())
+            if not ready.get(listener, 0) & select.POLLIN:
                 return
             from ..notify import Supervisor, companion_arches
 
             self.arches = self.arches or companion_arches()
-
             handlers = {"connect": self._connect, "socketcall": self._socketcall}
             if self.opts.allow_paths:
                 handlers.update(open=self._open, openat=self._openat, openat2=self._openat2, creat=self._creat)
-            self.sup = Supervisor(fds[0], handlers, self._profile_decision if self.log else None,
+            if self.log:  # every notification is first judged by the profile: mediated calls included
+                handlers = {k: self._judged(h) for k, h in handlers.items()}
+            self.sup = Supervisor(listener, handlers, self._profile_decision if self.log else None,
                                   arches=self.arches, on_error=self._on_error)
-            if self.log:
-                # every notification is first judged by the profile: mediated calls included
-                self.sup._handlers = {k: self._judged(h) for k, h in self.sup._handlers.items()}
+            listener = -1  # the Supervisor owns it now
+            if self._stopping:
+                return
             self.sup.serve()
         except BaseException as e:  # noqa: BLE001 - reported by finish()
             self.failure = e
+        finally:
+            # Fail closed right away: with the listener closed the kernel answers ENOSYS to every
+            # notified call, so a supervisor that stopped never leaves the sandbox waiting.
+            if listener >= 0:
+                os.close(listener)
+            if self.sup is not None:
+                self.sup.close()
 
     def finish(self) -> list[dict]:
         """After the sandbox ended: wait for the supervisor, close everything, return its events."""
         # (the caller's child end is one of the sandbox's to_close fds, closed before this)
-        if self.thread is not None and not self._join(10) and self.sup is not None:
-            self.sup.stop()
+        if self.thread is not None and not self._join(10):
+            self._stopping = True  # something outside the PID namespace still uses the filter
+            os.write(self._stop_w, b"x")
+            if self.sup is not None:
+                self.sup.stop()
             self._join(5)
-        if self.sup is not None:
-            self.sup.close()
+        for fd in (self._stop_r, self._stop_w):
+            if fd >= 0:
+                os.close(fd)
+        self._stop_r = self._stop_w = -1
         try:
             os.close(self.parent_end)
         except OSError:
