@@ -387,3 +387,62 @@ def test_a_root_supervisor_connects_with_the_targets_ids(tmp_path):
     finally:
         os.write(w, b"x")
         os.waitpid(pid, 0)
+
+
+def _ask_run(answer: bytes) -> tuple[int, bytes]:
+    """``sysgate run --ask`` on a pseudo-terminal; the command unshares a user namespace, which
+    docker-default refuses (EPERM) but which works without privileges if allowed."""
+    import pty
+    import select
+    import time
+
+    code = ("import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); "
+            "sys.exit(0 if l.unshare(0x10000000)==0 else 10+ctypes.get_errno())")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "sysgate", "run", "--ask", "--", PY, "-c", code], env)
+        finally:
+            os._exit(127)
+    out = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    reaped = False
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not answered and b"[y/N]" in out:
+                    os.write(fd, answer + b"\n")
+                    answered = True
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                return os.waitstatus_to_exitcode(st), out
+        while time.monotonic() < deadline:  # the terminal hung up: sysgate is exiting
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                return os.waitstatus_to_exitcode(st), out
+            time.sleep(0.01)
+        raise AssertionError(f"sysgate run --ask did not finish: {out!r}")
+    finally:
+        if not reaped:  # ours and not reaped yet: the pid cannot have been reused
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_ask_allows_or_denies_on_the_terminal():
+    code, out = _ask_run(b"y")
+    assert b"profile denies unshare(" in out and code == 0, out
+    code, out = _ask_run(b"n")
+    assert code == 10 + errno.EPERM, out
