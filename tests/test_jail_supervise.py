@@ -14,7 +14,6 @@ import sys
 import tempfile
 
 import pytest
-
 from jail_support import PY, ROOT, needs_userns
 
 from sysgate.jail import run
@@ -248,7 +247,7 @@ def test_racing_threads_never_open_the_denied_file():
     what it judged, so the secret is never read, while both outcomes (open, refused) do occur."""
     tmp = _scratch(".sysgate-race-")
     try:
-        exe = _compile(tmp, "race", RACE_C, "-pthread")
+        _compile(tmp, "race", RACE_C, "-pthread")
         data = os.path.join(tmp, "data")
         os.mkdir(data)
         with open(os.path.join(data, "public.txt"), "w") as f:

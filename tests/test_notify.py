@@ -13,7 +13,15 @@ import pytest
 
 from sysgate.kernel.seccomp import Flag, features, install
 from sysgate.kernel.syscall import nr, syscall
-from sysgate.notify import (ALLOW, Fail, InjectFd, Return, Supervisor, companion_arches, notify_program)
+from sysgate.notify import (
+    ALLOW,
+    Fail,
+    InjectFd,
+    Return,
+    Supervisor,
+    companion_arches,
+    notify_program,
+)
 
 pytestmark = pytest.mark.skipif(not features().user_notif, reason="kernel without seccomp user notification")
 
@@ -153,9 +161,9 @@ def test_many_threads_and_processes_at_once():
         for p in range(n_proc):
             k = os.fork()
             if k == 0:
-                bad = []
+                bad: list[int] = []
 
-                def worker(t: int) -> None:
+                def worker(t: int, p: int = p, bad: list[int] = bad) -> None:
                     for i in range(n_calls):
                         v = p * 1_000_000 + t * 1000 + i
                         if syscall(GETPPID, v) != v + 1:

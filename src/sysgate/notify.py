@@ -41,22 +41,44 @@ import os
 import select
 import struct
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Union
 
 from .arch import Arch, by_token, get, native
 from .bpf import insn as I
 from .bpf.insn import Insn
 from .kernel.memory import MemoryReadError, read_memory
-from .kernel.notify import (SECCOMP_ADDFD_FLAG_SEND, SECCOMP_IOCTL_NOTIF_ADDFD, SECCOMP_IOCTL_NOTIF_ID_VALID,
-                            SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_USER_NOTIF_FLAG_CONTINUE,
-                            SeccompNotif, SeccompNotifResp, ioc)
+from .kernel.notify import (
+    SECCOMP_ADDFD_FLAG_SEND,
+    SECCOMP_IOCTL_NOTIF_ADDFD,
+    SECCOMP_IOCTL_NOTIF_ID_VALID,
+    SECCOMP_IOCTL_NOTIF_RECV,
+    SECCOMP_IOCTL_NOTIF_SEND,
+    SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+    SeccompNotif,
+    SeccompNotifResp,
+    ioc,
+)
 from .kernel.syscall import errno_name, libc, nr, syscall
 
 __all__ = [
-    "Reply", "Allow", "ALLOW", "Fail", "Return", "InjectFd", "Call", "CallGone", "Handler", "Supervisor",
-    "HandlerError", "SECCOMP_IOCTL_NOTIF_SET_FLAGS", "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP", "companion_arches",
-    "pidfd_open", "pidfd_getfd", "notify_program",
+    "ALLOW",
+    "SECCOMP_IOCTL_NOTIF_SET_FLAGS",
+    "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP",
+    "Allow",
+    "Call",
+    "CallGone",
+    "Fail",
+    "Handler",
+    "HandlerError",
+    "InjectFd",
+    "Reply",
+    "Return",
+    "Supervisor",
+    "companion_arches",
+    "notify_program",
+    "pidfd_getfd",
+    "pidfd_open",
 ]
 
 SECCOMP_IOCTL_NOTIF_SET_FLAGS = ioc("w", ord("!"), 4, 8)  # 6.6
@@ -152,7 +174,7 @@ def companion_arches(arch: str | Arch | None = None) -> tuple[Arch, ...]:
     return tuple(get(n) for n in _COMPANIONS.get(a.name, (a.name,)))
 
 
-def notify_program(calls: "Iterable[str | int]", *, arches: tuple[Arch, ...] | None = None,
+def notify_program(calls: Iterable[str | int], *, arches: tuple[Arch, ...] | None = None,
                    otherwise: int | None = None) -> list[Insn]:
     """A filter returning USER_NOTIF for ``calls`` (names or native numbers) on every ABI of ``arches``
     (default: :func:`companion_arches`) and ``otherwise`` (default ALLOW) for everything else.
@@ -201,9 +223,9 @@ class Call:
     copies taken once and re-validated; decide on them, never on the target's memory again.
     """
 
-    __slots__ = ("id", "pid", "nr", "arch_token", "ip", "args", "_sup", "_arch", "_root", "_pidfd", "_fds")
+    __slots__ = ("_arch", "_fds", "_pidfd", "_root", "_sup", "arch_token", "args", "id", "ip", "nr", "pid")
 
-    def __init__(self, sup: "Supervisor", id: int, pid: int, nr_: int, arch_token: int, ip: int,
+    def __init__(self, sup: Supervisor, id: int, pid: int, nr_: int, arch_token: int, ip: int,
                  args: tuple[int, ...]) -> None:
         self.id = id
         self.pid = pid
@@ -385,7 +407,7 @@ _ARGC = {"acct": 1, "close": 1, "dup": 1, "dup2": 2, "dup3": 3, "read": 3, "writ
          "bpf": 3, "keyctl": 5, "personality": 1, "reboot": 4, "chroot": 1, "pivot_root": 2}
 
 
-def _resolve_handlers(handlers: Mapping[Union[str, int, tuple], Handler],
+def _resolve_handlers(handlers: Mapping[str | int | tuple, Handler],
                       arches: tuple[Arch, ...]) -> dict[tuple[int, int], Handler]:
     out: dict[tuple[int, int], Handler] = {}
     for key, h in handlers.items():
@@ -422,7 +444,7 @@ class Supervisor:
     delays the calls behind it but never loses one.
     """
 
-    def __init__(self, listener: int, handlers: Mapping[Union[str, int, tuple], Handler] | None = None,
+    def __init__(self, listener: int, handlers: Mapping[str | int | tuple, Handler] | None = None,
                  default: Handler | None = None, *, arches: tuple[Arch, ...] | None = None,
                  on_error: Callable[[Call, BaseException], None] | None = None,
                  on_reply: Callable[[Call, Reply], None] | None = None, sync_wakeup: bool = True) -> None:
@@ -596,7 +618,7 @@ class Supervisor:
                 pass
         self.listener = self._stop_r = self._stop_w = -1
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         return self
 
     def __exit__(self, *exc: object) -> None:

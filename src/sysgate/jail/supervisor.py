@@ -50,7 +50,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["NotifySetup", "prepare", "parse_allow_path", "parse_allow_connect"]
+__all__ = ["NotifySetup", "parse_allow_connect", "parse_allow_path", "prepare"]
 
 _NEW_LISTENER = 8
 _WAIT_KILLABLE_RECV = 32
@@ -106,8 +106,8 @@ class NotifySetup:
         if opts.allow_paths:
             calls += ["open", "openat", "openat2", "creat"]
         self.calls = tuple(calls)
-        self.rewritten = None
-        self.arches = None  # the native companions (resolved by the supervisor thread)
+        self.rewritten: list | None = None
+        self.arches: tuple | None = None  # the native companions (resolved by the supervisor thread)
         from .filters import FilterProgram
 
         if not self.log and not opts.allow_paths and _machine_key() in _CONNECT_NRS:
@@ -179,8 +179,8 @@ class NotifySetup:
         listener is sent with sendmsg: both must be allowed by the profile, or the command would
         wait for a supervisor that has no listener yet."""
         from ..arch import native
-        from ..bpf.emulator import emulate
         from ..bpf import insn as I
+        from ..bpf.emulator import emulate
 
         a = native()
         for name in ("seccomp", "sendmsg", "close"):
@@ -249,7 +249,7 @@ class NotifySetup:
             from ..notify import Supervisor, companion_arches
 
             self.arches = self.arches or companion_arches()
-            handlers = {"connect": self._connect, "socketcall": self._socketcall}
+            handlers: dict[Any, Any] = {"connect": self._connect, "socketcall": self._socketcall}
             if self.opts.allow_paths:
                 handlers.update(open=self._open, openat=self._openat, openat2=self._openat2, creat=self._creat)
             if self.log:  # every notification is first judged by the profile: mediated calls included
@@ -687,7 +687,7 @@ def _socketpair() -> tuple[int, int]:
     return a.detach(), b.detach()
 
 
-_libc_connect = None
+_libc_connect: Any = None
 
 
 def _connect(fd: int, addr: bytes) -> int:
@@ -770,7 +770,7 @@ def _user_notif_ok() -> bool:
         avail = ctypes.c_uint32(0x7FC00000)  # SECCOMP_GET_ACTION_AVAIL of USER_NOTIF
         ok = N.sysc("seccomp", N.c_long(2), N.c_long(0), ctypes.byref(avail)) == 0 and _flag_ok(_NEW_LISTENER)
         # pidfd_getfd (5.6) has the same number everywhere; EBADF for fd -1 means it exists
-        ok = ok and N.libc.syscall(N.c_long(438), N.c_long(-1), N.c_long(0), N.c_long(0)) < 0 \
-            and N.errno_of() == E.EBADF
+        raw: Any = N.libc.syscall
+        ok = ok and raw(N.c_long(438), N.c_long(-1), N.c_long(0), N.c_long(0)) < 0 and N.errno_of() == E.EBADF
         _NOTIF_OK = ok
     return _NOTIF_OK
