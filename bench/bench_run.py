@@ -10,6 +10,8 @@ Contenders:
 * ``api``: ``sysgate.run(["/bin/true"])`` in this (warm) interpreter, full default isolation
   (user, mount, PID, network, IPC, UTS, cgroup namespaces; read-only root, /dev, /proc, /tmp;
   capabilities dropped; no_new_privs; docker-default).
+* ``api-no-mediate``: ``api`` without the default connect mediation (``mediate=False``): the
+  difference is what the listener filter, its hand-over and the supervisor thread cost.
 * ``api-cold-netns``: the same with the spare network namespace disabled (every run creates its
   own inside ``clone()``), i.e. what a process pays for its first sandbox.
 * ``cli``: ``python3 -m sysgate run -- /bin/true`` (a new interpreter each time, with ``site``;
@@ -92,7 +94,15 @@ def main() -> int:
         finally:
             del os.environ["SYSGATE_NETNS_POOL"]
 
+    def api_no_mediate() -> float:  # what the default connect mediation (jail/supervisor.py) costs
+        t = time.perf_counter()
+        r = sysgate.run(["/bin/true"], mediate=False)
+        dt = time.perf_counter() - t
+        assert r.ok, r
+        return dt
+
     contenders["api"] = api
+    contenders["api-no-mediate"] = api_no_mediate
     if netpool.enabled():
         contenders["api-cold-netns"] = api_cold
     if not args.no_cli:

@@ -99,7 +99,10 @@ def test_every_option_is_documented_and_reaches_options() -> None:
               "die_with_parent": ["--no-die-with-parent"], "new_session": ["--new-session"],
               "launcher": ["--launcher", "fork"], "skip_unknown": ["--skip-unknown"],
               "keep_host_root": ["--keep-host-root"], "host_uid": ["--host-uid", "70000"],
-              "host_gid": ["--host-gid", "70000"]}
+              "host_gid": ["--host-gid", "70000"],
+              "mediate": ["--no-mediate"], "allow_paths": ["--allow-path", "/usr"],
+              "allow_connect": ["--allow-connect", "localhost:80"], "allow_sockets": ["--allow-socket", "/x.sock"],
+              "log_denials": ["--log-denials"], "ask": ["--ask"]}
     assert set(sample) == set(Options.__slots__)
     base = options_from_args(run_args(["--", "true"]))
     for field, words in sample.items():

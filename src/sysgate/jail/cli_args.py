@@ -61,6 +61,18 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="leave out syscall names no architecture has (Docker/OCI/k8s profiles), reporting each")
     g.add_argument("--strict", action="store_true",
                    help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
+    g = p.add_argument_group("supervision (seccomp user notification; see docs/jail.md)")
+    g.add_argument("--allow-socket", action="append", default=[], metavar="PATH",
+                   help="allow connect() to this unix socket (path inside the sandbox, or @NAME); every other "
+                        "pathname socket is refused with EACCES")
+    g.add_argument("--allow-connect", action="append", default=[], metavar="HOST:PORT",
+                   help="allow inet connect() to HOST:PORT only (repeatable; port * for any)")
+    g.add_argument("--allow-path", action="append", default=[], metavar="PATH[:ro|rw]",
+                   help="open/openat/openat2 only under these paths (repeatable; ro by default)")
+    g.add_argument("--log-denials", action="store_true",
+                   help="report every call the profile denies (name, arch, arguments) on stderr and in --json")
+    g.add_argument("--ask", action="store_true", help="ask on the terminal before denying a call (first of each name)")
+    g.add_argument("--no-mediate", action="store_true", help="do not mediate connect() (host unix sockets reachable)")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
@@ -133,12 +145,15 @@ _VALUES = {
     "--tmpfs": ("tmpfs", None), "--ro": ("ro", None), "--rw": ("rw", None), "--share": ("share", None),
     "--cap-add": ("cap_add", None), "--rlimit": ("rlimit", None), "--env": ("env", None),
     "--keep-env": ("keep_env", None), "--pass-fd": ("pass_fd", int),
+    "--allow-socket": ("allow_socket", None), "--allow-connect": ("allow_connect", None),
+    "--allow-path": ("allow_path", None),
 }
 _APPENDED = frozenset({"allow", "deny", "bind", "ro_bind", "tmpfs", "ro", "rw", "share", "cap_add", "rlimit", "env",
-                       "keep_env", "pass_fd"})
+                       "keep_env", "pass_fd", "allow_socket", "allow_connect", "allow_path"})
 _FLAGS = {"--no-seccomp": "no_seccomp", "--skip-unknown": "skip_unknown", "--strict": "strict", "--inherit-env": "inherit_env",
           "--new-session": "new_session", "--no-die-with-parent": "no_die_with_parent",
-          "--keep-host-root": "keep_host_root", "--json": "json", "-q": "quiet", "--quiet": "quiet"}
+          "--keep-host-root": "keep_host_root", "--json": "json", "-q": "quiet", "--quiet": "quiet",
+          "--log-denials": "log_denials", "--ask": "ask", "--no-mediate": "no_mediate"}
 _CHOICES = {"net": ("none", "host"), "launcher": ("auto", "vfork", "fork")}
 _DEFAULTS = {"profile": "docker-default", "seccomp_action": None, "rootfs": None, "tmp_size": None, "chdir": None,
              "net": "none", "hostname": "sysgate", "uid": None, "gid": None, "host_uid": None, "host_gid": None, "memory": None, "pids": None,
@@ -220,6 +235,8 @@ def options_from_args(args: Any) -> Any:
         die_with_parent=not args.no_die_with_parent, new_session=args.new_session, launcher=args.launcher,
         skip_unknown=args.skip_unknown, keep_host_root=args.keep_host_root, host_uid=args.host_uid,
         host_gid=args.host_gid,
+        mediate=not args.no_mediate, allow_sockets=tuple(args.allow_socket), allow_connect=tuple(args.allow_connect),
+        allow_paths=tuple(args.allow_path), log_denials=args.log_denials, ask=args.ask,
     )
 
 

@@ -177,13 +177,18 @@ class Options(Record):
     Seccomp: ``profile`` (name, file, a :class:`~sysgate.policy.Policy`, or None for no filter)
     with ``allow``/``deny`` (``NAME`` or ``NAME:errno``) and ``seccomp_action`` as the default;
     ``skip_unknown`` leaves out syscall names no architecture has, one stderr line each.
+    Supervision (:mod:`.supervisor`): ``mediate`` (default on) refuses ``connect()`` to every
+    pathname unix socket but ``allow_sockets``; ``allow_connect`` (``HOST:PORT``) limits inet
+    connects; ``allow_paths`` (``PATH[:ro|rw]``) limits open/openat/openat2; ``log_denials``
+    reports every call the profile denies; ``ask`` asks on the terminal before denying.
     """
 
     __slots__ = (
         "profile", "allow", "deny", "seccomp_action", "rootfs", "binds", "tmpfs", "tmp_size", "share",
         "hostname", "uid", "gid", "rlimits", "memory", "pids", "cpus", "cap_add", "pass_fds", "env",
         "keep_env", "clear_env", "timeout", "cwd", "landlock_ro", "landlock_rw", "die_with_parent",
-        "new_session", "launcher", "skip_unknown", "keep_host_root", "host_uid", "host_gid"
+        "new_session", "launcher", "skip_unknown", "keep_host_root", "host_uid", "host_gid",
+        "mediate", "allow_paths", "allow_connect", "allow_sockets", "log_denials", "ask",
     )
     _defaults = {
         "profile": "docker-default",
@@ -218,6 +223,13 @@ class Options(Record):
         "keep_host_root": False,
         "host_uid": None,
         "host_gid": None,
+        # supervision (jail/supervisor.py): connect mediation on by default
+        "mediate": True,
+        "allow_paths": (),
+        "allow_connect": (),
+        "allow_sockets": (),
+        "log_denials": False,
+        "ask": False,
     }
 
     def _check(self) -> None:
@@ -304,6 +316,19 @@ class Options(Record):
         s(self, "landlock_rw", tuple(_abs(os.fspath(p), "--rw") for p in _seq(self.landlock_rw)))
         if self.launcher not in ("auto", "vfork", "fork"):
             raise JailConfigError(f"launcher: {self.launcher!r} must be auto, vfork or fork")
+        s(self, "allow_paths", _strs(self.allow_paths, "allow_path"))
+        s(self, "allow_connect", _strs(self.allow_connect, "allow_connect"))
+        s(self, "allow_sockets", _strs(self.allow_sockets, "allow_socket"))
+        if self.allow_paths or self.allow_connect:
+            from .supervisor import parse_allow_connect, parse_allow_path
+
+            for t in self.allow_paths:
+                parse_allow_path(t)
+            for t in self.allow_connect:
+                parse_allow_connect(t)
+        for t in self.allow_sockets:
+            if not t.startswith(("/", "@")) or "\0" in t:
+                raise JailConfigError(f"--allow-socket {t!r}: give an absolute path (or @NAME for an abstract socket)")
         if "user" in self.share and os.geteuid() != 0:
             raise JailConfigError("--share user: without a user namespace the sandbox needs root")
         if (self.host_uid is not None or self.host_gid is not None) and self.keep_host_root:

@@ -68,6 +68,7 @@ class RunResult:
         "argv": None, "status": None, "returncode": None, "signal": None, "syscall": None, "syscall_nr": None,
         "arch": None, "wall_time": 0.0, "user_time": 0.0, "system_time": 0.0, "peak_memory": None,
         "stdout": None, "stderr": None, "cgroup": None, "oom_kills": 0, "pids_limit_hits": 0, "launcher": "",
+        "denials": None,  # the supervisor's reports (jail/supervisor.py): denied calls, handler errors
     }
     __slots__ = tuple(_FIELDS)
 

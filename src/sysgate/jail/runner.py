@@ -152,6 +152,7 @@ class Plan:
     lifeline_w: int  # the caller's write end (init closes its copy)
     ready: int  # write end: b"R" once the command runs
     report: int  # fork launcher: where init writes its report
+    notify: Any  # supervisor.NotifySetup: the listener filter installed and handed out before execve
     # prepared for execve(2) in the forked command process (no allocation after the filter)
     c_env: Any
     _keep: Any
@@ -193,6 +194,7 @@ class Plan:
         self.report = report
         self.c_env = c_env
         self._keep = None
+        self.notify = None
 
     def prepare_execve(self) -> None:
         """Build the C environment array for the forked path (only it calls execve itself)."""
@@ -299,7 +301,13 @@ def _lockdown(plan: Plan, R: dict) -> None:
     _stage(R, "no_new_privs")
     N.check(N.prctl(N.PR_SET_NO_NEW_PRIVS, 1), "set no_new_privs")
     _stage(R, "seccomp")
+    # The supervisor's listener filter (jail/supervisor.py) is handed out before the profile is
+    # loaded, unless it must be the newest filter (--log-denials: see NotifySetup).
+    if plan.notify is not None and not plan.notify.after_profile:
+        plan.notify.handoff()
     _load_filter(plan)
+    if plan.notify is not None and plan.notify.after_profile:
+        plan.notify.handoff()
 
 
 class _Late(Exception):
@@ -363,7 +371,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _check_deadline(plan)
     if plan.fast:
         _stage(R, "fds")
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1,
+                                 plan.notify.child_end if plan.notify is not None else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
@@ -380,7 +389,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     else:
         _stage(R, "fds")
         cg_fds = tuple(plan.cgroup.procs_fds) if plan.cgroup is not None else ()
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1, *cg_fds))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1, *cg_fds,
+                                 plan.notify.child_end if plan.notify is not None else -1))
         pid = _fork_command(plan, R, exe, hi, pty)
         for fd in hi:
             if fd >= 0:

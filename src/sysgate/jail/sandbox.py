@@ -78,6 +78,7 @@ class _Prepared:
         self.relay: Any = None
         self.argv = argv
         self.to_close: list[int] = []       # child ends and temporary fds, closed once init has them
+        self.denials: list[dict] | None = None  # the supervisor's events, once it has finished
         self.parent_ends: list[Any] = [None, None, None]
         self.capture: list[int | None] = [None, None, None]
         program = None
@@ -89,6 +90,17 @@ class _Prepared:
                 os.write(2, f"sysgate: skipped unknown syscall: {name}\n".encode())
         elif opts.allow or opts.deny or opts.seccomp_action:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
+        self.notify = None
+        if opts.mediate or opts.allow_paths or opts.allow_connect or opts.allow_sockets or opts.log_denials or opts.ask:
+            from . import supervisor as _sup
+
+            if (opts.log_denials or opts.ask) and _deferred(opts.profile):
+                raise JailConfigError(f"--log-denials/--ask: --profile {opts.profile} is installed by the "
+                                      "interpreter after execve, where its denials cannot be rerouted")
+            self.notify = _sup.prepare(opts, program)
+            if self.notify is not None:
+                program = self.notify.profile  # --log-denials: the profile with its ERRNO actions rerouted
+                self.to_close.append(self.notify.child_end)
         pass_fds = opts.pass_fds
         if program is not None and _deferred(opts.profile):
             # A profile that refuses execve cannot be loaded before the jail's own execve of the
@@ -140,7 +152,7 @@ class _Prepared:
             # Without a PID namespace the supervisor shares one with the command: it must stay outside
             # the command's Landlock domain (the fork path applies it in the command only).
             fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
-                and opts.ns("pid")
+                and opts.ns("pid") and (self.notify is None or self.notify.init_may_load)
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
             if not fast:
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
@@ -159,6 +171,7 @@ class _Prepared:
                 die_with_parent=opts.die_with_parent, pidns=opts.ns("pid"), lifeline=lr, lifeline_w=lw,
             )
             self.plan.ns.lifeline = lr  # checked again after the root caller's credential change
+            self.plan.notify = self.notify
             if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
                 fd = _take_netns()
                 if fd >= 0:
@@ -252,6 +265,8 @@ class _Prepared:
         if self.relay is not None:
             self.relay.stop()
             self.relay = None
+        if self.notify is not None and self.denials is None:
+            self.denials = self.notify.finish()
         lr, lw = getattr(self, "lifeline", (-1, -1))
         if lw >= 0:
             os.close(lw)
@@ -349,6 +364,9 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
     try:
         if cg is not None and not opts.ns("pid"):
             cg.kill_all()
+        if prep.notify is not None:
+            prep.close_child_ends()
+            prep.denials = prep.notify.finish()
         if "raise" in R:  # KeyboardInterrupt & co. that our signal handlers raised while init ran
             raise R["raise"]
         err = R.get("error")
@@ -391,6 +409,8 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
                 res.status = _res.LIMIT
             else:
                 res.status = _res.SIGNALED
+        if prep.notify is not None:
+            res.denials = prep.denials
         for i, name in ((1, "stdout"), (2, "stderr")):
             data = prep.read_capture(i)
             if data is not None:
@@ -426,6 +446,8 @@ def _reap(pid: int) -> int | None:
 
 def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -> int | None:
     """Launch init and wait for it; fills ``R``; returns init's wait status."""
+    if prep.notify is not None:
+        prep.notify.start()  # before the launch: the vfork launcher keeps this thread in clone()
     try:
         if prep.launcher == "vfork":
             try:
