@@ -13,8 +13,8 @@ from sysgate.policy import ActionKind, Policy
 from sysgate.recorder import record
 from sysgate.recorder import tracefs
 
-METHODS = [pytest.param("tracefs", marks=pytest.mark.skipif(tracefs.available() is not None, reason="tracefs needs root")),
-           "ptrace"]
+NO_TRACEFS = tracefs.available() is not None
+METHODS = [pytest.param("tracefs", marks=pytest.mark.skipif(NO_TRACEFS, reason="tracefs needs root")), "ptrace"]
 
 # Calls a bare ``python -S`` never makes (checked with strace -f), one per task.
 RARE = {"getpriority": "os.getpriority(0, 0)", "getsid": "os.getsid(0)", "getpgid": "os.getpgid(0)",
