@@ -49,8 +49,16 @@ TCP = textwrap.dedent("""
     os.waitpid(pid, 0)
 """)
 PYIMPORTS = "import json, decimal, sqlite3, csv, email.message; print(json.dumps({'d': str(decimal.Decimal(1) / 8)}))"
-# getpriority is made only by the second thread
-THREAD = "import os, threading\nt = threading.Thread(target=os.getpriority, args=(0, 0)); t.start(); t.join()"
+# getpriority is made only by the second thread. Thread.join returns when the thread's Python part has
+# ended, before its pthread exits (glibc's madvise of the stack, then exit): the main thread then waits
+# for the task itself to end, else its exit_group kills the thread first in some runs (about 1 in 4) and
+# the two runs compared (strace's, the recorder's) made different calls. Sleeps at least once, so that
+# both runs make the same calls.
+THREAD = ("import os, threading, time\nt = threading.Thread(target=os.getpriority, args=(0, 0)); t.start(); t.join()\n"
+          "end = time.monotonic() + 20\n"
+          "while True:\n"
+          "    time.sleep(0.001)\n"
+          "    if len(os.listdir('/proc/self/task')) == 1 or time.monotonic() > end: break\n")
 SHELL = "ls /usr | sort | head -3; echo $(cat /proc/self/stat | wc -w)"
 
 

@@ -262,7 +262,9 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             sysc(nr_ptrace, c_long(PTRACE_GETEVENTMSG), c_long(pid), c_zero, ctypes.byref(msg))
             if msg.value not in seen_stop:
                 fresh.add(msg.value)
-            elif pid in started:
+            # Decided here, not only at the child's first stop: by then the parent may have exited
+            # and the child been reparented, and inherit() would read the wrong PPid.
+            if pid in started:
                 started.add(msg.value)
             tasks.add(msg.value)
         elif sig == signal.SIGTRAP and event == EV_EXEC:

@@ -473,8 +473,12 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
         # Until the whole tree has ended (as strace -f): the command, then whatever it left running.
         while True:
             poller.poll(50 if status is None else 10)
-            drain()
             now = time.monotonic()
+            # A task is counted as ended only from what was true *before* the drain below: every
+            # fork (and call) it made was then already in the ring buffer, so the drain reads its
+            # children before the tree can be judged ended. Judging after the drain missed an
+            # orphan forked between the drain and the check (its fork event not read yet).
+            ended: set[int] = set()
             if status is None:
                 pid, st = os.waitpid(top, os.WNOHANG)
                 if pid == top:
@@ -483,8 +487,10 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                     if pidfd >= 0:
                         poller.unregister(pidfd)  # stays readable: it would spin the loop
             if status is not None:
-                live.discard(top)
-                live.intersection_update({t for t in live if _alive(t)})
+                ended = {top} | {t for t in live if not _alive(t)}
+            drain()
+            if status is not None:
+                live.difference_update(ended)
                 if not live:
                     break
             if deadline is not None and now > deadline:
