@@ -197,6 +197,9 @@ def and_all(parts: Iterable[DNF]) -> DNF:
     return result
 
 
+_ABSORB_BY = 256
+
+
 def absorb(d: DNF) -> DNF:
     """``d`` without the conjunctions another one implies by being a subset of it (``a or (a and b)``
     is ``a``). Negating several masked-equal tests multiplies their per-bit alternatives; absorbing
@@ -211,7 +214,9 @@ def absorb(d: DNF) -> DNF:
         s = frozenset(conj)
         if not s:
             return TRUE
-        if singles.intersection(s) or any(k <= s for k in kept):
+        # Only the shortest kept terms (the likeliest to absorb) are tried: the check stays linear in
+        # len(d) at MAX_TERMS; a term not absorbed is merely kept, never wrong.
+        if singles.intersection(s) or any(k <= s for k in kept[:_ABSORB_BY]):
             continue
         if len(s) == 1:
             singles |= s
