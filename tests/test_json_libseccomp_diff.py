@@ -16,6 +16,7 @@ them (test_seccompiler_expectations).
 from __future__ import annotations
 
 import json
+import os
 import random
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ from sysgate.policy import Op
 import libseccomp_build as LB
 import runc_resolve as R
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("SYSGATE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 CORPUS = SHARED / "corpus"
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
@@ -384,3 +385,30 @@ def test_docker_writer_output_decides_the_same_under_libseccomp() -> None:
             assert emulate(back, "x86_64", a.nr(sc), vec).ret == want, (sc, vec)
             checked += 1
     assert checked > 50
+
+
+def test_hardened_builtin_written_as_docker_decides_the_same_under_libseccomp() -> None:
+    """The hardened docker-default (ioctl TIOCSTI/TIOCLINUX and fcntl F_SETLEASE refused on the low
+    32 bits) written as Docker JSON: the allowed rest is OR-ed single-bit masked tests, and runc +
+    libseccomp decide that file as the policy does, high words included."""
+    from sysgate.profiles import resolve
+
+    policy = resolve("docker-default", arch="x86_64", arches=["x86_64"])
+    doc, losses = D.dump(policy)
+    assert not losses
+    req = R.request(doc, "x86_64", set(), KERNEL)
+    built = LB.build_requests([dict(req, layouts=[0])])[0]
+    assert "error" not in built, built.get("error")
+    theirs = decode(bytes.fromhex(built["bpf"][0]))
+    ours = compile_policy(policy).insns
+    a = A.get("x86_64")
+    refused = 0
+    for sc, values in (("ioctl", (0x5412, 0x541C, 0x5413, 0x5410, 0x541D, 0x5402, 0)),
+                       ("fcntl", (1024, 1025, 0, 1, 4, 0x400 | 1 << 31))):
+        for v in values:
+            for high in (0, 1 << 32, 0xFFFFFFFF << 32):
+                vec = [3, v | high, 0, 0, 0, 0]
+                want = emulate(ours, "x86_64", a.nr(sc), vec).ret
+                assert emulate(theirs, "x86_64", a.nr(sc), vec).ret == want, (sc, hex(v | high))
+                refused += want == 0x00050001
+    assert refused == 3 * 3  # TIOCSTI, TIOCLINUX, F_SETLEASE, each with three high words

@@ -177,3 +177,29 @@ class Tally:
 
 def test_report_numbers() -> None:
     print(f"\nminijail differential: {Tally.inputs} policies compiled by both, {Tally.decisions} decisions compared")
+
+
+def test_a_final_allow_is_written_first(minijail: tuple, tmp_path: Path) -> None:
+    """minijail's compiler compiles a filter list that ends in ``allow`` as an unconditional allow
+    (``{ arg0 == 5; return 1, allow }`` allows arg0 == 5): the writer spells the allowed region
+    out first instead, and minijail's program decides as the policy does."""
+    from sysgate.policy import ActionKind, Condition, Op, Policy, Rule
+
+    allow, eperm, trap = Action(ActionKind.ALLOW), Action(ActionKind.ERRNO, 1), Action(ActionKind.TRAP)
+    low32 = 0xFFFFFFFF
+    rules = (Rule("personality", allow), Rule("personality", eperm, (Condition(0, Op.EQ, 5),)),
+             Rule("personality", trap, (Condition(1, Op.GT, 7), Condition(0, Op.MASKED_EQ, 8, mask=12))),
+             Rule("ioctl", allow), Rule("ioctl", eperm, (Condition(1, Op.MASKED_EQ, 0x5412, mask=low32),)),
+             Rule("ioctl", eperm, (Condition(1, Op.MASKED_EQ, 0x541C, mask=low32),)),
+             Rule("fcntl", allow), Rule("fcntl", trap, (Condition(1, Op.LE, 3),)),
+             Rule("fcntl", eperm, (Condition(1, Op.GE, 2),)))
+    pol = Policy(Action(ActionKind.KILL_PROCESS), rules, ("x86_64",))
+    out = write(pol, "minijail")
+    assert not out.losses
+    for line in out.text.splitlines():
+        assert not line.endswith(("allow }", ", allow")), line
+    f = tmp_path / "out.policy"
+    f.write_text(out.text)
+    theirs = _compile_minijail(minijail, f)
+    _same_decisions(compile_policy(pol, ["x86_64"]).insns, theirs, out.text + "\n# 0x5412 0x541c 0x100005412 5 8 12",
+                    "final allow")

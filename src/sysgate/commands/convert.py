@@ -119,9 +119,10 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
         raise ProfileError("--name and --namespace are for --to k8s")
     out: Exported = write(loaded, fmt, **opts)
     if out.losses and source in _hardened_names() and not _modifiers(args):
-        # The overlay's masked ioctl/fcntl rules may be beyond the format (libseccomp has no masked
-        # "not equal"): rather than dropping what the profile allows around them, write the profile
-        # file itself and name the overlay as the one loss.
+        # The overlay's masked ioctl/fcntl rules may be beyond the format (Docker/OCI/k8s write them as
+        # OR-ed single-bit tests, logic.absorb; a format without masks or with fewer entries cannot):
+        # rather than dropping what the profile allows around them, write the profile file itself and
+        # name the overlay as the one loss.
         plain = _read_plain(source, args)
         bare = write(plain, fmt, **opts)
         if not bare.losses:

@@ -539,6 +539,48 @@ def _action_text(a: Action, losses: list[str], where: str) -> str:
             ActionKind.USER_NOTIF: "user-notify"}[a.kind]
 
 
+def _clauses(d: "L.DNF") -> list[str]:
+    """minijail's OR of ANDs for ``d`` (64-bit conditions, or 32-bit ones on a 32-bit ABI)."""
+    clauses = []
+    for conj in d:
+        atoms: list[str] | None = []
+        for c in conj:
+            got = _atoms(c)
+            if got is None:
+                atoms = None
+                break
+            atoms.extend(got)  # type: ignore[union-attr]
+        if atoms is not None:
+            clauses.append(" && ".join(atoms))
+    return clauses
+
+
+def _allow_first(chain: list, exprs: list, losses: list[str], name: str) -> list:
+    """A filter list ending in an unconditional ``allow`` rewritten so that it does not.
+
+    minijail's compiler (tools/compiler.py, compile_filter_statement) compiles a list whose last
+    filter is ``allow`` as an unconditional allow: ``{ arg1 == 5; return 1, allow }`` allows
+    ``arg1 == 5``. So the allowed region comes first, spelled out as the negation of the other
+    filters, and the last of those becomes the list's unconditional end (where nothing earlier
+    matched, its expression holds). If the negation is too large to write, the allow is dropped
+    (refusing more) and listed as a loss."""
+    from . import logic as L
+
+    try:
+        allowed = L.not_(L.or_(*exprs))
+    except L.TooComplex:
+        allowed = None
+    clauses = _clauses(allowed) if allowed is not None and len(allowed) <= L.MAX_WRITTEN else None
+    if clauses is None:
+        losses.append(f"{name}: the allow for what no other filter matches cannot be written as minijail's "
+                      f"first filter (its compiler ignores the filters before a final allow) in at most "
+                      f"{L.MAX_WRITTEN} alternatives; dropped (refused by the default)")
+        return chain[:-1]
+    if not clauses:  # the other filters cover every call: the allow is never reached
+        return [*chain[:-2], (None, chain[-2][1])]
+    return [(clauses, chain[-1][1]), *chain[:-2], (None, chain[-2][1])]
+
+
 def export(policy: Policy) -> Exported:
     """The policy as a minijail policy file (one line per syscall), with its losses."""
     from .docker import syscall_name
@@ -572,6 +614,7 @@ def export(policy: Policy) -> Exported:
         if name is None:
             continue
         chain: list[tuple[list[str] | None, Action]] = []  # (clauses or None for unconditional, action)
+        exprs: list[L.DNF] = []  # the conditional filters' expressions, as written
         for conds, action in L.strictest_first(policy.rules_for(syscall)):
             where = f"{name}: rule '{Rule(syscall, action, conds)}'"
             if denylist and action.kind is ActionKind.ALLOW:
@@ -593,23 +636,17 @@ def export(policy: Policy) -> Exported:
             if d64 == L.TRUE:
                 chain.append((None, action))
                 break  # an unconditional filter ends the list
-            clauses = []
-            for conj in d64:
-                atoms: list[str] | None = []
-                for c in conj:
-                    got = _atoms(c)
-                    if got is None:
-                        atoms = None
-                        break
-                    atoms.extend(got)  # type: ignore[union-attr]
-                if atoms is not None:
-                    clauses.append(" && ".join(atoms))
+            clauses = _clauses(d64)
             if not clauses:
                 continue  # never holds
             if chain and chain[-1][1] == action and chain[-1][0] is not None:
                 chain[-1][0].extend(clauses)  # same action as the previous filter: one expression
+                exprs[-1] = L.or_(exprs[-1], d64)
             else:
                 chain.append((clauses, action))
+                exprs.append(d64)
+        if not denylist and len(chain) > 1 and chain[-1] == (None, Action(ActionKind.ALLOW)):
+            chain = _allow_first(chain, exprs, losses, name)
         filters = []
         for clauses, action in chain:
             act = _action_text(action, losses, name)
