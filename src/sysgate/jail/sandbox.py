@@ -149,6 +149,8 @@ class _Prepared:
                 if idx:
                     self.relay = _term.Relay(stdio, idx, interactive=not streaming)
                     pty = self.relay.plan()
+                    if self.notify is not None:
+                        self.notify.relay = self.relay  # --ask pauses it while it prompts
             # Without a PID namespace the supervisor shares one with the command: it must stay outside
             # the command's Landlock domain (the fork path applies it in the command only).
             fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
