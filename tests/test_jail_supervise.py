@@ -37,12 +37,26 @@ for p in sys.argv[1:]:
 """
 
 
+def _searchable(path: str) -> bool:
+    """Every directory down to ``path`` lets others search it: a root caller's sandbox runs as an
+    unprivileged host id (not root's $HOME, 0700, nor a 0700 pytest tmp directory)."""
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        if path == "/":
+            return True
+        path = os.path.dirname(path)
+
+
 def _scratch(prefix: str) -> str:
-    """A fresh directory the sandbox sees (not under the private /tmp): in $HOME, else beside the
-    tests; skip when neither is writable (an unprivileged CI user without a home)."""
+    """A fresh directory the sandbox sees (not under the private /tmp) and its host id can reach:
+    in $HOME, else beside the tests; skip when neither will do (an unprivileged CI user without a
+    home, a checkout under a directory others cannot search)."""
     for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
         real = os.path.realpath(base)
         if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
+            continue
+        if ROOT and not _searchable(real):
             continue
         try:
             d = tempfile.mkdtemp(prefix=prefix, dir=real)
