@@ -142,6 +142,28 @@ def test_without_mediation_the_socket_is_reachable(planted):
     assert got[planted[0]] == 0
 
 
+@pytest.mark.skipif(not ROOT, reason="a root supervisor's own rights are what must not leak")
+def test_allowed_socket_behind_a_directory_the_sandbox_cannot_search():
+    """--allow-socket opens the mediation, not the file permissions: the supervisor resolves the
+    path with the command's ids, so a socket under a root-only directory stays out of reach of a
+    root caller's sandbox (its unprivileged host id), as it is without the supervisor."""
+    top = _scratch(".sysgate-priv-")
+    try:
+        os.chmod(top, 0o700)
+        path = os.path.join(top, "agent.sock")
+        socks = _listeners([path])
+        try:
+            assert _connects([path], allow_sockets=(path,))[path] == errno.EACCES
+            assert _connects([path], mediate=False)[path] == errno.EACCES  # the kernel's own answer
+            os.chmod(top, 0o711)  # the control: searchable, the same socket connects
+            assert _connects([path], allow_sockets=(path,))[path] == 0
+        finally:
+            for s_ in socks:
+                s_.close()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_inet_connect_is_free_unless_allow_connect_lists_some():
     code = r"""
 import socket
