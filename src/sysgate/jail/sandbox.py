@@ -538,10 +538,10 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
                      t0=t0)
     R: dict = {}
     ptid = ctypes.c_int(0)
-    if prep.relay is not None:
-        prep.relay.start()
     fwd = _runner.SignalForwarder(ptid, prep.relay) if forward_signals else None
     try:
+        if prep.relay is not None:  # after the forwarder: its thread inherits the blocked signals
+            prep.relay.start()
         st = _execute(prep, R, ptid)
     except BaseException:
         prep.release()
