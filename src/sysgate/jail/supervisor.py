@@ -697,10 +697,12 @@ def _wait_readable(fd: int, stop: int) -> bool:
     libc's poll(3) through the jail's ctypes, not :mod:`select`: this runs on every ``sysgate
     run`` (mediation is on by default) and the import would cost start-up time for nothing. The
     GIL is released while it blocks."""
-    buf = ctypes.create_string_buffer(b"", 16)  # struct pollfd[2]: int fd; short events, revents
-    for i, f in enumerate((fd, stop)):
-        buf[i * 8:i * 8 + 6] = f.to_bytes(4, sys.byteorder, signed=True) + _POLLIN.to_bytes(2, sys.byteorder)
-    while N.libc.poll(buf, N.c_long(2), N.c_long(-1)) < 0:
+    # struct pollfd[2]: int fd; short events, revents
+    buf = ctypes.create_string_buffer(b"".join(f.to_bytes(4, sys.byteorder, signed=True)
+                                               + _POLLIN.to_bytes(2, sys.byteorder) + bytes(2)
+                                               for f in (fd, stop)), 16)
+    poll: Any = N.libc.poll
+    while poll(buf, N.c_long(2), N.c_long(-1)) < 0:
         if N.errno_of() != E.EINTR:
             raise OSError(N.errno_of(), "poll the supervisor's listener")
     return bool(int.from_bytes(buf.raw[6:8], sys.byteorder) & _POLLIN)
