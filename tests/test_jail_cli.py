@@ -169,6 +169,56 @@ def test_run_path_imports_stay_lean() -> None:
 
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")
+def test_signals_to_the_cli_on_a_terminal_reach_the_command() -> None:
+    """With a terminal (the pty relay's thread runs): ``kill <pid of sysgate run>`` is passed on
+    too. Before, the relay thread started before the signals were blocked and took SIGTERM's
+    default action: sysgate died (-15) and the command never got it."""
+    import pty
+    import select
+    import signal
+    import time
+
+    script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "sysgate", "run", "--", "sh", "-c", script],
+                      dict(os.environ, PYTHONPATH=SRC))
+        finally:
+            os._exit(127)
+    out, sent, reaped = b"", False, False
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: sysgate and the terminal's last user are gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not sent and b"ready" in out:
+                    os.kill(pid, signal.SIGTERM)
+                    sent = True
+        assert sent, out
+        for _ in range(2000):  # the terminal hung up: sysgate is exiting (at most 20 s)
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                break
+            time.sleep(0.01)
+        assert reaped, out
+        assert (os.waitstatus_to_exitcode(st), b"got-term" in out) == (7, True), out
+    finally:
+        if not reaped:  # ours and not reaped yet: the pid cannot have been reused
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
 @pytest.mark.parametrize("launcher", ["vfork", "fork"])
 def test_signals_to_the_cli_reach_the_command(launcher: str) -> None:
     """``kill <pid of sysgate run>`` is passed on to the command (not held until it ends), and ^C

@@ -37,12 +37,26 @@ for p in sys.argv[1:]:
 """
 
 
+def _searchable(path: str) -> bool:
+    """Every directory down to ``path`` lets others search it: a root caller's sandbox runs as an
+    unprivileged host id (not root's $HOME, 0700, nor a 0700 pytest tmp directory)."""
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        if path == "/":
+            return True
+        path = os.path.dirname(path)
+
+
 def _scratch(prefix: str) -> str:
-    """A fresh directory the sandbox sees (not under the private /tmp): in $HOME, else beside the
-    tests; skip when neither is writable (an unprivileged CI user without a home)."""
+    """A fresh directory the sandbox sees (not under the private /tmp) and its host id can reach:
+    in $HOME, else beside the tests; skip when neither will do (an unprivileged CI user without a
+    home, a checkout under a directory others cannot search)."""
     for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
         real = os.path.realpath(base)
         if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
+            continue
+        if ROOT and not _searchable(real):
             continue
         try:
             d = tempfile.mkdtemp(prefix=prefix, dir=real)
@@ -126,6 +140,28 @@ def test_without_mediation_the_socket_is_reachable(planted):
     """The control: the refusal above is the supervisor's, not the mount layout's."""
     got = _connects(planted[:1], mediate=False)
     assert got[planted[0]] == 0
+
+
+@pytest.mark.skipif(not ROOT, reason="a root supervisor's own rights are what must not leak")
+def test_allowed_socket_behind_a_directory_the_sandbox_cannot_search():
+    """--allow-socket opens the mediation, not the file permissions: the supervisor resolves the
+    path with the command's ids, so a socket under a root-only directory stays out of reach of a
+    root caller's sandbox (its unprivileged host id), as it is without the supervisor."""
+    top = _scratch(".sysgate-priv-")
+    try:
+        os.chmod(top, 0o700)
+        path = os.path.join(top, "agent.sock")
+        socks = _listeners([path])
+        try:
+            assert _connects([path], allow_sockets=(path,))[path] == errno.EACCES
+            assert _connects([path], mediate=False)[path] == errno.EACCES  # the kernel's own answer
+            os.chmod(top, 0o711)  # the control: searchable, the same socket connects
+            assert _connects([path], allow_sockets=(path,))[path] == 0
+        finally:
+            for s_ in socks:
+                s_.close()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_inet_connect_is_free_unless_allow_connect_lists_some():

@@ -899,6 +899,13 @@ class SignalForwarder:
         """Stop the helper thread and unblock the signals again."""
         signal.pthread_kill(self._tid, _FWD_STOP)
         self._done.acquire()
+        # The helper takes its own stop signal first (thread-directed signals are dequeued before
+        # the process's): one of FORWARDED may still be pending, sent while the sandbox ended (a
+        # killpg reaches the sandbox directly too). It was for the sandbox, which is over: drop it
+        # while still blocked, or unblocking would deliver it here and SIGINT's default action
+        # would end this process before it reports how the command ended.
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass
         _sigmask(signal.SIG_SETMASK, self._old)
 
 

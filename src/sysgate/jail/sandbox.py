@@ -149,6 +149,8 @@ class _Prepared:
                 if idx:
                     self.relay = _term.Relay(stdio, idx, interactive=not streaming)
                     pty = self.relay.plan()
+                    if self.notify is not None:
+                        self.notify.relay = self.relay  # --ask pauses it while it prompts
             # Without a PID namespace the supervisor shares one with the command: it must stay outside
             # the command's Landlock domain (the fork path applies it in the command only).
             fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
@@ -536,10 +538,10 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
                      t0=t0)
     R: dict = {}
     ptid = ctypes.c_int(0)
-    if prep.relay is not None:
-        prep.relay.start()
     fwd = _runner.SignalForwarder(ptid, prep.relay) if forward_signals else None
     try:
+        if prep.relay is not None:  # after the forwarder: its thread inherits the blocked signals
+            prep.relay.start()
         st = _execute(prep, R, ptid)
     except BaseException:
         prep.release()

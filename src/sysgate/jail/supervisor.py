@@ -134,6 +134,8 @@ class NotifySetup:
         self.allow_paths = tuple(sorted((parse_allow_path(t) for t in opts.allow_paths), key=lambda x: -len(x[0])))
         self._connect_addrs: set[tuple[str, int]] | None = None
         self._tty: Any = None
+        #: the sandbox's terminal.Relay, if any (set by the sandbox): paused while --ask prompts
+        self.relay: Any = None
         self._asked: dict[str, bool] = {}
         if opts.ask:
             try:
@@ -226,7 +228,6 @@ class NotifySetup:
 
     def _serve(self) -> None:
         import _socket
-        import select
 
         listener = -1
         try:
@@ -240,11 +241,8 @@ class NotifySetup:
             if not fds:
                 return  # the command never got as far as installing the filter
             listener = fds[0]
-            p = select.poll()  # most commands never connect: import the supervisor only when one does
-            p.register(listener, select.POLLIN)
-            p.register(self._stop_r, select.POLLIN)
-            ready = dict(p.poll())
-            if not ready.get(listener, 0) & select.POLLIN:
+            # most commands never connect: import the supervisor only when one does
+            if not _wait_readable(listener, self._stop_r):
                 return
             from ..notify import Supervisor, companion_arches
 
@@ -327,9 +325,16 @@ class NotifySetup:
         key = call.name or str(call.nr)
         if key in self._asked:
             return self._asked[key]
-        self._tty.write(f"\nsysgate: {by} denies {call.describe()} {detail}\n  allow {key} from now on? [y/N] "
-                        .encode(errors="replace"))
-        ans = self._tty.readline().strip().lower()
+        relay = self.relay
+        if relay is not None:  # the pty relay reads the same terminal: it holds off until answered
+            relay.pause()
+        try:
+            self._tty.write(f"\nsysgate: {by} denies {call.describe()} {detail}\n  allow {key} from now on? [y/N] "
+                            .encode(errors="replace"))
+            ans = self._tty.readline().strip().lower()
+        finally:
+            if relay is not None:
+                relay.resume()
         self._asked[key] = ans in (b"y", b"yes")
         return self._asked[key]
 
@@ -416,7 +421,10 @@ class NotifySetup:
                 path = path.split(b"\0", 1)[0]
                 detail = os.fsdecode(path)
                 try:
-                    opath = self._resolve(call, path, os.O_PATH)
+                    # with the target's fs ids: a root supervisor must not walk, for the target,
+                    # directories the target may not search (nor tell it what is in them)
+                    with _Creds(call.pid):
+                        opath = self._resolve(call, path, os.O_PATH)
                 except OSError as e:
                     return Fail(e.errno or E.ENOENT)
                 st = os.fstat(opath)
@@ -678,6 +686,26 @@ def _inet(raw: bytes, fam: int) -> tuple[str, int]:
     if fam == _AF_INET6 and len(raw) >= 24:
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
     return "?", port
+
+
+_POLLIN = 1
+
+
+def _wait_readable(fd: int, stop: int) -> bool:
+    """Block until ``fd`` or ``stop`` is ready; whether ``fd`` has input (a notification).
+
+    libc's poll(3) through the jail's ctypes, not :mod:`select`: this runs on every ``sysgate
+    run`` (mediation is on by default) and the import would cost start-up time for nothing. The
+    GIL is released while it blocks."""
+    # struct pollfd[2]: int fd; short events, revents
+    buf = ctypes.create_string_buffer(b"".join(f.to_bytes(4, sys.byteorder, signed=True)
+                                               + _POLLIN.to_bytes(2, sys.byteorder) + bytes(2)
+                                               for f in (fd, stop)), 16)
+    poll: Any = N.libc.poll
+    while poll(buf, N.c_long(2), N.c_long(-1)) < 0:
+        if N.errno_of() != E.EINTR:
+            raise OSError(N.errno_of(), "poll the supervisor's listener")
+    return bool(int.from_bytes(buf.raw[6:8], sys.byteorder) & _POLLIN)
 
 
 def _socketpair() -> tuple[int, int]:

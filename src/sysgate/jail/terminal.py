@@ -101,6 +101,10 @@ class Relay:
         self._done.acquire()
         self._master = -1
         self._started = False
+        # Held by the relay thread while it may read the caller's keys; pause() takes it so that
+        # another reader of the terminal (the supervisor's --ask prompt) gets them instead.
+        self._gate = _thread.allocate_lock()
+        self._paused = False
 
     def plan(self) -> tuple:
         """What the supervisor needs (see runner.Plan.pty)."""
@@ -148,30 +152,28 @@ class Relay:
             self._master = m = fds[0]
             poller = select.poll()
             poller.register(m, select.POLLIN)
+            out_only = select.poll()  # while paused: the command's output only
+            out_only.register(m, select.POLLIN)
             if self.in_fd >= 0:
                 poller.register(self.in_fd, select.POLLIN)
             while True:
-                events = poller.poll(100)
-                self.sync_size()
-                for fd, ev in events:
-                    if fd == m:
-                        try:
-                            data = os.read(m, 65536)
-                        except OSError:  # EIO: no slave open any more
-                            data = b""
-                        if not data:
-                            return
-                        if self.out_fd >= 0:
-                            _write_all(self.out_fd, data)
-                    else:
-                        try:
-                            data = os.read(fd, 65536)
-                        except OSError:
-                            data = b""
-                        if not data:
-                            poller.unregister(fd)
-                        else:
-                            _write_all(m, data)
+                if not self._gate.acquire(False):  # paused: leave the keys to the prompt
+                    events = out_only.poll(100)
+                    gated = False
+                else:
+                    gated = True
+                    try:
+                        events = poller.poll(100)
+                    except BaseException:
+                        self._gate.release()
+                        raise
+                try:
+                    self._relay_events(m, events, poller)
+                finally:
+                    if gated:
+                        self._gate.release()
+                if self._master < 0:
+                    return
                 if self._stop and not events:
                     return
         finally:
@@ -181,6 +183,58 @@ class Relay:
                 self._master = -1
             self._sock.close()
             self._done.release()
+
+    def _relay_events(self, m: int, events: list, poller: Any) -> None:
+        """Copy what ``events`` say is ready; the master's EOF ends the relay (``_master`` -1)."""
+        self.sync_size()
+        for fd, ev in events:
+            if fd == m:
+                try:
+                    data = os.read(m, 65536)
+                except OSError:  # EIO: no slave open any more
+                    data = b""
+                if not data:
+                    os.close(m)
+                    self._master = -1
+                    return
+                if self.out_fd >= 0:
+                    _write_all(self.out_fd, data)
+            else:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    poller.unregister(fd)
+                else:
+                    _write_all(m, data)
+
+    def pause(self, timeout: float = 2.0) -> None:
+        """Stop reading the caller's keys and give the terminal back its own mode (cooked), until
+        :meth:`resume`: for a prompt on the same terminal (``--ask``). Waits for the relay to be
+        between two reads (at most one poll period, or ``timeout`` if it is stuck writing)."""
+        self._paused = self._gate.acquire(True, timeout)
+        if self._saved is not None:
+            import termios
+
+            try:
+                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved)
+            except termios.error:
+                pass
+
+    def resume(self) -> None:
+        """Raw mode again, and the keys relayed again."""
+        if self._saved is not None:
+            import termios
+            import tty
+
+            try:
+                tty.setraw(self.in_fd, termios.TCSANOW)
+            except termios.error:
+                pass
+        if self._paused:
+            self._paused = False
+            self._gate.release()
 
     def _restore(self) -> None:
         if self._saved is not None:
