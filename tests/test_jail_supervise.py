@@ -50,9 +50,9 @@ def _searchable(path: str) -> bool:
 
 def _scratch(prefix: str) -> str:
     """A fresh directory the sandbox sees (not under the private /tmp) and its host id can reach:
-    in $HOME, else beside the tests; skip when neither will do (an unprivileged CI user without a
-    home, a checkout under a directory others cannot search)."""
-    for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__))):
+    in $HOME, else beside the tests, else (root, a checkout under a directory others cannot search,
+    as a CI clone may be) under /var/lib; skip when none will do (an unprivileged user without a home)."""
+    for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__)), *(["/var/lib"] if ROOT else [])):
         real = os.path.realpath(base)
         if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
             continue
