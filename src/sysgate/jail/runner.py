@@ -406,6 +406,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _stage(R, "run")
     if plan.ready >= 0:
         os.write(plan.ready, b"R")
+    if plan.notify is not None and not forked:
+        plan.notify.go()  # the caller's supervisor thread, deferred so as not to race the launch
     _supervise(plan, R, pid, hostproc, forked)
 
 

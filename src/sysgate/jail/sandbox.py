@@ -449,13 +449,17 @@ def _reap(pid: int) -> int | None:
 def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -> int | None:
     """Launch init and wait for it; fills ``R``; returns init's wait status."""
     if prep.notify is not None:
-        prep.notify.start()  # before the launch: the vfork launcher keeps this thread in clone()
+        # before the launch: the vfork launcher keeps this thread in clone(); its init wakes the
+        # supervisor thread once the command is spawned (runner._init_main)
+        prep.notify.start(deferred=prep.launcher == "vfork" and prep.plan.fast)
     try:
         if prep.launcher == "vfork":
             try:
                 pid = _runner.launch_vfork(prep.plan, R, ptid)
             except _runner.VforkBusy:
                 prep.launcher = "fork"
+                if prep.notify is not None:
+                    prep.notify.go()
             else:
                 prep.close_child_ends()
                 try:

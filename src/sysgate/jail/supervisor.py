@@ -108,15 +108,15 @@ class NotifySetup:
         self.calls = tuple(calls)
         self.rewritten: list | None = None
         self.arches: tuple | None = None  # the native companions (resolved by the supervisor thread)
-        from .filters import FilterProgram
-
-        if not self.log and not opts.allow_paths and _machine_key() in _CONNECT_NRS:
-            # the default: built from a few known numbers, importing neither the arch tables nor bpf
-            self.listener = FilterProgram(_connect_program(_CONNECT_NRS[_machine_key()]), False, "")
+        default = _default_listener() if not self.log and not opts.allow_paths else None
+        if default is not None:
+            # the default: built once per process from a few known numbers, importing neither the
+            # arch tables nor bpf (read-only: every run hands the same program to the kernel)
+            self.listener = default
             self.profile = program
         else:
             self._build(program, opts)
-        self.flags = _NEW_LISTENER | (_WAIT_KILLABLE_RECV if _flag_ok(_WAIT_KILLABLE_RECV | _NEW_LISTENER) else 0)
+        self.flags = _listener_flags()
         pr, ch = _socketpair()
         self.parent_end, self.child_end = pr, ch
         self.after_profile = self.log  # see handoff()
@@ -205,14 +205,32 @@ class NotifySetup:
         os.close(self.child_end)
 
     # -- in the caller -----------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, deferred: bool = False) -> None:
+        """Start the supervisor thread. ``deferred`` (the vfork launcher's fast path, whose init
+        shares our memory): the thread sleeps until :meth:`go` instead of waking when the listener
+        arrives, which is in the middle of the launch, and taking the GIL from init between the
+        hand-off and the spawn (measured: about 0.5 ms of start-to-exit on a loaded machine)."""
         import _thread  # not threading: it costs milliseconds on the CLI's start-up path
 
         self._done = _thread.allocate_lock()
         self._done.acquire()
+        self._go = _thread.allocate_lock()
+        if deferred:
+            self._go.acquire()
         self._stopping = False
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self.thread = _thread.start_new_thread(self._run, ())
+
+    def go(self) -> None:
+        """Let a deferred supervisor thread receive the listener: called by init once the command
+        is spawned (a futex wake, which init's filter allows: see filters.supervisor_safe), and by
+        the caller if the launch went another way; a command that connects before then waits."""
+        lock = getattr(self, "_go", None)
+        if lock is not None and lock.locked():
+            try:
+                lock.release()
+            except RuntimeError:  # released already (by the other side)
+                pass
 
     def _join(self, timeout: float) -> bool:
         if self._done.acquire(True, timeout):
@@ -222,6 +240,7 @@ class NotifySetup:
 
     def _run(self) -> None:
         try:
+            self._go.acquire()
             self._serve()
         finally:
             self._done.release()
@@ -271,6 +290,7 @@ class NotifySetup:
     def finish(self) -> list[dict]:
         """After the sandbox ended: wait for the supervisor, close everything, return its events."""
         # (the caller's child end is one of the sandbox's to_close fds, closed before this)
+        self.go()  # init may have failed before the spawn: the thread then finds the listener or EOF
         if self.thread is not None and not self._join(10):
             self._stopping = True  # something outside the PID namespace still uses the filter
             os.write(self._stop_w, b"x")
@@ -770,6 +790,29 @@ def _connect_program(table: tuple) -> bytes:
     ins.append((0x06, 0, 0, 0x7FFF0000))
     e = "<" if sys.byteorder == "little" else ">"
     return b"".join(struct.pack(e + "HBBI", *i) for i in ins)
+
+
+_DEFAULT_LISTENER: Any = None  # FilterProgram, or False where _CONNECT_NRS lacks the machine
+_FLAGS = 0  # the listener filter's flags, once probed
+
+
+def _default_listener() -> Any:
+    """The default listener filter (connect/socketcall), built on the first run of the process."""
+    global _DEFAULT_LISTENER
+    if _DEFAULT_LISTENER is None:
+        from .filters import FilterProgram
+
+        table = _CONNECT_NRS.get(_machine_key())
+        _DEFAULT_LISTENER = FilterProgram(_connect_program(table), False, "") if table else False
+    return _DEFAULT_LISTENER or None
+
+
+def _listener_flags() -> int:
+    """NEW_LISTENER, plus WAIT_KILLABLE_RECV where the kernel knows it (probed once per process)."""
+    global _FLAGS
+    if not _FLAGS:
+        _FLAGS = _NEW_LISTENER | (_WAIT_KILLABLE_RECV if _flag_ok(_WAIT_KILLABLE_RECV | _NEW_LISTENER) else 0)
+    return _FLAGS
 
 
 def _flag_ok(flags: int) -> bool:
