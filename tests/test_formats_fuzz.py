@@ -73,6 +73,36 @@ def alarm(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def cli_compile_and_convert(blob: bytes, name: str, to: str) -> None:
+    """``blob`` as file ``name`` through ``sysgate compile`` and ``sysgate convert --to to`` (in-process):
+    status 0 and an output file, or status 2 with exactly one ``sysgate: error:`` line and no output
+    file; never a traceback, and bounded in time."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from sysgate.cli import main
+
+    with tempfile.TemporaryDirectory(prefix="sysgate-fuzz-") as d:
+        src, out = os.path.join(d, name), os.path.join(d, "out")
+        with open(src, "wb") as fh:
+            fh.write(blob)
+        for argv in (["compile", src, "--arch", "x86_64", "--thread", "vmm", "--format", "hex", "-o", out],
+                     ["convert", src, "--to", to, "--arch", "x86_64", "--thread", "vmm", "--lossy", "-o", out]):
+            err = io.StringIO()
+            with alarm(LIMIT_S), redirect_stderr(err), redirect_stdout(io.StringIO()):
+                status = main(argv)
+            lines = [x for x in err.getvalue().splitlines() if not x.startswith(("sysgate: note:", "sysgate: loss:", "sysgate: warning:"))]
+            if len(lines) == 2 and lines[1].strip() == "^":
+                lines.pop()  # a text format's parse error: the caret under the quoted source (cli.caret_lines)
+            if status == 0:
+                assert os.path.exists(out) and not lines, (argv, err.getvalue())
+                os.unlink(out)
+            else:
+                assert status == 2 and len(lines) == 1 and lines[0].startswith("sysgate: error: "), \
+                    (argv, status, err.getvalue())
+                assert not os.path.exists(out)
+
+
 def parse(fmt: str | None, data: bytes) -> None:
     """Parse ``data``; anything but a one-line ValueError (ProfileError and friends) fails the test."""
     with alarm(LIMIT_S):
@@ -247,31 +277,7 @@ def json_mutant(draw: st.DrawFn, fmt: str) -> bytes:
 def test_cli_on_mutated_files(fmt: str, data: st.DataObject) -> None:
     """Through ``sysgate compile`` and ``sysgate convert`` (in-process): status 0, or status 2 with
     exactly one ``sysgate: error:`` line and no output file; never a traceback."""
-    import io
-    import os
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from sysgate.cli import main
-
     structured = fmt in ("docker", "oci", "firecracker", "k8s") and data.draw(st.booleans())
     blob = data.draw(json_mutant(fmt) if structured else mutated("docker" if fmt == "oci" else fmt))
     to = data.draw(st.sampled_from(list(FORMATS)))
-    with tempfile.TemporaryDirectory(prefix="sysgate-fuzz-") as d:
-        src, out = os.path.join(d, f"in.{fmt}"), os.path.join(d, "out")
-        with open(src, "wb") as fh:
-            fh.write(blob)
-        for argv in (["compile", src, "--arch", "x86_64", "--thread", "vmm", "--format", "hex", "-o", out],
-                     ["convert", src, "--to", to, "--arch", "x86_64", "--thread", "vmm", "--lossy", "-o", out]):
-            err = io.StringIO()
-            with alarm(LIMIT_S), redirect_stderr(err), redirect_stdout(io.StringIO()):
-                status = main(argv)
-            lines = [x for x in err.getvalue().splitlines() if not x.startswith(("sysgate: note:", "sysgate: loss:", "sysgate: warning:"))]
-            if len(lines) == 2 and lines[1].strip() == "^":
-                lines.pop()  # a text format's parse error: the caret under the quoted source (cli.caret_lines)
-            if status == 0:
-                assert os.path.exists(out) and not lines, (argv, err.getvalue())
-                os.unlink(out)
-            else:
-                assert status == 2 and len(lines) == 1 and lines[0].startswith("sysgate: error: "), \
-                    (argv, status, err.getvalue())
-                assert not os.path.exists(out)
+    cli_compile_and_convert(blob, f"in.{fmt}", to)

@@ -13,13 +13,10 @@ conditions". A slice of the cases goes through ``sysgate compile`` and ``sysgate
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import random
-import tempfile
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ import pytest
 from sysgate.formats import ProfileWarning
 from sysgate.formats.registry import read_bytes
 
-from test_formats_fuzz import alarm
+from test_formats_fuzz import alarm, cli_compile_and_convert
 
 CASES = int(os.environ.get("SYSGATE_FUZZ_CASES", "1500"))
 CLI_EVERY = 16  # every 16th case also through the CLI
@@ -159,29 +156,6 @@ def _read(fmt: str, data: bytes) -> Exception | None:
     return None
 
 
-def _cli(fmt: str, data: bytes) -> None:
-    from sysgate.cli import main
-
-    with tempfile.TemporaryDirectory(prefix="sysgate-jfuzz-") as d:
-        src, out = os.path.join(d, "in.json"), os.path.join(d, "out")
-        with open(src, "wb") as fh:
-            fh.write(data)
-        for argv in (["compile", src, "--arch", "x86_64", "--thread", "vmm", "--format", "hex", "-o", out],
-                     ["convert", src, "--to", "docker", "--arch", "x86_64", "--thread", "vmm", "--lossy", "-o", out]):
-            err = io.StringIO()
-            with alarm(LIMIT_S), redirect_stderr(err), redirect_stdout(io.StringIO()):
-                status = main(argv)
-            lines = [x for x in err.getvalue().splitlines()
-                     if not x.startswith(("sysgate: note:", "sysgate: loss:", "sysgate: warning:"))]
-            if status == 0:
-                assert os.path.exists(out) and not lines, (argv, err.getvalue())
-                os.unlink(out)
-            else:
-                assert status == 2 and len(lines) == 1 and lines[0].startswith("sysgate: error: "), \
-                    (argv, status, err.getvalue())
-                assert not os.path.exists(out)
-
-
 @pytest.mark.parametrize("fmt", sorted(SEEDS))
 def test_json_fuzz(fmt: str) -> None:
     assert _read(fmt, json.dumps(SEEDS[fmt]).encode()) is None  # the seed itself is valid
@@ -194,5 +168,5 @@ def test_json_fuzz(fmt: str) -> None:
             assert err is not None, f"case {case}: wrong type at {wrong} accepted: {data.decode()}"
         refused += err is not None
         if case % CLI_EVERY == 0:
-            _cli(fmt, data)
+            cli_compile_and_convert(data, "in.json", "docker")
     assert 0 < refused < CASES  # the mutations reach both outcomes

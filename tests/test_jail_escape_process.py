@@ -17,6 +17,7 @@ import sys
 import termios
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,21 @@ def tiocsti_enabled():
             f.write(old)
 
 
+def _terminal_caller(who: str, tty: int) -> tuple[Any, dict[str, str]]:
+    """The preexec function and environment of a ``sysgate run`` started by ``who`` from a login
+    shell whose controlling terminal is the pty slave ``tty``."""
+    def pre() -> None:
+        os.setsid()
+        fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+        if who == "nobody":
+            drop_to_nobody()
+
+    env = dict(os.environ, PYTHONPATH=SRC)
+    if who == "nobody":
+        env["HOME"] = "/nonexistent"  # no filter cache of root's to write in
+    return pre, env
+
+
 def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes]:
     """Run ``sysgate run -- python3 INJECT`` on a terminal (the test's pty, the caller's controlling
     terminal as in a login shell); return its status, what it showed, and what was left queued as
@@ -91,15 +107,7 @@ def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes
     m, s = os.openpty()
     py = py_for(who)
 
-    def pre() -> None:
-        os.setsid()
-        fcntl.ioctl(s, termios.TIOCSCTTY, 0)
-        if who == "nobody":
-            drop_to_nobody()
-
-    env = dict(os.environ, PYTHONPATH=SRC)
-    if who == "nobody":
-        env["HOME"] = "/nonexistent"  # no filter cache of root's to write in
+    pre, env = _terminal_caller(who, s)
     p = subprocess.Popen([py, "-m", "sysgate", "run", "--", py, "-c", INJECT],
                          stdin=s if stdin_tty else subprocess.DEVNULL, stdout=s, stderr=s, preexec_fn=pre, env=env,
                          cwd="/")
@@ -183,15 +191,7 @@ def test_terminal_relay_size_and_ctrl_c(who: str) -> None:
     fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     py = py_for(who)
 
-    def pre() -> None:
-        os.setsid()
-        fcntl.ioctl(s, termios.TIOCSCTTY, 0)
-        if who == "nobody":
-            drop_to_nobody()
-
-    env = dict(os.environ, PYTHONPATH=SRC)
-    if who == "nobody":
-        env["HOME"] = "/nonexistent"
+    pre, env = _terminal_caller(who, s)
     p = subprocess.Popen([py, "-m", "sysgate", "run", "-q", "--", py, "-c", INTERACTIVE], stdin=s, stdout=s, stderr=s,
                          preexec_fn=pre, env=env, cwd="/")
     seen = bytearray()

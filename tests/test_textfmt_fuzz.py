@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-from contextlib import contextmanager
-from typing import Any, Iterator
 
 import pytest
 
 import kafel_oracle as K
+from test_formats_fuzz import alarm
 from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
@@ -116,20 +114,6 @@ def _mutant(fmt: str, rnd: random.Random) -> bytes:
     if rnd.random() < 0.03:
         data += rnd.choice([b"\xff", b"\x00", b"\xc3"])
     return data
-
-
-@contextmanager
-def alarm(seconds: int) -> Iterator[None]:
-    def fire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"took longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _check_one(fmt: str, data: bytes) -> str:

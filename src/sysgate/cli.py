@@ -153,8 +153,7 @@ def _add_convert(sub: Any) -> None:
                    help="leave out syscall names no architecture has (Docker/OCI/k8s input), reporting each")
     v.add_argument("--name", dest="k8s_name", help="k8s: the SeccompProfile's name (default: from the input file name)")
     v.add_argument("--namespace", help="k8s: its namespace (default: default)")
-    v.add_argument("--strict", action="store_true",
-                   help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
+    _strict_option(v)
     v.add_argument("--verify", action="store_true", help="read the output back and check every decision "
                                                          "with the emulator")
     v.set_defaults(func=_lazy("sysgate.commands.convert", "cmd_convert"))
