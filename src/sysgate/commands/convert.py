@@ -57,25 +57,6 @@ def _read(source: str, args: Any) -> Any:
     return loaded
 
 
-def _hardened_names() -> frozenset[str]:
-    from ..profiles.hardening import HARDENED
-
-    return HARDENED
-
-
-def _read_plain(source: str, args: Any) -> Any:
-    """A built-in's profile file as a registry.Loaded, without the hardening overlay."""
-    from ..formats import docker
-    from ..formats.registry import Loaded
-    from ..profiles import builtin_path
-
-    arches = _arches(getattr(args, "arch", None))
-    prof = docker.load(builtin_path(source), arch=arches[0] if arches else None, caps=_caps(getattr(args, "caps", None)))
-    if arches:
-        prof = prof.replace(policy=prof.policy.with_arches(arches))
-    return Loaded(prof.policy, "docker", source, prof)
-
-
 def _modifiers(args: Any) -> bool:
     return bool(getattr(args, "allow", None) or getattr(args, "deny", None))
 
@@ -118,17 +99,6 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
     elif getattr(args, "k8s_name", None) or getattr(args, "namespace", None):
         raise ProfileError("--name and --namespace are for --to k8s")
     out: Exported = write(loaded, fmt, **opts)
-    if out.losses and source in _hardened_names() and not _modifiers(args):
-        # The overlay's masked ioctl/fcntl rules may be beyond the format (Docker/OCI/k8s write them as
-        # OR-ed single-bit tests, logic.absorb; a format without masks or with fewer entries cannot):
-        # rather than dropping what the profile allows around them, write the profile file itself and
-        # name the overlay as the one loss.
-        plain = _read_plain(source, args)
-        bare = write(plain, fmt, **opts)
-        if not bare.losses:
-            out = bare.replace(losses=(f"sysgate's hardening overlay of {source} (F_SETLEASE, TIOCSTI, TIOCLINUX "
-                                       f"refused on the low 32 bits) cannot be written in {fmt}; written without it",))
-            loaded = plain
     if loaded.notes:
         out = out.replace(notes=tuple(loaded.notes) + tuple(out.notes))
     return out, loaded
