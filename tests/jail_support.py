@@ -24,7 +24,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 HIDDEN = ("/tmp/", "/var/tmp/", "/run/", "/var/run/", "/dev/shm/")
 
 
-def _open_to_others(path: str) -> bool:
+def open_to_others(path: str) -> bool:
     """Every directory on the way is searchable by others: a root caller's sandbox runs as an
     unprivileged host id, so pyenv under a 0700 /root is out of its reach."""
     parts = os.path.realpath(path).split("/")
@@ -42,7 +42,7 @@ def _sandbox_python() -> str:
     checkout with its .venv may sit in a hidden tree such as /tmp), if others can reach it; else the
     system's."""
     for cand in (sys.executable, os.path.realpath(sys.executable)):
-        if not cand.startswith(HIDDEN) and not os.path.realpath(cand).startswith(HIDDEN) and _open_to_others(cand):
+        if not cand.startswith(HIDDEN) and not os.path.realpath(cand).startswith(HIDDEN) and open_to_others(cand):
             return cand
     return SYSTEM_PY
 

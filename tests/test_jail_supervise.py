@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 import pytest
-from jail_support import PY, ROOT, needs_userns
+from jail_support import PY, ROOT, needs_userns, open_to_others
 
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
@@ -37,17 +37,6 @@ for p in sys.argv[1:]:
 """
 
 
-def _searchable(path: str) -> bool:
-    """Every directory down to ``path`` lets others search it: a root caller's sandbox runs as an
-    unprivileged host id (not root's $HOME, 0700, nor a 0700 pytest tmp directory)."""
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            return False
-        if path == "/":
-            return True
-        path = os.path.dirname(path)
-
-
 def _scratch(prefix: str) -> str:
     """A fresh directory the sandbox sees (not under the private /tmp) and its host id can reach:
     in $HOME, else beside the tests, else (root, a checkout under a directory others cannot search,
@@ -56,7 +45,7 @@ def _scratch(prefix: str) -> str:
         real = os.path.realpath(base)
         if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
             continue
-        if ROOT and not _searchable(real):
+        if ROOT and not open_to_others(real):  # a root caller's sandbox runs as an unprivileged host id
             continue
         try:
             d = tempfile.mkdtemp(prefix=prefix, dir=real)
