@@ -24,7 +24,7 @@ _OLD = {
                 "prctl": 167, "unshare": 97, "setresuid": 147, "setresgid": 149, "setns": 268,
                 "setgroups": 159},
 }
-_NEW = {"openat2": 437, "open_tree": 428, "move_mount": 429, "pidfd_open": 434, "clone3": 435, "close_range": 436,
+_NEW = {"openat2": 437, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "pidfd_open": 434, "clone3": 435, "close_range": 436,
         "mount_setattr": 442, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
         "landlock_restrict_self": 446}
 
@@ -121,6 +121,7 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_RDONLY = 1
 MOUNT_ATTR_NOSUID = 2
 MOUNT_ATTR_NODEV = 4

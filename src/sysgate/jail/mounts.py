@@ -74,7 +74,6 @@ _MASK_OPTS = b"mode=555,size=4096,nr_inodes=4"
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
-_MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _AT_SYMLINK_NOFOLLOW = 0x100
 
 
@@ -371,7 +370,7 @@ def _attach(fd: int, target: bytes, what: str) -> None:
 def _attach_fd(fd: int, tfd: int, what: str) -> None:
     try:
         N.check(_sys("move_mount", N.c_long(fd), b"", N.c_long(tfd), b"",
-                       N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH)), what)
+                       N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH | N.MOVE_MOUNT_T_EMPTY_PATH)), what)
     finally:
         _close(fd)
 

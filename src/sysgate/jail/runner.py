@@ -422,7 +422,6 @@ PID1_STACK = 64 << 10
 _CLONE_FILES = 0x400
 _FSOPEN_CLOEXEC, _FSMOUNT_CLOEXEC = 1, 1
 _FSCONFIG_SET_STRING, _FSCONFIG_SET_FD, _FSCONFIG_CMD_CREATE = 1, 5, 6
-_NR_FSOPEN, _NR_FSCONFIG, _NR_FSMOUNT = 430, 431, 432  # the same on every architecture (>= 424)
 
 
 def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
@@ -466,13 +465,6 @@ def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
         os.close(fd)
 
 
-_raw_nr = N.libc.syscall
-_raw_nr.restype = ctypes.c_long
-
-
-_MOVE_MOUNT_T_EMPTY_PATH = 0x40
-
-
 def _proc_mounter(hostproc: int) -> Any:
     """Mount the procfs of the PID namespace our children are born in (we are not in it): the
     procfs ``pidns`` parameter (Linux 6.18); else a helper born in it mounts it (see _helper_mount)."""
@@ -480,26 +472,26 @@ def _proc_mounter(hostproc: int) -> Any:
         nsfd = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
         fs = -1
         try:
-            fs = N.check(int(_raw_nr(ctypes.c_long(_NR_FSOPEN), b"proc", ctypes.c_long(_FSOPEN_CLOEXEC))),
+            fs = N.check(N.sysc("fsopen", b"proc", ctypes.c_long(_FSOPEN_CLOEXEC)),
                          "mount /proc (fsopen)")
-            if _raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_FD), b"pidns",
+            if N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_FD), b"pidns",
                        None, ctypes.c_long(nsfd)) < 0:
                 os.close(fs)
                 fs = -1
                 _helper_mount(target)  # an older kernel: no pidns parameter
                 return
-            N.check(int(_raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_STRING),
-                                b"hidepid", _mounts.PROC_HIDEPID, ctypes.c_long(0))), "mount /proc (hidepid)")
-            N.check(int(_raw_nr(ctypes.c_long(_NR_FSCONFIG), ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_CMD_CREATE),
-                                None, None, ctypes.c_long(0))), "mount /proc (create)")
+            N.check(N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_STRING), b"hidepid",
+                           _mounts.PROC_HIDEPID, ctypes.c_long(0)), "mount /proc (hidepid)")
+            N.check(N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_CMD_CREATE), None, None,
+                           ctypes.c_long(0)), "mount /proc (create)")
             attrs = N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV | N.MOUNT_ATTR_NOEXEC
-            mfd = N.check(int(_raw_nr(ctypes.c_long(_NR_FSMOUNT), ctypes.c_long(fs), ctypes.c_long(_FSMOUNT_CLOEXEC),
-                                      ctypes.c_long(attrs))), "mount /proc (fsmount)")
+            mfd = N.check(N.sysc("fsmount", ctypes.c_long(fs), ctypes.c_long(_FSMOUNT_CLOEXEC), ctypes.c_long(attrs)),
+                          "mount /proc (fsmount)")
             try:
                 # The mount plan names its targets as /proc/self/fd/N (opened without following
                 # links): move_mount wants the fd itself there, with T_EMPTY_PATH.
                 if target.startswith(b"/proc/self/fd/"):
-                    to_fd, to_path, flags = int(target[14:]), b"", N.MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH
+                    to_fd, to_path, flags = int(target[14:]), b"", N.MOVE_MOUNT_F_EMPTY_PATH | N.MOVE_MOUNT_T_EMPTY_PATH
                 else:
                     to_fd, to_path, flags = N.AT_FDCWD, target, N.MOVE_MOUNT_F_EMPTY_PATH
                 N.check(N.sysc("move_mount", N.c_long(mfd), b"", N.c_long(to_fd), to_path, N.c_long(flags)),
