@@ -38,20 +38,6 @@ def _load(spec: str, what: str, arch: str | None) -> Any:
         raise ValueError(f"{what} {spec}: {e}" if spec not in str(e) else f"{what}: {e}") from None
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.sysgate-{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def cmd_record(args: Any) -> int:
     from ..formats.registry import write
     from ..recorder import CommandNotStarted, RecordingInterrupted, record
@@ -96,13 +82,12 @@ def cmd_record(args: Any) -> int:
     if args.report:
         import json
 
-        _write_atomic(args.report, json.dumps(report.to_dict(), indent=1).encode())
+        from ..outfile import write_atomic
+
+        write_atomic(args.report, json.dumps(report.to_dict(), indent=1).encode())
     if not args.quiet:
         print(report.text(), file=sys.stderr)
-    data = out.text.encode()
-    if args.output and args.output != "-":
-        _write_atomic(args.output, data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    from ..outfile import write_output
+
+    write_output(args.output, out.text)
     return 0
