@@ -132,3 +132,15 @@ def test_skip_unknown_refused_where_unsupported(tmp_path: Path) -> None:
     r = run("compile", str(pol), "--skip-unknown", "-o", str(tmp_path / "o.bpf"))
     assert r.returncode == 2 and "--skip-unknown: not supported for minijail" in r.stderr.decode()
     assert not (tmp_path / "o.bpf").exists()
+
+
+def test_parse_error_quotes_control_characters_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A text format's parse error quotes the source line with control characters escaped: a
+    vertical tab there used to split the message, and the caret still sits under the column."""
+    bad = tmp_path / "bad.kafel"
+    bad.write_bytes(b"\x01\x0bPOLICY sample {\n ALLOW { write } }\nUSE sample DEFAULT KILL\n")
+    assert main(["compile", str(bad), "--arch", "x86_64"]) == 2
+    err = capsys.readouterr().err
+    head, caret = err.splitlines()
+    assert err.count("\n") == 2 and head.startswith("sysgate: error: ") and head.endswith(r": \x01\x0bPOLICY sample {")
+    assert caret.strip() == "^" and len(caret) - 1 == head.rindex(r"\x01")

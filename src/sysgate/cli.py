@@ -402,8 +402,9 @@ def _run(words: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
         msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
-        if not msg.isprintable():  # a newline in a file name must not split the line
-            msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+        from .errors import one_line
+
+        msg = one_line(msg)  # a newline in a file name must not split the line
         if getattr(e, "source_line", None) is not None:  # a text format's parse error: show where
             from .formats import caret_lines
 

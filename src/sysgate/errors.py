@@ -8,7 +8,7 @@ prints the message after ``sysgate: error:`` and exits with status 2.
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "BadArgument"]
+__all__ = ["UserError", "BadArgument", "one_line"]
 
 
 class UserError(ValueError):
@@ -27,3 +27,11 @@ class BadArgument(UserError):
             message = f"{option}: {message}"
         super().__init__(message)
         self.option = option
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (a newline or vertical tab in a file name
+    or a quoted source line would split the message) escaped as Python writes it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

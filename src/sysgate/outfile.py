@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 __all__ = ["OutputError", "write_output", "write_atomic"]
 
@@ -30,7 +30,7 @@ class OutputError(UserError):  # a ValueError
 
 
 def _name(path: str) -> str:
-    return path if path.isprintable() else repr(path)[1:-1]
+    return one_line(path)
 
 
 def write_atomic(path: str, data: bytes) -> None:

@@ -47,11 +47,17 @@ def caret_lines(message: str, e: BaseException) -> str:
     src, col = getattr(e, "source_line", None), getattr(e, "column", None)
     if src is None or col is None:
         return message
+    from ..errors import one_line
+
     src = src.replace("\t", " ")[:200].rstrip()
     stripped = src.lstrip()
     col -= len(src) - len(stripped)
-    head = f"{message}: {stripped}"
-    return head + "\n" + " " * (len(head) - len(stripped) + max(col, 1) - 1) + "^"
+    # Control characters in the quoted line are escaped (a vertical tab would split it); the caret
+    # stays under the column, counted in escaped characters.
+    shown = [one_line(c) for c in stripped]
+    head = f"{message}: {''.join(shown)}"
+    before = sum(len(c) for c in shown[:max(col, 1) - 1])
+    return head + "\n" + " " * (len(head) - sum(len(c) for c in shown) + before) + "^"
 
 
 class ProfileWarning(UserWarning, ValueError):
@@ -145,11 +151,9 @@ def read_file(path: str) -> bytes:
 def display(path: str) -> str:
     """``path`` as it appears in a one-line message: control characters (a newline in a file
     name would split the line) and undecodable bytes escaped, as Python writes them."""
-    if path == "-":
-        return "<stdin>"
-    if path.isprintable():
-        return path
-    return repr(path)[1:-1]
+    from ..errors import one_line
+
+    return "<stdin>" if path == "-" else one_line(path)
 
 
 def decode_text(data: bytes, source: str) -> str:
