@@ -190,13 +190,15 @@ def test_cli_sandbox_dies_with_the_cli() -> None:
 
 
 def _run_sandbox_that_outlives_us(marker: str) -> None:
-    Sandbox(["sleep", f"0.9{marker.replace('.', '')}"], die_with_parent=False).start()
+    # Long enough to be seen alive after the caller is gone on a loaded machine (it was under 1 s,
+    # and two suites at once let it end by itself before the check), short enough to end on its own.
+    Sandbox(["sleep", f"4.9{marker.replace('.', '')}"], die_with_parent=False).start()
     time.sleep(60)
 
 
 def test_no_die_with_parent_outlives_the_caller() -> None:
     marker = f"{time.time() % 1000:.6f}"
-    tag = f"0.9{marker.replace('.', '')}"
+    tag = f"4.9{marker.replace('.', '')}"
     child = forkrun.start(_run_sandbox_that_outlives_us, marker)
     deadline = time.monotonic() + 10
     while not procs_with(tag) and time.monotonic() < deadline:
@@ -205,7 +207,7 @@ def test_no_die_with_parent_outlives_the_caller() -> None:
     child.kill()
     time.sleep(0.2)
     assert procs_with(tag), "the sandbox died with its caller despite die_with_parent=False"
-    deadline = time.monotonic() + 10                     # it ends by itself (sleep 0.9x)
+    deadline = time.monotonic() + 15                     # it ends by itself (sleep 4.9x)
     while procs_with(tag) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert procs_with(tag) == []
