@@ -47,7 +47,12 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-FORMATS = ["docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s"]
+def _formats() -> list[str]:
+    from .formats.catalog import NAMES  # the format table (imported only to build a parser)
+
+    return list(NAMES)
+
+
 COMPILE_FORMATS = ["raw", "hex", "c", "disasm", "json"]
 
 
@@ -137,8 +142,8 @@ def _add_emulate(sub: Any) -> None:
 def _add_convert(sub: Any) -> None:
     v = sub.add_parser("convert", help="convert a profile to another format, keeping every decision")
     v.add_argument("input", help="profile file (format detected from content), built-in name, or - for stdin")
-    v.add_argument("--to", required=True, choices=FORMATS, help="output format")
-    v.add_argument("--from", dest="from_format", choices=FORMATS, help="input format (default: detected)")
+    v.add_argument("--to", required=True, choices=_formats(), help="output format")
+    v.add_argument("--from", dest="from_format", choices=_formats(), help="input format (default: detected)")
     v.add_argument("-o", "--output", help="output file (default: stdout)")
     v.add_argument("--lossy", action="store_true", help="convert even when the output cannot keep every "
                                                         "decision; list each loss on stderr")
@@ -164,7 +169,7 @@ def _add_profiles(sub: Any) -> None:
     psub = pr.add_subparsers(dest="profiles_cmd", metavar="show", parser_class=_parser_class())
     ps = psub.add_parser("show", help="print a built-in profile (as shipped, or converted with --to)")
     ps.add_argument("name")
-    ps.add_argument("--to", choices=FORMATS, help="convert to this format")
+    ps.add_argument("--to", choices=_formats(), help="convert to this format")
     ps.add_argument("--lossy", action="store_true", help="with --to: convert even if inexact")
     ps.add_argument("--arch", help="architectures, comma-separated; the first is the host")
     ps.add_argument("--caps", help="capabilities for moby includes/excludes")
@@ -253,7 +258,7 @@ def _add_record(sub: Any) -> None:
                                    "allowing exactly the syscalls it made (arguments refined where they are the "
                                    "attack surface), plus what 'sysgate run' needs to start it.")
     r.add_argument("-o", "--output", metavar="PROFILE", help="write the profile here (default: stdout)")
-    r.add_argument("--to", choices=FORMATS, default="docker", help="output format (default: docker)")
+    r.add_argument("--to", choices=_formats(), default="docker", help="output format (default: docker)")
     r.add_argument("--arch", help="architectures the profile covers, comma-separated (default: those seen)")
     r.add_argument("--merge", metavar="OLD", help="add to this earlier profile (any format)")
     r.add_argument("--base", metavar="PROFILE", help="keep every call this profile denies denied")

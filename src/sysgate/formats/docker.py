@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
-from . import ProfileError, jsondecode, read_file, warn
+from . import ProfileError, load_json, read_file, warn
 from . import jsonfields as F
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
@@ -83,8 +83,6 @@ OPS: dict[str, Op] = {
 OCI_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags", "listenerPath",
             "listenerMetadata")
 
-# What sysgate.formats.registry may pass to loads().
-LOAD_OPTIONS = ("arch", "caps", "unknown_names")
 
 MAX_ERRNO = 4095  # the kernel returns -min(data, MAX_ERRNO) for SECCOMP_RET_ERRNO
 
@@ -117,6 +115,16 @@ class DockerProfile(Record):
     listener_metadata: str | None
     skipped: tuple[str, ...]
     shadowed: tuple[str, ...]
+
+    def dropped_settings(self, fmt: str) -> list[str]:
+        """One line per setting that a format without them (``fmt``) cannot carry: the filter
+        flags and the notification listener are how a runtime installs the filter, not decisions."""
+        out = []
+        if self.flags:
+            out.append(f"{fmt} has no filter flags: {', '.join(self.flags)} not written")
+        if self.listener_path is not None or self.listener_metadata is not None:
+            out.append(f"{fmt} has no notification listener settings: listenerPath/listenerMetadata not written")
+        return out
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -458,17 +466,23 @@ def _applies(inc: dict, exc: dict, host: str, caps: set[str], kver: tuple[int, i
 
 
 def loads(text: str | bytes, source: str = "<profile>", **kw: Any) -> DockerProfile:
-    try:
-        doc = jsondecode.loads(text)  # json.loads, without importing json unless the text is bad
-    except ValueError as e:
-        import json
+    return parse(load_json(text, source), source, **kw)
 
-        if isinstance(e, json.JSONDecodeError):
-            raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-        if isinstance(e, UnicodeDecodeError):
-            raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
-        raise
+
+def load_doc(doc: Any, source: str = "<profile>", **kw: Any) -> DockerProfile:
+    """:func:`parse`: the reader of an already decoded document (see formats.catalog)."""
     return parse(doc, source, **kw)
+
+
+# Keys only a Docker/OCI seccomp object has at its top (and moby's extensions).
+_TOP_KEYS = frozenset(OCI_KEYS + _MOBY_TOP)
+
+
+def detect_json(doc: Any) -> float:
+    """Certain for an object of seccomp profile keys only; less sure when it has others (a wrapper's)."""
+    if not isinstance(doc, dict) or not ("defaultAction" in doc or isinstance(doc.get("syscalls"), list)):
+        return 0.0
+    return 1.0 if _TOP_KEYS.issuperset(doc) else 0.5
 
 
 def load(path: str, **kw: Any) -> DockerProfile:

@@ -41,9 +41,8 @@ from ..immutable import Record
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
-__all__ = ["KafelPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
+__all__ = ["KafelPolicy", "loads", "load", "export", "detect_text"]
 
-LOAD_OPTIONS = ("arch", "arches", "base_dir")
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
 HI = U64 ^ U32
@@ -665,6 +664,14 @@ class _Parser:
             return Policy(default, tuple(rules))
         except PolicyError as e:
             raise _Error(f"{source}: {e}") from None
+
+
+_LOOKS_LIKE = re.compile(r"""(?m)\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""")
+
+
+def detect_text(text: str, name: str | None) -> float:
+    """Likely for a ``POLICY name {``, ``USE``, ``DEFAULT`` or ``#define``/``#include`` line."""
+    return 0.9 if _LOOKS_LIKE.search(text) else 0.0
 
 
 def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches: Iterable[str] | None = None,
