@@ -90,13 +90,7 @@ FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 
 # moby's Go arch names, as used in includes/excludes.arches, for each sysgate arch.
-GO_ARCH = {
-    "x86_64": "amd64", "x86": "x86", "x32": "x32", "aarch64": "arm64", "arm": "arm", "mips": "mips",
-    "mipsel": "mipsle", "mips64": "mips64", "mips64el": "mips64le", "mips64n32": "mips64n32",
-    "mips64n32el": "mips64n32le", "ppc": "ppc", "ppc64": "ppc64", "ppc64le": "ppc64le", "s390": "s390",
-    "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loong64", "parisc": "parisc",
-    "parisc64": "parisc64", "m68k": "m68k", "sh": "sh", "sheb": "sheb",
-}
+GO_ARCH = {a.name: a.go for a in _arch.ARCHES}
 
 
 class DockerProfile(Record):

@@ -141,10 +141,10 @@ class _AnyArg(dict):
         return (0, 64)
 
 
-# Kafel's architecture names (kafel's syscall.c, matched without case) -> sysgate's.
-_KAFEL_ARCHES = {"arm": "arm", "aarch64": "aarch64", "arm64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64",
-                 "x86": "x86", "i386": "x86", "mips": "mips", "mipso32": "mips", "mips64": "mips64",
-                 "riscv64": "riscv64", "rv64": "riscv64", "m68k": "m68k"}
+# Kafel's architecture names (kafel's syscall.c, matched without case) -> sysgate's: each arch's
+# Kafel name, and the other spellings Kafel accepts.
+_KAFEL_ARCHES = {a.kafel: a.name for a in _arch.ARCHES if a.kafel}
+_KAFEL_ARCHES.update({"arm64": "aarch64", "amd64": "x86_64", "i386": "x86", "mipso32": "mips", "rv64": "riscv64"})
 
 
 # Value expressions: ("num", v) | ("var", index, bits) | ("&" or "|", left, right), simplified as
@@ -783,8 +783,7 @@ def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, l
 
 
 # sysgate's arch names -> Kafel's names for ON guards.
-_KAFEL_ON = {"x86_64": "x86_64", "x86": "x86", "aarch64": "aarch64", "arm": "arm", "mips": "mips",
-             "mips64": "mips64", "riscv64": "riscv64", "m68k": "m68k"}
+_KAFEL_ON = {a.name: a.kafel for a in _arch.ARCHES if a.kafel}  # sysgate arch -> the name Kafel writes
 
 
 def export(policy: Policy, *, name: str = "sysgate") -> Exported:

@@ -35,11 +35,7 @@ __all__ = ["SystemdDropIn", "loads", "load", "export", "detect_text", "SYSTEMD_A
 
 KEYS = ("SystemCallFilter", "SystemCallErrorNumber", "SystemCallArchitectures")
 # systemd's names for architectures -> sysgate's.
-SYSTEMD_ARCH = {"x86": "x86", "x86-64": "x86_64", "x32": "x32", "arm": "arm", "arm64": "aarch64",
-                "loongarch64": "loongarch64", "mips": "mips", "mips-le": "mipsel", "mips64": "mips64",
-                "mips64-le": "mips64el", "mips64-n32": "mips64n32", "mips64-le-n32": "mips64n32el",
-                "parisc": "parisc", "parisc64": "parisc64", "ppc": "ppc", "ppc64": "ppc64",
-                "ppc64-le": "ppc64le", "riscv64": "riscv64", "s390": "s390", "s390x": "s390x"}
+SYSTEMD_ARCH = {a.systemd: a.name for a in _arch.ARCHES if a.systemd}
 _TO_SYSTEMD = {v: k for k, v in SYSTEMD_ARCH.items()}
 _KILL = Action(ActionKind.KILL_PROCESS)
 _ALLOW = Action(ActionKind.ALLOW)
