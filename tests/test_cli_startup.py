@@ -36,7 +36,7 @@ NOT_ON_COMPILE_PATH = (
     "sysgate.jail", "sysgate.analysis", "sysgate.compat", "sysgate.kernel", "sysgate.commands.convert",
     "sysgate.commands.inspect", "sysgate.formats.minijail", "sysgate.formats.kafel", "sysgate.formats.systemd",
     "sysgate.formats.firecracker", "sysgate.formats.k8s", "sysgate.formats.oci", "sysgate.formats.logic",
-    "sysgate.syscall_groups", "sysgate.constants", "sysgate.arch.constants",
+    "sysgate.syscall_groups", "sysgate.constants", "sysgate.arch.constant_tables",
     "sysgate.bpf.emulator", "sysgate.bpf.disasm", "sysgate.bpf.asm",
     "argparse", "gettext", "locale", "shutil", "typing", "difflib", "platform",
     "dataclasses", "inspect", "subprocess", "tempfile",

@@ -89,9 +89,9 @@ def _ours(path: str, name: str | None, host: str, caps: set[str]) -> Any:
 
 
 def _all_caps() -> set[str]:
-    from sysgate.profiles.capabilities import capability_names
+    from sysgate.capabilities import NAMES as CAP_NAMES
 
-    return set(capability_names())
+    return set(CAP_NAMES)
 
 
 def _configs(path: str, name: str | None) -> list[tuple[str, set[str]]]:

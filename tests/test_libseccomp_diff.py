@@ -255,10 +255,10 @@ _DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CA
 
 
 def _cap_sets() -> dict[str, list[str]]:
-    from sysgate.profiles.capabilities import capability_names
+    from sysgate.capabilities import NAMES as CAP_NAMES
 
     return {"docker": _DOCKER_CAPS, "sys_admin": _DOCKER_CAPS + ["CAP_SYS_ADMIN"], "none": [],
-            "all": capability_names()}
+            "all": list(CAP_NAMES)}
 
 
 def _runc_request(doc: dict, primary: str, caps: list[str]) -> dict:

@@ -23,9 +23,9 @@ def caps_option(text: str | None) -> list[str] | None:
     """``--caps``: capability names checked against the kernel's, or None for Docker's default set."""
     if text is None:
         return None
-    from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
+    from ..capabilities import parse  # validated: a misspelt cap must not match nothing
 
-    return parse_caps(text)
+    return parse(text)
 
 
 def report_skipped(skipped: list[str] | None) -> None:

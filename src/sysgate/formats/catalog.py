@@ -107,7 +107,7 @@ FORMATS: tuple[Format, ...] = (
            load_options=("arch", "arches", "base_dir"), export_options=("name",)),
     Format("systemd", "systemd unit drop-in", extensions=(".conf",), text=True, load_options=("arch",),
            export_options=("section",)),
-    Format("k8s", "Kubernetes SeccompProfile", extensions=(".yaml", ".yml"), json=True,
+    Format("k8s", "Kubernetes", extensions=(".yaml", ".yml"), json=True,
            text=True, keeps_extras=True, load_options=("arch", "unknown_names", "name", "rename"),
            export_options=("name", "namespace")),
 )

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from .. import arch as _arch
+from .. import capabilities
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
 from . import ProfileError, load_json, read_file, warn
@@ -48,19 +49,6 @@ DOCKER_DEFAULT_CAPS: tuple[str, ...] = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
-)
-
-# The kernel's capability names (include/uapi/linux/capability.h, as sysgate.profiles.capabilities
-# reads them from its header table; a test checks they agree). Spelt out here because every
-# compile of docker-default checks its includes.caps, and that table costs imports.
-KERNEL_CAPS: tuple[str, ...] = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 
 ACTIONS: dict[str, ActionKind] = {
@@ -282,13 +270,8 @@ def _filter(w: _Where, where: str, filt: Any, label: str) -> dict[str, Any]:
     caps = F.get_list(w.source, here, filt, "caps")
     if caps is not None:
         for i, c in enumerate(F.str_list(w.source, f"{here}.caps", caps, "a capability name")):
-            if c not in KERNEL_CAPS:
-                import difflib
-
-                close = difflib.get_close_matches(c.upper() if c.upper().startswith("CAP_") else
-                                                  "CAP_" + c.upper(), KERNEL_CAPS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise w.err(f"{here}.caps[{i}]", f"unknown capability {c!r}{hint}")
+            if c not in capabilities.NAMES:
+                raise w.err(f"{here}.caps[{i}]", f"unknown capability {c!r}{capabilities.hint(c)}")
         out["caps"] = caps
     arches = F.get_list(w.source, here, filt, "arches")
     if arches is not None:
