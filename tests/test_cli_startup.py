@@ -5,8 +5,7 @@ start-up time (the timings themselves live in bench/bench_compile.py, not here).
   difflib, no jail, analysis or other format modules);
 * the argparse-free reader of ``sysgate compile`` command lines reads every line it accepts
   exactly as the argparse parser does, and leaves every other line (help, errors, odd
-  spellings) to argparse;
-* the syscall-name check that avoids building the set of every name behaves as that set.
+  spellings) to argparse.
 """
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sysgate
-from sysgate import arch as A
 from sysgate import cli
 from sysgate.policy import Action, ActionKind, Op
 
@@ -160,14 +158,7 @@ def test_main_in_process_leaves_the_collector_alone(tmp_path: Path) -> None:
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
-# ------------------------------------------------------------------ stand-ins for slower paths
-
-@settings(max_examples=300, derandomize=True, deadline=None)
-@given(st.one_of(st.sampled_from(sorted(A.all_syscall_names())), st.text(max_size=12),
-                 st.from_regex(r"[a-z_0-9= ]{1,12}", fullmatch=True)))
-def test_is_syscall_name_is_membership_of_all_names(name: str) -> None:
-    assert A.is_syscall_name(name) == A._in_tables_text(name) == (name in A.all_syscall_names())
-
+# --------------------------------------------------------------------- the policy enums
 
 def test_policy_enums_parse_and_pickle() -> None:
     assert Op.parse("masked") is Op.MASKED_EQ and Action.from_ret(0x7FFF0000) == Action(ActionKind.ALLOW)

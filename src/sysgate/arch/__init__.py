@@ -83,17 +83,14 @@ class Arch:
         return "big" if self.big_endian else "little"
 
     def _load(self) -> None:
-        from .syscall_tables import TABLES
+        from .syscall_tables import SYSCALLS, TABLES
 
-        # Items are "name=nr"; splitting at both separators keeps the loop in C.
-        words = TABLES[self.table].replace("=", " ").split()
-        names = words[::2]
+        col = TABLES.index(self.table)
         base = self.nr_base
-        nrs = [int(v) + base for v in words[1::2]] if base else list(map(int, words[1::2]))
-        self._by_name = dict(zip(names, nrs))
-        _LOADED.append(self._by_name)
-        # A number two names share is named by the first: build from the end so it wins.
-        self._by_nr = dict(zip(reversed(nrs), reversed(names)))
+        pairs = [(name, nrs[col] + base) for name, nrs in SYSCALLS.items() if nrs[col] is not None]
+        self._by_name = dict(pairs)
+        # A number two names share is named by the first (in name order): build from the end so it wins.
+        self._by_nr = {nr: name for name, nr in reversed(pairs)}
 
     @property
     def syscalls(self) -> dict[str, int]:
@@ -235,42 +232,17 @@ def all_syscall_names() -> frozenset[str]:
     """Every syscall name known on at least one architecture."""
     global _ALL_NAMES
     if _ALL_NAMES is None:
-        from .syscall_tables import TABLES
+        from .syscall_tables import SYSCALLS
 
-        # Items are "name=nr": split at both separators and keep every other word (C speed,
-        # a few times faster than partitioning each of the ~8000 items in Python).
-        _ALL_NAMES = frozenset(" ".join(TABLES.values()).replace("=", " ").split()[::2])
+        _ALL_NAMES = frozenset(SYSCALLS)
     return _ALL_NAMES
 
 
-_ALL_TEXT: str | None = None
-_LOADED: list[dict[str, int]] = []  # the name -> number tables loaded so far
-_KNOWN: dict[str, bool] = {}  # is_syscall_name's answers for names no loaded table has
-
-
 def is_syscall_name(name: str) -> bool:
-    """``name in all_syscall_names()``, without building that set: a profile has a few hundred
-    names, and finding each in the tables costs less than the set of every arch's names."""
-    if _ALL_NAMES is not None:
-        return name in _ALL_NAMES
-    for by_name in _LOADED:  # the tables already loaded answer most names
-        if name in by_name:
-            return True
-    known = _KNOWN.get(name)
-    if known is None:
-        known = _KNOWN[name] = _in_tables_text(name)
-    return known
+    """Whether ``name`` is a syscall on at least one architecture."""
+    from .syscall_tables import SYSCALLS
 
-
-def _in_tables_text(name: str) -> bool:
-    if not (name.isascii() and name.isidentifier()):  # every name is; and no space or "=" can match
-        return False
-    global _ALL_TEXT
-    if _ALL_TEXT is None:
-        from .syscall_tables import TABLES
-
-        _ALL_TEXT = " " + " ".join(TABLES.values())  # " name=nr name=nr ..."
-    return f" {name}=" in _ALL_TEXT
+    return name in SYSCALLS
 
 
 def unknown_syscall_message(name: str) -> str:
