@@ -203,6 +203,10 @@ class Op(enum.Enum):
         raise PolicyError(f"unknown operator {text!r}")
 
 
+_COMPARE = {Op.EQ: int.__eq__, Op.NE: int.__ne__, Op.LT: int.__lt__, Op.LE: int.__le__, Op.GT: int.__gt__,
+            Op.GE: int.__ge__}
+
+
 class Condition(Record):
     """``arg[index] OP value`` (``(arg & mask) == value`` for MASKED_EQ).
 
@@ -237,6 +241,17 @@ class Condition(Record):
             raise PolicyError("a mask is only allowed with the masked-equal operator")
         if self.op is Op.MASKED_EQ and self.width == 32:
             self._set("mask", self.mask & U32)
+
+    def holds(self, value: int) -> bool:
+        """Whether this condition holds for an argument of ``value`` (as the kernel passes it).
+
+        (:mod:`sysgate.reference` has its own copy on purpose: the oracle shares no code.)"""
+        if self.width == 32:
+            value &= U32
+        op = self.op
+        if op is Op.MASKED_EQ:
+            return value & self.mask == self.value
+        return _COMPARE[op](value, self.value)
 
     def __str__(self) -> str:
         a = f"arg{self.arg}" + (".lo32" if self.width == 32 else "")

@@ -42,12 +42,6 @@ def _bits(m: int) -> list[int]:
     return [1 << i for i in range(64) if m >> i & 1]
 
 
-def _holds(c: Condition, v: int) -> bool:
-    from ..reference import condition_holds
-
-    return condition_holds(c, v)
-
-
 # ------------------------------------------------------------------------------------------ basics
 
 def negate(c: Condition) -> DNF:
@@ -121,7 +115,7 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
             return None
         if eqs:
             v = eqs.pop()
-            if not all(_holds(c, v) for c in mine):
+            if not all(c.holds(v) for c in mine):
                 return None
             keep = Condition(arg, Op.EQ, v)
             out = [c for c in out if c.arg != arg or c == keep]
@@ -146,7 +140,7 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
                     m |= c.mask
                     v |= c.value
             if width == 32 and lo == hi:  # an exact low word decides the other low-word tests
-                if not all(_holds(c, lo) for c in same):
+                if not all(c.holds(lo) for c in same):
                     return None
     return tuple(out) + tuple(compares)
 
