@@ -34,6 +34,8 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
+    from . import Exported
+
 from .. import arch as _arch
 from .. import capabilities
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule

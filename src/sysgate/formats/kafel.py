@@ -45,7 +45,6 @@ __all__ = ["KafelPolicy", "loads", "load", "export", "detect_text"]
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
-HI = U64 ^ U32
 INCLUDE_DEPTH = 16
 # Kafel's names for syscalls whose libseccomp names differ.
 _ALIASES = {"newstat": "stat", "newlstat": "lstat", "newfstat": "fstat", "newuname": "uname"}

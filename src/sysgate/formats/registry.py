@@ -17,7 +17,7 @@ from . import Exported, ProfileError, decode_text, read_file
 from .catalog import NAMES as FORMATS
 from .catalog import get as _format
 
-__all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]
+__all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write"]
 
 
 class Loaded(Record):
@@ -31,11 +31,6 @@ class Loaded(Record):
     source: str
     extras: Any
     notes: tuple[str, ...]
-
-
-def module(fmt: str) -> Any:
-    """The module implementing format ``fmt``; ProfileError if no format is called so."""
-    return _format(fmt).impl()
 
 
 def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | None = None,
