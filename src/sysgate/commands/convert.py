@@ -90,13 +90,14 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
         policy = _modified(loaded.policy, args)
         extras = loaded.extras.replace(policy=policy) if loaded.extras is not None else None
         loaded = loaded.replace(policy=policy, extras=extras)
-    opts: dict[str, Any] = {}
-    if fmt == "firecracker":
-        opts["thread"] = thread or "main"
-    elif fmt == "k8s":
-        opts["name"] = getattr(args, "k8s_name", None) or _k8s_name(source)
-        opts["namespace"] = getattr(args, "namespace", None) or "default"
-    elif getattr(args, "k8s_name", None) or getattr(args, "namespace", None):
+    from ..formats import catalog
+
+    # The export options a format takes (formats.catalog), from the command line or their defaults.
+    takes = catalog.get(fmt).export_options
+    given = {"thread": thread or "main", "name": getattr(args, "k8s_name", None) or _k8s_name(source),
+             "namespace": getattr(args, "namespace", None) or "default"}
+    opts: dict[str, Any] = {k: v for k, v in given.items() if k in takes}
+    if "name" not in takes and (getattr(args, "k8s_name", None) or getattr(args, "namespace", None)):
         raise ProfileError("--name and --namespace are for --to k8s")
     out: Exported = write(loaded, fmt, **opts)
     if loaded.notes:

@@ -9,7 +9,8 @@ A format module provides:
 
 * ``loads(text, source, **options) -> object`` with a ``.policy`` (and ``.notes``), taking only
   the options its :attr:`Format.load_options` names;
-* ``export(src, **options) -> Exported``, taking only :attr:`Format.export_options`;
+* ``export(src, **options) -> Exported``; :attr:`Format.export_options` are those of its options
+  that ``convert`` sets from the command line (``--thread``, ``--name``, ``--namespace``);
 * optionally ``load_doc(doc, source, **options)``: ``loads`` of a JSON document already decoded
   (by detection), so that it is not decoded twice;
 * ``detect_json(doc) -> float`` if :attr:`Format.json` (``doc`` is the decoded document) and
@@ -98,15 +99,14 @@ FORMATS: tuple[Format, ...] = (
     Format("docker", "Docker/OCI seccomp JSON", extensions=(".json",), json=True, keeps_extras=True,
            load_options=("arch", "caps", "unknown_names")),
     Format("oci", "OCI runtime config.json", json=True, keeps_extras=True,
-           load_options=("arch", "unknown_names"), export_options=("config",)),
+           load_options=("arch", "unknown_names")),
     Format("firecracker", "Firecracker seccompiler JSON", json=True,
            load_options=("arch", "arches", "thread"), export_options=("thread",)),
     Format("minijail", "minijail policy", extensions=(".policy",), text=True, multiplexes=False,
            load_options=("arch", "arches", "base_dir")),
     Format("kafel", "Kafel policy", text=True, compares=True, multiplexes=False,
-           load_options=("arch", "arches", "base_dir"), export_options=("name",)),
-    Format("systemd", "systemd unit drop-in", extensions=(".conf",), text=True, load_options=("arch",),
-           export_options=("section",)),
+           load_options=("arch", "arches", "base_dir")),
+    Format("systemd", "systemd unit drop-in", extensions=(".conf",), text=True, load_options=("arch",)),
     Format("k8s", "Kubernetes", extensions=(".yaml", ".yml"), json=True,
            text=True, keeps_extras=True, load_options=("arch", "unknown_names", "name", "rename"),
            export_options=("name", "namespace")),
