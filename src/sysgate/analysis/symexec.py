@@ -22,6 +22,7 @@ value wins; between equal actions the most recently installed filter's data wins
 """
 from __future__ import annotations
 
+import heapq
 import random
 from typing import Sequence, Union
 
@@ -594,7 +595,7 @@ class _Path:
     """Input constraints of one path: word sets, opaque conditions, and an input known to take
     the path (``wit``; None if none known), which often settles the next split without search."""
 
-    __slots__ = ("doms", "opaque", "unverified", "wit", "budget")
+    __slots__ = ("doms", "opaque", "unverified", "wit", "budget", "parent", "side")
 
     def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool, wit: list[int] | None = None,
                  budget: list[int] | None = None) -> None:
@@ -603,6 +604,10 @@ class _Path:
         self.unverified = unverified
         self.wit = wit
         self.budget = budget
+        # The path this one is a side of (``side`` 1: the condition held), when a split made it:
+        # both sides meeting again in one state are that path again (see :func:`_join`).
+        self.parent: _Path | None = None
+        self.side = 0
 
 
 def _split(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[_Path | None, _Path | None]:
@@ -700,131 +705,260 @@ def _with(path: _Path, w: int, ws: WordSet | None) -> _Path | None:
     return _Path(doms, path.opaque, path.unverified, wit, path.budget)
 
 
+def liveness(prog: Sequence[Insn]) -> list[int]:
+    """Per pc, what the instructions from there on may read before writing it: bit 0 for A,
+    bit 1 for X, bit 2 + i for scratch word M[i] (a bit mask, plus one entry past the end).
+
+    Jumps only go forward, so one backward pass is exact. Two paths that reach a pc with
+    states equal on its live part behave alike from there on, so they can be followed as one.
+    """
+    n = len(prog)
+    live = [0] * (n + 1)
+    for pc in range(n - 1, -1, -1):
+        code, jt, jf, k = prog[pc]
+        cls = code & 7
+        nxt = live[pc + 1]
+        if cls == I.RET:
+            rv = code & 0x18
+            got = 1 if rv == I.RET_A else (2 if rv == I.RET_X else 0)
+        elif cls == I.JMP:
+            if code & 0xF0 == I.JA:
+                got = live[min(pc + 1 + k, n)]
+            else:
+                got = live[min(pc + 1 + jt, n)] | live[min(pc + 1 + jf, n)]
+                if jt != jf:
+                    got |= 1 | (2 if code & I.X else 0)
+        elif cls == I.LD:
+            got = (nxt & ~1) | ((4 << k) if code & 0xE0 == I.MEM and k < I.BPF_MEMWORDS else 0)
+        elif cls == I.LDX:
+            got = (nxt & ~2) | ((4 << k) if code & 0xE0 == I.MEM and k < I.BPF_MEMWORDS else 0)
+        elif cls == I.ST:
+            got = (nxt & ~(4 << k)) | 1
+        elif cls == I.STX:
+            got = (nxt & ~(4 << k)) | 2
+        elif cls == I.ALU:
+            got = nxt | 1 | (2 if code & I.X and code & 0xF0 != I.NEG else 0)
+        else:  # MISC
+            got = ((nxt & ~1) | 2) if code & 0xF8 == I.TXA else ((nxt & ~2) | 1)
+        live[pc] = got
+    return live
+
+
+def _joins(prog: Sequence[Insn]) -> set[int]:
+    """The pcs more than one instruction leads to (where paths may meet)."""
+    n = len(prog)
+    into = [0] * (n + 1)
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        cls = code & 7
+        if cls == I.RET:
+            continue
+        if cls != I.JMP:
+            into[pc + 1] += 1
+        elif code & 0xF0 == I.JA:
+            into[min(pc + 1 + k, n)] += 1
+        else:
+            into[min(pc + 1 + jt, n)] += 1
+            if jf != jt:
+                into[min(pc + 1 + jf, n)] += 1
+    return {pc for pc in range(n) if into[pc] > 1}
+
+
+def _join(paths: list[_Path]) -> list[_Path]:
+    """``paths`` (disjoint, one machine state) with both halves of any split put back together.
+
+    A split's two sides that meet again in the same state are their parent again, exactly:
+    this is what keeps k independent tests that re-join at k paths instead of 2^k.
+    """
+    if len(paths) < 2:
+        return paths
+    halves: dict[tuple[int, int], _Path] = {}
+    out: list[_Path] = []
+    work = list(reversed(paths))
+    while work:
+        p = work.pop()
+        par = p.parent
+        if par is None:
+            out.append(p)
+            continue
+        other = halves.pop((id(par), 1 - p.side), None)
+        if other is None:
+            halves[(id(par), p.side)] = p
+        else:
+            work.append(par)
+    out.extend(halves.values())
+    return out
+
+
 def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
-            max_leaves: int = MAX_LEAVES) -> Execution:
+            max_leaves: int = MAX_LEAVES, max_steps: int = MAX_STEPS) -> Execution:
     """Run ``programs`` symbolically. Several programs are a filter stack, oldest first.
 
-    The programs must pass :func:`sysgate.bpf.emulator.check`; ``byteorder`` is only recorded.
+    Instructions are visited in program order (jumps only go forward), with every path that
+    reaches an instruction in the same live state (A, X, scratch words, result so far)
+    followed as one group, and the two sides of a split that meet again merged back into
+    the path they came from. The programs must pass :func:`sysgate.bpf.emulator.check`;
+    ``byteorder`` is only recorded.
     """
     progs = [tuple(p) for p in programs]
     if not progs:
         raise AnalysisError("no program to analyse")
     order = list(range(len(progs)))[::-1]  # the kernel runs the newest filter first
+    lives = [liveness(progs[fi]) for fi in order]
+    # Where groups are put back in the queue (to meet others): where paths join, and where a
+    # value dies (states that differed only in it become equal).
+    stops = [_joins(progs[fi]) | {pc for pc in range(1, len(progs[fi])) if live[pc - 1] & ~live[pc]}
+             for fi, live in zip(order, lives)]
     reached: list[set[int]] = [set() for _ in progs]
     leaves: list[Leaf] = []
     mem0 = (0,) * I.BPF_MEMWORDS
-    # Work items: (stack position, pc, A, X, mem, path, accumulated result or None)
-    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False, [0] * 16, [WITNESS_BUDGET]), None)]
+    # Pending groups: (stack position, pc) -> {live state key: [A, X, mem, acc, paths]}
+    pending: dict[tuple[int, int], dict[tuple, list]] = {}
+    heap: list[tuple[int, int]] = []
     steps = 0
-    while stack:
-        pos, pc, A, X, mem, path, acc = stack.pop()
-        if pc == -1:
-            # A division by zero: the filter returns 0 (kill thread) at once, as the kernel's does.
-            ret = 0 if acc is None else (combine_stack(acc, 0) if isinstance(acc, int) else ("pick", acc, 0))
-            if pos + 1 < len(order):
-                stack.append((pos + 1, 0, 0, 0, mem0, path, ret))
+
+    def too_complex() -> AnalysisError:
+        return AnalysisError(f"program needs more than {max_steps} steps over its paths; too complex to explain "
+                             "exactly")
+
+    def put(pos: int, pc: int, A: Expr, X: Expr, mem: tuple, acc: Expr | None, paths: list[_Path]) -> None:
+        live = lives[pos][pc]
+        key = (A if live & 1 else None, X if live & 2 else None,
+               tuple(mem[i] if live & (4 << i) else None for i in range(I.BPF_MEMWORDS)) if live > 3 else None,
+               acc)
+        slot = pending.get((pos, pc))
+        if slot is None:
+            slot = pending[(pos, pc)] = {}
+            heapq.heappush(heap, (pos, pc))
+        g = slot.get(key)
+        if g is None:
+            slot[key] = [A, X, mem, acc, list(paths)]
+        else:
+            g[4].extend(paths)
+
+    def finish(pos: int, ret: Expr, acc: Expr | None, paths: list[_Path], pc: int) -> None:
+        """The filter at ``pos`` returned ``ret`` on ``paths``: on to the next filter, or leaves."""
+        if acc is not None:
+            if isinstance(ret, int) and isinstance(acc, int):
+                ret = combine_stack(acc, ret)
+            else:
+                ret = ("pick", acc, ret)
+        if pos + 1 < len(order):
+            put(pos + 1, 0, 0, 0, mem0, ret, paths)
+            return
+        for path in paths:
+            if isinstance(ret, tuple) and ret[0] != "pick":
+                for p2, kind in _ret_kinds(path, ret, pc):
+                    leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
             else:
                 leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
-            continue
+        if len(leaves) > max_leaves:
+            raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex to explain exactly")
+
+    put(0, 0, 0, 0, mem0, None, [_Path({}, (), False, [0] * 16, [WITNESS_BUDGET])])
+    while heap:
+        pos, pc0 = heapq.heappop(heap)
         fi = order[pos]
         prog = progs[fi]
         seen = reached[fi]
-        while True:
-            steps += 1
-            if steps > MAX_STEPS:
-                raise AnalysisError(f"program needs more than {MAX_STEPS} instruction steps over its paths; too "
-                                    "complex to explain exactly")
-            seen.add(pc)
-            code, jt, jf, k = prog[pc]
-            cls = code & 7
-            if cls == I.RET:
-                rv = code & 0x18
-                ret = A if rv == I.RET_A else (X if rv == I.RET_X else k)
-                if acc is not None:
-                    if isinstance(ret, int) and isinstance(acc, int):
-                        ret = combine_stack(acc, ret)
-                    else:
-                        ret = ("pick", acc, ret)
-                if pos + 1 < len(order):
-                    stack.append((pos + 1, 0, 0, 0, mem0, path, ret))
-                elif isinstance(ret, tuple) and ret[0] != "pick":
-                    for p2, kind in _ret_kinds(path, ret, pc):
-                        leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
-                    if len(leaves) > max_leaves:
-                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
-                                            "to explain exactly")
-                else:
-                    leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
-                    if len(leaves) > max_leaves:
-                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
-                                            "to explain exactly")
-                break
-            if cls == I.JMP:
-                op = code & 0xF0
-                if op == I.JA:
-                    pc += 1 + k
-                    continue
-                if jt == jf:
-                    pc += 1 + jt
-                    continue
-                rhs = X if code & I.X else k
-                t, f = _split(path, op, A, rhs, pc)
-                if t is not None and f is not None:
-                    stack.append((pos, pc + 1 + jf, A, X, mem, f, acc))
-                    path, pc = t, pc + 1 + jt
-                elif t is not None:
-                    path, pc = t, pc + 1 + jt
-                elif f is not None:
-                    path, pc = f, pc + 1 + jf
-                else:  # one side of a split always keeps the path's inputs
-                    raise AssertionError(f"instruction {pc}: both branches infeasible")
-                continue
-            if cls == I.LD:
-                mode = code & 0xE0
-                if mode == I.ABS:
-                    A = ("w", k >> 2)
-                elif mode == I.IMM:
-                    A = k
-                elif mode == I.MEM:
-                    A = mem[k]
-                elif mode == I.LEN:
-                    A = I.SECCOMP_DATA_SIZE
-                else:
-                    raise AnalysisError(f"instruction {pc}: load mode {mode:#x} is not valid in seccomp")
-            elif cls == I.LDX:
-                mode = code & 0xE0
-                if mode == I.IMM:
-                    X = k
-                elif mode == I.MEM:
-                    X = mem[k]
-                elif mode == I.LEN:
-                    X = I.SECCOMP_DATA_SIZE
-                else:
-                    raise AnalysisError(f"instruction {pc}: ldx mode {mode:#x} is not valid in seccomp")
-            elif cls == I.ST:
-                mem = mem[:k] + (A,) + mem[k + 1:]
-            elif cls == I.STX:
-                mem = mem[:k] + (X,) + mem[k + 1:]
-            elif cls == I.ALU:
-                op = code & 0xF0
-                src = X if code & I.X else k
-                if op in (I.DIV, I.MOD) and not (isinstance(src, int) and src != 0):
-                    # Division by zero ends the filter with 0 (kill thread), as the kernel does.
-                    zero, nonzero = _split(path, I.JEQ, src, 0, pc)
-                    if zero is not None:
-                        stack.append((pos, -1, 0, 0, mem, zero, acc))
-                    if nonzero is None:
+        for A, X, mem, acc, paths in pending.pop((pos, pc0)).values():
+            paths = _join(paths)
+            pc = pc0
+            while True:
+                steps += 1
+                if steps > max_steps:
+                    raise too_complex()
+                seen.add(pc)
+                code, jt, jf, k = prog[pc]
+                cls = code & 7
+                if cls == I.RET:
+                    rv = code & 0x18
+                    finish(pos, A if rv == I.RET_A else (X if rv == I.RET_X else k), acc, paths, pc)
+                    break
+                if cls == I.JMP:
+                    op = code & 0xF0
+                    if op == I.JA:
+                        put(pos, pc + 1 + k, A, X, mem, acc, paths)
                         break
-                    path = nonzero
-                A = mk(op, A, src)
-            else:  # MISC
-                if code & 0xF8 == I.TXA:
-                    A = X
-                else:
-                    X = A
-            pc += 1
-            if pc >= len(prog):
-                raise AnalysisError(f"instruction {pc - 1}: execution runs off the end of the program")
+                    if jt == jf:
+                        put(pos, pc + 1 + jt, A, X, mem, acc, paths)
+                        break
+                    rhs = X if code & I.X else k
+                    yes: list[_Path] = []
+                    no: list[_Path] = []
+                    steps += len(paths)
+                    if steps > max_steps:
+                        raise too_complex()
+                    for path in paths:
+                        t, f = _split(path, op, A, rhs, pc)
+                        if t is not None and f is not None and t is not path and f is not path:
+                            t.parent = f.parent = path
+                            t.side, f.side = 1, 0
+                        if t is not None:
+                            yes.append(t)
+                        if f is not None:
+                            no.append(f)
+                    if yes:
+                        put(pos, pc + 1 + jt, A, X, mem, acc, yes)
+                    if no:
+                        put(pos, pc + 1 + jf, A, X, mem, acc, no)
+                    break
+                if cls == I.LD:
+                    mode = code & 0xE0
+                    if mode == I.ABS:
+                        A = ("w", k >> 2)
+                    elif mode == I.IMM:
+                        A = k
+                    elif mode == I.MEM:
+                        A = mem[k]
+                    elif mode == I.LEN:
+                        A = I.SECCOMP_DATA_SIZE
+                    else:
+                        raise AnalysisError(f"instruction {pc}: load mode {mode:#x} is not valid in seccomp")
+                elif cls == I.LDX:
+                    mode = code & 0xE0
+                    if mode == I.IMM:
+                        X = k
+                    elif mode == I.MEM:
+                        X = mem[k]
+                    elif mode == I.LEN:
+                        X = I.SECCOMP_DATA_SIZE
+                    else:
+                        raise AnalysisError(f"instruction {pc}: ldx mode {mode:#x} is not valid in seccomp")
+                elif cls == I.ST:
+                    mem = mem[:k] + (A,) + mem[k + 1:]
+                elif cls == I.STX:
+                    mem = mem[:k] + (X,) + mem[k + 1:]
+                elif cls == I.ALU:
+                    op = code & 0xF0
+                    src = X if code & I.X else k
+                    if op in (I.DIV, I.MOD) and not (isinstance(src, int) and src != 0):
+                        # Division by zero ends the filter with 0 (kill thread), as the kernel does.
+                        zero: list[_Path] = []
+                        nonzero: list[_Path] = []
+                        steps += len(paths)
+                        for path in paths:
+                            z, nz = _split(path, I.JEQ, src, 0, pc)
+                            if z is not None:
+                                zero.append(z)
+                            if nz is not None:
+                                nonzero.append(nz)
+                        if zero:
+                            finish(pos, 0, acc, zero, pc)
+                        if not nonzero:
+                            break
+                        paths = nonzero
+                    A = mk(op, A, src)
+                else:  # MISC
+                    if code & 0xF8 == I.TXA:
+                        A = X
+                    else:
+                        X = A
+                pc += 1
+                if pc >= len(prog):
+                    raise AnalysisError(f"instruction {pc - 1}: execution runs off the end of the program")
+                if pc in stops[pos]:
+                    put(pos, pc, A, X, mem, acc, paths)
+                    break
     return Execution(leaves, reached, [len(p) for p in progs], byteorder)
 
 
