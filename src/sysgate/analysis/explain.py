@@ -433,6 +433,10 @@ class Behaviour:
 
 # ---------------------------------------------------------------------------- rendering conditions
 
+#: Most (item, forbidden item) pairs :func:`relax` compares for one result of a behaviour: its
+#: cost is about pairs x dimensions, and simpler conditions are not worth seconds of work.
+RELAX_PAIRS = 2048
+
 def _iv_text(name: str, ivs: tuple, top: int, label: Any = None) -> str | None:
     """``name``'s interval set as a condition; ``label(v)`` may name a compared value (AF_INET)."""
     def num(v: int) -> str:
@@ -813,7 +817,7 @@ def behaviour_text(b: Behaviour, view: View, byteorder: str, sysname: str | None
         mine = merged[rt]
         if len(order) > 1 and len(mine) <= 64:
             others = [it for o in order if o != rt for it in merged[o]]
-            if len(others) <= 256:
+            if len(others) <= 256 and len(mine) * len(others) <= RELAX_PAIRS:
                 mine = relax(mine, others, top)
         for dims, opq in mine:
             conds = dims_conditions(dims, opq, view, byteorder, sysname)

@@ -41,14 +41,16 @@ WORD_ARCH = 1
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
 Expr = Union[int, tuple]
 
-#: Most paths (leaves) one analysis follows before refusing (AnalysisError, a ValueError): the
-#: work after it grows with their number, and an exact account of 2^k paths is not useful.
-#: Compiled programs have about one leaf per instruction (docker-default for three arches: 316;
-#: 4,096 instructions of argument rules: about 3,600); diamonds of computed values reach it fast.
-MAX_LEAVES = 8192
-#: Most instructions stepped over all paths (4,096 instructions of argument rules take < 50,000):
-#: long chains walked by many paths are refused in time proportional to this, not paths x length.
-MAX_STEPS = 400_000
+#: Most paths (leaves) one analysis keeps before refusing (AnalysisError, a ValueError): tables
+#: and text cost about 0.15 ms per leaf, and an exact account of thousands of unrelated paths is
+#: not useful. Compiled programs have about one leaf per instruction (docker-default for three
+#: arches: 311; 4,085 instructions of argument rules: 3,856), so this is the kernel's own limit.
+MAX_LEAVES = 4096
+#: Most work units (an instruction run for one group of paths, or one path split) before refusing:
+#: 4,085 instructions of argument rules take 8,744, docker-default for three arches 619. Programs
+#: whose paths carry different values to the end (a counter of true tests) are refused here,
+#: in well under a second, instead of after 2^k paths.
+MAX_STEPS = 16_384
 SPLIT_LIMIT = 64  # a word with at most this many possible values is split value by value
 
 
