@@ -27,6 +27,8 @@ import random
 from typing import Sequence, Union
 
 from ..bpf import insn as I
+from ..bpf.decoder import Kind as K
+from ..bpf.decoder import decoded
 from ..bpf.insn import Insn
 from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
@@ -714,54 +716,60 @@ def liveness(prog: Sequence[Insn]) -> list[int]:
     Jumps only go forward, so one backward pass is exact. Two paths that reach a pc with
     states equal on its live part behave alike from there on, so they can be followed as one.
     """
-    n = len(prog)
+    ops = decoded(prog)
+    n = len(ops)
     live = [0] * (n + 1)
     for pc in range(n - 1, -1, -1):
-        code, jt, jf, k = prog[pc]
-        cls = code & 7
+        kind, k, op, jt, jf, _ = ops[pc]
         nxt = live[pc + 1]
-        if cls == I.RET:
-            rv = code & 0x18
-            got = 1 if rv == I.RET_A else (2 if rv == I.RET_X else 0)
-        elif cls == I.JMP:
-            if code & 0xF0 == I.JA:
-                got = live[min(pc + 1 + k, n)]
-            else:
-                got = live[min(pc + 1 + jt, n)] | live[min(pc + 1 + jf, n)]
-                if jt != jf:
-                    got |= 1 | (2 if code & I.X else 0)
-        elif cls == I.LD:
-            got = (nxt & ~1) | ((4 << k) if code & 0xE0 == I.MEM and k < I.BPF_MEMWORDS else 0)
-        elif cls == I.LDX:
-            got = (nxt & ~2) | ((4 << k) if code & 0xE0 == I.MEM and k < I.BPF_MEMWORDS else 0)
-        elif cls == I.ST:
-            got = (nxt & ~(4 << k)) | 1
-        elif cls == I.STX:
-            got = (nxt & ~(4 << k)) | 2
-        elif cls == I.ALU:
-            got = nxt | 1 | (2 if code & I.X and code & 0xF0 != I.NEG else 0)
-        else:  # MISC
-            got = ((nxt & ~1) | 2) if code & 0xF8 == I.TXA else ((nxt & ~2) | 1)
+        mem = (4 << k) if k < I.BPF_MEMWORDS else 0
+        if kind == K.RET_K:
+            got = 0
+        elif kind == K.RET_A:
+            got = 1
+        elif kind == K.RET_X:
+            got = 2
+        elif kind in (K.JA, K.JMP_K, K.JMP_X):
+            got = live[min(jt, n)] | live[min(jf, n)]
+            if jt != jf:
+                got |= 1 | (2 if kind == K.JMP_X else 0)
+        elif kind in (K.LD_ABS, K.LD_IMM, K.LD_LEN):
+            got = nxt & ~1
+        elif kind == K.LD_MEM:
+            got = (nxt & ~1) | mem
+        elif kind in (K.LDX_IMM, K.LDX_LEN):
+            got = nxt & ~2
+        elif kind == K.LDX_MEM:
+            got = (nxt & ~2) | mem
+        elif kind == K.ST:
+            got = (nxt & ~mem) | 1
+        elif kind == K.STX:
+            got = (nxt & ~mem) | 2
+        elif kind in (K.ALU_K, K.NEG):
+            got = nxt | 1
+        elif kind == K.ALU_X:
+            got = nxt | 3
+        elif kind == K.TXA:
+            got = (nxt & ~1) | 2
+        elif kind == K.TAX:
+            got = (nxt & ~2) | 1
+        else:  # INVALID: execution stops there
+            got = 0
         live[pc] = got
     return live
 
 
 def _joins(prog: Sequence[Insn]) -> set[int]:
     """The pcs more than one instruction leads to (where paths may meet)."""
-    n = len(prog)
+    ops = decoded(prog)
+    n = len(ops)
     into = [0] * (n + 1)
-    for pc, (code, jt, jf, k) in enumerate(prog):
-        cls = code & 7
-        if cls == I.RET:
+    for kind, k, op, jt, jf, _ in ops:
+        if kind in (K.RET_K, K.RET_A, K.RET_X, K.INVALID):
             continue
-        if cls != I.JMP:
-            into[pc + 1] += 1
-        elif code & 0xF0 == I.JA:
-            into[min(pc + 1 + k, n)] += 1
-        else:
-            into[min(pc + 1 + jt, n)] += 1
-            if jf != jt:
-                into[min(pc + 1 + jf, n)] += 1
+        into[min(jt, n)] += 1
+        if jf != jt:
+            into[min(jf, n)] += 1
     return {pc for pc in range(n) if into[pc] > 1}
 
 
@@ -861,6 +869,7 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
         pos, pc0 = heapq.heappop(heap)
         fi = order[pos]
         prog = progs[fi]
+        ops = decoded(prog)
         seen = reached[fi]
         for A, X, mem, acc, paths in pending.pop((pos, pc0)).values():
             paths = _join(paths)
@@ -870,21 +879,15 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                 if steps > max_steps:
                     raise too_complex()
                 seen.add(pc)
-                code, jt, jf, k = prog[pc]
-                cls = code & 7
-                if cls == I.RET:
-                    rv = code & 0x18
-                    finish(pos, A if rv == I.RET_A else (X if rv == I.RET_X else k), acc, paths, pc)
+                kind, k, op, jt, jf, why = ops[pc]
+                if kind == K.RET_K or kind == K.RET_A or kind == K.RET_X:
+                    finish(pos, A if kind == K.RET_A else (X if kind == K.RET_X else k), acc, paths, pc)
                     break
-                if cls == I.JMP:
-                    op = code & 0xF0
-                    if op == I.JA:
-                        put(pos, pc + 1 + k, A, X, mem, acc, paths)
-                        break
-                    if jt == jf:
-                        put(pos, pc + 1 + jt, A, X, mem, acc, paths)
-                        break
-                    rhs = X if code & I.X else k
+                if kind == K.JA or ((kind == K.JMP_K or kind == K.JMP_X) and jt == jf):
+                    put(pos, jt, A, X, mem, acc, paths)
+                    break
+                if kind == K.JMP_K or kind == K.JMP_X:
+                    rhs = X if kind == K.JMP_X else k
                     yes: list[_Path] = []
                     no: list[_Path] = []
                     steps += len(paths)
@@ -900,39 +903,30 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                         if f is not None:
                             no.append(f)
                     if yes:
-                        put(pos, pc + 1 + jt, A, X, mem, acc, yes)
+                        put(pos, jt, A, X, mem, acc, yes)
                     if no:
-                        put(pos, pc + 1 + jf, A, X, mem, acc, no)
+                        put(pos, jf, A, X, mem, acc, no)
                     break
-                if cls == I.LD:
-                    mode = code & 0xE0
-                    if mode == I.ABS:
-                        A = ("w", k >> 2)
-                    elif mode == I.IMM:
-                        A = k
-                    elif mode == I.MEM:
-                        A = mem[k]
-                    elif mode == I.LEN:
-                        A = I.SECCOMP_DATA_SIZE
-                    else:
-                        raise AnalysisError(f"instruction {pc}: load mode {mode:#x} is not valid in seccomp")
-                elif cls == I.LDX:
-                    mode = code & 0xE0
-                    if mode == I.IMM:
-                        X = k
-                    elif mode == I.MEM:
-                        X = mem[k]
-                    elif mode == I.LEN:
-                        X = I.SECCOMP_DATA_SIZE
-                    else:
-                        raise AnalysisError(f"instruction {pc}: ldx mode {mode:#x} is not valid in seccomp")
-                elif cls == I.ST:
+                if kind == K.LD_ABS:
+                    A = ("w", k >> 2)
+                elif kind == K.LD_IMM:
+                    A = k
+                elif kind == K.LD_MEM:
+                    A = mem[k]
+                elif kind == K.LD_LEN:
+                    A = I.SECCOMP_DATA_SIZE
+                elif kind == K.LDX_IMM:
+                    X = k
+                elif kind == K.LDX_MEM:
+                    X = mem[k]
+                elif kind == K.LDX_LEN:
+                    X = I.SECCOMP_DATA_SIZE
+                elif kind == K.ST:
                     mem = mem[:k] + (A,) + mem[k + 1:]
-                elif cls == I.STX:
+                elif kind == K.STX:
                     mem = mem[:k] + (X,) + mem[k + 1:]
-                elif cls == I.ALU:
-                    op = code & 0xF0
-                    src = X if code & I.X else k
+                elif kind == K.ALU_K or kind == K.ALU_X:
+                    src = X if kind == K.ALU_X else k
                     if op in (I.DIV, I.MOD) and not (isinstance(src, int) and src != 0):
                         # Division by zero ends the filter with 0 (kill thread), as the kernel does.
                         zero: list[_Path] = []
@@ -950,11 +944,14 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                             break
                         paths = nonzero
                     A = mk(op, A, src)
-                else:  # MISC
-                    if code & 0xF8 == I.TXA:
-                        A = X
-                    else:
-                        X = A
+                elif kind == K.NEG:
+                    A = mk(I.NEG, A, 0)
+                elif kind == K.TXA:
+                    A = X
+                elif kind == K.TAX:
+                    X = A
+                else:
+                    raise AnalysisError(f"instruction {pc}: {why} (not valid in seccomp)")
                 pc += 1
                 if pc >= len(prog):
                     raise AnalysisError(f"instruction {pc - 1}: execution runs off the end of the program")
