@@ -219,13 +219,6 @@ class Behaviour:
             return next(iter(acts))
         return None
 
-    def actions(self) -> list[Action | None]:
-        seen: list[Action | None] = []
-        for r in self.regions:
-            if r.action not in seen:
-                seen.append(r.action)
-        return seen
-
 
 class ViewTable:
     """A view's syscall numbers cut into elementary ranges, each with its :class:`Behaviour`.
@@ -241,10 +234,6 @@ class ViewTable:
         self.cuts = cuts
         self.which = which
         self.behaviours = behaviours
-
-    def behaviour_at(self, nr: int) -> Behaviour:
-        i = bisect.bisect_right(self.cuts, nr) - 1
-        return self.behaviours[self.which[i]]
 
     def ranges(self) -> list[tuple[int, int, int]]:
         """(lo, hi, behaviour index) for each maximal range."""
