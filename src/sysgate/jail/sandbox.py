@@ -432,7 +432,7 @@ def _attribute(res: RunResult, host_pid: int | None, t0: float) -> bool:
     if rec is None:
         return False
     res.syscall_nr = rec.nr
-    res.syscall, res.arch = audit.describe(rec)
+    res.syscall, res.arch = audit_log.describe(rec)
     return True
 
 
