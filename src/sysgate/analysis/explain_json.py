@@ -29,7 +29,7 @@ def view_json(e: "Explanation", view: View) -> dict[str, Any]:
         sysname = only[0] if len(only) == 1 else None
         out_b.append({"id": bi, "text": behaviour_text(b, view, e.byteorder, sysname, dact),
                       "regions": [region_json(r, view, e.byteorder, sysname) for r in b.regions]})
-    calls = []
+    calls: list[dict[str, Any]] = []
     for lo, hi, bi in ranges:
         names = names_in(view, lo, hi)
         if lo == hi:

@@ -221,6 +221,7 @@ def merge_dims(items: list[tuple[dict, tuple]], top: int) -> list[tuple[dict, tu
             groups: dict[tuple, list[tuple[dict, tuple, tuple | None]]] = {}
             for d, opq in cur:
                 x = d.get(k)
+                key: tuple
                 if x is not None and x[0] != "iv":
                     key = (repr(opq), tuple(sorted((n, repr(v)) for n, v in d.items())), "solo")
                 else:

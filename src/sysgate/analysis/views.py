@@ -114,7 +114,7 @@ def compute_views(leaf_lists: Sequence[Sequence[Leaf]], naming: Sequence[str] = 
         multi.append(View(label, name_arch, None, ivs_t, (0, M32), 64))
     order = {a.name: i for i, a in enumerate(_arch.ARCHES)}
     known.sort(key=lambda v: order.get(v.label, 99))
-    unknown.sort(key=lambda v: v.token)
+    unknown.sort(key=lambda v: v.token or 0)  # each unknown view has one token
     return known + unknown + multi
 
 
