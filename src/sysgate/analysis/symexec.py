@@ -16,6 +16,15 @@ works is the condition kept verbatim as an opaque condition, evaluated exactly b
 reasoned about. The leaves partition the input space: every possible ``seccomp_data``
 satisfies exactly one of them, and :func:`decide` on it gives what the kernel returns.
 
+Paths are not followed one by one: jumps only go forward, so instructions are visited in
+program order, and the paths that reach one in the same *live* machine state (A, X and the
+scratch words that may still be read, plus the stacked result so far; see :func:`liveness`)
+go on as one group, their conditions a union of regions. The two sides of a split that meet
+again in one group are their parent path again, exactly. So k independent tests that re-join
+cost k paths, not 2^k; programs whose paths carry different values to the end (a counter of
+true tests) have no small exact account, and are refused past :data:`MAX_STEPS` units of
+work or :data:`MAX_LEAVES` leaves, deterministically and in well under a second.
+
 Stacked filters (several installed in one process) are executed one after the other on
 the same path, and their results combined the way the kernel does (the lowest action
 value wins; between equal actions the most recently installed filter's data wins).
@@ -34,7 +43,7 @@ from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
 __all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
-           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind"]
+           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES", "MAX_STEPS"]
 
 WORD_NR = 0
 WORD_ARCH = 1
