@@ -105,6 +105,19 @@ def test_independent_tests_that_rejoin_cost_one_path_each() -> None:
     _agrees(e, [tuple(p)], 5)
 
 
+def test_arms_of_an_earlier_test_merge_after_a_later_test_overwrites_their_difference() -> None:
+    """``Q & c & t`` and ``Q & !c & t`` meet in one state (t overwrote what c changed): ``Q & t``."""
+    p = (S(I.LDX | I.IMM, 0),
+         S(I.LD | I.W | I.ABS, 16), J(I.JMP | I.JSET | I.K, 1, 0, 1), S(I.LDX | I.IMM, 1),  # c: X = 1
+         S(I.LD | I.W | I.ABS, 24), J(I.JMP | I.JSET | I.K, 1, 0, 1), S(I.LDX | I.IMM, 2),  # t: X = 2
+         S(I.MISC | I.TXA), S(I.ALU | I.OR | I.K, I.RET_ERRNO), S(I.RET | I.RET_A))
+    check(p)
+    e = explain_programs([p], "little", naming=["x86_64"])
+    assert len(e.leaves) == 3  # errno(2) if t; errno(1) if c and not t; errno(0) otherwise
+    assert sorted(lf.ret for lf in e.leaves) == [I.RET_ERRNO, I.RET_ERRNO | 1, I.RET_ERRNO | 2]
+    _agrees(e, [p], 11)
+
+
 def test_stacked_families_agree_with_the_kernel_order() -> None:
     """Groups meet again at the next filter's start: the stack's results stay exact."""
     rng = random.Random(7)

@@ -608,7 +608,7 @@ class _Path:
     """Input constraints of one path: word sets, opaque conditions, and an input known to take
     the path (``wit``; None if none known), which often settles the next split without search."""
 
-    __slots__ = ("doms", "opaque", "unverified", "wit", "budget", "parent", "side")
+    __slots__ = ("doms", "opaque", "unverified", "wit", "budget", "parent", "side", "cond")
 
     def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool, wit: list[int] | None = None,
                  budget: list[int] | None = None) -> None:
@@ -621,6 +621,7 @@ class _Path:
         # both sides meeting again in one state are that path again (see :func:`_join`).
         self.parent: _Path | None = None
         self.side = 0
+        self.cond: tuple | None = None  # the split's test (op, lhs, rhs), for :func:`_join_cousins`
 
 
 def _split(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[_Path | None, _Path | None]:
@@ -808,6 +809,48 @@ def _join(paths: list[_Path]) -> list[_Path]:
     return out
 
 
+def _join_cousins(paths: list[_Path]) -> tuple[list[_Path], int]:
+    """Merge ``Q and c and t`` with ``Q and not c and t`` into ``Q and t`` (one split of Q on t).
+
+    The sides of one test t taken after an earlier test c had split Q, meeting in one state:
+    the arms of c re-joined in state but only after t split each of them (diamonds whose arms
+    change a value that later tests leave alone). Exact; repeated with :func:`_join` until
+    nothing merges. Returns the paths and the number of new splits made (work).
+    """
+    work = 0
+    changed = True
+    while changed and len(paths) > 1:
+        changed = False
+        seen: dict[tuple, _Path] = {}
+        out: list[_Path] = []
+        for p in paths:
+            par = p.parent
+            q = par.parent if par is not None else None
+            if q is None or p.cond is None:
+                out.append(p)
+                continue
+            key = (id(q), p.cond, p.side)
+            other = seen.pop(key + (1 - par.side,), None)
+            if other is None:
+                seen[key + (par.side,)] = p
+                continue
+            op, lhs, rhs = p.cond
+            t, f = _split(q, op, lhs, rhs, 0)
+            work += 1
+            m = t if p.side == 1 else f
+            if m is None:  # cannot happen: p is a non-empty part of it
+                raise AssertionError("a merged path is empty")
+            if t is not None and f is not None and t is not q and f is not q:
+                t.parent = f.parent = q
+                t.side, f.side = 1, 0
+                t.cond = f.cond = p.cond
+            out.append(m)
+            changed = True
+        out.extend(seen.values())
+        paths = _join(out) if changed else out
+    return paths, work
+
+
 def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
             max_leaves: int = MAX_LEAVES, max_steps: int = MAX_STEPS) -> Execution:
     """Run ``programs`` symbolically. Several programs are a filter stack, oldest first.
@@ -882,6 +925,10 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
         seen = reached[fi]
         for A, X, mem, acc, paths in pending.pop((pos, pc0)).values():
             paths = _join(paths)
+            if len(paths) > 1 and ops[pc0].kind not in (K.RET_K, K.RET_A, K.RET_X):
+                # (not at a return: merging there would only redraw the regions; paths end anyway)
+                paths, work = _join_cousins(paths)
+                steps += work
             pc = pc0
             while True:
                 steps += 1
@@ -907,6 +954,7 @@ def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
                         if t is not None and f is not None and t is not path and f is not path:
                             t.parent = f.parent = path
                             t.side, f.side = 1, 0
+                            t.cond = f.cond = (op, A, rhs)
                         if t is not None:
                             yes.append(t)
                         if f is not None:
