@@ -22,7 +22,11 @@ from typing import Any, Iterable, Sequence
 
 from ..policy import ActionKind
 from .domain import M32, WordSet
-from .explain import (Behaviour, Explanation, Region, View, _names_in, arg_words, behaviour_text, region_text)
+from .explain import Explanation
+from .regions import Behaviour, Region
+from .render import behaviour_text, region_text
+from .views import View, names_in
+from .words import arg_words
 
 __all__ = ["Finding", "AuditReport", "audit", "FAMILIES", "CVE_HISTORY", "SEVERITIES"]
 
@@ -172,7 +176,7 @@ def _syscall_behaviours(e: Explanation, view: View) -> dict[str, Behaviour]:
     t = e.table(view)
     out: dict[str, Behaviour] = {}
     for lo, hi, bi in t.ranges():
-        for _nr, name in _names_in(view, lo, hi):
+        for _nr, name in names_in(view, lo, hi):
             out[name] = t.behaviours[bi]
     return out
 

@@ -22,8 +22,10 @@ import bisect
 from typing import Any, Sequence
 
 from ..policy import Action, ActionKind
-from .explain import (Behaviour, Explanation, Region, View, ViewTable, _merge_dims, _names_in, _range_labels,
-                      _ret_text, behaviour_text, compute_views, dims_conditions, region_dims, views_for_arch)
+from .explain import Explanation
+from .regions import Behaviour, Region, ViewTable
+from .render import behaviour_text, dims_conditions, merge_dims, range_labels, region_dims, ret_text
+from .views import View, compute_views, names_in, views_for_arch
 from .domain import M32, M64
 
 __all__ = ["Difference", "DiffEntry", "DiffResult", "diff", "EXIT_EQUAL", "EXIT_WEAKER", "EXIT_STRICTER"]
@@ -123,14 +125,14 @@ class DiffEntry:
     def labels(self) -> list[str]:
         out: list[str] = []
         for lo, hi in self.ranges:
-            out += _range_labels(lo, hi, _names_in(self.view, lo, hi))
+            out += range_labels(lo, hi, names_in(self.view, lo, hi))
         return out
 
     def examples(self, byteorder: str) -> list[tuple[list[int] | None, Any, Any]]:
         """For each difference: a seccomp_data (16 words) where A returns ``a`` and B ``b``
         (None if none could be built: the region keeps an opaque condition), with a and b."""
         from .domain import WordSet, iv_norm
-        from .explain import arg_words, ip_words
+        from .words import arg_words, ip_words
         from .symexec import WORD_ARCH, WORD_NR, witness
 
         out = []
@@ -155,7 +157,7 @@ class DiffEntry:
         """(condition text, A's result, B's result, kind), regions with equal results merged."""
         groups: dict[tuple, list] = {}
         for d in self.diffs:
-            key = (_ret_text(d.a, byteorder, d.a_kind), _ret_text(d.b, byteorder, d.b_kind), d.kind)
+            key = (ret_text(d.a, byteorder, d.a_kind), ret_text(d.b, byteorder, d.b_kind), d.kind)
             groups.setdefault(key, []).append((region_dims(d.region, self.view, byteorder), d.region.opaque))
         top = M32 if self.view.bits == 32 else M64
         sysname = None
@@ -164,7 +166,7 @@ class DiffEntry:
         out = []
         for (ta, tb, kind), items in groups.items():
             conds = []
-            for dims, opq in _merge_dims(items, top):
+            for dims, opq in merge_dims(items, top):
                 c = dims_conditions(dims, opq, self.view, byteorder, sysname)
                 conds.append(" && ".join(c) if c else "always")
             text = " || ".join(f"({c})" if " && " in c and len(conds) > 1 else c for c in conds)
@@ -254,7 +256,7 @@ class DiffResult:
 
 def _example_json(e: DiffEntry, byteorder: str) -> dict[str, Any] | None:
     """One concrete call where A and B differ (for a CI log to reproduce), or None."""
-    from .explain import arg_words, ip_words
+    from .words import arg_words, ip_words
     from .symexec import WORD_ARCH, WORD_NR, evaluate
 
     for w, a, b in e.examples(byteorder):
@@ -333,7 +335,7 @@ def _diff_view(ta: ViewTable, tb: ViewTable, view: View) -> list[DiffEntry]:
         named: list[tuple[int, int]] = []
         unnamed: list[tuple[int, int]] = []
         for lo, hi in groups[key]:
-            names = _names_in(view, lo, hi)
+            names = names_in(view, lo, hi)
             if names and len(names) == hi - lo + 1 and len(names) <= 64:
                 named.extend((nr, nr) for nr, _ in names)
             else:

@@ -106,14 +106,14 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
 
 
 def _verify(text: str, fmt: str, loaded: Any, args: Any) -> None:
-    from ..analysis.equivalence import equivalent
+    from ..analysis.equivalence import sampled_equivalent
     from ..formats.registry import read_bytes
 
     arches = _arches(getattr(args, "arch", None)) or list(loaded.policy.arches) or None
     back = read_bytes(text.encode(), f"<{fmt} output>", fmt, arch=arches[0] if arches else None,
                       arches=arches, thread=getattr(args, "thread", None) or ("main" if fmt == "firecracker"
                                                                                   else None))
-    diff = equivalent(loaded.policy, back.policy, arches)
+    diff = sampled_equivalent(loaded.policy, back.policy, arches)
     if diff is not None:
         raise ValueError(f"--verify: the {fmt} output decides differently: {diff}")
 
