@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
+from .errors import UserError
 from .immutable import Record
 
 __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Term", "Compare", "Rule", "Policy",
@@ -28,7 +29,7 @@ U32 = (1 << 32) - 1
 _setattr = object.__setattr__
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError):
     """A policy that cannot be built: the message names the offending field."""
 
 

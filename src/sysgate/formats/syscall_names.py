@@ -6,10 +6,12 @@ knows is left out (systemd lists a few names of other kernels' ABIs).
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 __all__ = ["UnknownName", "expand", "is_group"]
 
 
-class UnknownName(ValueError):
+class UnknownName(UserError):
     """A syscall or group name that does not exist; the message suggests close names."""
 
 
