@@ -137,3 +137,14 @@ def test_exit_statuses_are_named_once() -> None:
             if literal.search(line) and "_exit(" not in line:
                 offenders.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_ctrl_c_is_130_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sysgate.compiler
+
+    def interrupted(*a: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sysgate.compiler, "compile_policy", interrupted)
+    status, out, err = run_cli("compile", "strict", "--arch", "x86_64", "--format", "hex")
+    assert (status, out, err) == (errors.EXIT_INTERRUPTED, "", "")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any, Callable, Sequence
 
-from .errors import EXIT_BROKEN_PIPE, EXIT_SOFTWARE, EXIT_USAGE
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE
 
 _PARSER_CLASS: Any = None
 
@@ -331,6 +331,8 @@ def _run(words: Sequence[str]) -> int:
             status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit as "Exception ignored"
         return status
+    except KeyboardInterrupt:  # Ctrl-C: the user's wish, not an error to explain
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error of ours. Point stdout at /dev/null so the
         # interpreter's final flush cannot raise again, and exit as a process killed by SIGPIPE would.

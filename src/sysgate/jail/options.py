@@ -1,10 +1,12 @@
-"""What a sandbox should look like: one validated, immutable :class:`Options` record.
+"""What a sandbox should look like: one validated, immutable :class:`Options` record, made from
+the option table :data:`FIELDS`.
 
 Every layer is on by default where the kernel allows it; each field relaxes one. The same
-record backs the Python API (``sysgate.run(argv, memory="64M", ...)``) and the CLI, so the
-string forms the CLI takes (sizes with K/M/G, ``NAME=N`` rlimits, ``SRC:DST`` binds) are
-accepted by the API too. Bad values raise :class:`JailConfigError` (a ``ValueError``) with a
-one-line message naming the option.
+record backs the Python API (``sysgate.run(argv, memory="64M", ...)``) and the CLI (whose
+``sysgate run`` parser is made from the same table), so the string forms the CLI takes (sizes
+with K/M/G, ``NAME=N`` rlimits, ``SRC:DST`` binds) are accepted by the API too, and a bad value
+is refused alike: :class:`JailConfigError`, a :class:`sysgate.errors.BadArgument` whose one-line
+message and ``option`` attribute name the option.
 """
 from __future__ import annotations
 
