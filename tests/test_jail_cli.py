@@ -153,7 +153,8 @@ def test_run_path_imports_stay_lean() -> None:
     assert rc == "0", p.stderr
     # (argparse reads the command line, and brings re, enum, collections, gettext, locale and shutil)
     heavy = {"typing", "json", "threading", "subprocess", "hashlib", "sysgate.compiler", "sysgate.profiles",
-             "sysgate.policy", "sysgate.jail.cgroups", "sysgate.jail.netpool", "sysgate.jail.audit", "sysgate.jail.terminal", "socket", "select"}
+             "sysgate.policy", "sysgate.jail.cgroups", "sysgate.jail.netpool", "sysgate.jail.audit",
+             "sysgate.jail.terminal", "socket", "select"}
     # sysgate.jail.landlock is on the path (it scopes every sandbox's signals): it imports nothing new
     assert not heavy & set(mods.split()), heavy & set(mods.split())
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sys
 
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE
+
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     import argparse
     from typing import Any, Callable, Sequence
-
-from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE
 
 _PARSER_CLASS: Any = None
 

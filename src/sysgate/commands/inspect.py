@@ -100,7 +100,7 @@ def _big_endian_raw(spec: str) -> Any:
     that way; None otherwise. Used when it is invalid little-endian and no ``--arch`` says which:
     a program valid both ways is practically impossible (opcodes land in the other byte of the
     16-bit code), so the bytes tell the order."""
-    from ..bpf.emulator import InvalidProgram, check
+    from ..bpf.emulator import check
     from ..programs import load_program
 
     try:
