@@ -36,7 +36,7 @@ def test_the_parser_and_the_record_come_from_the_table() -> None:
     p = run_parser()
     strings = {s for a in p._actions for s in a.option_strings} - {"-h", "--help"}
     assert strings == {n for f in flags() for n in f.names}
-    assert Options.__slots__ == tuple(f.name for f in FIELDS)
+    assert Options.__slots__ == tuple(f.name for f in FIELDS) == tuple(Options.__annotations__)
     assert {f.field for f in COMMAND_FLAGS} == {None}  # the command's own flags set no sandbox field
     help_text = p.format_help()
     for f in flags():

@@ -73,8 +73,9 @@ def add_parser(subparsers: Any, func: Any) -> argparse.ArgumentParser:
         description=DESCRIPTION, epilog=EPILOG)
     groups: dict[str, Any] = {}
     for f in flags():
-        if f.group not in groups:
-            groups[f.group] = p.add_argument_group(f.group)
+        group = f.group or "options"  # (every flag of the tables has one)
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
         kw: dict[str, Any] = {"dest": f.dest, "help": argparse.SUPPRESS if f.hidden else f.help}
         if f.kind == "switch":
             kw["action"] = "store_true"
@@ -83,7 +84,7 @@ def add_parser(subparsers: Any, func: Any) -> argparse.ArgumentParser:
             for key in ("metavar", "type", "choices"):
                 if getattr(f, key) is not None:
                     kw[key] = getattr(f, key)
-        groups[f.group].add_argument(*f.names, **kw)
+        groups[group].add_argument(*f.names, **kw)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]", help="the command (after --)")
     p.set_defaults(func=func)
     return p

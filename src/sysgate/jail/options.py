@@ -134,6 +134,9 @@ class Bind(Record):
 
     __slots__ = ("src", "dst", "readonly")
     _defaults = {"readonly": True}
+    src: str
+    dst: str
+    readonly: bool
 
 
 class Tmpfs(Record):
@@ -141,6 +144,8 @@ class Tmpfs(Record):
 
     __slots__ = ("dst", "size")
     _defaults = {"size": None}
+    dst: str
+    size: int | None
 
 
 def _abs(path: str, what: str) -> str:
@@ -549,6 +554,47 @@ class Options(Record):
 
     __slots__ = tuple(f.name for f in FIELDS)
     _defaults = {f.name: f.default for f in FIELDS}
+
+    # The fields' types after the checks, for type checkers (tests/test_jail_cli.py keeps these
+    # names equal to FIELDS).
+    profile: Any
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    seccomp_action: str | None
+    skip_unknown: bool
+    allow_sockets: tuple[str, ...]
+    allow_connect: tuple[str, ...]
+    allow_paths: tuple[str, ...]
+    log_denials: bool
+    ask: bool
+    mediate: bool
+    rootfs: str | None
+    binds: tuple[Bind, ...]
+    tmpfs: tuple[Tmpfs, ...]
+    tmp_size: int | None
+    cwd: str | None
+    landlock_ro: tuple[str, ...]
+    landlock_rw: tuple[str, ...]
+    share: frozenset[str]
+    hostname: str
+    uid: int | None
+    gid: int | None
+    host_uid: int | None
+    host_gid: int | None
+    keep_host_root: bool
+    cap_add: tuple[str, ...]
+    rlimits: dict[str, tuple[int, int]]
+    memory: int | None
+    pids: int | None
+    cpus: float | None
+    timeout: float | None
+    env: dict[str, str]
+    keep_env: tuple[str, ...]
+    clear_env: bool
+    pass_fds: tuple[int, ...]
+    new_session: bool
+    die_with_parent: bool
+    launcher: str
 
     def _check(self) -> None:
         s = object.__setattr__
