@@ -1,11 +1,9 @@
 """What ``sysgate compile`` loads and how its command line is read: the structure behind its
 start-up time (the timings themselves live in bench/bench_compile.py, not here).
 
-* the compile path imports no module it does not need (no argparse, typing,
-  difflib, no jail, analysis or other format modules);
-* the argparse-free reader of ``sysgate compile`` command lines reads every line it accepts
-  exactly as the argparse parser does, and leaves every other line (help, errors, odd
-  spellings) to argparse.
+* the compile path imports no module it does not need (no typing, difflib, no jail, analysis or
+  other format modules; argparse reads the command line, and builds the parser of ``compile``
+  only).
 """
 from __future__ import annotations
 
@@ -29,14 +27,14 @@ from sysgate.policy import Action, ActionKind, Op
 SRC = Path(sysgate.__file__).resolve().parents[1]
 
 # Modules ``sysgate compile`` must not import: the other commands' machinery, and stdlib
-# modules whose import alone costs milliseconds (argparse brings gettext, locale and shutil).
+# modules whose import alone costs milliseconds.
 NOT_ON_COMPILE_PATH = (
     "sysgate.jail", "sysgate.analysis", "sysgate.compat", "sysgate.kernel", "sysgate.commands.convert",
     "sysgate.commands.inspect", "sysgate.formats.minijail", "sysgate.formats.kafel", "sysgate.formats.systemd",
     "sysgate.formats.firecracker", "sysgate.formats.k8s", "sysgate.formats.oci", "sysgate.formats.logic",
     "sysgate.syscall_groups", "sysgate.constants", "sysgate.arch.constant_tables",
     "sysgate.bpf.emulator", "sysgate.bpf.disasm", "sysgate.bpf.asm",
-    "argparse", "gettext", "locale", "shutil", "typing", "difflib", "platform",
+    "typing", "difflib", "platform",
     "dataclasses", "inspect", "subprocess", "tempfile",
 )
 
@@ -81,62 +79,7 @@ def test_compile_of_a_profile_file_imports_only_what_it_needs(tmp_path: Path) ->
     assert not bad, f"sysgate compile imported {bad}"
 
 
-# --------------------------------------------------------------------- the compile reader
-
-WORDS = ["docker-default", "p.json", "", "-", "--", "x86_64", "x86_64,x86", "hex", "raw", "c", "json", "bogus",
-         "-o", "--output", "--out", "-ofile", "-o=file", "-v", "--verbose", "-vo", "--arch", "--arch=x86_64",
-         "--arch=", "--arch=-x", "--ar", "--format", "--format=hex", "--format=bogus", "--caps", "--caps=CAP_KILL",
-         "--thread", "vmm", "--allow", "--allow=ptrace", "--deny", "--deny=write:EACCES", "write:EACCES", "-h",
-         "--help", "-x", "-1", "--version", "a b", "-a b", "=x", "compile", "--skip-unknown", "--skip-unknown=1",
-         "--skip"]
-
-
-def _argparse_read(words: list[str]) -> dict | None:
-    """What the full parser makes of ``sysgate compile WORDS``: its namespace, or None when it
-    stops (an error, or help)."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            ns = cli.build_parser().parse_args(["compile", *words])
-    except SystemExit:
-        return None
-    d = vars(ns)
-    d.pop("func")
-    return d
-
-
-@settings(max_examples=400, derandomize=True, deadline=None)
-@given(st.lists(st.sampled_from(WORDS), max_size=7))
-def test_compile_reader_reads_as_argparse_does(words: list[str]) -> None:
-    fast = cli.compile_args(words)
-    if fast is None:
-        return  # argparse's to read
-    got = vars(fast)
-    assert got.pop("func").__name__ == "run"
-    assert got == _argparse_read(words)
-
-
-@pytest.mark.parametrize("words", [
-    ["docker-default", "-o", "out.bpf"],
-    ["p.json", "--arch", "x86_64,x86,x32", "--format", "hex", "-v"],
-    ["--arch=aarch64", "p.json", "--format=c", "--output", "f.c", "--caps", "CAP_KILL", "--thread", "vmm"],
-    ["p.json", "--allow", "ptrace", "--deny", "write:EACCES", "--allow=@mount", "--verbose"],
-])
-def test_compile_reader_takes_the_usual_lines(words: list[str]) -> None:
-    fast = cli.compile_args(words)
-    assert fast is not None
-    got = vars(fast)
-    got.pop("func")
-    assert got == _argparse_read(words)
-
-
-@pytest.mark.parametrize("words", [
-    [], ["-h"], ["p", "--help"], ["p", "q"], ["p", "--out", "x"], ["p", "-vo", "x"], ["p", "--format", "bogus"],
-    ["p", "-o"], ["p", "-o", "-"], ["--", "p"], ["p", "--arch", "-x"], ["-"], ["p", "--verbose=1"],
-])
-def test_compile_reader_leaves_the_rest_to_argparse(words: list[str]) -> None:
-    assert cli.compile_args(words) is None
-
+# --------------------------------------------------------------------- the parser of one command
 
 def _help(only: str | None, words: list[str]) -> str:
     out = io.StringIO()

@@ -111,10 +111,10 @@ def test_strict_makes_an_unknown_field_an_error(tmp_path: Path) -> None:
 
 
 def test_run_takes_strict() -> None:
-    from sysgate.jail.cli_args import run_args
+    from sysgate.cli import parse_args
 
-    assert run_args(["--strict", "--", "true"]).strict is True
-    assert run_args(["--", "true"]).strict is False
+    assert parse_args(["run", "--strict", "--", "true"]).strict is True
+    assert parse_args(["run", "--", "true"]).strict is False
 
 
 # --- types ------------------------------------------------------------------------------------------

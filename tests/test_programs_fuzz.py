@@ -2,9 +2,9 @@
 
 * explain (text and JSON), audit, diff and the lossy Docker export on random programs the
   kernel accepts (:func:`bpf_random.accepted_program`, whose acceptance the kernel-judged
-  ``test_kernel_verdict`` holds to the kernel's): no exception but a refusal (ValueError);
+  ``test_kernel_verdict`` holds to the kernel's): no exception but a refusal (UserError);
 * the emulator runs every accepted program to a return on random inputs;
-* asm on random token soup and disasm on random bytes: only one-line ValueErrors.
+* asm on random token soup and disasm on random bytes: only one-line UserErrors.
 
 Case counts are bounded for CI; ``SYSGATE_FUZZ_CASES=N`` scales them (N is the kernel test's
 count; these use a fraction of it).
@@ -30,6 +30,7 @@ from sysgate.bpf import insn as I
 from sysgate.bpf.asm import AsmError, asm
 from sysgate.bpf.disasm import disasm
 from sysgate.bpf.emulator import InvalidProgram, check, run
+from sysgate.errors import UserError
 
 SCALE = int(os.environ.get("SYSGATE_FUZZ_CASES", "3000"))
 
@@ -54,9 +55,9 @@ def test_analysis_never_raises_on_accepted_programs() -> None:
                 d.to_json()
             try:
                 to_policy(e, None, lossy=i % 2 == 0)
-            except ValueError:
+            except UserError:
                 pass  # NotExpressible, a clean refusal
-        except ValueError as err:  # a refusal must be one line
+        except UserError as err:  # a refusal must be one line
             assert "\n" not in str(err), (p, err)
         except Exception as err:
             raise AssertionError(f"case {i}: {type(err).__name__}: {err}\nprogram: {p}") from err
@@ -113,7 +114,7 @@ def test_load_program_on_random_bytes(seed: int, tmp_path: Path) -> None:
         f.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 200))))
         try:
             load_program(str(f), ["x86_64"])
-        except ValueError as e:
+        except UserError as e:
             assert "\n" not in str(e)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Mapping
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .arch import Arch
 
@@ -22,7 +24,7 @@ __all__ = ["UnknownConstant", "BadExpression", "lookup", "names", "table", "eval
            "arches_with"]
 
 
-class UnknownConstant(ValueError):
+class UnknownConstant(UserError):
     """A constant name that the architecture does not define.
 
     ``name`` is the name asked for; ``column`` its 0-based offset when it came from an expression.
@@ -34,7 +36,7 @@ class UnknownConstant(ValueError):
         self.column = column
 
 
-class BadExpression(ValueError):
+class BadExpression(UserError):
     """A constant expression that does not parse; ``column`` is the 0-based offset of the problem."""
 
     def __init__(self, message: str, column: int):

@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
+from .errors import UserError
 from .immutable import Record
 
 __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Term", "Compare", "Rule", "Policy",
@@ -30,7 +31,7 @@ U32 = (1 << 32) - 1
 _setattr = object.__setattr__
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError):
     """A policy that cannot be built: the message names the offending field."""
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 from typing import Any, Sequence
 
+from ..errors import EXIT_DIFF_STRICTER, EXIT_DIFF_WEAKER, EXIT_OK, UserError
 from ..policy import Action, ActionKind
 from .explain import Explanation
 from .regions import Behaviour, Region, ViewTable
@@ -30,9 +31,7 @@ from .domain import M32, M64
 
 __all__ = ["Difference", "DiffEntry", "DiffResult", "diff", "EXIT_EQUAL", "EXIT_WEAKER", "EXIT_STRICTER"]
 
-EXIT_EQUAL = 0
-EXIT_WEAKER = 1
-EXIT_STRICTER = 3
+EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = EXIT_OK, EXIT_DIFF_WEAKER, EXIT_DIFF_STRICTER  # sysgate.errors names them
 
 
 class Difference:
@@ -100,9 +99,9 @@ def _possible(region: Region) -> bool:
         return False
     if witness(dict(region.conds), region.opaque, tries=2000) is not None:
         return True
-    raise ValueError("cannot tell exactly whether the programs differ where they compare computed values "
-                     "(such as two arguments with each other): no differing call was found, and none was "
-                     "ruled out")
+    raise UserError("cannot tell exactly whether the programs differ where they compare computed values "
+                    "(such as two arguments with each other): no differing call was found, and none was "
+                    "ruled out")
 
 
 class DiffEntry:
@@ -287,8 +286,8 @@ def diff(a: Explanation, b: Explanation, arches: Sequence[str] | None = None,
          views: Sequence[View] | None = None) -> DiffResult:
     """Compare ``a`` and ``b`` on ``views`` (default: every arch either tells apart)."""
     if a.byteorder != b.byteorder:
-        raise ValueError(f"cannot compare a {a.byteorder}-endian program with a {b.byteorder}-endian one: "
-                         "they never run on the same machine")
+        raise UserError(f"cannot compare a {a.byteorder}-endian program with a {b.byteorder}-endian one: "
+                        "they never run on the same machine")
     if views is None:
         if arches:
             views = [views_for_arch(x) for x in arches]

@@ -8,6 +8,8 @@ states the facts.
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 __all__ = [
     "Arch", "ARCHES", "UnknownArch", "UnknownSyscall", "get", "by_token", "native", "from_machine",
     "X32_SYSCALL_BIT", "all_syscall_names", "is_syscall_name",
@@ -20,11 +22,11 @@ _AUDIT_LE = 0x40000000
 _AUDIT_N32 = 0x20000000
 
 
-class UnknownArch(ValueError):
+class UnknownArch(UserError):
     """An architecture name or token sysgate does not know."""
 
 
-class UnknownSyscall(KeyError):
+class UnknownSyscall(UserError, KeyError):
     """A syscall name no table knows (or the given arch lacks)."""
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -13,6 +13,7 @@ import re
 import sys
 from typing import Any
 
+from ..errors import UserError
 from .core import arch_option as _arches
 from .core import caps_option as _caps
 from .core import report_skipped
@@ -115,15 +116,15 @@ def _verify(text: str, fmt: str, loaded: Any, args: Any) -> None:
                                                                                   else None))
     diff = sampled_equivalent(loaded.policy, back.policy, arches)
     if diff is not None:
-        raise ValueError(f"--verify: the {fmt} output decides differently: {diff}")
+        raise UserError(f"--verify: the {fmt} output decides differently: {diff}")
 
 
 def _emit(out: Any, args: Any, fmt: str, source: str, loaded: Any = None) -> int:
     losses = list(out.losses)
     if losses and not args.lossy:
         more = f" (and {len(losses) - 1} more)" if len(losses) > 1 else ""
-        raise ValueError(f"{source}: cannot convert exactly to {fmt}: {losses[0]}{more}; "
-                         f"--lossy converts anyway and lists every loss")
+        raise UserError(f"{source}: cannot convert exactly to {fmt}: {losses[0]}{more}; "
+                        f"--lossy converts anyway and lists every loss")
     for line in losses:
         print(f"sysgate: loss: {line}", file=sys.stderr)
     for line in out.notes:
@@ -155,7 +156,7 @@ def cmd_profiles(args: Any) -> int:
 
         close = difflib.get_close_matches(name, list(BUILTINS), n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
+        raise UserError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
     if not args.to:
         with open(builtin_path(name), "rb") as fh:
             sys.stdout.buffer.write(fh.read())

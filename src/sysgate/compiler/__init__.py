@@ -261,7 +261,7 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
         members = [lw for lw in lowered if lw.arch.token == tok]
         try:
             block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
-        except ValueError as e:  # an argument expression too large for the scratch memory
+        except UserError as e:  # an argument expression too large for the scratch memory
             raise CompileError(str(e)) from None
         chain = g.jmp(I.JEQ, tok, block, chain)
     root = g.ld(I.OFF_ARCH, chain)

@@ -7,6 +7,7 @@ settled at compile time, so later stages only lay out and encode.
 from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
+from ..errors import UserError
 from ..immutable import Record
 from ..policy import Action, Compare, Condition, Op, Policy
 from .multiplex import multiplexed_rules
@@ -15,7 +16,7 @@ U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
 
 
-class LoweringError(ValueError):
+class LoweringError(UserError):
     """A policy that cannot be lowered for an arch (unknown syscall name, ...)."""
 
 

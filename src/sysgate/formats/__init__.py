@@ -61,7 +61,7 @@ def caret_lines(message: str, e: BaseException) -> str:
     return head + "\n" + " " * (len(head) - sum(len(c) for c in shown) + before) + "^"
 
 
-class ProfileWarning(UserWarning, ValueError):
+class ProfileWarning(UserWarning, UserError):
     """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
     own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
     (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other."""

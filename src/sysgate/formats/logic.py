@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from ..errors import UserError
 from ..policy import Action, Compare, Condition, Op, Rule
 
 __all__ = ["Conj", "DNF", "TRUE", "FALSE", "TooComplex", "absorb", "negate", "and_", "or_", "not_", "simplify",
@@ -30,7 +31,7 @@ MAX_TERMS = 4096  # conjunctions in one expression before we give up
 MAX_WRITTEN = 128  # alternatives one written rule may expand to before a writer calls it a loss
 
 
-class TooComplex(ValueError):
+class TooComplex(UserError):
     """The exact conversion needs more than :data:`MAX_TERMS` conjunctions."""
 
 
