@@ -4,8 +4,8 @@ SYSCALL_DEFINE casts each 64-bit register to the parameter's C type, so socket's
 is the low word of the register; a filter comparing all 64 bits lets ``socket(0x1_00000028, ...)``
 (AF_VSOCK to the kernel) through a rule against 40. sysgate decides a condition on such an
 argument on its low word (a zero- or sign-extended 32-bit value: its low word; any other value:
-a number above every 32-bit value), as it always did on x32, n32 and the 32-bit ABIs
-(:mod:`sysgate.compiler.lower`). Checked here: which arguments that is, the reading by hand, the
+a number above every 32-bit value), as it always did on x32, n32 and the 32-bit ABIs (which keep
+reading a sign-extended value as wider than their arguments; see :mod:`sysgate.compiler.lower`). Checked here: which arguments that is, the reading by hand, the
 compiler against the reference evaluator with high-word garbage, the decisions that differ from
 libseccomp on purpose, and the kernel's verdict on raw calls with garbage in the high word.
 """

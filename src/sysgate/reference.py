@@ -11,11 +11,11 @@ tracer's skipped call, not an x32 call; and on ABIs that have socketcall(2)/ipc(
 through the multiplexer is decided by the rules for the call it selects (refused when those test
 arguments, which sit behind a pointer there).
 
-Arguments a handler reads as 32 bits (``int`` and ``unsigned int`` parameters on 64-bit ABIs, as
-the kernel declares them, and every argument of the 32-bit ABIs, x32 and n32) are their low word:
-a condition on one compares that word with the condition's value, read as a number, except that
-a value that is a sign-extended 32-bit word (a negative ``int`` written in 64 bits) stands for
-its low word, its mask too.
+Arguments a handler reads as 32 bits (every argument of the 32-bit ABIs, x32 and n32, and the
+``int`` and ``unsigned int`` parameters on 64-bit ABIs, as the kernel declares them) are their low
+word: a condition on one compares that word with the condition's value, read as a number, except
+that on a 64-bit ABI a value that is a sign-extended 32-bit word (a negative ``int`` written in 64
+bits) stands for its low word, its mask too.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ _PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP,
 def condition_holds(cond: Condition, value: int, int32: bool = False) -> bool:
     """Does ``cond`` hold for an argument whose value (as the kernel passes it) is ``value``?
 
-    ``int32``: the handler reads the argument as a 32-bit value (see the module's docstring).
+    ``int32``: the argument is an ``int`` of a 64-bit ABI (see the module's docstring).
     """
     datum, mask = cond.value, cond.mask
     if cond.width == 32 or int32:
@@ -84,9 +84,10 @@ def _holds(c: Condition | Compare, args: Sequence[int], int32: frozenset[int]) -
 
 
 def _int32_args(a: _arch.Arch, nr: int) -> frozenset[int]:
-    """The arguments call ``nr``'s handler on ``a`` reads as 32-bit values."""
+    """The arguments of call ``nr`` on 64-bit ABI ``a`` its handler reads as 32-bit values (the
+    32-bit ABIs, x32 and n32 have all their arguments cut to 32 bits before)."""
     if a.bits == 32 or a.name in _HANDLERS_32:
-        return frozenset(range(6))
+        return frozenset()
     params = ARGS.get(a.name_of(nr) or "", ())
     return frozenset(i for i in range(len(params)) if params[i][1] == 32)
 
@@ -112,6 +113,8 @@ def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Ac
     if a.name not in covered:
         return policy.bad_arch
     args = list(args) + [0] * (6 - len(args))
+    if a.bits == 32 or a.name in _HANDLERS_32:
+        args = [v % (1 << 32) for v in args]
     int32 = _int32_args(a, nr)
     matched = [rule.action for rule in policy.rules if _names(rule, a, nr)
                and all(_holds(c, args, int32) for c in rule.conditions)]

@@ -11,11 +11,12 @@ and MIPS n32 (32-bit C types throughout) and of the 32-bit ABIs. A condition on 
 is decided on what the handler sees, never on the high word, which a caller may fill with
 anything:
 
-* a value that is the zero- or the sign-extension of a 32-bit word (``0x28``, ``0xffffffff``,
-  ``-100`` written as ``0xffffffffffffff9c``) is compared on the low word, the argument's and
-  the value's (masks too: their low word);
+* a value below 2^32 is compared with the low word (a mask: its low word);
+* on a 64-bit ABI, a value that is the sign-extension of a 32-bit word (``-100`` written as
+  ``0xffffffffffffff9c``: what a C caller's ``int`` becomes in the register) is that word;
 * any other value is a number no 32-bit argument can equal, above all of them: ``==`` and
-  ``&==`` never hold, ``!=``, ``<`` and ``<=`` always do, ``>`` and ``>=`` never.
+  ``&==`` never hold, ``!=``, ``<`` and ``<=`` always do, ``>`` and ``>=`` never. (The 32-bit
+  ABIs, x32 and n32 have always read sign-extended values this way too.)
 
 Which arguments are 32 bits wide on 64-bit ABIs comes from the kernel's own declarations
 (:mod:`sysgate.formats.argnames`, generated from the syscall trace events); a syscall it does not
@@ -82,12 +83,13 @@ def narrow_args(arch: Arch, nr: int) -> frozenset[int]:
     return got
 
 
-def _const(cond: Condition, narrow: bool) -> bool | None:
-    """Settle a condition that is always true or always false; ``narrow``: the argument is 32-bit."""
+def _const(cond: Condition, narrow: bool, sext: bool = False) -> bool | None:
+    """Settle a condition that is always true or always false; ``narrow``: the argument is 32-bit;
+    ``sext``: a sign-extended value is its low word (an ``int`` argument of a 64-bit ABI)."""
     top = U32 if narrow or cond.width == 32 else U64
     v = cond.value
-    if top == U32 and v >= SEXT_MIN:
-        v &= U32  # a sign-extended 32-bit value: its low word
+    if narrow and sext and v >= SEXT_MIN:
+        v &= U32
     if cond.op is Op.MASKED_EQ:
         m = cond.mask & top
         if v & ~m & U64:
@@ -111,7 +113,7 @@ def _const(cond: Condition, narrow: bool) -> bool | None:
 
 def _narrow(cond: Condition) -> Condition:
     """The test of a 32-bit argument: on its low word and the value's (``_const`` left it open,
-    so the value is a 32-bit word, zero- or sign-extended)."""
+    so the value is a 32-bit word, zero- or, on a 64-bit ABI, sign-extended)."""
     if cond.width == 64:
         return Condition(cond.arg, cond.op, cond.value & U32,
                          cond.mask & U32 if cond.op is Op.MASKED_EQ else U64, 32)
@@ -166,11 +168,12 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
             conds: list[Condition] = []
             dead = False
             low32 = narrow_args(arch, nr) if narrow or arch.compare_bits == 32 else _NONE
+            sext = arch.compare_bits == 64
             for c in rule.conditions:
                 if isinstance(c, Compare):
                     conds.append(_compare(c, low32) if arch.bits == 64 else c)
                     continue
-                k = _const(c, c.arg in low32)
+                k = _const(c, c.arg in low32, sext)
                 if k is False:
                     dead = True
                     break
