@@ -39,11 +39,12 @@ from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.bpf.insn import decode
 from sysgate.compiler import compile_policy
-from sysgate.compiler.lower import SEXT_MIN, narrow_args
+from sysgate.compiler.lower import SEXT_MIN
 from sysgate.formats.argnames import ARGS
 from sysgate.policy import Action, ActionKind, Condition, Op, Policy, Rule
 
 import libseccomp_build as LB
+from libseccomp_build import zero_extended
 from strategies import EDGES, boundary_args
 
 U32 = (1 << 32) - 1
@@ -90,15 +91,6 @@ rule_actions = st.one_of(default_actions, st.just(Action(ActionKind.USER_NOTIF))
 
 def _values(top: int) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(EDGES), st.integers(0, top), st.integers(0, 300)).map(lambda v: v & top)
-
-
-def zero_extended(a: A.Arch, nr: int, args: list[int]) -> list[int]:
-    """``args`` with the high word of each argument ``nr``'s handler reads as 32 bits cleared, on
-    64-bit ABIs (where sysgate and libseccomp read those differently; see the module docstring)."""
-    if a.compare_bits == 32:
-        return args
-    low = narrow_args(a, nr)
-    return [v & U32 if i in low else v for i, v in enumerate(args)]
 
 
 def _int_arg(name: str, index: int) -> bool:
