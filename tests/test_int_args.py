@@ -325,3 +325,22 @@ def test_kernel_docker_default_refuses_vsock_with_garbage() -> None:
     got = run(_load_and_call, prog, calls, timeout=20).unwrap()
     assert got[:3] == [-E.EPERM] * 3, got
     assert got[3] >= 0, got  # AF_UNIX, garbage or not
+
+
+@needs_libseccomp
+def test_audit_names_the_hole_in_a_libseccomp_program() -> None:
+    """``sysgate audit`` of moby's default as libseccomp builds it: socket is allowed with a high
+    word on AF_VSOCK/AF_ALG (int-high-word, high); personality's allow-list only refuses more
+    with a high word (not a finding). sysgate's own program has no such finding."""
+    from sysgate.analysis.audit import audit
+    from sysgate.analysis.explain import explain_programs
+    from sysgate.profiles import builtin_path, resolve
+
+    policy = resolve(builtin_path("docker-default"), arch="x86_64").with_arches(["x86_64"])
+    lib = LB.build([policy])[0]
+    assert not isinstance(lib, str), lib
+    found = [f for f in audit(explain_programs([lib], "little")).findings if f.code == "int-high-word"]
+    assert [f.syscalls for f in found] == [["socket"]], [str(f) for f in found]
+    assert found[0].severity == "high" and "family=0x1000000" in found[0].message
+    ours = audit(explain_programs([compile_policy(policy).insns], "little")).findings
+    assert not [f for f in ours if f.code == "int-high-word"]
