@@ -176,19 +176,24 @@ def test_first_match_to_strictest_wins(fs: list, default: Action, args: list[int
 
 
 def test_equivalence_finds_argument_and_arch_differences() -> None:
-    base = Policy(errno(1), (Rule("personality", ALLOW, (Condition(0, Op.EQ, 0xFFFFFFFF),)),
+    # lseek's offset and read's count are 64-bit (off_t, size_t): the width of a test counts there
+    base = Policy(errno(1), (Rule("lseek", ALLOW, (Condition(1, Op.EQ, 0xFFFFFFFF),)),
                              Rule("clone", ALLOW, (Condition(0, Op.MASKED_EQ, 0, mask=0x7E020000),)),
-                             Rule("read", ALLOW, (Condition(0, Op.LT, 3, width=32), Condition(1, Op.NE, 9)))),
+                             Rule("read", ALLOW, (Condition(2, Op.LT, 3, width=32), Condition(1, Op.NE, 9)))),
                   ("x86_64",))
     assert sampled_equivalent(base, base) is None
+    # read's fd is an unsigned int: the kernel sees its low word, so both widths are one test
+    fd = base.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(0, Op.LT, 3),)),))
+    assert sampled_equivalent(fd, fd.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(0, Op.LT, 3, width=32),)),))) \
+        is None
     mutants = [
         base.with_rules(base.rules[:1] + (Rule("clone", ALLOW, (Condition(0, Op.MASKED_EQ, 0, mask=0x7E000000),)),)
                         + base.rules[2:]),
-        base.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(0, Op.LT, 3),
+        base.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(2, Op.LT, 3),
                                                                Condition(1, Op.NE, 9))),)),
-        base.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(0, Op.LE, 3, width=32),
+        base.with_rules(base.rules[:2] + (Rule("read", ALLOW, (Condition(2, Op.LE, 3, width=32),
                                                                Condition(1, Op.NE, 9))),)),
-        base.with_rules((Rule("personality", ALLOW, (Condition(0, Op.EQ, 0xFFFFFFFF, width=32),)),) + base.rules[1:]),
+        base.with_rules((Rule("lseek", ALLOW, (Condition(1, Op.EQ, 0xFFFFFFFF, width=32),)),) + base.rules[1:]),
         base.with_arches(["x86_64", "x32"]),
         Policy(base.default, base.rules, base.arches, bad_arch=TRAP),
     ]

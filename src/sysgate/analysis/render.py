@@ -149,7 +149,7 @@ def arg64(lo: WordSet, hi: WordSet, bits: int) -> tuple | None:
     return iv_norm(out)
 
 
-def _argname(sysname: str | None, i: int, view: View) -> str:
+def argname(sysname: str | None, i: int, view: View) -> str:
     if sysname:
         try:
             from ..formats.argnames import ARGS
@@ -380,12 +380,13 @@ def dims_conditions(dims: dict[str, tuple], opaque: tuple, view: View, byteorder
         if got is None:
             continue
         idx = int(dim[3:]) if dim != "ip" else -1
-        name = "ip" if dim == "ip" else _argname(sysname, idx, view)
+        name = "ip" if dim == "ip" else argname(sysname, idx, view)
+
+        def label(v: int, _i: int = idx) -> str | None:
+            got = _flag_names(sysname, _i, v, view) if v <= M32 else None
+            # only names that spell the whole value (no leftover bits)
+            return got if got and not any(p[:1].isdigit() for p in got.split("|")) else None
         if got[0] == "iv":
-            def label(v: int, _i: int = idx) -> str | None:
-                got = _flag_names(sysname, _i, v, view) if v <= M32 else None
-                # only names that spell the whole value (no leftover bits)
-                return got if got and not any(p[:1].isdigit() for p in got.split("|")) else None
             t = _iv_text(name, got[1], top, label)
             if t:
                 out.append(t)
@@ -393,7 +394,7 @@ def dims_conditions(dims: dict[str, tuple], opaque: tuple, view: View, byteorder
         lo, hi = got[1], got[2]
         if hi.is_full or view.bits == 32:
             # Bit tests on the low word read the same on the whole 64-bit value.
-            t = _iv_text(f"{name}.lo32", own_ivs(lo), M32)
+            t = _iv_text(f"{name}.lo32", own_ivs(lo), M32, label)  # int arguments: on their low word
             if t:
                 out.append(t)
             if lo.fmask:
