@@ -282,7 +282,7 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
         _dispose(inst, fs)
 
 
-_WATERMARK_PERCENT = 20
+_WATERMARK_PERCENT = 5  # of a CPU's buffer: ~70 KB, about a thousand events
 
 
 def _watermark_fds(inst: _Instance) -> list[int]:
