@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Slowdown of a workload while ``sysgate record`` watches it, next to its peers, same run.
 
-    python3 bench/bench_record.py [-n 5] [--json] [--only du|python]
+    python3 bench/bench_record.py [-n 5] [--json] [--only fixed|du|python]
 
-Workloads: ``du -s /usr`` (a syscall storm: one newfstatat/getdents64 per file) and a Python
-import-heavy start (``python3 -c "import json, decimal, sqlite3, email..., asyncio, ..."``).
+Workloads: ``true`` (``fixed``: what each contender costs around a command that does nothing),
+``du -s /usr`` (a syscall storm: one newfstatat/getdents64 per file) and a Python import-heavy
+start (``python3 -c "import json, decimal, sqlite3, email..., asyncio, ..."``).
 Contenders, each run once per round in rotating order so they share the machine's noise:
 
 * ``bare``: the workload alone (posix_spawn + waitpid);
@@ -23,8 +24,10 @@ For the API recorders, ``(cmd)`` is the command's own run time as the recorder s
 to exit), without the recorder's set-up and hand-over. Printed per contender: the median wall
 time and its slowdown (median / bare median), and the median CPU time: the processes it
 reaped (the command, strace, the CLI and its command) plus, for the API recorders, the
-recorder's own (this process). The load average is printed before and after: on a shared
-machine the wall-time ratios move with it, the CPU times much less.
+recorder's own (this process), also shown apart ("recorder cpu"), with the wall time of the
+trace instance's removal (in the background, not in the timed region). The load average is
+printed before and after: on a shared machine the wall-time ratios move with it, the CPU
+times much less.
 
 Targets (issue 14): tracefs <= 1.5x (du) and <= 1.2x (python); ptrace <= strace -f.
 """
@@ -50,6 +53,7 @@ from sysgate.recorder import tracefs  # noqa: E402
 
 PY = os.path.realpath(sys.executable)
 WORKLOADS = {
+    "fixed": ["true"],  # the recorders' fixed costs: set-up, hand-over, profile, on a command doing nothing
     "du": ["du", "-s", "/usr"],
     "python": [PY, "-c", "import json, decimal, sqlite3, csv, email.message, email.parser, http.client, asyncio, "
                          "unittest, xml.dom.minidom, argparse, logging, tarfile, zipfile, pathlib, typing, "
@@ -79,6 +83,10 @@ def _spawn(argv: list[str]) -> float:
 
 
 WORKLOAD_TIMES: dict[str, list[float]] = {}
+RECORDER_CPU: dict[str, list[float]] = {}
+
+
+REMOVAL_TIMES: list[float] = []
 
 
 def _recorded(argv: list[str], method: str) -> float:
@@ -89,7 +97,10 @@ def _recorded(argv: list[str], method: str) -> float:
         t = time.perf_counter()
         _, report = record(argv, method=method)
         dt = time.perf_counter() - t
+        t = time.perf_counter()
         tracefs.wait_cleanup()  # the instance's removal, in the background, must not overlap the next contender
+        if method == "tracefs":
+            REMOVAL_TIMES.append(time.perf_counter() - t)
     finally:
         os.dup2(fd, 1)
         os.close(fd)
@@ -134,7 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--only", choices=list(WORKLOADS))
+    ap.add_argument("--only", choices=[*WORKLOADS, "fixed"])
     a = ap.parse_args()
     results: dict = {"load_before": _load()}
     tmp = tempfile.mkdtemp(prefix="bench-record-")
@@ -144,6 +155,8 @@ def main() -> None:
                 continue
             cs = contenders(argv, os.path.join(tmp, "profile.json"))
             WORKLOAD_TIMES.clear()
+            RECORDER_CPU.clear()
+            REMOVAL_TIMES.clear()
             _spawn(argv)  # warm the page cache
             times: dict[str, list[float]] = {k: [] for k in cs}
             cpus: dict[str, list[float]] = {k: [] for k in cs}
@@ -156,6 +169,8 @@ def main() -> None:
                     if k in ("tracefs", "ptrace"):  # the recorder itself runs in this process
                         cpu += _cpu(resource.RUSAGE_SELF) - s0
                     cpus[k].append(cpu)
+                    if k in ("tracefs", "ptrace"):
+                        RECORDER_CPU.setdefault(k, []).append(_cpu(resource.RUSAGE_SELF) - s0)
             med = {k: statistics.median(v) for k, v in times.items()}
             res = results[wname] = {}
             for k, m in med.items():
@@ -164,6 +179,9 @@ def main() -> None:
             for k, v in WORKLOAD_TIMES.items():  # the command's own time under the recorder, set-up excluded
                 m = statistics.median(v)
                 res[k + " (cmd)"] = {"median_s": round(m, 4), "slowdown": round(m / med["bare"], 2)}
+            res["parts"] = {f"{k} recorder cpu_ms": round(statistics.median(v) * 1000, 1) for k, v in RECORDER_CPU.items()}
+            if REMOVAL_TIMES:  # waited for outside the timed region (a thread in the API, detached in the CLI)
+                res["parts"]["tracefs instance removal_ms"] = round(statistics.median(REMOVAL_TIMES) * 1000, 1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_after"] = _load()
@@ -176,6 +194,9 @@ def main() -> None:
             continue
         print(f"{wname}: {' '.join(argv)[:70]}")
         for k, r in results[wname].items():
+            if k == "parts":
+                print("  " + ", ".join(f"{n} {v}" for n, v in r.items()))
+                continue
             cpu = f"  cpu {r['cpu_s'] * 1000:8.1f} ms" if "cpu_s" in r else ""
             print(f"  {k:14s} {r['median_s'] * 1000:9.1f} ms  {r['slowdown']:6.2f}x{cpu}")
 
