@@ -17,9 +17,10 @@ Cost is kept off the traced program by **event filters that grow as names are le
 number has been seen twice (so "seen once" stays exact) it is excluded from ``sys_enter``'s
 filter, and argument values already known are excluded from the per-syscall events' filters,
 so the ring buffer carries almost nothing after the first moments and the program never stops.
-The kernel's ``trace_pipe`` merges the per-CPU buffers in time order; lost events are detected
-(``[LOST n EVENTS]`` and the per-CPU overrun counters) and fail the recording rather than
-produce an incomplete profile.
+The kernel's ``trace_pipe`` merges the per-CPU buffers in time order. The reader is woken by a
+timer (soon after learning something, then backing off) and by a per-CPU fill watermark, not at
+every event (see :func:`_watermark_fds`). Lost events are detected (``[LOST n EVENTS]`` and the
+per-CPU overrun counters) and fail the recording rather than produce an incomplete profile.
 
 Limits: a compat task's calls are recorded by number once its exec is read; numbers already
 excluded as native ones in the few milliseconds before that may be missed (the filter is then
