@@ -130,7 +130,7 @@ def contenders(argv: list[str], out_file: str) -> dict:
     if shutil.which("strace"):
         out["strace"] = lambda: _spawn(["strace", "-f", "-qq", "-o", "/dev/null", "--", *argv])
     if os.geteuid() == 0 and shutil.which("bpftrace") and shutil.which("unshare"):
-        probe = subprocess.run(_bpftrace([shutil.which("true") or "/bin/true"]), capture_output=True)
+        probe = subprocess.run(_bpftrace([shutil.which("true") or "/bin/true"]), capture_output=True, check=False)
         if probe.returncode == 0:
             out["bpftrace"] = lambda: _spawn(_bpftrace(argv))
     return out
