@@ -323,20 +323,6 @@ def test_elf_arch_of_images(tmp_path: Path) -> None:
     assert elf_arch(str(tmp_path / "script")) is None
 
 
-@pytest.mark.skipif(not HAS_TRACEFS, reason="tracefs needs root")
-def test_tracefs_leaves_no_instance_or_mount() -> None:
-    from jail_support import mount_ids
-
-    tracefs.wait_cleanup()  # earlier tests' recordings
-    before = mount_ids()
-    record(["true"], method="tracefs", timeout=30)
-    tracefs.wait_cleanup()
-    assert mount_ids() == before
-    root = tracefs._find_mounted()
-    if root is not None:
-        assert not [d for d in os.listdir(os.path.join(root, "instances")) if d.startswith(f"sysgate-{os.getpid()}-")]
-
-
 T32 = r"""
 static long sc1(long n, long a) { long r; __asm__ volatile ("int $0x80" : "=a"(r) : "a"(n), "b"(a) : "memory"); return r; }
 static long sc3(long n, long a, long b, long c) {

@@ -38,8 +38,10 @@ def _load(spec: str, what: str, arch: str | None) -> Any:
 
 def cmd_record(args: Any) -> int:
     from ..formats.registry import write
-    from ..recorder import CommandNotStarted, RecordingInterrupted, record
+    from ..recorder import CommandNotStarted, RecordingInterrupted, record, tracefs
     from .core import arch_option
+
+    tracefs.detach_cleanup()  # this process exits right after: the instance's removal must not hold it
 
     in_jail, command = _split_jail(args.in_jail, list(args.command))
     if command[:1] == ["--"]:

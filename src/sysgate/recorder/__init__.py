@@ -79,7 +79,7 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
 
         resolve(argv, env)  # the jail would report it too, but only after its set-up
         argv = jail_argv(argv, list(in_jail or ()))
-    from . import ptracer, tracefs
+    from . import tracefs
 
     chosen = method
     if method == "auto":
@@ -89,6 +89,8 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
         if chosen == "tracefs":
             obs = tracefs.record(argv, env=env, timeout=timeout, jail=jail)
         else:
+            from . import ptracer  # ctypes and the tracer only on this path
+
             # Calls a merged profile already allows outright need no stop (the filter lets them
             # through, as strace --seccomp-bpf does for calls it is not asked to trace).
             known = sorted({r.syscall for r in merge.rules if r.action.kind.name == "ALLOW" and not r.conditions

@@ -15,8 +15,6 @@ and where the base allows a name only under conditions those conditions are kept
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..arch import get as get_arch
 from ..policy import ALLOW, Action, ActionKind, Policy, Rule
 from . import refine
@@ -32,25 +30,37 @@ EXEC_PATH = ("execve", "write", "exit_group")
 _NO_RETURN = {"exit", "exit_group", "rt_sigreturn", "sigreturn", "restart_syscall", "execve", "execveat"}
 
 
-@dataclass
 class Report:
-    """What a recording found and decided; :meth:`text` is the human form."""
+    """What a recording found and decided; :meth:`text` is the human form.
 
-    method: str
-    arches: list[str]
-    allowed: list[str]                                   # names the profile allows
-    added: list[str]                                     # of those, what this run added (all, without --merge)
-    refined: list[str] = field(default_factory=list)     # one phrase per refined call
-    names_only: list[str] = field(default_factory=list)  # refinable calls kept as names, and why
-    seen_once: list[str] = field(default_factory=list)
-    error_only: list[str] | None = None                  # None: returns not watched (ptrace path)
-    denied_by_base: list[str] = field(default_factory=list)
-    exec_path: list[str] = field(default_factory=list)   # added for the jail, not seen
-    notes: list[str] = field(default_factory=list)
-    returncode: int | None = None
-    tasks: int = 0
-    partial: bool = False
-    elapsed: float | None = None                         # the command's own run time, seconds
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` (~15 ms on every
+    ``sysgate record`` start, see :mod:`sysgate.immutable`).
+    """
+
+    def __init__(self, method: str, arches: list[str], allowed: list[str], added: list[str], *,
+                 refined: list[str] | None = None, names_only: list[str] | None = None,
+                 seen_once: list[str] | None = None, error_only: list[str] | None = None,
+                 denied_by_base: list[str] | None = None, exec_path: list[str] | None = None,
+                 notes: list[str] | None = None, returncode: int | None = None, tasks: int = 0,
+                 partial: bool = False, elapsed: float | None = None) -> None:
+        self.method = method
+        self.arches = arches
+        self.allowed = allowed                          # names the profile allows
+        self.added = added                              # of those, what this run added (all, without --merge)
+        self.refined = refined or []                    # one phrase per refined call
+        self.names_only = names_only or []              # refinable calls kept as names, and why
+        self.seen_once = seen_once or []
+        self.error_only = error_only                    # None: returns not watched (ptrace path)
+        self.denied_by_base = denied_by_base or []
+        self.exec_path = exec_path or []                # added for the jail, not seen
+        self.notes = notes or []
+        self.returncode = returncode
+        self.tasks = tasks
+        self.partial = partial
+        self.elapsed = elapsed                          # the command's own run time, seconds
+
+    def __repr__(self) -> str:
+        return f"Report({self.method!r}, allowed={len(self.allowed)}, returncode={self.returncode})"
 
     def text(self) -> str:
         lines = [f"recorded with {self.method}: {self.tasks} task(s), exit status {self.returncode}"
@@ -76,9 +86,8 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
+        """The fields, in the order above, as JSON-ready values (lists copied)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in vars(self).items()}
 
 
 def _allowed_names(policy: Policy) -> set[str]:

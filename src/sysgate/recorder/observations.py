@@ -9,9 +9,6 @@ a forked tracer, so the object travels as JSON (:meth:`to_json` / :meth:`from_js
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
 from ..errors import UserError
 
 __all__ = ["Observations", "RecordError", "CommandNotStarted", "RecordingInterrupted"]
@@ -33,19 +30,26 @@ class RecordingInterrupted(RecordError):
         self.observations = observations
 
 
-@dataclass
 class Observations:
-    """Syscalls seen, per arch name (sysgate arch names: ``x86_64``, ``x86``, ...)."""
+    """Syscalls seen, per arch name (sysgate arch names: ``x86_64``, ``x86``, ...).
 
-    method: str                                                     # "tracefs" or "ptrace"
-    calls: dict[str, dict[int, int]] = field(default_factory=dict)  # arch -> nr -> count (capped: see module doc)
-    succeeded: dict[str, set[int]] | None = None                    # arch -> nrs that returned >= 0; None: not watched
-    args: dict[str, dict[int, set[tuple[int, ...]]]] = field(default_factory=dict)  # arch -> nr -> refined arg values
-    args_missing: dict[str, set[int]] = field(default_factory=dict)  # arch -> refinable nrs seen without their args
-    returncode: int | None = None                                   # the command's, subprocess style
-    tasks: int = 0                                                  # processes and threads followed
-    elapsed: float | None = None                                    # seconds from the command's start to its end
-    notes: list[str] = field(default_factory=list)
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` (~15 ms on every
+    ``sysgate record`` start, see :mod:`sysgate.immutable`).
+    """
+
+    def __init__(self, method: str, succeeded: dict[str, set[int]] | None = None) -> None:
+        self.method = method                                    # "tracefs" or "ptrace"
+        self.calls: dict[str, dict[int, int]] = {}             # arch -> nr -> count (capped: see module doc)
+        self.succeeded = succeeded                              # arch -> nrs that returned >= 0; None: not watched
+        self.args: dict[str, dict[int, set[tuple[int, ...]]]] = {}  # arch -> nr -> refined arg values
+        self.args_missing: dict[str, set[int]] = {}             # arch -> refinable nrs seen without their args
+        self.returncode: int | None = None                      # the command's, subprocess style
+        self.tasks = 0                                          # processes and threads followed
+        self.elapsed: float | None = None                       # seconds from the command's start to its end
+        self.notes: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Observations({self.method!r}, {sum(len(v) for v in self.calls.values())} numbers, tasks={self.tasks})"
 
     def saw(self, arch: str, nr: int, n: int = 1) -> None:
         per = self.calls.setdefault(arch, {})
@@ -60,6 +64,8 @@ class Observations:
         self.succeeded.setdefault(arch, set()).add(nr)
 
     def to_json(self) -> str:
+        import json  # the ptrace path only
+
         return json.dumps({
             "method": self.method,
             "calls": {a: {str(k): v for k, v in d.items()} for a, d in self.calls.items()},
@@ -71,13 +77,13 @@ class Observations:
 
     @classmethod
     def from_json(cls, text: str) -> "Observations":
+        import json
+
         d = json.loads(text)
         succ = d["succeeded"]
-        return cls(
-            method=d["method"],
-            calls={a: {int(k): v for k, v in m.items()} for a, m in d["calls"].items()},
-            succeeded=None if succ is None else {a: set(s) for a, s in succ.items()},
-            args={a: {int(k): {tuple(t) for t in v} for k, v in m.items()} for a, m in d["args"].items()},
-            args_missing={a: set(s) for a, s in d["args_missing"].items()},
-            returncode=d["returncode"], tasks=d["tasks"], notes=list(d["notes"]), elapsed=d["elapsed"],
-        )
+        obs = cls(d["method"], None if succ is None else {a: set(s) for a, s in succ.items()})
+        obs.calls = {a: {int(k): v for k, v in m.items()} for a, m in d["calls"].items()}
+        obs.args = {a: {int(k): {tuple(t) for t in v} for k, v in m.items()} for a, m in d["args"].items()}
+        obs.args_missing = {a: set(s) for a, s in d["args_missing"].items()}
+        obs.returncode, obs.tasks, obs.notes, obs.elapsed = d["returncode"], d["tasks"], list(d["notes"]), d["elapsed"]
+        return obs

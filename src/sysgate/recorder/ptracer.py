@@ -26,6 +26,11 @@ from typing import Iterable, Mapping, Sequence
 
 from ..arch import X32_SYSCALL_BIT, by_token
 from ..arch import get as get_arch
+from ..kernel.ptrace import (PTRACE_CONT, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC, PTRACE_EVENT_FORK,
+                             PTRACE_EVENT_SECCOMP, PTRACE_EVENT_STOP, PTRACE_EVENT_VFORK, PTRACE_GET_SYSCALL_INFO,
+                             PTRACE_GETEVENTMSG, PTRACE_GETSIGINFO, PTRACE_O_EXITKILL, PTRACE_O_TRACECLONE,
+                             PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK, PTRACE_O_TRACESECCOMP, PTRACE_O_TRACEVFORK,
+                             PTRACE_SETOPTIONS, PTRACE_TRACEME, WALL)
 from ..kernel.syscall import nr as _nr
 from . import refine
 from .launch import resolve, spawn_held
@@ -33,11 +38,6 @@ from .observations import CommandNotStarted, Observations, RecordError, Recordin
 
 __all__ = ["record", "filter_program"]
 
-PTRACE_TRACEME, PTRACE_CONT, PTRACE_SETOPTIONS, PTRACE_GETEVENTMSG = 0, 7, 0x4200, 0x4201
-PTRACE_GETSIGINFO, PTRACE_GET_SYSCALL_INFO = 0x4202, 0x420E
-O_TRACEFORK, O_TRACEVFORK, O_TRACECLONE, O_TRACEEXEC, O_TRACESECCOMP, O_EXITKILL = 0x2, 0x4, 0x8, 0x10, 0x80, 0x100000
-EV_FORK, EV_VFORK, EV_CLONE, EV_EXEC, EV_SECCOMP, EV_STOP = 1, 2, 3, 4, 7, 128
-WALL = 0x40000000
 _INFO_SIZE = 88  # struct ptrace_syscall_info with the seccomp member
 
 
@@ -178,7 +178,8 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     if not os.WIFSTOPPED(st):
         err = child.exec_error()
         raise CommandNotStarted(err or "record: the command ended before it could be traced")
-    opts = O_TRACEFORK | O_TRACEVFORK | O_TRACECLONE | O_TRACEEXEC | O_TRACESECCOMP | O_EXITKILL
+    opts = (PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC
+            | PTRACE_O_TRACESECCOMP | PTRACE_O_EXITKILL)
     if sysc(nr_ptrace, ctypes.c_long(PTRACE_SETOPTIONS), ctypes.c_long(top), ctypes.c_long(0),
             ctypes.c_long(opts)) < 0:
         raise RecordError(f"record: PTRACE_SETOPTIONS: {os.strerror(ctypes.get_errno())}")
@@ -250,14 +251,14 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
         if interrupted:
             tasks.add(pid)
             os.kill(pid, signal.SIGKILL)
-        if event == EV_SECCOMP:
+        if event == PTRACE_EVENT_SECCOMP:
             pass  # a task whose calls do not count (yet), or one being killed
         elif pid not in tasks or (pid in fresh and sig == signal.SIGSTOP):
             tasks.add(pid)  # first stop of an auto-attached child
             inherit(pid)
             fresh.discard(pid)
             seen_stop.add(pid)
-        elif sig == signal.SIGTRAP and event in (EV_FORK, EV_VFORK, EV_CLONE):
+        elif sig == signal.SIGTRAP and event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE):
             msg = ctypes.c_ulong()
             sysc(nr_ptrace, c_long(PTRACE_GETEVENTMSG), c_long(pid), c_zero, ctypes.byref(msg))
             if msg.value not in seen_stop:
@@ -267,12 +268,12 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             if pid in started:
                 started.add(msg.value)
             tasks.add(msg.value)
-        elif sig == signal.SIGTRAP and event == EV_EXEC:
+        elif sig == signal.SIGTRAP and event == PTRACE_EVENT_EXEC:
             if pid in skip_exec:
                 skip_exec.discard(pid)
             else:
                 started.add(pid)
-        elif sig == signal.SIGTRAP and event == EV_STOP:
+        elif sig == signal.SIGTRAP and event == PTRACE_EVENT_STOP:
             pass
         else:
             if sysc(nr_ptrace, c_long(PTRACE_GETSIGINFO), c_long(pid), c_zero, siginfo) >= 0:

@@ -17,9 +17,10 @@ Cost is kept off the traced program by **event filters that grow as names are le
 number has been seen twice (so "seen once" stays exact) it is excluded from ``sys_enter``'s
 filter, and argument values already known are excluded from the per-syscall events' filters,
 so the ring buffer carries almost nothing after the first moments and the program never stops.
-The kernel's ``trace_pipe`` merges the per-CPU buffers in time order; lost events are detected
-(``[LOST n EVENTS]`` and the per-CPU overrun counters) and fail the recording rather than
-produce an incomplete profile.
+The kernel's ``trace_pipe`` merges the per-CPU buffers in time order. The reader is woken by a
+timer (soon after learning something, then backing off) and by a per-CPU fill watermark, not at
+every event (see :func:`_watermark_fds`). Lost events are detected (``[LOST n EVENTS]`` and the
+per-CPU overrun counters) and fail the recording rather than produce an incomplete profile.
 
 Limits: a compat task's calls are recorded by number once its exec is read; numbers already
 excluded as native ones in the few milliseconds before that may be missed (the filter is then
@@ -203,13 +204,19 @@ def _event_fields(inst: _Instance, event: str) -> list[str] | None:
     return names[names.index("__syscall_nr") + 1:]
 
 
+_MIN_BUFFER_KB = 1024  # per CPU; a new instance gets the kernel's default (trace_buf_size, 1410 KB)
+
+
 def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
-           jail: bool = False, buffer_kb: int = 4096) -> Observations:
+           jail: bool = False, buffer_kb: int | None = None) -> Observations:
     """Run ``argv`` and return what its process tree called (see the module doc).
 
     A task's calls count from its first exec on (and its children's), so the held child's own
     calls are not recorded; with ``jail`` (``argv`` is ``sysgate run``) the top task's own exec
     does not count either: only the command the jail execs, and what it starts, is recorded.
+    ``buffer_kb``: the ring buffer per CPU (default: the kernel's size for a new instance, at
+    least 1 MB; resizing costs the set-up ~10 ms of page allocation, and the filters keep the
+    buffer nearly empty after the first moments).
 
     Raises CommandNotStarted, RecordError (tracing unavailable, events lost) and
     RecordingInterrupted (Ctrl-C or ``timeout``) carrying what was seen so far.
@@ -224,11 +231,18 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     inst: _Instance | None = None
     child = None
     released = False
-    pipe_fd = -1
+    fds: list[int] = []
     try:
         inst = _Instance(fs)
         inst.write("tracing_on", "0")
-        inst.write("buffer_size_kb", str(buffer_kb))  # per CPU
+        if buffer_kb is None:
+            try:
+                size = int(inst.read("buffer_size_kb").split()[0])
+            except (OSError, ValueError, IndexError):
+                size = 0
+            buffer_kb = _MIN_BUFFER_KB if size < _MIN_BUFFER_KB else None  # else the size it has will do
+        if buffer_kb is not None:
+            inst.write("buffer_size_kb", str(buffer_kb))  # per CPU
         if not inst.fresh:
             inst.write("trace", "")
         inst.write("options/event-fork", "1")
@@ -241,37 +255,85 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
             if fields is None or max(refine.SPECS[name][1]) >= len(fields):
                 continue
             r = _Refined(name, fields)
-            inst.write(f"events/{ev}/filter", r.filter())
+            text = r.filter()
+            if text != "0" or not inst.fresh:  # "0" clears a filter: nothing to clear on a new instance
+                inst.write(f"events/{ev}/filter", text)
             refined[name] = r
         inst.write("events/raw_syscalls/sys_exit/filter", "ret>=0")
-        for ev in ["raw_syscalls/sys_enter", "raw_syscalls/sys_exit", "sched/sched_process_fork",
-                   "sched/sched_process_exec", "sched/sched_process_exit", *(f"syscalls/sys_enter_{n}" for n in refined)]:
-            inst.write(f"events/{ev}/enable", "1")
+        # One write enables them all (a write per event costs ~0.2 ms each).
+        inst.write("set_event", "".join(f"{ev}\n" for ev in [
+            "raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_process_fork", "sched:sched_process_exec",
+            "sched:sched_process_exit", *(f"syscalls:sys_enter_{n}" for n in refined)]))
         child = spawn_held(argv, env)
         inst.write("set_event_pid", str(child.pid))
-        pipe_fd = os.open(os.path.join(inst.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        fds.append(os.open(os.path.join(inst.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK))
+        fds += _watermark_fds(inst)
         inst.write("tracing_on", "1")
         t0 = time.monotonic()
         child.release()
         released = True  # from here on _follow owns (and reaps) the command
-        return _follow(inst, pipe_fd, child.pid, nat, refined, obs, timeout, jail, t0)
+        return _follow(inst, fds[0], fds[1:], child.pid, nat, refined, obs, timeout, jail, t0)
     except BaseException:
         if child is not None and not released:
             child.abandon()
         raise
     finally:
-        if pipe_fd >= 0:
-            os.close(pipe_fd)
+        for fd in fds:
+            os.close(fd)
         _dispose(inst, fs)
 
 
-_PENDING: list = []
+_WATERMARK_PERCENT = 5  # of a CPU's buffer: ~70 KB, about a thousand events
+
+
+def _watermark_fds(inst: _Instance) -> list[int]:
+    """Per-CPU ``trace_pipe_raw`` files, polled only: the kernel wakes their poller when a CPU's
+    buffer is ``buffer_percent`` full, not at every event (``trace_pipe`` would wake the reader
+    at each one, and a woken reader tends to be run on the traced task's CPU, taking turns with
+    it). Empty when the kernel has no ``buffer_percent`` (before 5.1): the reader then polls
+    ``trace_pipe`` itself."""
+    try:
+        inst.write("buffer_percent", str(_WATERMARK_PERCENT))
+        cpus = [d for d in os.listdir(os.path.join(inst.path, "per_cpu")) if d.startswith("cpu")]
+    except (RecordError, OSError):
+        return []
+    fds: list[int] = []
+    try:
+        for cpu in cpus:
+            fds.append(os.open(os.path.join(inst.path, "per_cpu", cpu, "trace_pipe_raw"), os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return []
+    return fds
+
+
+_PENDING: list = []  # cleanup threads, and pids of detached cleaners
+_DETACH = False
+
+
+def detach_cleanup(on: bool = True) -> None:
+    """Have the trace instances of this process removed by a detached process from now on.
+
+    Removing an instance takes the kernel ~100 ms (RCU grace periods when the pid filter and
+    the events go), and a process cannot end while one of its threads is inside that ``rmdir``.
+    The ``sysgate record`` command, which exits right after recording, hands the removal to a
+    process of its own instead (``rmdir``, stdio on /dev/null, own session), after switching
+    tracing and every event off, so that an instance left by a killed cleaner costs nothing but
+    its memory (an enabled syscall event in any instance puts every task of the system on the
+    slow syscall path).
+    """
+    global _DETACH
+    _DETACH = on
 
 
 def _dispose(inst: _Instance | None, fs: _Tracefs) -> None:
     """Remove the instance (and our tracefs mount) in the background: freeing the ring buffers
     takes the kernel ~100 ms, which the caller need not wait for. Pending removals are finished
-    before the interpreter exits (:func:`wait_cleanup`), so nothing is left behind."""
+    before the interpreter exits (:func:`wait_cleanup`), so nothing is left behind, unless
+    :func:`detach_cleanup` was asked for."""
+    if _DETACH and inst is not None and _dispose_detached(inst, fs):
+        return
     import threading
 
     def work() -> None:
@@ -288,14 +350,66 @@ def _dispose(inst: _Instance | None, fs: _Tracefs) -> None:
     _PENDING.append(t)
 
 
+def _dispose_detached(inst: _Instance, fs: _Tracefs) -> bool:
+    """Start ``rmdir`` on the instance in a session of its own and do not wait for it (it is
+    reaped by whoever inherits it when we exit); False if it could not be started (the caller
+    then removes the instance itself). Spawned, not forked: no copy of this interpreter."""
+    import shutil
+
+    tool = shutil.which("rmdir", path=os.defpath)
+    if tool is None:
+        return False
+    try:
+        inst.write("tracing_on", "0")
+        inst.write("events/enable", "0")
+    except RecordError:
+        pass
+    try:
+        # Only stdin/out/err (on /dev/null: it must hold no pipe a reader waits on for EOF) and
+        # the mount fd pass; everything else this process holds is closed in the cleaner.
+        keep = {fs.fd} - {-1}
+        acts: list = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        acts += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _open_fds() if fd > 2 and fd not in keep]
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        # A detached mount's path is /proc/self/fd/N/...: the cleaner inherits fd N.
+        pid = os.posix_spawn(tool, [tool, inst.path], {}, file_actions=acts, setsid=True)
+    except OSError:
+        return False
+    fs.close()
+    _PENDING.append(pid)
+    return True
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(x) for x in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        return []
+
+
 def wait_cleanup() -> None:
     """Wait until every trace instance this process created is removed."""
     while _PENDING:
-        _PENDING.pop().join()
+        p = _PENDING.pop()
+        if isinstance(p, int):  # a detached cleaner's pid
+            try:
+                os.waitpid(p, 0)
+            except ChildProcessError:
+                pass
+        else:
+            p.join()
 
 
-def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str, _Refined], obs: Observations,
-            timeout: float | None, jail: bool, t0: float) -> Observations:
+# The reader's wake-ups: a drain soon after one that learned something (a new call or value
+# means more may follow, and the filter should narrow before the buffer fills with repeats),
+# then twice as long after each quiet one, up to the slow pace; a watermark (see
+# _watermark_fds) wakes it earlier whenever a CPU's buffer fills up anyway.
+_QUICK_MS, _SLOW_MS = 5, 100
+
+
+def _follow(inst: _Instance, pipe_fd: int, watermark_fds: list[int], top: int, nat: str, refined: dict[str, _Refined],
+            obs: Observations, timeout: float | None, jail: bool, t0: float) -> Observations:
     nat_arch = native()
     task_arch: dict[int, str] = {top: nat}
     started: set[int] = set()  # tasks past the command's first exec (the held child's own calls are not the command's)
@@ -442,16 +556,16 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
         dirty_refined.clear()
 
     def drain() -> bool:
+        """Read what the buffer holds; True when something new was learned."""
         nonlocal pending
-        got = False
+        learned = False
         while True:
             try:
                 chunk = os.read(pipe_fd, 1 << 16)
             except BlockingIOError:
-                return got
+                return learned
             if not chunk:
-                return got
-            got = True
+                return learned
             data = pending + chunk
             lines = data.split(b"\n")
             pending = lines.pop()
@@ -461,10 +575,13 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
             # event read is one the kernel could have dropped before recording it.
             if dirty_enter or dirty_exit or dirty_refined:
                 refresh()
+                learned = True
 
     poller = select.poll()
-    poller.register(pipe_fd, select.POLLIN)
-    try:  # wakes the loop the moment the command ends (else the 50 ms poll timeout)
+    for fd in watermark_fds or [pipe_fd]:
+        poller.register(fd, select.POLLIN)
+    wait_ms = _QUICK_MS
+    try:  # wakes the loop the moment the command ends (else at the next poll timeout)
         pidfd = os.pidfd_open(top)
         poller.register(pidfd, select.POLLIN)
     except (AttributeError, OSError):
@@ -472,7 +589,7 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
     try:
         # Until the whole tree has ended (as strace -f): the command, then whatever it left running.
         while True:
-            poller.poll(50 if status is None else 10)
+            poller.poll(wait_ms if status is None else 10)
             now = time.monotonic()
             # A task is counted as ended only from what was true *before* the drain below: every
             # fork (and call) it made was then already in the ring buffer, so the drain reads its
@@ -488,7 +605,7 @@ def _follow(inst: _Instance, pipe_fd: int, top: int, nat: str, refined: dict[str
                         poller.unregister(pidfd)  # stays readable: it would spin the loop
             if status is not None:
                 ended = {top} | {t for t in live if not _alive(t)}
-            drain()
+            wait_ms = _QUICK_MS if drain() else min(2 * wait_ms, _SLOW_MS)
             if status is not None:
                 live.difference_update(ended)
                 if not live:
