@@ -72,6 +72,8 @@ __all__ = [
     "Handler",
     "HandlerError",
     "InjectFd",
+    "LATER",
+    "Later",
     "Reply",
     "Return",
     "Supervisor",
@@ -130,6 +132,15 @@ class InjectFd(Reply):
     close: bool = True
 
 
+@dataclass(frozen=True)
+class Later(Reply):
+    """The handler answers later, from another thread, with :meth:`Supervisor.respond` (e.g. an
+    emulated call that would block: the receiving thread goes on serving the other calls)."""
+
+
+LATER = Later()
+
+
 class CallGone(Exception):
     """The target died, or its call was interrupted, while we looked at it: nothing to answer."""
 
@@ -175,9 +186,17 @@ def companion_arches(arch: str | Arch | None = None) -> tuple[Arch, ...]:
 
 
 def notify_program(calls: Iterable[str | int], *, arches: tuple[Arch, ...] | None = None,
-                   otherwise: int | None = None) -> list[Insn]:
+                   otherwise: int | None = None, if_nonzero: Mapping[str, int] | None = None,
+                   unless: Mapping[str, tuple[int, int]] | None = None) -> list[Insn]:
     """A filter returning USER_NOTIF for ``calls`` (names or native numbers) on every ABI of ``arches``
     (default: :func:`companion_arches`) and ``otherwise`` (default ALLOW) for everything else.
+
+    ``if_nonzero`` maps more syscall names to an argument index: those notify only when that
+    argument is not 0 (both 32-bit halves tested), e.g. ``{"sendto": 4}``: a ``sendto`` without a
+    destination address never reaches the supervisor. A value, judged by the kernel: safe.
+    ``unless`` maps names of ``calls`` to ``(index, value)``: on the first ABI of ``arches`` only,
+    that call does not notify when the argument is exactly ``value`` (64 bits). The jail hands
+    the listener out with such a ``sendmsg`` and then seals that route with an ERRNO filter.
 
     Install it with ``Flag.NEW_LISTENER`` on top of the real profile: the kernel takes the strictest
     answer of stacked filters and USER_NOTIF ranks below ERRNO and the kills, so the profile's
@@ -194,11 +213,39 @@ def notify_program(calls: Iterable[str | int], *, arches: tuple[Arch, ...] | Non
                     nrs.append(c)
             elif a.has(c):
                 nrs.append(a.nr(c))
+    cond: dict[int, list[tuple[int, int, int]]] = {}  # token -> (nr, offset of low word, of high word)
+    for a in arches:
+        per_token.setdefault(a.token, [])
+        for name, idx in (if_nonzero or {}).items():
+            if a.has(name):
+                lo = 16 + 8 * idx
+                lo, hi = (lo, lo + 4) if a.byteorder == "little" else (lo + 4, lo)
+                cond.setdefault(a.token, []).append((a.nr(name), lo, hi))
+    exempt: dict[int, tuple[int, int, int, int]] = {}  # nr -> (lo offset, hi offset, lo value, hi value)
+    first = arches[0]
+    for name, (idx, value) in (unless or {}).items():
+        if first.has(name):
+            lo = 16 + 8 * idx
+            lo, hi = (lo, lo + 4) if first.byteorder == "little" else (lo + 4, lo)
+            exempt[first.nr(name)] = (lo, hi, value & 0xFFFFFFFF, value >> 32)
     prog: list[Insn] = [I.stmt(I.LD | I.W | I.ABS, 4)]
     for token, nrs in per_token.items():
         block = [I.stmt(I.LD | I.W | I.ABS, 0)]
         for n in sorted(set(nrs)):
+            if token == first.token and n in exempt:  # jeq n; ld lo; jne v; ld hi; jne v; allow; notify
+                lo, hi, vlo, vhi = exempt[n]
+                block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 6), I.stmt(I.LD | I.W | I.ABS, lo),
+                          I.jump(I.JMP | I.JEQ | I.K, vlo, 0, 3), I.stmt(I.LD | I.W | I.ABS, hi),
+                          I.jump(I.JMP | I.JEQ | I.K, vhi, 0, 1), I.stmt(I.RET | I.K, rest),
+                          I.stmt(I.RET | I.K, I.RET_USER_NOTIF)]
+                continue
             block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 1), I.stmt(I.RET | I.K, I.RET_USER_NOTIF)]
+        for n, lo, hi in sorted(set(cond.get(token, ()))):
+            # A still holds nr when the test fails; a match ends in a return either way
+            block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 6), I.stmt(I.LD | I.W | I.ABS, lo),
+                      I.jump(I.JMP | I.JEQ | I.K, 0, 0, 2), I.stmt(I.LD | I.W | I.ABS, hi),
+                      I.jump(I.JMP | I.JEQ | I.K, 0, 1, 0), I.stmt(I.RET | I.K, I.RET_USER_NOTIF),
+                      I.stmt(I.RET | I.K, rest)]
         block.append(I.stmt(I.RET | I.K, rest))
         prog.append(I.jump(I.JMP | I.JEQ | I.K, token, 0, len(block)))
         prog += block
@@ -504,6 +551,19 @@ class Supervisor:
             return
         raise OSError(err, f"SECCOMP_IOCTL_NOTIF_ADDFD: {errno_name(err)}")
 
+    def respond(self, id: int, val: int = 0, error: int = 0) -> bool:
+        """Answer notification ``id`` from any thread (after a handler returned :data:`LATER`):
+        the call returns ``val``, or fails with the positive errno ``error``. False if the target
+        was interrupted or died meanwhile (nothing to answer)."""
+        buf = ctypes.create_string_buffer(ctypes.sizeof(self._resp_buf))  # not the serving thread's
+        _RESP.pack_into(buf, 0, id, val, -error, 0)
+        if _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SEND, ctypes.addressof(buf)) == 0:
+            return True
+        err = _get_errno()
+        if err == E.ENOENT:
+            return False
+        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {errno_name(err)}")
+
     # -- serving -------------------------------------------------------------------------------
     def answer(self, call: Call, reply: Reply) -> None:
         """Send ``reply`` for ``call`` (what :meth:`serve` does with a handler's result)."""
@@ -520,7 +580,7 @@ class Supervisor:
             finally:
                 if reply.close:  # type: ignore[attr-defined]
                     os.close(reply.fd)  # type: ignore[attr-defined]
-        else:
+        elif t is not Later:
             raise HandlerError(f"handler returned {reply!r}, not a Reply")
 
     def _dispatch(self, call: Call) -> None:
