@@ -385,7 +385,7 @@ class SendMediation:
             raise
         if mem >= 0:
             fds.append(mem)
-        return _Job(sock, msgs, flags & 0xFFFFFFFF, stype, True, fds), (mem, vec, stride, stride - 4)
+        return _Job(sock, msgs, flags & 0xFFFFFFFF, stype, True, fds), (mem, vec, stride, 28 if compat else 56)
 
     # -- sending -------------------------------------------------------------------------------------
     def _run(self, call: Any, prepare: Any) -> Any:
@@ -471,11 +471,19 @@ class SendMediation:
                     deadline = time.monotonic() + limit if limit else None
                     p = select.poll()
                     p.register(job.sock, select.POLLOUT)
+                    pause = 0.0
                     while r is None:
-                        p.poll(50)
+                        if pause:
+                            time.sleep(pause)
+                        ready = p.poll(50)
                         if not id_valid(sup.listener, cid):
                             return  # interrupted or gone: the kernel withdrew the call
+                        before = (job.i, job.off)
                         r = job.step()
+                        # an unconnected datagram socket polls writable even while the receiver's
+                        # queue is full (EAGAIN): back off then, instead of spinning
+                        stuck = r is None and ready and (job.i, job.off) == before
+                        pause = min(max(pause * 2, 0.001), 0.05) if stuck else 0.0
                         if r is None and deadline is not None and time.monotonic() >= deadline:
                             r = job.result() if job.lens or job.off else -E.EAGAIN
                 self._finish(done, job, back, r)
