@@ -398,3 +398,34 @@ def test_32bit_sends_through_int80_do_not_bypass_the_mediation(planted):
         assert arrived, (control, allowed)  # the profile lets some through: the test says something
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+ABSTRACT = r"""
+import socket, sys
+c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    c.sendto(b"x", b"\0" + sys.argv[1][1:].encode())
+    print(0)
+except OSError as e:
+    print(e.errno)
+"""
+
+
+def test_abstract_datagram_sockets_of_the_host():
+    """An abstract name lives in a network namespace: the sandbox's own does not have the host's
+    (ECONNREFUSED); with the host's network the emulated send (which Landlock's scope, a check on
+    the sending task, no longer covers) is refused unless --allow-socket @NAME."""
+    name = f"@sysgate-dgram-test-{os.getpid()}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(b"\0" + name[1:].encode())
+    s.setblocking(False)
+    try:
+        def send(**opts):
+            res = run([PY, "-c", ABSTRACT, name], capture_output=True, timeout=60, **opts)
+            assert res.returncode == 0, res.stderr
+            return int(res.stdout), len(_received(s))
+        assert send() == (errno.ECONNREFUSED, 0)
+        assert send(share=("net",)) == (errno.EACCES, 0)
+        assert send(share=("net",), allow_sockets=(name,)) == (0, 1)
+    finally:
+        s.close()
