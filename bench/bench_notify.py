@@ -1,19 +1,27 @@
-"""Round trip of one notified syscall: sysgate.notify's Supervisor (Python) beside a C supervisor.
+"""Round trip of one notified syscall: sysgate.notify's Supervisor (Python) beside C supervisors.
 
     python3 bench/bench_notify.py [--calls N] [--threads T] [--rounds R]
 
 A C target (compiled here with gcc) installs a filter that returns USER_NOTIF for ``getppid``,
 hands the listener out over fd 3, and times each ``getppid`` (clock_gettime around the call:
 the full target -> supervisor -> target round trip). The supervisor answers with a value.
-Two supervisors serve the same target program, in the same run:
+Four supervisors serve the same target program, in the same run, rounds interleaved (so each
+sees the same load; the load average is printed):
 
-- ``C``: poll + RECV + SEND in a loop, SYNC_WAKE_UP set where the kernel has it (the floor);
-- ``python``: :class:`sysgate.notify.Supervisor` with a handler returning ``Return(1)``.
+- ``C, poll + RECV + SEND``: the floor as a plain C supervisor writes it, SYNC_WAKE_UP set
+  where the kernel has it;
+- ``C, blocking RECV + SEND``: the same without poll (Linux 6.6+ ends a blocked RECV when the
+  last target exits), the loop sysgate.notify uses there;
+- ``sysgate.notify, Return(1)``: :class:`sysgate.notify.Supervisor` with the constant answer
+  ``{"getppid": Return(1)}`` (served from a table, no Python handler call);
+- ``sysgate.notify, handler``: the same with a handler ``lambda call: Return(1)`` (a Call is
+  built and the handler called, as for any decision that needs code).
 
 Printed: median round trip (µs) over ``R`` rounds (each round's median of N calls), throughput
-with T target threads calling at once (notifications/s), and python/C ratios; once with the two
-processes free to run on any CPU and once pinned to one CPU (where SYNC_WAKE_UP's same-CPU
-hand-over applies). Targets (issue 15): median <= 10 µs, >= 100k notifications/s.
+with T target threads calling at once (notifications/s: the supervisor answers them one by one,
+so this is its service rate with a queue that never runs dry), and the ratio to the first C
+floor; once with the processes free to run on any CPU and once pinned to one CPU (where
+SYNC_WAKE_UP's same-CPU hand-over applies). Targets (issue 15): median <= 10 µs, >= 100k/s.
 """
 from __future__ import annotations
 

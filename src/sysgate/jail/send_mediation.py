@@ -44,7 +44,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
 __all__ = ["SendMediation"]
 
@@ -316,7 +316,8 @@ class SendMediation:
             raw = call.read(addr, size)
         except OSError:
             raise _Refused(E.EFAULT) from None
-        hdr, align, bo = (12, 4, "little") if compat else (16, 8, sys.byteorder)
+        bo: Literal["little", "big"] = "little" if compat else sys.byteorder
+        hdr, align = (12, 4) if compat else (16, 8)
         out = bytearray()
         off = 0
         while off + hdr <= size:
@@ -393,9 +394,10 @@ class SendMediation:
 
         try:
             job, back = prepare()
-        except _Refused as r:
-            return Fail(r.errno)
-        if os.geteuid() == 0 and self._unix(job) and _host_uid(call.pid) != 0:  # a root supervisor: the whole send from a thread with the command's ids
+        except _Refused as refused:
+            return Fail(refused.errno)
+        if os.geteuid() == 0 and self._unix(job) and _host_uid(call.pid) != 0:
+            # a root supervisor: the whole send from a thread that took the command's ids
             self._thread(call, job, back, True)
             return LATER
         try:
@@ -487,8 +489,8 @@ class SendMediation:
                         if r is None and deadline is not None and time.monotonic() >= deadline:
                             r = job.result() if job.lens or job.off else -E.EAGAIN
                 self._finish(done, job, back, r)
-                answered = sup.respond(cid, r if r >= 0 else 0, -r if r < 0 else 0) or True
-            except BaseException:  # noqa: BLE001 - never leave the target waiting
+                answered = sup.respond(cid, max(r, 0), max(-r, 0)) or True
+            except BaseException:  # noqa: BLE001, S110 - never leave the target waiting: answered below
                 pass
             finally:
                 job.close()
