@@ -87,7 +87,7 @@ def test_stop_while_blocked_in_recv_fails_the_next_call_closed():
 
     pid, lfd = _listener(["getppid"], body)
     sup = Supervisor(lfd, {"getppid": Return(1)})
-    if not sup.sync_wakeup:
+    if not sup.blocking_recv:
         sup.close()
         os.write(go_w, b"x")
         _wait(pid)

@@ -31,7 +31,11 @@ restarted call comes back as a new notification.
 
 Where the kernel has it (6.6+), ``SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`` is set on the listener: the
 kernel then switches straight between target and supervisor on one CPU, which halves the round
-trip (see ``bench/bench_notify.py``).
+trip. On those kernels a blocked ``RECV`` also returns once no task uses the filter, so
+:meth:`Supervisor.serve` without a timeout blocks in ``RECV`` itself (no ``poll`` first: one
+system call less per notification), and handlers given as constant answers (``ALLOW``,
+``Fail(e)``, ``Return(v)``) are answered from a table without building a :class:`Call` (see
+``bench/bench_notify.py``).
 """
 from __future__ import annotations
 
@@ -539,7 +543,10 @@ class Supervisor:
         self._resp_ptr = ctypes.c_void_p(ctypes.addressof(self._resp_buf))
         self._addfd_buf = ctypes.create_string_buffer(_ADDFD.size)
         self._id_buf = ctypes.c_uint64(0)
-        self.sync_wakeup = sync_wakeup and self._set_sync_wakeup()
+        self.sync_wakeup = sync_wakeup and self._set_flags(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+        #: the kernel has SET_FLAGS (6.6+), and so a RECV that returns when no task is left: serve()
+        #: may block in RECV without polling first
+        self.blocking_recv = self.sync_wakeup or self._set_flags(0)
         self.failure: BaseException | None = None  # why serve() stopped, if not the listener hanging up
         self._stopping = False
         self._close_pending = False
@@ -559,9 +566,9 @@ class Supervisor:
                     self._const[_key(n, token)] = (0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
 
     # -- kernel calls -------------------------------------------------------------------------
-    def _set_sync_wakeup(self) -> bool:
+    def _set_flags(self, flags: int) -> bool:
         # The flags are the ioctl's argument itself, not a pointer to them.
-        return _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0
+        return _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0
 
     def _id_valid(self, id: int) -> bool:
         self._id_buf.value = id
@@ -657,7 +664,7 @@ class Supervisor:
 
     def serve(self, timeout: float | None = None) -> None:
         """Answer notifications until no task uses the filter (or :meth:`stop`, or ``timeout`` s idle)."""
-        if timeout is None and self.sync_wakeup:
+        if timeout is None and self.blocking_recv:
             with self._close_lock:
                 if self.listener < 0:
                     return
