@@ -430,3 +430,30 @@ def test_abstract_datagram_sockets_of_the_host():
         assert send(share=("net",), allow_sockets=(name,)) == (0, 1)
     finally:
         s.close()
+
+
+@pytest.mark.skipif(not ROOT, reason="the thread's identity matters for a root supervisor")
+def test_the_sending_thread_of_a_root_supervisor_holds_no_capability():
+    """What the kernel reports for the thread a root supervisor sends from: the command's ids
+    (65534 here), and no capability, whatever the command's host uid (0 included)."""
+    import threading
+
+    from sysgate.jail.send_mediation import _take_ids
+
+    def probe(uid: int) -> dict[str, str]:
+        out: dict[str, str] = {}
+
+        def body() -> None:
+            _take_ids(uid, uid, [])
+            with open("/proc/thread-self/status") as f:
+                out.update(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        t = threading.Thread(target=body)
+        t.start()
+        t.join(10)
+        return {k: v.split() for k, v in out.items()}
+
+    for uid in (65534, 0):
+        st = forkrun.run(probe, uid, timeout=20).unwrap()
+        assert st["Uid"] == [str(uid)] * 4 and st["Gid"][0] == str(uid)
+        assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0, st
+    assert os.geteuid() == 0  # the test process kept its own

@@ -30,10 +30,13 @@ that sends (the supervisor) for the others (``SO_MARK``, ``SO_PRIORITY``...).
 A send that would block (a blocking socket whose buffer is full) is finished by a thread of its
 own that polls the socket and answers the notification when done (``Later``), so the serving
 thread never blocks; it gives up when the target's call is interrupted (``ID_VALID``) and honours
-``SO_SNDTIMEO``. A root supervisor sends on unix sockets from a short-lived thread that took the
-command's uid, gid and groups (per-thread ``setresuid``), as connect does: a receiver with
-``SO_PASSCRED`` (journald) sees the command's ids, never uid 0, and the socket's write permission
-is checked against them.
+``SO_SNDTIMEO``. A root supervisor sends from a short-lived thread that took the command's uid,
+gid and groups (per-thread ``setresuid``, as connect does) and dropped every capability: a
+receiver with ``SO_PASSCRED`` (journald) sees the command's ids, never uid 0, the socket's write
+permission is checked against them, and no capability of ours is lent (see :func:`_take_ids`).
+An unprivileged caller's supervisor owns the sandbox's user namespace, so in the sandbox's own
+network namespace its sends have the capabilities the command dropped (netlink multicast there,
+for one); the host's namespaces are out of its reach as they are of the command's.
 """
 from __future__ import annotations
 
@@ -396,8 +399,9 @@ class SendMediation:
             job, back = prepare()
         except _Refused as refused:
             return Fail(refused.errno)
-        if os.geteuid() == 0 and self._unix(job) and _host_uid(call.pid) != 0:
-            # a root supervisor: the whole send from a thread that took the command's ids
+        if os.geteuid() == 0:
+            # a root supervisor: the whole send from a thread that took the command's ids and
+            # holds no capability (see _take_ids)
             self._thread(call, job, back, True)
             return LATER
         try:
@@ -411,13 +415,6 @@ class SendMediation:
             if job is not None:
                 job.close()
         return Return(r) if r >= 0 else Fail(-r)
-
-    @staticmethod
-    def _unix(job: _Job) -> bool:
-        try:
-            return _sockopt_int(job.sock, _SO_DOMAIN) == _AF_UNIX
-        except _Refused:
-            return False
 
     def _finish(self, call: Any, job: _Job, back: Any, r: int) -> None:
         if back is not None and r > 0:  # sendmmsg: each sent message's msg_len
@@ -533,13 +530,6 @@ def _tgid(pid: int) -> int:
     return int(_status(pid, b"Tgid:")[0])
 
 
-def _host_uid(pid: int) -> int:
-    try:
-        return int(_status(pid, b"Uid:")[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def _ids_of(pid: int) -> tuple[int, int, list[int]]:
     from .supervisor import _ids
 
@@ -547,10 +537,21 @@ def _ids_of(pid: int) -> tuple[int, int, list[int]]:
 
 
 def _take_ids(uid: int, gid: int, groups: list[int]) -> None:
-    """This thread only (raw syscalls, not the libc wrappers that change every thread)."""
+    """The command's host ids and no capability, for this thread only (raw syscalls, not the libc
+    wrappers that change every thread).
+
+    A send checks capabilities of the task that sends: SO_MARK/SO_PRIORITY control messages,
+    netlink multicast (``NL_CFG_F_NONROOT_SEND``) and others ask for CAP_NET_ADMIN or CAP_NET_RAW
+    of the *sender*, the supervisor, not of the socket's opener. The command's own capabilities
+    are those of its user namespace and cannot be taken by a thread of ours (setns into a user
+    namespace needs a single-threaded process), so the thread holds none: a send the command's
+    capabilities would allow may be refused, one they would refuse never goes out."""
     from ..kernel.syscall import nr, syscall
 
     arr = (ctypes.c_uint32 * max(1, len(groups)))(*groups)
     syscall(nr("setgroups"), len(groups), arr)
     syscall(nr("setresgid"), gid, gid, gid)
-    syscall(nr("setresuid"), uid, uid, uid)
+    syscall(nr("setresuid"), uid, uid, uid)  # a non-zero uid clears the capabilities too
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable, twice: all empty
+    syscall(nr("capset"), header, data)
