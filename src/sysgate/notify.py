@@ -517,7 +517,7 @@ class Supervisor:
     or on a thread with :meth:`start`. One receiving thread answers in order; a slow handler
     delays the calls behind it but never loses one.
 
-    Without a ``timeout``, on kernels with ``SYNC_WAKE_UP`` (6.6+, whose ``RECV`` also returns once
+    Without a ``timeout``, on kernels with ``SET_FLAGS`` (6.6+, whose ``RECV`` also returns once
     no task uses the filter) the loop blocks in ``RECV`` itself instead of ``poll`` + ``RECV``: one
     system call less per notification. :meth:`stop` then takes effect when the next notification
     arrives (it is not answered: the target gets ENOSYS once the listener is closed) or the last
@@ -552,7 +552,7 @@ class Supervisor:
         self._close_pending = False
         self._blocked = False  # a thread is in the blocking loop (close() then leaves the fds to it)
         self._close_lock = threading.Lock()
-        # constant answers by (arch token << 32 | nr): (val, -errno, flags); the others' handlers
+        # by _key(nr, token): constant answers as (val, -errno, flags), and every handler
         self._const: dict[int, tuple[int, int, int]] = {}
         self._by_key = {_key(n, token): h for (token, n), h in self._handlers.items()}
         if on_reply is None:
