@@ -63,16 +63,16 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="refuse profile fields the format's own tool would ignore (default: one warning line each)")
     g = p.add_argument_group("supervision (seccomp user notification; see docs/jail.md)")
     g.add_argument("--allow-socket", action="append", default=[], metavar="PATH",
-                   help="allow connect() to this unix socket (path inside the sandbox, or @NAME); every other "
+                   help="allow connect() and sends to this unix socket (path inside the sandbox, or @NAME); every other "
                         "pathname socket is refused with EACCES")
     g.add_argument("--allow-connect", action="append", default=[], metavar="HOST:PORT",
-                   help="allow inet connect() to HOST:PORT only (repeatable; port * for any)")
+                   help="allow inet connect() and addressed sends to HOST:PORT only (repeatable; port * for any)")
     g.add_argument("--allow-path", action="append", default=[], metavar="PATH[:ro|rw]",
                    help="open/openat/openat2 only under these paths (repeatable; ro by default)")
     g.add_argument("--log-denials", action="store_true",
                    help="report every call the profile denies (name, arch, arguments) on stderr and in --json")
     g.add_argument("--ask", action="store_true", help="ask on the terminal before denying a call (first of each name)")
-    g.add_argument("--no-mediate", action="store_true", help="do not mediate connect() (host unix sockets reachable)")
+    g.add_argument("--no-mediate", action="store_true", help="do not mediate connect() and addressed sends (host unix sockets reachable)")
     g = p.add_argument_group("filesystem")
     g.add_argument("--rootfs", metavar="DIR", help="root directory of the sandbox (default: the host's /, read-only)")
     g.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]", help="bind SRC read-write at DST")
