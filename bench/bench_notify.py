@@ -1,19 +1,27 @@
-"""Round trip of one notified syscall: sysgate.notify's Supervisor (Python) beside a C supervisor.
+"""Round trip of one notified syscall: sysgate.notify's Supervisor (Python) beside C supervisors.
 
     python3 bench/bench_notify.py [--calls N] [--threads T] [--rounds R]
 
 A C target (compiled here with gcc) installs a filter that returns USER_NOTIF for ``getppid``,
 hands the listener out over fd 3, and times each ``getppid`` (clock_gettime around the call:
 the full target -> supervisor -> target round trip). The supervisor answers with a value.
-Two supervisors serve the same target program, in the same run:
+Four supervisors serve the same target program, in the same run, rounds interleaved (so each
+sees the same load; the load average is printed):
 
-- ``C``: poll + RECV + SEND in a loop, SYNC_WAKE_UP set where the kernel has it (the floor);
-- ``python``: :class:`sysgate.notify.Supervisor` with a handler returning ``Return(1)``.
+- ``C, poll + RECV + SEND``: the floor as a plain C supervisor writes it, SYNC_WAKE_UP set
+  where the kernel has it;
+- ``C, blocking RECV + SEND``: the same without poll (Linux 6.6+ ends a blocked RECV when the
+  last target exits), the loop sysgate.notify uses there;
+- ``sysgate.notify, Return(1)``: :class:`sysgate.notify.Supervisor` with the constant answer
+  ``{"getppid": Return(1)}`` (served from a table, no Python handler call);
+- ``sysgate.notify, handler``: the same with a handler ``lambda call: Return(1)`` (a Call is
+  built and the handler called, as for any decision that needs code).
 
 Printed: median round trip (µs) over ``R`` rounds (each round's median of N calls), throughput
-with T target threads calling at once (notifications/s), and python/C ratios; once with the two
-processes free to run on any CPU and once pinned to one CPU (where SYNC_WAKE_UP's same-CPU
-hand-over applies). Targets (issue 15): median <= 10 µs, >= 100k notifications/s.
+with T target threads calling at once (notifications/s: the supervisor answers them one by one,
+so this is its service rate with a queue that never runs dry), and the ratio to the first C
+floor; once with the processes free to run on any CPU and once pinned to one CPU (where
+SYNC_WAKE_UP's same-CPU hand-over applies). Targets (issue 15): median <= 10 µs, >= 100k/s.
 """
 from __future__ import annotations
 
@@ -95,6 +103,7 @@ int main(int argc, char **argv) {
 SUPERVISOR_C = r"""
 #define _GNU_SOURCE
 #include <linux/seccomp.h>
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +118,6 @@ SUPERVISOR_C = r"""
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1
 #endif
 int main(int argc, char **argv) {
-    (void)argc;
     char b, cbuf[CMSG_SPACE(sizeof(int))];
     struct iovec io = {&b, 1};
     struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
@@ -120,11 +128,17 @@ int main(int argc, char **argv) {
     struct seccomp_notif req;
     struct seccomp_notif_resp resp;
     struct pollfd p = {fd, POLLIN, 0};
+    int block = argc > 2 && argv[2][0] == 'b';  /* RECV blocks itself (6.6+ returns ENOENT on hang-up) */
     for (;;) {
-        if (poll(&p, 1, -1) < 0) continue;
-        if (!(p.revents & POLLIN)) break;
+        if (!block) {
+            if (poll(&p, 1, -1) < 0) continue;
+            if (!(p.revents & POLLIN)) break;
+        }
         memset(&req, 0, sizeof req);
-        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) continue;
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
+            if (block && errno == ENOENT && poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) break;
+            continue;
+        }
         resp.id = req.id; resp.val = 1; resp.error = 0; resp.flags = 0;
         ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
     }
@@ -156,9 +170,9 @@ def _target(exe: str, calls: int, threads: int, sock: socket.socket, pin: str | 
     return subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdout=subprocess.PIPE)
 
 
-def round_c(target: str, sup: str, calls: int, threads: int, pin: str | None) -> tuple[float, float]:
+def round_c(target: str, sup: str, calls: int, threads: int, pin: str | None, mode: str) -> tuple[float, float]:
     a, b = socket.socketpair()
-    cmd = [sup, str(a.fileno())] if not pin else ["taskset", "-c", pin, sup, str(a.fileno())]
+    cmd = [sup, str(a.fileno()), mode] if not pin else ["taskset", "-c", pin, sup, str(a.fileno()), mode]
     s = subprocess.Popen(cmd, pass_fds=(a.fileno(),), stderr=subprocess.DEVNULL)
     t = _target(target, calls, threads, b, pin)
     a.close()
@@ -169,7 +183,7 @@ def round_c(target: str, sup: str, calls: int, threads: int, pin: str | None) ->
     return float(med), float(tput)
 
 
-def round_py(target: str, calls: int, threads: int, pin: str | None) -> tuple[float, float, bool]:
+def round_py(target: str, calls: int, threads: int, pin: str | None, constant: bool) -> tuple[float, float, bool]:
     from sysgate.notify import Return, Supervisor
 
     a, b = socket.socketpair()
@@ -182,8 +196,8 @@ def round_py(target: str, calls: int, threads: int, pin: str | None) -> tuple[fl
         _, fds, _, _ = socket.recv_fds(a, 1, 1)
         a.close()
         one = Return(1)
-        sup = Supervisor(fds[0], {"getppid": lambda c: one})
-        sup.serve(timeout=300)
+        sup = Supervisor(fds[0], {"getppid": one if constant else (lambda c: one)})
+        sup.serve()  # bounded by the target, which exits (the loop returns on the hang-up)
         sync = sup.sync_wakeup
         sup.close()
         out, _ = t.communicate(timeout=300)
@@ -191,6 +205,14 @@ def round_py(target: str, calls: int, threads: int, pin: str | None) -> tuple[fl
         os.sched_setaffinity(0, old)
     med, tput = out.split()
     return float(med), float(tput), sync
+
+
+SUPERVISORS = (
+    ("C, poll + RECV + SEND", lambda t, s, a, pin: round_c(t, s, a.calls, a.threads, pin, "poll")),
+    ("C, blocking RECV + SEND", lambda t, s, a, pin: round_c(t, s, a.calls, a.threads, pin, "block")),
+    ("sysgate.notify, Return(1)", lambda t, s, a, pin: round_py(t, a.calls, a.threads, pin, True)),
+    ("sysgate.notify, handler", lambda t, s, a, pin: round_py(t, a.calls, a.threads, pin, False)),
+)
 
 
 def main() -> None:
@@ -202,16 +224,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         target, sup = build(tmp)
         for label, pin in (("any CPU", None), ("one CPU", "0")):
-            c = [round_c(target, sup, args.calls, args.threads, pin) for _ in range(args.rounds)]
-            p = [round_py(target, args.calls, args.threads, pin) for _ in range(args.rounds)]
-            cm, ct = statistics.median(x[0] for x in c), statistics.median(x[1] for x in c)
-            pm, pt = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
-            print(f"[{label}] SYNC_WAKE_UP: {'yes' if p[0][2] else 'no'}; {args.rounds} rounds x {args.calls} calls; "
-                  f"throughput with {args.threads} target threads")
-            print(f"  C supervisor:      median round trip {cm:7.2f} us   {ct:10,.0f} notifications/s")
-            print(f"  sysgate.notify:    median round trip {pm:7.2f} us   {pt:10,.0f} notifications/s")
-            print(f"  python/C:          round trip x{pm / cm:.2f}   throughput x{pt / ct:.2f}   "
-                  f"(targets: <= 10 us, >= 100,000/s)")
+            res: dict[str, list[tuple]] = {name: [] for name, _ in SUPERVISORS}
+            for _ in range(args.rounds):  # interleaved: every supervisor sees the same load
+                for name, fn in SUPERVISORS:
+                    res[name].append(fn(target, sup, args, pin))
+            load = os.getloadavg()[0]
+            sync = res[SUPERVISORS[2][0]][0][2]
+            print(f"[{label}] SYNC_WAKE_UP: {'yes' if sync else 'no'}; {args.rounds} rounds x {args.calls} calls "
+                  f"(medians); throughput with {args.threads} target threads; load average {load:.2f}")
+            floor = statistics.median(x[0] for x in res[SUPERVISORS[0][0]])
+            for name, _ in SUPERVISORS:
+                m = statistics.median(x[0] for x in res[name])
+                t = statistics.median(x[1] for x in res[name])
+                print(f"  {name:27} median round trip {m:7.2f} us (x{m / floor:.2f})   {t:10,.0f} notifications/s")
+            print("  targets: <= 10 us, >= 100,000/s")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ restarted call comes back as a new notification.
 
 Where the kernel has it (6.6+), ``SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`` is set on the listener: the
 kernel then switches straight between target and supervisor on one CPU, which halves the round
-trip (see ``bench/bench_notify.py``).
+trip. On those kernels a blocked ``RECV`` also returns once no task uses the filter, so
+:meth:`Supervisor.serve` without a timeout blocks in ``RECV`` itself (no ``poll`` first: one
+system call less per notification), and handlers given as constant answers (``ALLOW``,
+``Fail(e)``, ``Return(v)``) are answered from a table without building a :class:`Call` (see
+``bench/bench_notify.py``).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ import errno as E
 import os
 import select
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +69,8 @@ from .kernel.syscall import errno_name, libc, nr, syscall
 
 __all__ = [
     "ALLOW",
+    "CONSTANT_REPLIES",
+    "LATER",
     "SECCOMP_IOCTL_NOTIF_SET_FLAGS",
     "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP",
     "Allow",
@@ -73,6 +80,7 @@ __all__ = [
     "Handler",
     "HandlerError",
     "InjectFd",
+    "Later",
     "Reply",
     "Return",
     "Supervisor",
@@ -131,6 +139,18 @@ class InjectFd(Reply):
     close: bool = True
 
 
+@dataclass(frozen=True)
+class Later(Reply):
+    """The handler answers later, from another thread, with :meth:`Supervisor.respond` (e.g. an
+    emulated call that would block: the receiving thread goes on serving the other calls)."""
+
+
+LATER = Later()
+#: what a handler may be instead of a callable: a constant answer, sent by :meth:`Supervisor.serve`
+#: from a table, without building a :class:`Call` or calling Python code (the fast path)
+CONSTANT_REPLIES = (Allow, Fail, Return)
+
+
 class CallGone(Exception):
     """The target died, or its call was interrupted, while we looked at it: nothing to answer."""
 
@@ -150,6 +170,19 @@ _ioctl = libc.ioctl
 _ioctl.restype = ctypes.c_int
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _get_errno = ctypes.get_errno
+# The serving loop's own ioctl: a separate function object without argtypes (their conversion
+# costs about 0.7 µs a call), called with an int fd, a request number (ctypes passes it as a C
+# int; the kernel reads the request as 32 bits) and a prebuilt c_void_p of a fixed buffer.
+_ioctl_fast = libc["ioctl"]
+_ioctl_fast.restype = ctypes.c_int
+# what the constant-answer path reads of struct seccomp_notif: id, and nr + arch as one word
+_HEAD = struct.Struct("=Q8xQ")
+
+
+def _key(nr_: int, token: int) -> int:
+    """The table key of (nr, arch token): the native 64-bit word at offset 16 of seccomp_notif
+    (``nr`` then ``arch``), so the serving loop reads it from the buffer with no arithmetic."""
+    return int.from_bytes(struct.pack("=iI", nr_ if nr_ < 1 << 31 else nr_ - (1 << 32), token), sys.byteorder)
 
 _NR_PIDFD_OPEN = nr("pidfd_open")
 _NR_PIDFD_GETFD = nr("pidfd_getfd")
@@ -176,9 +209,17 @@ def companion_arches(arch: str | Arch | None = None) -> tuple[Arch, ...]:
 
 
 def notify_program(calls: Iterable[str | int], *, arches: tuple[Arch, ...] | None = None,
-                   otherwise: int | None = None) -> list[Insn]:
+                   otherwise: int | None = None, if_nonzero: Mapping[str, int] | None = None,
+                   unless: Mapping[str, tuple[int, int]] | None = None) -> list[Insn]:
     """A filter returning USER_NOTIF for ``calls`` (names or native numbers) on every ABI of ``arches``
     (default: :func:`companion_arches`) and ``otherwise`` (default ALLOW) for everything else.
+
+    ``if_nonzero`` maps more syscall names to an argument index: those notify only when that
+    argument is not 0 (both 32-bit halves tested), e.g. ``{"sendto": 4}``: a ``sendto`` without a
+    destination address never reaches the supervisor. A value, judged by the kernel: safe.
+    ``unless`` maps names of ``calls`` to ``(index, value)``: on the first ABI of ``arches`` only,
+    that call does not notify when the argument is exactly ``value`` (64 bits). The jail hands
+    the listener out with such a ``sendmsg`` and then seals that route with an ERRNO filter.
 
     Install it with ``Flag.NEW_LISTENER`` on top of the real profile: the kernel takes the strictest
     answer of stacked filters and USER_NOTIF ranks below ERRNO and the kills, so the profile's
@@ -195,11 +236,39 @@ def notify_program(calls: Iterable[str | int], *, arches: tuple[Arch, ...] | Non
                     nrs.append(c)
             elif a.has(c):
                 nrs.append(a.nr(c))
+    cond: dict[int, list[tuple[int, int, int]]] = {}  # token -> (nr, offset of low word, of high word)
+    for a in arches:
+        per_token.setdefault(a.token, [])
+        for name, idx in (if_nonzero or {}).items():
+            if a.has(name):
+                lo = 16 + 8 * idx
+                lo, hi = (lo, lo + 4) if a.byteorder == "little" else (lo + 4, lo)
+                cond.setdefault(a.token, []).append((a.nr(name), lo, hi))
+    exempt: dict[int, tuple[int, int, int, int]] = {}  # nr -> (lo offset, hi offset, lo value, hi value)
+    first = arches[0]
+    for name, (idx, value) in (unless or {}).items():
+        if first.has(name):
+            lo = 16 + 8 * idx
+            lo, hi = (lo, lo + 4) if first.byteorder == "little" else (lo + 4, lo)
+            exempt[first.nr(name)] = (lo, hi, value & 0xFFFFFFFF, value >> 32)
     prog: list[Insn] = [I.stmt(I.LD | I.W | I.ABS, 4)]
     for token, nrs in per_token.items():
         block = [I.stmt(I.LD | I.W | I.ABS, 0)]
         for n in sorted(set(nrs)):
+            if token == first.token and n in exempt:  # jeq n; ld lo; jne v; ld hi; jne v; allow; notify
+                lo, hi, vlo, vhi = exempt[n]
+                block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 6), I.stmt(I.LD | I.W | I.ABS, lo),
+                          I.jump(I.JMP | I.JEQ | I.K, vlo, 0, 3), I.stmt(I.LD | I.W | I.ABS, hi),
+                          I.jump(I.JMP | I.JEQ | I.K, vhi, 0, 1), I.stmt(I.RET | I.K, rest),
+                          I.stmt(I.RET | I.K, I.RET_USER_NOTIF)]
+                continue
             block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 1), I.stmt(I.RET | I.K, I.RET_USER_NOTIF)]
+        for n, lo, hi in sorted(set(cond.get(token, ()))):
+            # A still holds nr when the test fails; a match ends in a return either way
+            block += [I.jump(I.JMP | I.JEQ | I.K, n, 0, 6), I.stmt(I.LD | I.W | I.ABS, lo),
+                      I.jump(I.JMP | I.JEQ | I.K, 0, 0, 2), I.stmt(I.LD | I.W | I.ABS, hi),
+                      I.jump(I.JMP | I.JEQ | I.K, 0, 1, 0), I.stmt(I.RET | I.K, I.RET_USER_NOTIF),
+                      I.stmt(I.RET | I.K, rest)]
         block.append(I.stmt(I.RET | I.K, rest))
         prog.append(I.jump(I.JMP | I.JEQ | I.K, token, 0, len(block)))
         prog += block
@@ -408,12 +477,12 @@ _ARGC = {"acct": 1, "close": 1, "dup": 1, "dup2": 2, "dup3": 3, "read": 3, "writ
          "bpf": 3, "keyctl": 5, "personality": 1, "reboot": 4, "chroot": 1, "pivot_root": 2}
 
 
-def _resolve_handlers(handlers: Mapping[str | int | tuple, Handler],
-                      arches: tuple[Arch, ...]) -> dict[tuple[int, int], Handler]:
-    out: dict[tuple[int, int], Handler] = {}
+def _resolve_handlers(handlers: Mapping[str | int | tuple, Handler | Reply],
+                      arches: tuple[Arch, ...]) -> dict[tuple[int, int], Handler | Reply]:
+    out: dict[tuple[int, int], Handler | Reply] = {}
     for key, h in handlers.items():
-        if not callable(h):
-            raise TypeError(f"handler for {key!r} is not callable")
+        if not callable(h) and type(h) not in CONSTANT_REPLIES:
+            raise TypeError(f"handler for {key!r} is neither callable nor ALLOW, Fail(...) or Return(...)")
         if isinstance(key, tuple):  # (arch, nr) or (arch, name)
             a = get(key[0])
             out[(a.token, key[1] if isinstance(key[1], int) else a.nr(key[1]))] = h
@@ -431,11 +500,16 @@ def _resolve_handlers(handlers: Mapping[str | int | tuple, Handler],
     return out
 
 
+_LOOKUP = object()  # _dispatch's "find the handler yourself"
+
+
 class Supervisor:
     """Serve the notifications of one listener fd.
 
     ``handlers`` maps syscall names (on every ABI of ``arches``, default the native ones, see
-    :func:`companion_arches`), ``(arch, name_or_nr)`` pairs or plain numbers to handlers;
+    :func:`companion_arches`), ``(arch, name_or_nr)`` pairs or plain numbers to handlers, or to
+    a constant answer (:data:`ALLOW`, ``Fail(e)``, ``Return(v)``: sent from a table, without a
+    :class:`Call` or any handler code, unless ``on_reply`` wants to see every call);
     ``default`` handles the rest (None: ``ENOSYS``). ``on_error(call, exc)`` is told about every
     handler that raised (the call was answered EPERM); ``on_reply(call, reply)`` about every
     answer (for logs). The supervisor owns ``listener`` and closes it in :meth:`close`.
@@ -443,6 +517,12 @@ class Supervisor:
     Run it with :meth:`serve` (returns when no task uses the filter any more, or on :meth:`stop`)
     or on a thread with :meth:`start`. One receiving thread answers in order; a slow handler
     delays the calls behind it but never loses one.
+
+    Without a ``timeout``, on kernels with ``SET_FLAGS`` (6.6+, whose ``RECV`` also returns once
+    no task uses the filter) the loop blocks in ``RECV`` itself instead of ``poll`` + ``RECV``: one
+    system call less per notification. :meth:`stop` then takes effect when the next notification
+    arrives (it is not answered: the target gets ENOSYS once the listener is closed) or the last
+    target exits.
     """
 
     def __init__(self, listener: int, handlers: Mapping[str | int | tuple, Handler] | None = None,
@@ -461,15 +541,35 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._recv_buf = ctypes.create_string_buffer(max(ctypes.sizeof(SeccompNotif), _kernel_notif_size()))
         self._resp_buf = ctypes.create_string_buffer(max(ctypes.sizeof(SeccompNotifResp), _kernel_resp_size()))
+        self._resp_ptr = ctypes.c_void_p(ctypes.addressof(self._resp_buf))
         self._addfd_buf = ctypes.create_string_buffer(_ADDFD.size)
         self._id_buf = ctypes.c_uint64(0)
-        self.sync_wakeup = sync_wakeup and self._set_sync_wakeup()
+        self.sync_wakeup = sync_wakeup and self._set_flags(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+        #: the kernel has SET_FLAGS (6.6+), and so a RECV that returns when no task is left: serve()
+        #: may block in RECV without polling first
+        self.blocking_recv = self.sync_wakeup or self._set_flags(0)
         self.failure: BaseException | None = None  # why serve() stopped, if not the listener hanging up
+        self._stopping = False
+        self._close_pending = False
+        self._blocked = False  # a thread is in the blocking loop (close() then leaves the fds to it)
+        self._close_lock = threading.Lock()
+        # by _key(nr, token): constant answers as (val, -errno, flags), and every handler
+        self._const: dict[int, tuple[int, int, int]] = {}
+        self._by_key = {_key(n, token): h for (token, n), h in self._handlers.items()}
+        if on_reply is None:
+            for (token, n), h in self._handlers.items():
+                t = type(h)
+                if t is Return:
+                    self._const[_key(n, token)] = (h.value, 0, 0)  # type: ignore[union-attr]
+                elif t is Fail:
+                    self._const[_key(n, token)] = (0, -h.errno, 0)  # type: ignore[union-attr]
+                elif t is Allow:
+                    self._const[_key(n, token)] = (0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
 
     # -- kernel calls -------------------------------------------------------------------------
-    def _set_sync_wakeup(self) -> bool:
+    def _set_flags(self, flags: int) -> bool:
         # The flags are the ioctl's argument itself, not a pointer to them.
-        return _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0
+        return _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, flags) == 0
 
     def _id_valid(self, id: int) -> bool:
         self._id_buf.value = id
@@ -482,7 +582,7 @@ class Supervisor:
 
     def _send(self, id: int, val: int, error: int, flags: int) -> None:
         _RESP.pack_into(self._resp_buf, 0, id, val, -error, flags)
-        if _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SEND, ctypes.addressof(self._resp_buf)) == 0:
+        if _ioctl_fast(self.listener, SECCOMP_IOCTL_NOTIF_SEND, self._resp_ptr) == 0:
             self.handled += 1
             return
         err = _get_errno()
@@ -505,6 +605,19 @@ class Supervisor:
             return
         raise OSError(err, f"SECCOMP_IOCTL_NOTIF_ADDFD: {errno_name(err)}")
 
+    def respond(self, id: int, val: int = 0, error: int = 0) -> bool:
+        """Answer notification ``id`` from any thread (after a handler returned :data:`LATER`):
+        the call returns ``val``, or fails with the positive errno ``error``. False if the target
+        was interrupted or died meanwhile (nothing to answer)."""
+        buf = ctypes.create_string_buffer(ctypes.sizeof(self._resp_buf))  # not the serving thread's
+        _RESP.pack_into(buf, 0, id, val, -error, 0)
+        if _ioctl(self.listener, SECCOMP_IOCTL_NOTIF_SEND, ctypes.addressof(buf)) == 0:
+            return True
+        err = _get_errno()
+        if err == E.ENOENT:
+            return False
+        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {errno_name(err)}")
+
     # -- serving -------------------------------------------------------------------------------
     def answer(self, call: Call, reply: Reply) -> None:
         """Send ``reply`` for ``call`` (what :meth:`serve` does with a handler's result)."""
@@ -521,16 +634,19 @@ class Supervisor:
             finally:
                 if reply.close:  # type: ignore[attr-defined]
                     os.close(reply.fd)  # type: ignore[attr-defined]
-        else:
+        elif t is not Later:
             raise HandlerError(f"handler returned {reply!r}, not a Reply")
 
-    def _dispatch(self, call: Call) -> None:
-        h = self._handlers.get((call.arch_token, call.nr), self.default)
+    def _dispatch(self, call: Call, h: Handler | Reply | None = _LOOKUP) -> None:  # type: ignore[assignment]
+        if h is _LOOKUP:
+            h = self._handlers.get((call.arch_token, call.nr), self.default)
         try:
             if h is None:
                 reply: Reply = Fail(E.ENOSYS)
+            elif type(h) in CONSTANT_REPLIES:
+                reply = h  # type: ignore[assignment]
             else:
-                reply = h(call)
+                reply = h(call)  # type: ignore[operator]
             if self.on_reply is not None:
                 self.on_reply(call, reply)
             self.answer(call, reply)
@@ -549,6 +665,19 @@ class Supervisor:
 
     def serve(self, timeout: float | None = None) -> None:
         """Answer notifications until no task uses the filter (or :meth:`stop`, or ``timeout`` s idle)."""
+        if timeout is None and self.blocking_recv:
+            with self._close_lock:
+                if self.listener < 0:
+                    return
+                self._blocked = True
+            try:
+                self._serve_blocking()
+            finally:
+                with self._close_lock:
+                    self._blocked = False
+                    if self._close_pending:  # close() was called while we were blocked in RECV
+                        self._close_fds()
+            return
         p = select.poll()
         p.register(self.listener, select.POLLIN)
         p.register(self._stop_r, select.POLLIN)
@@ -577,8 +706,89 @@ class Supervisor:
                 if err in (E.ENOENT, E.EINTR):  # the target died between poll and receive
                     continue
                 raise OSError(err, f"SECCOMP_IOCTL_NOTIF_RECV: {errno_name(err)}")
+            if self._const and self._answer_constant(buf):
+                continue
             id_, pid, _flags, nr_, arch, ip, *args = unpack(buf)
             dispatch(Call(self, id_, pid, nr_, arch, ip, tuple(args)))
+
+    def _answer_constant(self, buf: ctypes.Array[ctypes.c_char]) -> bool:
+        id_, key = _HEAD.unpack_from(buf)
+        c = self._const.get(key)
+        if c is None:
+            return False
+        self._send_raw(id_, c)
+        return True
+
+    def _send_raw(self, id_: int, c: tuple[int, int, int]) -> None:
+        _RESP.pack_into(self._resp_buf, 0, id_, *c)
+        if _ioctl_fast(self.listener, SECCOMP_IOCTL_NOTIF_SEND, self._resp_ptr) == 0:
+            self.handled += 1
+            return
+        err = _get_errno()
+        if err == E.ENOENT:
+            self.interrupted += 1
+            return
+        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {errno_name(err)}")
+
+    def _serve_blocking(self) -> None:
+        """serve() without poll: block in RECV (6.6+: it returns ENOENT once the filter has no task).
+
+        The hot loop keeps everything in locals and reads the buffers through 64-bit views: the
+        id is word 0 of ``seccomp_notif`` and word 2 (``nr`` and ``arch`` side by side) is the
+        table key as it stands (:func:`_key`); a constant answer writes only the id into a
+        response buffer that already holds its value. Per notification: RECV, SEND and about a
+        microsecond of Python; a :class:`Call` and the handler only for handler-served calls."""
+        buf, lfd = self._recv_buf, self.listener
+        zero = bytes(ctypes.sizeof(buf))
+        rq = memoryview(buf).cast("B").cast("Q")
+        rptr = ctypes.c_void_p(ctypes.addressof(buf))
+        sb = memoryview(self._resp_buf).cast("B")
+        sq = sb.cast("Q")
+        sptr = self._resp_ptr
+        ioctl, RECV, SEND, get_errno = _ioctl_fast, SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, _get_errno
+        unpack, dispatch = _NOTIF.unpack_from, self._dispatch
+        const = {k: (v, bytes(8) + _RESP.pack(0, *v)[8:]) for k, v in self._const.items()}
+        by_key, default = self._by_key, self.default
+        hup = select.poll()
+        hup.register(lfd, select.POLLIN)
+        last = None  # the constant the response buffer holds
+        handled = interrupted = 0
+        try:
+            while True:
+                buf.raw = zero  # RECV insists on a zeroed buffer
+                if ioctl(lfd, RECV, rptr) < 0:
+                    err = get_errno()
+                    if err == E.ENOENT:  # the target died or was interrupted, or no task is left
+                        ev = hup.poll(0)
+                        if ev and ev[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                            return
+                        continue
+                    if err == E.EINTR:
+                        continue
+                    raise OSError(err, f"SECCOMP_IOCTL_NOTIF_RECV: {errno_name(err)}")
+                if self._stopping:
+                    return  # received after stop(): left unanswered, ENOSYS once the listener is closed
+                key = rq[2]
+                c = const.get(key)
+                if c is not None:
+                    if c is not last:
+                        sb[:24] = c[1]
+                        last = c
+                    sq[0] = rq[0]
+                    if ioctl(lfd, SEND, sptr) == 0:
+                        handled += 1
+                    elif get_errno() == E.ENOENT:  # interrupted or gone: withdrawn by the kernel
+                        interrupted += 1
+                    else:
+                        err = get_errno()
+                        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {errno_name(err)}")
+                    continue
+                last = None  # _dispatch writes its own answers into the same buffer
+                v = unpack(buf)
+                dispatch(Call(self, v[0], v[1], v[3], v[4], v[5], v[6:]), by_key.get(key, default))
+        finally:
+            self.handled += handled
+            self.interrupted += interrupted
 
     def start(self, timeout: float | None = None) -> threading.Thread:
         """Serve on a daemon thread; :attr:`failure` holds what ended it if it was not a hang-up."""
@@ -592,7 +802,10 @@ class Supervisor:
         return self._thread
 
     def stop(self) -> None:
-        """Make :meth:`serve` return after the call it is handling (pending calls get ENOSYS on close)."""
+        """Make :meth:`serve` return after the call it is handling (pending calls get ENOSYS on close).
+
+        A loop blocked in RECV (see the class) returns at the next notification or hang-up."""
+        self._stopping = True
         try:
             os.write(self._stop_w, b"x")
         except OSError:
@@ -611,7 +824,17 @@ class Supervisor:
             return  # closed already: never close the numbers twice (they may belong to others now)
         self.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+            self._thread.join(0.2 if self._blocked else 5)
+        with self._close_lock:
+            if self._blocked and self._thread is not threading.current_thread():
+                # another thread is blocked in RECV on the listener: closing the number now could
+                # hand it to another file under that thread's next ioctl; it closes everything when
+                # its RECV returns (the next notification, left unanswered: ENOSYS; or the hang-up)
+                self._close_pending = True
+                return
+            self._close_fds()
+
+    def _close_fds(self) -> None:
         for fd in (self.listener, self._stop_r, self._stop_w):
             try:
                 os.close(fd)

@@ -417,10 +417,12 @@ FIELDS: tuple[Field, ...] = (
           Flag("--skip-unknown", "switch", "leave out syscall names no architecture has (Docker/OCI/k8s profiles), "
                                            "reporting each")),
     Field("allow_sockets", (), _check_allow_sockets, _SUPERVISION,
-          Flag("--allow-socket", "append", "allow connect() to this unix socket (path inside the sandbox, or @NAME); "
-                                           "every other pathname socket is refused with EACCES", metavar="PATH")),
+          Flag("--allow-socket", "append",
+               "allow connect() and sends to this unix socket (path inside the sandbox, or @NAME); "
+               "every other pathname socket is refused with EACCES", metavar="PATH")),
     Field("allow_connect", (), _check_allow_connect, _SUPERVISION,
-          Flag("--allow-connect", "append", "allow inet connect() to HOST:PORT only (repeatable; port * for any)",
+          Flag("--allow-connect", "append",
+               "allow inet connect() and addressed sends to HOST:PORT only (repeatable; port * for any)",
                metavar="HOST:PORT")),
     Field("allow_paths", (), _check_allow_paths, _SUPERVISION,
           Flag("--allow-path", "append", "open/openat/openat2 only under these paths (repeatable; ro by default)",
@@ -431,7 +433,8 @@ FIELDS: tuple[Field, ...] = (
     Field("ask", False, _B["ask"], _SUPERVISION,
           Flag("--ask", "switch", "ask on the terminal before denying a call (first of each name)")),
     Field("mediate", True, _B["mediate"], _SUPERVISION,
-          Flag("--no-mediate", "switch", "do not mediate connect() (host unix sockets reachable)", const=False)),
+          Flag("--no-mediate", "switch",
+               "do not mediate connect() and addressed sends (host unix sockets reachable)", const=False)),
     Field("rootfs", None, _optional(_path("--rootfs")), _FS,
           Flag("--rootfs", help="root directory of the sandbox (default: the host's /, read-only)", metavar="DIR")),
     Field("binds", (), lambda v: tuple(_bind(b) for b in _seq(v)), _FS,

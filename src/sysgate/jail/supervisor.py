@@ -58,6 +58,7 @@ _AF_UNIX = 1
 _AF_INET = 2
 _AF_INET6 = 10
 _SYS_CONNECT = 3  # socketcall's call number for connect
+_SYS_SENDS = (11, 16, 20)  # socketcall's SYS_SENDTO, SYS_SENDMSG, SYS_SENDMMSG
 _DENY = E.EACCES  # what a refused connect/open gets (see docs/jail.md)
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
@@ -102,7 +103,7 @@ class NotifySetup:
         self.opts = opts
         self.log = bool(opts.log_denials or opts.ask)
         self.original = program  # the profile as compiled (FilterProgram) or None
-        calls: list[str] = ["connect", "socketcall"]
+        calls: list[str] = list(_MEDIATED)
         if opts.allow_paths:
             calls += ["open", "openat", "openat2", "creat"]
         self.calls = tuple(calls)
@@ -117,6 +118,7 @@ class NotifySetup:
         else:
             self._build(program, opts)
         self.flags = _listener_flags()
+        self.seal = _seal_program()
         pr, ch = _socketpair()
         self.parent_end, self.child_end = pr, ch
         self.after_profile = self.log  # see handoff()
@@ -166,7 +168,7 @@ class NotifySetup:
             self.original_insns = insns
             tail = new
             self._check_handoff(new)
-        listener_prog = notify_program(self.calls, arches=self.arches)
+        listener_prog = notify_program(self.calls, arches=self.arches, if_nonzero=_IF_ADDRESS, unless=_UNLESS)
         if tail is not None:
             # prefix: mediated calls notify; everything else falls to the rewritten profile
             listener_prog = _relocate(tail, len(listener_prog) - 1, listener_prog)
@@ -197,10 +199,13 @@ class NotifySetup:
         fd = N.check(N.sysc("seccomp", N.c_long(1), N.c_long(self.flags), ctypes.byref(self.listener.fprog)),
                      "install the supervisor's filter")
         s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.child_end)
-        try:
-            s.sendmsg([b"L"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+        try:  # the one sendmsg the listener filter lets through (see _HANDOFF_FLAGS)
+            s.sendmsg([b"L"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))],
+                      _HANDOFF_FLAGS)
         finally:
             s.detach()
+        N.check(N.sysc("seccomp", N.c_long(1), N.c_long(0), ctypes.byref(self.seal.fprog)),
+                "seal the supervisor's hand-off")
         os.close(fd)
         os.close(self.child_end)
 
@@ -266,7 +271,12 @@ class NotifySetup:
             from ..notify import Supervisor, companion_arches
 
             self.arches = self.arches or companion_arches()
-            handlers: dict[Any, Any] = {"connect": self._connect, "socketcall": self._socketcall}
+            from .send_mediation import SendMediation
+
+            sends = SendMediation(self)
+            handlers: dict[Any, Any] = {"connect": self._connect, "socketcall": self._socketcall,
+                                        "sendto": sends.sendto, "sendmsg": sends.sendmsg, "sendmmsg": sends.sendmmsg}
+            self._sends = sends
             if self.opts.allow_paths:
                 handlers.update(open=self._open, openat=self._openat, openat2=self._openat2, creat=self._creat)
             if self.log:  # every notification is first judged by the profile: mediated calls included
@@ -392,6 +402,8 @@ class NotifySetup:
     def _socketcall(self, call: Any) -> Any:
         from ..notify import ALLOW, Fail
 
+        if call.args[0] in _SYS_SENDS:  # the address (and whether there is one) is in memory: emulated
+            return self._sends.socketcall(call)
         if call.args[0] != _SYS_CONNECT:
             return ALLOW  # decided on the call number, a value: nothing to rewrite afterwards
         try:
@@ -426,47 +438,57 @@ class NotifySetup:
         except OSError as e:
             return Fail(E.EBADF if e.errno in (E.EBADF, E.ENOENT) else (e.errno or E.EPERM))
         fam = int.from_bytes(raw[:2], sys.byteorder) if len(raw) >= 2 else -1
-        target = raw
-        detail = ""
-        if fam == _AF_UNIX and len(raw) > 2:
-            path = raw[2:]
-            if path[:1] == b"\0":
-                name = "@" + path[1:].decode(errors="replace")
-                detail = name
-                if not self.opts.ns("net") and name not in self.allowed_socket_paths:
-                    r = self._denied(call, _DENY, "connect mediation", name)
-                    if r is not None:
-                        return r
-            else:
-                path = path.split(b"\0", 1)[0]
-                detail = os.fsdecode(path)
-                try:
-                    # with the target's fs ids: a root supervisor must not walk, for the target,
-                    # directories the target may not search (nor tell it what is in them)
-                    with _Creds(call.pid):
-                        opath = self._resolve(call, path, os.O_PATH)
-                except OSError as e:
-                    return Fail(e.errno or E.ENOENT)
-                st = os.fstat(opath)
-                import stat
-
-                if not stat.S_ISSOCK(st.st_mode):
-                    return Fail(E.ECONNREFUSED)
-                if not self._socket_allowed(call, st):
-                    r = self._denied(call, _DENY, "connect mediation", detail)
-                    if r is not None:
-                        return r
-                target = raw[:2] + f"/proc/self/fd/{opath}".encode() + b"\0"
-        elif fam in (_AF_INET, _AF_INET6) and self.allow_connect:
-            host, port = _inet(raw, fam)
-            if not self._inet_allowed(host, port):
-                r = self._denied(call, _DENY, "connect mediation", f"{host}:{port}")
-                if r is not None:
-                    return r
+        refused, target = self.judge_address(call, raw, fam, "connect mediation")
+        if refused is not None:
+            return refused
         ret = _connect_as(call.pid, sock, target)
         if ret < 0:
             return Fail(-ret)
         return Return(0)
+
+    def judge_address(self, call: Any, raw: bytes, fam: int, by: str) -> tuple[Any, bytes]:
+        """Judge the address bytes ``raw`` (read once) for a socket of family ``fam``: (None, the
+        address to use in the supervisor) or (the refusal, b""). A pathname unix address is
+        resolved in the target's root with its fs ids and replaced by ``/proc/self/fd/N`` of the
+        judged inode's O_PATH fd (kept open in ``call``'s fds until the call is answered)."""
+        from ..notify import Fail
+
+        if fam == _AF_UNIX and len(raw) > 2 and int.from_bytes(raw[:2], sys.byteorder) == _AF_UNIX:
+            path = raw[2:]
+            if path[:1] == b"\0":
+                name = "@" + path[1:].decode(errors="replace")
+                if not self.opts.ns("net") and name not in self.allowed_socket_paths:
+                    r = self._denied(call, _DENY, by, name)
+                    if r is not None:
+                        return r, b""
+                return None, raw
+            path = path.split(b"\0", 1)[0]
+            detail = os.fsdecode(path)
+            try:
+                # with the target's fs ids: a root supervisor must not walk, for the target,
+                # directories the target may not search (nor tell it what is in them)
+                with _Creds(call.pid):
+                    opath = self._resolve(call, path, os.O_PATH)
+            except OSError as e:
+                return Fail(e.errno or E.ENOENT), b""
+            st = os.fstat(opath)
+            import stat
+
+            if not stat.S_ISSOCK(st.st_mode):
+                return Fail(E.ECONNREFUSED), b""
+            if not self._socket_allowed(call, st):
+                r = self._denied(call, _DENY, by, detail)
+                if r is not None:
+                    return r, b""
+            return None, raw[:2] + f"/proc/self/fd/{opath}".encode() + b"\0"
+        if fam in (_AF_INET, _AF_INET6) and self.allow_connect and len(raw) >= 2 \
+                and int.from_bytes(raw[:2], sys.byteorder) == fam:
+            host, port = _inet(raw, fam)
+            if not self._inet_allowed(host, port):
+                r = self._denied(call, _DENY, by, f"{host}:{port}")
+                if r is not None:
+                    return r, b""
+        return None, raw
 
     def _socket_allowed(self, call: Any, st: os.stat_result) -> bool:
         for p in self.allowed_socket_paths:
@@ -762,12 +784,26 @@ def _openat2(dirfd: int, path: bytes, flags: int, mode: int, resolve: int) -> in
     return syscall(nr("openat2"), dirfd, path, how, 24)
 
 
-# connect and socketcall per ABI (audit arch token, numbers), for the default listener filter;
-# tests check these against the arch tables (sysgate.notify.notify_program builds the same).
+# The calls every run mediates, per ABI (audit arch token, numbers notified always, numbers
+# notified only when argument 4, the destination address, is not NULL: sendto), for the default
+# listener filter; tests check these against the arch tables (sysgate.notify.notify_program with
+# if_nonzero=_IF_ADDRESS builds the same). x32's sendmsg/sendmmsg are its compat ones.
+_MEDIATED = ("connect", "socketcall", "sendmsg", "sendmmsg")
+_IF_ADDRESS = {"sendto": 4}
+# The hand-off of the listener is itself a sendmsg, made after the listener filter is installed:
+# the filter lets the native sendmsg with exactly these flags through (a value: MSG_NOSIGNAL|
+# MSG_DONTWAIT|MSG_TRUNC|MSG_PEEK, a combination no sender uses, the kernel ignores the last two on
+# a unix stream socket), and right after the hand-off a second filter (_seal_program) fails every
+# sendmsg with these flags with EPERM: ERRNO outranks the listener filter's ALLOW, and filters are
+# never removed, so nothing the command runs can use that route.
+_HANDOFF_FLAGS = 0x4062
+_UNLESS = {"sendmsg": (2, _HANDOFF_FLAGS)}
 _CONNECT_NRS = {
-    "x86_64": ((0xC000003E, (42, 0x4000002A)), (0x40000003, (102, 362))),
-    "aarch64": ((0xC00000B7, (203,)), (0x40000028, (283,))),
+    "x86_64": ((0xC000003E, (42, 46, 307, 0x4000002A, 0x40000206, 0x4000021A), (44, 0x4000002C)),
+               (0x40000003, (102, 345, 362, 370), (369,))),
+    "aarch64": ((0xC00000B7, (203, 211, 269), (206,)), (0x40000028, (283, 296, 374), (290,))),
 }
+_SENDMSG_NR = {"x86_64": 46, "aarch64": 211}  # the native sendmsg (the first token's), see _HANDOFF_FLAGS
 
 
 def _machine_key() -> str:
@@ -776,14 +812,24 @@ def _machine_key() -> str:
 
 
 def _connect_program(table: tuple) -> bytes:
-    """USER_NOTIF for the numbers of each arch token, ALLOW otherwise (what notify_program emits)."""
+    """USER_NOTIF for the numbers of each arch token (the conditional ones when argument 4 is not
+    0), ALLOW otherwise: what notify_program emits, for little-endian machines."""
     import struct
 
     ins: list[tuple[int, int, int, int]] = [(0x20, 0, 0, 4)]  # ld [4]: arch
-    for token, nrs in table:
+    lo, hi = 16 + 8 * 4, 16 + 8 * 4 + 4
+    handoff = _SENDMSG_NR.get(_machine_key())
+    for k, (token, nrs, if_addr) in enumerate(table):
         block = [(0x20, 0, 0, 0)]  # ld [0]: nr
         for n in sorted(nrs):
+            if k == 0 and n == handoff:  # notify unless flags (arg 2) are exactly _HANDOFF_FLAGS
+                block += [(0x15, 0, 6, n), (0x20, 0, 0, 32), (0x15, 0, 3, _HANDOFF_FLAGS), (0x20, 0, 0, 36),
+                          (0x15, 0, 1, 0), (0x06, 0, 0, 0x7FFF0000), (0x06, 0, 0, 0x7FC00000)]
+                continue
             block += [(0x15, 0, 1, n), (0x06, 0, 0, 0x7FC00000)]  # jeq n; ret USER_NOTIF
+        for n in sorted(if_addr):  # jeq n; ld lo; jeq 0 (else notify); ld hi; jeq 0 -> allow; notify
+            block += [(0x15, 0, 6, n), (0x20, 0, 0, lo), (0x15, 0, 2, 0), (0x20, 0, 0, hi), (0x15, 1, 0, 0),
+                      (0x06, 0, 0, 0x7FC00000), (0x06, 0, 0, 0x7FFF0000)]
         block.append((0x06, 0, 0, 0x7FFF0000))
         ins.append((0x15, 0, len(block), token))
         ins += block
@@ -805,6 +851,34 @@ def _default_listener() -> Any:
         table = _CONNECT_NRS.get(_machine_key())
         _DEFAULT_LISTENER = FilterProgram(_connect_program(table), False, "") if table else False
     return _DEFAULT_LISTENER or None
+
+
+_SEAL: Any = None
+
+
+def _seal_program() -> Any:
+    """The filter loaded right after the hand-off: EPERM for the native sendmsg with flags
+    _HANDOFF_FLAGS (the low 32 bits, all the kernel reads of an int), ALLOW for everything else."""
+    global _SEAL
+    if _SEAL is None:
+        import struct
+
+        from .filters import FilterProgram
+
+        key = _machine_key()
+        if key in _CONNECT_NRS:  # without the arch tables on the default path
+            token, sendmsg = _CONNECT_NRS[key][0][0], _SENDMSG_NR[key]
+        else:
+            from ..arch import native
+
+            token, sendmsg = native().token, native().nr("sendmsg")
+        lo = 32 if sys.byteorder == "little" else 36
+        ins = [(0x20, 0, 0, 4), (0x15, 0, 5, token), (0x20, 0, 0, 0), (0x15, 0, 3, sendmsg),
+               (0x20, 0, 0, lo), (0x15, 0, 1, _HANDOFF_FLAGS), (0x06, 0, 0, 0x00050000 | E.EPERM),
+               (0x06, 0, 0, 0x7FFF0000)]
+        e = "<" if sys.byteorder == "little" else ">"
+        _SEAL = FilterProgram(b"".join(struct.pack(e + "HBBI", *i) for i in ins), False, "")
+    return _SEAL
 
 
 def _listener_flags() -> int:
