@@ -41,8 +41,9 @@ import errno as E
 import os
 import sys
 
-from . import _ffi as ctypes
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
+from ..kernel import mount as M
 from .options import JailConfigError
 from .result import SandboxError
 
@@ -97,7 +98,7 @@ class NotifySetup:
     """What the launch needs: the listener filter, the socketpair, and the supervisor thread."""
 
     def __init__(self, opts: Any, program: Any) -> None:
-        import _socket  # noqa: F401 - imported here so the forked child imports nothing
+        from .._startup import socket as _socket  # noqa: F401 - imported here so the forked child imports nothing
 
         self.opts = opts
         self.log = bool(opts.log_denials or opts.ask)
@@ -192,7 +193,7 @@ class NotifySetup:
 
     # -- in the command's process, right before execve (imports nothing, starts nothing) ----------
     def handoff(self) -> None:
-        import _socket
+        from .._startup import socket as _socket
 
         fd = N.check(N.sysc("seccomp", N.c_long(1), N.c_long(self.flags), ctypes.byref(self.listener.fprog)),
                      "install the supervisor's filter")
@@ -246,7 +247,7 @@ class NotifySetup:
             self._done.release()
 
     def _serve(self) -> None:
-        import _socket
+        from .._startup import socket as _socket
 
         listener = -1
         try:
@@ -496,10 +497,10 @@ class NotifySetup:
         return (host, port) in self._connect_addrs or (host, 0) in self._connect_addrs
 
     # -- path resolution in the sandbox's view ----------------------------------------------------
-    def _absolute(self, call: Any, path: bytes, dirfd: int = N.AT_FDCWD) -> bytes:
+    def _absolute(self, call: Any, path: bytes, dirfd: int = M.AT_FDCWD) -> bytes:
         if path.startswith(b"/"):
             return path
-        if dirfd == N.AT_FDCWD:
+        if dirfd == M.AT_FDCWD:
             base = os.readlink(f"/proc/{call.pid}/cwd")
         else:
             base = os.readlink(f"/proc/{call.pid}/fd/{dirfd}")
@@ -508,7 +509,7 @@ class NotifySetup:
         call.check()
         return os.fsencode(base).rstrip(b"/") + b"/" + path
 
-    def _resolve(self, call: Any, path: bytes, flags: int, dirfd: int = N.AT_FDCWD, mode: int = 0) -> int:
+    def _resolve(self, call: Any, path: bytes, flags: int, dirfd: int = M.AT_FDCWD, mode: int = 0) -> int:
         """openat2 of ``path`` in the target's root (links followed inside it, no magic links)."""
         full = self._absolute(call, path, dirfd)
         fd = _openat2(call.root(), full, flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
@@ -517,10 +518,10 @@ class NotifySetup:
 
     # -- open / openat / openat2 ----------------------------------------------------------------
     def _open(self, call: Any) -> Any:
-        return self._do_open(call, N.AT_FDCWD, call.args[0], call.args[1] & 0xFFFFFFFF, call.args[2] & 0o7777)
+        return self._do_open(call, M.AT_FDCWD, call.args[0], call.args[1] & 0xFFFFFFFF, call.args[2] & 0o7777)
 
     def _creat(self, call: Any) -> Any:
-        return self._do_open(call, N.AT_FDCWD, call.args[0], os.O_CREAT | os.O_WRONLY | os.O_TRUNC,
+        return self._do_open(call, M.AT_FDCWD, call.args[0], os.O_CREAT | os.O_WRONLY | os.O_TRUNC,
                              call.args[1] & 0o7777)
 
     def _openat(self, call: Any) -> Any:
@@ -729,7 +730,7 @@ def _wait_readable(fd: int, stop: int) -> bool:
 
 
 def _socketpair() -> tuple[int, int]:
-    import _socket
+    from .._startup import socket as _socket
 
     a, b = _socket.socketpair(_AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     return a.detach(), b.detach()

@@ -1,0 +1,140 @@
+"""Start-up fast paths: the one module of sysgate that uses private CPython modules.
+
+``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs a few
+milliseconds to import is a large share of it. Each trick below was measured (CPython 3.11,
+``python -X importtime -I -S -c 'import X'``, median of 15, and ``sysgate run -- /bin/true``
+end to end with ``SYSGATE_PUBLIC_STDLIB=1`` against without; bench/bench_startup.py) and is
+kept only because the public module costs that much on the run path:
+
+=============  ===================  ==========================================  ===========
+name here      private module       public module (what it imports besides)      budget
+=============  ===================  ==========================================  ===========
+``ctypes``     ``_ctypes``          ``ctypes`` (``struct``, ``ctypes._endian``,  ~1.5 ms
+                                    thirty types and loaders)
+``signal``     ``_signal``          ``signal`` (``enum``: its ``Signals`` types)  ~3 ms
+``sha256``     ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)          ~2 ms
+``socket``     ``_socket``          ``socket`` (``enum``, ``selectors``)         ~4 ms
+=============  ===================  ==========================================  ===========
+
+(the budgets overlap: ``signal`` and ``socket`` share ``enum``; together they are ~8 ms of a
+run whose own share is ~15 ms). ``_thread`` is not among them: it is documented
+(https://docs.python.org/3/library/_thread.html) and used as it is.
+
+Each trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
+other interpreter or version, or with ``SYSGATE_PUBLIC_STDLIB=1`` in the environment, every name
+here is the public module itself, so a new CPython costs start-up time, never correctness.
+The vfork launcher of :mod:`sysgate.jail.runner` (Python run on a foreign stack in a ``CLONE_VM``
+child) is validated on the same versions and reads the same flag.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["VALIDATED", "ctypes", "signal"]  # and, imported when first used, "sha256" and "socket"
+
+#: CPython versions whose private modules and interpreter internals the fast paths were tested on.
+VALIDATED: bool = (sys.implementation.name == "cpython" and (3, 10) <= sys.version_info[:2] <= (3, 13)
+                   and getattr(sys, "_is_gil_enabled", lambda: True)()
+                   and os.environ.get("SYSGATE_PUBLIC_STDLIB", "") != "1")
+
+
+def _mini_ctypes() -> object:
+    """The dozen ctypes names sysgate's kernel layer uses, defined as ``ctypes/__init__.py`` does
+    on the same ``_ctypes`` types (so objects of either mix: a ``ctypes.c_long`` is a fine
+    argument to a function loaded here)."""
+    import _ctypes
+    from _ctypes import CFuncPtr, _SimpleCData
+
+    m = type(sys)("sysgate._startup.ctypes")
+    ns = m.__dict__
+    for name, code in (("c_int", "i"), ("c_uint", "I"), ("c_long", "l"), ("c_ulong", "L"), ("c_ushort", "H"),
+                       ("c_char", "c"), ("c_char_p", "z"), ("c_void_p", "P")):
+        ns[name] = type(name, (_SimpleCData,), {"_type_": code, "__module__": "ctypes"})
+    c_int, c_long, c_void_p, c_char = ns["c_int"], ns["c_long"], ns["c_void_p"], ns["c_char"]
+    if not _ctypes.sizeof(c_long) == _ctypes.sizeof(c_void_p) == 8 or _ctypes.sizeof(c_int) != 4:
+        raise ImportError("not LP64")  # the aliases below are LP64's
+    ns.update(c_size_t=ns["c_ulong"], c_uint64=ns["c_ulong"], c_uint32=ns["c_uint"], c_int32=c_int,
+              Structure=_ctypes.Structure, POINTER=_ctypes.POINTER, byref=_ctypes.byref, sizeof=_ctypes.sizeof,
+              addressof=_ctypes.addressof, get_errno=_ctypes.get_errno, set_errno=_ctypes.set_errno)
+
+    def create_string_buffer(init: bytes, size: int) -> object:
+        """A writable ``char[size]`` holding ``init`` (NUL bytes included)."""
+        buf = (c_char * size)()
+        buf.value = init  # copies every byte of init, and a terminating NUL if there is room
+        return buf
+
+    functypes: dict = {}
+
+    def CFUNCTYPE(restype: type, *argtypes: type) -> type:
+        t = functypes.get((restype, argtypes))
+        if t is None:
+            t = functypes[(restype, argtypes)] = type(
+                "CFunctionType", (CFuncPtr,),
+                {"_argtypes_": argtypes, "_restype_": restype, "_flags_": _ctypes.FUNCFLAG_CDECL})
+        return t
+
+    class CDLL:
+        """A loaded library; ``lib.name`` is its function ``name`` (returns ``int``)."""
+
+        _func_flags_ = _ctypes.FUNCFLAG_CDECL
+
+        def __init__(self, name: str | None, use_errno: bool = False) -> None:
+            self._name = name
+            self._handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL)
+            flags = self._func_flags_ | (_ctypes.FUNCFLAG_USE_ERRNO if use_errno else 0)
+            self._FuncPtr = type("_FuncPtr", (CFuncPtr,), {"_flags_": flags, "_restype_": c_int})
+
+        def __getattr__(self, name: str) -> object:
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
+            func = self._FuncPtr((name, self))
+            func.__name__ = name
+            setattr(self, name, func)
+            return func
+
+        def __getitem__(self, name: str) -> object:  # a fresh function object (argtypes of its own)
+            func = self._FuncPtr((name, self))
+            func.__name__ = name
+            return func
+
+    class PyDLL(CDLL):
+        """Like :class:`CDLL`, but calls keep the GIL."""
+
+        _func_flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI
+
+    ns.update(create_string_buffer=create_string_buffer, CFUNCTYPE=CFUNCTYPE, CDLL=CDLL, PyDLL=PyDLL)
+    return m
+
+
+if VALIDATED:
+    import _signal as signal
+
+    try:
+        ctypes = _mini_ctypes()
+    except ImportError:  # not LP64
+        import ctypes  # type: ignore[no-redef]
+else:
+    import ctypes  # type: ignore[no-redef]
+    import signal  # type: ignore[no-redef]
+
+
+def __getattr__(name: str) -> object:
+    # sha256 and socket are imported when first asked for: not every run needs them
+    if name == "sha256":
+        if not VALIDATED:
+            from hashlib import sha256
+        elif sys.version_info >= (3, 12):
+            from _sha2 import sha256  # type: ignore[import-not-found]
+        else:
+            from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
+        globals()["sha256"] = sha256
+        return sha256
+    if name == "socket":
+        if VALIDATED:
+            import _socket as socket
+        else:
+            import socket  # type: ignore[no-redef]
+        globals()["socket"] = socket
+        return socket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
