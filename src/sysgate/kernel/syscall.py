@@ -15,6 +15,7 @@ import, so a call in a forked child imports nothing, takes no lock and starts no
 """
 from __future__ import annotations
 
+import errno as _errno
 import os
 
 from .._startup import ctypes
@@ -117,9 +118,7 @@ def check(ret: int, what: str) -> int:
 
 def errno_name(code: int) -> str:
     """Symbolic name of an errno value (``"EINVAL"``), or the number if unknown."""
-    import errno
-
-    return errno.errorcode.get(code, str(code))
+    return _errno.errorcode.get(code, str(code))
 
 
 # prctl(2) options (<linux/prctl.h>)
