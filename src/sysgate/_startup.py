@@ -35,8 +35,15 @@ __all__ = ["VALIDATED", "ctypes", "signal"]  # and, imported when first used, "s
 
 #: CPython versions whose private modules and interpreter internals the fast paths were tested on.
 VALIDATED: bool = (sys.implementation.name == "cpython" and (3, 10) <= sys.version_info[:2] <= (3, 13)
-                   and getattr(sys, "_is_gil_enabled", lambda: True)()
-                   and os.environ.get("SYSGATE_PUBLIC_STDLIB", "") != "1")
+                   and getattr(sys, "_is_gil_enabled", lambda: True)())
+
+# SYSGATE_PUBLIC_STDLIB=1 (or a comma-separated list of the names above) takes the public modules:
+# how the budgets are measured, and a way out should a trick misbehave.
+_PUBLIC = os.environ.get("SYSGATE_PUBLIC_STDLIB", "")
+
+
+def _fast(name: str) -> bool:
+    return VALIDATED and _PUBLIC not in ("1", "all") and name not in _PUBLIC.split(",")
 
 
 def _mini_ctypes() -> object:
@@ -107,22 +114,24 @@ def _mini_ctypes() -> object:
     return m
 
 
-if VALIDATED:
+if _fast("signal"):
     import _signal as signal
-
+else:
+    import signal  # type: ignore[no-redef]
+ctypes: object
+if _fast("ctypes"):
     try:
         ctypes = _mini_ctypes()
     except ImportError:  # not LP64
         import ctypes  # type: ignore[no-redef]
 else:
     import ctypes  # type: ignore[no-redef]
-    import signal  # type: ignore[no-redef]
 
 
 def __getattr__(name: str) -> object:
     # sha256 and socket are imported when first asked for: not every run needs them
     if name == "sha256":
-        if not VALIDATED:
+        if not _fast("sha256"):
             from hashlib import sha256
         elif sys.version_info >= (3, 12):
             from _sha2 import sha256  # type: ignore[import-not-found]
@@ -131,7 +140,7 @@ def __getattr__(name: str) -> object:
         globals()["sha256"] = sha256
         return sha256
     if name == "socket":
-        if VALIDATED:
+        if _fast("socket"):
             import _socket as socket
         else:
             import socket  # type: ignore[no-redef]
