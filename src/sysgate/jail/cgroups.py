@@ -25,9 +25,9 @@ from __future__ import annotations
 import errno as E
 import itertools
 import os
-import signal
 import time
 
+from .._startup import signal
 from ..kernel import syscall as N
 from .options import Options
 
