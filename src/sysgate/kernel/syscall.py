@@ -144,9 +144,14 @@ def prctl(option: int, arg2: Arg = 0, arg3: Arg = 0, arg4: Arg = 0, arg5: Arg = 
     return syscall(_NR_PRCTL, option, arg2, arg3, arg4, arg5)
 
 
+_prctl = libc_gil["prctl"]  # a function object of its own: these argtypes apply to it alone
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
 def raw_prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
-    """``prctl(2)`` returning -1 on error (for :func:`check`), keeping the GIL."""
-    return int(_ksyscall(c_long(_NR_PRCTL), c_long(option), c_long(a2), c_long(a3), c_long(a4), c_long(a5)))
+    """``prctl(2)`` returning -1 on error (for :func:`check`), keeping the GIL; arguments converted
+    in C (the jail drops some forty capabilities with it on every start)."""
+    return int(_prctl(option, a2, a3, a4, a5))
 
 
 # seccomp(2) operations (<linux/seccomp.h>)
