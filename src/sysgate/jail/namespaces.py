@@ -167,9 +167,7 @@ def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
     from .._startup import signal as _signal
 
     size = 1 << 16
-    stack = P.mmap(None, size, 3, 0x22 | 0x20000, -1, 0)  # RW, PRIVATE|ANONYMOUS|STACK
-    if stack in (None, P.MAP_FAILED):
-        N.check(-1, "allocate a stack")
+    stack = P.alloc_stack(size, "the user namespace's first task")
     pause = P.CLONE_FN(("pause", N.libc))  # the child runs no Python: it only waits to be killed
     old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
@@ -197,12 +195,8 @@ def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
                 continue
             except ChildProcessError:
                 break
-        _munmap(stack, size)
+        P.munmap(stack, size)
     return fd
-
-
-def _munmap(addr: int, size: int) -> None:
-    P.munmap(addr, size)
 
 
 def _write(path: bytes, data: bytes, what: str) -> None:

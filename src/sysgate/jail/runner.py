@@ -106,8 +106,7 @@ _TIOCSPTLCK, _TIOCGPTN, _TCSETS, _TIOCSWINSZ = 0x40045431, 0x80045430, 0x5402, 0
 _raw_syscall = N.libc_gil.syscall  # keeps the GIL across the call: the child is born holding it
 _execve = N.libc["execve"]
 _execve.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
-_munmap = N.libc["munmap"]
-_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_munmap = P.munmap
 
 
 def vfork_supported() -> bool:
@@ -423,10 +422,8 @@ _CLONE_FILES = P.CLONE_FILES
 
 
 def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
-    base = P.mmap(None, PID1_STACK, 3, 0x22 | 0x20000, -1, 0)  # no lock: we may be a forked copy
-    if base in (None, P.MAP_FAILED):
-        N.check(-1, "allocate a stack for the sandbox's PID 1")
-    R["pid1_stack"] = int(base)
+    base = P.alloc_stack(PID1_STACK, "the sandbox's PID 1")  # no lock: we may be a forked copy
+    R["pid1_stack"] = base
     _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
     try:
         flags |= P.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
@@ -439,7 +436,7 @@ def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
     R["pid1"] = pid
 
 
-_CLONE_PARENT = 0x8000
+_CLONE_PARENT = P.CLONE_PARENT
 
 
 def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
@@ -525,9 +522,7 @@ def _helper_mount(target: bytes) -> None:
 
 def _helper_run(fn: Any, flags: int, what: str) -> None:
     """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error."""
-    stack = P.mmap(None, 1 << 20, 3, 0x22 | 0x20000, -1, 0)
-    if stack in (None, P.MAP_FAILED):
-        N.check(-1, f"allocate a stack to {what}")
+    stack = P.alloc_stack(1 << 20, f"a helper to {what}")
     out: list = []
     key = id(out)
     _HELPER[key] = (fn, out)
@@ -911,11 +906,9 @@ def _get_stack() -> int:
     with _stack_lock:
         if _stacks:
             return _stacks.pop()
-    base = P.mmap(None, _STACK_SIZE, 3, 0x22 | 0x20000, -1, 0)  # RW, PRIVATE|ANONYMOUS|STACK
-    if base in (None, P.MAP_FAILED):
-        N.check(-1, "allocate a stack for the sandbox init")
+    base = P.alloc_stack(_STACK_SIZE, "the sandbox init")
     P.mprotect(base, 4096, 0)  # guard page
-    return int(base)
+    return base
 
 
 def _put_stack(base: int) -> None:

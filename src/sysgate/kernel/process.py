@@ -12,7 +12,7 @@ import os
 from .._startup import ctypes
 from .syscall import libc
 
-__all__ = ["clone", "CLONE_FN", "mmap", "mprotect", "munmap", "MAP_FAILED", "setns", "unshare", "pidfd_open",
+__all__ = ["clone", "CLONE_FN", "alloc_stack", "mmap", "mprotect", "munmap", "MAP_FAILED", "setns", "unshare", "pidfd_open",
            "sethostname", "ioctl", "socket", "host_root"]
 
 CLONE_VM = 0x100
@@ -45,6 +45,19 @@ mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 munmap = libc["munmap"]
 munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 MAP_FAILED = ctypes.c_void_p(-1).value
+_PROT_RW = 3
+_MAP_STACK = 0x22 | 0x20000  # MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK
+
+
+def alloc_stack(size: int, what: str) -> int:
+    """A private read-write mapping of ``size`` bytes for a ``clone()`` child's stack (takes no lock:
+    callable in a forked copy); :class:`.syscall.KernelError` naming ``what`` if there is no memory."""
+    base = mmap(None, size, _PROT_RW, _MAP_STACK, -1, 0)
+    if base in (None, MAP_FAILED):
+        from .syscall import check
+
+        check(-1, f"allocate a stack for {what}")
+    return int(base)
 
 setns = libc["setns"]
 setns.argtypes = [ctypes.c_int, ctypes.c_int]
