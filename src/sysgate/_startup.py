@@ -1,30 +1,33 @@
 """Start-up fast paths: the one module of sysgate that uses private CPython modules.
 
-``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs a few
-milliseconds to import is a large share of it. Each trick below was measured (CPython 3.11,
-``python -X importtime -I -S -c 'import X'``, median of 15, and ``sysgate run -- /bin/true``
-end to end with ``SYSGATE_PUBLIC_STDLIB=1`` against without; bench/bench_startup.py) and is
-kept only because the public module costs that much on the run path:
+``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs milliseconds
+to import is a large share of it. Each trick below is kept because it measurably matters on the run
+path; the budget is what it saves: CPU time of the import in a fresh ``python -I -S`` (private
+module vs public one, median of 21, CPython 3.11 / 3.13; measured on a loaded 2-core machine, so
+absolute values run high, the order holds). End to end, bench/bench_startup.py times the installed
+``sysgate run -- /bin/true`` against the same with ``SYSGATE_PUBLIC_STDLIB=1``.
 
-=============  ===================  ==========================================  ===========
-name here      private module       public module (what it imports besides)      budget
-=============  ===================  ==========================================  ===========
-``ctypes``     ``_ctypes``          ``ctypes`` (``struct``, ``ctypes._endian``,  ~1.5 ms
-                                    thirty types and loaders)
-``signal``     ``_signal``          ``signal`` (``enum``: its ``Signals`` types)  ~3 ms
-``sha256``     ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)          ~2 ms
-``socket``     ``_socket``          ``socket`` (``enum``, ``selectors``)         ~4 ms
-=============  ===================  ==========================================  ===========
+==========  ====================  ============================================  ===============
+name here   private module        public module (what it costs)                 saves (3.11/3.13)
+==========  ====================  ============================================  ===============
+``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,          4.2 / 4.6 ms
+                                  ``ctypes._endian``)
+``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)         7.0 / 2.3 ms
+``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)          3.5 / 2.7 ms
+``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)           9.5 / 9.6 ms
+==========  ====================  ============================================  ===============
 
-(the budgets overlap: ``signal`` and ``socket`` share ``enum``; together they are ~8 ms of a
-run whose own share is ~15 ms). ``_thread`` is not among them: it is documented
+(``signal`` and ``socket`` share ``enum``: together they save 9.3 / 9.8 ms.) The run path needs
+the first three on every run, ``socket`` whenever connect mediation is on (the default), ``sha256``
+to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
 
 Each trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
 other interpreter or version, or with ``SYSGATE_PUBLIC_STDLIB=1`` in the environment, every name
 here is the public module itself, so a new CPython costs start-up time, never correctness.
 The vfork launcher of :mod:`sysgate.jail.runner` (Python run on a foreign stack in a ``CLONE_VM``
-child) is validated on the same versions and reads the same flag.
+child) is validated on the same versions and is used only where :data:`VALIDATED` holds
+(``SYSGATE_PUBLIC_STDLIB`` does not change that).
 """
 from __future__ import annotations
 
