@@ -11,8 +11,19 @@ import os
 from .._startup import ctypes
 from .syscall import NR, c_long, libc_gil
 
-__all__ = ["mount", "umount2", "fsopen", "fsconfig", "fsmount", "move_mount", "open_tree", "mount_setattr",
-           "openat2", "MountAttr", "OpenHow"]
+__all__ = [
+    "MountAttr",
+    "OpenHow",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "openat2",
+    "umount2",
+]
 
 MS_RDONLY = 1
 MS_NOSUID = 2

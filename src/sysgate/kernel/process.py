@@ -12,8 +12,22 @@ import os
 from .._startup import ctypes
 from .syscall import libc
 
-__all__ = ["clone", "CLONE_FN", "alloc_stack", "mmap", "mprotect", "munmap", "MAP_FAILED", "setns", "unshare", "pidfd_open",
-           "sethostname", "ioctl", "socket", "host_root"]
+__all__ = [
+    "CLONE_FN",
+    "MAP_FAILED",
+    "alloc_stack",
+    "clone",
+    "host_root",
+    "ioctl",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "pidfd_open",
+    "sethostname",
+    "setns",
+    "socket",
+    "unshare",
+]
 
 CLONE_VM = 0x100
 CLONE_FS = 0x200

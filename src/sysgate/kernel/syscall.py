@@ -28,8 +28,24 @@ if TYPE_CHECKING:
     #: are taken as unsigned), ``None`` (NULL), bytes (a pointer to them) or any ctypes object.
     Arg = Union[int, None, bytes, object]
 
-__all__ = ["libc", "libc_gil", "NR", "nr", "syscall", "sysc", "ksysc", "check", "errno_of", "errno_name",
-           "KernelError", "prctl", "raw_prctl", "seccomp", "SockFprog", "c_long"]
+__all__ = [
+    "NR",
+    "KernelError",
+    "SockFprog",
+    "c_long",
+    "check",
+    "errno_name",
+    "errno_of",
+    "ksysc",
+    "libc",
+    "libc_gil",
+    "nr",
+    "prctl",
+    "raw_prctl",
+    "seccomp",
+    "sysc",
+    "syscall",
+]
 
 #: libc; calls release the GIL.
 libc = ctypes.CDLL(None, use_errno=True)
