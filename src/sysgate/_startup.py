@@ -17,7 +17,10 @@ name here   private module        public module (what it costs)                 
 ``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)           9.5 / 9.6 ms
 ==========  ====================  ============================================  ===============
 
-(``signal`` and ``socket`` share ``enum``: together they save 9.3 / 9.8 ms.) The run path needs
+(``signal`` and ``socket`` share ``enum``: together they save 9.3 / 9.8 ms.) End to end, CPU time
+of the pip-installed ``sysgate run -- /bin/true`` (bench/bench_startup.py --tricks, 3.11, median of
+30): each switched to its public module alone adds ctypes 1.2, signal 4.5, sha256 4.1, socket
+6.9 ms; all four 12.4 ms, to an own share (over ``python -I -S``) of 18.7 ms. The run path needs
 the first three on every run, ``socket`` whenever connect mediation is on (the default), ``sha256``
 to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
