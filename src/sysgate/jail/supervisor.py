@@ -43,7 +43,6 @@ import sys
 
 from .._startup import ctypes
 from ..kernel import syscall as N
-from ..kernel import mount as M
 from .options import JailConfigError
 from .result import SandboxError
 
@@ -497,10 +496,10 @@ class NotifySetup:
         return (host, port) in self._connect_addrs or (host, 0) in self._connect_addrs
 
     # -- path resolution in the sandbox's view ----------------------------------------------------
-    def _absolute(self, call: Any, path: bytes, dirfd: int = M.AT_FDCWD) -> bytes:
+    def _absolute(self, call: Any, path: bytes, dirfd: int = N.AT_FDCWD) -> bytes:
         if path.startswith(b"/"):
             return path
-        if dirfd == M.AT_FDCWD:
+        if dirfd == N.AT_FDCWD:
             base = os.readlink(f"/proc/{call.pid}/cwd")
         else:
             base = os.readlink(f"/proc/{call.pid}/fd/{dirfd}")
@@ -509,7 +508,7 @@ class NotifySetup:
         call.check()
         return os.fsencode(base).rstrip(b"/") + b"/" + path
 
-    def _resolve(self, call: Any, path: bytes, flags: int, dirfd: int = M.AT_FDCWD, mode: int = 0) -> int:
+    def _resolve(self, call: Any, path: bytes, flags: int, dirfd: int = N.AT_FDCWD, mode: int = 0) -> int:
         """openat2 of ``path`` in the target's root (links followed inside it, no magic links)."""
         full = self._absolute(call, path, dirfd)
         fd = _openat2(call.root(), full, flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
@@ -518,10 +517,10 @@ class NotifySetup:
 
     # -- open / openat / openat2 ----------------------------------------------------------------
     def _open(self, call: Any) -> Any:
-        return self._do_open(call, M.AT_FDCWD, call.args[0], call.args[1] & 0xFFFFFFFF, call.args[2] & 0o7777)
+        return self._do_open(call, N.AT_FDCWD, call.args[0], call.args[1] & 0xFFFFFFFF, call.args[2] & 0o7777)
 
     def _creat(self, call: Any) -> Any:
-        return self._do_open(call, M.AT_FDCWD, call.args[0], os.O_CREAT | os.O_WRONLY | os.O_TRUNC,
+        return self._do_open(call, N.AT_FDCWD, call.args[0], os.O_CREAT | os.O_WRONLY | os.O_TRUNC,
                              call.args[1] & 0o7777)
 
     def _openat(self, call: Any) -> Any:

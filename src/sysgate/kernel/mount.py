@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .._startup import ctypes
-from .syscall import NR, c_long, libc_gil
+from .syscall import AT_FDCWD, NR, c_long, libc_gil
 
 __all__ = [
     "MountAttr",
@@ -37,7 +37,6 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
-AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000

@@ -137,6 +137,9 @@ def errno_name(code: int) -> str:
     return _errno.errorcode.get(code, str(code))
 
 
+#: "relative to the working directory" for the ``*at()`` calls (openat2, the mount API, ...).
+AT_FDCWD = -100
+
 # prctl(2) options (<linux/prctl.h>)
 PR_SET_PDEATHSIG = 1
 PR_GET_DUMPABLE = 3
