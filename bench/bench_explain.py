@@ -12,7 +12,9 @@ x86_64 and aarch64 are both little-endian, so one program holds all three arches
   program we compile;
 * the same explain of the program libseccomp 2.5.4 builds from the same rules (default layout:
   long compare chains, ~3x the instructions), for scale;
-* whole process: ``python3 -m sysgate explain docker-default --arch ...`` wall time.
+* whole process: ``python3 -m sysgate explain docker-default --arch ...`` wall time;
+* emulator throughput: ``bpf.emulator.run`` of the same program on 2,000 random calls (runs
+  per second; the emulator, flow analysis and explain share ``bpf.decoder``).
 """
 from __future__ import annotations
 
@@ -43,6 +45,26 @@ def median_time(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def emulate_throughput(prog, runs: int) -> float:  # type: ignore[no-untyped-def]
+    """``emulator.run`` calls per second on random x86_64 calls (median of ``runs`` rounds)."""
+    import random
+
+    from sysgate import arch as A
+    from sysgate.bpf.emulator import SeccompData, run
+
+    prog = tuple(prog)
+    rng = random.Random(1)
+    token = A.get("x86_64").token
+    datas = [SeccompData(rng.randrange(460), token, 0,
+                         tuple(rng.choice((0, 1, 0x7E020000, 1 << 31)) for _ in range(6))).pack("little")
+             for _ in range(2000)]
+
+    def once() -> None:
+        for d in datas:
+            run(prog, d, "little")
+    return len(datas) / median_time(once, runs)
 
 
 def main() -> int:
@@ -79,6 +101,8 @@ def main() -> int:
     except (ImportError, OSError, RuntimeError) as e:  # no libseccomp: the comparison is optional
         out["libseccomp_error"] = str(e)
 
+    out["emulate_runs_per_s"] = emulate_throughput(ours, args.runs)
+
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "sysgate", "explain", "docker-default", "--arch", ",".join(ARCHES)],
                        capture_output=True, text=True, cwd=ROOT)
@@ -96,6 +120,7 @@ def main() -> int:
         if "libseccomp_explain_s" in out:
             print(f"  libseccomp's program ({out['libseccomp_insns']} insns, {out['libseccomp_paths']} paths): "
                   f"{out['libseccomp_explain_s'] * 1000:8.1f} ms")
+        print(f"  emulator (bpf.emulator.run):       {out['emulate_runs_per_s']:8.0f} runs/s")
         print(f"  whole CLI process:                 {out['cli_s'] * 1000:8.1f} ms")
         print("OK" if out["ok"] else "SLOWER THAN TARGET")
     return 0 if out["ok"] else 1

@@ -17,6 +17,10 @@ measured in the same run where one exists:
   one comparison per argument in a rule, so it has no figure here.
 * **explain**: the slowest of random kernel-accepted programs (seeded; up to 60 instructions)
   and compiled policies near the 4,096-instruction limit.
+* **explain, adversarial families** (``tests/adversarial_programs.py``): chains of n diamonds
+  (tests whose arms re-join) on different arguments, on one argument with overlapping ranges,
+  with scratch-memory stores, with ALU steps on A and X, and a counter of true tests; the worst
+  time per family over seeds and sizes up to the instruction limit, whether explained or refused.
 * **explain --to docker --lossy** (``analysis.export.to_policy``): the slowest random program.
 * **disasm of a 10 MB raw file**: time to the refusal.
 
@@ -163,6 +167,38 @@ def explain_worst(count: int) -> dict:
             "explain_long_worst_s": big, "long_program_insns": length}
 
 
+def explain_families(seeds: int) -> dict:
+    """Worst explain + render time per adversarial family (wall, and CPU: this process's own time,
+    which a loaded machine disturbs less), and how many were explained / refused."""
+    from adversarial_programs import FAMILIES, family
+
+    from sysgate.analysis.explain import explain_programs
+    from sysgate.analysis.symexec import AnalysisError
+
+    out = {}
+    for name in FAMILIES:
+        worst, worst_cpu, worst_n, explained, refused = 0.0, 0.0, 0, 0, 0
+        for n in (4, 16, 64, 256, 1000):
+            for seed in range(seeds):
+                try:
+                    p = family(name, random.Random(seed * 7919 + n), n)
+                except ValueError:  # over the kernel's 4,096 instructions
+                    continue
+                t, c = time.perf_counter(), time.process_time()
+                try:
+                    explain_programs([p], "little", naming=["x86_64"]).render()
+                    explained += 1
+                except AnalysisError:
+                    refused += 1
+                dt, dc = time.perf_counter() - t, time.process_time() - c
+                worst_cpu = max(worst_cpu, dc)
+                if dt > worst:
+                    worst, worst_n = dt, n
+        out[name] = {"worst_s": worst, "worst_cpu_s": worst_cpu, "worst_diamonds": worst_n, "explained": explained,
+                     "refused": refused}
+    return out
+
+
 def disasm_oversized(tmp: str) -> float:
     from sysgate.bpf import insn as I
     from sysgate.cli import main
@@ -188,13 +224,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--explain-only", action="store_true", help="only the explain figures")
     args = ap.parse_args()
+    if args.explain_only:
+        res = {"explain": explain_worst(100 if args.quick else 400),
+               "explain_families": explain_families(3 if args.quick else 10)}
+        print(json.dumps(res, indent=1))
+        return
     sizes = [300, 1000, 3000] if args.quick else [300, 1000, 3000, 10000, 30000]
     with tempfile.TemporaryDirectory() as tmp:
         res = {
             "argument_rules": argument_rules(sizes, args.runs, tmp),
             "and_terms": and_terms([250, 500, 1000], args.runs, tmp),
             "explain": explain_worst(100 if args.quick else 400),
+            "explain_families": explain_families(3 if args.quick else 10),
             "disasm_10MB_refused_s": disasm_oversized(tmp),
         }
     if args.json:
@@ -215,6 +258,11 @@ def main() -> None:
     e = res["explain"]
     print(f"explain: worst of {e['random_programs']} random accepted programs {e['explain_worst_s']:.3f} s; "
           f"{e['long_program_insns']}-instruction compiled program {e['explain_long_worst_s']:.3f} s")
+    print("explain, adversarial families (chains of n diamonds, n up to 1,000; worst of explained or refused):")
+    for name, r in res["explain_families"].items():
+        print(f"  {name:9s} worst {r['worst_s']:.3f} s (n={r['worst_diamonds']}; CPU {r['worst_cpu_s']:.3f} s), "
+              f"{r['explained']} explained, "
+              f"{r['refused']} refused as too complex")
     print(f"explain --to docker --lossy (to_policy): worst {e['export_lossy_worst_s']:.3f} s")
     print(f"disasm of a 10 MB raw file: refused in {res['disasm_10MB_refused_s']:.3f} s")
 

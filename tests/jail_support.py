@@ -186,7 +186,7 @@ def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
     """
     import json  # noqa: F401
     import signal  # noqa: F401
-    from sysgate.jail import audit, cgroups, filters, landlock, netpool  # noqa: F401
+    from sysgate.jail import audit_log, cgroups, filters, landlock, netpool  # noqa: F401
 
     filters.get("docker-default")
     def body(a: tuple) -> Any:

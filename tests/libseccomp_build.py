@@ -96,3 +96,19 @@ def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
         order = A.get(p.arches[0]).byteorder if p.arches else "little"
         out.append(o["error"] if "error" in o else decode(bytes.fromhex(o["bpf"][0]), order))
     return out
+
+
+def zero_extended(a: "A.Arch | str", nr: int, args: list[int]) -> list[int]:
+    """``args`` as the kernel's handler of call ``nr`` sees them, written as libseccomp reads that
+    value: the high word of each argument a 64-bit ABI's handler reads as 32 bits cleared.
+
+    sysgate decides those arguments on their low word, libseccomp on all 64 bits; on these
+    vectors the two agree (when no condition value on such an argument is sign-extended), so a
+    difference on ``args`` that vanishes here is the deliberate one (tests/test_int_args.py)."""
+    from sysgate.compiler.lower import narrow_args
+
+    a = A.get(a)
+    if a.compare_bits == 32:
+        return list(args)
+    low = narrow_args(a, nr)
+    return [v & 0xFFFFFFFF if i in low else v for i, v in enumerate(args)]

@@ -28,6 +28,7 @@ from sysgate.bpf.emulator import check, emulate
 from sysgate.bpf.insn import decode
 from sysgate.compiler import compile_policy
 from sysgate.policy import ALLOW, KILL_PROCESS, LOG, TRAP, Action, ActionKind, Condition, Op, Policy, Rule, errno
+from sysgate.compiler.lower import narrow_args
 from sysgate.reference import evaluate
 
 import libseccomp_build as LB
@@ -136,9 +137,10 @@ def test_x32_docker_default_socket_and_personality() -> None:
         assert emulate(prog, x32, sock, args).ret == want.ret
     assert evaluate(policy, "x32", pers, [U64]) == ALLOW
     assert emulate(prog, x32, pers, [U64]).ret == ALLOW.ret
-    # x86_64 itself compares all 64 bits, as libseccomp does
+    # x86_64 decides personality's unsigned int on its low word too (libseccomp compares all 64
+    # bits there and refuses it: tests/test_int_args.py lists that difference)
     x64 = A.get("x86_64")
-    assert emulate(prog, x64, x64.nr("personality"), [U64]).ret == EPERM.ret
+    assert emulate(prog, x64, x64.nr("personality"), [U64]).ret == ALLOW.ret
 
 
 @st.composite
@@ -176,7 +178,10 @@ def test_x32_n32_arguments_same_as_libseccomp(policies: list[Policy]) -> None:
                             for _ in range(6)]
                     want = evaluate(policy, a.name, nr, args)
                     assert emulate(ours, a, nr, args).ret == want.ret, (a.name, args, policy)
-                    assert emulate(lib, a, nr, args).ret == want.ret, (a.name, args, policy)
+                    # mips64 beside n32: libseccomp reads its int arguments' high word, sysgate
+                    # does not (test_int_args.py); both agree where those high words are 0
+                    if a.compare_bits == 32 or all(args[i] >> 32 == 0 for i in narrow_args(a, nr)):
+                        assert emulate(lib, a, nr, args).ret == want.ret, (a.name, args, policy)
 
 
 # --- 3. multiplexed socket and IPC calls --------------------------------------------------------

@@ -1,22 +1,15 @@
 """What ``sysgate compile`` loads and how its command line is read: the structure behind its
 start-up time (the timings themselves live in bench/bench_compile.py, not here).
 
-* the compile path imports no module it does not need (no argparse, json, re, enum, typing,
-  difflib, no jail, analysis or other format modules);
-* the argparse-free reader of ``sysgate compile`` command lines reads every line it accepts
-  exactly as the argparse parser does, and leaves every other line (help, errors, odd
-  spellings) to argparse;
-* the pieces that replace slower stdlib paths (json decoding, syscall-name checks, the policy
-  enums) behave as what they replace.
+* the compile path imports no module it does not need (no typing, difflib, no jail, analysis or
+  other format modules; argparse reads the command line, and builds the parser of ``compile``
+  only).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
-import enum
 import gc
 import io
-import json
 import os
 import pickle
 import subprocess
@@ -28,22 +21,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sysgate
-from sysgate import arch as A
 from sysgate import cli
-from sysgate.formats import jsondecode
 from sysgate.policy import Action, ActionKind, Op
 
 SRC = Path(sysgate.__file__).resolve().parents[1]
 
 # Modules ``sysgate compile`` must not import: the other commands' machinery, and stdlib
-# modules whose import alone costs milliseconds (argparse brings gettext, locale and shutil).
+# modules whose import alone costs milliseconds.
 NOT_ON_COMPILE_PATH = (
     "sysgate.jail", "sysgate.analysis", "sysgate.compat", "sysgate.kernel", "sysgate.commands.convert",
     "sysgate.commands.inspect", "sysgate.formats.minijail", "sysgate.formats.kafel", "sysgate.formats.systemd",
     "sysgate.formats.firecracker", "sysgate.formats.k8s", "sysgate.formats.oci", "sysgate.formats.logic",
-    "sysgate.syscall_groups", "sysgate.constants", "sysgate.arch.constants",
+    "sysgate.syscall_groups", "sysgate.constants", "sysgate.arch.constant_tables",
     "sysgate.bpf.emulator", "sysgate.bpf.disasm", "sysgate.bpf.asm",
-    "argparse", "gettext", "locale", "shutil", "json", "re", "enum", "typing", "difflib", "platform",
+    "typing", "difflib", "platform",
     "dataclasses", "inspect", "subprocess", "tempfile",
 )
 
@@ -88,62 +79,7 @@ def test_compile_of_a_profile_file_imports_only_what_it_needs(tmp_path: Path) ->
     assert not bad, f"sysgate compile imported {bad}"
 
 
-# --------------------------------------------------------------------- the compile reader
-
-WORDS = ["docker-default", "p.json", "", "-", "--", "x86_64", "x86_64,x86", "hex", "raw", "c", "json", "bogus",
-         "-o", "--output", "--out", "-ofile", "-o=file", "-v", "--verbose", "-vo", "--arch", "--arch=x86_64",
-         "--arch=", "--arch=-x", "--ar", "--format", "--format=hex", "--format=bogus", "--caps", "--caps=CAP_KILL",
-         "--thread", "vmm", "--allow", "--allow=ptrace", "--deny", "--deny=write:EACCES", "write:EACCES", "-h",
-         "--help", "-x", "-1", "--version", "a b", "-a b", "=x", "compile", "--skip-unknown", "--skip-unknown=1",
-         "--skip"]
-
-
-def _argparse_read(words: list[str]) -> dict | None:
-    """What the full parser makes of ``sysgate compile WORDS``: its namespace, or None when it
-    stops (an error, or help)."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            ns = cli.build_parser().parse_args(["compile", *words])
-    except SystemExit:
-        return None
-    d = vars(ns)
-    d.pop("func")
-    return d
-
-
-@settings(max_examples=400, derandomize=True, deadline=None)
-@given(st.lists(st.sampled_from(WORDS), max_size=7))
-def test_compile_reader_reads_as_argparse_does(words: list[str]) -> None:
-    fast = cli.compile_args(words)
-    if fast is None:
-        return  # argparse's to read
-    got = vars(fast)
-    assert got.pop("func").__name__ == "run"
-    assert got == _argparse_read(words)
-
-
-@pytest.mark.parametrize("words", [
-    ["docker-default", "-o", "out.bpf"],
-    ["p.json", "--arch", "x86_64,x86,x32", "--format", "hex", "-v"],
-    ["--arch=aarch64", "p.json", "--format=c", "--output", "f.c", "--caps", "CAP_KILL", "--thread", "vmm"],
-    ["p.json", "--allow", "ptrace", "--deny", "write:EACCES", "--allow=@mount", "--verbose"],
-])
-def test_compile_reader_takes_the_usual_lines(words: list[str]) -> None:
-    fast = cli.compile_args(words)
-    assert fast is not None
-    got = vars(fast)
-    got.pop("func")
-    assert got == _argparse_read(words)
-
-
-@pytest.mark.parametrize("words", [
-    [], ["-h"], ["p", "--help"], ["p", "q"], ["p", "--out", "x"], ["p", "-vo", "x"], ["p", "--format", "bogus"],
-    ["p", "-o"], ["p", "-o", "-"], ["--", "p"], ["p", "--arch", "-x"], ["-"], ["p", "--verbose=1"],
-])
-def test_compile_reader_leaves_the_rest_to_argparse(words: list[str]) -> None:
-    assert cli.compile_args(words) is None
-
+# --------------------------------------------------------------------- the parser of one command
 
 def _help(only: str | None, words: list[str]) -> str:
     out = io.StringIO()
@@ -165,68 +101,8 @@ def test_main_in_process_leaves_the_collector_alone(tmp_path: Path) -> None:
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
-# --------------------------------------------------------------------- stand-ins for the stdlib
+# --------------------------------------------------------------------- the policy enums
 
-def _outcome(f, arg) -> tuple:  # type: ignore[no-untyped-def]
-    try:
-        return ("ok", repr(f(arg)))
-    except (ValueError, RecursionError) as e:
-        return ("error", type(e).__name__, str(e))
-
-
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids, max_size=4),
-                    max_leaves=20)
-
-
-@settings(max_examples=300, derandomize=True, deadline=None)
-@given(JSON, st.sampled_from(["", " ", "\n\t ", "x", " 1", "]", "\ufeff"]), st.sampled_from(["", " \r\n", "{"]),
-       st.booleans())
-def test_jsondecode_is_json_loads(value: object, after: str, before: str, as_bytes: bool) -> None:
-    text = before + json.dumps(value, indent=1 if as_bytes else None) + after
-    arg: str | bytes = text.encode("utf-8") if as_bytes else text
-    assert _outcome(jsondecode.loads, arg) == _outcome(json.loads, arg)
-
-
-@pytest.mark.parametrize("text", ["", "{", '{"a": 1,', "[1, 2", "1 2", "\ufeff{}", "[" * 100000, '{"a": NaN}',
-                                  b"\xff\xfe{\x00}\x00", b"{\"a\": \"\xed\xa0\x80\"}", b"\x00{}", b"\xef\xbb\xbf{}"])
-def test_jsondecode_errors_are_json_errors(text: str | bytes) -> None:
-    code = ("import sys, json; from sysgate.formats import jsondecode\n"
-            "def out(f):\n"
-            "    try: return ('ok', repr(f(ARG)))\n"
-            "    except Exception as e: return ('error', type(e).__name__, str(e))\n"
-            "first = out(jsondecode.loads)\n"  # before json is imported: the scanner alone
-            "print(first == out(json.loads), first)\n").replace("ARG", repr(text))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.stdout.startswith("True"), r.stdout + r.stderr
-
-
-@settings(max_examples=300, derandomize=True, deadline=None)
-@given(st.one_of(st.sampled_from(sorted(A.all_syscall_names())), st.text(max_size=12),
-                 st.from_regex(r"[a-z_0-9= ]{1,12}", fullmatch=True)))
-def test_is_syscall_name_is_membership_of_all_names(name: str) -> None:
-    assert A.is_syscall_name(name) == A._in_tables_text(name) == (name in A.all_syscall_names())
-
-
-def test_policy_enums_behave_as_enums() -> None:
-    class Ref(enum.Enum):
-        EQ = "=="
-        NE = "!="
-
-    assert [m.name for m in Op][:2] == [m.name for m in Ref] and len(Op) == 7
-    assert repr(Op.EQ) == repr(Ref.EQ).replace("Ref", "Op") and str(Op.EQ) == "Op.EQ" and f"{Op.EQ:>6}" == " Op.EQ"
-    assert Op("==") is Op.EQ and Op["NE"] is Op.NE and Op.EQ.value == "==" and Op.EQ.name == "EQ"
-    assert ActionKind(0x7FFF0000) is ActionKind.ALLOW and list(ActionKind)[0] is ActionKind.KILL_PROCESS
-    with pytest.raises(ValueError, match="5 is not a valid ActionKind"):
-        ActionKind(5)
-    with pytest.raises(KeyError):
-        Op["parse"]
-    for m in (*Op, *ActionKind):
-        assert pickle.loads(pickle.dumps(m)) is m and copy.deepcopy(m) is m and copy.copy(m) is m
-        assert isinstance(m, type(m)) and m in type(m) and {m: 1}[m] == 1
-    with pytest.raises(AttributeError):
-        Op.EQ = Op.NE  # type: ignore[misc]
-    with pytest.raises(AttributeError):
-        Op.EQ.x = 1  # type: ignore[attr-defined]
+def test_policy_enums_parse_and_pickle() -> None:
     assert Op.parse("masked") is Op.MASKED_EQ and Action.from_ret(0x7FFF0000) == Action(ActionKind.ALLOW)
     assert pickle.loads(pickle.dumps(Action(ActionKind.ERRNO, 13))) == Action(ActionKind.ERRNO, 13)

@@ -294,7 +294,7 @@ def test_reverse_round_trips(value: int, prefix: str, arch: str) -> None:
 # Generated data: import stays lazy, and matches the headers when the toolchain is present
 
 def test_import_does_not_load_the_table() -> None:
-    code = "import sys, sysgate.constants; print('sysgate.arch.constants' in sys.modules)"
+    code = "import sys, sysgate.constants; print('sysgate.arch.constant_tables' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -309,7 +309,7 @@ def _gen():  # the generator, importable from tools/
 
 
 def _header_version_matches(arch: str, pkg: str) -> bool:
-    from sysgate.arch import constants as data
+    from sysgate.arch import constant_tables as data
 
     r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
     return r.returncode == 0 and f"{pkg} {r.stdout.strip()}" in (data.__doc__ or "")

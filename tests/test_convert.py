@@ -12,7 +12,7 @@ from shutil import which as shutil_which
 
 import pytest
 
-from sysgate.analysis.equivalence import equivalent
+from sysgate.analysis.equivalence import sampled_equivalent
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
 from sysgate.cli import main
@@ -49,7 +49,7 @@ def test_convert_exact_and_back(tmp_path: Path, fmt: str) -> None:
     assert r.stderr == b""
     back = read(str(out), arch="x86_64", arches=["x86_64"])
     assert back.format == ("docker" if fmt == "oci" else fmt)  # a bare linux.seccomp object reads as Docker's
-    assert equivalent(resolve("docker-default", arch="x86_64", arches=["x86_64"]), back.policy) is None
+    assert sampled_equivalent(resolve("docker-default", arch="x86_64", arches=["x86_64"]), back.policy) is None
     # and the converted file compiles like the built-in
     prog = tmp_path / "p.bpf"
     assert run("compile", str(out), "--arch", "x86_64", "-o", str(prog)).returncode == 0
@@ -107,7 +107,7 @@ def test_firecracker_whole_file_and_threads(tmp_path: Path) -> None:
     assert run("convert", str(src), "--to", "firecracker", "-o", str(out)).returncode == 0
     assert sorted(json.loads(out.read_text())) == ["api", "vcpu", "vmm"]
     for thread in ("api", "vcpu", "vmm"):
-        assert equivalent(read(str(src), thread=thread).policy, read(str(out), thread=thread).policy,
+        assert sampled_equivalent(read(str(src), thread=thread).policy, read(str(out), thread=thread).policy,
                           ["x86_64"]) is None
     err = one_line_error(run("compile", str(src), "-o", str(tmp_path / "x")))
     assert "choose one with --thread" in err and not (tmp_path / "x").exists()
@@ -129,7 +129,7 @@ def test_k8s_manifest_and_pod_snippet(tmp_path: Path) -> None:
     assert "#         type: Localhost" in text and "localhostProfile: operator/jobs/strict-one.json" in text
     p = tmp_path / "m.yaml"
     p.write_text(text)
-    assert equivalent(read(str(p), arch="x86_64").policy, resolve("strict", arches=["x86_64"])) is None
+    assert sampled_equivalent(read(str(p), arch="x86_64").policy, resolve("strict", arches=["x86_64"])) is None
     err = one_line_error(run("convert", "strict", "--to", "k8s", "--name", "Bad_Name"))
     assert "not a valid object name" in err
 
@@ -244,7 +244,7 @@ def test_caps_decide_moby_includes(tmp_path: Path) -> None:
     out = tmp_path / "admin.json"
     assert run("convert", "docker-default", "--to", "oci", "--arch", "x86_64", "--caps", "SYS_ADMIN", "-o",
                str(out)).returncode == 0
-    assert equivalent(read(str(out), arch="x86_64").policy,
+    assert sampled_equivalent(read(str(out), arch="x86_64").policy,
                       resolve("docker-default", arch="x86_64", arches=["x86_64"], caps=["CAP_SYS_ADMIN"])) is None
     for argv in (["compile", "docker-default", "-o", str(tmp_path / "x")],
                  ["convert", "docker-default", "--to", "docker", "-o", str(tmp_path / "x")],
@@ -263,7 +263,7 @@ def test_convert_applies_modifiers(tmp_path: Path) -> None:
     p = read(str(out), arch="x86_64").policy
     want = resolve("docker-default", arch="x86_64", arches=["x86_64"], allow=["personality"],
                    deny=["ptrace:EACCES"])
-    assert equivalent(p, want) is None
+    assert sampled_equivalent(p, want) is None
     insns = compile_policy(p).insns
     assert emulate(insns, "x86_64", 101, []).ret == I.RET_ERRNO | 13  # ptrace
     assert emulate(insns, "x86_64", 135, [0x1234]).ret == I.RET_ALLOW  # personality, any argument
@@ -370,11 +370,11 @@ def test_firecracker_corpus_compile_thread_and_write_back(tmp_path: Path, target
     insns = I.decode(prog.read_bytes())
     vmm = read(str(src), thread="vmm").policy
     assert vmm.arches == (target,)
-    assert equivalent(vmm, insns, [target]) is None
+    assert sampled_equivalent(vmm, insns, [target]) is None
     other = "aarch64" if target == "x86_64" else "x86_64"
     assert emulate(insns, other, 0, []).ret == I.RET_KILL_PROCESS  # another arch: killed
     back = tmp_path / "fc.json"
     assert run("convert", str(src), "--to", "firecracker", "-o", str(back)).returncode == 0
     for thread in ("api", "vcpu", "vmm"):
-        assert equivalent(read(str(src), thread=thread).policy, read(str(back), thread=thread, arch=target).policy,
+        assert sampled_equivalent(read(str(src), thread=thread).policy, read(str(back), thread=thread, arch=target).policy,
                           [target]) is None

@@ -1,6 +1,6 @@
 """Fuzzing every reader (and format detection) with hypothesis: random bytes, corpus files with
 bytes flipped, cut, duplicated or spliced with tokens of the language, and JSON profiles with
-values replaced at random places. The only acceptable failure is a ProfileError/ValueError with
+values replaced at random places. The only acceptable failure is a ProfileError/UserError with
 a one-line message; nothing else may escape, and no input may take long (each call runs under
 an alarm)."""
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sysgate.errors import UserError
 from sysgate.formats.detect import detect
 from sysgate.formats.registry import FORMATS, read_bytes
 
@@ -104,14 +105,15 @@ def cli_compile_and_convert(blob: bytes, name: str, to: str) -> None:
 
 
 def parse(fmt: str | None, data: bytes) -> None:
-    """Parse ``data``; anything but a one-line ValueError (ProfileError and friends) fails the test."""
+    """Parse ``data``; anything but a one-line UserError (ProfileError and friends: what the CLI
+    reports as bad input, exit 2) fails the test."""
     with alarm(LIMIT_S):
         try:
             if fmt is None:
                 detect(data, "fuzz")
             else:
                 read_bytes(data, "fuzz", fmt, arch="x86_64", thread="vmm", base_dir=EMPTY_DIR)
-        except ValueError as e:  # ProfileError, PolicyError, UnknownArch, ... : bad input, said in one line
+        except UserError as e:  # ProfileError, PolicyError, UnknownArch, ... : bad input, said in one line
             assert "\n" not in str(e) and str(e), repr(e)
 
 

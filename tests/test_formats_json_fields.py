@@ -111,10 +111,10 @@ def test_strict_makes_an_unknown_field_an_error(tmp_path: Path) -> None:
 
 
 def test_run_takes_strict() -> None:
-    from sysgate.jail.cli_args import run_args
+    from sysgate.cli import parse_args
 
-    assert run_args(["--strict", "--", "true"]).strict is True
-    assert run_args(["--", "true"]).strict is False
+    assert parse_args(["run", "--strict", "--", "true"]).strict is True
+    assert parse_args(["run", "--", "true"]).strict is False
 
 
 # --- types ------------------------------------------------------------------------------------------
@@ -193,10 +193,14 @@ def test_includes_excludes_validated_even_when_not_reached(filt: dict, where: st
         assert where in str(e.value), str(e.value)
 
 
-def test_kernel_capability_names_match_the_header_table() -> None:
-    from sysgate.profiles.capabilities import capability_names
+def test_capability_table_matches_the_header_table() -> None:
+    from sysgate import capabilities
+    from sysgate import constants
 
-    assert set(D.KERNEL_CAPS) == set(capability_names())
+    header = {n: constants.lookup(n, "x86_64") for n in constants.names("x86_64")
+              if n.startswith("CAP_") and n != "CAP_LAST_CAP"}
+    assert list(capabilities.NAMES) == sorted(header, key=lambda n: header[n])
+    assert [capabilities.number(n) for n in capabilities.NAMES] == sorted(header.values())
 
 
 # --- errno clamp ---------------------------------------------------------------------------------------

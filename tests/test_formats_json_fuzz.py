@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sysgate.errors import UserError
 from sysgate.formats import ProfileWarning
 from sysgate.formats.registry import read_bytes
 
@@ -144,12 +145,12 @@ def _still(doc: Any, path: tuple, value: Any) -> bool:
 
 
 def _read(fmt: str, data: bytes) -> Exception | None:
-    """None on success, else the ValueError (checked to be one line naming the source)."""
+    """None on success, else the UserError (checked to be one line naming the source)."""
     with alarm(LIMIT_S), warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileWarning)
         try:
             read_bytes(data, "fuzz.json", fmt, arch="x86_64", thread="vmm")
-        except ValueError as e:
+        except UserError as e:
             msg = str(e)
             assert msg and "\n" not in msg, repr(e)
             return e

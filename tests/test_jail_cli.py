@@ -1,5 +1,6 @@
-"""``sysgate run`` on the command line: the argparse-free reader agrees with the parser, ``--help``
-documents every option, the README-level command lines work, and the run path stays lean."""
+"""``sysgate run`` on the command line: the parser, the Options record and docs/jail.md come from
+one table, ``--help`` documents every option, the README-level command lines work, and the run
+path stays lean."""
 from __future__ import annotations
 
 import argparse
@@ -9,84 +10,41 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from jail_support import ROOT, TESTS, needs_userns, no_leftovers  # noqa: F401
 
+from sysgate import cli as sysgate_cli
+from sysgate.commands.run import COMMAND_FLAGS, flags, options_from_args
 from sysgate.jail import cgroups
-from sysgate.jail.cli_args import _CHOICES, _FLAGS, _VALUES, add_run_parser, options_from_args, run_args
-from sysgate.jail.options import Options
+from sysgate.jail.options import FIELDS, Options
 
 SRC = os.path.join(os.path.dirname(TESTS), "src")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sysgate")
-    add_run_parser(p.add_subparsers(dest="command"))
-    return p
+def run_parser() -> argparse.ArgumentParser:
+    p = sysgate_cli.build_parser("run")
+    return p._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
 
 
-def argparse_vars(words: list[str]) -> dict:
-    d = vars(parser().parse_args(["run", *words]))
-    d.pop("func")
-    return d
+def parse(words: list[str]) -> argparse.Namespace:
+    return sysgate_cli.parse_args(["run", *words])
 
 
-# -- the argparse-free reader ---------------------------------------------------------------------
+# -- one table ---------------------------------------------------------------------------------------
 
-_plain = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=8)
-_value = _plain.filter(lambda v: not v.startswith("-"))
-
-
-def _option_words(opt: str) -> st.SearchStrategy[list[str]]:
-    dest, conv = _VALUES[opt]
-    if dest in _CHOICES:
-        values = st.sampled_from(_CHOICES[dest])
-    elif conv is int:
-        values = st.integers(0, 70000).map(str)
-    elif conv is float:
-        values = st.floats(0.01, 1000, allow_nan=False).map(repr)
-    else:
-        values = _value
-    return values.flatmap(lambda v: st.sampled_from([[opt, v], [f"{opt}={v}"]]))
-
-
-_option = st.one_of(st.sampled_from(sorted(_FLAGS)).map(lambda f: [f]),
-                    st.sampled_from(sorted(_VALUES)).flatmap(_option_words))
-_command = st.one_of(
-    st.lists(_plain, max_size=3).map(lambda c: ["--", *c]),
-    st.tuples(_value.filter(bool), st.lists(_plain, max_size=3)).map(lambda t: [t[0], *t[1]]),
-    st.just([]))
-
-
-@settings(derandomize=True, max_examples=300, deadline=None)
-@given(st.lists(_option, max_size=8), _command)
-def test_fast_reader_matches_argparse(options: list[list[str]], command: list[str]) -> None:
-    words = [w for o in options for w in o] + command
-    fast = run_args(words)
-    assert fast is not None, words
-    d = vars(fast)
-    assert d.pop("func").__name__ == "run_command"
-    assert d == argparse_vars(words)
-
-
-@pytest.mark.parametrize("words", [
-    ["-h"], ["--help"], ["--mem", "64M", "--", "true"], ["--pids", "x", "true"], ["--net", "bridge", "true"],
-    ["--timeout", "-1", "true"], ["--json=1", "true"], ["-qq", "true"], ["--no-such-option", "true"],
-    ["--memory"], ["-", "true"], ["--launcher", "clone", "true"],
-])
-def test_fast_reader_leaves_the_rest_to_argparse(words: list[str]) -> None:
-    assert run_args(words) is None
+def test_the_parser_and_the_record_come_from_the_table() -> None:
+    p = run_parser()
+    strings = {s for a in p._actions for s in a.option_strings} - {"-h", "--help"}
+    assert strings == {n for f in flags() for n in f.names}
+    assert Options.__slots__ == tuple(f.name for f in FIELDS) == tuple(Options.__annotations__)
+    assert {f.field for f in COMMAND_FLAGS} == {None}  # the command's own flags set no sandbox field
+    help_text = p.format_help()
+    for f in flags():
+        assert (f.name in help_text) != f.hidden, f.name
 
 
 def test_every_option_is_documented_and_reaches_options() -> None:
-    p = parser()
-    run_p = p._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
-    help_text = run_p.format_help()
-    strings = [s for a in run_p._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
-    assert all(s in help_text for s in strings)
-    assert set(_VALUES) | set(_FLAGS) == {s for a in run_p._actions for s in a.option_strings} - {"-h", "--help"}
-    # each Options field is set by some option (launcher is for tests; the rest must differ from the default)
+    # each Options field is set by some option (the rest must differ from the default)
     sample = {"profile": ["--profile", "strict"], "allow": ["--allow", "uname"], "deny": ["--deny", "uname"],
               "seccomp_action": ["--seccomp-action", "log"], "rootfs": ["--rootfs", "/"],
               "binds": ["--bind", "/usr"], "tmpfs": ["--tmpfs", "/mnt"], "tmp_size": ["--tmp-size", "1M"],
@@ -104,12 +62,45 @@ def test_every_option_is_documented_and_reaches_options() -> None:
               "allow_connect": ["--allow-connect", "localhost:80"], "allow_sockets": ["--allow-socket", "/x.sock"],
               "log_denials": ["--log-denials"], "ask": ["--ask"]}
     assert set(sample) == set(Options.__slots__)
-    base = options_from_args(run_args(["--", "true"]))
+    base = options_from_args(parse(["--", "true"]))
+    assert base == Options()  # no option: the API's defaults
     for field, words in sample.items():
-        opts = options_from_args(run_args([*words, "--", "true"]))
+        opts = options_from_args(parse([*words, "--", "true"]))
         assert getattr(opts, field) != getattr(base, field), field
-    assert options_from_args(run_args(["--no-seccomp", "--", "true"])).profile is None
-    assert options_from_args(run_args(["--share", "ipc,uts", "--share", "pid", "true"])).share == {"ipc", "uts", "pid"}
+    assert options_from_args(parse(["--no-seccomp", "--", "true"])).profile is None
+    assert options_from_args(parse(["--no-seccomp", "--profile", "strict", "true"])).profile is None
+    assert options_from_args(parse(["--share", "ipc,uts", "--share", "pid", "true"])).share == {"ipc", "uts", "pid"}
+    assert options_from_args(parse(["--net", "host", "--share", "ipc", "true"])).share == {"net", "ipc"}
+    assert options_from_args(parse(["--net", "host", "--net", "none", "true"])).share == frozenset()
+    b = options_from_args(parse(["--ro-bind", "/usr", "--bind", "/tmp:/mnt", "true"])).binds
+    assert [(x.src, x.dst, x.readonly) for x in b] == [("/tmp", "/mnt", False), ("/usr", "/usr", True)]
+
+
+@pytest.mark.parametrize("words, api", [
+    (["--memory", "64K"], {"memory": "64K"}), (["--timeout", "0"], {"timeout": 0}),
+    (["--share", "time"], {"share": ["time"]}), (["--bind", "rel:dst"], {"binds": [("/a", "dst")]}),
+    (["--rlimit", "nofile=x"], {"rlimits": ["nofile=x"]}), (["--pids", "0"], {"pids": 0}),
+    (["--cpus", "1e9"], {"cpus": 1e9}), (["--env", "NOEQ"], {"env": ["NOEQ"]}),
+])
+def test_cli_and_api_refuse_alike(words: list[str], api: dict) -> None:
+    """The command line and sysgate.run() are checked by the same table: the same option named."""
+    from sysgate.errors import BadArgument
+
+    with pytest.raises(BadArgument) as by_cli:
+        options_from_args(parse([*words, "true"]))
+    with pytest.raises(BadArgument) as by_api:
+        Options.from_kwargs(**api)
+    assert by_cli.value.option == by_api.value.option == words[0].partition("=")[0] != None  # noqa: E711
+    assert "\n" not in str(by_cli.value)
+
+
+def test_api_switches_take_only_booleans() -> None:
+    from sysgate.errors import BadArgument
+
+    for name in ("mediate", "ask", "clear_env", "die_with_parent", "skip_unknown"):
+        with pytest.raises(BadArgument, match=name):
+            Options.from_kwargs(**{name: "no"})
+    assert Options(mediate=False).mediate is False
 
 
 # -- the command line as a user types it ------------------------------------------------------------
@@ -160,9 +151,10 @@ def test_run_path_imports_stay_lean() -> None:
                        env=dict(os.environ, PYTHONPATH=SRC))  # no terminal: that path loads the relay
     rc, mods = p.stdout.decode().split(" ", 1)
     assert rc == "0", p.stderr
-    heavy = {"argparse", "typing", "enum", "re", "json", "threading", "collections", "subprocess", "hashlib",
-             "signal", "sysgate.compiler", "sysgate.profiles", "sysgate.policy", "sysgate.jail.cgroups",
-             "sysgate.jail.netpool", "sysgate.jail.audit", "sysgate.jail.terminal", "socket", "select"}
+    # (argparse reads the command line, and brings re, enum, collections, gettext, locale and shutil)
+    heavy = {"typing", "json", "threading", "subprocess", "hashlib", "sysgate.compiler", "sysgate.profiles",
+             "sysgate.policy", "sysgate.jail.cgroups", "sysgate.jail.netpool", "sysgate.jail.audit_log",
+             "sysgate.jail.terminal", "socket", "select"}
     # sysgate.jail.landlock is on the path (it scopes every sandbox's signals): it imports nothing new
     assert not heavy & set(mods.split()), heavy & set(mods.split())
 

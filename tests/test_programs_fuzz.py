@@ -2,9 +2,9 @@
 
 * explain (text and JSON), audit, diff and the lossy Docker export on random programs the
   kernel accepts (:func:`bpf_random.accepted_program`, whose acceptance the kernel-judged
-  ``test_kernel_verdict`` holds to the kernel's): no exception but a refusal (ValueError);
+  ``test_kernel_verdict`` holds to the kernel's): no exception but a refusal (UserError);
 * the emulator runs every accepted program to a return on random inputs;
-* asm on random token soup and disasm on random bytes: only one-line ValueErrors.
+* asm on random token soup and disasm on random bytes: only one-line UserErrors.
 
 Case counts are bounded for CI; ``SYSGATE_FUZZ_CASES=N`` scales them (N is the kernel test's
 count; these use a fraction of it).
@@ -30,6 +30,7 @@ from sysgate.bpf import insn as I
 from sysgate.bpf.asm import AsmError, asm
 from sysgate.bpf.disasm import disasm
 from sysgate.bpf.emulator import InvalidProgram, check, run
+from sysgate.errors import UserError
 
 SCALE = int(os.environ.get("SYSGATE_FUZZ_CASES", "3000"))
 
@@ -54,9 +55,9 @@ def test_analysis_never_raises_on_accepted_programs() -> None:
                 d.to_json()
             try:
                 to_policy(e, None, lossy=i % 2 == 0)
-            except ValueError:
+            except UserError:
                 pass  # NotExpressible, a clean refusal
-        except ValueError as err:  # a refusal must be one line
+        except UserError as err:  # a refusal must be one line
             assert "\n" not in str(err), (p, err)
         except Exception as err:
             raise AssertionError(f"case {i}: {type(err).__name__}: {err}\nprogram: {p}") from err
@@ -113,13 +114,13 @@ def test_load_program_on_random_bytes(seed: int, tmp_path: Path) -> None:
         f.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 200))))
         try:
             load_program(str(f), ["x86_64"])
-        except ValueError as e:
+        except UserError as e:
             assert "\n" not in str(e)
 
 
 def _diamonds(k: int) -> tuple:
-    """k tests of argument bits, each adding to A on one side only, then ``return A``: 2^k paths
-    that never rejoin (a program the kernel accepts that an exact account cannot summarise)."""
+    """k tests of argument bits, each adding to A on one side only and storing A, then
+    ``return M[0]``: 2^k paths, of which only the last store to M[0] matters (the rest is dead)."""
     S, J = I.stmt, I.jump
     p: list = []
     for i in range(k):
@@ -128,17 +129,32 @@ def _diamonds(k: int) -> tuple:
     return tuple(p + [S(I.LD | I.MEM, 0), S(I.RET | I.RET_A)])
 
 
+def _counter(k: int) -> tuple:
+    """k tests of argument bits, each adding its own power of two to X, then ``return X``: 2^k
+    different errno values (a program the kernel accepts that an exact account cannot summarise)."""
+    S, J = I.stmt, I.jump
+    p: list = [S(I.LDX | I.IMM, 0)]
+    for i in range(k):
+        p += [S(I.LD | I.W | I.ABS, 16 + 4 * (i % 12)), J(I.JMP | I.JSET | I.K, 1 << (i % 32), 0, 3),
+              S(I.MISC | I.TXA), S(I.ALU | I.ADD | I.K, 1 << (i % 16)), S(I.MISC | I.TAX)]
+    return tuple(p + [S(I.MISC | I.TXA), S(I.ALU | I.OR | I.K, I.RET_ERRNO), S(I.RET | I.RET_A)])
+
+
 @pytest.mark.parametrize("k", [6, 12, 1000])
 def test_path_explosion_is_explained_or_refused_cleanly(k: int) -> None:
-    """Either exact output or one AnalysisError line; the refusal comes from a bound on paths and
-    on steps (not a timer), so it is deterministic."""
+    """Dead differences merge (exact output in few paths); live ones are refused with one
+    AnalysisError line, from a bound on paths and on work (not a timer), so deterministically."""
     from sysgate.analysis.symexec import AnalysisError
 
     p = _diamonds(k)
     check(p)
+    e = explain_programs([p], "little", naming=["x86_64"])
+    assert "arg" in e.render() and len(e.leaves) < 64
+    c = _counter(min(k, 300))  # 5 instructions a test: within 4,096
+    check(c)
     if k == 6:
-        assert "arg" in explain_programs([p], "little", naming=["x86_64"]).render()
+        assert "arg" in explain_programs([c], "little", naming=["x86_64"]).render()
         return
     with pytest.raises(AnalysisError) as info:
-        explain_programs([p], "little", naming=["x86_64"])
+        explain_programs([c], "little", naming=["x86_64"])
     assert "too complex to explain exactly" in str(info.value) and "\n" not in str(info.value)

@@ -2,7 +2,7 @@
 
 Mutated seeds and hostile shapes (deep parentheses, ``~~~~1``, ``!!!!``, numbers of thousands of
 digits, bad octal, long lines, NUL and non-UTF-8 bytes) go through each reader: the only acceptable
-failure is a ProfileError (a ValueError) whose message is one line, names the input and is short;
+failure is a ProfileError (a UserError) whose message is one line, names the input and is short;
 every input accepted compiles or is refused with one line. Generated Kafel policies with
 argument-to-argument expressions are compiled and each decision checked against the reference
 evaluator, and, when libkafel can be built, against libkafel.
@@ -22,6 +22,7 @@ from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
 from sysgate.compiler import CompileError, compile_policy
+from sysgate.errors import UserError
 from sysgate.formats import ProfileError
 from sysgate.formats.registry import read_bytes
 from sysgate.policy import Action
@@ -120,7 +121,7 @@ def _check_one(fmt: str, data: bytes) -> str:
     with alarm(LIMIT_S):
         try:
             loaded = read_bytes(data, "fuzz.in", fmt, arch="x86_64")
-        except ValueError as e:
+        except UserError as e:
             msg = str(e)
             assert "\n" not in msg and msg.strip(), repr(msg[:300])
             assert len(msg) < 1000, f"message of {len(msg)} characters: {msg[:200]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/sysgate/arch/constants.py: named constants per architecture from kernel headers.
+"""Generate src/sysgate/arch/constant_tables.py: named constants per architecture from kernel headers.
 
 Usage: python3 tools/gen_constants.py [--check]
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "src" / "sysgate" / "arch" / "constants.py"
+OUT = ROOT / "src" / "sysgate" / "arch" / "constant_tables.py"
 
 
 @dataclass(frozen=True)

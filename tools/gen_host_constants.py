@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/sysgate/arch/constants_host.py: every integer constant of the x86_64 kernel and libc
+"""Generate src/sysgate/arch/constant_tables_host.py: every integer constant of the x86_64 kernel and libc
 headers minijail policies use, beyond the families tools/gen_constants.py extracts for every arch.
 
 Usage: python3 tools/gen_host_constants.py [--check]
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "src" / "sysgate" / "arch" / "constants_host.py"
+OUT = ROOT / "src" / "sysgate" / "arch" / "constant_tables_host.py"
 
 # Like minijail's gen_constants.sh: libc first, then kernel uapi headers that do not clash with it.
 HEADERS = """
@@ -94,7 +94,7 @@ def values(headers: list[str]) -> dict[str, int]:
 
 def render(vals: dict[str, int], provenance: str) -> str:
     sys.path.insert(0, str(ROOT / "src"))
-    from sysgate.arch import constants as data
+    from sysgate.arch import constant_tables as data
     from sysgate.constants import _parse
 
     # What tools/gen_constants.py has for x86_64 (not this file's previous output).

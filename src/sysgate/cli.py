@@ -1,24 +1,23 @@
 """The ``sysgate`` command line: argument parsing only; the work lives in ``sysgate.commands``.
 
-Bad input ends with one line on stderr and exit status 2; nothing is loaded or written.
+Bad input (a :class:`sysgate.errors.UserError`) ends with one line on stderr and exit status 2;
+nothing is loaded or written. Any other exception is a bug: a short traceback and status 70.
+Every status is named in :mod:`sysgate.errors`.
 
-Start-up time is part of every command (``sysgate compile`` is meant to cost no more than a
-script that builds the same filter with libseccomp), so only the parser of the command given
-is built, and a plain ``sysgate compile`` command line (full option names, one profile) is read
-without argparse at all: importing argparse (with gettext, locale and shutil) and building a
-parser cost about as much as compiling docker-default. Every other command line, including
-each one with an error or a help request, goes to argparse, which so decides all messages.
+Start-up time is part of every command, so only the parser of the command given is built (a
+command line that starts with a command name needs no other command's parser), and each
+command's module is imported only when it runs.
 """
 from __future__ import annotations
 
 import sys
 
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE
+
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     import argparse
     from typing import Any, Callable, Sequence
-
-EXIT_BAD_INPUT = 2
 
 _PARSER_CLASS: Any = None
 
@@ -32,7 +31,7 @@ def _parser_class() -> type[argparse.ArgumentParser]:
 
         class _Parser(argparse.ArgumentParser):
             def error(self, message: str) -> None:  # one line, status 2, like every other bad input
-                self.exit(EXIT_BAD_INPUT, f"sysgate: error: {message}\n")
+                self.exit(EXIT_USAGE, f"sysgate: error: {message}\n")
 
         _PARSER_CLASS = _Parser
     return _PARSER_CLASS
@@ -47,7 +46,12 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-FORMATS = ["docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s"]
+def _formats() -> list[str]:
+    from .formats.catalog import NAMES  # the format table (imported only to build a parser)
+
+    return list(NAMES)
+
+
 COMPILE_FORMATS = ["raw", "hex", "c", "disasm", "json"]
 
 
@@ -137,8 +141,8 @@ def _add_emulate(sub: Any) -> None:
 def _add_convert(sub: Any) -> None:
     v = sub.add_parser("convert", help="convert a profile to another format, keeping every decision")
     v.add_argument("input", help="profile file (format detected from content), built-in name, or - for stdin")
-    v.add_argument("--to", required=True, choices=FORMATS, help="output format")
-    v.add_argument("--from", dest="from_format", choices=FORMATS, help="input format (default: detected)")
+    v.add_argument("--to", required=True, choices=_formats(), help="output format")
+    v.add_argument("--from", dest="from_format", choices=_formats(), help="input format (default: detected)")
     v.add_argument("-o", "--output", help="output file (default: stdout)")
     v.add_argument("--lossy", action="store_true", help="convert even when the output cannot keep every "
                                                         "decision; list each loss on stderr")
@@ -164,7 +168,7 @@ def _add_profiles(sub: Any) -> None:
     psub = pr.add_subparsers(dest="profiles_cmd", metavar="show", parser_class=_parser_class())
     ps = psub.add_parser("show", help="print a built-in profile (as shipped, or converted with --to)")
     ps.add_argument("name")
-    ps.add_argument("--to", choices=FORMATS, help="convert to this format")
+    ps.add_argument("--to", choices=_formats(), help="convert to this format")
     ps.add_argument("--lossy", action="store_true", help="with --to: convert even if inexact")
     ps.add_argument("--arch", help="architectures, comma-separated; the first is the host")
     ps.add_argument("--caps", help="capabilities for moby includes/excludes")
@@ -238,9 +242,9 @@ def _add_features(sub: Any) -> None:
 
 
 def _add_run(sub: Any) -> None:
-    from .jail.cli_args import add_run_parser  # "run": the jail's options live with the jail
+    from .commands.run import add_parser  # the options come from the jail's table
 
-    add_run_parser(sub)
+    add_parser(sub, _lazy("sysgate.commands.run", "cmd_run"))
 
 
 def _add_record(sub: Any) -> None:
@@ -253,7 +257,7 @@ def _add_record(sub: Any) -> None:
                                    "allowing exactly the syscalls it made (arguments refined where they are the "
                                    "attack surface), plus what 'sysgate run' needs to start it.")
     r.add_argument("-o", "--output", metavar="PROFILE", help="write the profile here (default: stdout)")
-    r.add_argument("--to", choices=FORMATS, default="docker", help="output format (default: docker)")
+    r.add_argument("--to", choices=_formats(), default="docker", help="output format (default: docker)")
     r.add_argument("--arch", help="architectures the profile covers, comma-separated (default: those seen)")
     r.add_argument("--merge", metavar="OLD", help="add to this earlier profile (any format)")
     r.add_argument("--base", metavar="PROFILE", help="keep every call this profile denies denied")
@@ -281,75 +285,11 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "record": _add_record,
 }
 
-# ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
-_COMPILE_VALUES = {"--arch": "arch", "--caps": "caps", "--format": "format", "-o": "output", "--output": "output",
-                   "--thread": "thread", "--allow": "allow", "--deny": "deny", "--name": "profile_name"}
-_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown", "--strict": "strict"}
-_COMPILE_APPEND = ("allow", "deny")
 
-
-def compile_args(words: Sequence[str]) -> Any:
-    """The arguments after ``sysgate compile`` as its argparse parser reads them, or None when
-    this reader leaves the command line to argparse.
-
-    It takes only spellings argparse reads one way: full option names as ``--opt VALUE``,
-    ``--opt=VALUE`` or ``-o VALUE`` with a VALUE that does not start with ``-``, ``-v``, and exactly one
-    profile that does not start with ``-``. Help, abbreviations, ``--``, bundled short options,
-    a --format that is not a choice and anything else wrong is argparse's to read or report.
-    """
-    values: dict[str, Any] = {"command": "compile", "profile": None, "arch": None, "caps": None, "format": "raw",
-                              "output": None, "verbose": False, "allow": [], "deny": [], "thread": None,
-                              "skip_unknown": False, "strict": False, "profile_name": None}
-    profile = None
-    i, n = 0, len(words)
-    while i < n:
-        word = words[i]
-        i += 1
-        if not word.startswith("-"):
-            if profile is not None:
-                return None  # a second positional: argparse's error
-            profile = word
-            continue
-        if word in _COMPILE_FLAGS:
-            values[_COMPILE_FLAGS[word]] = True
-            continue
-        if word in _COMPILE_VALUES:
-            if i == n or words[i].startswith("-"):
-                return None  # missing value, or one argparse may take for an option
-            value = words[i]
-            i += 1
-        elif word.startswith("--") and word.partition("=")[0] in _COMPILE_VALUES:
-            word, _, value = word.partition("=")
-        else:
-            return None
-        dest = _COMPILE_VALUES[word]
-        if dest == "format" and value not in COMPILE_FORMATS:
-            return None  # argparse rejects each bad choice, even one a later --format overrides
-        if dest in _COMPILE_APPEND:
-            values[dest] = values[dest] + [value]
-        else:
-            values[dest] = value
-    if profile is None:
-        return None
-    values["profile"] = profile
-    from types import SimpleNamespace
-
-    return SimpleNamespace(func=_lazy("sysgate.commands.core", "cmd_compile"), **values)
-
-
-def parse_args(words: Sequence[str]) -> Any:
-    """The parsed command line (argparse exits with status 2 on errors, 0 after help)."""
+def parse_args(words: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line (argparse exits with status 2 on errors, 0 after help). Only the
+    parser of the command named first is built."""
     words = list(words)
-    if words[:1] == ["compile"]:
-        fast = compile_args(words[1:])
-        if fast is not None:
-            return fast
-    elif words[:1] == ["run"]:  # the jail's own argparse-free reader (sysgate.jail.cli_args)
-        from .jail.cli_args import run_args
-
-        fast = run_args(words[1:])
-        if fast is not None:
-            return fast
     return build_parser(words[0] if words[:1] and words[0] in COMMANDS else None).parse_args(words)
 
 
@@ -381,38 +321,55 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 
 def _run(words: Sequence[str]) -> int:
-    args = parse_args(words)
-    import warnings
-
-    from .formats import ProfileWarning
+    from .errors import UserError
 
     try:
+        args = parse_args(words)
+        import warnings
+
+        from .formats import ProfileWarning
+
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            # --strict: a field the reader would ignore is a refusal (a ValueError: bad input)
+            # --strict: a field the reader would ignore is a refusal (a UserError: bad input)
             warnings.simplefilter("error" if getattr(args, "strict", False) else "always", ProfileWarning)
             status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit as "Exception ignored"
         return status
+    except KeyboardInterrupt:  # Ctrl-C: the user's wish, not an error to explain
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error of ours. Point stdout at /dev/null so the
         # interpreter's final flush cannot raise again, and exit as a process killed by SIGPIPE would.
         _silence_stdout()
-        return 128 + 13
-    except (ValueError, KeyError, OSError) as e:
-        # Bad input (our errors subclass ValueError; unknown names are KeyError subclasses).
-        msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        return EXIT_BROKEN_PIPE
+    except UserError as e:  # bad input, and only that: one line
         from .errors import one_line
 
-        msg = one_line(msg)  # a newline in a file name must not split the line
+        msg = one_line(str(e))  # a newline in a file name must not split the line
         if getattr(e, "source_line", None) is not None:  # a text format's parse error: show where
             from .formats import caret_lines
 
-            msg = caret_lines(f"sysgate: error: {msg}", e)
-            print(msg, file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(f"sysgate: error: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+            print(caret_lines(f"sysgate: error: {msg}", e), file=sys.stderr)
+        else:
+            print(f"sysgate: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # anything else is a bug of ours, never reported as bad input
+        _internal_error(e)
+        return EXIT_SOFTWARE
+
+
+#: Frames of an internal error's traceback shown (the innermost ones: where it went wrong).
+TRACEBACK_FRAMES = 8
+
+
+def _internal_error(e: BaseException) -> None:
+    import traceback
+
+    lines = traceback.format_exception(type(e), e, e.__traceback__, limit=-TRACEBACK_FRAMES)
+    sys.stderr.write("".join(lines))
+    sys.stderr.write(f"sysgate: internal error (a bug in sysgate, not in what it was given): "
+                     f"{type(e).__name__}; please report it with the traceback above\n")
 
 
 def _silence_stdout() -> None:

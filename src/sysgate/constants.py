@@ -1,7 +1,7 @@
 """Named constants (``O_RDONLY``, ``CLONE_NEWUSER``, ``AF_INET``, ``PROT_EXEC``, ...) per architecture.
 
 The values come from each architecture's kernel uapi headers (and glibc's for the few names the kernel
-does not export), generated into :mod:`sysgate.arch.constants` by ``tools/gen_constants.py``. They
+does not export), generated into :mod:`sysgate.arch.constant_tables` by ``tools/gen_constants.py``. They
 differ between architectures more than one would like: ``O_DIRECTORY`` is 0x10000 on x86 but 0x4000
 on arm and aarch64, MIPS numbers ``SOCK_STREAM`` 2 and ``EAGAIN`` 11 but ``O_NONBLOCK`` 0x80, and
 ioctl numbers such as ``TCGETS`` are encoded differently on powerpc, MIPS and parisc.
@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Mapping
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .arch import Arch
 
@@ -22,7 +24,7 @@ __all__ = ["UnknownConstant", "BadExpression", "lookup", "names", "table", "eval
            "arches_with"]
 
 
-class UnknownConstant(ValueError):
+class UnknownConstant(UserError):
     """A constant name that the architecture does not define.
 
     ``name`` is the name asked for; ``column`` its 0-based offset when it came from an expression.
@@ -34,7 +36,7 @@ class UnknownConstant(ValueError):
         self.column = column
 
 
-class BadExpression(ValueError):
+class BadExpression(UserError):
     """A constant expression that does not parse; ``column`` is the 0-based offset of the problem."""
 
     def __init__(self, message: str, column: int):
@@ -66,7 +68,7 @@ def table(arch: str | Arch) -> Mapping[str, int]:
     name = _arch_name(arch)
     t = _TABLES.get(name)
     if t is None:
-        from .arch import constants as data
+        from .arch import constant_tables as data
 
         if _COMMON is None:
             _COMMON = _parse("".join(data.COMMON))
@@ -78,9 +80,9 @@ def table(arch: str | Arch) -> Mapping[str, int]:
                 n, _, v = item.partition("=")
                 t[n] = int(v, 0)
         if name == "x86_64":  # the wider header set minijail's constant table draws on (x86_64 only)
-            from .arch import constants_host
+            from .arch import constant_tables_host
 
-            for n, v in _parse("".join(constants_host.X86_64)).items():
+            for n, v in _parse("".join(constant_tables_host.X86_64)).items():
                 t.setdefault(n, v)
         _TABLES[name] = t
     from types import MappingProxyType
@@ -95,7 +97,7 @@ def names(arch: str | Arch) -> frozenset[str]:
 
 def arches_with(name: str) -> list[str]:
     """Architectures (sysgate names) on which ``name`` is defined."""
-    from .arch import constants as data
+    from .arch import constant_tables as data
 
     return [a for a in data.ARCHES if name in table(a)]
 

@@ -1,18 +1,60 @@
-"""The exception types for bad input, shared by the CLI and the Python API.
+"""Bad input versus bugs: the exception type for bad input, and every exit status sysgate gives.
 
 Everything sysgate refuses because of what it was given -- a profile, a program, an option,
-an argument of :func:`sysgate.run` -- is a :class:`UserError`, a ``ValueError`` whose message
-is one line saying what is wrong and where. :class:`BadArgument` is the kind for an option or
-argument (``--memory``, ``timeout=``, ``argv[1]``): its ``option`` attribute names it. The CLI
-prints the message after ``sysgate: error:`` and exits with status 2.
+an argument of :func:`sysgate.run` -- is a :class:`UserError` whose message is one line saying
+what is wrong and where; the CLI prints it after ``sysgate: error:`` and exits with
+:data:`EXIT_USAGE` (2). :class:`BadArgument` is the kind for an option or argument
+(``--memory``, ``timeout=``, ``argv[1]``): its ``option`` attribute names it.
+
+Nothing else is bad input: any other exception is a bug in sysgate (or a failure of the system
+under it that no check foresaw), and the CLI shows it as such: a short traceback and
+:data:`EXIT_SOFTWARE` (70). ``UserError`` is also a ``ValueError`` so that callers of the
+Python API that catch ``ValueError`` keep working; the CLI catches ``UserError`` only.
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "BadArgument", "one_line"]
+__all__ = ["UserError", "BadArgument", "one_line",
+           "EXIT_OK", "EXIT_DIFF_WEAKER", "EXIT_USAGE", "EXIT_DIFF_STRICTER", "EXIT_SOFTWARE", "EXIT_TIMEOUT",
+           "EXIT_CANNOT_START", "EXIT_CANNOT_EXEC", "EXIT_NOT_FOUND", "EXIT_SIGNAL_BASE", "EXIT_INTERRUPTED",
+           "EXIT_BROKEN_PIPE", "exit_for_signal"]
 
+# ------------------------------------------------------------------------------- exit statuses
+# One table for every command. Statuses of a command run in the jail follow bubblewrap,
+# timeout(1) and env(1); bad input and internal errors follow sysexits.h.
+
+EXIT_OK = 0
+#: ``sysgate diff``: B allows something A denies (1), or only denies more (3); 0 when equal.
+EXIT_DIFF_WEAKER = 1
+EXIT_DIFF_STRICTER = 3
+#: Bad input: an option, argument, profile or program sysgate refuses (one line on stderr).
+EXIT_USAGE = 2
+#: An internal error: a bug, shown with a short traceback (sysexits.h EX_SOFTWARE).
+EXIT_SOFTWARE = 70
+#: ``--timeout`` expired and the command was killed (as timeout(1)).
+EXIT_TIMEOUT = 124
+#: The sandbox (or the recorded command) could not be set up / started (one line on stderr).
+EXIT_CANNOT_START = 125
+#: The command was found but could not be executed (as env(1)).
+EXIT_CANNOT_EXEC = 126
+#: The command was not found (as env(1)).
+EXIT_NOT_FOUND = 127
+#: 128 + N: signal N ended the command (159: SIGSYS, a seccomp kill).
+EXIT_SIGNAL_BASE = 128
+#: Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 128 + 2
+#: The reader of our output went away (128 + SIGPIPE), as a process SIGPIPE killed would.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def exit_for_signal(signum: int) -> int:
+    """The status of a command that signal ``signum`` killed: 128 + N."""
+    return EXIT_SIGNAL_BASE + signum
+
+
+# ------------------------------------------------------------------------------- exceptions
 
 class UserError(ValueError):
-    """Bad input; ``str()`` is one line naming the file, field or option."""
+    """Bad input; ``str()`` is one line naming the file, field or option. The CLI exits 2."""
 
 
 class BadArgument(UserError):

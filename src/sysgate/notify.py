@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from .arch import Arch, by_token, get, native
 from .bpf import insn as I
 from .bpf.insn import Insn
+from .errors import BadArgument
 from .kernel.memory import MemoryReadError, read_memory
 from .kernel.notify import (
     SECCOMP_ADDFD_FLAG_SEND,
@@ -107,7 +108,7 @@ class Fail(Reply):
 
     def __post_init__(self) -> None:
         if not isinstance(self.errno, int) or not 0 < self.errno <= 4095:
-            raise ValueError(f"Fail: errno must be 1-4095, got {self.errno!r}")
+            raise BadArgument(f"Fail: errno must be 1-4095, got {self.errno!r}")
 
 
 @dataclass(frozen=True)
@@ -426,7 +427,7 @@ def _resolve_handlers(handlers: Mapping[str | int | tuple, Handler],
                 out[(a.token, a.nr(key))] = h
                 found = True
         if not found:
-            raise ValueError(f"handler for {key!r}: no such syscall on {', '.join(a.name for a in arches)}")
+            raise BadArgument(f"handler for {key!r}: no such syscall on {', '.join(a.name for a in arches)}")
     return out
 
 

@@ -13,10 +13,13 @@ matters. The default action applies only when no rule matches.
 """
 from __future__ import annotations
 
+import enum
+
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator
+    from typing import Any, Iterable
 
+from .errors import UserError
 from .immutable import Record
 
 __all__ = ["PolicyError", "ActionKind", "Action", "Op", "Condition", "Term", "Compare", "Rule", "Policy",
@@ -28,104 +31,11 @@ U32 = (1 << 32) - 1
 _setattr = object.__setattr__
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError):
     """A policy that cannot be built: the message names the offending field."""
 
 
-class _EnumType(type):
-    """A small ``enum.Enum``: the class attributes of a class made with it become its members.
-
-    It keeps what sysgate relies on from Enum (members are instances and class attributes,
-    singletons under copy and pickle, ``name`` and ``value``, ``Kind(value)`` lookup raising
-    ValueError, iteration in definition order, Enum's repr and str) and costs nothing at import,
-    where ``import enum`` and building two Enum classes take several milliseconds of every
-    ``sysgate`` start.
-    """
-
-    _members_: tuple
-    _by_value_: dict
-
-    def __new__(mcs, name: str, bases: tuple, ns: dict) -> _EnumType:
-        # Members: the plain values; not _names, methods, properties or other descriptors.
-        values = {k: v for k, v in ns.items() if not k.startswith("_") and not hasattr(v, "__get__")}
-        for k in values:
-            del ns[k]
-        cls = super().__new__(mcs, name, bases, ns)
-        members = []
-        for k, v in values.items():
-            m = object.__new__(cls)
-            object.__setattr__(m, "_name_", k)
-            object.__setattr__(m, "_value_", v)
-            type.__setattr__(cls, k, m)
-            members.append(m)
-        type.__setattr__(cls, "_members_", tuple(members))
-        type.__setattr__(cls, "_by_value_", {m._value_: m for m in members})
-        return cls
-
-    def __call__(cls, value: object) -> object:
-        try:
-            return cls._by_value_[value]
-        except (KeyError, TypeError):
-            raise ValueError(f"{value!r} is not a valid {cls.__qualname__}") from None
-
-    def __iter__(cls) -> Iterator:
-        return iter(cls._members_)
-
-    def __len__(cls) -> int:
-        return len(cls._members_)
-
-    def __contains__(cls, member: object) -> bool:
-        return isinstance(member, cls)
-
-    def __getitem__(cls, name: str) -> object:
-        member = cls.__dict__.get(name)
-        if not isinstance(member, cls):
-            raise KeyError(name)
-        return member
-
-    def __setattr__(cls, name: str, value: object) -> None:
-        if isinstance(cls.__dict__.get(name), cls):
-            raise AttributeError(f"cannot reassign member {name!r}")
-        super().__setattr__(name, value)
-
-    def __repr__(cls) -> str:
-        return f"<enum {cls.__name__!r}>"
-
-
-class _Member(metaclass=_EnumType):
-    __slots__ = ("_name_", "_value_")
-
-    @property
-    def name(self) -> str:
-        return self._name_  # type: ignore[no-any-return]
-
-    @property
-    def value(self) -> Any:
-        return self._value_
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} members are immutable")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}.{self._name_}: {self._value_!r}>"
-
-    def __str__(self) -> str:
-        return f"{type(self).__name__}.{self._name_}"
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-    def __reduce_ex__(self, protocol: object) -> tuple:
-        return type(self), (self._value_,)
-
-    def __copy__(self) -> _Member:
-        return self
-
-    def __deepcopy__(self, memo: object) -> _Member:
-        return self
-
-
-class ActionKind(_Member):
+class ActionKind(enum.Enum):
     """Actions, valued by the kernel's return code."""
 
     KILL_PROCESS = 0x80000000
@@ -271,7 +181,7 @@ def _parse_int(text: str, what: str) -> int:
         raise PolicyError(f"{what} {text!r} is not a number") from None
 
 
-class Op(_Member):
+class Op(enum.Enum):
     """Comparison operators; MASKED_EQ is ``(arg & mask) == value``."""
 
     EQ = "=="
@@ -292,6 +202,10 @@ class Op(_Member):
         if t in aliases:
             return aliases[t]
         raise PolicyError(f"unknown operator {text!r}")
+
+
+_COMPARE = {Op.EQ: int.__eq__, Op.NE: int.__ne__, Op.LT: int.__lt__, Op.LE: int.__le__, Op.GT: int.__gt__,
+            Op.GE: int.__ge__}
 
 
 class Condition(Record):
@@ -328,6 +242,17 @@ class Condition(Record):
             raise PolicyError("a mask is only allowed with the masked-equal operator")
         if self.op is Op.MASKED_EQ and self.width == 32:
             self._set("mask", self.mask & U32)
+
+    def holds(self, value: int) -> bool:
+        """Whether this condition holds for an argument of ``value`` (as the kernel passes it).
+
+        (:mod:`sysgate.reference` has its own copy on purpose: the oracle shares no code.)"""
+        if self.width == 32:
+            value &= U32
+        op = self.op
+        if op is Op.MASKED_EQ:
+            return value & self.mask == self.value
+        return _COMPARE[op](value, self.value)
 
     def __str__(self) -> str:
         a = f"arg{self.arg}" + (".lo32" if self.width == 32 else "")

@@ -7,6 +7,7 @@ import os
 from typing import Sequence
 
 from .bpf.insn import Insn
+from .errors import UserError
 from .immutable import Record
 
 __all__ = ["LoadedProgram", "load_program", "looks_like_profile", "check_program", "asm_error"]
@@ -59,7 +60,7 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
 
     data = read_file(spec)
     if not data.strip():
-        raise ValueError(f"{spec}: empty file")
+        raise UserError(f"{spec}: empty file")
     if b"\0" not in data:  # text (see formats.detect: every BPF program has a NUL byte)
         from .bpf.asm import AsmError, asm_lines
 
@@ -73,15 +74,15 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
     from .bpf.insn import decode
 
     if len(data) > MAX_RAW_INSNS * 8:
-        raise ValueError(f"{spec}: {len(data) // 8} instructions; no program over {MAX_RAW_INSNS} can even be "
-                         f"handed to the kernel (it loads at most 4096)")
+        raise UserError(f"{spec}: {len(data) // 8} instructions; no program over {MAX_RAW_INSNS} can even be "
+                        f"handed to the kernel (it loads at most 4096)")
     order = byteorder or (get(arches[0]).byteorder if arches else "little")
     try:
         insns = decode(data, order)
     except ValueError as e:
-        raise ValueError(f"{spec}: {e}") from None
+        raise UserError(f"{spec}: {e}") from None
     if not insns:
-        raise ValueError(f"{spec}: empty program")
+        raise UserError(f"{spec}: empty program")
     return LoadedProgram(insns, tuple(arches or ()), spec, "raw")
 
 
@@ -96,13 +97,13 @@ def _is_profile_file(path: str) -> bool:
         return False
 
 
-def asm_error(source: str, e: Exception) -> ValueError:
+def asm_error(source: str, e: Exception) -> UserError:
     """An :class:`~sysgate.bpf.asm.AsmError` as one line ``FILE:LINE: message``."""
-    return ValueError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
+    return UserError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
 
 
 def check_program(insns: tuple, source: str, lines: tuple | None = None) -> None:
-    """The kernel's verdict on ``insns`` from ``source``: a refusal is one ValueError line
+    """The kernel's verdict on ``insns`` from ``source``: a refusal is one UserError line
     ``FILE[:LINE]: the kernel would refuse this program: instruction N: ...``."""
     from .bpf.emulator import InvalidProgram, check
 
@@ -110,4 +111,4 @@ def check_program(insns: tuple, source: str, lines: tuple | None = None) -> None
         check(insns)
     except InvalidProgram as e:
         where = f"{source}:{lines[e.pc]}" if lines and e.pc is not None and e.pc < len(lines) else source
-        raise ValueError(f"{where}: the kernel would refuse this program: {e}") from None
+        raise UserError(f"{where}: the kernel would refuse this program: {e}") from None

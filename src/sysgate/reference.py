@@ -10,15 +10,21 @@ It models the kernel's view of each ABI directly: x32 and MIPS n32 handlers get 
 tracer's skipped call, not an x32 call; and on ABIs that have socketcall(2)/ipc(2) a call made
 through the multiplexer is decided by the rules for the call it selects (refused when those test
 arguments, which sit behind a pointer there).
+
+Arguments a handler reads as 32 bits (every argument of the 32-bit ABIs, x32 and n32, and the
+``int`` and ``unsigned int`` parameters on 64-bit ABIs, as the kernel declares them) are their low
+word: a condition on one compares that word with the condition's value, read as a number, except
+that on a 64-bit ABI a value that is a sign-extended 32-bit word (a negative ``int`` written in 64
+bits) stands for its low word, its mask too.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from . import arch as _arch
-from .policy import Action, ActionKind, Compare, Condition, Op, Policy, Term
 from .arch.multiplexed import IPC, SOCKETCALL
-from .policy import Action, ActionKind, Condition, Op, Policy
+from .formats.argnames import ARGS
+from .policy import Action, ActionKind, Compare, Condition, Op, Policy, Term
 
 __all__ = ["evaluate", "condition_holds", "compare_holds"]
 
@@ -27,47 +33,63 @@ _PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP,
                ActionKind.USER_NOTIF, ActionKind.TRACE, ActionKind.LOG, ActionKind.ALLOW]
 
 
-def condition_holds(cond: Condition, value: int) -> bool:
-    """Does ``cond`` hold for an argument whose value (as the kernel passes it) is ``value``?"""
-    if cond.width == 32:
+def condition_holds(cond: Condition, value: int, int32: bool = False) -> bool:
+    """Does ``cond`` hold for an argument whose value (as the kernel passes it) is ``value``?
+
+    ``int32``: the argument is an ``int`` of a 64-bit ABI (see the module's docstring).
+    """
+    datum, mask = cond.value, cond.mask
+    if cond.width == 32 or int32:
         value = value % (1 << 32)
+    if int32 and datum >= (1 << 64) - (1 << 31):  # -2^31..-1, sign-extended
+        datum, mask = datum % (1 << 32), mask % (1 << 32)
     if cond.op is Op.EQ:
-        return value == cond.value
+        return value == datum
     if cond.op is Op.NE:
-        return value != cond.value
+        return value != datum
     if cond.op is Op.LT:
-        return value < cond.value
+        return value < datum
     if cond.op is Op.LE:
-        return value <= cond.value
+        return value <= datum
     if cond.op is Op.GT:
-        return value > cond.value
+        return value > datum
     if cond.op is Op.GE:
-        return value >= cond.value
-    return (value & cond.mask) == cond.value
+        return value >= datum
+    return (value & mask) == datum
 
 
-def _term_value(t: Term, args: Sequence[int]) -> int:
+def _term_value(t: Term, args: Sequence[int], int32: frozenset[int]) -> int:
     if t.kind == "arg":
-        return args[t.value] % (1 << 64)
+        return args[t.value] % (1 << (32 if t.value in int32 else 64))
     if t.kind == "const":
         return t.value
     assert t.left is not None and t.right is not None
-    a, b = _term_value(t.left, args), _term_value(t.right, args)
+    a, b = _term_value(t.left, args, int32), _term_value(t.right, args, int32)
     return a & b if t.kind == "&" else a | b
 
 
-def compare_holds(cmp: Compare, args: Sequence[int]) -> bool:
-    """Does ``cmp`` hold for a call with (six) arguments ``args``?"""
-    a, b = _term_value(cmp.left, args), _term_value(cmp.right, args)
+def compare_holds(cmp: Compare, args: Sequence[int], int32: frozenset[int] = frozenset()) -> bool:
+    """Does ``cmp`` hold for a call with (six) arguments ``args``? The arguments whose index is in
+    ``int32`` count as their low word."""
+    a, b = _term_value(cmp.left, args, int32), _term_value(cmp.right, args, int32)
     if cmp.width == 32:
         a, b = a % (1 << 32), b % (1 << 32)
     return {Op.EQ: a == b, Op.NE: a != b, Op.LT: a < b, Op.LE: a <= b, Op.GT: a > b, Op.GE: a >= b}[cmp.op]
 
 
-def _holds(c: Condition | Compare, args: Sequence[int]) -> bool:
+def _holds(c: Condition | Compare, args: Sequence[int], int32: frozenset[int]) -> bool:
     if isinstance(c, Compare):
-        return compare_holds(c, args)
-    return condition_holds(c, args[c.arg])
+        return compare_holds(c, args, int32)
+    return condition_holds(c, args[c.arg], c.arg in int32)
+
+
+def _int32_args(a: _arch.Arch, nr: int) -> frozenset[int]:
+    """The arguments of call ``nr`` on 64-bit ABI ``a`` its handler reads as 32-bit values (the
+    32-bit ABIs, x32 and n32 have all their arguments cut to 32 bits before)."""
+    if a.bits == 32 or a.name in _HANDLERS_32:
+        return frozenset()
+    params = ARGS.get(a.name_of(nr) or "", ())
+    return frozenset(i for i in range(len(params)) if params[i][1] == 32)
 
 
 def _stricter(a: Action, b: Action) -> bool:
@@ -93,8 +115,9 @@ def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Ac
     args = list(args) + [0] * (6 - len(args))
     if a.bits == 32 or a.name in _HANDLERS_32:
         args = [v % (1 << 32) for v in args]
+    int32 = _int32_args(a, nr)
     matched = [rule.action for rule in policy.rules if _names(rule, a, nr)
-               and all(_holds(c, args) for c in rule.conditions)]
+               and all(_holds(c, args, int32) for c in rule.conditions)]
     matched += _multiplexed(policy, a, nr, args[0])
     best: Action | None = None
     for action in matched:

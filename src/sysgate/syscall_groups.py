@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .arch import Arch
 
 __all__ = ["UnknownGroup", "GroupLoop", "expand", "groups", "members", "is_group"]
 
 
-class UnknownGroup(ValueError):
+class UnknownGroup(UserError):
     """A ``@name`` that is not a known group."""
 
 
-class GroupLoop(ValueError):
+class GroupLoop(UserError):
     """Groups that include each other, directly or through others."""
 
 

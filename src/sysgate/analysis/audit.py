@@ -14,7 +14,11 @@ the architectures it concerns and a one-line reason. Checks:
   with the condition; ``clone``/``unshare`` count only with ``CLONE_NEW*`` flags allowed;
 * ``kill-thread``: denied calls kill only the calling thread (``SECCOMP_RET_KILL_THREAD``,
   libseccomp's ``SCMP_ACT_KILL``), leaving the rest of the process running;
-* ``cve-history``: allowed syscalls with a well-known kernel CVE (table :data:`CVE_HISTORY`).
+* ``cve-history``: allowed syscalls with a well-known kernel CVE (table :data:`CVE_HISTORY`);
+* ``int-high-word``: on a 64-bit ABI, a call is allowed because of the high word of an argument
+  the kernel reads as 32 bits (an ``int``: the handler never sees that word), while the same call
+  with that word 0 is refused — libseccomp's reading, which lets ``socket(0x1_00000028, ...)``
+  (AF_VSOCK to the kernel) past ``family != 40`` (sysgate's compiler decides on the low word).
 """
 from __future__ import annotations
 
@@ -22,7 +26,11 @@ from typing import Any, Iterable, Sequence
 
 from ..policy import ActionKind
 from .domain import M32, WordSet
-from .explain import (Behaviour, Explanation, Region, View, _names_in, arg_words, behaviour_text, region_text)
+from .explain import Explanation
+from .regions import Behaviour, Region
+from .render import argname, behaviour_text, region_text
+from .views import View, names_in
+from .words import arg_words
 
 __all__ = ["Finding", "AuditReport", "audit", "FAMILIES", "CVE_HISTORY", "SEVERITIES"]
 
@@ -172,7 +180,7 @@ def _syscall_behaviours(e: Explanation, view: View) -> dict[str, Behaviour]:
     t = e.table(view)
     out: dict[str, Behaviour] = {}
     for lo, hi, bi in t.ranges():
-        for _nr, name in _names_in(view, lo, hi):
+        for _nr, name in names_in(view, lo, hi):
             out[name] = t.behaviours[bi]
     return out
 
@@ -184,6 +192,54 @@ def _flags_region(view: View, byteorder: str, arg: int, mask: int) -> Region:
 
 def _is_allowish(b: Behaviour) -> bool:
     return any(_reach(r) for r in b.regions)
+
+
+def _int_high_words(e: Explanation, view: View, bo: str) -> list[tuple[str, str]]:
+    """(syscall, message) for each call ``view`` allows only with a nonzero high word in an
+    argument the kernel reads as 32 bits, whose zero-high-word twin it refuses.
+
+    Regions are products of word sets: an allowed region whose high-word set for such an
+    argument holds 0 contains that twin itself, so only regions that exclude 0 can differ; the
+    twin of such a region is checked against every refusing region."""
+    from ..compiler.lower import narrow_args
+
+    assert view.arch is not None
+    zero = WordSet.make(((0, 0),))
+    out = []
+    for name, b in _syscall_behaviours(e, view).items():
+        nr = view.arch.syscalls.get(name)
+        low = narrow_args(view.arch, nr) if nr is not None else ()
+        refused = [dict(q.conds) for q in b.regions if not _reach(q)]
+        if not low or not refused:
+            continue
+        found = None
+        for r in b.regions:
+            if not _reach(r) or found:
+                continue
+            conds = dict(r.conds)
+            for i in sorted(low):
+                lo_w, hi_w = arg_words(i, bo)
+                hs = conds.get(hi_w)
+                if hs is None or hs.contains(0):
+                    continue
+                twin = dict(conds)
+                twin[hi_w] = zero
+                for q in refused:
+                    meet = {w: (twin[w].intersect(q[w]) if w in twin and w in q else twin.get(w) or q.get(w))
+                            for w in set(twin) | set(q)}
+                    if all(ws is not None for ws in meet.values()):
+                        lo = meet.get(lo_w)
+                        found = (i, (hs.first() or 1) << 32 | (lo.first() or 0 if lo is not None else 0))
+                        break
+                if found:
+                    break
+        if found:
+            i, value = found
+            arg = argname(name, i, view)
+            out.append((name, f"{name}'s {arg} is 32 bits to the kernel (it ignores the high word), yet the filter "
+                              f"allows {arg}={value:#x} and refuses {arg}={value & M32:#x}, the same value to the "
+                              f"kernel (libseccomp compares all 64 bits; sysgate's compiler decides on the low word)"))
+    return out
 
 
 # ---------------------------------------------------------------------------- the audit
@@ -283,6 +339,14 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
     for labels, names in by_arches.items():
         findings.append(Finding("info", "cve-history", labels, "allowed syscalls with a kernel CVE history: "
                                 + ", ".join(f"{n} ({CVE_HISTORY[n][0]})" for n in names), names))
+    # -- an int argument's high word lets a call through that the low word alone would refuse
+    ints: dict[tuple[str, str], list[str]] = {}
+    for v in known:
+        if v.arch is not None and v.arch.compare_bits == 64:
+            for name, text in _int_high_words(e, v, bo):
+                ints.setdefault((name, text), []).append(v.label)
+    for (name, text), labels in ints.items():
+        findings.append(Finding("high", "int-high-word", labels, text, [name]))
     # -- kill-thread where kill-process was likely meant
     kt = []
     for v in views:

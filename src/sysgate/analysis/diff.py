@@ -21,16 +21,17 @@ from __future__ import annotations
 import bisect
 from typing import Any, Sequence
 
+from ..errors import EXIT_DIFF_STRICTER, EXIT_DIFF_WEAKER, EXIT_OK, UserError
 from ..policy import Action, ActionKind
-from .explain import (Behaviour, Explanation, Region, View, ViewTable, _merge_dims, _names_in, _range_labels,
-                      _ret_text, behaviour_text, compute_views, dims_conditions, region_dims, views_for_arch)
+from .explain import Explanation
+from .regions import Behaviour, Region, ViewTable
+from .render import behaviour_text, dims_conditions, merge_dims, range_labels, region_dims, ret_text
+from .views import View, compute_views, names_in, views_for_arch
 from .domain import M32, M64
 
 __all__ = ["Difference", "DiffEntry", "DiffResult", "diff", "EXIT_EQUAL", "EXIT_WEAKER", "EXIT_STRICTER"]
 
-EXIT_EQUAL = 0
-EXIT_WEAKER = 1
-EXIT_STRICTER = 3
+EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = EXIT_OK, EXIT_DIFF_WEAKER, EXIT_DIFF_STRICTER  # sysgate.errors names them
 
 
 class Difference:
@@ -98,9 +99,9 @@ def _possible(region: Region) -> bool:
         return False
     if witness(dict(region.conds), region.opaque, tries=2000) is not None:
         return True
-    raise ValueError("cannot tell exactly whether the programs differ where they compare computed values "
-                     "(such as two arguments with each other): no differing call was found, and none was "
-                     "ruled out")
+    raise UserError("cannot tell exactly whether the programs differ where they compare computed values "
+                    "(such as two arguments with each other): no differing call was found, and none was "
+                    "ruled out")
 
 
 class DiffEntry:
@@ -123,14 +124,14 @@ class DiffEntry:
     def labels(self) -> list[str]:
         out: list[str] = []
         for lo, hi in self.ranges:
-            out += _range_labels(lo, hi, _names_in(self.view, lo, hi))
+            out += range_labels(lo, hi, names_in(self.view, lo, hi))
         return out
 
     def examples(self, byteorder: str) -> list[tuple[list[int] | None, Any, Any]]:
         """For each difference: a seccomp_data (16 words) where A returns ``a`` and B ``b``
         (None if none could be built: the region keeps an opaque condition), with a and b."""
         from .domain import WordSet, iv_norm
-        from .explain import arg_words, ip_words
+        from .words import arg_words, ip_words
         from .symexec import WORD_ARCH, WORD_NR, witness
 
         out = []
@@ -155,7 +156,7 @@ class DiffEntry:
         """(condition text, A's result, B's result, kind), regions with equal results merged."""
         groups: dict[tuple, list] = {}
         for d in self.diffs:
-            key = (_ret_text(d.a, byteorder, d.a_kind), _ret_text(d.b, byteorder, d.b_kind), d.kind)
+            key = (ret_text(d.a, byteorder, d.a_kind), ret_text(d.b, byteorder, d.b_kind), d.kind)
             groups.setdefault(key, []).append((region_dims(d.region, self.view, byteorder), d.region.opaque))
         top = M32 if self.view.bits == 32 else M64
         sysname = None
@@ -164,7 +165,7 @@ class DiffEntry:
         out = []
         for (ta, tb, kind), items in groups.items():
             conds = []
-            for dims, opq in _merge_dims(items, top):
+            for dims, opq in merge_dims(items, top):
                 c = dims_conditions(dims, opq, self.view, byteorder, sysname)
                 conds.append(" && ".join(c) if c else "always")
             text = " || ".join(f"({c})" if " && " in c and len(conds) > 1 else c for c in conds)
@@ -254,7 +255,7 @@ class DiffResult:
 
 def _example_json(e: DiffEntry, byteorder: str) -> dict[str, Any] | None:
     """One concrete call where A and B differ (for a CI log to reproduce), or None."""
-    from .explain import arg_words, ip_words
+    from .words import arg_words, ip_words
     from .symexec import WORD_ARCH, WORD_NR, evaluate
 
     for w, a, b in e.examples(byteorder):
@@ -285,8 +286,8 @@ def diff(a: Explanation, b: Explanation, arches: Sequence[str] | None = None,
          views: Sequence[View] | None = None) -> DiffResult:
     """Compare ``a`` and ``b`` on ``views`` (default: every arch either tells apart)."""
     if a.byteorder != b.byteorder:
-        raise ValueError(f"cannot compare a {a.byteorder}-endian program with a {b.byteorder}-endian one: "
-                         "they never run on the same machine")
+        raise UserError(f"cannot compare a {a.byteorder}-endian program with a {b.byteorder}-endian one: "
+                        "they never run on the same machine")
     if views is None:
         if arches:
             views = [views_for_arch(x) for x in arches]
@@ -333,7 +334,7 @@ def _diff_view(ta: ViewTable, tb: ViewTable, view: View) -> list[DiffEntry]:
         named: list[tuple[int, int]] = []
         unnamed: list[tuple[int, int]] = []
         for lo, hi in groups[key]:
-            names = _names_in(view, lo, hi)
+            names = names_in(view, lo, hi)
             if names and len(names) == hi - lo + 1 and len(names) <= 64:
                 named.extend((nr, nr) for nr, _ in names)
             else:

@@ -1,5 +1,6 @@
-"""Semantic equality of policies and programs: the emulator runs both on every call that could
-tell them apart, and they are equal when every call gets the same action.
+"""Semantic equality of policies and programs by sampling: the emulator runs both on every call
+that could tell them apart, and they are equal when every call gets the same action (hence the
+names :func:`sampled_equivalent`, :class:`SampledDifference`; :mod:`.diff` is the exact one).
 
 "Every call that could tell them apart" is, per architecture token:
 
@@ -25,7 +26,7 @@ from ..bpf import insn as I
 from ..policy import Action, Compare, Condition, Op, Policy, Term
 from ..immutable import Record
 
-__all__ = ["Difference", "equivalent", "differences", "program_of"]
+__all__ = ["SampledDifference", "sampled_equivalent", "sampled_differences", "program_of"]
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
@@ -35,7 +36,7 @@ _NR_EDGES = (0, 1, 0x3FFFFFFF, 0x40000000, 0x40000001, 0x7FFFFFFF, 0x80000000, U
 _BOGUS_TOKEN = 0x12345678
 
 
-class Difference(Record):
+class SampledDifference(Record):
     """One call two sides decide differently (``arch`` None: they cannot run on one machine)."""
 
     __slots__ = ("arch", "token", "nr", "args", "a", "b", "reason")
@@ -253,7 +254,8 @@ def _numbers(sides: Sequence[_Side], members: Sequence[_arch.Arch]) -> list[int]
     return sorted(nums)
 
 
-def differences(a: Any, b: Any, arches: Sequence[str] | None = None, *, limit: int = 1) -> Iterator[Difference]:
+def sampled_differences(a: Any, b: Any, arches: Sequence[str] | None = None, *,
+                        limit: int = 1) -> Iterator[SampledDifference]:
     """Calls that ``a`` and ``b`` decide differently (at most ``limit``; 0 for all).
 
     ``a`` and ``b`` are each a :class:`~sysgate.policy.Policy`, a compiled program, a loaded
@@ -268,7 +270,7 @@ def differences(a: Any, b: Any, arches: Sequence[str] | None = None, *, limit: i
         names = list(dict.fromkeys(sa.arches + sb.arches)) or [_arch.native().name]
     order = sa.byteorder or sb.byteorder or _arch.get(names[0]).byteorder
     if sa.byteorder and sb.byteorder and sa.byteorder != sb.byteorder:
-        yield Difference(None, 0, 0, (), None, None,
+        yield SampledDifference(None, 0, 0, (), None, None,
                          f"the programs are for different byte orders ({sa.byteorder}, {sb.byteorder})")
         return
     tested = [_arch.get(x) for x in names if _arch.get(x).byteorder == order]
@@ -299,7 +301,7 @@ def differences(a: Any, b: Any, arches: Sequence[str] | None = None, *, limit: i
                     args = vec
                 if _key(ra.ret) != _key(rb.ret):
                     acta, actb = Action.from_ret(ra.ret), Action.from_ret(rb.ret)
-                    yield Difference(via.name, token, nr, args, acta, actb)
+                    yield SampledDifference(via.name, token, nr, args, acta, actb)
                     found += 1
                     if limit and found >= limit:
                         return
@@ -312,14 +314,14 @@ def differences(a: Any, b: Any, arches: Sequence[str] | None = None, *, limit: i
             actb = Action.from_ret(run(sb.insns, data, order).ret)
             if acta != actb:
                 names_t = [x.name for x in _arch.by_token(token)]
-                yield Difference(names_t[0] if names_t else None, token, nr, (), acta, actb)
+                yield SampledDifference(names_t[0] if names_t else None, token, nr, (), acta, actb)
                 found += 1
                 if limit and found >= limit:
                     return
 
 
-def equivalent(a: Any, b: Any, arches: Sequence[str] | None = None) -> Difference | None:
-    """None when ``a`` and ``b`` decide every tested call alike, else the first :class:`Difference`."""
-    for d in differences(a, b, arches, limit=1):
+def sampled_equivalent(a: Any, b: Any, arches: Sequence[str] | None = None) -> SampledDifference | None:
+    """None when ``a`` and ``b`` decide every tested call alike, else the first :class:`SampledDifference`."""
+    for d in sampled_differences(a, b, arches, limit=1):
         return d
     return None

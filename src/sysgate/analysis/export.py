@@ -29,7 +29,10 @@ from .. import arch as _arch
 from ..errors import UserError
 from ..policy import KILL_PROCESS, Action, Condition, Op, Policy, Rule
 from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_not
-from .explain import Behaviour, Explanation, Region, View, behaviour_text, views_for_arch
+from .explain import Explanation
+from .regions import Behaviour, Region
+from .render import arg64, atom_text, behaviour_text, merge_dims, own_ivs, region_dims, relax
+from .views import View, names_in, views_for_arch
 
 __all__ = ["NotExpressible", "Export", "to_policy", "verify"]
 
@@ -94,10 +97,8 @@ def _iv_alternatives(i: int, ivs: tuple, top: int) -> list[list[Condition]]:
 
 def _ws_cubes(ws: WordSet) -> list[tuple[int, int]]:
     """``ws`` as a union of 32-bit cubes (mask, value)."""
-    from .explain import _own_ivs
-
     base: list[tuple[int, int]] = []
-    for lo, hi in _own_ivs(ws):  # intervals the bit tests already imply need no blocks
+    for lo, hi in own_ivs(ws):  # intervals the bit tests already imply need no blocks
         base.extend(_blocks(lo, hi, 32))
     cubes = []
     for m, v in base:
@@ -128,9 +129,7 @@ def _arg_alternatives(i: int, lo: WordSet, hi: WordSet, bits: int) -> list[list[
             ivs = tuple((a, M64 if b == M32 else b) for a, b in lo.ivs)
             return _iv_alternatives(i, ivs, M64)
     if lo.pure and hi.pure:
-        from .explain import _arg64
-
-        ivs = _arg64(lo, hi, 64)
+        ivs = arg64(lo, hi, 64)
         if ivs is not None and len(ivs) <= 16:
             return _iv_alternatives(i, ivs, M64)
     out = []
@@ -167,10 +166,8 @@ def _compact_alternatives(i: int, got: tuple, bits: int) -> list[list[Condition]
     for ws, shift, width in ((lo, 0, 32), (hi, 32, 64)):
         if ws.is_full or (bits == 32 and shift):
             continue
-        from .explain import _own_ivs
-
-        part: list[list[Condition]] = []
-        own = _own_ivs(ws)
+            part: list[list[Condition]] = []
+        own = own_ivs(ws)
         base: list[Condition] = []
         if ws.fmask:
             base.append(Condition(i, Op.MASKED_EQ, ws.fval << shift, mask=ws.fmask << shift,
@@ -222,8 +219,6 @@ def _dims_rules(dims: dict, opaque: tuple, view: View, byteorder: str, lossy: bo
     if "ip" in dims:
         problems.append("it depends on instruction_pointer")
     if opaque:
-        from .explain import atom_text
-
         problems.append("it tests a computed value (" + ", ".join(atom_text(a, byteorder) for a in opaque) + ")")
     if problems and not lossy:
         raise _Unexpressible("; ".join(problems))
@@ -321,7 +316,6 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
                     covered.remove(x32[0])
                     minus_one = b[other].unconditional
     # The default action: what every covered view does with numbers no rule can name.
-    default_key: tuple | None = None
     default: Action | None = None
     for v in covered:
         t = e.table(v)
@@ -336,7 +330,7 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
                 warnings.append(msg)
                 act = max((r.action or KILL_PROCESS for r in b.regions), key=lambda a: (a.strictness, -a.data))
             if default is None:
-                default, default_key = act, (v.label, act)
+                default = act
             elif act != default:
                 where = ", ".join(f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}"
                                   for lo, hi in t.numbers_of(bi)[:4])
@@ -355,15 +349,13 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
             raise NotExpressible(msg)
         warnings.append(msg)
     # Rules: per syscall name, from the first covered view that has it (64-bit views first).
-    from .explain import _names_in
-
     # (x32 and n32 compare only the low word: their rules cannot stand for a 64-bit ABI's)
     order = sorted(covered, key=lambda v: (v.arch.compare_bits if v.arch else v.bits) != 64)
     per_name: dict[str, list[tuple[View, Behaviour]]] = {}
     for v in order:
         t = e.table(v)
         for lo, hi, bi in t.ranges():
-            for _nr, name in _names_in(v, lo, hi):
+            for _nr, name in names_in(v, lo, hi):
                 per_name.setdefault(name, []).append((v, t.behaviours[bi]))
     rules: list[Rule] = []
     # A behaviour is usually shared by many names (a program that never tests the number gives
@@ -411,13 +403,11 @@ def _rules_for(name: str, b: Behaviour, view: View, bo: str, default: Action, lo
     the layered form with every call covered by some rule. What cannot be expressed only
     makes the layered form stricter, so lossy relaxations use it.
     """
-    from .explain import _merge_dims, region_dims, relax
-
     top = M32 if view.bits == 32 else M64
     by_act: dict[Action, list[tuple[dict, tuple]]] = {}
     for r in b.regions:
         by_act.setdefault(_action(r, lossy), []).append((region_dims(r, view, bo), r.opaque))
-    by_act = {a: _merge_dims(v, top) for a, v in by_act.items()}
+    by_act = {a: merge_dims(v, top) for a, v in by_act.items()}
     order = sorted(by_act, key=lambda a: (a.strictness, -a.data))  # least strict first
 
     def rules(act: Action, items: list[tuple[dict, tuple]], forbidden: list[tuple[dict, tuple]],
@@ -472,7 +462,10 @@ def verify(e: Explanation, policy: Policy, views: Sequence[View]) -> list[tuple[
     from .diff import diff
     from .explain import explain_programs
 
-    prog = compile_policy(policy, skip_unknown=True)
+    # As the format's own tool reads the profile: a program built by libseccomp tests all 64 bits
+    # of int arguments, and the profile that says so is exact there (sysgate's programs test only
+    # the low word of those, which comes back as 32-bit conditions: the same either way).
+    prog = compile_policy(policy, skip_unknown=True, narrow=False)
     other = explain_programs([prog.insns], prog.byteorder)
     res = diff(e, other, views=list(views))
     out = []

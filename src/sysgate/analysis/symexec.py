@@ -16,22 +16,34 @@ works is the condition kept verbatim as an opaque condition, evaluated exactly b
 reasoned about. The leaves partition the input space: every possible ``seccomp_data``
 satisfies exactly one of them, and :func:`decide` on it gives what the kernel returns.
 
+Paths are not followed one by one: jumps only go forward, so instructions are visited in
+program order, and the paths that reach one in the same *live* machine state (A, X and the
+scratch words that may still be read, plus the stacked result so far; see :func:`liveness`)
+go on as one group, their conditions a union of regions. The two sides of a split that meet
+again in one group are their parent path again, exactly. So k independent tests that re-join
+cost k paths, not 2^k; programs whose paths carry different values to the end (a counter of
+true tests) have no small exact account, and are refused past :data:`MAX_STEPS` units of
+work or :data:`MAX_LEAVES` leaves, deterministically and in well under a second.
+
 Stacked filters (several installed in one process) are executed one after the other on
 the same path, and their results combined the way the kernel does (the lowest action
 value wins; between equal actions the most recently installed filter's data wins).
 """
 from __future__ import annotations
 
+import heapq
 import random
 from typing import Sequence, Union
 
 from ..bpf import insn as I
+from ..bpf.decoder import Kind as K
+from ..bpf.decoder import decoded
 from ..bpf.insn import Insn
 from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
 __all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
-           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind"]
+           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES", "MAX_STEPS"]
 
 WORD_NR = 0
 WORD_ARCH = 1
@@ -40,14 +52,16 @@ WORD_ARCH = 1
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
 Expr = Union[int, tuple]
 
-#: Most paths (leaves) one analysis follows before refusing (AnalysisError, a ValueError): the
-#: work after it grows with their number, and an exact account of 2^k paths is not useful.
-#: Compiled programs have about one leaf per instruction (docker-default for three arches: 316;
-#: 4,096 instructions of argument rules: about 3,600); diamonds of computed values reach it fast.
-MAX_LEAVES = 8192
-#: Most instructions stepped over all paths (4,096 instructions of argument rules take < 50,000):
-#: long chains walked by many paths are refused in time proportional to this, not paths x length.
-MAX_STEPS = 400_000
+#: Most paths (leaves) one analysis keeps before refusing (AnalysisError, a ValueError): tables
+#: and text cost about 0.15 ms per leaf, and an exact account of thousands of unrelated paths is
+#: not useful. Compiled programs have about one leaf per instruction (docker-default for three
+#: arches: 311; 4,085 instructions of argument rules: 3,856), so this is the kernel's own limit.
+MAX_LEAVES = 4096
+#: Most work units (an instruction run for one group of paths, or one path split) before refusing:
+#: 4,085 instructions of argument rules take 8,744, docker-default for three arches 619. Programs
+#: whose paths carry different values to the end (a counter of true tests) are refused here,
+#: in well under a second, instead of after 2^k paths.
+MAX_STEPS = 16_384
 SPLIT_LIMIT = 64  # a word with at most this many possible values is split value by value
 
 
@@ -594,7 +608,7 @@ class _Path:
     """Input constraints of one path: word sets, opaque conditions, and an input known to take
     the path (``wit``; None if none known), which often settles the next split without search."""
 
-    __slots__ = ("doms", "opaque", "unverified", "wit", "budget")
+    __slots__ = ("doms", "opaque", "unverified", "wit", "budget", "parent", "side", "cond")
 
     def __init__(self, doms: dict[int, WordSet], opaque: tuple, unverified: bool, wit: list[int] | None = None,
                  budget: list[int] | None = None) -> None:
@@ -603,6 +617,11 @@ class _Path:
         self.unverified = unverified
         self.wit = wit
         self.budget = budget
+        # The path this one is a side of (``side`` 1: the condition held), when a split made it:
+        # both sides meeting again in one state are that path again (see :func:`_join`).
+        self.parent: _Path | None = None
+        self.side = 0
+        self.cond: tuple | None = None  # the split's test (op, lhs, rhs), for :func:`_join_cousins`
 
 
 def _split(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[_Path | None, _Path | None]:
@@ -700,131 +719,302 @@ def _with(path: _Path, w: int, ws: WordSet | None) -> _Path | None:
     return _Path(doms, path.opaque, path.unverified, wit, path.budget)
 
 
+def liveness(prog: Sequence[Insn]) -> list[int]:
+    """Per pc, what the instructions from there on may read before writing it: bit 0 for A,
+    bit 1 for X, bit 2 + i for scratch word M[i] (a bit mask, plus one entry past the end).
+
+    Jumps only go forward, so one backward pass is exact. Two paths that reach a pc with
+    states equal on its live part behave alike from there on, so they can be followed as one.
+    """
+    ops = decoded(prog)
+    n = len(ops)
+    live = [0] * (n + 1)
+    for pc in range(n - 1, -1, -1):
+        kind, k, op, jt, jf, _ = ops[pc]
+        nxt = live[pc + 1]
+        mem = (4 << k) if k < I.BPF_MEMWORDS else 0
+        if kind == K.RET_K:
+            got = 0
+        elif kind == K.RET_A:
+            got = 1
+        elif kind == K.RET_X:
+            got = 2
+        elif kind in (K.JA, K.JMP_K, K.JMP_X):
+            got = live[min(jt, n)] | live[min(jf, n)]
+            if jt != jf:
+                got |= 1 | (2 if kind == K.JMP_X else 0)
+        elif kind in (K.LD_ABS, K.LD_IMM, K.LD_LEN):
+            got = nxt & ~1
+        elif kind == K.LD_MEM:
+            got = (nxt & ~1) | mem
+        elif kind in (K.LDX_IMM, K.LDX_LEN):
+            got = nxt & ~2
+        elif kind == K.LDX_MEM:
+            got = (nxt & ~2) | mem
+        elif kind == K.ST:
+            got = (nxt & ~mem) | 1
+        elif kind == K.STX:
+            got = (nxt & ~mem) | 2
+        elif kind in (K.ALU_K, K.NEG):
+            got = nxt | 1
+        elif kind == K.ALU_X:
+            got = nxt | 3
+        elif kind == K.TXA:
+            got = (nxt & ~1) | 2
+        elif kind == K.TAX:
+            got = (nxt & ~2) | 1
+        else:  # INVALID: execution stops there
+            got = 0
+        live[pc] = got
+    return live
+
+
+def _joins(prog: Sequence[Insn]) -> set[int]:
+    """The pcs more than one instruction leads to (where paths may meet)."""
+    ops = decoded(prog)
+    n = len(ops)
+    into = [0] * (n + 1)
+    for kind, k, op, jt, jf, _ in ops:
+        if kind in (K.RET_K, K.RET_A, K.RET_X, K.INVALID):
+            continue
+        into[min(jt, n)] += 1
+        if jf != jt:
+            into[min(jf, n)] += 1
+    return {pc for pc in range(n) if into[pc] > 1}
+
+
+def _join(paths: list[_Path]) -> list[_Path]:
+    """``paths`` (disjoint, one machine state) with both halves of any split put back together.
+
+    A split's two sides that meet again in the same state are their parent again, exactly:
+    this is what keeps k independent tests that re-join at k paths instead of 2^k.
+    """
+    if len(paths) < 2:
+        return paths
+    halves: dict[tuple[int, int], _Path] = {}
+    out: list[_Path] = []
+    work = list(reversed(paths))
+    while work:
+        p = work.pop()
+        par = p.parent
+        if par is None:
+            out.append(p)
+            continue
+        other = halves.pop((id(par), 1 - p.side), None)
+        if other is None:
+            halves[(id(par), p.side)] = p
+        else:
+            work.append(par)
+    out.extend(halves.values())
+    return out
+
+
+def _join_cousins(paths: list[_Path]) -> tuple[list[_Path], int]:
+    """Merge ``Q and c and t`` with ``Q and not c and t`` into ``Q and t`` (one split of Q on t).
+
+    The sides of one test t taken after an earlier test c had split Q, meeting in one state:
+    the arms of c re-joined in state but only after t split each of them (diamonds whose arms
+    change a value that later tests leave alone). Exact; repeated with :func:`_join` until
+    nothing merges. Returns the paths and the number of new splits made (work).
+    """
+    work = 0
+    changed = True
+    while changed and len(paths) > 1:
+        changed = False
+        seen: dict[tuple, _Path] = {}
+        out: list[_Path] = []
+        for p in paths:
+            par = p.parent
+            q = par.parent if par is not None else None
+            if q is None or p.cond is None:
+                out.append(p)
+                continue
+            key = (id(q), p.cond, p.side)
+            other = seen.pop(key + (1 - par.side,), None)
+            if other is None:
+                seen[key + (par.side,)] = p
+                continue
+            op, lhs, rhs = p.cond
+            t, f = _split(q, op, lhs, rhs, 0)
+            work += 1
+            m = t if p.side == 1 else f
+            if m is None:  # cannot happen: p is a non-empty part of it
+                raise AssertionError("a merged path is empty")
+            if t is not None and f is not None and t is not q and f is not q:
+                t.parent = f.parent = q
+                t.side, f.side = 1, 0
+                t.cond = f.cond = p.cond
+            out.append(m)
+            changed = True
+        out.extend(seen.values())
+        paths = _join(out) if changed else out
+    return paths, work
+
+
 def execute(programs: Sequence[Sequence[Insn]], byteorder: str = "little", *,
-            max_leaves: int = MAX_LEAVES) -> Execution:
+            max_leaves: int = MAX_LEAVES, max_steps: int = MAX_STEPS) -> Execution:
     """Run ``programs`` symbolically. Several programs are a filter stack, oldest first.
 
-    The programs must pass :func:`sysgate.bpf.emulator.check`; ``byteorder`` is only recorded.
+    Instructions are visited in program order (jumps only go forward), with every path that
+    reaches an instruction in the same live state (A, X, scratch words, result so far)
+    followed as one group, and the two sides of a split that meet again merged back into
+    the path they came from. The programs must pass :func:`sysgate.bpf.emulator.check`;
+    ``byteorder`` is only recorded.
     """
     progs = [tuple(p) for p in programs]
     if not progs:
         raise AnalysisError("no program to analyse")
     order = list(range(len(progs)))[::-1]  # the kernel runs the newest filter first
+    lives = [liveness(progs[fi]) for fi in order]
+    # Where groups are put back in the queue (to meet others): where paths join, and where a
+    # value dies (states that differed only in it become equal).
+    stops = [_joins(progs[fi]) | {pc for pc in range(1, len(progs[fi])) if live[pc - 1] & ~live[pc]}
+             for fi, live in zip(order, lives)]
     reached: list[set[int]] = [set() for _ in progs]
     leaves: list[Leaf] = []
     mem0 = (0,) * I.BPF_MEMWORDS
-    # Work items: (stack position, pc, A, X, mem, path, accumulated result or None)
-    stack: list[tuple] = [(0, 0, 0, 0, mem0, _Path({}, (), False, [0] * 16, [WITNESS_BUDGET]), None)]
+    # Pending groups: (stack position, pc) -> {live state key: [A, X, mem, acc, paths]}
+    pending: dict[tuple[int, int], dict[tuple, list]] = {}
+    heap: list[tuple[int, int]] = []
     steps = 0
-    while stack:
-        pos, pc, A, X, mem, path, acc = stack.pop()
-        if pc == -1:
-            # A division by zero: the filter returns 0 (kill thread) at once, as the kernel's does.
-            ret = 0 if acc is None else (combine_stack(acc, 0) if isinstance(acc, int) else ("pick", acc, 0))
-            if pos + 1 < len(order):
-                stack.append((pos + 1, 0, 0, 0, mem0, path, ret))
+
+    def too_complex() -> AnalysisError:
+        return AnalysisError(f"program needs more than {max_steps} steps over its paths; too complex to explain "
+                             "exactly")
+
+    def put(pos: int, pc: int, A: Expr, X: Expr, mem: tuple, acc: Expr | None, paths: list[_Path]) -> None:
+        live = lives[pos][pc]
+        key = (A if live & 1 else None, X if live & 2 else None,
+               tuple(mem[i] if live & (4 << i) else None for i in range(I.BPF_MEMWORDS)) if live > 3 else None,
+               acc)
+        slot = pending.get((pos, pc))
+        if slot is None:
+            slot = pending[(pos, pc)] = {}
+            heapq.heappush(heap, (pos, pc))
+        g = slot.get(key)
+        if g is None:
+            slot[key] = [A, X, mem, acc, list(paths)]
+        else:
+            g[4].extend(paths)
+
+    def finish(pos: int, ret: Expr, acc: Expr | None, paths: list[_Path], pc: int) -> None:
+        """The filter at ``pos`` returned ``ret`` on ``paths``: on to the next filter, or leaves."""
+        if acc is not None:
+            if isinstance(ret, int) and isinstance(acc, int):
+                ret = combine_stack(acc, ret)
+            else:
+                ret = ("pick", acc, ret)
+        if pos + 1 < len(order):
+            put(pos + 1, 0, 0, 0, mem0, ret, paths)
+            return
+        for path in paths:
+            if isinstance(ret, tuple) and ret[0] != "pick":
+                for p2, kind in _ret_kinds(path, ret, pc):
+                    leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
             else:
                 leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
-            continue
+        if len(leaves) > max_leaves:
+            raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex to explain exactly")
+
+    put(0, 0, 0, 0, mem0, None, [_Path({}, (), False, [0] * 16, [WITNESS_BUDGET])])
+    while heap:
+        pos, pc0 = heapq.heappop(heap)
         fi = order[pos]
         prog = progs[fi]
+        ops = decoded(prog)
         seen = reached[fi]
-        while True:
-            steps += 1
-            if steps > MAX_STEPS:
-                raise AnalysisError(f"program needs more than {MAX_STEPS} instruction steps over its paths; too "
-                                    "complex to explain exactly")
-            seen.add(pc)
-            code, jt, jf, k = prog[pc]
-            cls = code & 7
-            if cls == I.RET:
-                rv = code & 0x18
-                ret = A if rv == I.RET_A else (X if rv == I.RET_X else k)
-                if acc is not None:
-                    if isinstance(ret, int) and isinstance(acc, int):
-                        ret = combine_stack(acc, ret)
-                    else:
-                        ret = ("pick", acc, ret)
-                if pos + 1 < len(order):
-                    stack.append((pos + 1, 0, 0, 0, mem0, path, ret))
-                elif isinstance(ret, tuple) and ret[0] != "pick":
-                    for p2, kind in _ret_kinds(path, ret, pc):
-                        leaves.append(Leaf(p2.doms, p2.opaque, ret, p2.unverified, kind))
-                    if len(leaves) > max_leaves:
-                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
-                                            "to explain exactly")
-                else:
-                    leaves.append(Leaf(path.doms, path.opaque, ret, path.unverified))
-                    if len(leaves) > max_leaves:
-                        raise AnalysisError(f"program has more than {max_leaves} distinct paths; too complex "
-                                            "to explain exactly")
-                break
-            if cls == I.JMP:
-                op = code & 0xF0
-                if op == I.JA:
-                    pc += 1 + k
-                    continue
-                if jt == jf:
-                    pc += 1 + jt
-                    continue
-                rhs = X if code & I.X else k
-                t, f = _split(path, op, A, rhs, pc)
-                if t is not None and f is not None:
-                    stack.append((pos, pc + 1 + jf, A, X, mem, f, acc))
-                    path, pc = t, pc + 1 + jt
-                elif t is not None:
-                    path, pc = t, pc + 1 + jt
-                elif f is not None:
-                    path, pc = f, pc + 1 + jf
-                else:  # one side of a split always keeps the path's inputs
-                    raise AssertionError(f"instruction {pc}: both branches infeasible")
-                continue
-            if cls == I.LD:
-                mode = code & 0xE0
-                if mode == I.ABS:
+        for A, X, mem, acc, paths in pending.pop((pos, pc0)).values():
+            paths = _join(paths)
+            if len(paths) > 1 and ops[pc0].kind not in (K.RET_K, K.RET_A, K.RET_X):
+                # (not at a return: merging there would only redraw the regions; paths end anyway)
+                paths, work = _join_cousins(paths)
+                steps += work
+            pc = pc0
+            while True:
+                steps += 1
+                if steps > max_steps:
+                    raise too_complex()
+                seen.add(pc)
+                kind, k, op, jt, jf, why = ops[pc]
+                if kind == K.RET_K or kind == K.RET_A or kind == K.RET_X:
+                    finish(pos, A if kind == K.RET_A else (X if kind == K.RET_X else k), acc, paths, pc)
+                    break
+                if kind == K.JA or ((kind == K.JMP_K or kind == K.JMP_X) and jt == jf):
+                    put(pos, jt, A, X, mem, acc, paths)
+                    break
+                if kind == K.JMP_K or kind == K.JMP_X:
+                    rhs = X if kind == K.JMP_X else k
+                    yes: list[_Path] = []
+                    no: list[_Path] = []
+                    steps += len(paths)
+                    if steps > max_steps:
+                        raise too_complex()
+                    for path in paths:
+                        t, f = _split(path, op, A, rhs, pc)
+                        if t is not None and f is not None and t is not path and f is not path:
+                            t.parent = f.parent = path
+                            t.side, f.side = 1, 0
+                            t.cond = f.cond = (op, A, rhs)
+                        if t is not None:
+                            yes.append(t)
+                        if f is not None:
+                            no.append(f)
+                    if yes:
+                        put(pos, jt, A, X, mem, acc, yes)
+                    if no:
+                        put(pos, jf, A, X, mem, acc, no)
+                    break
+                if kind == K.LD_ABS:
                     A = ("w", k >> 2)
-                elif mode == I.IMM:
+                elif kind == K.LD_IMM:
                     A = k
-                elif mode == I.MEM:
+                elif kind == K.LD_MEM:
                     A = mem[k]
-                elif mode == I.LEN:
+                elif kind == K.LD_LEN:
                     A = I.SECCOMP_DATA_SIZE
-                else:
-                    raise AnalysisError(f"instruction {pc}: load mode {mode:#x} is not valid in seccomp")
-            elif cls == I.LDX:
-                mode = code & 0xE0
-                if mode == I.IMM:
+                elif kind == K.LDX_IMM:
                     X = k
-                elif mode == I.MEM:
+                elif kind == K.LDX_MEM:
                     X = mem[k]
-                elif mode == I.LEN:
+                elif kind == K.LDX_LEN:
                     X = I.SECCOMP_DATA_SIZE
-                else:
-                    raise AnalysisError(f"instruction {pc}: ldx mode {mode:#x} is not valid in seccomp")
-            elif cls == I.ST:
-                mem = mem[:k] + (A,) + mem[k + 1:]
-            elif cls == I.STX:
-                mem = mem[:k] + (X,) + mem[k + 1:]
-            elif cls == I.ALU:
-                op = code & 0xF0
-                src = X if code & I.X else k
-                if op in (I.DIV, I.MOD) and not (isinstance(src, int) and src != 0):
-                    # Division by zero ends the filter with 0 (kill thread), as the kernel does.
-                    zero, nonzero = _split(path, I.JEQ, src, 0, pc)
-                    if zero is not None:
-                        stack.append((pos, -1, 0, 0, mem, zero, acc))
-                    if nonzero is None:
-                        break
-                    path = nonzero
-                A = mk(op, A, src)
-            else:  # MISC
-                if code & 0xF8 == I.TXA:
+                elif kind == K.ST:
+                    mem = mem[:k] + (A,) + mem[k + 1:]
+                elif kind == K.STX:
+                    mem = mem[:k] + (X,) + mem[k + 1:]
+                elif kind == K.ALU_K or kind == K.ALU_X:
+                    src = X if kind == K.ALU_X else k
+                    if op in (I.DIV, I.MOD) and not (isinstance(src, int) and src != 0):
+                        # Division by zero ends the filter with 0 (kill thread), as the kernel does.
+                        zero: list[_Path] = []
+                        nonzero: list[_Path] = []
+                        steps += len(paths)
+                        for path in paths:
+                            z, nz = _split(path, I.JEQ, src, 0, pc)
+                            if z is not None:
+                                zero.append(z)
+                            if nz is not None:
+                                nonzero.append(nz)
+                        if zero:
+                            finish(pos, 0, acc, zero, pc)
+                        if not nonzero:
+                            break
+                        paths = nonzero
+                    A = mk(op, A, src)
+                elif kind == K.NEG:
+                    A = mk(I.NEG, A, 0)
+                elif kind == K.TXA:
                     A = X
-                else:
+                elif kind == K.TAX:
                     X = A
-            pc += 1
-            if pc >= len(prog):
-                raise AnalysisError(f"instruction {pc - 1}: execution runs off the end of the program")
+                else:
+                    raise AnalysisError(f"instruction {pc}: {why} (not valid in seccomp)")
+                pc += 1
+                if pc >= len(prog):
+                    raise AnalysisError(f"instruction {pc - 1}: execution runs off the end of the program")
+                if pc in stops[pos]:
+                    put(pos, pc, A, X, mem, acc, paths)
+                    break
     return Execution(leaves, reached, [len(p) for p in progs], byteorder)
 
 

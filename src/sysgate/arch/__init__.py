@@ -8,8 +8,10 @@ states the facts.
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 __all__ = [
-    "Arch", "ARCHES", "UnknownArch", "UnknownSyscall", "get", "by_token", "native",
+    "Arch", "ARCHES", "UnknownArch", "UnknownSyscall", "get", "by_token", "native", "from_machine",
     "X32_SYSCALL_BIT", "all_syscall_names", "is_syscall_name",
 ]
 
@@ -20,11 +22,11 @@ _AUDIT_LE = 0x40000000
 _AUDIT_N32 = 0x20000000
 
 
-class UnknownArch(ValueError):
+class UnknownArch(UserError):
     """An architecture name or token sysgate does not know."""
 
 
-class UnknownSyscall(KeyError):
+class UnknownSyscall(UserError, KeyError):
     """A syscall name no table knows (or the given arch lacks)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -47,10 +49,12 @@ class Arch:
     """
 
     __slots__ = ("name", "token", "bits", "big_endian", "table", "nr_base", "aliases", "libseccomp",
-                 "compare_bits", "_by_name", "_by_nr")
+                 "compare_bits", "audit", "go", "systemd", "kafel", "machines", "_by_name", "_by_nr")
 
     def __init__(self, name: str, token: int, bits: int, big_endian: bool, table: str, nr_base: int = 0,
-                 aliases: tuple[str, ...] = (), libseccomp: str = "", compare_bits: int = 0) -> None:
+                 aliases: tuple[str, ...] = (), libseccomp: str = "", compare_bits: int = 0, audit: str = "",
+                 go: str = "", systemd: str | None = None, kafel: str | None = None,
+                 machines: tuple[str, ...] = ()) -> None:
         self.name = name
         self.token = token
         self.bits = bits
@@ -59,7 +63,17 @@ class Arch:
         self.table = table  # column of the syscall table
         self.nr_base = nr_base
         self.aliases = aliases
-        self.libseccomp = libseccomp  # SCMP_ARCH_* name
+        #: How other tools name this ABI: libseccomp's ``SCMP_ARCH_*`` (also Docker's and OCI's
+        #: ``architectures``), <linux/audit.h>'s ``AUDIT_ARCH_*`` (x32 shares x86_64's), moby's Go
+        #: name (``includes.arches``), systemd's ``SystemCallArchitectures=`` name and Kafel's
+        #: ``ON`` name (None: the tool has no such ABI), and the ``uname -m`` machines that run it
+        #: natively.
+        self.libseccomp = libseccomp
+        self.audit = audit
+        self.go = go or name
+        self.systemd = systemd
+        self.kafel = kafel
+        self.machines = machines
         self._by_name: dict[str, int] | None = None
         self._by_nr: dict[int, str] | None = None
 
@@ -71,17 +85,14 @@ class Arch:
         return "big" if self.big_endian else "little"
 
     def _load(self) -> None:
-        from .syscall_tables import TABLES
+        from .syscall_tables import SYSCALLS, TABLES
 
-        # Items are "name=nr"; splitting at both separators keeps the loop in C.
-        words = TABLES[self.table].replace("=", " ").split()
-        names = words[::2]
+        col = TABLES.index(self.table)
         base = self.nr_base
-        nrs = [int(v) + base for v in words[1::2]] if base else list(map(int, words[1::2]))
-        self._by_name = dict(zip(names, nrs))
-        _LOADED.append(self._by_name)
-        # A number two names share is named by the first: build from the end so it wins.
-        self._by_nr = dict(zip(reversed(nrs), reversed(names)))
+        pairs = [(name, nrs[col] + base) for name, nrs in SYSCALLS.items() if nrs[col] is not None]
+        self._by_name = dict(pairs)
+        # A number two names share is named by the first (in name order): build from the end so it wins.
+        self._by_nr = {nr: name for name, nr in reversed(pairs)}
 
     @property
     def syscalls(self) -> dict[str, int]:
@@ -114,49 +125,63 @@ class Arch:
 
 
 def _a(name: str, em: int, flags: int, bits: int, table: str, nr_base: int = 0,
-       aliases: tuple[str, ...] = (), scmp: str = "") -> Arch:
+       aliases: tuple[str, ...] = (), scmp: str = "", audit: str = "", **names: object) -> Arch:
     # 64-bit registers with 32-bit handlers: x32 and MIPS n32 (see Arch.compare_bits)
     compare = 32 if flags & _AUDIT_N32 or nr_base == X32_SYSCALL_BIT else bits
     return Arch(name=name, token=em | flags, bits=bits, big_endian=not flags & _AUDIT_LE,
-                table=table, nr_base=nr_base, aliases=aliases, libseccomp=scmp, compare_bits=compare)
+                table=table, nr_base=nr_base, aliases=aliases, libseccomp="SCMP_ARCH_" + scmp,
+                compare_bits=compare, audit="AUDIT_ARCH_" + audit, **names)  # type: ignore[arg-type]
 
 
-# Order matters only for listings; tokens are from <linux/audit.h> and <linux/elf-em.h>.
+# Order matters only for listings; tokens are from <linux/audit.h> and <linux/elf-em.h>. Names:
+# libseccomp's (scmp), audit.h's, moby's Go names (go, when not sysgate's), systemd's
+# (src/shared/seccomp-util.c, seccomp_arch_to_string), Kafel's (src/syscall.c) and uname machines.
 ARCHES: tuple[Arch, ...] = (
-    _a("x86_64", 62, _AUDIT_64 | _AUDIT_LE, 64, "x86_64", aliases=("amd64",), scmp="SCMP_ARCH_X86_64"),
-    _a("x86", 3, _AUDIT_LE, 32, "x86", aliases=("i386", "i686", "ia32"), scmp="SCMP_ARCH_X86"),
-    _a("x32", 62, _AUDIT_64 | _AUDIT_LE, 64, "x32", nr_base=X32_SYSCALL_BIT, scmp="SCMP_ARCH_X32"),
-    _a("aarch64", 183, _AUDIT_64 | _AUDIT_LE, 64, "aarch64", aliases=("arm64",), scmp="SCMP_ARCH_AARCH64"),
-    _a("arm", 40, _AUDIT_LE, 32, "arm", aliases=("armhf", "armel"), scmp="SCMP_ARCH_ARM"),
-    _a("riscv64", 243, _AUDIT_64 | _AUDIT_LE, 64, "riscv64", scmp="SCMP_ARCH_RISCV64"),
-    _a("ppc64le", 21, _AUDIT_64 | _AUDIT_LE, 64, "ppc64", scmp="SCMP_ARCH_PPC64LE"),
-    _a("ppc64", 21, _AUDIT_64, 64, "ppc64", scmp="SCMP_ARCH_PPC64"),
-    _a("ppc", 20, 0, 32, "ppc", aliases=("powerpc",), scmp="SCMP_ARCH_PPC"),
-    _a("s390x", 22, _AUDIT_64, 64, "s390x", scmp="SCMP_ARCH_S390X"),
-    _a("s390", 22, 0, 32, "s390", scmp="SCMP_ARCH_S390"),
-    _a("mips", 8, 0, 32, "mips", nr_base=4000, scmp="SCMP_ARCH_MIPS"),
-    _a("mipsel", 8, _AUDIT_LE, 32, "mips", nr_base=4000, scmp="SCMP_ARCH_MIPSEL"),
-    _a("mips64", 8, _AUDIT_64, 64, "mips64", nr_base=5000, scmp="SCMP_ARCH_MIPS64"),
+    _a("x86_64", 62, _AUDIT_64 | _AUDIT_LE, 64, "x86_64", aliases=("amd64",), scmp="X86_64", audit="X86_64",
+       go="amd64", systemd="x86-64", kafel="x86_64", machines=("x86_64", "amd64")),
+    _a("x86", 3, _AUDIT_LE, 32, "x86", aliases=("i386", "i686", "ia32"), scmp="X86", audit="I386",
+       systemd="x86", kafel="x86", machines=("i386", "i686")),
+    _a("x32", 62, _AUDIT_64 | _AUDIT_LE, 64, "x32", nr_base=X32_SYSCALL_BIT, scmp="X32", audit="X86_64",
+       systemd="x32"),
+    _a("aarch64", 183, _AUDIT_64 | _AUDIT_LE, 64, "aarch64", aliases=("arm64",), scmp="AARCH64", audit="AARCH64",
+       go="arm64", systemd="arm64", kafel="aarch64", machines=("aarch64", "arm64")),
+    _a("arm", 40, _AUDIT_LE, 32, "arm", aliases=("armhf", "armel"), scmp="ARM", audit="ARM", systemd="arm",
+       kafel="arm"),  # every "arm*" machine: see native()
+    _a("riscv64", 243, _AUDIT_64 | _AUDIT_LE, 64, "riscv64", scmp="RISCV64", audit="RISCV64", systemd="riscv64",
+       kafel="riscv64", machines=("riscv64",)),
+    _a("ppc64le", 21, _AUDIT_64 | _AUDIT_LE, 64, "ppc64", scmp="PPC64LE", audit="PPC64LE", systemd="ppc64-le",
+       machines=("ppc64le",)),
+    _a("ppc64", 21, _AUDIT_64, 64, "ppc64", scmp="PPC64", audit="PPC64", systemd="ppc64", machines=("ppc64",)),
+    _a("ppc", 20, 0, 32, "ppc", aliases=("powerpc",), scmp="PPC", audit="PPC", systemd="ppc"),
+    _a("s390x", 22, _AUDIT_64, 64, "s390x", scmp="S390X", audit="S390X", systemd="s390x", machines=("s390x",)),
+    _a("s390", 22, 0, 32, "s390", scmp="S390", audit="S390", systemd="s390"),
+    _a("mips", 8, 0, 32, "mips", nr_base=4000, scmp="MIPS", audit="MIPS", systemd="mips", kafel="mips"),
+    _a("mipsel", 8, _AUDIT_LE, 32, "mips", nr_base=4000, scmp="MIPSEL", audit="MIPSEL", go="mipsle",
+       systemd="mips-le"),
+    _a("mips64", 8, _AUDIT_64, 64, "mips64", nr_base=5000, scmp="MIPS64", audit="MIPS64", systemd="mips64",
+       kafel="mips64"),
     _a("mips64el", 8, _AUDIT_64 | _AUDIT_LE, 64, "mips64", nr_base=5000, aliases=("mipsel64",),
-       scmp="SCMP_ARCH_MIPSEL64"),
-    _a("mips64n32", 8, _AUDIT_64 | _AUDIT_N32, 64, "mips64n32", nr_base=6000, scmp="SCMP_ARCH_MIPS64N32"),
+       scmp="MIPSEL64", audit="MIPSEL64", go="mips64le", systemd="mips64-le"),
+    _a("mips64n32", 8, _AUDIT_64 | _AUDIT_N32, 64, "mips64n32", nr_base=6000, scmp="MIPS64N32",
+       audit="MIPS64N32", systemd="mips64-n32"),
     _a("mips64n32el", 8, _AUDIT_64 | _AUDIT_LE | _AUDIT_N32, 64, "mips64n32", nr_base=6000,
-       aliases=("mipsel64n32",), scmp="SCMP_ARCH_MIPSEL64N32"),
-    _a("loongarch64", 258, _AUDIT_64 | _AUDIT_LE, 64, "loongarch64", scmp="SCMP_ARCH_LOONGARCH64"),
-    _a("parisc", 15, 0, 32, "parisc", scmp="SCMP_ARCH_PARISC"),
-    _a("parisc64", 15, _AUDIT_64, 64, "parisc64", scmp="SCMP_ARCH_PARISC64"),
-    _a("m68k", 4, 0, 32, "m68k", scmp="SCMP_ARCH_M68K"),
-    _a("sh", 42, _AUDIT_LE, 32, "sh", aliases=("shel",), scmp="SCMP_ARCH_SH"),
-    _a("sheb", 42, 0, 32, "sh", scmp="SCMP_ARCH_SHEB"),
+       aliases=("mipsel64n32",), scmp="MIPSEL64N32", audit="MIPSEL64N32", go="mips64n32le",
+       systemd="mips64-le-n32"),
+    _a("loongarch64", 258, _AUDIT_64 | _AUDIT_LE, 64, "loongarch64", scmp="LOONGARCH64", audit="LOONGARCH64",
+       go="loong64", systemd="loongarch64", machines=("loongarch64",)),
+    _a("parisc", 15, 0, 32, "parisc", scmp="PARISC", audit="PARISC", systemd="parisc"),
+    _a("parisc64", 15, _AUDIT_64, 64, "parisc64", scmp="PARISC64", audit="PARISC64", systemd="parisc64"),
+    _a("m68k", 4, 0, 32, "m68k", scmp="M68K", audit="M68K", kafel="m68k"),
+    _a("sh", 42, _AUDIT_LE, 32, "sh", aliases=("shel",), scmp="SH", audit="SHEL"),
+    _a("sheb", 42, 0, 32, "sh", scmp="SHEB", audit="SH"),
 )
 
 _BY_NAME: dict[str, Arch] = {}
 for _arch in ARCHES:
-    for _n in (_arch.name, *_arch.aliases, _arch.libseccomp):
+    # Docker/OCI spell arches as SCMP_ARCH_* and moby's Go names ("amd64", "arm64", "mipsle", ...).
+    for _n in (_arch.name, *_arch.aliases, _arch.libseccomp, _arch.go):
         _BY_NAME[_n.lower()] = _arch
-# Docker/OCI spell arches as SCMP_ARCH_* and Go names ("amd64", "arm64", "ppc64le", ...).
-_BY_NAME.update({"386": _BY_NAME["x86"], "mips64le": _BY_NAME["mips64el"], "mipsle": _BY_NAME["mipsel"],
-                 "mips64n32le": _BY_NAME["mips64n32el"], "riscv": _BY_NAME["riscv64"]})
+_BY_NAME.update({"386": _BY_NAME["x86"], "riscv": _BY_NAME["riscv64"]})  # Go's GOARCH spellings
 
 
 def get(name: str | Arch) -> Arch:
@@ -184,18 +209,22 @@ def native() -> Arch:
     import os
     import sys
 
-    m = os.uname().machine.lower()  # what platform.machine() returns on Linux, without importing platform
-    table = {"x86_64": "x86_64", "amd64": "x86_64", "i386": "x86", "i686": "x86", "aarch64": "aarch64",
-             "arm64": "aarch64", "riscv64": "riscv64", "ppc64le": "ppc64le", "ppc64": "ppc64",
-             "s390x": "s390x", "loongarch64": "loongarch64"}
-    if m.startswith("arm"):
+    m = os.uname().machine  # what platform.machine() returns on Linux, without importing platform
+    a = from_machine(m)
+    if a.name == "x86_64" and sys.maxsize < 2**32:
+        return get("x32")
+    return a
+
+
+def from_machine(machine: str) -> Arch:
+    """The arch of a ``uname -m`` machine name (``x86_64``, ``arm64``, ``armv7l``, ...)."""
+    m = machine.lower()
+    if m.startswith("arm") and m != "arm64":
         return get("arm")
-    if m in table:
-        name = table[m]
-        if name == "x86_64" and sys.maxsize < 2**32:
-            name = "x32"
-        return get(name)
-    raise UnknownArch(f"cannot tell the seccomp architecture of machine {m!r}")
+    for a in ARCHES:
+        if m in a.machines:
+            return a
+    raise UnknownArch(f"cannot tell the seccomp architecture of machine {machine!r}")
 
 
 _ALL_NAMES: frozenset[str] | None = None
@@ -205,42 +234,17 @@ def all_syscall_names() -> frozenset[str]:
     """Every syscall name known on at least one architecture."""
     global _ALL_NAMES
     if _ALL_NAMES is None:
-        from .syscall_tables import TABLES
+        from .syscall_tables import SYSCALLS
 
-        # Items are "name=nr": split at both separators and keep every other word (C speed,
-        # a few times faster than partitioning each of the ~8000 items in Python).
-        _ALL_NAMES = frozenset(" ".join(TABLES.values()).replace("=", " ").split()[::2])
+        _ALL_NAMES = frozenset(SYSCALLS)
     return _ALL_NAMES
 
 
-_ALL_TEXT: str | None = None
-_LOADED: list[dict[str, int]] = []  # the name -> number tables loaded so far
-_KNOWN: dict[str, bool] = {}  # is_syscall_name's answers for names no loaded table has
-
-
 def is_syscall_name(name: str) -> bool:
-    """``name in all_syscall_names()``, without building that set: a profile has a few hundred
-    names, and finding each in the tables costs less than the set of every arch's names."""
-    if _ALL_NAMES is not None:
-        return name in _ALL_NAMES
-    for by_name in _LOADED:  # the tables already loaded answer most names
-        if name in by_name:
-            return True
-    known = _KNOWN.get(name)
-    if known is None:
-        known = _KNOWN[name] = _in_tables_text(name)
-    return known
+    """Whether ``name`` is a syscall on at least one architecture."""
+    from .syscall_tables import SYSCALLS
 
-
-def _in_tables_text(name: str) -> bool:
-    if not (name.isascii() and name.isidentifier()):  # every name is; and no space or "=" can match
-        return False
-    global _ALL_TEXT
-    if _ALL_TEXT is None:
-        from .syscall_tables import TABLES
-
-        _ALL_TEXT = " " + " ".join(TABLES.values())  # " name=nr name=nr ..."
-    return f" {name}=" in _ALL_TEXT
+    return name in SYSCALLS
 
 
 def unknown_syscall_message(name: str) -> str:

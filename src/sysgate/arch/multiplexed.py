@@ -14,7 +14,7 @@ The sub-call numbers are the kernel's ``SYS_*`` (<linux/net.h>) and ``SEMOP``...
 """
 from __future__ import annotations
 
-__all__ = ["SOCKETCALL", "IPC", "SELECTOR_MASK", "multiplexer", "subcalls"]
+__all__ = ["SOCKETCALL", "IPC", "SELECTOR_MASK", "multiplexer"]
 
 #: socketcall(2) sub-calls: name -> SYS_* number.
 SOCKETCALL: dict[str, int] = {
@@ -40,8 +40,3 @@ def multiplexer(name: str) -> tuple[str, int] | None:
     if name in IPC:
         return "ipc", IPC[name]
     return None
-
-
-def subcalls(mux: str) -> dict[str, int]:
-    """The sub-calls of ``socketcall`` or ``ipc`` (name -> number)."""
-    return SOCKETCALL if mux == "socketcall" else IPC

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from ..errors import UserError
 from . import insn as I
+from .decoder import Kind as K
+from .decoder import decoded
 from .insn import Insn
 
 __all__ = ["InvalidProgram", "SeccompData", "Result", "check", "run", "emulate"]
@@ -154,102 +156,89 @@ def run(program: Sequence[Insn], data: bytes, byteorder: str = "little", trace: 
     pc = 0
     count = 0
     path: list[int] = []
-    n = len(program)
+    ops = decoded(program)
+    n = len(ops)
     fmt = "<I" if byteorder == "little" else ">I"
+    unpack = struct.unpack_from
     while True:
         if pc >= n:
             raise InvalidProgram("ran off the end of the program")
-        code, jt, jf, k = program[pc]
+        kind, k, op, jt, jf, why = ops[pc]
         count += 1
         if trace:
             path.append(pc)
-        cls = code & 7
-        if cls == I.RET:
-            rv = code & 0x18
-            ret = A if rv == I.RET_A else (X if rv == I.RET_X else k)
-            return Result(ret & _M32, count, path)
-        if cls == I.JMP:
-            op = code & 0xF0
-            if op == I.JA:
-                pc += 1 + k
-                continue
-            src = X if code & I.X else k
+        # Kinds in order of frequency in real filters (loads, tests against constants, returns).
+        if kind == K.LD_ABS:
+            if k + 4 > len(data):
+                raise InvalidProgram(f"instruction {pc}: bad load")
+            A = unpack(fmt, data, k)[0]
+        elif kind == K.JMP_K or kind == K.JMP_X:
+            src = k if kind == K.JMP_K else X
             if op == I.JEQ:
                 cond = A == src
             elif op == I.JGT:
                 cond = A > src
             elif op == I.JGE:
                 cond = A >= src
-            elif op == I.JSET:
+            else:  # JSET
                 cond = bool(A & src)
-            else:
-                raise InvalidProgram(f"instruction {pc}: bad jump {code:#x}")
-            pc += 1 + (jt if cond else jf)
+            pc = jt if cond else jf
             continue
-        if cls == I.LD:
-            mode = code & 0xE0
-            if mode == I.ABS:
-                if code & 0x18 != I.W or k + 4 > len(data):
-                    raise InvalidProgram(f"instruction {pc}: bad load")
-                A = struct.unpack_from(fmt, data, k)[0]
-            elif mode == I.IMM:
-                A = k
-            elif mode == I.MEM:
-                A = M[k]
-            elif mode == I.LEN:
-                A = len(data)
-            else:
-                raise InvalidProgram(f"instruction {pc}: load mode {mode:#x} not supported by seccomp")
-        elif cls == I.LDX:
-            mode = code & 0xE0
-            if mode == I.IMM:
-                X = k
-            elif mode == I.MEM:
-                X = M[k]
-            elif mode == I.LEN:
-                X = len(data)
-            else:
-                raise InvalidProgram(f"instruction {pc}: ldx mode {mode:#x} not supported by seccomp")
-        elif cls == I.ST:
-            M[k] = A
-        elif cls == I.STX:
-            M[k] = X
-        elif cls == I.ALU:
-            op = code & 0xF0
-            src = X if code & I.X else k
-            if op == I.ADD:
+        elif kind == K.RET_K:
+            return Result(k & _M32, count, path)
+        elif kind == K.LD_IMM:
+            A = k
+        elif kind == K.ALU_K or kind == K.ALU_X:
+            src = k if kind == K.ALU_K else X
+            if op == I.AND:
+                A &= src
+            elif op == I.ADD:
                 A = (A + src) & _M32
             elif op == I.SUB:
                 A = (A - src) & _M32
             elif op == I.MUL:
                 A = (A * src) & _M32
-            elif op == I.DIV:
+            elif op == I.DIV or op == I.MOD:
                 if src == 0:  # the kernel's converted program returns 0 (kill thread)
                     return Result(0, count, path)
-                A = A // src
-            elif op == I.MOD:
-                if src == 0:
-                    return Result(0, count, path)
-                A = A % src
+                A = A // src if op == I.DIV else A % src
             elif op == I.OR:
                 A |= src
-            elif op == I.AND:
-                A &= src
             elif op == I.XOR:
                 A ^= src
             elif op == I.LSH:
                 A = (A << (src & 31)) & _M32
-            elif op == I.RSH:
+            else:  # RSH
                 A = A >> (src & 31)
-            elif op == I.NEG:
-                A = (-A) & _M32
-            else:
-                raise InvalidProgram(f"instruction {pc}: bad alu op {code:#x}")
-        elif cls == I.MISC:
-            if code & 0xF8 == I.TXA:
-                A = X
-            else:
-                X = A
+        elif kind == K.JA:
+            pc = jt
+            continue
+        elif kind == K.LD_MEM:
+            A = M[k]
+        elif kind == K.LDX_IMM:
+            X = k
+        elif kind == K.LDX_MEM:
+            X = M[k]
+        elif kind == K.ST:
+            M[k] = A
+        elif kind == K.STX:
+            M[k] = X
+        elif kind == K.TAX:
+            X = A
+        elif kind == K.TXA:
+            A = X
+        elif kind == K.NEG:
+            A = (-A) & _M32
+        elif kind == K.LD_LEN:
+            A = len(data)
+        elif kind == K.LDX_LEN:
+            X = len(data)
+        elif kind == K.RET_A:
+            return Result(A & _M32, count, path)
+        elif kind == K.RET_X:
+            return Result(X & _M32, count, path)
+        else:
+            raise InvalidProgram(f"instruction {pc}: {why}")
         pc += 1
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Sequence
 
 from . import insn as I
+from .decoder import Kind as K
+from .decoder import decoded
 from .insn import Insn
 
 __all__ = ["Val", "State", "analyze"]
@@ -56,68 +58,64 @@ def analyze(program: Sequence[Insn]) -> list[State | None]:
             old = states[target]
             states[target] = st if old is None else _join(old, st)
 
+    ops = decoded(program)
     for pc in range(n):
         st = states[pc]
         if st is None:
             continue
-        code, jt, jf, k = program[pc]
-        cls = code & 7
-        if cls == I.RET:
+        kind, k, op, jt, jf, _ = ops[pc]
+        if kind in (K.RET_K, K.RET_A, K.RET_X):
             continue
-        if cls == I.JMP:
-            op = code & 0xF0
-            if op == I.JA:
-                flow(pc + 1 + k, st)
+        if kind == K.INVALID:
+            # Not executable: its class says which register is lost (a bad jump still branches).
+            cls = program[pc][0] & 7
+            if cls == I.JMP:
+                flow(jt, st)
+                flow(jf, st)
                 continue
-            if jt == jf:
-                flow(pc + 1 + jt, st)
-                continue
+            a = None if cls in (I.LD, I.ALU, I.MISC) else st.a
+            x = None if cls in (I.LDX, I.MISC) else st.x
+            flow(pc + 1, State(a, x, st.mem, st.arch))
+            continue
+        if kind == K.JA or ((kind == K.JMP_K or kind == K.JMP_X) and jt == jf):
+            flow(jt, st)
+            continue
+        if kind == K.JMP_K or kind == K.JMP_X:
             taken = st
             if op == I.JEQ and st.a == ("d", I.OFF_ARCH):
                 # The equal branch proves the arch (like seccomp-tools' Context#eql!).
-                if code & I.X:
+                if kind == K.JMP_X:
                     val = st.x[1] if st.x is not None and st.x[0] == "i" else None
                 else:
                     val = k
                 if val is not None:
                     taken = st._replace(arch=val)
-            flow(pc + 1 + jt, taken)
-            flow(pc + 1 + jf, st)
+            flow(jt, taken)
+            flow(jf, st)
             continue
         a, x, mem = st.a, st.x, st.mem
-        mode = code & 0xE0
-        if cls == I.LD:
-            if mode == I.ABS:
-                a = ("d", k) if code & 0x18 == I.W else None
-            elif mode == I.IMM:
-                a = ("i", k)
-            elif mode == I.LEN:
-                a = ("i", I.SECCOMP_DATA_SIZE)
-            elif mode == I.MEM:
-                a = mem[k] if k < I.BPF_MEMWORDS else None
-            else:
-                a = None
-        elif cls == I.LDX:
-            if mode == I.IMM:
-                x = ("i", k)
-            elif mode == I.LEN:
-                x = ("i", I.SECCOMP_DATA_SIZE)
-            elif mode == I.MEM:
-                x = mem[k] if k < I.BPF_MEMWORDS else None
-            else:
-                x = None
-        elif cls in (I.ST, I.STX):
+        if kind == K.LD_ABS:
+            a = ("d", k)
+        elif kind == K.LD_IMM:
+            a = ("i", k)
+        elif kind == K.LD_LEN:
+            a = ("i", I.SECCOMP_DATA_SIZE)
+        elif kind == K.LD_MEM:
+            a = mem[k] if k < I.BPF_MEMWORDS else None
+        elif kind == K.LDX_IMM:
+            x = ("i", k)
+        elif kind == K.LDX_LEN:
+            x = ("i", I.SECCOMP_DATA_SIZE)
+        elif kind == K.LDX_MEM:
+            x = mem[k] if k < I.BPF_MEMWORDS else None
+        elif kind == K.ST or kind == K.STX:
             if k < I.BPF_MEMWORDS:
-                mem = mem[:k] + (a if cls == I.ST else x,) + mem[k + 1:]
-        elif cls == I.ALU:
+                mem = mem[:k] + (a if kind == K.ST else x,) + mem[k + 1:]
+        elif kind == K.TAX:
+            x = a
+        elif kind == K.TXA:
+            a = x
+        else:  # ALU_K, ALU_X, NEG
             a = None
-        else:  # MISC
-            op = code & 0xF8
-            if op == I.TAX:
-                x = a
-            elif op == I.TXA:
-                a = x
-            else:
-                a = x = None
         flow(pc + 1, State(a, x, mem, st.arch))
     return states

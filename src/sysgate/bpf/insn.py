@@ -11,7 +11,7 @@ from collections import namedtuple
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Iterable, Sequence
+    from typing import Iterable
 
 # instruction classes
 LD, LDX, ST, STX, ALU, JMP, RET, MISC = range(8)
@@ -58,28 +58,8 @@ def bpf_class(code: int) -> int:
     return code & 0x07
 
 
-def bpf_size(code: int) -> int:
-    return code & 0x18
-
-
-def bpf_mode(code: int) -> int:
-    return code & 0xE0
-
-
-def bpf_op(code: int) -> int:
-    return code & 0xF0
-
-
-def bpf_src(code: int) -> int:
-    return code & 0x08
-
-
 def bpf_rval(code: int) -> int:
     return code & 0x18
-
-
-def bpf_miscop(code: int) -> int:
-    return code & 0xF8
 
 
 class Insn(namedtuple("Insn", "code jt jf k", defaults=(0, 0, 0))):
@@ -128,14 +108,3 @@ def ret_action(ret: int) -> int:
                RET_ALLOW):
         return act
     return RET_KILL_PROCESS
-
-
-RET_NAMES = {
-    RET_KILL_PROCESS: "KILL_PROCESS", RET_KILL_THREAD: "KILL", RET_TRAP: "TRAP", RET_ERRNO: "ERRNO",
-    RET_USER_NOTIF: "USER_NOTIF", RET_TRACE: "TRACE", RET_LOG: "LOG", RET_ALLOW: "ALLOW",
-}
-
-
-def check_length(program: Sequence[Insn]) -> None:
-    if not 0 < len(program) <= BPF_MAXINSNS:
-        raise ValueError(f"program has {len(program)} instructions; the kernel accepts 1 to {BPF_MAXINSNS}")

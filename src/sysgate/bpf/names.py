@@ -24,15 +24,8 @@ __all__ = [
 
 ArchSpec = Union[None, str, Arch, Sequence[Union[str, Arch]]]
 
-# AUDIT_ARCH_* spelled the way seccomp-tools spells them (ARCH_I386, not ARCH_X86).
-_ARCH_SUFFIX = {
-    "x86_64": "X86_64", "x86": "I386", "aarch64": "AARCH64", "arm": "ARM", "riscv64": "RISCV64",
-    "ppc64le": "PPC64LE", "ppc64": "PPC64", "ppc": "PPC", "s390x": "S390X", "s390": "S390", "mips": "MIPS",
-    "mipsel": "MIPSEL", "mips64": "MIPS64", "mips64el": "MIPSEL64", "mips64n32": "MIPS64N32",
-    "mips64n32el": "MIPSEL64N32", "loongarch64": "LOONGARCH64", "parisc": "PARISC", "parisc64": "PARISC64",
-    "m68k": "M68K", "sh": "SHEL", "sheb": "SH",
-}
-ARCH_CONSTANTS: dict[str, int] = {"ARCH_" + s: _arch.get(n).token for n, s in _ARCH_SUFFIX.items()}
+# AUDIT_ARCH_* without AUDIT_, as seccomp-tools spells them (ARCH_I386, not ARCH_X86).
+ARCH_CONSTANTS: dict[str, int] = {a.audit[len("AUDIT_"):]: a.token for a in _arch.ARCHES}
 _TOKEN_NAME: dict[int, str] = {}
 for _n, _t in ARCH_CONSTANTS.items():
     _TOKEN_NAME.setdefault(_t, _n)

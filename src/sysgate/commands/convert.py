@@ -13,6 +13,7 @@ import re
 import sys
 from typing import Any
 
+from ..errors import UserError
 from .core import arch_option as _arches
 from .core import caps_option as _caps
 from .core import report_skipped
@@ -90,13 +91,14 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
         policy = _modified(loaded.policy, args)
         extras = loaded.extras.replace(policy=policy) if loaded.extras is not None else None
         loaded = loaded.replace(policy=policy, extras=extras)
-    opts: dict[str, Any] = {}
-    if fmt == "firecracker":
-        opts["thread"] = thread or "main"
-    elif fmt == "k8s":
-        opts["name"] = getattr(args, "k8s_name", None) or _k8s_name(source)
-        opts["namespace"] = getattr(args, "namespace", None) or "default"
-    elif getattr(args, "k8s_name", None) or getattr(args, "namespace", None):
+    from ..formats import catalog
+
+    # The export options a format takes (formats.catalog), from the command line or their defaults.
+    takes = catalog.get(fmt).export_options
+    given = {"thread": thread or "main", "name": getattr(args, "k8s_name", None) or _k8s_name(source),
+             "namespace": getattr(args, "namespace", None) or "default"}
+    opts: dict[str, Any] = {k: v for k, v in given.items() if k in takes}
+    if "name" not in takes and (getattr(args, "k8s_name", None) or getattr(args, "namespace", None)):
         raise ProfileError("--name and --namespace are for --to k8s")
     out: Exported = write(loaded, fmt, **opts)
     if loaded.notes:
@@ -105,24 +107,24 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
 
 
 def _verify(text: str, fmt: str, loaded: Any, args: Any) -> None:
-    from ..analysis.equivalence import equivalent
+    from ..analysis.equivalence import sampled_equivalent
     from ..formats.registry import read_bytes
 
     arches = _arches(getattr(args, "arch", None)) or list(loaded.policy.arches) or None
     back = read_bytes(text.encode(), f"<{fmt} output>", fmt, arch=arches[0] if arches else None,
                       arches=arches, thread=getattr(args, "thread", None) or ("main" if fmt == "firecracker"
                                                                                   else None))
-    diff = equivalent(loaded.policy, back.policy, arches)
+    diff = sampled_equivalent(loaded.policy, back.policy, arches)
     if diff is not None:
-        raise ValueError(f"--verify: the {fmt} output decides differently: {diff}")
+        raise UserError(f"--verify: the {fmt} output decides differently: {diff}")
 
 
 def _emit(out: Any, args: Any, fmt: str, source: str, loaded: Any = None) -> int:
     losses = list(out.losses)
     if losses and not args.lossy:
         more = f" (and {len(losses) - 1} more)" if len(losses) > 1 else ""
-        raise ValueError(f"{source}: cannot convert exactly to {fmt}: {losses[0]}{more}; "
-                         f"--lossy converts anyway and lists every loss")
+        raise UserError(f"{source}: cannot convert exactly to {fmt}: {losses[0]}{more}; "
+                        f"--lossy converts anyway and lists every loss")
     for line in losses:
         print(f"sysgate: loss: {line}", file=sys.stderr)
     for line in out.notes:
@@ -154,7 +156,7 @@ def cmd_profiles(args: Any) -> int:
 
         close = difflib.get_close_matches(name, list(BUILTINS), n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
+        raise UserError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
     if not args.to:
         with open(builtin_path(name), "rb") as fh:
             sys.stdout.buffer.write(fh.read())

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from typing import Any, Sequence
 
 from ..bpf import insn as I
+from ..errors import BadArgument, UserError
 
 
 def arch_option(text: str | None) -> list[str] | None:
@@ -23,9 +24,9 @@ def caps_option(text: str | None) -> list[str] | None:
     """``--caps``: capability names checked against the kernel's, or None for Docker's default set."""
     if text is None:
         return None
-    from ..profiles.capabilities import parse_caps  # validated: a misspelt cap must not match nothing
+    from ..capabilities import parse  # validated: a misspelt cap must not match nothing
 
-    return parse_caps(text)
+    return parse(text)
 
 
 def report_skipped(skipped: list[str] | None) -> None:
@@ -71,7 +72,7 @@ def cmd_compile(args: Any) -> int:
     fmt = args.format
     if fmt == "raw":
         if args.output in (None, "-") and sys.stdout.isatty():
-            raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c|disasm")
+            raise UserError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c|disasm")
         write_output(args.output, prog.to_bytes())
     elif fmt == "hex":
         write_output(args.output, prog.to_bytes().hex() + "\n")
@@ -101,7 +102,7 @@ def cmd_disasm(args: Any) -> int:
     try:  # a listing of a program the kernel refuses is still useful, but must say so
         check_program(loaded.insns, loaded.source, loaded.lines)
         refused = None
-    except ValueError as e:
+    except UserError as e:
         refused = str(e)
         print(f"sysgate: warning: {refused}", file=sys.stderr)
     if getattr(args, "json", False):
@@ -134,7 +135,7 @@ def cmd_asm(args: Any) -> int:
     order = get(arches[0]).byteorder if arches else "little"
     if args.format == "raw":
         if args.output in (None, "-") and sys.stdout.isatty():
-            raise ValueError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c")
+            raise UserError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c")
         write_output(args.output, I.encode(insns, order))
     elif args.format == "hex":
         write_output(args.output, I.encode(insns, order).hex() + "\n")
@@ -146,8 +147,6 @@ def cmd_asm(args: Any) -> int:
 def _parse_value(text: str, arch: str, what: str = "argument") -> int:
     """A 64-bit syscall argument: a number or constant expression, evaluated without wrapping
     (``1<<64`` is an error, not 0); negative values are two's complement (-1 is all ones)."""
-    from ..errors import BadArgument
-
     t = text.strip()
     if len(t) > 200:  # no 64-bit value needs more; int() of thousands of digits is refused anyway
         raise BadArgument(f"{what}: {t[:20]}... is too long for a 64-bit value", what)
@@ -158,7 +157,7 @@ def _parse_value(text: str, arch: str, what: str = "argument") -> int:
 
         try:
             v = evaluate(t, arch, bits=0)  # unbounded: overflow is reported below, not wrapped
-        except (ValueError, KeyError, RecursionError) as e:
+        except (UserError, RecursionError) as e:
             msg = str(e) if not isinstance(e, RecursionError) else "nested too deep"
             raise BadArgument(f"{what}: {text!r}: {msg}", what) from None
     if not -(1 << 63) <= v < 1 << 64:
@@ -174,7 +173,7 @@ def cmd_emulate(args: Any) -> int:
 
     arches = arch_option(args.arch)
     if not arches or len(arches) != 1:
-        raise ValueError("--arch: give exactly one architecture, the one the call is made through")
+        raise BadArgument("--arch: give exactly one architecture, the one the call is made through")
     a = get(arches[0])
     loaded = _load_for_emulate(args, a.name)
     check_program(loaded.insns, loaded.source, loaded.lines)
@@ -184,11 +183,9 @@ def cmd_emulate(args: Any) -> int:
     except ValueError:
         nr = a.nr(sc)
     if nr is None or not -(1 << 31) <= nr < 1 << 32:  # seccomp_data.nr is 32 bits
-        from ..errors import BadArgument
-
         raise BadArgument(f"syscall: {sc[:40]!r} is not a 32-bit syscall number", "syscall")
     if len(args.args) > 6:
-        raise ValueError("at most 6 syscall arguments")
+        raise UserError("at most 6 syscall arguments")
     vals = [_parse_value(x, a.name, f"argument {i}") for i, x in enumerate(args.args)]
     ip = _parse_value(args.ip, a.name, "--ip") if args.ip is not None else 0
     res = emulate(loaded.insns, a, nr, vals, ip)

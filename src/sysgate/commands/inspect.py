@@ -11,9 +11,22 @@ import os
 import sys
 from typing import Any, Sequence
 
+from ..errors import EXIT_USAGE, UserError
 from .core import arch_option as _arches, caps_option as _caps, write_output as _write
 
-EXIT_EQUAL, EXIT_WEAKER, EXIT_STRICTER = 0, 1, 3
+
+class TargetError(UserError):
+    """An operand that cannot be read: a process that is gone or cannot be traced, a command that
+    cannot be traced (the kernel's reason, one line)."""
+
+
+def _filters_of(pid: int) -> list[bytes]:
+    from ..kernel.ptrace import PtraceError, get_filters
+
+    try:
+        return get_filters(pid)
+    except PtraceError as e:  # the PID the user named: gone, not traceable, ...
+        raise TargetError(str(e)) from None
 
 
 class Target:
@@ -44,19 +57,17 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
     except UnknownArch:
         host = None
     if _is_pid(spec):
-        from ..kernel.ptrace import get_filters
-
         pid = int(spec)
-        raw = get_filters(pid)
+        raw = _filters_of(pid)
         if not raw:
-            raise ValueError(f"process {pid} has no seccomp filter")
+            raise TargetError(f"process {pid} has no seccomp filter")
         order = host.byteorder if host else sys.byteorder
         progs = [decode(r, order) for r in raw]
         for i, p in enumerate(progs):
             try:
                 check(p)
             except InvalidProgram as e:
-                raise ValueError(f"process {pid} filter {i}: {e}") from None
+                raise TargetError(f"process {pid} filter {i}: {e}") from None
         return Target(progs, order, arches or ([host.name] if host else ["x86_64"]), f"pid {pid}", "pid")
     from ..arch import get
     from ..programs import load_program
@@ -74,7 +85,7 @@ def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | N
     except InvalidProgram as e:
         swapped = _big_endian_raw(spec) if loaded.kind == "raw" and not arches else None
         if swapped is None:
-            raise ValueError(f"{spec}: not a valid seccomp program (the kernel would refuse it): {e}") from None
+            raise UserError(f"{spec}: not a valid seccomp program (the kernel would refuse it): {e}") from None
         insns, order = swapped, "big"
     notes: list[str] = []
     if loaded.policy is not None:
@@ -89,13 +100,13 @@ def _big_endian_raw(spec: str) -> Any:
     that way; None otherwise. Used when it is invalid little-endian and no ``--arch`` says which:
     a program valid both ways is practically impossible (opcodes land in the other byte of the
     16-bit code), so the bytes tell the order."""
-    from ..bpf.emulator import InvalidProgram, check
+    from ..bpf.emulator import check
     from ..programs import load_program
 
     try:
         insns = load_program(spec, None, byteorder="big").insns
         check(insns)
-    except (InvalidProgram, ValueError):
+    except UserError:  # (InvalidProgram is one)
         return None
     return insns
 
@@ -121,7 +132,7 @@ def cmd_explain(args: Any) -> int:
                else e.render(arches, verbose=args.verbose) + "".join(n + "\n" for n in t.notes))
         return 0
     if args.to:
-        raise ValueError("explain --to: give one program (it becomes one profile)")
+        raise UserError("explain --to: give one program (it becomes one profile)")
     # Several operands (e.g. a directory of filters): each in turn, like head(1); a bad one is
     # reported and skipped, and the exit status says so at the end.
     status = 0
@@ -130,9 +141,9 @@ def cmd_explain(args: Any) -> int:
     for spec in targets:
         try:
             e = _explain(load_target(spec, arches, caps))
-        except (ValueError, OSError) as err:
+        except UserError as err:
             print(f"sysgate: error: {err}", file=sys.stderr)
-            status = 2
+            status = EXIT_USAGE
             continue
         if args.json:
             docs.append(e.to_json(arches))
@@ -241,17 +252,18 @@ def cmd_dump(args: Any) -> int:
     if target and target[0] == "--":
         target = target[1:]
     if not target:
-        raise ValueError("dump: give a PID, or -- and a command to run")
+        raise UserError("dump: give a PID, or -- and a command to run")
     if len(target) == 1 and _is_pid(target[0]):
-        from ..kernel.ptrace import get_filters
-
         pid = int(target[0])
-        filters = get_filters(pid)
+        filters = _filters_of(pid)
         what = f"process {pid}"
     else:
-        from ..kernel.ptrace import trace
+        from ..kernel.ptrace import PtraceError, trace
 
-        tr = trace(target, kill=args.kill, timeout=args.timeout)
+        try:
+            tr = trace(target, kill=args.kill, timeout=args.timeout)
+        except PtraceError as e:
+            raise TargetError(str(e)) from None
         filters = [f.program for f in tr.filters]
         for w in tr.warnings:
             print(f"sysgate: {w}", file=sys.stderr)
@@ -261,7 +273,12 @@ def cmd_dump(args: Any) -> int:
         return 0
     arches = _arches(args.arch) or [native().name]
     if args.output:
-        os.makedirs(args.output, exist_ok=True)
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as e:
+            from ..outfile import OutputError
+
+            raise OutputError(f"{args.output}: cannot make the directory: {e.strerror}") from None
         for i, raw in enumerate(filters):
             path = os.path.join(args.output, f"filter-{i}.bpf")
             from ..outfile import write_atomic

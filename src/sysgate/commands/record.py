@@ -11,11 +11,9 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["cmd_record"]
+from ..errors import EXIT_CANNOT_START as EXIT_NOT_STARTED, EXIT_INTERRUPTED, EXIT_TIMEOUT, UserError
 
-EXIT_NOT_STARTED = 125
-EXIT_TIMEOUT = 124
-EXIT_INTERRUPTED = 130
+__all__ = ["cmd_record"]
 
 
 def _split_jail(words: list[str] | None, command: list[str]) -> tuple[list[str] | None, list[str]]:
@@ -34,8 +32,8 @@ def _load(spec: str, what: str, arch: str | None) -> Any:
 
     try:
         return resolve(spec, arch=arch)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"{what} {spec}: {e}" if spec not in str(e) else f"{what}: {e}") from None
+    except UserError as e:
+        raise UserError(f"{what} {spec}: {e}" if spec not in str(e) else f"{what}: {e}") from None
 
 
 def cmd_record(args: Any) -> int:
@@ -47,7 +45,7 @@ def cmd_record(args: Any) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise ValueError("record: no command given (sysgate record [OPTIONS] -- CMD [ARGS...])")
+        raise UserError("record: no command given (sysgate record [OPTIONS] -- CMD [ARGS...])")
     arches = arch_option(args.arch) or None
     primary = arches[0] if arches else None
     merge = _load(args.merge, "--merge", primary) if args.merge else None
@@ -75,8 +73,8 @@ def cmd_record(args: Any) -> int:
     out = write(policy, args.to, **opts)
     if out.losses and not args.lossy:
         more = f" (and {len(out.losses) - 1} more)" if len(out.losses) > 1 else ""
-        raise ValueError(f"record: {args.to} cannot hold this profile exactly: {out.losses[0]}{more}; "
-                         f"--lossy writes it anyway (--no-args or --default-action may avoid the loss)")
+        raise UserError(f"record: {args.to} cannot hold this profile exactly: {out.losses[0]}{more}; "
+                        f"--lossy writes it anyway (--no-args or --default-action may avoid the loss)")
     for line in out.losses:
         print(f"sysgate: loss: {line}", file=sys.stderr)
     if args.report:

@@ -460,7 +460,7 @@ def build_program(col: D.Collection) -> tuple[tuple[I.Insn, ...], str]:
             last = i == len(us) - 1
             pol = Policy(u.default if u.default is not None else sentinel, u.rules, u.arches,
                          bad if last else sentinel)
-            prog = compile_policy(pol, u.arches)
+            prog = compile_policy(pol, u.arches, narrow=False)  # libseccomp compares all 64 bits
             byteorder = prog.byteorder
             programs.append(prog.insns)
     except (CompileError, PolicyError) as e:

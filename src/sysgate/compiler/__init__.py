@@ -223,8 +223,12 @@ def _domains(token_arches: list[_arch.Arch]) -> list[tuple[str, int, int]]:
 
 
 def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = None, *,
-                   skip_unknown: bool = False) -> CompiledProgram:
+                   skip_unknown: bool = False, narrow: bool = True) -> CompiledProgram:
     """Compile ``policy`` for ``arches`` (default: the policy's, else the native arch).
+
+    ``narrow=False`` compares 64-bit ABIs' ``int`` arguments on all 64 bits, as libseccomp does
+    (for :mod:`sysgate.compat`); by default they are decided on the low word the kernel uses
+    (:mod:`.lower`).
 
     Raises :class:`CompileError` with a one-line message for anything that cannot be compiled.
     """
@@ -242,7 +246,7 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
         raise CompileError("cannot mix big- and little-endian architectures in one program: "
                            + ", ".join(f"{a.name} ({a.byteorder})" for a in targets))
     try:
-        lowered = [lower(policy, a, skip_unknown) for a in targets]
+        lowered = [lower(policy, a, skip_unknown, narrow) for a in targets]
     except LoweringError as e:
         raise CompileError(str(e)) from None
 
@@ -261,7 +265,7 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
         members = [lw for lw in lowered if lw.arch.token == tok]
         try:
             block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
-        except ValueError as e:  # an argument expression too large for the scratch memory
+        except UserError as e:  # an argument expression too large for the scratch memory
             raise CompileError(str(e)) from None
         chain = g.jmp(I.JEQ, tok, block, chain)
     root = g.ld(I.OFF_ARCH, chain)

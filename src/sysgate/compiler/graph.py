@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from typing import Callable, Iterator
 
 from ..bpf import insn as I
+from ..errors import UserError
 from ..policy import Compare, Condition, Op, Term
 
 U32 = 0xFFFFFFFF
@@ -133,7 +134,7 @@ class Graph:
                nxt: Node) -> Node:
         """A = ``first``; M[sp] = A; A = ``then``; X = M[sp]; then ``nxt`` (which uses A and X)."""
         if sp >= I.BPF_MEMWORDS:
-            raise ValueError(f"argument expression needs more than {I.BPF_MEMWORDS} words of scratch memory")
+            raise UserError(f"argument expression needs more than {I.BPF_MEMWORDS} words of scratch memory")
         rest = self._load(then, word, sp + 1, lo_hi, self.op1("ldxm", sp, nxt))
         return self._load(first, word, sp, lo_hi, self.op1("st", sp, rest))
 

@@ -3,19 +3,46 @@
 This is where names become numbers, where the rule precedence is applied and where
 conditions the kernel can never see vary (the high word of a 32-bit ABI's argument) are
 settled at compile time, so later stages only lay out and encode.
+
+Arguments the kernel reads as 32 bits. A handler whose parameter is ``int`` or ``unsigned int``
+(socket's ``family``, ioctl's ``cmd``, ...) gets the low word of the register: SYSCALL_DEFINE
+casts the 64-bit value to the declared type, on every 64-bit ABI. So is every argument of x32
+and MIPS n32 (32-bit C types throughout) and of the 32-bit ABIs. A condition on such an argument
+is decided on what the handler sees, never on the high word, which a caller may fill with
+anything:
+
+* a value below 2^32 is compared with the low word (a mask: its low word);
+* on a 64-bit ABI, a value that is the sign-extension of a 32-bit word (``-100`` written as
+  ``0xffffffffffffff9c``: what a C caller's ``int`` becomes in the register) is that word;
+* any other value is a number no 32-bit argument can equal, above all of them: ``==`` and
+  ``&==`` never hold, ``!=``, ``<`` and ``<=`` always do, ``>`` and ``>=`` never. (The 32-bit
+  ABIs, x32 and n32 have always read sign-extended values this way too.)
+
+Which arguments are 32 bits wide on 64-bit ABIs comes from the kernel's own declarations
+(:mod:`sysgate.formats.argnames`, generated from the syscall trace events); a syscall it does not
+list keeps whole-register comparisons. ``narrow=False`` (the libseccomp compatibility layer,
+whose promise is libseccomp's bytes) compares such arguments as libseccomp does, all 64 bits.
 """
 from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
+from ..errors import UserError
 from ..immutable import Record
-from ..policy import Action, Compare, Condition, Op, Policy
+from ..formats.argnames import ARGS
+from ..policy import Action, Compare, Condition, Op, Policy, Term
 from .multiplex import multiplexed_rules
 
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
+#: The least sign-extended negative 32-bit value (0xffffffff80000000): values from here up, and
+#: values up to U32, are 32-bit words written in 64 bits.
+SEXT_MIN = U64 + 1 - (1 << 31)
+_ALL_ARGS = frozenset(range(6))
+_NONE = frozenset()
+_NARROW: dict[str, frozenset[int]] = {}
 
 
-class LoweringError(ValueError):
+class LoweringError(UserError):
     """A policy that cannot be lowered for an arch (unknown syscall name, ...)."""
 
 
@@ -44,17 +71,30 @@ class Lowered:
         self.skipped = skipped  # names that exist elsewhere but not on this arch
 
 
-def _const(cond: Condition, bits: int) -> bool | None:
-    """Settle a condition that is always true or always false on an ABI with ``bits``-wide args."""
-    if isinstance(cond, Compare):
-        return None  # compiled as written: the high words of a 32-bit ABI's arguments read as 0
-    width = min(cond.width, bits)
-    top = U32 if width == 32 else U64
+def narrow_args(arch: Arch, nr: int) -> frozenset[int]:
+    """Indexes of the arguments syscall ``nr``'s handler on ``arch`` reads as 32-bit values."""
+    if arch.compare_bits == 32:
+        return _ALL_ARGS  # 32-bit ABIs, x32 and n32: every argument
+    name = arch.name_of(nr)
+    if name is None:
+        return _NONE
+    got = _NARROW.get(name)
+    if got is None:
+        got = _NARROW[name] = frozenset(i for i, (_, w) in enumerate(ARGS.get(name, ())) if w == 32)
+    return got
+
+
+def _const(cond: Condition, narrow: bool, sext: bool = False) -> bool | None:
+    """Settle a condition that is always true or always false; ``narrow``: the argument is 32-bit;
+    ``sext``: a sign-extended value is its low word (an ``int`` argument of a 64-bit ABI)."""
+    top = U32 if narrow or cond.width == 32 else U64
     v = cond.value
+    if narrow and sext and v >= SEXT_MIN:
+        v &= U32
     if cond.op is Op.MASKED_EQ:
         m = cond.mask & top
         if v & ~m & U64:
-            return False  # value has bits the mask clears
+            return False  # value has bits the mask clears (or above every 32-bit value)
         if m == 0:
             return True
         return None
@@ -72,24 +112,46 @@ def _const(cond: Condition, bits: int) -> bool | None:
     return True if v == 0 else (False if v > top else None)
 
 
-def _narrow(cond: Condition, bits: int) -> Condition:
-    """On a 32-bit ABI every comparison is on the low word (the kernel zero-extends)."""
-    if bits == 32 and cond.width == 64 and not isinstance(cond, Compare):
+def _narrow(cond: Condition) -> Condition:
+    """The test of a 32-bit argument: on its low word and the value's (``_const`` left it open,
+    so the value is a 32-bit word, zero- or, on a 64-bit ABI, sign-extended)."""
+    if cond.width == 64:
         return Condition(cond.arg, cond.op, cond.value & U32,
                          cond.mask & U32 if cond.op is Op.MASKED_EQ else U64, 32)
     return cond
+
+
+def _low_terms(t: Term, narrow: frozenset[int]) -> Term:
+    """``t`` with each 32-bit argument read as its low word (``arg & 0xffffffff``)."""
+    if t.kind == "arg":
+        return Term.combine("&", t, Term.const(U32)) if t.value in narrow else t
+    if t.kind == "const":
+        return t
+    assert t.left is not None and t.right is not None
+    return Term.combine(t.kind, _low_terms(t.left, narrow), _low_terms(t.right, narrow))
+
+
+def _compare(c: Compare, narrow: frozenset[int]) -> Compare:
+    """A 64-bit comparison between arguments, with the 32-bit ones zero-extended from their low
+    word (a 32-bit ABI's kernel already gives zero high words)."""
+    if c.width == 32 or not narrow:
+        return c
+    return Compare(_low_terms(c.left, narrow), c.op, _low_terms(c.right, narrow), c.width)
 
 
 def _strictness_key(action: Action) -> tuple[int, int]:
     return (-action.strictness, action.data)
 
 
-def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
-    """Decisions for every syscall number the policy's rules name on ``arch``."""
+def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool = True) -> Lowered:
+    """Decisions for every syscall number the policy's rules name on ``arch``.
+
+    ``narrow``: decide conditions on arguments the handler reads as 32 bits on their low word
+    (see the module's docstring); without it only the 32-bit ABIs, x32 and n32 do.
+    """
     by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
     skipped: list[str] = []
     table = arch.syscalls
-    bits = arch.compare_bits  # x32 and n32 handlers see 32-bit values
     # socketcall/ipc rules standing for rules on their sub-calls (the multiplexed form)
     mux_rules, mux_covered = multiplexed_rules(policy, arch)
     for rule in (*policy.rules, *mux_rules) if mux_rules else policy.rules:
@@ -106,13 +168,18 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False) -> Lowered:
         if rule.conditions:
             conds: list[Condition] = []
             dead = False
+            low32 = narrow_args(arch, nr) if narrow or arch.compare_bits == 32 else _NONE
+            sext = arch.compare_bits == 64
             for c in rule.conditions:
-                k = _const(c, bits)
+                if isinstance(c, Compare):
+                    conds.append(_compare(c, low32) if arch.bits == 64 else c)
+                    continue
+                k = _const(c, c.arg in low32, sext)
                 if k is False:
                     dead = True
                     break
                 if k is None:
-                    conds.append(_narrow(c, bits))
+                    conds.append(_narrow(c) if c.arg in low32 else c)
             if dead:
                 continue
             entry = (tuple(conds), rule.action)

@@ -7,7 +7,8 @@ the field (``profile.json: syscalls[3].args[0].index: 6 out of range 0-5``).
 Every writer returns an :class:`Exported`: the text, plus the list of *losses*, the ways
 in which the text does not decide every call exactly as the policy does. An empty list
 means the conversion is exact (tests check it with :mod:`sysgate.analysis.equivalence`).
-:mod:`.registry` dispatches on format names; :mod:`.detect` tells a file's format.
+:mod:`.catalog` is the table of formats, :mod:`.registry` reads and writes any of them and
+:mod:`.detect` tells a file's format.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def caret_lines(message: str, e: BaseException) -> str:
     return head + "\n" + " " * (len(head) - sum(len(c) for c in shown) + before) + "^"
 
 
-class ProfileWarning(UserWarning, ValueError):
+class ProfileWarning(UserWarning, UserError):
     """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
     own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
     (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other."""

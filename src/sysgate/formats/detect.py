@@ -1,8 +1,8 @@
 """Tell a file's format from its content, with the file name only as a tiebreak.
 
-Policy formats: ``docker`` (Docker/moby seccomp JSON, also a bare OCI ``linux.seccomp``
-object), ``oci`` (a whole runtime-spec ``config.json``), ``firecracker``, ``minijail``,
-``kafel``, ``systemd`` (a unit drop-in) and ``k8s`` (a SeccompProfile manifest). Programs:
+Policy formats: those of the format table (:mod:`.catalog`); each format's module says how
+sure it is that a decoded JSON document or a text is its own (``detect_json``/``detect_text``),
+and the surest wins, ties going to the first in the table. Programs:
 ``bpf`` (raw ``struct sock_filter`` bytes) and ``asm`` (seccomp-tools style assembly or a
 disassembly listing, which must never be taken for a policy: ``0000: 0x20 ...`` and
 ``ok: return ALLOW`` look a little like minijail's ``name: filter``).
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from . import ProfileError, jsondecode
+from . import ProfileError
+from . import catalog
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["POLICY_FORMATS", "PROGRAM_KINDS", "detect", "detect_json", "detect_file", "is_policy"]
 
-POLICY_FORMATS = ("docker", "oci", "firecracker", "minijail", "kafel", "systemd", "k8s")
+POLICY_FORMATS = catalog.NAMES
 PROGRAM_KINDS = ("bpf", "asm")
+_PROGRAM_EXTENSIONS = {".bpf": "bpf", ".asm": "asm", ".s": "asm"}
 
-# Compiled on first use (see _pattern): a JSON profile, the common case, never needs them.
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-_SOURCES: dict[str, str] = {  # inline flags: (?m) multi-line, (?x) verbose
-    "asm": r"""(?xm)^\s*(?:
+# Compiled on first use: a JSON profile, the common case, never needs it.
+_ASM: re.Pattern[str] | None = None
+_ASM_SOURCE = r"""(?xm)^\s*(?:
         line\s+CODE\s+JT\s+JF\s+K                                   # listing header
       | [0-9a-fA-F]{4}:\s+0x[0-9a-fA-F]{2}\s                        # listing line
       | (?:[A-Za-z_]\w*:\s*)?(?:A|X)\s*(?:[-+*/&|^%]|<<|>>)?=(?!=)  # A = ..., X = ..., A += ...
@@ -36,50 +37,44 @@ _SOURCES: dict[str, str] = {  # inline flags: (?m) multi-line, (?x) verbose
       | (?:[A-Za-z_]\w*:\s*)?mem\[\d+\]\s*=                         # mem[0] = A
       | (?:[A-Za-z_]\w*:\s*)?return\s+(?:ALLOW|KILL|KILL_PROCESS|KILL_THREAD|TRAP|LOG|USER_NOTIF
                                          |TRACE|ERRNO\s*\(|A\b|X\b|0x)
-    )""",
-    "k8s": r"(?m)^\s*kind:\s*['\"]?SeccompProfile\b",
-    "systemd_section": r"(?m)^\s*\[[A-Za-z][A-Za-z0-9-]*\]\s*$",
-    "systemd_key": r"(?m)^\s*SystemCall(?:Filter|ErrorNumber|Architectures|Log)\s*=",
-    "kafel": r"""(?m)\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""",
-    "minijail": r"""(?xm)^\s*(?:@(?:include|default|denylist|frequency)\b
-             | (?:\{[^}\n]*\}|[A-Za-z_][\w-]*(?:@[\w-]+)?|@[a-z][\w-]*)\s*(?:\[[^\]\n]*\])?\s*:\s*\S)""",
-}
+    )"""
 
 
-def _pattern(name: str) -> re.Pattern[str]:
-    pat = _PATTERNS.get(name)
-    if pat is None:
+def _is_asm(text: str) -> bool:
+    global _ASM
+    if _ASM is None:
         import re
 
-        pat = _PATTERNS[name] = re.compile(_SOURCES[name])
-    return pat
-
-
-_NOT_JSON = object()
-_BY_EXTENSION = {".json": "docker", ".conf": "systemd", ".yaml": "k8s", ".yml": "k8s", ".bpf": "bpf",
-                 ".asm": "asm", ".s": "asm"}
+        _ASM = re.compile(_ASM_SOURCE)
+    return bool(_ASM.search(text))
 
 
 def is_policy(kind: str) -> bool:
     return kind in POLICY_FORMATS
 
 
-def _strip_comments(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("#", ";")))
+def _best(formats: list[catalog.Format], sure: object) -> str | None:
+    """The format most sure of the input (``sure(format)`` -> 0..1), asked in table order; the
+    first that is certain ends the search, so that no other module is imported for it."""
+    best, best_conf = None, 0.0
+    for f in formats:
+        conf = sure(f)  # type: ignore[operator]
+        if conf >= 1.0:
+            return f.name
+        if conf > best_conf:
+            best, best_conf = f.name, conf
+    return best
 
 
-def _json_format(doc: object) -> str | None:
-    if isinstance(doc, dict):
-        if "linux" in doc or "ociVersion" in doc:
-            return "oci"
-        if "kind" in doc or "apiVersion" in doc:
-            return "k8s"
-        if "defaultAction" in doc or isinstance(doc.get("syscalls"), list):
-            return "docker"
-        if doc and all(isinstance(v, dict) and ({"default_action", "filter_action", "mismatch_action", "match_action", "filter"} & set(v))
-                       for v in doc.values()):
-            return "firecracker"
-    return None
+def _json_reader(ext: str) -> str:
+    """The format whose reader reports what is wrong with broken JSON: the extension's, else the first."""
+    f = catalog.by_extension(ext)
+    return f.name if f is not None and f.json else next(g.name for g in catalog.FORMATS if g.json)
+
+
+def _titles(formats: list[catalog.Format]) -> str:
+    titles = [f.title for f in formats]
+    return ", ".join(titles[:-1]) + " or " + titles[-1] if len(titles) > 1 else "".join(titles)
 
 
 def detect(data: bytes, name: str | None = None) -> str:
@@ -101,35 +96,38 @@ def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
     from . import decode_text
 
     text = decode_text(data, where)
+    broken_json = False
     if data.lstrip()[:1] in (b"{", b"["):  # bytes.lstrip() strips what regex \s matches
+        import json
+
         try:
-            doc = jsondecode.loads(text)  # json.loads, without importing json for valid text
+            doc = json.loads(text)
         except (ValueError, RecursionError):
-            if text.lstrip().startswith("{") or not _pattern("systemd_section").match(text.lstrip()):
-                return "docker", None  # its reader reports where the JSON is broken
-            doc = _NOT_JSON  # "[Service]": an INI section, not a JSON array
-        if doc is not _NOT_JSON:
-            fmt = _json_format(doc)
+            if text.lstrip().startswith("{"):
+                return _json_reader(ext), None  # its reader reports where the JSON is broken
+            broken_json = True  # "[Service]" is an INI section, not a JSON array: ask the text formats
+        else:
+            json_formats = [f for f in catalog.FORMATS if f.json]
+            fmt = _best(json_formats, lambda f: f.detect_json(doc))
             if fmt is None:
-                raise ProfileError(f"{where}: JSON, but not a seccomp profile sysgate knows (Docker/OCI, "
-                                   f"Firecracker or a Kubernetes SeccompProfile)")
+                raise ProfileError(f"{where}: JSON, but not a seccomp profile sysgate knows "
+                                   f"({_titles(json_formats)})")
             return fmt, doc
-    if _pattern("asm").search(text):
+    if _is_asm(text):
         return "asm", None
-    if _pattern("k8s").search(text):
-        return "k8s", None
-    if _pattern("systemd_key").search(text) and (_pattern("systemd_section").search(text) or ext == ".conf"):
-        return "systemd", None
-    if _pattern("kafel").search(text):
-        return "kafel", None
-    if _pattern("minijail").search(_strip_comments(text)):
-        return "minijail", None
-    if ext == ".policy":  # only comments: an empty policy; minijail and Kafel both use .policy
-        return "minijail", None
-    if ext in _BY_EXTENSION:
-        return _BY_EXTENSION[ext], None
-    raise ProfileError(f"{where}: cannot tell the format (expected a Docker/OCI, Firecracker, minijail, "
-                       f"Kafel, systemd or Kubernetes profile, or a BPF program)")
+    text_formats = [f for f in catalog.FORMATS if f.text]
+    fmt = _best(text_formats, lambda f: f.detect_text(text, name))
+    if fmt is not None:
+        return fmt, None
+    if broken_json:
+        return _json_reader(ext), None
+    if ext in _PROGRAM_EXTENSIONS:
+        return _PROGRAM_EXTENSIONS[ext], None
+    by_ext = catalog.by_extension(ext)
+    if by_ext is not None:
+        return by_ext.name, None
+    raise ProfileError(f"{where}: cannot tell the format (expected a profile: {_titles(list(catalog.FORMATS))}; "
+                       f"or a BPF program)")
 
 
 def detect_file(path: str) -> str:

@@ -34,10 +34,13 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
+    from . import Exported
+
 from .. import arch as _arch
+from .. import capabilities
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
-from . import ProfileError, jsondecode, read_file, warn
+from . import ProfileError, load_json, read_file, warn
 from . import jsonfields as F
 
 __all__ = ["DockerProfile", "load", "loads", "parse", "dump", "dumps", "export", "DOCKER_DEFAULT_CAPS", "ACTIONS",
@@ -48,19 +51,6 @@ DOCKER_DEFAULT_CAPS: tuple[str, ...] = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
-)
-
-# The kernel's capability names (include/uapi/linux/capability.h, as sysgate.profiles.capabilities
-# reads them from its header table; a test checks they agree). Spelt out here because every
-# compile of docker-default checks its includes.caps, and that table costs imports.
-KERNEL_CAPS: tuple[str, ...] = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 
 ACTIONS: dict[str, ActionKind] = {
@@ -83,8 +73,6 @@ OPS: dict[str, Op] = {
 OCI_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags", "listenerPath",
             "listenerMetadata")
 
-# What sysgate.formats.registry may pass to loads().
-LOAD_OPTIONS = ("arch", "caps", "unknown_names")
 
 MAX_ERRNO = 4095  # the kernel returns -min(data, MAX_ERRNO) for SECCOMP_RET_ERRNO
 
@@ -92,13 +80,7 @@ FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 
 # moby's Go arch names, as used in includes/excludes.arches, for each sysgate arch.
-GO_ARCH = {
-    "x86_64": "amd64", "x86": "x86", "x32": "x32", "aarch64": "arm64", "arm": "arm", "mips": "mips",
-    "mipsel": "mipsle", "mips64": "mips64", "mips64el": "mips64le", "mips64n32": "mips64n32",
-    "mips64n32el": "mips64n32le", "ppc": "ppc", "ppc64": "ppc64", "ppc64le": "ppc64le", "s390": "s390",
-    "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loong64", "parisc": "parisc",
-    "parisc64": "parisc64", "m68k": "m68k", "sh": "sh", "sheb": "sheb",
-}
+GO_ARCH = {a.name: a.go for a in _arch.ARCHES}
 
 
 class DockerProfile(Record):
@@ -117,6 +99,16 @@ class DockerProfile(Record):
     listener_metadata: str | None
     skipped: tuple[str, ...]
     shadowed: tuple[str, ...]
+
+    def dropped_settings(self, fmt: str) -> list[str]:
+        """One line per setting that a format without them (``fmt``) cannot carry: the filter
+        flags and the notification listener are how a runtime installs the filter, not decisions."""
+        out = []
+        if self.flags:
+            out.append(f"{fmt} has no filter flags: {', '.join(self.flags)} not written")
+        if self.listener_path is not None or self.listener_metadata is not None:
+            out.append(f"{fmt} has no notification listener settings: listenerPath/listenerMetadata not written")
+        return out
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -280,13 +272,8 @@ def _filter(w: _Where, where: str, filt: Any, label: str) -> dict[str, Any]:
     caps = F.get_list(w.source, here, filt, "caps")
     if caps is not None:
         for i, c in enumerate(F.str_list(w.source, f"{here}.caps", caps, "a capability name")):
-            if c not in KERNEL_CAPS:
-                import difflib
-
-                close = difflib.get_close_matches(c.upper() if c.upper().startswith("CAP_") else
-                                                  "CAP_" + c.upper(), KERNEL_CAPS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise w.err(f"{here}.caps[{i}]", f"unknown capability {c!r}{hint}")
+            if c not in capabilities.NAMES:
+                raise w.err(f"{here}.caps[{i}]", f"unknown capability {c!r}{capabilities.hint(c)}")
         out["caps"] = caps
     arches = F.get_list(w.source, here, filt, "arches")
     if arches is not None:
@@ -458,17 +445,23 @@ def _applies(inc: dict, exc: dict, host: str, caps: set[str], kver: tuple[int, i
 
 
 def loads(text: str | bytes, source: str = "<profile>", **kw: Any) -> DockerProfile:
-    try:
-        doc = jsondecode.loads(text)  # json.loads, without importing json unless the text is bad
-    except ValueError as e:
-        import json
+    return parse(load_json(text, source), source, **kw)
 
-        if isinstance(e, json.JSONDecodeError):
-            raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-        if isinstance(e, UnicodeDecodeError):
-            raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
-        raise
+
+def load_doc(doc: Any, source: str = "<profile>", **kw: Any) -> DockerProfile:
+    """:func:`parse`: the reader of an already decoded document (see formats.catalog)."""
     return parse(doc, source, **kw)
+
+
+# Keys only a Docker/OCI seccomp object has at its top (and moby's extensions).
+_TOP_KEYS = frozenset(OCI_KEYS + _MOBY_TOP)
+
+
+def detect_json(doc: Any) -> float:
+    """Certain for an object of seccomp profile keys only; less sure when it has others (a wrapper's)."""
+    if not isinstance(doc, dict) or not ("defaultAction" in doc or isinstance(doc.get("syscalls"), list)):
+        return 0.0
+    return 1.0 if _TOP_KEYS.issuperset(doc) else 0.5
 
 
 def load(path: str, **kw: Any) -> DockerProfile:

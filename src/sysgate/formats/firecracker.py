@@ -40,9 +40,8 @@ from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rul
 from ..immutable import Record
 from . import Exported, ProfileError, read_file
 
-__all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "LOAD_OPTIONS"]
+__all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "detect_json"]
 
-LOAD_OPTIONS = ("arch", "arches", "thread")
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
 
@@ -252,6 +251,16 @@ def _filter(src: str, thread: str, f: Any, arches: tuple[str, ...]) -> Policy:
         return Policy(default, tuple(rules), arches)
     except PolicyError as e:
         raise ProfileError(f"{src}: {thread}: {e}") from None
+
+
+_FILTER_KEYS = frozenset({"default_action", "filter_action", "mismatch_action", "match_action", "filter"})
+
+
+def detect_json(doc: Any) -> float:
+    """Certain for an object of thread names to objects with seccompiler's filter keys."""
+    if isinstance(doc, dict) and doc and all(isinstance(v, dict) and _FILTER_KEYS & set(v) for v in doc.values()):
+        return 1.0
+    return 0.0
 
 
 def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None = None,

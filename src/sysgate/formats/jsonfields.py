@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from . import ProfileError, warn
 
-__all__ = ["at", "err", "check_keys", "near_miss", "get", "get_str", "get_uint", "get_list", "get_dict",
+__all__ = ["at", "err", "check_keys", "near_miss", "get", "get_str", "get_list",
            "str_list", "type_name"]
 
 
@@ -120,17 +120,6 @@ def get_str(source: str, path: str, obj: dict, key: str, required: bool = False)
 
 def get_list(source: str, path: str, obj: dict, key: str, required: bool = False) -> list | None:
     return get(source, path, obj, key, (list,), "a list", required)
-
-
-def get_dict(source: str, path: str, obj: dict, key: str, required: bool = False) -> dict | None:
-    return get(source, path, obj, key, (dict,), "an object", required)
-
-
-def get_uint(source: str, path: str, obj: dict, key: str, top: int, required: bool = False) -> int | None:
-    v = get(source, path, obj, key, (int,), "an integer", required)
-    if v is not None and not 0 <= v <= top:
-        raise err(source, at(path, key), f"{v} out of range 0-{top}")
-    return v
 
 
 def str_list(source: str, path: str, v: list, what: str = "a string", nonempty: bool = True) -> list[str]:

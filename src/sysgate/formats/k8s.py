@@ -18,9 +18,8 @@ from typing import Any
 from . import Exported, ProfileError
 from .jsonfields import type_name
 
-__all__ = ["loads", "export", "pod_snippet", "localhost_profile", "LOAD_OPTIONS", "API_VERSION"]
+__all__ = ["loads", "export", "pod_snippet", "localhost_profile", "detect_json", "detect_text", "API_VERSION"]
 
-LOAD_OPTIONS = ("arch", "unknown_names", "name", "rename")
 API_VERSION = "security-profiles-operator.x-k8s.io/v1beta1"
 _GROUP = "security-profiles-operator.x-k8s.io/"
 # The architectures SPO's CRD accepts (besides SCMP_ARCH_NATIVE).
@@ -102,6 +101,19 @@ def _profiles(docs: list, source: str) -> list[tuple[str, dict]]:
             name = f"(document {i + 1}, no metadata.name)"  # Kubernetes would refuse it; a file may omit it
         out.append((name, doc))
     return out
+
+
+def detect_json(doc: Any) -> float:
+    """Certain for a Kubernetes object (``kind`` or ``apiVersion`` at its top)."""
+    return 1.0 if isinstance(doc, dict) and ("kind" in doc or "apiVersion" in doc) else 0.0
+
+
+_KIND = re.compile(r"(?m)^\s*kind:\s*['\"]?SeccompProfile\b")
+
+
+def detect_text(text: str, name: str | None) -> float:
+    """Certain for YAML saying ``kind: SeccompProfile``."""
+    return 1.0 if _KIND.search(text) else 0.0
 
 
 def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,

@@ -41,12 +41,10 @@ from ..immutable import Record
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
-__all__ = ["KafelPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
+__all__ = ["KafelPolicy", "loads", "load", "export", "detect_text"]
 
-LOAD_OPTIONS = ("arch", "arches", "base_dir")
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
-HI = U64 ^ U32
 INCLUDE_DEPTH = 16
 # Kafel's names for syscalls whose libseccomp names differ.
 _ALIASES = {"newstat": "stat", "newlstat": "lstat", "newfstat": "fstat", "newuname": "uname"}
@@ -142,10 +140,10 @@ class _AnyArg(dict):
         return (0, 64)
 
 
-# Kafel's architecture names (kafel's syscall.c, matched without case) -> sysgate's.
-_KAFEL_ARCHES = {"arm": "arm", "aarch64": "aarch64", "arm64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64",
-                 "x86": "x86", "i386": "x86", "mips": "mips", "mipso32": "mips", "mips64": "mips64",
-                 "riscv64": "riscv64", "rv64": "riscv64", "m68k": "m68k"}
+# Kafel's architecture names (kafel's syscall.c, matched without case) -> sysgate's: each arch's
+# Kafel name, and the other spellings Kafel accepts.
+_KAFEL_ARCHES = {a.kafel: a.name for a in _arch.ARCHES if a.kafel}
+_KAFEL_ARCHES.update({"arm64": "aarch64", "amd64": "x86_64", "i386": "x86", "mipso32": "mips", "rv64": "riscv64"})
 
 
 # Value expressions: ("num", v) | ("var", index, bits) | ("&" or "|", left, right), simplified as
@@ -667,6 +665,14 @@ class _Parser:
             raise _Error(f"{source}: {e}") from None
 
 
+_LOOKS_LIKE = re.compile(r"""(?m)\bPOLICY\s+\w+\s*\{|^\s*USE\s+\w+|^\s*\#\s*(?:define|include)\b|^\s*DEFAULT\s+[A-Z]""")
+
+
+def detect_text(text: str, name: str | None) -> float:
+    """Likely for a ``POLICY name {``, ``USE``, ``DEFAULT`` or ``#define``/``#include`` line."""
+    return 0.9 if _LOOKS_LIKE.search(text) else 0.0
+
+
 def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches: Iterable[str] | None = None,
           base_dir: str | None = None) -> KafelPolicy:
     """Read a Kafel policy; named constants are those of ``arch`` (or each of ``arches``, which must agree)."""
@@ -776,8 +782,7 @@ def _kafel_spellings(syscall: str | int, arches: list[str]) -> list[tuple[str, l
 
 
 # sysgate's arch names -> Kafel's names for ON guards.
-_KAFEL_ON = {"x86_64": "x86_64", "x86": "x86", "aarch64": "aarch64", "arm": "arm", "mips": "mips",
-             "mips64": "mips64", "riscv64": "riscv64", "m68k": "m68k"}
+_KAFEL_ON = {a.name: a.kafel for a in _arch.ARCHES if a.kafel}  # sysgate arch -> the name Kafel writes
 
 
 def export(policy: Policy, *, name: str = "sysgate") -> Exported:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from ..errors import UserError
 from ..policy import Action, Compare, Condition, Op, Rule
 
 __all__ = ["Conj", "DNF", "TRUE", "FALSE", "TooComplex", "absorb", "negate", "and_", "or_", "not_", "simplify",
@@ -30,7 +31,7 @@ MAX_TERMS = 4096  # conjunctions in one expression before we give up
 MAX_WRITTEN = 128  # alternatives one written rule may expand to before a writer calls it a loss
 
 
-class TooComplex(ValueError):
+class TooComplex(UserError):
     """The exact conversion needs more than :data:`MAX_TERMS` conjunctions."""
 
 
@@ -40,12 +41,6 @@ def _top(width: int) -> int:
 
 def _bits(m: int) -> list[int]:
     return [1 << i for i in range(64) if m >> i & 1]
-
-
-def _holds(c: Condition, v: int) -> bool:
-    from ..reference import condition_holds
-
-    return condition_holds(c, v)
 
 
 # ------------------------------------------------------------------------------------------ basics
@@ -121,7 +116,7 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
             return None
         if eqs:
             v = eqs.pop()
-            if not all(_holds(c, v) for c in mine):
+            if not all(c.holds(v) for c in mine):
                 return None
             keep = Condition(arg, Op.EQ, v)
             out = [c for c in out if c.arg != arg or c == keep]
@@ -146,7 +141,7 @@ def simplify(conj: Iterable[Condition]) -> Conj | None:
                     m |= c.mask
                     v |= c.value
             if width == 32 and lo == hi:  # an exact low word decides the other low-word tests
-                if not all(_holds(c, lo) for c in same):
+                if not all(c.holds(lo) for c in same):
                     return None
     return tuple(out) + tuple(compares)
 

@@ -39,9 +39,8 @@ from ..immutable import Record
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
-__all__ = ["MinijailPolicy", "loads", "load", "export", "LOAD_OPTIONS"]
+__all__ = ["MinijailPolicy", "loads", "load", "export", "detect_text"]
 
-LOAD_OPTIONS = ("arch", "arches", "base_dir")
 U64 = (1 << 64) - 1
 INCLUDE_DEPTH = 10
 _ARCH_CONSTANTS = ("MINIJAIL_ARCH_NR", "MINIJAIL_ARCH_BITS")
@@ -475,6 +474,19 @@ def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action
                 e.at(lines[e.loc[1] - 1], e.loc[2])
         raise
     return p.policy((), source), p.notes
+
+
+_LOOKS_LIKE = re.compile(r"""(?xm)^\s*(?:@(?:include|default|denylist|frequency)\b
+             | (?:\{[^}\n]*\}|[A-Za-z_][\w-]*(?:@[\w-]+)?|@[a-z][\w-]*)\s*(?:\[[^\]\n]*\])?\s*:\s*\S)""")
+
+
+def detect_text(text: str, name: str | None) -> float:
+    """Likely for a ``name: filter`` or ``@directive`` line outside comments; a ``.policy`` file
+    of comments only is an empty minijail policy (Kafel's files share the extension)."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("#", ";")))
+    if _LOOKS_LIKE.search(body):
+        return 0.8
+    return 0.1 if (name or "").lower().endswith(".policy") else 0.0
 
 
 def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arches: Iterable[str] | None = None,

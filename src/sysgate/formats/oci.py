@@ -15,15 +15,24 @@ from typing import Any
 from . import Exported, ProfileError, load_json, read_file
 from .docker import DockerProfile, dump, parse
 
-__all__ = ["loads", "load", "export", "LOAD_OPTIONS"]
+__all__ = ["loads", "load", "load_doc", "export", "detect_json"]
 
-LOAD_OPTIONS = ("arch", "unknown_names")
 OCI_VERSION = "1.2.0"
+
+
+def detect_json(doc: Any) -> float:
+    """Certain for a runtime-spec document (``ociVersion`` or ``linux`` at its top)."""
+    return 1.0 if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc) else 0.0
 
 
 def loads(text: str | bytes, source: str = "<config.json>", *, arch: str | None = None,
           unknown_names: list[str] | None = None) -> DockerProfile:
-    doc = load_json(text, source)
+    return load_doc(load_json(text, source), source, arch=arch, unknown_names=unknown_names)
+
+
+def load_doc(doc: Any, source: str = "<config.json>", *, arch: str | None = None,
+             unknown_names: list[str] | None = None) -> DockerProfile:
+    """The profile of a decoded config.json, or of a bare ``linux.seccomp`` object."""
     if isinstance(doc, dict) and ("linux" in doc or "ociVersion" in doc):
         linux = doc.get("linux")
         if not isinstance(linux, dict) or "seccomp" not in linux:

@@ -1,12 +1,11 @@
-"""Format names -> reader and writer: the one place that knows every format module.
+"""Reading and writing any format through the format table (:mod:`.catalog`).
 
 :func:`read` turns a file of any policy format into a :class:`Loaded` (policy plus what the
 policy model does not carry, such as Docker's flags); :func:`write` turns a policy into any
-format's text, with its losses (see :class:`~sysgate.formats.Exported`).
+format's text, with its losses (see :class:`~sysgate.formats.Exported`). Nothing here names
+a format: what differs between formats is a field of its :class:`~.catalog.Format`.
 """
 from __future__ import annotations
-
-import importlib
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
@@ -15,15 +14,10 @@ if TYPE_CHECKING:
 from ..policy import Policy
 from ..immutable import Record
 from . import Exported, ProfileError, decode_text, read_file
+from .catalog import NAMES as FORMATS
+from .catalog import get as _format
 
-__all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write", "module"]
-
-# name -> module; every module has loads(text, source, **options) with the options it names in
-# LOAD_OPTIONS (from arch, arches, caps, thread, base_dir), and export(policy, ...).
-_MODULES = {"docker": "docker", "oci": "oci", "firecracker": "firecracker", "minijail": "minijail",
-            "kafel": "kafel", "systemd": "systemd", "k8s": "k8s"}
-FORMATS: tuple[str, ...] = tuple(_MODULES)
-_KEEPS_EXTRAS = ("docker", "oci", "k8s")
+__all__ = ["FORMATS", "Loaded", "read", "read_bytes", "write"]
 
 
 class Loaded(Record):
@@ -37,12 +31,6 @@ class Loaded(Record):
     source: str
     extras: Any
     notes: tuple[str, ...]
-
-
-def module(fmt: str) -> Any:
-    if fmt not in _MODULES:
-        raise ProfileError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    return importlib.import_module(f"sysgate.formats.{_MODULES[fmt]}")
 
 
 def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | None = None,
@@ -69,39 +57,43 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
         kind, decoded = detect_json(data, source)
     if not is_policy(kind):
         raise ProfileError(f"{source}: a BPF program ({kind}), not a profile")
+    f = _format(kind)
     text = decode_text(data, source)
     archlist = list(arches) if arches else None
-    mod = module(kind)
-    given = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir,
-             "unknown_names": unknown_names, "name": name, "rename": rename}
-    opts = {k: v for k, v in given.items() if k in mod.LOAD_OPTIONS}
-    if unknown_names is not None and "unknown_names" not in mod.LOAD_OPTIONS:
-        raise ProfileError(f"{source}: --skip-unknown: not supported for {kind} profiles (Docker, OCI and "
-                           f"Kubernetes only); remove the unknown names instead")
-    if name is not None and "name" not in mod.LOAD_OPTIONS and not rename:
-        raise ProfileError(f"{source}: --name: selects a profile of a Kubernetes manifest; this is a {kind} profile")
+    if unknown_names is not None and "unknown_names" not in f.load_options:
+        takes = ", ".join(g.name for g in _formats_taking("unknown_names"))
+        raise ProfileError(f"{source}: --skip-unknown: not supported for {kind} profiles ({takes} only); "
+                           f"remove the unknown names instead")
+    if name is not None and "name" not in f.load_options and not rename:
+        takes = " or ".join(g.title for g in _formats_taking("name"))
+        raise ProfileError(f"{source}: --name: selects a profile of a {takes} manifest; this is a {kind} profile")
+    opts = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir,
+            "unknown_names": unknown_names, "name": name, "rename": rename}
     try:
-        if decoded is not None and kind == "docker":
-            doc = mod.parse(decoded, source, **opts)  # the text as docker.loads would decode it
+        mod = f.impl()
+        if decoded is not None and hasattr(mod, "load_doc"):  # the document detection decoded
+            doc = mod.load_doc(decoded, source, **{k: v for k, v in opts.items() if k in f.load_options})
         else:
-            doc = mod.loads(text, source, **opts)
+            doc = f.loads(text, source, **opts)
     except RecursionError:  # json and the recursive-descent readers on absurdly deep nesting
         raise ProfileError(f"{source}: nested too deeply") from None
     policy = doc.policy
     if archlist:
         policy = policy.with_arches(archlist)
-    from .docker import DockerProfile
-
-    extras = doc if isinstance(doc, DockerProfile) else None
+    extras = doc if f.keeps_extras else None
     if extras is not None and policy is not doc.policy:
         extras = extras.replace(policy=policy)
     return Loaded(policy, kind, source, extras, tuple(getattr(doc, "notes", ()) or ()))
 
 
+def _formats_taking(option: str) -> list[Any]:
+    from .catalog import FORMATS as table
+
+    return [g for g in table if option in g.load_options]
+
+
 def read(path: str, fmt: str | None = None, **kw: Any) -> Loaded:
     """Read the profile file ``path`` (``-`` is standard input); see :func:`read_bytes`."""
-    import sys
-
     if path == "-":
         return read_bytes(read_file("-"), "<stdin>", fmt, **kw)
     data = read_file(path)
@@ -126,40 +118,31 @@ def _without_compares(policy: Policy, fmt: str, lost: list[str], src: Any) -> An
     return src.replace(policy=new) if src is not policy else new
 
 
-#: Formats whose own tools (libkafel, minijail's compiler) do not multiplex socket and IPC calls.
-_NO_MULTIPLEXING = frozenset({"kafel", "minijail"})
-
-
 def write(src: Any, fmt: str, **opts: Any) -> Exported:
     """``src`` (a Policy, or a Loaded/DockerProfile keeping its extras) written as ``fmt``.
 
-    Options by format: ``thread`` (firecracker), ``name`` and ``namespace`` (k8s).
+    ``opts`` are the format's ``export_options`` (``thread`` for firecracker, ``name`` and
+    ``namespace`` for k8s, ...).
     """
-    from .docker import DockerProfile
-
-    mod = module(fmt)
+    f = _format(fmt)
     if isinstance(src, Loaded):
         src = src.extras if src.extras is not None else src.policy
     dropped: list[str] = []
-    if isinstance(src, DockerProfile) and fmt not in _KEEPS_EXTRAS:
+    if not isinstance(src, Policy) and not f.keeps_extras:
         # Filter flags and the notification listener are how a runtime installs the filter,
         # not decisions of it: formats without them just cannot carry them.
-        if src.flags:
-            dropped.append(f"{fmt} has no filter flags: {', '.join(src.flags)} not written")
-        if src.listener_path is not None or src.listener_metadata is not None:
-            dropped.append(f"{fmt} has no notification listener settings: listenerPath/listenerMetadata "
-                           f"not written")
+        dropped = src.dropped_settings(fmt)
         src = src.policy
     lost: list[str] = []
-    if fmt != "kafel":
-        src = _without_compares(src.policy if isinstance(src, DockerProfile) else src, fmt, lost, src)
-    if fmt in _NO_MULTIPLEXING and isinstance(src, Policy):
+    if not f.compares:
+        src = _without_compares(src if isinstance(src, Policy) else src.policy, fmt, lost, src)
+    if not f.multiplexes and isinstance(src, Policy):
         # These formats' own compilers do not rewrite rules on socket/IPC calls for socketcall/ipc
         # as libseccomp and sysgate do: write those rules out so their tools decide the same.
-        from ..compiler.multiplex import explicit
+        from ..multiplexing import explicit
 
         src = explicit(src)
-    out = mod.export(src, **opts)
+    out = f.export(src, **opts)
     if lost:
         out = out.replace(losses=tuple(lost) + tuple(out.losses))
     return out.replace(notes=tuple(dropped) + tuple(out.notes)) if dropped else out

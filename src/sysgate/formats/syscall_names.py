@@ -6,10 +6,12 @@ knows is left out (systemd lists a few names of other kernels' ABIs).
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 __all__ = ["UnknownName", "expand", "is_group"]
 
 
-class UnknownName(ValueError):
+class UnknownName(UserError):
     """A syscall or group name that does not exist; the message suggests close names."""
 
 
@@ -31,7 +33,7 @@ def expand(name: str) -> list[str]:
         raise UnknownName(f"syscall group {name!r}: syscall groups are not available") from None
     try:
         members = syscall_groups.expand(name)
-    except (KeyError, ValueError) as e:
+    except UserError as e:  # UnknownGroup, GroupLoop (anything else is a bug)
         msg = e.args[0] if e.args and isinstance(e.args[0], str) else f"unknown syscall group {name!r}"
         raise UnknownName(msg) from None
     known = _arch.all_syscall_names()

@@ -23,6 +23,7 @@ writing a policy with those is lossy.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from .. import arch as _arch
@@ -30,16 +31,11 @@ from ..policy import Action, ActionKind, Policy, PolicyError, Rule
 from ..immutable import Record
 from . import Exported, ProfileError, decode_text, read_file
 
-__all__ = ["SystemdDropIn", "loads", "load", "export", "LOAD_OPTIONS", "SYSTEMD_ARCH"]
+__all__ = ["SystemdDropIn", "loads", "load", "export", "detect_text", "SYSTEMD_ARCH"]
 
-LOAD_OPTIONS = ("arch",)
 KEYS = ("SystemCallFilter", "SystemCallErrorNumber", "SystemCallArchitectures")
 # systemd's names for architectures -> sysgate's.
-SYSTEMD_ARCH = {"x86": "x86", "x86-64": "x86_64", "x32": "x32", "arm": "arm", "arm64": "aarch64",
-                "loongarch64": "loongarch64", "mips": "mips", "mips-le": "mipsel", "mips64": "mips64",
-                "mips64-le": "mips64el", "mips64-n32": "mips64n32", "mips64-le-n32": "mips64n32el",
-                "parisc": "parisc", "parisc64": "parisc64", "ppc": "ppc", "ppc64": "ppc64",
-                "ppc64-le": "ppc64le", "riscv64": "riscv64", "s390": "s390", "s390x": "s390x"}
+SYSTEMD_ARCH = {a.systemd: a.name for a in _arch.ARCHES if a.systemd}
 _TO_SYSTEMD = {v: k for k, v in SYSTEMD_ARCH.items()}
 _KILL = Action(ActionKind.KILL_PROCESS)
 _ALLOW = Action(ActionKind.ALLOW)
@@ -106,6 +102,20 @@ def _lines(text: str, source: str) -> Iterable[tuple[int, str, str, str]]:
         yield start, section, key.strip(), value.strip()
     if pending:
         raise ProfileError(f"{source}:{start}: continuation line at end of file")
+
+
+_SECTION = re.compile(r"(?m)^\s*\[[A-Za-z][A-Za-z0-9-]*\]\s*$")
+_KEY = re.compile(r"(?m)^\s*SystemCall(?:Filter|ErrorNumber|Architectures|Log)\s*=")
+
+
+def detect_text(text: str, name: str | None) -> float:
+    """Near certain for a ``SystemCall*=`` key in a ``[Section]`` (a manifest saying ``kind:
+    SeccompProfile`` wins); likely for the key alone in a ``.conf``."""
+    if not _KEY.search(text):
+        return 0.0
+    if _SECTION.search(text):
+        return 0.95
+    return 0.6 if (name or "").lower().endswith(".conf") else 0.0
 
 
 def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> SystemdDropIn:

@@ -8,20 +8,12 @@ gets back at ``execve``. Kept caps are raised in the ambient set too, so that a 
 from __future__ import annotations
 
 
+from .. import capabilities
 from .._startup import ctypes
 from ..kernel import syscall as N
 from .options import JailConfigError
 
-__all__ = ["CAP_NAMES", "parse_caps", "last_cap", "drop"]
-
-CAP_NAMES = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
-    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
-    "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
-    "checkpoint_restore",
-)
+__all__ = ["parse_caps", "last_cap", "drop"]
 
 _prctl = N.raw_prctl
 
@@ -44,15 +36,16 @@ def parse_caps(names: tuple[str, ...] | list[str]) -> frozenset[int]:
     out: set[int] = set()
     for raw in names:
         for n in raw.split(","):
-            t = n.strip().lower().removeprefix("cap_")
+            t = n.strip().upper()
             if not t:
                 continue
-            if t == "all":
+            if t == "ALL":  # every capability this kernel has, named in the table or not
                 out.update(range(last_cap() + 1))
-            elif t in CAP_NAMES:
-                out.add(CAP_NAMES.index(t))
             else:
-                raise JailConfigError(f"--cap-add: unknown capability {n!r}")
+                cap = "CAP_" + t.removeprefix("CAP_")
+                if cap not in capabilities.NAMES:
+                    raise JailConfigError(f"--cap-add: unknown capability {n!r}")
+                out.add(capabilities.number(cap))
     return frozenset(out)
 
 
@@ -67,7 +60,7 @@ def last_cap() -> int:
             with open("/proc/sys/kernel/cap_last_cap") as f:
                 _LAST = int(f.read())
         except (OSError, ValueError):
-            _LAST = len(CAP_NAMES) - 1
+            _LAST = len(capabilities.NAMES) - 1
     return _LAST
 
 

@@ -1,15 +1,17 @@
-"""What a sandbox should look like: one validated, immutable :class:`Options` record.
+"""What a sandbox should look like: one validated, immutable :class:`Options` record, made from
+the option table :data:`FIELDS`.
 
 Every layer is on by default where the kernel allows it; each field relaxes one. The same
-record backs the Python API (``sysgate.run(argv, memory="64M", ...)``) and the CLI, so the
-string forms the CLI takes (sizes with K/M/G, ``NAME=N`` rlimits, ``SRC:DST`` binds) are
-accepted by the API too. Bad values raise :class:`JailConfigError` (a ``ValueError``) with a
-one-line message naming the option.
+record backs the Python API (``sysgate.run(argv, memory="64M", ...)``) and the CLI (whose
+``sysgate run`` parser is made from the same table), so the string forms the CLI takes (sizes
+with K/M/G, ``NAME=N`` rlimits, ``SRC:DST`` binds) are accepted by the API too, and a bad value
+is refused alike: :class:`JailConfigError`, a :class:`sysgate.errors.BadArgument` whose one-line
+message and ``option`` attribute name the option.
 """
 from __future__ import annotations
 
 import os
-from _collections_abc import Mapping  # what collections.abc re-exports; os has loaded it already
+from collections.abc import Mapping
 
 from ..errors import BadArgument
 from ..immutable import Record
@@ -18,7 +20,8 @@ TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-__all__ = ["DEFAULT_TMP_SIZE", "JailConfigError", "Bind", "Tmpfs", "Options", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
+__all__ = ["DEFAULT_TMP_SIZE", "JailConfigError", "Bind", "Tmpfs", "Options", "FIELDS", "Field", "Flag", "GROUPS",
+           "kwargs_from_flags", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
            "parse_size", "parse_rlimit", "parse_bind", "parse_tmpfs", "RLIMITS", "DEVNULL", "PIPE", "STDOUT"]
 
 #: Namespaces a sandbox unshares; ``share=`` names the ones to keep from the host.
@@ -131,6 +134,9 @@ class Bind(Record):
 
     __slots__ = ("src", "dst", "readonly")
     _defaults = {"readonly": True}
+    src: str
+    dst: str
+    readonly: bool
 
 
 class Tmpfs(Record):
@@ -138,6 +144,8 @@ class Tmpfs(Record):
 
     __slots__ = ("dst", "size")
     _defaults = {"size": None}
+    dst: str
+    size: int | None
 
 
 def _abs(path: str, what: str) -> str:
@@ -163,6 +171,365 @@ def parse_tmpfs(text: str) -> Tmpfs:
     return Tmpfs(_abs(dst, "--tmpfs"), parse_size(size, f"--tmpfs {dst}") if colon else None)
 
 
+# --------------------------------------------------------------------------- the option table
+#
+# Every sandbox option is declared once, in FIELDS below: the Options field (name, default, the
+# check that validates and normalises what the API or the command line gives), and its
+# ``sysgate run`` spellings. The Options record, the ``sysgate run`` parser
+# (sysgate.commands.run) and the option list of docs/jail.md (tools/gen_run_options.py) are all
+# made from it: adding an option is adding one Field.
+
+#: The headings ``sysgate run --help`` lists the options under, in order.
+GROUPS = ("seccomp", "supervision (seccomp user notification; see docs/jail.md)", "filesystem",
+          "namespaces and identity", "limits", "process", "reporting")
+
+
+class Flag:
+    """One ``sysgate run`` spelling of an option.
+
+    ``kind`` says how it sets its field: ``"value"`` (``--memory SIZE``: the last one given is
+    the value), ``"append"`` (repeatable: each value adds ``items(value)``), ``"switch"`` (no value:
+    the field becomes ``const``). ``items`` turns one value into what it adds (default: the value
+    itself; ``--share a,b`` adds two); a ``"value"`` flag with ``items`` adds them too (``--net
+    host`` adds ``net`` to ``share``). ``type`` and ``choices`` are argparse's; ``hidden`` flags are
+    left out of ``--help`` and the docs. ``field`` is None for a flag of the command itself
+    (``--json``); ``group`` is the heading it is listed under (default: its field's).
+    """
+
+    __slots__ = ("names", "kind", "help", "metavar", "type", "choices", "const", "items", "hidden", "group",
+                 "field")
+
+    def __init__(self, names: str | tuple[str, ...], kind: str = "value", help: str = "", *,
+                 metavar: str | None = None, type: Any = None, choices: tuple[str, ...] | None = None,
+                 const: Any = True, items: Any = None, hidden: bool = False, group: str | None = None) -> None:
+        assert kind in ("value", "append", "switch"), kind
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.kind, self.help, self.metavar, self.type, self.choices = kind, help, metavar, type, choices
+        self.const, self.items, self.hidden, self.group = const, items, hidden, group
+        self.field: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The long spelling (``--quiet`` of ``-q``/``--quiet``)."""
+        return self.names[-1]
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores it under (``--ro-bind`` -> ``ro_bind``)."""
+        return self.name.lstrip("-").replace("-", "_")
+
+
+class Field:
+    """One sandbox option: the :class:`Options` field ``name``, its ``default`` (a type is called
+    for a fresh value), ``check`` (validates and normalises a value, raising
+    :class:`JailConfigError` naming the option; None: taken as given), the ``group`` of its flags
+    and its command-line ``flags``."""
+
+    __slots__ = ("name", "default", "check", "group", "flags")
+
+    def __init__(self, name: str, default: Any, check: Any, group: str, *flags: Flag) -> None:
+        assert group in GROUPS, group
+        self.name, self.default, self.check, self.group, self.flags = name, default, check, group, flags
+        for f in flags:
+            f.field = name
+            f.group = f.group or group
+
+
+def _split(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _switch(v: Any, what: str) -> bool:
+    if not isinstance(v, bool):  # "no" or 0 would read as a wish either way: refuse, do not guess
+        raise JailConfigError(f"{what}: {v!r} is not True or False")
+    return v
+
+
+def _bools(*names: str) -> dict[str, Any]:
+    return {n: (lambda v, n=n: _switch(v, n)) for n in names}
+
+
+def _optional(check: Any) -> Any:
+    return lambda v: None if v is None else check(v)
+
+
+def _check_share(v: Any) -> frozenset[str]:
+    share = {v} if isinstance(v, str) else set(v)
+    bad = share - set(NAMESPACES)
+    if bad:
+        raise JailConfigError(f"--share: unknown namespace {sorted(bad)[0]!r} (known: {', '.join(NAMESPACES)})")
+    return frozenset(share)
+
+
+def _check_hostname(v: Any) -> Any:
+    if v is not None and (not isinstance(v, str) or len(v.encode()) > 64 or not v):
+        raise JailConfigError(f"--hostname: {v!r} must be 1-64 bytes")
+    return v
+
+
+def _check_id(what: str) -> Any:
+    def check(v: Any) -> Any:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32 - 1):
+            raise JailConfigError(f"--{what.replace('_', '-')}: {v!r} is not a valid id")
+        return v
+    return check
+
+
+def _check_rlimits(v: Any) -> dict[str, tuple[int, int]]:
+    rl: dict[str, tuple[int, int]] = {"core": (0, 0)}
+    items = v.items() if isinstance(v, Mapping) else [parse_rlimit(t) for t in _seq(v)]
+    for k, val in items:
+        if isinstance(val, str):
+            k, val = parse_rlimit(f"{k}={val}")
+        elif isinstance(val, int):
+            val = (val, val)
+        k = k.lower().removeprefix("rlimit_")
+        if k not in RLIMITS:
+            raise JailConfigError(f"--rlimit: unknown limit {k!r}")
+        if not (isinstance(val, tuple) and len(val) == 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _RLIM_INFINITY for x in val)):
+            raise JailConfigError(f"--rlimit {k}: {val!r} is not N, 'SOFT:HARD' or (soft, hard) of 64-bit numbers")
+        rl[k] = (int(val[0]), int(val[1]))
+    return rl
+
+
+def _check_memory(v: Any) -> int:
+    size = parse_size(v, "--memory")
+    if size < 1 << 20:
+        raise JailConfigError(f"--memory: {size} bytes is below the 1M minimum")
+    return size
+
+
+def _check_pids(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 1 << 31:
+        raise JailConfigError(f"--pids: {v!r} must be a positive integer below 2^31")
+    return v
+
+
+def _check_cpus(v: Any) -> float:
+    try:
+        if isinstance(v, bool):
+            raise TypeError
+        c = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise JailConfigError(f"--cpus: {v!r} is not a number") from None
+    if not 0.01 <= c <= 4096:
+        raise JailConfigError(f"--cpus: {c} out of range 0.01-4096")
+    return c
+
+
+def _check_fds(v: Any) -> tuple[int, ...]:
+    fds = tuple(v) if isinstance(v, (list, tuple, set, frozenset)) else None
+    if fds is None or not all(isinstance(f, int) and not isinstance(f, bool) for f in fds):
+        raise JailConfigError(f"--pass-fd: {v!r} is not a list of file descriptor numbers")
+    if any(not 0 <= f < 1 << 31 for f in fds):
+        raise JailConfigError(f"--pass-fd: {fds} has a number that is not a file descriptor")
+    return fds
+
+
+def _check_env(v: Any) -> dict[str, str]:
+    env = dict(v) if isinstance(v, Mapping) else dict(_kv(e) for e in _seq(v))
+    for k in env:
+        if not k or "=" in k or "\0" in k:
+            raise JailConfigError(f"--env: bad variable name {k!r}")
+    return env
+
+
+def _check_timeout(v: Any) -> float:
+    t = v
+    if isinstance(t, str):
+        try:
+            t = float(t)
+        except ValueError:
+            t = None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= MAX_TIMEOUT:
+        # (True is not "one second"; inf and nan fail the range test)
+        raise JailConfigError(f"--timeout: {v!r} must be a number of seconds above 0 and at most {MAX_TIMEOUT:.0e}")
+    return float(t)
+
+
+def _check_launcher(v: Any) -> str:
+    if v not in ("auto", "vfork", "fork"):
+        raise JailConfigError(f"launcher: {v!r} must be auto, vfork or fork")
+    return v  # type: ignore[no-any-return]
+
+
+def _check_allow_paths(v: Any) -> tuple[str, ...]:
+    paths = _strs(v, "allow_path")
+    if paths:
+        from .supervisor import parse_allow_path
+
+        for t in paths:
+            parse_allow_path(t)
+    return paths
+
+
+def _check_allow_connect(v: Any) -> tuple[str, ...]:
+    targets = _strs(v, "allow_connect")
+    if targets:
+        from .supervisor import parse_allow_connect
+
+        for t in targets:
+            parse_allow_connect(t)
+    return targets
+
+
+def _check_allow_sockets(v: Any) -> tuple[str, ...]:
+    socks = _strs(v, "allow_socket")
+    for t in socks:
+        if not t.startswith(("/", "@")) or "\0" in t:
+            raise JailConfigError(f"--allow-socket {t!r}: give an absolute path (or @NAME for an abstract socket)")
+    return socks
+
+
+def _path(what: str) -> Any:
+    return lambda v: _abs(os.fspath(v), what)
+
+
+def _paths(what: str) -> Any:
+    return lambda v: tuple(_abs(os.fspath(p), what) for p in _seq(v))
+
+
+def _strings(what: str) -> Any:
+    return lambda v: _strs(v, what)
+
+
+_B = _bools("skip_unknown", "mediate", "log_denials", "ask", "keep_host_root", "clear_env", "new_session",
+            "die_with_parent")
+_SECCOMP, _SUPERVISION, _FS, _IDENTITY, _LIMITS, _PROCESS = GROUPS[:6]
+
+#: Every sandbox option, in the order ``sysgate run --help`` lists them.
+FIELDS: tuple[Field, ...] = (
+    Field("profile", "docker-default", None, _SECCOMP,
+          Flag("--profile", metavar="NAME|FILE",
+               help="seccomp profile: a built-in name or a profile file (default: docker-default)"),
+          Flag("--no-seccomp", "switch", "load no seccomp filter", const=None)),
+    Field("allow", (), _strings("allow"), _SECCOMP,
+          Flag("--allow", "append", "allow this syscall or @group whatever the profile says (repeatable, "
+                                    "comma-separated)", metavar="NAME")),
+    Field("deny", (), _strings("deny"), _SECCOMP,
+          Flag("--deny", "append", "make this syscall or @group fail with ERRNO (default EPERM) or take an action, "
+                                   "e.g. ptrace:kill-process (repeatable, comma-separated)", metavar="NAME[:ERRNO]")),
+    Field("seccomp_action", None, None, _SECCOMP,
+          Flag("--seccomp-action", help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)",
+               metavar="ACTION")),
+    Field("skip_unknown", False, _B["skip_unknown"], _SECCOMP,
+          Flag("--skip-unknown", "switch", "leave out syscall names no architecture has (Docker/OCI/k8s profiles), "
+                                           "reporting each")),
+    Field("allow_sockets", (), _check_allow_sockets, _SUPERVISION,
+          Flag("--allow-socket", "append", "allow connect() to this unix socket (path inside the sandbox, or @NAME); "
+                                           "every other pathname socket is refused with EACCES", metavar="PATH")),
+    Field("allow_connect", (), _check_allow_connect, _SUPERVISION,
+          Flag("--allow-connect", "append", "allow inet connect() to HOST:PORT only (repeatable; port * for any)",
+               metavar="HOST:PORT")),
+    Field("allow_paths", (), _check_allow_paths, _SUPERVISION,
+          Flag("--allow-path", "append", "open/openat/openat2 only under these paths (repeatable; ro by default)",
+               metavar="PATH[:ro|rw]")),
+    Field("log_denials", False, _B["log_denials"], _SUPERVISION,
+          Flag("--log-denials", "switch", "report every call the profile denies (name, arch, arguments) on stderr "
+                                          "and in --json")),
+    Field("ask", False, _B["ask"], _SUPERVISION,
+          Flag("--ask", "switch", "ask on the terminal before denying a call (first of each name)")),
+    Field("mediate", True, _B["mediate"], _SUPERVISION,
+          Flag("--no-mediate", "switch", "do not mediate connect() (host unix sockets reachable)", const=False)),
+    Field("rootfs", None, _optional(_path("--rootfs")), _FS,
+          Flag("--rootfs", help="root directory of the sandbox (default: the host's /, read-only)", metavar="DIR")),
+    Field("binds", (), lambda v: tuple(_bind(b) for b in _seq(v)), _FS,
+          Flag("--bind", "append", "bind SRC read-write at DST", metavar="SRC[:DST]",
+               items=lambda t: [parse_bind(t, readonly=False)]),
+          Flag("--ro-bind", "append", "bind SRC read-only at DST", metavar="SRC[:DST]",
+               items=lambda t: [parse_bind(t, readonly=True)])),
+    Field("tmpfs", (), lambda v: tuple(_tmpfs(t) for t in _seq(v)), _FS,
+          Flag("--tmpfs", "append", "mount a fresh tmpfs at DST, hiding what is there (SIZE with K/M/G)",
+               metavar="DST[:SIZE]")),
+    Field("tmp_size", None, _optional(lambda v: parse_size(v, "tmp_size")), _FS,
+          Flag("--tmp-size", help="size of the private /tmp (a tmpfs)", metavar="SIZE")),
+    Field("cwd", None, _optional(_path("--chdir")), _FS,
+          Flag("--chdir", help="working directory inside; missing: a set-up failure (default: the current one if "
+                               "visible inside, else / with a note)", metavar="DIR")),
+    Field("landlock_ro", (), _paths("--ro"), _FS,
+          Flag("--ro", "append", "Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable",
+               metavar="PATH")),
+    Field("landlock_rw", (), _paths("--rw"), _FS,
+          Flag("--rw", "append", "Landlock: allow full access to PATH", metavar="PATH")),
+    Field("share", frozenset(), _check_share, _IDENTITY,
+          Flag("--share", "append", "keep the host's namespace NS: user, pid, net, ipc, uts, cgroup (repeatable, "
+                                    "comma-separated). pid gives up the sandbox's own init: processes the command "
+                                    "leaves in the background outlive it and sysgate (killed only with a cgroup limit, "
+                                    "by the group), and the command does not die with sysgate; user needs "
+                                    "--keep-host-root as root", metavar="NS", items=_split),
+          Flag("--net", help="none: a private network with only loopback (default); host: share the host's",
+               choices=("none", "host"), items=lambda v: ["net"] if v == "host" else [])),
+    Field("hostname", "sysgate", _check_hostname, _IDENTITY,
+          Flag("--hostname", help="hostname inside (default: sysgate)")),
+    Field("uid", None, _check_id("uid"), _IDENTITY,
+          Flag("--uid", help="user id inside (default: yours)", type=int)),
+    Field("gid", None, _check_id("gid"), _IDENTITY,
+          Flag("--gid", help="group id inside (default: yours)", type=int)),
+    Field("host_uid", None, _check_id("host_uid"), _IDENTITY,
+          Flag("--host-uid", help="root callers: the unprivileged host uid the sandbox runs as (default: the last of "
+                                  "root's /etc/subuid range, else 65534)", metavar="N", type=int)),
+    Field("host_gid", None, _check_id("host_gid"), _IDENTITY,
+          Flag("--host-gid", help="root callers: the host gid likewise (/etc/subgid)", metavar="N", type=int)),
+    Field("keep_host_root", False, _B["keep_host_root"], _IDENTITY,
+          Flag("--keep-host-root", "switch", "root callers: let the sandbox's root be host root (files it creates "
+                                             "are root's, root-only files readable); a warning is printed")),
+    Field("cap_add", (), _strings("cap_add"), _IDENTITY,
+          Flag("--cap-add", "append", "keep this capability (inside the sandbox's user namespace)", metavar="CAP",
+               items=_split)),
+    Field("rlimits", dict, _check_rlimits, _LIMITS,
+          Flag("--rlimit", "append", "resource limit (nofile, nproc, cpu, as, fsize, ...; core is 0 unless set)",
+               metavar="NAME=N[:HARD]")),
+    Field("memory", None, _optional(_check_memory), _LIMITS,
+          Flag("--memory", help="cgroup memory limit, e.g. 64M (no swap); reported as oom", metavar="SIZE")),
+    Field("pids", None, _optional(_check_pids), _LIMITS,
+          Flag("--pids", help="cgroup limit on processes and threads", metavar="N", type=int)),
+    Field("cpus", None, _optional(_check_cpus), _LIMITS,
+          Flag("--cpus", help="cgroup CPU quota in CPUs, e.g. 0.5", metavar="X", type=float)),
+    Field("timeout", None, _optional(_check_timeout), _LIMITS,
+          Flag("--timeout", help="kill the whole sandbox after this long (exit status 124)", metavar="SECONDS",
+               type=float)),
+    Field("env", dict, _check_env, _PROCESS,
+          Flag("--env", "append", "set a variable", metavar="NAME=VALUE")),
+    Field("keep_env", (), _strings("keep_env"), _PROCESS,
+          Flag("--keep-env", "append", "keep this variable of yours", metavar="NAME")),
+    Field("clear_env", True, _B["clear_env"], _PROCESS,
+          Flag("--inherit-env", "switch", "keep your whole environment", const=False)),
+    Field("pass_fds", (), _check_fds, _PROCESS,
+          Flag("--pass-fd", "append", "keep fd N open", metavar="N", type=int)),
+    Field("new_session", False, _B["new_session"], _PROCESS,
+          Flag("--new-session", "switch", "accepted for compatibility: the command always has a session of its own "
+                                          "(and a pseudo-terminal of its own when yours is a terminal)")),
+    Field("die_with_parent", True, _B["die_with_parent"], _PROCESS,
+          Flag("--no-die-with-parent", "switch", "let the sandbox outlive sysgate", const=False)),
+    Field("launcher", "auto", _check_launcher, _PROCESS,  # how the sandbox is started: for tests and benchmarks
+          Flag("--launcher", choices=("auto", "vfork", "fork"), hidden=True)),
+)
+
+_FIELDS = {f.name: f for f in FIELDS}
+
+
+def kwargs_from_flags(value_of: Any) -> dict[str, Any]:
+    """The :class:`Options` keyword arguments a command line gives: ``value_of(dest)`` is what
+    argparse stored for each flag (None or empty when it was not given). Flags of one field are
+    applied in table order (``--no-seccomp`` overrides ``--profile``; ``--bind``s come before
+    ``--ro-bind``s)."""
+    kw: dict[str, Any] = {}
+    for field in FIELDS:
+        for flag in field.flags:
+            v = value_of(flag.dest)
+            if flag.kind == "switch":
+                if v:
+                    kw[field.name] = flag.const
+            elif flag.kind == "append" or flag.items is not None:
+                values = (v or ()) if flag.kind == "append" else (() if v is None else (v,))
+                for one in values:
+                    kw.setdefault(field.name, []).extend(flag.items(one) if flag.items else (one,))
+            elif v is not None:
+                kw[field.name] = v
+    return kw
+
+
 class Options(Record):
     """Everything a sandbox can be told. All fields have safe defaults.
 
@@ -181,154 +548,60 @@ class Options(Record):
     pathname unix socket but ``allow_sockets``; ``allow_connect`` (``HOST:PORT``) limits inet
     connects; ``allow_paths`` (``PATH[:ro|rw]``) limits open/openat/openat2; ``log_denials``
     reports every call the profile denies; ``ask`` asks on the terminal before denying.
+
+    The fields, their defaults and checks are :data:`FIELDS` (docs/jail.md lists them).
     """
 
-    __slots__ = (
-        "profile", "allow", "deny", "seccomp_action", "rootfs", "binds", "tmpfs", "tmp_size", "share",
-        "hostname", "uid", "gid", "rlimits", "memory", "pids", "cpus", "cap_add", "pass_fds", "env",
-        "keep_env", "clear_env", "timeout", "cwd", "landlock_ro", "landlock_rw", "die_with_parent",
-        "new_session", "launcher", "skip_unknown", "keep_host_root", "host_uid", "host_gid",
-        "mediate", "allow_paths", "allow_connect", "allow_sockets", "log_denials", "ask",
-    )
-    _defaults = {
-        "profile": "docker-default",
-        "allow": (),
-        "deny": (),
-        "seccomp_action": None,
-        "rootfs": None,
-        "binds": (),
-        "tmpfs": (),
-        "tmp_size": None,
-        "share": frozenset(),
-        "hostname": "sysgate",
-        "uid": None,
-        "gid": None,
-        "rlimits": dict,
-        "memory": None,
-        "pids": None,
-        "cpus": None,
-        "cap_add": (),
-        "pass_fds": (),
-        "env": dict,
-        "keep_env": (),
-        "clear_env": True,
-        "timeout": None,
-        "cwd": None,
-        "landlock_ro": (),
-        "landlock_rw": (),
-        "die_with_parent": True,
-        "new_session": False,
-        "launcher": "auto",
-        "skip_unknown": False,
-        "keep_host_root": False,
-        "host_uid": None,
-        "host_gid": None,
-        # supervision (jail/supervisor.py): connect mediation on by default
-        "mediate": True,
-        "allow_paths": (),
-        "allow_connect": (),
-        "allow_sockets": (),
-        "log_denials": False,
-        "ask": False,
-    }
+    __slots__ = tuple(f.name for f in FIELDS)
+    _defaults = {f.name: f.default for f in FIELDS}
+
+    # The fields' types after the checks, for type checkers (tests/test_jail_cli.py keeps these
+    # names equal to FIELDS).
+    profile: Any
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    seccomp_action: str | None
+    skip_unknown: bool
+    allow_sockets: tuple[str, ...]
+    allow_connect: tuple[str, ...]
+    allow_paths: tuple[str, ...]
+    log_denials: bool
+    ask: bool
+    mediate: bool
+    rootfs: str | None
+    binds: tuple[Bind, ...]
+    tmpfs: tuple[Tmpfs, ...]
+    tmp_size: int | None
+    cwd: str | None
+    landlock_ro: tuple[str, ...]
+    landlock_rw: tuple[str, ...]
+    share: frozenset[str]
+    hostname: str
+    uid: int | None
+    gid: int | None
+    host_uid: int | None
+    host_gid: int | None
+    keep_host_root: bool
+    cap_add: tuple[str, ...]
+    rlimits: dict[str, tuple[int, int]]
+    memory: int | None
+    pids: int | None
+    cpus: float | None
+    timeout: float | None
+    env: dict[str, str]
+    keep_env: tuple[str, ...]
+    clear_env: bool
+    pass_fds: tuple[int, ...]
+    new_session: bool
+    die_with_parent: bool
+    launcher: str
 
     def _check(self) -> None:
         s = object.__setattr__
-        s(self, "allow", _strs(self.allow, "allow"))
-        s(self, "deny", _strs(self.deny, "deny"))
-        if self.rootfs is not None:
-            s(self, "rootfs", _abs(os.fspath(self.rootfs), "--rootfs"))
-        s(self, "binds", tuple(_bind(b) for b in _seq(self.binds)))
-        s(self, "tmpfs", tuple(_tmpfs(t) for t in _seq(self.tmpfs)))
-        if self.tmp_size is not None:
-            s(self, "tmp_size", parse_size(self.tmp_size, "tmp_size"))
-        share = {self.share} if isinstance(self.share, str) else set(self.share)
-        bad = share - set(NAMESPACES)
-        if bad:
-            raise JailConfigError(f"--share: unknown namespace {sorted(bad)[0]!r} (known: {', '.join(NAMESPACES)})")
-        s(self, "share", frozenset(share))
-        if self.hostname is not None and (len(self.hostname.encode()) > 64 or not self.hostname):
-            raise JailConfigError(f"--hostname: {self.hostname!r} must be 1-64 bytes")
-        for what in ("uid", "gid", "host_uid", "host_gid"):
-            v = getattr(self, what)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32 - 1):
-                raise JailConfigError(f"--{what.replace('_', '-')}: {v!r} is not a valid id")
-        rl: dict[str, tuple[int, int]] = {"core": (0, 0)}
-        items = self.rlimits.items() if isinstance(self.rlimits, Mapping) else [parse_rlimit(t) for t in self.rlimits]
-        for k, v in items:
-            if isinstance(v, str):
-                k, v = parse_rlimit(f"{k}={v}")
-            elif isinstance(v, int):
-                v = (v, v)
-            k = k.lower().removeprefix("rlimit_")
-            if k not in RLIMITS:
-                raise JailConfigError(f"--rlimit: unknown limit {k!r}")
-            if not (isinstance(v, tuple) and len(v) == 2 and all(
-                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _RLIM_INFINITY for x in v)):
-                raise JailConfigError(f"--rlimit {k}: {v!r} is not N, 'SOFT:HARD' or (soft, hard) of 64-bit numbers")
-            rl[k] = (int(v[0]), int(v[1]))
-        s(self, "rlimits", rl)
-        if self.memory is not None:
-            s(self, "memory", parse_size(self.memory, "--memory"))
-            if self.memory < 1 << 20:
-                raise JailConfigError(f"--memory: {self.memory} bytes is below the 1M minimum")
-        if self.pids is not None:
-            if isinstance(self.pids, bool) or not isinstance(self.pids, int) or not 1 <= self.pids < 1 << 31:
-                raise JailConfigError(f"--pids: {self.pids!r} must be a positive integer below 2^31")
-        if self.cpus is not None:
-            try:
-                if isinstance(self.cpus, bool):
-                    raise TypeError
-                c = float(self.cpus)
-            except (TypeError, ValueError, OverflowError):
-                raise JailConfigError(f"--cpus: {self.cpus!r} is not a number") from None
-            if not 0.01 <= c <= 4096:
-                raise JailConfigError(f"--cpus: {c} out of range 0.01-4096")
-            s(self, "cpus", c)
-        s(self, "cap_add", _strs(self.cap_add, "cap_add"))
-        fds = tuple(self.pass_fds) if isinstance(self.pass_fds, (list, tuple, set, frozenset)) else None
-        if fds is None or not all(isinstance(f, int) and not isinstance(f, bool) for f in fds):
-            raise JailConfigError(f"--pass-fd: {self.pass_fds!r} is not a list of file descriptor numbers")
-        if any(not 0 <= f < 1 << 31 for f in fds):
-            raise JailConfigError(f"--pass-fd: {fds} has a number that is not a file descriptor")
-        s(self, "pass_fds", fds)
-        env = dict(self.env) if isinstance(self.env, Mapping) else dict(_kv(e) for e in self.env)
-        for k in env:
-            if not k or "=" in k or "\0" in k:
-                raise JailConfigError(f"--env: bad variable name {k!r}")
-        s(self, "env", env)
-        s(self, "keep_env", _strs(self.keep_env, "keep_env"))
-        if self.timeout is not None:
-            t = self.timeout
-            if isinstance(t, str):
-                try:
-                    t = float(t)
-                except ValueError:
-                    t = None
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= MAX_TIMEOUT:
-                # (True is not "one second"; inf and nan fail the range test)
-                raise JailConfigError(f"--timeout: {self.timeout!r} must be a number of seconds above 0 and at "
-                                      f"most {MAX_TIMEOUT:.0e}")
-            s(self, "timeout", float(t))
-        if self.cwd is not None:
-            s(self, "cwd", _abs(os.fspath(self.cwd), "--chdir"))
-        s(self, "landlock_ro", tuple(_abs(os.fspath(p), "--ro") for p in _seq(self.landlock_ro)))
-        s(self, "landlock_rw", tuple(_abs(os.fspath(p), "--rw") for p in _seq(self.landlock_rw)))
-        if self.launcher not in ("auto", "vfork", "fork"):
-            raise JailConfigError(f"launcher: {self.launcher!r} must be auto, vfork or fork")
-        s(self, "allow_paths", _strs(self.allow_paths, "allow_path"))
-        s(self, "allow_connect", _strs(self.allow_connect, "allow_connect"))
-        s(self, "allow_sockets", _strs(self.allow_sockets, "allow_socket"))
-        if self.allow_paths or self.allow_connect:
-            from .supervisor import parse_allow_connect, parse_allow_path
-
-            for t in self.allow_paths:
-                parse_allow_path(t)
-            for t in self.allow_connect:
-                parse_allow_connect(t)
-        for t in self.allow_sockets:
-            if not t.startswith(("/", "@")) or "\0" in t:
-                raise JailConfigError(f"--allow-socket {t!r}: give an absolute path (or @NAME for an abstract socket)")
+        for field in FIELDS:  # each value on its own, by the table
+            if field.check is not None:
+                s(self, field.name, field.check(getattr(self, field.name)))
+        # then the rules across fields
         if "user" in self.share and os.geteuid() != 0:
             raise JailConfigError("--share user: without a user namespace the sandbox needs root")
         if (self.host_uid is not None or self.host_gid is not None) and self.keep_host_root:

@@ -7,6 +7,7 @@ or was not found inside the sandbox (as env(1) and Docker do).
 """
 from __future__ import annotations
 
+from ..errors import EXIT_CANNOT_EXEC, EXIT_CANNOT_START, EXIT_NOT_FOUND, EXIT_TIMEOUT, exit_for_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,10 +24,7 @@ OOM = "oom"                # the cgroup's OOM killer killed it (memory limit)
 LIMIT = "limit"            # a resource limit killed it (SIGXCPU, SIGXFSZ, SIGKILL at the CPU hard limit)
 KILLED = "killed"          # Sandbox.kill() ended it
 
-EXIT_SETUP = 125
-EXIT_TIMEOUT = 124
-EXIT_CANNOT_EXEC = 126
-EXIT_NOT_FOUND = 127
+EXIT_SETUP = EXIT_CANNOT_START  # (every exit status is named in sysgate.errors)
 
 
 class SandboxError(OSError):
@@ -117,7 +115,7 @@ class RunResult:
             return EXIT_TIMEOUT
         if self.returncode is not None:
             return self.returncode
-        return 128 + (self.signal or 9)  # SIGKILL
+        return exit_for_signal(self.signal or 9)  # SIGKILL
 
     @property
     def ok(self) -> bool:

@@ -424,15 +424,15 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
 
 def _attribute(res: RunResult, host_pid: int | None, t0: float) -> bool:
     """Name the call from the audit record of the kill, if any; whether there was one."""
-    from . import audit
+    from . import audit_log
 
     if host_pid is None:
         return False
-    rec = audit.find_seccomp_kill(host_pid, t0)
+    rec = audit_log.find_seccomp_kill(host_pid, t0)
     if rec is None:
         return False
     res.syscall_nr = rec.nr
-    res.syscall, res.arch = audit.describe(rec)
+    res.syscall, res.arch = audit_log.describe(rec)
     return True
 
 

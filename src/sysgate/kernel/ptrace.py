@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..arch import native
+from ..errors import UserError
 from .memory import MemoryReadError, read_memory
 from .syscall import errno_name, nr, prctl, syscall
 
@@ -87,7 +88,7 @@ class PtraceError(OSError):
         return str(self.strerror)
 
 
-class CommandNotFound(ValueError):
+class CommandNotFound(UserError):
     """The command given to :func:`trace` cannot be found or run."""
 
 

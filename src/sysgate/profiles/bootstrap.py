@@ -123,8 +123,10 @@ def python_argv(argv: Sequence[str], fd: int, *, check_paths: bool = True) -> li
     ``PYTHONPATH`` and the usual first path entry are restored unless the user's own options
     (``-S``, ``-E``, ``-I``) said otherwise.
     """
+    from ..errors import BadArgument
+
     if not argv:
-        raise ValueError("python_argv: empty command line")
+        raise BadArgument("python_argv: empty command line")
     interp, rest = argv[0], list(argv[1:])
     opts: list[str] = []
     while rest and rest[0].startswith("-") and rest[0] not in ("-c", "-m", "-", "--"):
@@ -135,10 +137,10 @@ def python_argv(argv: Sequence[str], fd: int, *, check_paths: bool = True) -> li
     if rest and rest[0] == "--":
         rest.pop(0)
     if not rest or rest[0] == "-":
-        raise ValueError("python_argv: give a script, -c CODE or -m MODULE (reading the program from "
-                         "standard input is not supported)")
+        raise BadArgument("python_argv: give a script, -c CODE or -m MODULE (reading the program from "
+                          "standard input is not supported)")
     if rest[0] in ("-c", "-m") and len(rest) < 2:
-        raise ValueError(f"python_argv: {rest[0]} needs an argument")
+        raise BadArgument(f"python_argv: {rest[0]} needs an argument")
     flags = "".join(o[1:] for o in opts if o[:1] == "-" and o[1:2] not in ("-", "W", "X") and o[1:].isalpha())
     marks = ["1" if "I" in flags or "P" in flags else "0", "1" if "S" in flags else "0",
              "1" if "E" in flags or "I" in flags else "0"]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..errors import UserError
+
 __all__ = ["Observations", "RecordError", "CommandNotStarted", "RecordingInterrupted"]
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
     """Recording could not be done as asked (bad option, tracing unavailable): one line."""
 
 

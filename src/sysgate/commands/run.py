@@ -1,0 +1,150 @@
+"""``sysgate run``: run a command in the jail (:mod:`sysgate.jail`), from the command line.
+
+``sysgate run [OPTIONS] [--] CMD [ARGS...]``. The options are the jail's table
+(:data:`sysgate.jail.options.FIELDS`) plus this command's own (:data:`COMMAND_FLAGS`: the
+result as JSON, ``--strict``); the parser, the :class:`~sysgate.jail.options.Options` record and
+the list in docs/jail.md all come from those two tables.
+
+Exit status like bubblewrap (:mod:`sysgate.errors` names them): the command's code, 128+N when
+signal N killed it (159: a seccomp kill), 124 on ``--timeout``, 125 with a one-line reason when
+the sandbox could not be set up, 126/127 when the command could not be executed / was not found
+inside; 2 for bad options.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..jail.options import FIELDS, GROUPS, Flag
+
+TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Iterator
+
+    from ..jail.options import Options
+
+__all__ = ["COMMAND_FLAGS", "flags", "add_parser", "options_from_args", "cmd_run"]
+
+#: ``sysgate run``'s own options: how it reports, and how strictly it reads a profile file (read
+#: by the CLI's warning filter). They set no sandbox field.
+COMMAND_FLAGS: tuple[Flag, ...] = (
+    Flag("--strict", "switch", "refuse profile fields the format's own tool would ignore (default: one warning "
+                               "line each)", group="seccomp"),
+    Flag("--json", "switch", "print the result as one JSON line on stdout at the end", group="reporting"),
+    Flag("--status-fd", help="write the JSON result to this fd", metavar="FD", type=int, group="reporting"),
+    Flag(("-q", "--quiet"), "switch", "no note on stderr when the command is killed", group="reporting"),
+)
+
+DESCRIPTION = (
+    "Run CMD in a sandbox: user, mount, PID, network, IPC, UTS and cgroup namespaces, a\n"
+    "read-only view of the host root with private /tmp, minimal /dev and fresh /proc, all\n"
+    "capabilities dropped, no_new_privs, every fd but 0-2 closed, a cleared environment,\n"
+    "and a seccomp filter (docker-default) loaded last. Works as root and unprivileged.")
+
+EPILOG = (
+    "sizes take K, M or G (64M); cgroup limits use cgroup v2 or v1 (--json says which).\n\n"
+    "exit status: the command's own; 128+N when signal N killed it (159: SIGSYS, a seccomp\n"
+    "kill); 124 when --timeout expired; 125 when the sandbox could not be set up (one line on\n"
+    "stderr); 126/127 when CMD could not be executed / was not found inside; 2 for bad options.\n\n"
+    "examples:\n"
+    "  sysgate run -- sh -c 'echo hi; id'\n"
+    "  sysgate run --memory 64M --pids 32 --timeout 5 -- python3 job.py\n"
+    "  sysgate run --bind ./work:/work --chdir /work --net host -- make\n"
+    "  sysgate run --json --deny ptrace:kill-process -- gdb -p 1\n"
+    "  sysgate run --profile strict -- /bin/true    # dies of SIGSYS at execve: status 159")
+
+
+def flags() -> Iterator[Flag]:
+    """Every flag of ``sysgate run``, in ``--help`` order: by group, the jail's then the command's."""
+    for group in GROUPS:
+        for field in FIELDS:
+            yield from (f for f in field.flags if f.group == group)
+        yield from (f for f in COMMAND_FLAGS if f.group == group)
+
+
+def add_parser(subparsers: Any, func: Any) -> argparse.ArgumentParser:
+    """Register ``run`` on an argparse subparsers object, with ``func`` as its ``func`` default."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "run", help="run a command in a sandbox (namespaces, limits, no privileges, seccomp)",
+        usage="sysgate run [OPTIONS] -- CMD [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EPILOG)
+    groups: dict[str, Any] = {}
+    for f in flags():
+        group = f.group or "options"  # (every flag of the tables has one)
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        kw: dict[str, Any] = {"dest": f.dest, "help": argparse.SUPPRESS if f.hidden else f.help}
+        if f.kind == "switch":
+            kw["action"] = "store_true"
+        else:
+            kw["action"] = "append" if f.kind == "append" else "store"
+            for key in ("metavar", "type", "choices"):
+                if getattr(f, key) is not None:
+                    kw[key] = getattr(f, key)
+        groups[group].add_argument(*f.names, **kw)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]", help="the command (after --)")
+    p.set_defaults(func=func)
+    return p
+
+
+def options_from_args(args: Any) -> Options:
+    """The sandbox :class:`~sysgate.jail.options.Options` a parsed ``sysgate run`` command line asks for."""
+    from ..jail.options import Options, kwargs_from_flags
+
+    return Options(**kwargs_from_flags(lambda dest: getattr(args, dest, None)))
+
+
+def _status_fd(fd: int | None) -> None:
+    """``--status-fd``: checked before the command runs, not when its result is written."""
+    if fd is None:
+        return
+    from ..errors import BadArgument
+
+    if not 0 <= fd < 1 << 31:
+        raise BadArgument(f"--status-fd: {fd} is not a file descriptor number")
+    try:
+        os.fstat(fd)
+    except OSError as e:
+        raise BadArgument(f"--status-fd: {fd}: {e.strerror}") from None
+
+
+def cmd_run(args: Any) -> int:
+    """Run the sandbox; returns the exit status. Bad options raise :class:`~sysgate.errors.BadArgument`."""
+    from ..errors import BadArgument
+
+    cmd = list(args.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise BadArgument("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
+    opts = options_from_args(args)
+    _status_fd(args.status_fd)
+    import signal
+
+    from ..jail.result import SandboxError
+    from ..jail.sandbox import run
+
+    # ^C reaches the sandbox (same process group) and ends the command; this process just reports
+    # how it ended. Default handling rather than KeyboardInterrupt: never a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        res = run(cmd, options=opts, forward_signals=True)
+    except SandboxError as e:
+        print(f"sysgate: {e}", file=sys.stderr)
+        return e.exit_code
+    if not args.quiet and res.status != "exited":
+        print(f"sysgate: {cmd[0]}: {res.describe()}", file=sys.stderr)
+    if args.json or args.status_fd is not None:
+        line = (res.to_json() + "\n").encode()
+        if args.status_fd is not None:
+            try:
+                os.write(args.status_fd, line)
+            except OSError as e:
+                print(f"sysgate: --status-fd {args.status_fd}: {e.strerror}", file=sys.stderr)
+        if args.json:
+            sys.stdout.flush()
+            os.write(1, line)
+    return res.exit_code
