@@ -10,11 +10,14 @@ temporary directory (``--without-pip``; this Python's pip installs the wheel int
 round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
 
 * ``sysgate``: the installed command, ``sysgate run -- /bin/true``;
-* ``entry-point``: the same through the wrapper pip generates for a ``[project.scripts]`` entry
-  (it imports ``re`` to strip ``-script.pyw`` from ``argv[0]``), to show what that costs;
+* ``plain-script``: the same through a script without pip's wrapper (which imports ``re`` to strip
+  ``-script.pyw`` from ``argv[0]``), to show what another launcher would save;
 * ``python -m``: ``python -I -m sysgate run -- /bin/true``;
 * ``public-stdlib``: ``sysgate`` with ``SYSGATE_PUBLIC_STDLIB=1`` (none of sysgate._startup's
   private modules); with ``--tricks``, also each trick switched off alone;
+* ``api``: ``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, a script's first
+  sandbox (no argparse), and ``api public`` the same with the public modules (per trick with
+  ``--tricks``);
 * ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
 * ``bwrap``: bubblewrap with an equivalent sandbox (as bench_run.py).
 
@@ -37,15 +40,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_MS = 10.0
-# What pip (distlib) writes for a console-script entry point.
-ENTRY_POINT = """#!{python}
-# -*- coding: utf-8 -*-
-import re
+# The console command without pip's wrapper around it.
+PLAIN_SCRIPT = """#!{python}
 import sys
 from sysgate.cli import main
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
+sys.exit(main())
 """
 
 
@@ -100,24 +99,28 @@ def main() -> int:
     try:
         py = make_venv(os.path.join(tmp, "venv"), build_wheel(tmp))
         bindir = os.path.dirname(py)
-        ep = os.path.join(bindir, "sysgate-entry-point")
+        ep = os.path.join(bindir, "sysgate-plain-script")
         with open(ep, "w") as f:
-            f.write(ENTRY_POINT.format(python=py))
+            f.write(PLAIN_SCRIPT.format(python=py))
         os.chmod(ep, 0o755)
         env = {"PATH": "/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
         run = ["run", "--", "/bin/true"]
         cmd = os.path.join(bindir, "sysgate")
+        api = [py, "-I", "-c", "import sys, sysgate; sys.exit(sysgate.run(['/bin/true']).returncode)"]
         c: dict[str, tuple[list[str], dict[str, str], tuple[int, ...]]] = {
             "sysgate": ([cmd, *run], env, ()),
-            "entry-point": ([ep, *run], env, ()),
+            "plain-script": ([ep, *run], env, ()),
             "python -m": ([py, "-I", "-m", "sysgate", *run], env, ()),
             "public-stdlib": ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
+            "api": (api, env, ()),
+            "api public": (api, dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
             "python -I -S": ([py, "-I", "-S", "-c", "pass"], env, ()),
             "python": ([py, "-c", "pass"], env, ()),
         }
         if args.tricks:
             for t in ("ctypes", "signal", "sha256", "socket"):
                 c[f"public {t}"] = ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
+                c[f"api public {t}"] = (api, dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
         bwrap = shutil.which("bwrap")
         if bwrap:
             sys.path.insert(0, os.path.join(ROOT, "src"))

@@ -1,26 +1,24 @@
 """Start-up fast paths: the one module of sysgate that uses private CPython modules.
 
 ``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs milliseconds
-to import is a large share of it. Each trick below is kept because it measurably matters on the run
-path; the budget is what it saves: CPU time of the import in a fresh ``python -I -S`` (private
-module vs public one, median of 21, CPython 3.11 / 3.13; measured on a loaded 2-core machine, so
-absolute values run high, the order holds). End to end, bench/bench_startup.py times the installed
-``sysgate run -- /bin/true`` against the same with ``SYSGATE_PUBLIC_STDLIB=1``.
+to import is a large share of it. Each trick below is kept because it measurably matters; the
+budget is what it saves end to end, measured by bench/bench_startup.py --tricks (pip-installed in a
+clean venv, CPython 3.11, median of 30 interleaved rounds, machine at load 1.9): the extra wall time
+when that one module is the public one, for a script's first sandbox (``python -I -c "import
+sysgate; sysgate.run(['/bin/true'])"``, +19.9 ms over ``python -I -S``) and for the command
+(``sysgate run -- /bin/true``, +30.2 ms; its argparse already imports ``enum`` through ``re``).
 
-==========  ====================  ============================================  ===============
-name here   private module        public module (what it costs)                 saves (3.11/3.13)
-==========  ====================  ============================================  ===============
-``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,          4.2 / 4.6 ms
+==========  ====================  =========================================  =========  ========
+name here   private module        public module (what it costs)              API saves  CLI saves
+==========  ====================  =========================================  =========  ========
+``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       2.2 ms     2.0 ms
                                   ``ctypes._endian``)
-``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)         7.0 / 2.3 ms
-``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)          3.5 / 2.7 ms
-``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)           9.5 / 9.6 ms
-==========  ====================  ============================================  ===============
+``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      3.7 ms     0.7 ms
+``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        4.3 ms     3.6 ms
+``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)        4.9 ms     2.6 ms
+==========  ====================  =========================================  =========  ========
 
-(``signal`` and ``socket`` share ``enum``: together they save 9.3 / 9.8 ms.) End to end, CPU time
-of the pip-installed ``sysgate run -- /bin/true`` (bench/bench_startup.py --tricks, 3.11, median of
-30): each switched to its public module alone adds ctypes 1.2, signal 4.5, sha256 4.1, socket
-6.9 ms; all four 12.4 ms, to an own share (over ``python -I -S``) of 18.7 ms. The run path needs
+All four public: +9.9 ms (API), +8.4 ms (CLI). The run path needs
 the first three on every run, ``socket`` whenever connect mediation is on (the default), ``sha256``
 to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
