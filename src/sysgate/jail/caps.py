@@ -9,14 +9,13 @@ from __future__ import annotations
 
 
 from .. import capabilities
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
 from .options import JailConfigError
 
 __all__ = ["parse_caps", "last_cap", "drop"]
 
-_prctl = N.libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl = N.raw_prctl
 
 
 class _Header(ctypes.Structure):
@@ -27,7 +26,7 @@ class _Data(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-_capset = N.libc.capset
+_capset = N.libc["capset"]
 _capset.argtypes = [ctypes.POINTER(_Header), ctypes.POINTER(_Data)]
 _V3 = 0x20080522
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import errno as E
 import itertools
 import os
-import signal
 import time
 
-from . import _native as N
+from .._startup import signal
+from ..kernel import syscall as N
 from .options import Options
 
 __all__ = ["CgroupSet", "create", "detect", "Hierarchies", "CgroupError", "reap_leftovers", "owner_tag"]
@@ -37,7 +37,7 @@ _V1_FILES = {"memory": "memory", "pids": "pids", "cpu": "cpu"}
 _counter = itertools.count()
 
 
-class CgroupError(N.JailOSError):
+class CgroupError(N.KernelError):
     """The sandbox's cgroup could not be made (no controller, no permission...)."""
 
 

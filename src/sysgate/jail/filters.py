@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import os
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
+from .._startup import ctypes
+from ..kernel.syscall import SockFprog
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
@@ -48,10 +49,6 @@ __all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache", "mask_paths
 
 _VERSION = b"sysgate-jail-filter-1"
 _MEM: dict[Any, "FilterProgram"] = {}
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class FilterProgram:
@@ -67,7 +64,7 @@ class FilterProgram:
         self.supervisor_safe = supervisor_safe
         self.key = key
         self._buf = ctypes.create_string_buffer(self.data, len(self.data))
-        self.fprog = _SockFprog(len(self.data) // 8, ctypes.addressof(self._buf))
+        self.fprog = SockFprog(len(self.data) // 8, ctypes.addressof(self._buf))
 
     def __len__(self) -> int:
         return len(self.data) // 8
@@ -86,11 +83,10 @@ def _cache_dir() -> str:
 
 def _open_nofollow(path: str) -> int:
     """An O_PATH descriptor of directory ``path``, no symbolic link followed anywhere (-1 if not)."""
-    from . import _native as N
-    from .mounts import RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, _OpenHow
+    from ..kernel import mount as M
 
-    how = _OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-    fd = N.sysc("openat2", N.c_long(N.AT_FDCWD), os.fsencode(path), ctypes.byref(how), N.c_long(ctypes.sizeof(how)))
+    how = M.OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, M.RESOLVE_NO_SYMLINKS | M.RESOLVE_NO_MAGICLINKS)
+    fd = M.openat2(M.AT_FDCWD, os.fsencode(path), how)
     return fd if fd >= 0 else -1
 
 
@@ -243,13 +239,8 @@ def _file_stamp(spec: str) -> tuple[int, int] | None:
 
 
 def _sha256(data: bytes) -> Any:
-    try:  # the builtin module: hashlib would load OpenSSL on the CLI's start-up path
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python < 3.12
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]
-        except ImportError:
-            from hashlib import sha256  # type: ignore[no-redef]
+    from .._startup import sha256
+
     return sha256(data)
 
 
@@ -258,7 +249,9 @@ def _sha256(data: bytes) -> Any:
 # compiler in a working tree never gets an old program back; tests check the list is complete.
 _CODE = ("policy.py", "immutable.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler",
          "formats", "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
-         "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py", "multiplexing.py", "capabilities.py")
+         "bpf/decoder.py",
+         "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py", "multiplexing.py", "capabilities.py",
+         "_startup.py", "kernel/__init__.py", "kernel/syscall.py")
 _PKG = os.path.dirname(_PROFILES_DIR)
 
 

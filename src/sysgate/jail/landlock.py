@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import stat
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
 
 __all__ = ["abi_version", "restrict", "scope", "SCOPE_ABI"]
 
@@ -65,7 +65,7 @@ def scope() -> None:
 def restrict(ro: tuple[str, ...], rw: tuple[str, ...], abi: int) -> None:
     """Build a ruleset allowing only ``ro``/``rw`` (+ /dev, /proc) and enforce it on this process."""
     if abi <= 0:
-        raise N.JailOSError(95, "--ro/--rw need Landlock, which this kernel does not offer")
+        raise N.KernelError(95, "--ro/--rw need Landlock, which this kernel does not offer")
     handled = _BY_ABI.get(abi, _BY_ABI[5])
     attr = _RulesetAttr(handled, 0, _SCOPED if abi >= SCOPE_ABI else 0)
     size = ctypes.sizeof(attr) if abi >= SCOPE_ABI else 8
@@ -79,7 +79,7 @@ def restrict(ro: tuple[str, ...], rw: tuple[str, ...], abi: int) -> None:
                 if path in _AUTO_RW:
                     continue
                 why = os.strerror(e.errno or 0)
-                raise N.JailOSError(e.errno, f"--ro/--rw {path}: {why} inside the sandbox") from None
+                raise N.KernelError(e.errno, f"--ro/--rw {path}: {why} inside the sandbox") from None
             try:
                 allowed = access & handled
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):  # not via /proc/self: the supervisor is outside its pidns

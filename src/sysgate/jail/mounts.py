@@ -47,8 +47,9 @@ from __future__ import annotations
 import os
 import stat
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
+from ..kernel import mount as M
 from .options import DEFAULT_TMP_SIZE, JailConfigError, Options
 
 TYPE_CHECKING = False
@@ -71,44 +72,30 @@ PROC_HIDEPID = b"4"
 PROC_OPTIONS = b"hidepid=" + PROC_HIDEPID
 _MASK_OPTS = b"mode=555,size=4096,nr_inodes=4"
 
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-_AT_SYMLINK_NOFOLLOW = 0x100
+RESOLVE_NO_MAGICLINKS = M.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_SYMLINKS = M.RESOLVE_NO_SYMLINKS
+RESOLVE_BENEATH = M.RESOLVE_BENEATH
+_AT_SYMLINK_NOFOLLOW = M.AT_SYMLINK_NOFOLLOW
 
 
-# Init's calls keep the GIL (PyDLL): they are quick and never block, and with the vfork launcher
+# Init's calls keep the GIL (libc_gil): they are quick and never block, and with the vfork launcher
 # init runs on the caller's thread, so each release would let another thread of the caller (the
 # network namespace pool, say) take the interpreter in the middle of building the sandbox.
-_keep = ctypes.PyDLL(None, use_errno=True)
-_ksys = _keep.syscall
-_ksys.restype = ctypes.c_long
-_kmount = _keep.mount
-_kmount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_kclose = _keep.close
+_kclose = N.libc_gil["close"]
 _kclose.argtypes = [ctypes.c_int]
-
-
-_kmknodat = _keep.mknodat
+_kmknodat = N.libc_gil["mknodat"]
 _kmknodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_ulong]
-_kmkdirat = _keep.mkdirat
+_kmkdirat = N.libc_gil["mkdirat"]
 _kmkdirat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-_ksymlinkat = _keep.symlinkat
+_ksymlinkat = N.libc_gil["symlinkat"]
 _ksymlinkat.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
-_kfchmodat = _keep.fchmodat
+_kfchmodat = N.libc_gil["fchmodat"]
 _kfchmodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_int]
-
-
-def _sys(name: str, *args: object) -> int:
-    return int(_ksys(N.c_long(N.NR[name]), *args))
+_OpenHow = M.OpenHow
 
 
 def _close(fd: int) -> None:
     _kclose(fd)
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 class MountPlan:
@@ -122,9 +109,9 @@ class MountPlan:
     tmp_opts: bytes
     user: list[tuple]  # ("bind", src, dst, ro, is_dir) | ("tmpfs", dst, opts)
     cwd: bytes
-    attr_root: "N.MountAttr"  # type: ignore[assignment]
-    attr_ro: "N.MountAttr"  # type: ignore[assignment]
-    attr_rw: "N.MountAttr"  # type: ignore[assignment]
+    attr_root: "M.MountAttr"  # type: ignore[assignment]
+    attr_ro: "M.MountAttr"  # type: ignore[assignment]
+    attr_rw: "M.MountAttr"  # type: ignore[assignment]
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
@@ -134,8 +121,8 @@ class MountPlan:
     proc_mounter: Any = None
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
-                 tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: N.MountAttr = None,
-                 attr_ro: N.MountAttr = None, attr_rw: N.MountAttr = None, hidden: list = None,
+                 tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: M.MountAttr = None,
+                 attr_ro: M.MountAttr = None, attr_rw: M.MountAttr = None, hidden: list = None,
                  files: list = None, masks: list = None, shm_opts: bytes = b"mode=1777") -> None:
         self.root = root
         self.stage = stage
@@ -210,7 +197,7 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
             user.append(("tmpfs", os.fsencode(dst), tmpfs_options(size, b"mode=755", owner)))
     hidden, files = _hidden(opts, root, owner)
     wd = opts.cwd or cwd or "/"
-    ro = N.MOUNT_ATTR_RDONLY | N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV
+    ro = M.MOUNT_ATTR_RDONLY | M.MOUNT_ATTR_NOSUID | M.MOUNT_ATTR_NODEV
     return MountPlan(
         root=os.fsencode(root), stage=os.fsencode(stage),
         slave_root=not opts.ns("user") or owner is not None,
@@ -218,9 +205,9 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
         fresh_proc=opts.ns("pid"),
         tmp_opts=tmpfs_options(opts.tmp_size, b"mode=1777"),
         user=user, cwd=os.fsencode(wd),
-        attr_root=N.MountAttr(ro, 0, 0, 0),
-        attr_ro=N.MountAttr(ro, 0, 0, 0),
-        attr_rw=N.MountAttr(N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV, 0, 0, 0),
+        attr_root=M.MountAttr(ro, 0, 0, 0),
+        attr_ro=M.MountAttr(ro, 0, 0, 0),
+        attr_rw=M.MountAttr(M.MOUNT_ATTR_NOSUID | M.MOUNT_ATTR_NODEV, 0, 0, 0),
         hidden=hidden, files=files,
         # the cache wherever visible; a hidden tree also where a bind of an ancestor would show it again
         masks=_masks(root, user, masks) + _masks(None, user, tuple(os.fsdecode(h[0]) for h in hidden), strict=True),
@@ -334,49 +321,46 @@ def _user_mounts(opts: Options) -> list[tuple]:
     return sorted(out, key=lambda m: m[2 if m[0] == "bind" else 1].count("/"))
 
 
-def _openat2(dirfd: int, path: bytes, how: _OpenHow) -> int:
-    return _sys("openat2", N.c_long(dirfd), path, ctypes.byref(how), N.c_long(ctypes.sizeof(how)))
+def _openat2(dirfd: int, path: bytes, how: "M.OpenHow") -> int:
+    return M.openat2(dirfd, path, how)
 
 
 def _open_source(p: MountPlan, path: bytes, what: str) -> int:
     """An O_PATH descriptor of a canonical host path, no symbolic link followed on the way."""
-    fd = _openat2(N.AT_FDCWD, path, p._how_abs)
+    fd = _openat2(M.AT_FDCWD, path, p._how_abs)
     if fd < 0:
         e = N.errno_of()
         hint = " (a symbolic link appeared in it)" if e == 40 else ""
-        raise N.JailOSError(e, f"{what}: {path.decode(errors='replace')}: {os.strerror(e)}{hint}")
+        raise N.KernelError(e, f"{what}: {path.decode(errors='replace')}: {os.strerror(e)}{hint}")
     return fd
 
 
 def _clone_fd(fd: int, what: str) -> int:
     try:
-        return N.check(_sys("open_tree", N.c_long(fd), b"", N.c_long(
-            N.OPEN_TREE_CLONE | N.AT_RECURSIVE | N.OPEN_TREE_CLOEXEC | N.AT_EMPTY_PATH)), what)
+        return N.check(M.open_tree(fd, b"", M.OPEN_TREE_CLONE | M.AT_RECURSIVE | M.OPEN_TREE_CLOEXEC | M.AT_EMPTY_PATH),
+                       what)
     finally:
         _close(fd)
 
 
-def _setattr(fd: int, attr: "N.MountAttr", what: str) -> None:
-    N.check(_sys("mount_setattr", N.c_long(fd), b"", N.c_long(N.AT_EMPTY_PATH | N.AT_RECURSIVE),
-                   ctypes.byref(attr), N.c_long(ctypes.sizeof(attr))), what)
+def _setattr(fd: int, attr: "M.MountAttr", what: str) -> None:
+    N.check(M.mount_setattr(fd, b"", M.AT_EMPTY_PATH | M.AT_RECURSIVE, attr), what)
 
 
 def _attach(fd: int, target: bytes, what: str) -> None:
-    N.check(_sys("move_mount", N.c_long(fd), b"", N.c_long(N.AT_FDCWD), target,
-                   N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH)), what)
+    N.check(M.move_mount(fd, b"", M.AT_FDCWD, target, M.MOVE_MOUNT_F_EMPTY_PATH), what)
     _close(fd)
 
 
 def _attach_fd(fd: int, tfd: int, what: str) -> None:
     try:
-        N.check(_sys("move_mount", N.c_long(fd), b"", N.c_long(tfd), b"",
-                       N.c_long(N.MOVE_MOUNT_F_EMPTY_PATH | N.MOVE_MOUNT_T_EMPTY_PATH)), what)
+        N.check(M.move_mount(fd, b"", tfd, b"", M.MOVE_MOUNT_F_EMPTY_PATH | M.MOVE_MOUNT_T_EMPTY_PATH), what)
     finally:
         _close(fd)
 
 
 def _mount(src: bytes | None, target: bytes, fstype: bytes | None, flags: int, data: bytes | None, what: str) -> None:
-    N.check(_kmount(src, target, fstype, flags, data), what)
+    N.check(M.mount(src, target, fstype, flags, data), what)
 
 
 def _fdpath(fd: int) -> bytes:
@@ -398,7 +382,7 @@ class _Tree:
         if fd < 0:
             e = N.errno_of()
             hint = " (a symbolic link is in the way: targets are never followed through links)" if e == 40 else ""
-            raise N.JailOSError(e, f"{what}: {os.strerror(e)}{hint}")
+            raise N.KernelError(e, f"{what}: {os.strerror(e)}{hint}")
         return fd
 
     def target(self, dst: bytes, is_dir: bool, what: str) -> int:
@@ -411,7 +395,7 @@ class _Tree:
             return self.open(dst, what)
         home = max((m for m in self.mounted if _bunder(dst, m[0])), key=lambda m: len(m[0]))
         if not home[1]:
-            raise N.JailOSError(2, f"{what}: mount point does not exist and cannot be created (only inside a "
+            raise N.KernelError(2, f"{what}: mount point does not exist and cannot be created (only inside a "
                                    f"tmpfs of the sandbox's own, not on {home[0].decode()} from the host)")
         base = home[0].strip(b"/")
         parts = rel[len(base):].strip(b"/").split(b"/")
@@ -433,16 +417,16 @@ class _Tree:
                 cur = fd
         except OSError as e:
             _close(cur)
-            raise N.JailOSError(e.errno, f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
+            raise N.KernelError(e.errno, f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
         return cur
 
     def tmpfs(self, dst: bytes, opts: bytes, what: str, flags: int = 0, create: bool = True) -> None:
         fd = self.target(dst, True, what) if create else self.open(dst, what)
         try:
-            _mount(b"tmpfs", _fdpath(fd), b"tmpfs", N.MS_NOSUID | N.MS_NODEV | flags, opts, what)
+            _mount(b"tmpfs", _fdpath(fd), b"tmpfs", M.MS_NOSUID | M.MS_NODEV | flags, opts, what)
         finally:
             _close(fd)
-        self.mounted.append((dst, not flags & N.MS_RDONLY))
+        self.mounted.append((dst, not flags & M.MS_RDONLY))
 
     def bind(self, src_fd: int, dst: bytes, is_dir: bool, what: str) -> None:
         tfd = self.target(dst, is_dir, what)
@@ -460,7 +444,7 @@ def _bunder(path: bytes, top: bytes) -> bool:
 def apply(p: MountPlan) -> None:
     """Build the tree and pivot into it. Runs in the sandbox's init, in its new mount namespace."""
     if p.slave_root:
-        _mount(None, b"/", None, N.MS_REC | N.MS_SLAVE, None, "make / a slave mount")
+        _mount(None, b"/", None, M.MS_REC | M.MS_SLAVE, None, "make / a slave mount")
     root_fd = _clone_fd(_open_source(p, p.root, "the root"), "clone the root tree (open_tree; needs Linux 5.2)")
     user_fds = [_clone_fd(_open_source(p, m[1], "bind source"), "clone bind source " + m[1].decode())
                 if m[0] == "bind" else -1 for m in p.user]
@@ -477,11 +461,11 @@ def apply(p: MountPlan) -> None:
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
         N.check(_kmknodat(dev, name, 0o666 | stat.S_IFREG, 0), "make /dev/" + name.decode())
-        _mount(b"/dev/" + name, devp + b"/" + name, None, N.MS_BIND, None, "bind /dev/" + name.decode())
+        _mount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None, "bind /dev/" + name.decode())
     N.check(_kmkdirat(dev, b"pts", 0o755), "make /dev/pts")
     N.check(_kmkdirat(dev, b"shm", 0o755), "make /dev/shm")
     N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
-    _mount(b"devpts", devp + b"/pts", b"devpts", N.MS_NOSUID | N.MS_NOEXEC,
+    _mount(b"devpts", devp + b"/pts", b"devpts", M.MS_NOSUID | M.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
     for name, target in _DEV_LINKS:
         N.check(_ksymlinkat(target.encode(), dev, name.encode()), "link /dev/" + name)
@@ -492,7 +476,7 @@ def apply(p: MountPlan) -> None:
         if p.fresh_proc and p.proc_mounter is not None:
             p.proc_mounter(_fdpath(pfd))
         elif p.fresh_proc:  # hidepid: processes the command may not trace (the sandbox's PID 1) are not there
-            _mount(b"proc", _fdpath(pfd), b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, PROC_OPTIONS,
+            _mount(b"proc", _fdpath(pfd), b"proc", M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC, PROC_OPTIONS,
                    "mount /proc")
         else:
             _attach_fd(proc_fd, pfd, "bind the host's /proc")
@@ -501,8 +485,8 @@ def apply(p: MountPlan) -> None:
     proc = _fdpath(tree.open(b"/proc", "open /proc"))
     for d in PROC_COVERS:
         path = proc + b"/" + d.encode()
-        if _kmount(path, path, None, N.MS_BIND | N.MS_REC, None) == 0:
-            _mount(None, path, None, N.MS_REMOUNT | N.MS_BIND | N.MS_RDONLY | N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC,
+        if M.mount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
+            _mount(None, path, None, M.MS_REMOUNT | M.MS_BIND | M.MS_RDONLY | M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC,
                    None, f"make /proc/{d} read-only")
         elif N.errno_of() != 2:  # absent in this kernel (ENOENT) is fine
             N.check(-1, f"cover /proc/{d}")
@@ -528,7 +512,7 @@ def apply(p: MountPlan) -> None:
         tree.bind(fd, dst, False, "bind " + dst.decode())
     for dst in p.masks:
         try:
-            tree.tmpfs(dst, _MASK_OPTS, "mask " + dst.decode(), N.MS_RDONLY, create=False)
+            tree.tmpfs(dst, _MASK_OPTS, "mask " + dst.decode(), M.MS_RDONLY, create=False)
         except OSError as e:
             if e.errno != 2:  # not visible there after all (under a hidden tree or a --tmpfs)
                 raise
@@ -536,7 +520,7 @@ def apply(p: MountPlan) -> None:
 
     os.chdir(st)
     N.check(N.sysc("pivot_root", b".", b"."), "pivot_root into the new root")
-    N.check(N.umount2(b".", N.MNT_DETACH), "detach the old root")
+    N.check(M.umount2(b".", M.MNT_DETACH), "detach the old root")
     try:
         os.chdir(p.cwd)
     except OSError:

@@ -34,16 +34,17 @@ import _thread
 import os
 import sys
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
+from ..kernel import process as P
 from .options import JailConfigError, Options
 
 __all__ = ["NsPlan", "plan", "enter", "finish", "FLAGS", "host_ids", "subordinate_id"]
 
 _NOBODY = 65534
 
-FLAGS = {"user": N.CLONE_NEWUSER, "pid": N.CLONE_NEWPID, "net": N.CLONE_NEWNET, "ipc": N.CLONE_NEWIPC,
-         "uts": N.CLONE_NEWUTS, "cgroup": N.CLONE_NEWCGROUP}
+FLAGS = {"user": P.CLONE_NEWUSER, "pid": P.CLONE_NEWPID, "net": P.CLONE_NEWNET, "ipc": P.CLONE_NEWIPC,
+         "uts": P.CLONE_NEWUTS, "cgroup": P.CLONE_NEWCGROUP}
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -107,7 +108,7 @@ def subordinate_id(path: str, uid: int = 0) -> int | None:
 def host_ids(opts: Options) -> tuple[int, int] | None:
     """The unprivileged host (uid, gid) a host-root caller's sandbox runs as; None when the caller
     is not host root, or has no user namespace, or keeps host root on purpose."""
-    if not opts.ns("user") or opts.keep_host_root or not N.host_root():
+    if not opts.ns("user") or opts.keep_host_root or not P.host_root():
         if opts.host_uid is not None or opts.host_gid is not None:
             raise JailConfigError("--host-uid/--host-gid: only a root caller chooses the host ids")
         return None
@@ -117,7 +118,7 @@ def host_ids(opts: Options) -> tuple[int, int] | None:
 
 
 def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
-    flags = N.CLONE_NEWNS
+    flags = P.CLONE_NEWNS
     for name, bit in FLAGS.items():
         if opts.ns(name) and not (name == "cgroup" and late_cgroupns):
             flags |= bit
@@ -125,13 +126,13 @@ def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
     uid, gid = os.geteuid(), os.getegid()
     hostname = opts.hostname.encode() if opts.hostname and opts.ns("uts") else None
     remap = host_ids(opts)
-    if remap is None and opts.keep_host_root and N.host_root():
+    if remap is None and opts.keep_host_root and P.host_root():
         os.write(2, b"sysgate: warning: --keep-host-root: the sandbox's root is host root (files it creates are "
                     b"root's, root-only files are readable)\n")
     if remap is not None:
         inside = (0 if opts.uid is None else opts.uid, 0 if opts.gid is None else opts.gid)
         fd = _userns(b"%d %d 1" % (inside[0], remap[0]), b"%d %d 1" % (inside[1], remap[1]))
-        return NsPlan(clone_flags=flags & ~N.CLONE_NEWUSER, late_cgroupns=late_cgroupns and opts.ns("cgroup"),
+        return NsPlan(clone_flags=flags & ~P.CLONE_NEWUSER, late_cgroupns=late_cgroupns and opts.ns("cgroup"),
                       uid_map=None, gid_map=None, hostname=hostname, loopback=opts.ns("net"), userns_fd=fd,
                       ids=inside, die_with_parent=opts.die_with_parent)
     return NsPlan(
@@ -163,21 +164,19 @@ def _userns(uid_map: bytes, gid_map: bytes) -> int:
 
 
 def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
-    import _signal
+    from .._startup import signal as _signal
 
     size = 1 << 16
-    stack = N.mmap(None, size, 3, 0x22 | 0x20000, -1, 0)  # RW, PRIVATE|ANONYMOUS|STACK
-    if stack in (None, N.MAP_FAILED):
-        N.check(-1, "allocate a stack")
-    pause = N.CLONE_FN(("pause", N.libc))  # the child runs no Python: it only waits to be killed
+    stack = P.alloc_stack(size, "the user namespace's first task")
+    pause = P.CLONE_FN(("pause", N.libc))  # the child runs no Python: it only waits to be killed
     old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
-        pid = N.clone(pause, stack + size - 64, N.CLONE_VM | N.CLONE_NEWUSER | _signal.SIGCHLD, None, None, None, None)
+        pid = P.clone(pause, stack + size - 64, P.CLONE_VM | P.CLONE_NEWUSER | _signal.SIGCHLD, None, None, None, None)
         err = ctypes.get_errno()
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
     if pid < 0:
-        raise N.JailOSError(err, f"create the sandbox's user namespace (clone): {os.strerror(err)}")
+        raise N.KernelError(err, f"create the sandbox's user namespace (clone): {os.strerror(err)}")
     try:
         fd = os.open(b"/proc/%d/ns/user" % pid, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -196,14 +195,8 @@ def _make_userns(uid_map: bytes, gid_map: bytes) -> int:
                 continue
             except ChildProcessError:
                 break
-        _munmap(stack, size)
+        P.munmap(stack, size)
     return fd
-
-
-def _munmap(addr: int, size: int) -> None:
-    f = N.libc.munmap
-    f.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    f(addr, size)
 
 
 def _write(path: bytes, data: bytes, what: str) -> None:
@@ -217,7 +210,7 @@ def _write(path: bytes, data: bytes, what: str) -> None:
         hint = ""
         if e.errno == 1 and data.split()[1:2] == [b"0"]:
             hint = " (mapping the parent's id 0 needs CAP_SETFCAP where the sandbox is created)"
-        raise N.JailOSError(e.errno, f"{what}: {os.strerror(e.errno or 0)}{hint}") from None
+        raise N.KernelError(e.errno, f"{what}: {os.strerror(e.errno or 0)}{hint}") from None
 
 
 def enter(p: NsPlan) -> None:
@@ -232,35 +225,27 @@ def finish(p: NsPlan) -> None:
     """Steps that do not touch the filesystem (run after the mounts, before dropping caps); for a
     root caller, last, entering the prepared user namespace as the sandbox's ids."""
     if p.hostname is not None:
-        N.check(N.sethostname(p.hostname, len(p.hostname)), "sethostname")
+        N.check(P.sethostname(p.hostname, len(p.hostname)), "sethostname")
     if p.loopback:
         loopback_up()
     if p.userns_fd >= 0:
         _become_unprivileged(p)
 
 
-_ksys = ctypes.PyDLL(None, use_errno=True).syscall  # keeps the GIL: see mounts.py
-_ksys.restype = ctypes.c_long
-
-
-def _k(name: str, *args: int) -> int:
-    return int(_ksys(N.c_long(N.NR[name]), *(N.c_long(a) for a in args)))
-
-
 def take_ids(p: NsPlan) -> None:
     """Enter the prepared user namespace as the sandbox's ids (also what the command's PID 1 is made with)."""
-    N.check(_k("setns", p.userns_fd, N.CLONE_NEWUSER), "enter the sandbox's user namespace")
+    N.check(N.ksysc("setns", p.userns_fd, P.CLONE_NEWUSER), "enter the sandbox's user namespace")
     # Raw syscalls, never glibc's wrappers: they would broadcast the change to the caller's threads.
-    N.check(_k("setgroups", 0, 0), "drop supplementary groups")
+    N.check(N.ksysc("setgroups", 0, 0), "drop supplementary groups")
     gid, uid = p.ids[1], p.ids[0]
-    N.check(_k("setresgid", gid, gid, gid), "set the sandbox's gid")
-    N.check(_k("setresuid", uid, uid, uid), "set the sandbox's uid")
+    N.check(N.ksysc("setresgid", gid, gid, gid), "set the sandbox's gid")
+    N.check(N.ksysc("setresuid", uid, uid, uid), "set the sandbox's uid")
 
 
 def _become_unprivileged(p: NsPlan) -> None:
     take_ids(p)
     if p.die_with_parent:  # a credential change clears the parent-death signal
-        _k("prctl", N.PR_SET_PDEATHSIG, 9)
+        N.ksysc("prctl", N.PR_SET_PDEATHSIG, 9)
         if p.lifeline >= 0:
             os.set_blocking(p.lifeline, False)
             try:
@@ -268,15 +253,15 @@ def _become_unprivileged(p: NsPlan) -> None:
             except BlockingIOError:
                 gone = False
             if gone:
-                raise N.JailOSError(3, "the calling process went away")
+                raise N.KernelError(3, "the calling process went away")
 
 
 def loopback_up() -> None:
     """``ip link set lo up`` with one ioctl (needs CAP_NET_ADMIN in the network namespace)."""
-    fd = N.check(N.socket(2, 2 | os.O_CLOEXEC, 0), "socket for the loopback ioctl")  # AF_INET, SOCK_DGRAM
+    fd = N.check(P.socket(2, 2 | os.O_CLOEXEC, 0), "socket for the loopback ioctl")  # AF_INET, SOCK_DGRAM
     try:
         # struct ifreq: the name in 16 bytes, then the flags (a short) in a 24-byte union
         ifr = ctypes.create_string_buffer(b"lo".ljust(16, b"\0") + _IFF_UP.to_bytes(2, sys.byteorder) + bytes(22), 40)
-        N.check(N.ioctl(fd, ctypes.c_ulong(_SIOCSIFFLAGS), ifr), "bring the loopback interface up")
+        N.check(P.ioctl(fd, ctypes.c_ulong(_SIOCSIFFLAGS), ifr), "bring the loopback interface up")
     finally:
         os.close(fd)

@@ -16,17 +16,18 @@ from __future__ import annotations
 import _thread
 import os
 
-from . import _native as N
+from ..kernel import syscall as N
+from ..kernel import process as P
 from .namespaces import loopback_up
 
 __all__ = ["take", "refill", "shutdown", "enabled", "enter", "leave"]
 
-_setns = N.libc.setns
-_unshare = N.libc.unshare
+_setns = P.setns
+_unshare = P.unshare
 
 
 def enabled() -> bool:
-    return N.host_root() and os.environ.get("SYSGATE_NETNS_POOL", "1") != "0"
+    return P.host_root() and os.environ.get("SYSGATE_NETNS_POOL", "1") != "0"
 
 
 class _Pool:
@@ -75,7 +76,7 @@ class _Pool:
 
     @staticmethod
     def _make(home: int) -> int:
-        if _unshare(N.CLONE_NEWNET) != 0:  # this thread only
+        if _unshare(P.CLONE_NEWNET) != 0:  # this thread only
             return -1
         fd = -1
         try:
@@ -86,7 +87,7 @@ class _Pool:
                 os.close(fd)
             fd = -1
         finally:
-            if _setns(home, N.CLONE_NEWNET) != 0:  # stuck elsewhere: harmless for this thread, but stop using it
+            if _setns(home, P.CLONE_NEWNET) != 0:  # stuck elsewhere: harmless for this thread, but stop using it
                 if fd >= 0:
                     os.close(fd)
                 fd = -1
@@ -140,7 +141,7 @@ def shutdown() -> None:
 def enter(fd: int) -> int:
     """Move the calling thread into netns ``fd``; returns an fd to :func:`leave` back with."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    if _setns(fd, N.CLONE_NEWNET) != 0:
+    if _setns(fd, P.CLONE_NEWNET) != 0:
         os.close(home)
         N.check(-1, "enter the prepared network namespace")
     return home
@@ -148,7 +149,7 @@ def enter(fd: int) -> int:
 
 def leave(home: int) -> None:
     try:
-        if _setns(home, N.CLONE_NEWNET) != 0:
+        if _setns(home, P.CLONE_NEWNET) != 0:
             N.check(-1, "return to the caller's network namespace")
     finally:
         os.close(home)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import resource
 
-from . import _native as N
+from ..kernel import syscall as N
 from .options import RLIMITS
 
 __all__ = ["apply", "ADDRESS_SPACE_LIMITS", "split"]
@@ -41,4 +41,4 @@ def apply(items: list[Limit]) -> None:
         except (OSError, ValueError) as e:
             denied = isinstance(e, ValueError) or getattr(e, "errno", 0) == 1
             why = "raising a hard limit needs root" if denied else str(e)
-            raise N.JailOSError(getattr(e, "errno", 0) or 1, f"--rlimit {name}={soft}:{hard}: {why}") from None
+            raise N.KernelError(getattr(e, "errno", 0) or 1, f"--rlimit {name}={soft}:{hard}: {why}") from None

@@ -59,7 +59,6 @@ signal mask and every signal at its default.
 """
 from __future__ import annotations
 
-import _signal as signal  # the C module: ``signal`` wraps it in enums (and imports enum: milliseconds)
 import _thread
 import gc
 import marshal
@@ -68,14 +67,18 @@ import resource  # noqa: F401 - os.wait4 imports it; it must not be imported ins
 import sys
 import time
 
+from .. import _startup
+from .._startup import ctypes, signal
+
 _sigmask = signal.pthread_sigmask
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
-from . import _native as N
+from ..kernel import syscall as N
+from ..kernel import mount as M
+from ..kernel import process as P
 from . import caps as _caps
 from . import mounts as _mounts
 from . import namespaces as _ns
@@ -95,26 +98,22 @@ _ALL = signal.valid_signals()
 # Every disposition back to the default for the command: Python ignores SIGPIPE and SIGXFSZ, and
 # the caller may ignore more (nohup, services); ignored dispositions survive execve.
 _SIGDEF = _ALL - {signal.SIGKILL, signal.SIGSTOP}
-_SECCOMP_SET_MODE_FILTER = 1
 _SECCOMP_MODE_DEAD = b"3"  # /proc/PID/status "Seccomp:" of a task a seccomp filter killed (Linux 5.19+)
 _SIG_DFL, _SIG_IGN = 0, 1
 _O_PTY = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
 _TIOCSPTLCK, _TIOCGPTN, _TCSETS, _TIOCSWINSZ = 0x40045431, 0x80045430, 0x5402, 0x5414
 
-_pydll = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL across the call: the child is born holding it
-_raw_syscall = _pydll.syscall
-_raw_syscall.restype = ctypes.c_long
-_execve = N.libc.execve
+_raw_syscall = N.libc_gil.syscall  # keeps the GIL across the call: the child is born holding it
+_execve = N.libc["execve"]
 _execve.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
-_munmap = N.libc.munmap
-_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_munmap = P.munmap
 
 
 def vfork_supported() -> bool:
-    """The vfork launcher runs Python on a foreign stack in a CLONE_VM child; it is validated on
-    CPython 3.10-3.13 with the GIL (3.14 checks the C stack against the thread's own)."""
-    return (sys.implementation.name == "cpython" and (3, 10) <= sys.version_info[:2] <= (3, 13)
-            and getattr(sys, "_is_gil_enabled", lambda: True)())
+    """The vfork launcher runs Python on a foreign stack in a CLONE_VM child: it is used only on
+    the CPython versions it was validated on (:data:`sysgate._startup.VALIDATED`; 3.14 checks the
+    C stack against the thread's own), elsewhere the fork launcher."""
+    return _startup.VALIDATED
 
 
 def _cstrings(items: list[bytes]) -> tuple[Any, Any]:
@@ -204,7 +203,7 @@ class Plan:
 
 def _err(stage: str, e: BaseException) -> tuple[str, int, str]:
     if isinstance(e, OSError):
-        if isinstance(e, N.JailOSError):
+        if isinstance(e, N.KernelError):
             msg = e.strerror
         else:
             msg = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
@@ -219,7 +218,7 @@ def _which(cmd: str, path: str) -> str:
         p = os.path.join(d or ".", cmd)
         if os.access(p, os.X_OK) and not os.path.isdir(p):
             return p
-    raise N.JailOSError(2, f"{cmd}: command not found in the sandbox")
+    raise N.KernelError(2, f"{cmd}: command not found in the sandbox")
 
 
 def _lifeline_ok(plan: Plan) -> bool:
@@ -256,7 +255,7 @@ def _prepare_fds(plan: Plan, keep: tuple[int, ...]) -> list[int]:
         try:
             os.set_inheritable(fd, True)
         except OSError as e:
-            raise N.JailOSError(e.errno, f"--pass-fd {fd}: {os.strerror(e.errno or 0)}") from None
+            raise N.KernelError(e.errno, f"--pass-fd {fd}: {os.strerror(e.errno or 0)}") from None
     return hi
 
 
@@ -271,7 +270,7 @@ def _close_all_but(keep: list[int]) -> None:
         lo = fd + 1
 
 
-_fcntl = N.libc.fcntl
+_fcntl = N.libc["fcntl"]
 
 
 def _fcntl_dupfd(fd: int, base: int) -> int:
@@ -280,7 +279,7 @@ def _fcntl_dupfd(fd: int, base: int) -> int:
 
 def _load_filter(plan: Plan) -> None:
     if plan.program is not None:
-        N.check(N.sysc("seccomp", N.c_long(_SECCOMP_SET_MODE_FILTER), N.c_long(0), ctypes.byref(plan.program.fprog)),
+        N.check(N.sysc("seccomp", N.c_long(N.SECCOMP_SET_MODE_FILTER), N.c_long(0), ctypes.byref(plan.program.fprog)),
                 "load the seccomp filter")
 
 
@@ -299,7 +298,7 @@ def _lockdown(plan: Plan, R: dict) -> None:
     _stage(R, "capabilities")
     _caps.drop(plan.keep_caps, plan.last_cap)
     _stage(R, "no_new_privs")
-    N.check(N.prctl(N.PR_SET_NO_NEW_PRIVS, 1), "set no_new_privs")
+    N.check(N.raw_prctl(N.PR_SET_NO_NEW_PRIVS, 1), "set no_new_privs")
     _stage(R, "seccomp")
     # The supervisor's listener filter (jail/supervisor.py) is handed out before the profile is
     # loaded, unless it must be the newest filter (--log-denials: see NotifySetup).
@@ -327,18 +326,18 @@ def _check_deadline(plan: Plan) -> None:
 def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _stage(R, "init")
     if plan.die_with_parent:
-        N.prctl(N.PR_SET_PDEATHSIG, signal.SIGKILL)
+        N.raw_prctl(N.PR_SET_PDEATHSIG, signal.SIGKILL)
         if not _lifeline_ok(plan):
-            raise N.JailOSError(3, "the calling process went away")
+            raise N.KernelError(3, "the calling process went away")
     if not plan.pidns:
-        N.prctl(N.PR_SET_CHILD_SUBREAPER, 1)
+        N.raw_prctl(N.PR_SET_CHILD_SUBREAPER, 1)
     _stage(R, "user namespace")
     if forked and os.getuid() != 0:  # our own mm: let the id maps be writable (see _dumpable_enter)
-        N.prctl(N.PR_SET_DUMPABLE, 1)
+        N.raw_prctl(N.PR_SET_DUMPABLE, 1)
     _ns.enter(plan.ns)
     # From here on nothing may read or trace us (with the vfork launcher "us" includes the caller's
     # memory). Not earlier: an unprivileged caller can only write the id maps while dumpable.
-    N.prctl(N.PR_SET_DUMPABLE, 0)
+    N.raw_prctl(N.PR_SET_DUMPABLE, 0)
     if plan.pidns and plan.landlock is _landlock_scope_only():
         # The scope alone does not touch the filesystem: enter it before creating PID 1, so that PID 1
         # is in our domain and we may end it as soon as the command is gone (see _supervise). Not
@@ -356,7 +355,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
         if plan.ns.userns_fd >= 0:
             _unprivileged_pid1(plan, R, hostproc)
         else:
-            N.check(N.sysc("unshare", N.c_long(N.CLONE_NEWPID)), "create the command's PID namespace (unshare)")
+            N.check(N.sysc("unshare", N.c_long(P.CLONE_NEWPID)), "create the command's PID namespace (unshare)")
             _start_pid1(plan, R)
         plan.mounts.proc_mounter = _proc_mounter(hostproc)
     _mounts.apply(plan.mounts)
@@ -397,7 +396,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
                 os.close(fd)
         try:  # the supervisor itself needs no privilege from here on
             _caps.drop(frozenset(), plan.last_cap)
-            N.prctl(N.PR_SET_NO_NEW_PRIVS, 1)
+            N.raw_prctl(N.PR_SET_NO_NEW_PRIVS, 1)
         except OSError:
             pass
     if pty is not None:
@@ -415,33 +414,29 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
 # libc's pause() as its function, so it sleeps from its first instruction; every signal is blocked
 # (inherited) and SIGCHLD ignored (so the kernel reaps the orphans it adopts). It shares our memory
 # and fd table (nothing to copy), is non-dumpable with it, and is hidden by hidepid.
-_libc_signal = N.libc.signal
+_libc_signal = N.libc["signal"]
 _libc_signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
-_PAUSE_FN = N.CLONE_FN(ctypes.c_void_p.from_buffer(N.libc.pause).value)
+_PAUSE_FN = P.CLONE_FN(ctypes.c_void_p.from_buffer(N.libc.pause).value)
 PID1_STACK = 64 << 10
-_CLONE_FILES = 0x400
-_FSOPEN_CLOEXEC, _FSMOUNT_CLOEXEC = 1, 1
-_FSCONFIG_SET_STRING, _FSCONFIG_SET_FD, _FSCONFIG_CMD_CREATE = 1, 5, 6
+_CLONE_FILES = P.CLONE_FILES
 
 
 def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
-    base = N.mmap(None, PID1_STACK, 3, 0x22 | 0x20000, -1, 0)  # no lock: we may be a forked copy
-    if base in (None, N.MAP_FAILED):
-        N.check(-1, "allocate a stack for the sandbox's PID 1")
-    R["pid1_stack"] = int(base)
+    base = P.alloc_stack(PID1_STACK, "the sandbox's PID 1")  # no lock: we may be a forked copy
+    R["pid1_stack"] = base
     _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
     try:
-        flags |= N.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
-        pid = N.clone(_PAUSE_FN, int(base) + PID1_STACK - 64, flags, None, None, None, None)
+        flags |= P.CLONE_VM | _CLONE_FILES | signal.SIGCHLD
+        pid = P.clone(_PAUSE_FN, int(base) + PID1_STACK - 64, flags, None, None, None, None)
         err = ctypes.get_errno()
     finally:
         _libc_signal(signal.SIGCHLD, _SIG_DFL)  # we wait for the command: never auto-reap (even if the caller did)
     if pid < 0:
-        raise N.JailOSError(err, f"create the sandbox's PID 1 (clone): {os.strerror(err)}")
+        raise N.KernelError(err, f"create the sandbox's PID 1 (clone): {os.strerror(err)}")
     R["pid1"] = pid
 
 
-_CLONE_PARENT = 0x8000
+_CLONE_PARENT = P.CLONE_PARENT
 
 
 def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
@@ -452,7 +447,7 @@ def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
     memory and fds makes the namespace, takes the sandbox's ids and clones PID 1 as our child
     (CLONE_PARENT); we then enter the namespace for our children while still host root."""
     def make() -> None:
-        N.check(_ns._k("unshare", N.CLONE_NEWPID), "create the command's PID namespace (unshare)")
+        N.check(N.ksysc("unshare", P.CLONE_NEWPID), "create the command's PID namespace (unshare)")
         _ns.take_ids(plan.ns)
         _start_pid1(plan, R, _CLONE_PARENT)
         R["pidns_fd"] = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
@@ -460,7 +455,7 @@ def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
     _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1")
     fd = R.pop("pidns_fd")
     try:
-        N.check(_ns._k("setns", fd, N.CLONE_NEWPID), "enter the command's PID namespace")
+        N.check(N.ksysc("setns", fd, P.CLONE_NEWPID), "enter the command's PID namespace")
     finally:
         os.close(fd)
 
@@ -472,29 +467,24 @@ def _proc_mounter(hostproc: int) -> Any:
         nsfd = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
         fs = -1
         try:
-            fs = N.check(N.sysc("fsopen", b"proc", ctypes.c_long(_FSOPEN_CLOEXEC)),
-                         "mount /proc (fsopen)")
-            if N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_FD), b"pidns",
-                       None, ctypes.c_long(nsfd)) < 0:
+            fs = N.check(M.fsopen(b"proc", M.FSOPEN_CLOEXEC), "mount /proc (fsopen)")
+            if M.fsconfig(fs, M.FSCONFIG_SET_FD, b"pidns", None, nsfd) < 0:
                 os.close(fs)
                 fs = -1
                 _helper_mount(target)  # an older kernel: no pidns parameter
                 return
-            N.check(N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_SET_STRING), b"hidepid",
-                           _mounts.PROC_HIDEPID, ctypes.c_long(0)), "mount /proc (hidepid)")
-            N.check(N.sysc("fsconfig", ctypes.c_long(fs), ctypes.c_long(_FSCONFIG_CMD_CREATE), None, None,
-                           ctypes.c_long(0)), "mount /proc (create)")
-            attrs = N.MOUNT_ATTR_NOSUID | N.MOUNT_ATTR_NODEV | N.MOUNT_ATTR_NOEXEC
-            mfd = N.check(N.sysc("fsmount", ctypes.c_long(fs), ctypes.c_long(_FSMOUNT_CLOEXEC), ctypes.c_long(attrs)),
-                          "mount /proc (fsmount)")
+            N.check(M.fsconfig(fs, M.FSCONFIG_SET_STRING, b"hidepid", _mounts.PROC_HIDEPID, 0), "mount /proc (hidepid)")
+            N.check(M.fsconfig(fs, M.FSCONFIG_CMD_CREATE, None, None, 0), "mount /proc (create)")
+            attrs = M.MOUNT_ATTR_NOSUID | M.MOUNT_ATTR_NODEV | M.MOUNT_ATTR_NOEXEC
+            mfd = N.check(M.fsmount(fs, M.FSMOUNT_CLOEXEC, attrs), "mount /proc (fsmount)")
             try:
                 # The mount plan names its targets as /proc/self/fd/N (opened without following
                 # links): move_mount wants the fd itself there, with T_EMPTY_PATH.
                 if target.startswith(b"/proc/self/fd/"):
-                    to_fd, to_path, flags = int(target[14:]), b"", N.MOVE_MOUNT_F_EMPTY_PATH | N.MOVE_MOUNT_T_EMPTY_PATH
+                    to_fd, to_path, flags = int(target[14:]), b"", M.MOVE_MOUNT_F_EMPTY_PATH | M.MOVE_MOUNT_T_EMPTY_PATH
                 else:
-                    to_fd, to_path, flags = N.AT_FDCWD, target, N.MOVE_MOUNT_F_EMPTY_PATH
-                N.check(N.sysc("move_mount", N.c_long(mfd), b"", N.c_long(to_fd), to_path, N.c_long(flags)),
+                    to_fd, to_path, flags = M.AT_FDCWD, target, M.MOVE_MOUNT_F_EMPTY_PATH
+                N.check(M.move_mount(mfd, b"", to_fd, to_path, flags),
                         "attach /proc")
             finally:
                 os.close(mfd)
@@ -520,30 +510,28 @@ def _helper_main(key: int) -> int:
     return 0
 
 
-_HELPER_CB = N.CLONE_FN(_helper_main)
+_HELPER_CB = P.CLONE_FN(_helper_main)
 
 
 def _helper_mount(target: bytes) -> None:
     def mount() -> None:
-        N.check(N.mount(b"proc", target, b"proc", N.MS_NOSUID | N.MS_NODEV | N.MS_NOEXEC, _mounts.PROC_OPTIONS),
+        N.check(M.mount(b"proc", target, b"proc", M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC, _mounts.PROC_OPTIONS),
                 "mount /proc")
     _helper_run(mount, 0, "mount /proc")
 
 
 def _helper_run(fn: Any, flags: int, what: str) -> None:
     """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error."""
-    stack = N.mmap(None, 1 << 20, 3, 0x22 | 0x20000, -1, 0)
-    if stack in (None, N.MAP_FAILED):
-        N.check(-1, f"allocate a stack to {what}")
+    stack = P.alloc_stack(1 << 20, f"a helper to {what}")
     out: list = []
     key = id(out)
     _HELPER[key] = (fn, out)
     try:
-        pid = N.clone(_HELPER_CB, int(stack) + (1 << 20) - 64, flags | N.CLONE_VM | N.CLONE_VFORK | signal.SIGCHLD,
+        pid = P.clone(_HELPER_CB, int(stack) + (1 << 20) - 64, flags | P.CLONE_VM | P.CLONE_VFORK | signal.SIGCHLD,
                       ctypes.c_void_p(key), None, None, None)
         err = ctypes.get_errno()
         if pid < 0:
-            raise N.JailOSError(err, f"{what} (clone): {os.strerror(err)}")
+            raise N.KernelError(err, f"{what} (clone): {os.strerror(err)}")
         os.waitpid(pid, 0)
     finally:
         _HELPER.pop(key, None)
@@ -561,7 +549,7 @@ def _chdir(plan: Plan) -> None:
         os.chdir(plan.cwd)
     except OSError as e:
         if plan.cwd_given:
-            raise N.JailOSError(e.errno, f"--chdir {os.fsdecode(plan.cwd)}: {os.strerror(e.errno or 0)} "
+            raise N.KernelError(e.errno, f"--chdir {os.fsdecode(plan.cwd)}: {os.strerror(e.errno or 0)} "
                                          "inside the sandbox") from None
         note = (f"sysgate: note: the current directory {os.fsdecode(plan.cwd)} is not visible in the sandbox; "
                 "starting in /\n").encode()
@@ -579,15 +567,15 @@ def _open_pty(plan: Plan) -> tuple[int, bytes]:
     m = os.open(b"/dev/ptmx", _O_PTY)
     try:
         zero = ctypes.c_int(0)
-        N.check(N.ioctl(m, ctypes.c_ulong(_TIOCSPTLCK), ctypes.byref(zero)), "unlock the pseudo-terminal")
+        N.check(P.ioctl(m, ctypes.c_ulong(_TIOCSPTLCK), ctypes.byref(zero)), "unlock the pseudo-terminal")
         n = ctypes.c_int(0)
-        N.check(N.ioctl(m, ctypes.c_ulong(_TIOCGPTN), ctypes.byref(n)), "name the pseudo-terminal")
+        N.check(P.ioctl(m, ctypes.c_ulong(_TIOCGPTN), ctypes.byref(n)), "name the pseudo-terminal")
         path = b"/dev/pts/%d" % n.value
         slave = os.open(path, _O_PTY)
         for req, data in ((_TCSETS, tio), (_TIOCSWINSZ, ws)):
             if data:
                 buf = ctypes.create_string_buffer(data, len(data))
-                N.check(N.ioctl(slave, ctypes.c_ulong(req), buf), "set up the pseudo-terminal")
+                N.check(P.ioctl(slave, ctypes.c_ulong(req), buf), "set up the pseudo-terminal")
         send_fds(sock, m)
     finally:
         os.close(m)
@@ -618,7 +606,7 @@ def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int], pty: tuple | Non
             if plan.cgroup is not None:
                 plan.cgroup.join()
             if plan.ns.late_cgroupns:
-                N.check(N.sysc("unshare", N.c_long(N.CLONE_NEWCGROUP)), "unshare the cgroup namespace")
+                N.check(N.sysc("unshare", N.c_long(P.CLONE_NEWCGROUP)), "unshare the cgroup namespace")
             stage = "fds"
             for i, fd in enumerate(hi):
                 if fd >= 0:
@@ -662,7 +650,7 @@ def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int], pty: tuple | Non
         os.waitpid(pid, 0)
         stage, err, msg = marshal.loads(data)
         R["stage"] = stage
-        raise N.JailOSError(err, msg)
+        raise N.KernelError(err, msg)
     return pid
 
 
@@ -918,11 +906,9 @@ def _get_stack() -> int:
     with _stack_lock:
         if _stacks:
             return _stacks.pop()
-    base = N.mmap(None, _STACK_SIZE, 3, 0x22 | 0x20000, -1, 0)  # RW, PRIVATE|ANONYMOUS|STACK
-    if base in (None, N.MAP_FAILED):
-        N.check(-1, "allocate a stack for the sandbox init")
-    N.mprotect(base, 4096, 0)  # guard page
-    return int(base)
+    base = P.alloc_stack(_STACK_SIZE, "the sandbox init")
+    P.mprotect(base, 4096, 0)  # guard page
+    return base
 
 
 def _put_stack(base: int) -> None:
@@ -943,12 +929,12 @@ def _dumpable_enter(now: bool) -> None:
     """
     global _dump_users, _dump_saved
     with _dump_lock:
-        if not now and (_dump_users or N.prctl(N.PR_GET_DUMPABLE) != 1):
+        if not now and (_dump_users or N.raw_prctl(N.PR_GET_DUMPABLE) != 1):
             raise VforkBusy()
         if _dump_users == 0:
-            _dump_saved = N.prctl(N.PR_GET_DUMPABLE)
+            _dump_saved = N.raw_prctl(N.PR_GET_DUMPABLE)
         if now:
-            N.prctl(N.PR_SET_DUMPABLE, 0)
+            N.raw_prctl(N.PR_SET_DUMPABLE, 0)
         _dump_users += 1
 
 
@@ -957,7 +943,7 @@ def _dumpable_exit() -> None:
     with _dump_lock:
         _dump_users -= 1
         if _dump_users == 0 and _dump_saved > 0:
-            N.prctl(N.PR_SET_DUMPABLE, _dump_saved)
+            N.raw_prctl(N.PR_SET_DUMPABLE, _dump_saved)
 
 
 def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
@@ -965,10 +951,10 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
 
     ``ptid`` receives init's pid as soon as it exists (other threads may read it).
     """
-    _dumpable_enter(N.host_root())
+    _dumpable_enter(P.host_root())
     stack = _get_stack()
-    cb = N.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
-    flags = plan.ns.clone_flags | N.CLONE_VM | N.CLONE_VFORK | N.CLONE_PARENT_SETTID | signal.SIGCHLD
+    cb = P.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
+    flags = plan.ns.clone_flags | P.CLONE_VM | P.CLONE_VFORK | P.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
     home = -1
     pid, err = -1, 0
@@ -977,7 +963,7 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
             from . import netpool as _netpool  # loaded already by whoever took the namespace from the pool
 
             home = _netpool.enter(plan.netns_fd)
-        pid = N.clone(cb, stack + _STACK_SIZE - 64, flags, None, ctypes.byref(ptid), None, None)
+        pid = P.clone(cb, stack + _STACK_SIZE - 64, flags, None, ctypes.byref(ptid), None, None)
         err = ctypes.get_errno()
     finally:
         if home >= 0:
@@ -987,7 +973,7 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
         if pid < 0:  # else the memory stays non-dumpable till the supervisor is reaped (vfork_done)
             _dumpable_exit()
     if pid < 0:
-        raise N.JailOSError(err, f"create the sandbox namespaces (clone): {os.strerror(err)}{_clone_hint(err)}")
+        raise N.KernelError(err, f"create the sandbox namespaces (clone): {os.strerror(err)}{_clone_hint(err)}")
     return pid
 
 
@@ -1024,10 +1010,10 @@ def launch_fork(plan: Plan) -> tuple[int, int]:
         try:
             gc.disable()  # a copy: never finalize the caller's garbage here (a tempfile's cleanup, say)
             os.close(hr)
-            flags = plan.ns.clone_flags | N.CLONE_PARENT | signal.SIGCHLD
+            flags = plan.ns.clone_flags | P.CLONE_PARENT | signal.SIGCHLD
             _sigmask(signal.SIG_SETMASK, _ALL)
             if plan.netns_fd >= 0:
-                N.check(_netpool._setns(plan.netns_fd, N.CLONE_NEWNET), "enter the prepared network namespace")
+                N.check(_netpool._setns(plan.netns_fd, P.CLONE_NEWNET), "enter the prepared network namespace")
             pid = _raw_syscall(ctypes.c_long(N.NR["clone"]), ctypes.c_long(flags), None, None, None, None)
             if pid == 0:
                 os.close(hw)
@@ -1048,10 +1034,10 @@ def launch_fork(plan: Plan) -> tuple[int, int]:
     os.close(hr)
     if len(head) < 12:
         os.close(r)
-        raise N.JailOSError(0, "create the sandbox: the helper process died")
+        raise N.KernelError(0, "create the sandbox: the helper process died")
     pid = int.from_bytes(head[:8], "little", signed=True)
     if pid < 0:
         os.close(r)
         err = int.from_bytes(head[8:], "little")
-        raise N.JailOSError(err, f"create the sandbox namespaces (clone): {os.strerror(err)}{_clone_hint(err)}")
+        raise N.KernelError(err, f"create the sandbox namespaces (clone): {os.strerror(err)}{_clone_hint(err)}")
     return pid, r

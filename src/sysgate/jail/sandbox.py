@@ -8,14 +8,14 @@ them while the command runs.
 """
 from __future__ import annotations
 
-import _signal as signal  # not ``signal``: it imports enum, milliseconds on the CLI's path
 import os
 import time
 
-from . import _ffi as ctypes  # the few ctypes names the jail needs, without ctypes' import cost
+from .._startup import ctypes, signal
 from . import caps as _caps
 from . import filters as _filters
-from . import _native as N
+from ..kernel import syscall as N
+from ..kernel import process as P
 from . import mounts as _mounts
 from . import namespaces as _ns
 from . import result as _res
@@ -174,11 +174,11 @@ class _Prepared:
             )
             self.plan.ns.lifeline = lr  # checked again after the root caller's credential change
             self.plan.notify = self.notify
-            if opts.ns("net") and self.plan.ns.clone_flags & N.CLONE_NEWNET:
+            if opts.ns("net") and self.plan.ns.clone_flags & P.CLONE_NEWNET:
                 fd = _take_netns()
                 if fd >= 0:
                     self.plan.netns_fd = fd
-                    self.plan.ns.clone_flags &= ~N.CLONE_NEWNET
+                    self.plan.ns.clone_flags &= ~P.CLONE_NEWNET
                     self.plan.ns.loopback = False
         except BaseException:
             self.release()
@@ -467,7 +467,7 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
                 finally:
                     _runner.vfork_done(R)
         pid, rfd = _runner.launch_fork(prep.plan)
-    except N.JailOSError as e:
+    except N.KernelError as e:
         raise SandboxError(e.errno or 0, f"namespaces: {e.strerror}", "namespaces") from None
     ptid.value = pid
     if on_pid is not None:

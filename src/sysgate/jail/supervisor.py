@@ -41,8 +41,8 @@ import errno as E
 import os
 import sys
 
-from . import _ffi as ctypes
-from . import _native as N
+from .._startup import ctypes
+from ..kernel import syscall as N
 from .options import JailConfigError
 from .result import SandboxError
 
@@ -98,7 +98,7 @@ class NotifySetup:
     """What the launch needs: the listener filter, the socketpair, and the supervisor thread."""
 
     def __init__(self, opts: Any, program: Any) -> None:
-        import _socket  # noqa: F401 - imported here so the forked child imports nothing
+        from .._startup import socket as _socket  # noqa: F401 - imported here so the forked child imports nothing
 
         self.opts = opts
         self.log = bool(opts.log_denials or opts.ask)
@@ -194,7 +194,7 @@ class NotifySetup:
 
     # -- in the command's process, right before execve (imports nothing, starts nothing) ----------
     def handoff(self) -> None:
-        import _socket
+        from .._startup import socket as _socket
 
         fd = N.check(N.sysc("seccomp", N.c_long(1), N.c_long(self.flags), ctypes.byref(self.listener.fprog)),
                      "install the supervisor's filter")
@@ -251,7 +251,7 @@ class NotifySetup:
             self._done.release()
 
     def _serve(self) -> None:
-        import _socket
+        from .._startup import socket as _socket
 
         listener = -1
         try:
@@ -751,7 +751,7 @@ def _wait_readable(fd: int, stop: int) -> bool:
 
 
 def _socketpair() -> tuple[int, int]:
-    import _socket
+    from .._startup import socket as _socket
 
     a, b = _socket.socketpair(_AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     return a.detach(), b.detach()

@@ -16,7 +16,9 @@ from typing import Mapping, Sequence, Union
 
 from ..bpf import insn as I
 from ..bpf.emulator import InvalidProgram, check
-from .syscall import errno_name, nr, prctl, syscall
+from .syscall import (PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP,
+                      SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_SET_MODE_STRICT, SockFprog, errno_name, prctl, seccomp)
 
 __all__ = [
     "SECCOMP_MODE_DISABLED", "SECCOMP_MODE_STRICT", "SECCOMP_MODE_FILTER",
@@ -34,16 +36,7 @@ SECCOMP_MODE_DISABLED = 0
 SECCOMP_MODE_STRICT = 1
 SECCOMP_MODE_FILTER = 2
 
-# seccomp(2) operations
-SECCOMP_SET_MODE_STRICT = 0
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_GET_ACTION_AVAIL = 2
-SECCOMP_GET_NOTIF_SIZES = 3
-
-PR_GET_SECCOMP = 21
-PR_SET_SECCOMP = 22
-PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
+# seccomp(2) operations and the prctl options: from .syscall (re-exported)
 
 
 class Flag(enum.IntFlag):
@@ -70,15 +63,6 @@ ACTIONS: Mapping[str, int] = {
     "errno": I.RET_ERRNO, "user_notif": I.RET_USER_NOTIF, "trace": I.RET_TRACE, "log": I.RET_LOG,
     "allow": I.RET_ALLOW,
 }
-
-_NR_SECCOMP = nr("seccomp")  # resolved now: install() must not import in a forked child
-
-
-class SockFprog(ctypes.Structure):
-    """``struct sock_fprog``: instruction count and pointer to ``struct sock_filter[]``."""
-
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
 
 class SeccompError(OSError):
     """seccomp(2) or prctl(2) refused; ``str()`` is one line saying what failed and why.
@@ -194,7 +178,7 @@ def install(program: Program, flags: int = 0, *, no_new_privs: bool = True) -> i
     if no_new_privs:
         set_no_new_privs()
     try:
-        ret = syscall(_NR_SECCOMP, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+        ret = seccomp(SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
     except OSError as e:
         if e.errno != E.ENOSYS or flags:
             raise _install_error(e.errno, data, flags, "seccomp") from None
@@ -217,7 +201,7 @@ def action_available(action: int | str) -> bool:
     ret = ACTIONS[action] if isinstance(action, str) else action
     val = ctypes.c_uint32(ret & I.RET_ACTION_FULL)
     try:
-        syscall(_NR_SECCOMP, SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(val))
+        seccomp(SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(val))
     except OSError as e:
         if e.errno in (E.EOPNOTSUPP, E.EINVAL):  # EINVAL: kernel older than GET_ACTION_AVAIL
             return False
@@ -237,7 +221,7 @@ def flag_supported(flag: int) -> bool | None:
     if flag & Flag.WAIT_KILLABLE_RECV:
         flag |= Flag.NEW_LISTENER
     try:
-        syscall(_NR_SECCOMP, SECCOMP_SET_MODE_FILTER, flag, None)
+        seccomp(SECCOMP_SET_MODE_FILTER, flag, None)
     except OSError as e:
         if e.errno == E.EFAULT:
             return True
@@ -260,7 +244,7 @@ def notif_sizes() -> NotifSizes:
     """SECCOMP_GET_NOTIF_SIZES (Linux 5.0+); ``SeccompError`` if the kernel lacks it."""
     sizes = (ctypes.c_uint16 * 3)()
     try:
-        syscall(_NR_SECCOMP, SECCOMP_GET_NOTIF_SIZES, 0, ctypes.byref(sizes))
+        seccomp(SECCOMP_GET_NOTIF_SIZES, 0, ctypes.byref(sizes))
     except OSError as e:
         raise SeccompError(e.errno, f"seccomp(SECCOMP_GET_NOTIF_SIZES) failed: {errno_name(e.errno)} "
                                     "(user notification needs Linux 5.0)") from None
@@ -359,7 +343,7 @@ def features() -> Features:
         nnp = None
     has_syscall, filter_mode = True, False
     try:
-        syscall(_NR_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, None)
+        seccomp(SECCOMP_SET_MODE_FILTER, 0, None)
     except OSError as e:
         has_syscall = e.errno != E.ENOSYS
         filter_mode = e.errno == E.EFAULT

@@ -134,13 +134,11 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
 def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: float | None,
                  program: bytes, jail: bool) -> Observations:
     from ..kernel.seccomp import install
-    from ..kernel.syscall import prctl
+    from ..kernel.syscall import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, libc, prctl
 
-    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: caller gone -> tracer gone -> tracees gone
-    prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans come to us to be reaped
-    libc = ctypes.CDLL(None, use_errno=True)
-    sysc = libc.syscall
-    sysc.restype = ctypes.c_long
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # caller gone -> tracer gone -> tracees gone
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans come to us to be reaped
+    sysc = libc.syscall  # restype c_long (kernel.syscall)
     nr_ptrace = ctypes.c_long(_nr("ptrace"))
     root = os.geteuid() == 0
 
@@ -190,7 +188,9 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     c_long = ctypes.c_long
     # The per-stop calls through a prototype taking plain ints: no ctypes objects made per stop
     # (syscall(2) is variadic, but integer arguments are passed alike on x86_64 and aarch64).
-    fast = ctypes.CDLL(None, use_errno=True).syscall
+    from ..kernel.syscall import libc
+
+    fast = libc["syscall"]  # a function object of its own: these argtypes must not apply to libc.syscall
     fast.argtypes = (ctypes.c_long,) * 5
     fast.restype = ctypes.c_long
     NR, GETINFO, CONT, ADDR = _nr("ptrace"), PTRACE_GET_SYSCALL_INFO, PTRACE_CONT, ctypes.addressof(buf)

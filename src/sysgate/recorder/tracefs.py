@@ -86,13 +86,14 @@ class _Tracefs:
         if found is not None:
             self.root: str = found
             return
-        from ..kernel.syscall import nr, syscall
+        from ..kernel import mount as M
+        from ..kernel.syscall import check
 
         try:
-            fs = syscall(nr("fsopen"), b"tracefs", 1)  # FSOPEN_CLOEXEC
+            fs = check(M.fsopen(b"tracefs", M.FSOPEN_CLOEXEC), "fsopen")
             try:
-                syscall(nr("fsconfig"), fs, 6, None, None, 0)  # FSCONFIG_CMD_CREATE
-                self.fd = syscall(nr("fsmount"), fs, 1, 0)  # FSMOUNT_CLOEXEC
+                check(M.fsconfig(fs, M.FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig")
+                self.fd = check(M.fsmount(fs, M.FSMOUNT_CLOEXEC, 0), "fsmount")
             finally:
                 os.close(fs)
         except OSError as e:

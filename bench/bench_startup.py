@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""``sysgate run -- /bin/true`` as pip installs it in a clean venv, against that venv's bare interpreter
+and bubblewrap, measured in the same run.
+
+    python3 bench/bench_startup.py [-n 40] [--tricks] [--json]
+
+It builds a wheel of this checkout (setuptools' PEP 517 backend, no network), makes a venv in a
+temporary directory (``--without-pip``; this Python's pip installs the wheel into it, so the
+``sysgate`` command is what ``pip install sysgate`` makes), and starts, in rotating order, each
+round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
+
+* ``sysgate``: the installed command, ``sysgate run -- /bin/true``;
+* ``plain-script``: the same through a script without pip's wrapper (which imports ``re`` to strip
+  ``-script.pyw`` from ``argv[0]``), to show what another launcher would save;
+* ``python -m``: ``python -I -m sysgate run -- /bin/true``;
+* ``public-stdlib``: ``sysgate`` with ``SYSGATE_PUBLIC_STDLIB=1`` (none of sysgate._startup's
+  private modules); with ``--tricks``, also each trick switched off alone;
+* ``api``: ``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, a script's first
+  sandbox (no argparse), and ``api public`` the same with the public modules (per trick with
+  ``--tricks``);
+* ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
+* ``bwrap``: bubblewrap with an equivalent sandbox (as bench_run.py).
+
+Wall time is the figure; CPU time (of the process and its descendants, from ``wait4``) is printed
+beside it, as a loaded machine inflates it far less.
+
+The figure of issue 13: ``sysgate`` minus ``python -I -S`` <= 10 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET_MS = 10.0
+# The console command without pip's wrapper around it.
+PLAIN_SCRIPT = """#!{python}
+import sys
+from sysgate.cli import main
+sys.exit(main())
+"""
+
+
+def build_wheel(out: str) -> str:
+    """A wheel of this checkout, built by the first interpreter whose setuptools can."""
+    code = ("import sys; from setuptools import build_meta as b; print(b.build_wheel(sys.argv[1]))")
+    for py in (sys.executable, "/usr/bin/python3"):
+        if not os.path.exists(py):
+            continue
+        src = tempfile.mkdtemp(prefix="sysgate-src-")  # a copy: the build writes build/ and *.egg-info
+        try:
+            shutil.copytree(ROOT, src, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+            r = subprocess.run([py, "-c", code, out], cwd=src, capture_output=True, text=True, check=False)
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        if r.returncode == 0:
+            return os.path.join(out, r.stdout.split()[-1])
+    raise SystemExit("no interpreter here can build a wheel (setuptools, and wheel for setuptools < 70.1)")
+
+
+def make_venv(where: str, wheel: str) -> str:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", where], check=True)
+    py = os.path.join(where, "bin", "python")
+    subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", "--no-index",
+                    "--disable-pip-version-check", wheel], check=True)
+    return py
+
+
+def spawn_wait(argv: list[str], env: dict[str, str], fds: tuple[int, ...] = ()) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run; CPU is the process's and its reaped descendants' (wait4), which
+    a loaded machine inflates far less than wall time."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds]  # dup2 onto itself clears close-on-exec
+    t = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    _, st, ru = os.wait4(pid, 0)
+    dt = time.perf_counter() - t
+    if st != 0:
+        raise SystemExit(f"{argv[:4]}... failed with status {st:#x}")
+    return dt, ru.ru_utime + ru.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=40, help="rounds")
+    ap.add_argument("--tricks", action="store_true", help="also time each sysgate._startup trick switched off alone")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="sysgate-bench-venv-")
+    os.chdir("/")  # visible in the sandbox: no note about the working directory
+    try:
+        py = make_venv(os.path.join(tmp, "venv"), build_wheel(tmp))
+        bindir = os.path.dirname(py)
+        ep = os.path.join(bindir, "sysgate-plain-script")
+        with open(ep, "w") as f:
+            f.write(PLAIN_SCRIPT.format(python=py))
+        os.chmod(ep, 0o755)
+        env = {"PATH": "/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
+        run = ["run", "--", "/bin/true"]
+        cmd = os.path.join(bindir, "sysgate")
+        api = [py, "-I", "-c", "import sys, sysgate; sys.exit(sysgate.run(['/bin/true']).returncode)"]
+        c: dict[str, tuple[list[str], dict[str, str], tuple[int, ...]]] = {
+            "sysgate": ([cmd, *run], env, ()),
+            "plain-script": ([ep, *run], env, ()),
+            "python -m": ([py, "-I", "-m", "sysgate", *run], env, ()),
+            "public-stdlib": ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
+            "api": (api, env, ()),
+            "api public": (api, dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
+            "python -I -S": ([py, "-I", "-S", "-c", "pass"], env, ()),
+            "python": ([py, "-c", "pass"], env, ()),
+        }
+        if args.tricks:
+            for t in ("ctypes", "signal", "sha256", "socket"):
+                c[f"public {t}"] = ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
+                c[f"api public {t}"] = (api, dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
+        bwrap = shutil.which("bwrap")
+        if bwrap:
+            sys.path.insert(0, os.path.join(ROOT, "src"))
+            from sysgate.jail import filters
+
+            mfd = os.memfd_create("bwrap-seccomp", 0)  # inherited by bwrap (dup2 below clears CLOEXEC)
+            os.write(mfd, filters.get("docker-default").data)
+            c["bwrap"] = ([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
+                           "--proc", "/proc", "--seccomp", str(mfd), "/bin/true"], env, (mfd,))
+
+        def once(k: str) -> tuple[float, float]:
+            argv, e, fds = c[k]
+            if k == "bwrap":
+                os.lseek(fds[0], 0, os.SEEK_SET)
+            return spawn_wait(argv, e, fds)
+
+        names = list(c)
+        for k in names:  # warm up: page cache, bytecode, the filter cache
+            for _ in range(3):
+                once(k)
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+        for i in range(args.n):
+            for k in names[i % len(names):] + names[:i % len(names)]:
+                times[k].append(once(k))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    med = {k: statistics.median(w for w, _ in v) * 1e3 for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) * 1e3 for k, v in times.items()}
+    own = med["sysgate"] - med["python -I -S"]
+    out = {"rounds": args.n, "python": sys.version.split()[0], "load": os.getloadavg()[0], "median_ms": med,
+           "cpu_median_ms": cpu, "sysgate_minus_python_I_S_ms": own,
+           "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"start-up of the installed command, {args.n} rounds, Python {out['python']}, load {out['load']:.2f}")
+    print(f"  {'':16} {'wall ms':>8} {'over -I -S':>10} {'cpu ms':>8} {'over -I -S':>10}")
+    for k, v in med.items():
+        print(f"  {k:16} {v:8.2f} {v - med['python -I -S']:+10.2f} {cpu[k]:8.2f} {cpu[k] - cpu['python -I -S']:+10.2f}")
+    print(f"sysgate run -- /bin/true minus python -I -S: {own:.2f} ms wall, "
+          f"{out['cpu_sysgate_minus_python_I_S_ms']:.2f} ms CPU (target <= {TARGET_MS:.0f} ms: "
+          f"{'met' if own <= TARGET_MS else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

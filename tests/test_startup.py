@@ -1,0 +1,107 @@
+"""sysgate._startup: the only module that imports private CPython modules, and every fast path it
+offers degrades to the public module (on another CPython, or with SYSGATE_PUBLIC_STDLIB)."""
+from __future__ import annotations
+
+import ast
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sysgate import _startup
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "sysgate"
+SRC = str(PKG.parent)
+# Documented in the library reference, so public despite the underscore; __future__/__main__ are language.
+PUBLIC = {"__future__", "__main__", "_thread"}
+
+
+def _private_imports(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        out += [f"{n} (line {node.lineno})" for n in names if n.split(".")[0].startswith("_")
+                and n.split(".")[0] not in PUBLIC]
+    return out
+
+
+def test_no_private_cpython_module_outside_startup() -> None:
+    found = {}
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        if rel == "_startup.py":
+            continue
+        bad = _private_imports(path)
+        if bad:
+            found[rel] = bad
+    assert not found, found
+    assert _private_imports(PKG / "_startup.py")  # the scan does see them where they are
+
+
+def _run(code: str, **env: str) -> list[str]:
+    e = {k: v for k, v in os.environ.items() if k != "SYSGATE_PUBLIC_STDLIB"}
+    e.update(PYTHONPATH=SRC, **env)
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=e, timeout=60, cwd="/",
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+RUN = ("import sys, sysgate\n"
+       "r = sysgate.run(['/bin/sh', '-c', 'echo ok; kill -TERM $$'], capture_output=True)\n"
+       "assert (r.status, r.signal, r.stdout) == ('signaled', 15, b'ok\\n'), r\n"
+       "r = sysgate.run(['/bin/true'], memory='64M')\n"  # the fork launcher
+       "assert r.ok, r\n"
+       "from sysgate import _startup\n"
+       "print(_startup.VALIDATED, r.launcher, *sorted(m for m in ('ctypes', 'signal', 'hashlib', 'enum', '_sha2',"
+       " '_sha256') if m in sys.modules))\n")
+
+
+@pytest.mark.skipif(not _startup.VALIDATED, reason="a CPython the fast paths are not validated on")
+def test_run_path_uses_no_public_module_it_replaces() -> None:
+    out = _run(RUN)
+    assert out[:2] == ["True", "fork"]
+    assert not {"ctypes", "signal", "hashlib", "enum"} & set(out[2:]), out
+
+
+def test_public_stdlib_switch() -> None:
+    out = _run(RUN, SYSGATE_PUBLIC_STDLIB="1")
+    assert {"ctypes", "signal", "hashlib"} <= set(out[2:]) and not {"_sha2", "_sha256"} & set(out[2:]), out
+    one = _run(RUN, SYSGATE_PUBLIC_STDLIB="signal")
+    assert "signal" in one and "ctypes" not in one, one
+
+
+def test_unknown_cpython_version_takes_the_public_modules_and_the_fork_launcher() -> None:
+    out = _run("import sys\nsys.version_info = (3, 99, 0, 'final', 0)\n" + RUN.replace(
+        "r = sysgate.run(['/bin/true'], memory='64M')", "r = sysgate.run(['/bin/true'])"))
+    assert out[:2] == ["False", "fork"], out
+    assert {"ctypes", "signal", "hashlib"} <= set(out[2:]), out
+
+
+@pytest.mark.skipif(not _startup.VALIDATED, reason="the replacement is used on validated versions only")
+def test_mini_ctypes_matches_ctypes() -> None:
+    m = _startup._mini_ctypes()
+    for name in ("c_int", "c_uint", "c_long", "c_ulong", "c_ushort", "c_char", "c_void_p", "c_size_t",
+                 "c_uint64", "c_uint32", "c_int32"):
+        assert m.sizeof(getattr(m, name)) == ctypes.sizeof(getattr(ctypes, name)), name
+        assert getattr(m, name)(7 if name != "c_char" else b"x").value == getattr(ctypes, name)(
+            7 if name != "c_char" else b"x").value
+    buf = m.create_string_buffer(b"a\0b", 5)
+    assert bytes(buf) == b"a\0b\0\0"  # NULs copied, the rest zeroed
+    libc = m.CDLL(None, use_errno=True)
+    assert libc.getpid() == os.getpid()
+    assert libc.close(-1) == -1 and m.get_errno() == 9  # EBADF, kept by use_errno
+    strlen = libc["strlen"]
+    strlen.argtypes = [m.c_char_p]
+    assert strlen(b"abcd") == 4 and libc["strlen"] is not strlen
+    cmp = m.CFUNCTYPE(m.c_int, m.c_void_p)
+    assert cmp(lambda p: 41 + (p is None))(None) == 42
+    libc.getpid.argtypes = [ctypes.c_int] * 0  # public ctypes types mix with these
+    assert m.PyDLL(None).getpid() == os.getpid()
