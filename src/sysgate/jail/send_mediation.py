@@ -45,6 +45,8 @@ import errno as E
 import os
 import sys
 
+from ..kernel.syscall import libc
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
@@ -65,11 +67,11 @@ _FREE_CMSGS = {(_SOL_IP, 1), (_SOL_IP, 2), (_SOL_IP, 8), (_SOL_IPV6, 50), (_SOL_
                (_SOL_UDP, 103)}
 _SYS_SENDTO, _SYS_SENDMSG, _SYS_SENDMMSG = 11, 16, 20
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_sendmsg = _libc.sendmsg
+# own function objects of the one libc handle (kernel.syscall): their argtypes are theirs alone
+_sendmsg = libc["sendmsg"]
 _sendmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 _sendmsg.restype = ctypes.c_ssize_t
-_getsockopt = _libc.getsockopt
+_getsockopt = libc["getsockopt"]
 _getsockopt.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 
 

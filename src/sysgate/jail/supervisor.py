@@ -766,7 +766,9 @@ def _connect(fd: int, addr: bytes) -> int:
     if _libc_connect is None:
         import ctypes as C
 
-        _libc_connect = C.CDLL(None, use_errno=True).connect
+        from ..kernel.syscall import libc
+
+        _libc_connect = libc["connect"]  # a function object of its own: its argtypes are its own
         _libc_connect.argtypes = [C.c_int, C.c_char_p, C.c_uint32]
     import ctypes as C
 
