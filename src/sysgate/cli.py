@@ -10,6 +10,7 @@ command's module is imported only when it runs.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE
@@ -29,7 +30,24 @@ def _parser_class() -> type[argparse.ArgumentParser]:
     if _PARSER_CLASS is None:
         import argparse
 
+        def formatter(prog: str) -> argparse.HelpFormatter:
+            # The width argparse would take, without its ``shutil.get_terminal_size()``: shutil
+            # imports bz2 and lzma (~2.5 ms on every start), and argparse makes a formatter for
+            # every add_argument, not only for help.
+            try:
+                width = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+                except (AttributeError, ValueError, OSError):
+                    width = 80
+            return argparse.HelpFormatter(prog, width=max(width, 1) - 2)
+
         class _Parser(argparse.ArgumentParser):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs.setdefault("formatter_class", formatter)
+                super().__init__(*args, **kwargs)
+
             def error(self, message: str) -> None:  # one line, status 2, like every other bad input
                 self.exit(EXIT_USAGE, f"sysgate: error: {message}\n")
 
