@@ -34,13 +34,11 @@ def _parser_class() -> type[argparse.ArgumentParser]:
             # The width argparse would take, without its ``shutil.get_terminal_size()``: shutil
             # imports bz2 and lzma (~2.5 ms on every start), and argparse makes a formatter for
             # every add_argument, not only for help.
-            try:
-                width = int(os.environ["COLUMNS"])
-            except (KeyError, ValueError):
-                try:
-                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
-                except (AttributeError, ValueError, OSError):
-                    width = 80
+            columns = os.environ.get("COLUMNS", "")
+            if columns.isdigit():
+                width = int(columns)
+            else:
+                width = os.get_terminal_size(1).columns if os.isatty(1) else 80
             return argparse.HelpFormatter(prog, width=max(width, 1) - 2)
 
         class _Parser(argparse.ArgumentParser):
