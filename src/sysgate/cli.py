@@ -30,20 +30,19 @@ def _parser_class() -> type[argparse.ArgumentParser]:
     if _PARSER_CLASS is None:
         import argparse
 
-        def formatter(prog: str) -> argparse.HelpFormatter:
+        def width() -> int:
             # The width argparse would take, without its ``shutil.get_terminal_size()``: shutil
             # imports bz2 and lzma (~2.5 ms on every start), and argparse makes a formatter for
             # every add_argument, not only for help.
             columns = os.environ.get("COLUMNS", "")
             if columns.isdigit():
-                width = int(columns)
-            else:
-                width = os.get_terminal_size(1).columns if os.isatty(1) else 80
-            return argparse.HelpFormatter(prog, width=max(width, 1) - 2)
+                return max(int(columns) - 2, 1)
+            return (os.get_terminal_size(1).columns if os.isatty(1) else 80) - 2
 
         class _Parser(argparse.ArgumentParser):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
-                kwargs.setdefault("formatter_class", formatter)
+                cls = kwargs.get("formatter_class") or argparse.HelpFormatter
+                kwargs["formatter_class"] = lambda prog: cls(prog, width=width())
                 super().__init__(*args, **kwargs)
 
             def error(self, message: str) -> None:  # one line, status 2, like every other bad input
