@@ -22,6 +22,7 @@ from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
 from sysgate.compiler import CompileError, compile_policy
+from sysgate.compiler.lower import narrow_args
 from sysgate.errors import UserError
 from sysgate.formats import ProfileError
 from sysgate.formats.registry import read_bytes
@@ -221,13 +222,19 @@ def test_generated_kafel_expressions_decide_as_reference_and_libkafel(libkafel: 
             continue
         theirs = I.decode(libkafel.compile(text, arch_name), "little") if libkafel else None
         nr = arch.nr("write")
+        narrow = narrow_args(arch, nr) if arch.compare_bits == 64 else frozenset()
         for _ in range(24):
             args = [rnd.choice(_VALS) for _ in range(6)]
             got = Action.from_ret(emulate(ours, arch, nr, args).ret)
             want = evaluate(pol, arch_name, nr, args)
             assert got == want, f"{text}\n{arch_name} {args}: compiled {got}, reference {want}"
             if theirs is not None:
-                k = Action.from_ret(emulate(theirs, arch, nr, args).ret)
-                assert got == k, f"{text}\n{arch_name} {[hex(a) for a in args]}: sysgate {got}, libkafel {k}"
+                # Kafel compares all 64 bits of an argument the kernel reads as 32 (write's fd), sysgate
+                # its low word (README, Differences from libseccomp): the two agree where such an
+                # argument is zero-extended and below 2^31, so libkafel is asked about that vector.
+                kargs = [a & 0x7FFFFFFF if i in narrow else a for i, a in enumerate(args)]
+                ours_k = Action.from_ret(emulate(ours, arch, nr, kargs).ret)
+                k = Action.from_ret(emulate(theirs, arch, nr, kargs).ret)
+                assert ours_k == k, f"{text}\n{arch_name} {[hex(a) for a in kargs]}: sysgate {ours_k}, libkafel {k}"
             compared += 1
     assert compared > n
