@@ -206,6 +206,28 @@ def test_narrow_false_keeps_libseccomp_reading() -> None:
     assert emulate(prog, X64, X64.nr("fchmod"), [3, SUID]).ret == EPERM.ret
 
 
+def test_explain_exports_16_bit_tests() -> None:
+    """``explain --to`` recovers a profile from sysgate's program for every kind of 16-bit test
+    (ordering tests are masked-equal tests in the program, not an ordering jump on a computed
+    value), and the recovered profile compiles to a program that decides alike."""
+    from sysgate.analysis.diff import diff
+    from sysgate.analysis.explain import explain_programs
+    from sysgate.analysis.export import to_policy
+
+    rules = (Rule("fchmod", EPERM, (Condition(1, Op.GT, 0o777),)),
+             Rule("chmod", errno(9), (Condition(1, Op.LE, 0o4755),)),
+             Rule("mkdirat", TRAP, (Condition(2, Op.NE, 0o700),)),
+             Rule("openat", errno(5), (Condition(3, Op.GE, 0o2000), Condition(2, Op.EQ, 0x41))),
+             Rule("setuid", errno(7), (Condition(0, Op.LT, 1000),)))
+    for arches in (["x86_64"], ["x86"], ["aarch64"]):
+        policy = Policy(ALLOW, rules, tuple(arches))
+        prog = compile_policy(policy, skip_unknown=True)
+        e = explain_programs([prog.insns], prog.byteorder)
+        exp = to_policy(e, arches, single=False)
+        back = compile_policy(exp.policy, skip_unknown=True)
+        assert diff(e, explain_programs([back.insns], back.byteorder), views=exp.views).status == 0, arches
+
+
 # --- the deliberate differences from libseccomp -------------------------------------------------
 
 needs_libseccomp = pytest.mark.skipif(not LB.available(), reason="python3-seccomp not installed")
