@@ -100,15 +100,17 @@ def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
 
 def zero_extended(a: "A.Arch | str", nr: int, args: list[int]) -> list[int]:
     """``args`` as the kernel's handler of call ``nr`` sees them, written as libseccomp reads that
-    value: the high word of each argument a 64-bit ABI's handler reads as 32 bits cleared.
+    value: the high word of each argument a 64-bit ABI's handler reads as 32 bits cleared, and
+    the bits above 16 of each argument any ABI's handler reads as 16 bits (``umode_t``, the 16-bit
+    uid calls' ids).
 
-    sysgate decides those arguments on their low word, libseccomp on all 64 bits; on these
-    vectors the two agree (when no condition value on such an argument is sign-extended), so a
-    difference on ``args`` that vanishes here is the deliberate one (tests/test_int_args.py)."""
-    from sysgate.compiler.lower import narrow_args
+    sysgate decides those arguments on the bits the handler reads, libseccomp on all 64 (32 on
+    32-bit ABIs); on these vectors the two agree (when no condition value on a 32-bit argument is
+    sign-extended), so a difference on ``args`` that vanishes here is the deliberate one
+    (tests/test_int_args.py, tests/test_short_args.py)."""
+    from sysgate.compiler.lower import narrow_args, short_args
 
     a = A.get(a)
-    if a.compare_bits == 32:
-        return list(args)
-    low = narrow_args(a, nr)
-    return [v & 0xFFFFFFFF if i in low else v for i, v in enumerate(args)]
+    short = short_args(a, nr)
+    low = () if a.compare_bits == 32 else narrow_args(a, nr)
+    return [v & 0xFFFF if i in short else v & 0xFFFFFFFF if i in low else v for i, v in enumerate(args)]

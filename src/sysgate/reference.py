@@ -16,6 +16,11 @@ Arguments a handler reads as 32 bits (every argument of the 32-bit ABIs, x32 and
 word: a condition on one compares that word with the condition's value, read as a number, except
 that on a 64-bit ABI a value that is a sign-extended 32-bit word (a negative ``int`` written in 64
 bits) stands for its low word, its mask too.
+
+Arguments a handler reads as 16 bits (``umode_t`` modes on every ABI; the uids and gids of the
+16-bit uid calls of x86, arm, m68k, sh and s390, which those ABIs name ``setuid``, ``chown``, ...)
+are their low 16 bits, compared with the condition's value read as a number (unsigned types: a
+value above 0xffff is never equal, always above).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from typing import Sequence
 
 from . import arch as _arch
 from .arch.multiplexed import IPC, SOCKETCALL
-from .formats.argnames import ARGS
+from .formats.argnames import ARGS, UID16
 from .policy import Action, ActionKind, Compare, Condition, Op, Policy, Term
 
 __all__ = ["evaluate", "condition_holds", "compare_holds"]
@@ -33,14 +38,18 @@ _PRECEDENCE = [ActionKind.KILL_PROCESS, ActionKind.KILL_THREAD, ActionKind.TRAP,
                ActionKind.USER_NOTIF, ActionKind.TRACE, ActionKind.LOG, ActionKind.ALLOW]
 
 
-def condition_holds(cond: Condition, value: int, int32: bool = False) -> bool:
+def condition_holds(cond: Condition, value: int, int32: bool = False, int16: bool = False) -> bool:
     """Does ``cond`` hold for an argument whose value (as the kernel passes it) is ``value``?
 
-    ``int32``: the argument is an ``int`` of a 64-bit ABI (see the module's docstring).
+    ``int32``: the argument is an ``int`` of a 64-bit ABI; ``int16``: the handler reads 16 bits
+    of it (see the module's docstring).
     """
     datum, mask = cond.value, cond.mask
     if cond.width == 32 or int32:
         value = value % (1 << 32)
+    if int16:
+        value = value % (1 << 16)
+        int32 = False  # unsigned: no value stands for a sign-extended one
     if int32 and datum >= (1 << 64) - (1 << 31):  # -2^31..-1, sign-extended
         datum, mask = datum % (1 << 32), mask % (1 << 32)
     if cond.op is Op.EQ:
@@ -58,29 +67,30 @@ def condition_holds(cond: Condition, value: int, int32: bool = False) -> bool:
     return (value & mask) == datum
 
 
-def _term_value(t: Term, args: Sequence[int], int32: frozenset[int]) -> int:
+def _term_value(t: Term, args: Sequence[int], int32: frozenset[int], int16: frozenset[int]) -> int:
     if t.kind == "arg":
-        return args[t.value] % (1 << (32 if t.value in int32 else 64))
+        return args[t.value] % (1 << (16 if t.value in int16 else 32 if t.value in int32 else 64))
     if t.kind == "const":
         return t.value
     assert t.left is not None and t.right is not None
-    a, b = _term_value(t.left, args, int32), _term_value(t.right, args, int32)
+    a, b = _term_value(t.left, args, int32, int16), _term_value(t.right, args, int32, int16)
     return a & b if t.kind == "&" else a | b
 
 
-def compare_holds(cmp: Compare, args: Sequence[int], int32: frozenset[int] = frozenset()) -> bool:
+def compare_holds(cmp: Compare, args: Sequence[int], int32: frozenset[int] = frozenset(),
+                  int16: frozenset[int] = frozenset()) -> bool:
     """Does ``cmp`` hold for a call with (six) arguments ``args``? The arguments whose index is in
-    ``int32`` count as their low word."""
-    a, b = _term_value(cmp.left, args, int32), _term_value(cmp.right, args, int32)
+    ``int32`` count as their low word, those in ``int16`` as their low 16 bits."""
+    a, b = _term_value(cmp.left, args, int32, int16), _term_value(cmp.right, args, int32, int16)
     if cmp.width == 32:
         a, b = a % (1 << 32), b % (1 << 32)
     return {Op.EQ: a == b, Op.NE: a != b, Op.LT: a < b, Op.LE: a <= b, Op.GT: a > b, Op.GE: a >= b}[cmp.op]
 
 
-def _holds(c: Condition | Compare, args: Sequence[int], int32: frozenset[int]) -> bool:
+def _holds(c: Condition | Compare, args: Sequence[int], int32: frozenset[int], int16: frozenset[int]) -> bool:
     if isinstance(c, Compare):
-        return compare_holds(c, args, int32)
-    return condition_holds(c, args[c.arg], c.arg in int32)
+        return compare_holds(c, args, int32, int16)
+    return condition_holds(c, args[c.arg], c.arg in int32, c.arg in int16)
 
 
 def _int32_args(a: _arch.Arch, nr: int) -> frozenset[int]:
@@ -90,6 +100,17 @@ def _int32_args(a: _arch.Arch, nr: int) -> frozenset[int]:
         return frozenset()
     params = ARGS.get(a.name_of(nr) or "", ())
     return frozenset(i for i in range(len(params)) if params[i][1] == 32)
+
+
+# The ABIs whose plain-named uid calls (setuid = 23 on x86, ...) are kernel/uid16.c's 16-bit ones.
+_UID16_ABIS = ("x86", "arm", "m68k", "sh", "sheb", "s390")
+
+
+def _int16_args(a: _arch.Arch, nr: int) -> frozenset[int]:
+    """The arguments of call ``nr`` on ABI ``a`` its handler reads as 16-bit values."""
+    name = a.name_of(nr) or ""
+    params = UID16[name] if a.name in _UID16_ABIS and name in UID16 else ARGS.get(name, ())
+    return frozenset(i for i in range(len(params)) if params[i][1] == 16)
 
 
 def _stricter(a: Action, b: Action) -> bool:
@@ -116,8 +137,9 @@ def evaluate(policy: Policy, arch: str, nr: int, args: Sequence[int] = ()) -> Ac
     if a.bits == 32 or a.name in _HANDLERS_32:
         args = [v % (1 << 32) for v in args]
     int32 = _int32_args(a, nr)
+    int16 = _int16_args(a, nr)
     matched = [rule.action for rule in policy.rules if _names(rule, a, nr)
-               and all(_holds(c, args, int32) for c in rule.conditions)]
+               and all(_holds(c, args, int32, int16) for c in rule.conditions)]
     matched += _multiplexed(policy, a, nr, args[0])
     best: Action | None = None
     for action in matched:

@@ -89,6 +89,11 @@ class Graph:
         elif op is Op.LE:
             op, t, f = Op.GT, f, t
         jop = {Op.EQ: I.JEQ, Op.GT: I.JGT, Op.GE: I.JGE}[op]
+        if c.width == 32 and op is not Op.EQ and c.right.kind == "const":
+            low_bits = self._low_bits(c.left)
+            if low_bits is not None:
+                i, m = low_bits
+                return self._masked_order(lo_hi[i][0], m, c.right.value & U32, op is Op.GT, t, f)
         low = self._cmp_word(jop, c.left, c.right, 0, lo_hi, t, f)
         if c.width == 32:
             return low
@@ -97,6 +102,44 @@ class Graph:
         # Greater in the high word decides; equal high words leave it to the low word.
         equal_hi = self._cmp_word(I.JEQ, c.left, c.right, 1, lo_hi, low, f)
         return self._cmp_word(I.JGT, c.left, c.right, 1, lo_hi, t, equal_hi)
+
+    @staticmethod
+    def _low_bits(term: Term) -> tuple[int, int] | None:
+        """(argument, m) when ``term`` is ``arg & m`` with ``m`` a run of low bits (0xffff: how a
+        16-bit argument is read), else None."""
+        if term.kind != "&" or term.left is None or term.right is None:
+            return None
+        a, k = (term.left, term.right) if term.right.kind == "const" else (term.right, term.left)
+        if a.kind != "arg" or k.kind != "const" or not 0 < k.value <= U32 or k.value & (k.value + 1):
+            return None
+        return a.value, k.value
+
+    def _masked_order(self, off: int, m: int, v: int, strict: bool, t: Node, f: Node) -> Node:
+        """``(word & m) > v`` (``strict``) or ``>= v``, for ``m`` a run of low bits, as masked-equal
+        tests only (no ordering jump on a computed value, which ``explain`` could not export):
+        ``x < v`` holds exactly when, for some bit k set in v, x has k clear and agrees with v above
+        it; those cases are disjoint, each one ``(word & M) == P`` (a ``jset`` when P is 0). ``x >= v``
+        is the same with the bits clear in v, or x == v: the shorter list is tested."""
+        if strict:
+            v += 1
+        if v == 0:
+            return t
+        if v > m:
+            return f
+        bits = range(m.bit_length())
+        ones = [k for k in bits if v >> k & 1]
+        zeros = [k for k in bits if not v >> k & 1]
+        if len(ones) <= len(zeros) + 1:
+            node = t  # not below v
+            for k in ones:
+                high = m & ~((1 << (k + 1)) - 1)
+                node = self._masked(off, high | 1 << k, v & high, f, node)
+            return node
+        node = f  # neither above nor equal to v
+        for k in zeros:
+            high = m & ~((1 << (k + 1)) - 1)
+            node = self._masked(off, high | 1 << k, v & high | 1 << k, t, node)
+        return self._masked(off, m, v, t, node)
 
     @staticmethod
     def _wconst(term: Term, word: int) -> int | None:

@@ -18,7 +18,16 @@ anything:
   ``&==`` never hold, ``!=``, ``<`` and ``<=`` always do, ``>`` and ``>=`` never. (The 32-bit
   ABIs, x32 and n32 have always read sign-extended values this way too.)
 
-Which arguments are 32 bits wide on 64-bit ABIs comes from the kernel's own declarations
+Arguments the kernel reads as 16 bits (``umode_t``: the ``mode`` of chmod, mkdir, open, ...; the
+``old_uid_t``/``old_gid_t`` of the 16-bit uid calls x86, arm, m68k, sh and s390 make as ``setuid``,
+``chown``, ...) are decided on their low 16 bits, on every ABI, by the same rules with 16 for 32:
+a value up to 0xffff is compared with those bits (a mask: its low 16 bits); any other value is a
+number no 16-bit argument can have, above all of them (these types are unsigned: no value is
+read as sign-extended). BPF has no 16-bit load: the low word is loaded and ``A &= 0xffff`` comes
+before the jump (an equality is a masked-equal test with the mask's low 16 bits; an ordering or
+``!=`` test is a 32-bit argument expression, ``(arg & 0xffff) OP value``).
+
+Which arguments are narrower than 64 bits comes from the kernel's own declarations
 (:mod:`sysgate.formats.argnames`, generated from the syscall trace events); a syscall it does not
 list keeps whole-register comparisons. ``narrow=False`` (the libseccomp compatibility layer,
 whose promise is libseccomp's bytes) compares such arguments as libseccomp does, all 64 bits.
@@ -28,10 +37,11 @@ from __future__ import annotations
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..errors import UserError
 from ..immutable import Record
-from ..formats.argnames import ARGS
+from ..formats.argnames import ARGS, UID16
 from ..policy import Action, Compare, Condition, Op, Policy, Term
 from .multiplex import multiplexed_rules
 
+U16 = 0xFFFF
 U32 = 0xFFFFFFFF
 U64 = (1 << 64) - 1
 #: The least sign-extended negative 32-bit value (0xffffffff80000000): values from here up, and
@@ -40,6 +50,7 @@ SEXT_MIN = U64 + 1 - (1 << 31)
 _ALL_ARGS = frozenset(range(6))
 _NONE = frozenset()
 _NARROW: dict[str, frozenset[int]] = {}
+_SHORT: dict[tuple[str, bool], frozenset[int]] = {}
 
 
 class LoweringError(UserError):
@@ -80,14 +91,31 @@ def narrow_args(arch: Arch, nr: int) -> frozenset[int]:
         return _NONE
     got = _NARROW.get(name)
     if got is None:
-        got = _NARROW[name] = frozenset(i for i, (_, w) in enumerate(ARGS.get(name, ())) if w == 32)
+        got = _NARROW[name] = frozenset(i for i, (_, w) in enumerate(ARGS.get(name, ())) if w < 64)
     return got
 
 
-def _const(cond: Condition, narrow: bool, sext: bool = False) -> bool | None:
-    """Settle a condition that is always true or always false; ``narrow``: the argument is 32-bit;
-    ``sext``: a sign-extended value is its low word (an ``int`` argument of a 64-bit ABI)."""
-    top = U32 if narrow or cond.width == 32 else U64
+def short_args(arch: Arch, nr: int) -> frozenset[int]:
+    """Indexes of the arguments syscall ``nr``'s handler on ``arch`` reads as 16-bit values (on
+    every ABI): ``umode_t`` modes and, on the ABIs that have ``setuid32`` & co. beside them, the
+    uids and gids of the 16-bit calls they name ``setuid``, ``chown``, ... (a subset of
+    :func:`narrow_args`)."""
+    name = arch.name_of(nr)
+    if name is None:
+        return _NONE
+    old = name in UID16 and arch.has("setuid32")
+    got = _SHORT.get((name, old))
+    if got is None:
+        params = UID16[name] if old else ARGS.get(name, ())
+        got = _SHORT[(name, old)] = frozenset(i for i, (_, w) in enumerate(params) if w == 16)
+    return got
+
+
+def _const(cond: Condition, narrow: bool, sext: bool = False, top: int = U32) -> bool | None:
+    """Settle a condition that is always true or always false; ``narrow``: the argument is ``top``
+    wide (32 or 16 bits); ``sext``: a sign-extended value is its low word (an ``int`` argument of a
+    64-bit ABI)."""
+    top = top if narrow else U32 if cond.width == 32 else U64
     v = cond.value
     if narrow and sext and v >= SEXT_MIN:
         v &= U32
@@ -121,22 +149,32 @@ def _narrow(cond: Condition) -> Condition:
     return cond
 
 
-def _low_terms(t: Term, narrow: frozenset[int]) -> Term:
-    """``t`` with each 32-bit argument read as its low word (``arg & 0xffffffff``)."""
+def _short(cond: Condition) -> Condition | Compare:
+    """The test of a 16-bit argument (``_const`` left it open, so the value fits 16 bits): on the
+    low word with its bits above 16 cleared (``A &= 0xffff``; BPF has no 16-bit load)."""
+    if cond.op is Op.MASKED_EQ or cond.op is Op.EQ:
+        return Condition(cond.arg, Op.MASKED_EQ, cond.value, cond.mask & U16, 32)
+    return Compare(Term.combine("&", Term.arg(cond.arg), Term.const(U16)), cond.op, Term.const(cond.value), 32)
+
+
+def _low_terms(t: Term, masks: dict[int, int]) -> Term:
+    """``t`` with each narrow argument read as the bits its handler sees (``arg & 0xffffffff``,
+    ``arg & 0xffff``)."""
     if t.kind == "arg":
-        return Term.combine("&", t, Term.const(U32)) if t.value in narrow else t
+        m = masks.get(t.value)
+        return t if m is None else Term.combine("&", t, Term.const(m))
     if t.kind == "const":
         return t
     assert t.left is not None and t.right is not None
-    return Term.combine(t.kind, _low_terms(t.left, narrow), _low_terms(t.right, narrow))
+    return Term.combine(t.kind, _low_terms(t.left, masks), _low_terms(t.right, masks))
 
 
-def _compare(c: Compare, narrow: frozenset[int]) -> Compare:
-    """A 64-bit comparison between arguments, with the 32-bit ones zero-extended from their low
-    word (a 32-bit ABI's kernel already gives zero high words)."""
-    if c.width == 32 or not narrow:
+def _compare(c: Compare, masks: dict[int, int]) -> Compare:
+    """A comparison between arguments, with the narrow ones zero-extended from the bits their
+    handler reads (``masks``: argument -> those bits)."""
+    if not masks:
         return c
-    return Compare(_low_terms(c.left, narrow), c.op, _low_terms(c.right, narrow), c.width)
+    return Compare(_low_terms(c.left, masks), c.op, _low_terms(c.right, masks), c.width)
 
 
 def _strictness_key(action: Action) -> tuple[int, int]:
@@ -146,8 +184,8 @@ def _strictness_key(action: Action) -> tuple[int, int]:
 def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool = True) -> Lowered:
     """Decisions for every syscall number the policy's rules name on ``arch``.
 
-    ``narrow``: decide conditions on arguments the handler reads as 32 bits on their low word
-    (see the module's docstring); without it only the 32-bit ABIs, x32 and n32 do.
+    ``narrow``: decide conditions on arguments the handler reads as 32 (16) bits on those bits
+    (see the module's docstring); without it only the 32-bit ABIs, x32 and n32 do, on 32 bits.
     """
     by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
     skipped: list[str] = []
@@ -169,10 +207,22 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
             conds: list[Condition] = []
             dead = False
             low32 = narrow_args(arch, nr) if narrow or arch.compare_bits == 32 else _NONE
+            low16 = short_args(arch, nr) if narrow else _NONE
             sext = arch.compare_bits == 64
             for c in rule.conditions:
                 if isinstance(c, Compare):
-                    conds.append(_compare(c, low32) if arch.bits == 64 else c)
+                    # a 32-bit ABI's kernel already gives zero high words; a 32-bit compare ignores them
+                    masks = {} if arch.bits == 32 or c.width == 32 else dict.fromkeys(low32, U32)
+                    masks.update(dict.fromkeys(low16, U16))
+                    conds.append(_compare(c, masks))
+                    continue
+                if c.arg in low16:
+                    k = _const(c, True, False, U16)
+                    if k is None:
+                        conds.append(_short(c))
+                    elif k is False:
+                        dead = True
+                        break
                     continue
                 k = _const(c, c.arg in low32, sext)
                 if k is False:
