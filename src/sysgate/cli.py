@@ -96,6 +96,8 @@ def _add_compile(sub: Any) -> None:
     c.add_argument("--format", choices=COMPILE_FORMATS, default="raw")
     c.add_argument("-o", "--output", help="output file (default: stdout)")
     c.add_argument("-v", "--verbose", action="store_true", help="report syscalls skipped per arch")
+    c.add_argument("--no-optimize", action="store_true",
+                   help="skip the optimization passes: the straightforward program (same decisions, longer)")
     _profile_options(c)
     c.set_defaults(func=_lazy("sysgate.commands.core", "cmd_compile"))
 
@@ -284,7 +286,8 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
 # ``sysgate compile`` options the argparse-free reader takes (full names only): dest per option.
 _COMPILE_VALUES = {"--arch": "arch", "--caps": "caps", "--format": "format", "-o": "output", "--output": "output",
                    "--thread": "thread", "--allow": "allow", "--deny": "deny", "--name": "profile_name"}
-_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown", "--strict": "strict"}
+_COMPILE_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--skip-unknown": "skip_unknown", "--strict": "strict",
+                  "--no-optimize": "no_optimize"}
 _COMPILE_APPEND = ("allow", "deny")
 
 
@@ -299,7 +302,7 @@ def compile_args(words: Sequence[str]) -> Any:
     """
     values: dict[str, Any] = {"command": "compile", "profile": None, "arch": None, "caps": None, "format": "raw",
                               "output": None, "verbose": False, "allow": [], "deny": [], "thread": None,
-                              "skip_unknown": False, "strict": False, "profile_name": None}
+                              "skip_unknown": False, "strict": False, "profile_name": None, "no_optimize": False}
     profile = None
     i, n = 0, len(words)
     while i < n:
