@@ -151,14 +151,16 @@ def _compile_both(policy: Policy, optimized: object, straightforward: object):
     return fast, slow
 
 
-def _assert_alike(policy: Policy, optimized: object, straightforward: object, seed: int) -> None:
+def _assert_alike(policy: Policy, optimized: object, straightforward: object, seed: int,
+                  shorter: bool = True) -> None:
     both = _compile_both(policy, optimized, straightforward)
     if both is None:
         return
     fast, slow = both
     check(fast.insns)
     check(slow.insns)
-    assert len(fast) <= len(slow), (len(fast), len(slow))
+    if shorter:
+        assert len(fast) <= len(slow), (len(fast), len(slow))
     rnd = random.Random(seed)
     for a, nr, args in _calls(policy, rnd):
         got, want = emulate(fast.insns, a, nr, args).ret, emulate(slow.insns, a, nr, args).ret
@@ -175,8 +177,11 @@ def test_optimized_and_straightforward_decide_alike(policy: Policy, seed: int) -
 @settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=mixed_policies(), seed=st.integers(0, 2**32))
 def test_each_pass_alone_and_all_but_it_decide_alike(name: str, policy: Policy, seed: int) -> None:
-    _assert_alike(policy, [name], False, seed)
-    _assert_alike(policy, True, ALL - {name}, seed)
+    """Lengths are not compared here: a pass alone can cost a ``ja`` elsewhere (weight_by_use
+    reshapes the search tree for speed, and a tail shared by reference may then no longer
+    follow the step before it); all of them together are never longer (above)."""
+    _assert_alike(policy, [name], False, seed, shorter=False)
+    _assert_alike(policy, True, ALL - {name}, seed, shorter=False)
 
 
 @pytest.mark.parametrize("profile", ["docker-default", "python", "strict"])
