@@ -24,8 +24,8 @@ from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..errors import UserError
-from ..policy import Compare, Op, Policy
 from ..immutable import Record
+from ..policy import Compare, Policy
 from .emit import emit
 from .graph import Graph, Node, drop_redundant_loads, equality_key, group_equality_tests
 from .layout import build_tree, merge_equal_neighbours, ranges, weight_by_use
@@ -34,7 +34,7 @@ from .passes import select
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
 
 __all__ = ["compile_policy", "CompiledProgram", "CompileError"]
 
@@ -154,11 +154,13 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
         leaf_keys: dict[int, tuple] = {}  # id(plain verdict) -> its key: lowering shares verdicts
         for nr, d in lw.decisions.items():
             if lo <= nr < hi:
+                key: object
                 if d.is_leaf:
-                    key = leaf_keys.get(id(d))
-                    if key is None:
-                        key = leaf_keys[id(d)] = ("leaf", d.default)
-                        decisions[key] = d
+                    leaf = leaf_keys.get(id(d))
+                    if leaf is None:
+                        leaf = leaf_keys[id(d)] = ("leaf", d.default)
+                        decisions[leaf] = d
+                    key = leaf
                 else:
                     key = d
                     decisions[key] = d
@@ -169,7 +171,7 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
     cut_map = sorted(cuts, key=lambda c: c[0])
 
     def fill(n: int) -> object:
-        val = key_bad
+        val: object = key_bad
         for start, v in cut_map:
             if n >= start:
                 val = v

@@ -11,12 +11,12 @@ A :class:`Graph` made with none of them builds the straightforward program.
 """
 from __future__ import annotations
 
-TYPE_CHECKING = False  # importing typing costs milliseconds on every start
-if TYPE_CHECKING:
-    from typing import Callable, Iterator
-
 from ..bpf import insn as I
 from ..policy import Compare, Condition, Op, Term
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 U32 = 0xFFFFFFFF
 # The passes this module applies (all of them when a Graph is made without a selection).
@@ -27,7 +27,7 @@ _ALL = frozenset({"fold_constants", "cheaper_masked_tests", "skip_decided_high_w
 class Node:
     __slots__ = ("kind", "k", "t", "f", "op", "key")
 
-    def __init__(self, kind: str, op: int, k: int, t: "Node | None", f: "Node | None") -> None:
+    def __init__(self, kind: str, op: int, k: int, t: Node | None, f: Node | None) -> None:
         # "ret" | "ld" | "alu" | "jmp", and for argument-to-argument compares "ldi" (A = k),
         # "st" (M[k] = A), "ldxm" (X = M[k]), "tax" (X = A), "alux" (A op= X), "jmpx" (A op X)
         self.kind = kind
@@ -37,7 +37,7 @@ class Node:
         self.f = f  # fall-through edge for jmp
         self.key = (kind, op, k, id(t), id(f))
 
-    def succ(self) -> Iterator["Node"]:
+    def succ(self) -> Iterator[Node]:
         if self.t is not None:
             yield self.t
         if self.f is not None:

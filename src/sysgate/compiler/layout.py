@@ -14,7 +14,8 @@ import bisect
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Callable, Hashable, Sequence, TypeVar
+    from collections.abc import Callable, Hashable, Sequence
+    from typing import TypeVar
 
     T = TypeVar("T", bound=Hashable)
 

@@ -24,14 +24,21 @@ dropping of rules that can never decide a call (:mod:`.lower`).
 """
 from __future__ import annotations
 
+from .emit import reuse_returns
+from .graph import (
+    cheaper_masked_tests,
+    drop_redundant_loads,
+    fold_constants,
+    fold_equal_branches,
+    group_equality_tests,
+    share_identical_code,
+    skip_decided_high_words,
+)
+from .layout import merge_equal_neighbours, weight_by_use
+
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Callable, Iterable
-
-from .emit import reuse_returns
-from .graph import (cheaper_masked_tests, drop_redundant_loads, fold_constants, fold_equal_branches,
-                    group_equality_tests, share_identical_code, skip_decided_high_words)
-from .layout import merge_equal_neighbours, weight_by_use
+    from collections.abc import Callable, Iterable
 
 __all__ = ["Pass", "PASSES", "names", "select"]
 
