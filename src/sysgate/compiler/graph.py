@@ -108,13 +108,14 @@ def cheaper_masked_tests(m: int, v: int) -> tuple[int, int, bool] | None:
 
 
 def skip_decided_high_words(vh: int, mask_hi: int | None) -> str | None:
-    """How much of a 64-bit test's high word can be skipped, because its outcome is known.
+    """How much of the test of one word of a 64-bit comparison can be skipped, because its
+    outcome is known (``vh``: the constant's word; ``mask_hi``: the mask's word, None if no mask).
 
-    For ``>``/``>=`` (``mask_hi`` None) with a high word of 0, any other high word is greater,
-    so one ``jeq 0`` suffices ("ne-true"); with a high word of 0xffffffff none is greater
-    ("ne-false"). For masked equality a zero mask word is not tested at all ("skip"):
-    lowering has proved (:func:`sysgate.compiler.lower._const`) that the value's bits
-    outside the mask are 0, so ``(A & 0) == 0`` always holds.
+    For ``>``/``>=`` with a high word of 0, any other high word is greater, so one ``jeq 0``
+    suffices ("ne-true"); with a high word of 0xffffffff none is greater ("ne-false"). For
+    masked equality a word whose mask is 0 is not tested at all ("skip"): lowering has
+    proved (:func:`sysgate.compiler.lower._const`) that the value's bits outside the mask
+    are 0, so ``(A & 0) == 0`` always holds.
     Sound: unsigned 32-bit order and the identity above. None: test the word in full.
     """
     if mask_hi is not None:
