@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 U32 = 0xFFFFFFFF
-# The passes this module applies (all of them when a Graph is made without a selection).
-_ALL = frozenset({"fold_constants", "cheaper_masked_tests", "skip_decided_high_words", "group_equality_tests",
-                  "fold_equal_branches", "share_identical_code", "drop_redundant_loads"})
 
 
 class Node:
@@ -156,9 +153,9 @@ def group_equality_tests(rules: tuple) -> list[list[tuple]]:
 class Graph:
     """Node factory; ``passes`` names the optimizations to apply (see :mod:`.passes`)."""
 
-    def __init__(self, passes: frozenset[str] | None = None) -> None:
+    def __init__(self, passes: frozenset[str]) -> None:
         self._nodes: dict[tuple, Node] = {}
-        on = _ALL if passes is None else passes
+        on = passes
         self._share = "share_identical_code" in on
         self._fold_branches = "fold_equal_branches" in on
         self._fold_constants = "fold_constants" in on
