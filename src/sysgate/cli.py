@@ -115,6 +115,8 @@ def _add_compile(sub: Any) -> None:
     c.add_argument("--format", choices=COMPILE_FORMATS, default="raw")
     c.add_argument("-o", "--output", help="output file (default: stdout)")
     c.add_argument("-v", "--verbose", action="store_true", help="report syscalls skipped per arch")
+    c.add_argument("--no-optimize", action="store_true",
+                   help="skip the optimization passes: the straightforward program (same decisions, longer)")
     _profile_options(c)
     c.set_defaults(func=_lazy("sysgate.commands.core", "cmd_compile"))
 

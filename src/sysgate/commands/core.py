@@ -64,7 +64,7 @@ def cmd_compile(args: Any) -> int:
                      deny=getattr(args, "deny", ()), unknown_names=skipped,
                      name=getattr(args, "profile_name", None))
     report_skipped(skipped)
-    prog = compile_policy(policy, skip_unknown=False)
+    prog = compile_policy(policy, skip_unknown=False, optimize=not getattr(args, "no_optimize", False))
     for arch, names in prog.skipped.items():
         if args.verbose:
             print(f"sysgate: {arch}: skipped {len(names)} syscalls it does not have: {', '.join(names)}",

@@ -9,6 +9,9 @@ reference evaluator through the emulator):
 3. :mod:`.graph` - decisions and argument checks as a hash-consed DAG, redundant loads dropped;
 4. :mod:`.emit` - linear code with far jumps handled.
 
+The optimizations of stages 2-4 are named passes listed in :mod:`.passes`;
+``compile_policy(..., optimize=False)`` builds the straightforward program.
+
 Every program starts by checking the architecture token and returns the policy's
 ``bad_arch`` action for any token it does not cover. On x86_64, numbers with the x32 bit
 (0x40000000) set get ``bad_arch`` unless x32 is covered, since they share x86_64's token,
@@ -17,18 +20,21 @@ Rules on socket and IPC calls also cover their multiplexed forms (:mod:`.multipl
 """
 from __future__ import annotations
 
-import bisect
-
 from .. import arch as _arch
 from ..bpf import insn as I
 from ..bpf.insn import Insn
 from ..errors import UserError
-from ..policy import Compare, Op, Policy
 from ..immutable import Record
+from ..policy import Compare, Policy
 from .emit import emit
-from .graph import Graph, Node, drop_redundant_loads
-from .layout import build_tree, ranges
+from .graph import Graph, Node, drop_redundant_loads, equality_key, group_equality_tests
+from .layout import build_tree, merge_equal_neighbours, ranges, weight_by_use
 from .lower import Decision, Lowered, LoweringError, lower
+from .passes import select
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["compile_policy", "CompiledProgram", "CompileError"]
 
@@ -61,12 +67,6 @@ class CompiledProgram(Record):
         return len(self.insns)
 
 
-def _weight(start: int, end: int, defined: list[int]) -> float:
-    """Real syscall numbers count 1 each; the rest of a range counts a little (rarely called)."""
-    n_def = bisect.bisect_left(defined, end) - bisect.bisect_left(defined, start)
-    return n_def + 0.01 * min(end - start - n_def, 64)
-
-
 def _min_path(node: Node, memo: dict[int, int]) -> int:
     """Fewest instructions from ``node`` to a return, the return included.
 
@@ -91,14 +91,6 @@ def _min_path(node: Node, memo: dict[int, int]) -> int:
     return memo[id(node)]
 
 
-def _eq_key(conds: tuple, action: object) -> tuple | None:
-    """Rules that are one ``arg == value`` test can share a membership check with their neighbours."""
-    if len(conds) != 1 or isinstance(conds[0], Compare) or conds[0].op is not Op.EQ:
-        return None
-    c = conds[0]
-    return (action, c.arg, c.width, c.value >> 32)
-
-
 def _least_length(lowered: list[Lowered]) -> int:
     """A lower bound on the program's length, in time linear in the rules: every group of rules
     :func:`_decision_node` makes for a decision starts with a test of its own (its "else" differs
@@ -111,25 +103,17 @@ def _least_length(lowered: list[Lowered]) -> int:
                 seen.add(d)
                 prev = object()
                 for conds, action in d.rules:
-                    key = _eq_key(conds, action)
+                    key = equality_key(conds, action)
                     if key is None or key != prev:
                         total += 1
                     prev = key
     return total
 
 
-def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], full: bool) -> Node:
+def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], full: bool, grouped: bool) -> Node:
     if d.is_leaf:
         return g.ret(d.default.ret)
-    # Group neighbouring rules (already in precedence order) that are equality tests on the same
-    # argument with the same action: "personality(0|8|0x20000|...)" becomes one set test.
-    groups: list[list[tuple]] = []
-    for conds, action in d.rules:
-        key = _eq_key(conds, action)
-        if key is not None and groups and _eq_key(*groups[-1][0]) == key:
-            groups[-1].append((conds, action))
-        else:
-            groups.append([(conds, action)])
+    groups = group_equality_tests(d.rules) if grouped else [[r] for r in d.rules]
     nxt = g.ret(d.default.ret)
     for group in reversed(groups):
         conds, action = group[0]
@@ -149,7 +133,8 @@ def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], ful
     return nxt
 
 
-def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list[tuple[str, int, int]]) -> Node:
+def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list[tuple[str, int, int]],
+                 passes: frozenset[str]) -> Node:
     """Dispatch on the syscall number for all covered ABIs that share one arch token."""
     by_name = {lw.arch.name: lw for lw in members}
     bad = policy.bad_arch
@@ -169,11 +154,13 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
         leaf_keys: dict[int, tuple] = {}  # id(plain verdict) -> its key: lowering shares verdicts
         for nr, d in lw.decisions.items():
             if lo <= nr < hi:
+                key: object
                 if d.is_leaf:
-                    key = leaf_keys.get(id(d))
-                    if key is None:
-                        key = leaf_keys[id(d)] = ("leaf", d.default)
-                        decisions[key] = d
+                    leaf = leaf_keys.get(id(d))
+                    if leaf is None:
+                        leaf = leaf_keys[id(d)] = ("leaf", d.default)
+                        decisions[leaf] = d
+                    key = leaf
                 else:
                     key = d
                     decisions[key] = d
@@ -184,26 +171,30 @@ def _token_block(g: Graph, policy: Policy, members: list[Lowered], domains: list
     cut_map = sorted(cuts, key=lambda c: c[0])
 
     def fill(n: int) -> object:
-        val = key_bad
+        val: object = key_bad
         for start, v in cut_map:
             if n >= start:
                 val = v
         return val
 
     rs = ranges(points, fill, 0, U32 + 1, cuts)
+    if "merge_equal_neighbours" in passes:
+        rs = merge_equal_neighbours(rs)
     defined.sort()
     arch0 = members[0].arch
     big = arch0.big_endian
     lo_hi = {i: ((I.OFF_ARGS + 8 * i + 4, I.OFF_ARGS + 8 * i) if big else
                  (I.OFF_ARGS + 8 * i, I.OFF_ARGS + 8 * i + 4)) for i in range(6)}
     full = arch0.bits == 64
-    leaves = [_decision_node(g, decisions[k], lo_hi, full) for _, _, k in rs]
-    # A leaf that still has argument checks to run is pulled up the tree (by up to 3 levels),
-    # so those calls do not pay a deep search on top of their checks.
-    memo: dict[int, int] = {}
-    weights = [_weight(s, e, defined) * 2 ** min(_min_path(n, memo) - 1, 3) for (s, e, _), n in zip(rs, leaves)]
-    if len(domains) > 1:  # x32 calls are rare next to x86_64's: keep them out of x86_64's way
-        weights = [w if s < domains[1][1] else w / 16 for (s, _, _), w in zip(rs, weights)]
+    grouped = "group_equality_tests" in passes
+    leaves = [_decision_node(g, decisions[k], lo_hi, full, grouped) for _, _, k in rs]
+    if "weight_by_use" in passes:
+        memo: dict[int, int] = {}
+        # x32 calls are rare next to x86_64's: keep them out of x86_64's way
+        weights = weight_by_use(rs, defined, [_min_path(n, memo) for n in leaves],
+                                domains[1][1] if len(domains) > 1 else None)
+    else:
+        weights = [1.0] * len(rs)
     starts = [s for s, _, _ in rs]
     tree = build_tree(starts, weights, lambda i: leaves[i],
                       lambda th, left, right: g.jmp(I.JGE, th, right, left))  # type: ignore[arg-type]
@@ -223,15 +214,22 @@ def _domains(token_arches: list[_arch.Arch]) -> list[tuple[str, int, int]]:
 
 
 def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = None, *,
-                   skip_unknown: bool = False, narrow: bool = True) -> CompiledProgram:
+                   skip_unknown: bool = False, narrow: bool = True,
+                   optimize: bool | Iterable[str] = True) -> CompiledProgram:
     """Compile ``policy`` for ``arches`` (default: the policy's, else the native arch).
 
     ``narrow=False`` compares 64-bit ABIs' ``int`` arguments on all 64 bits, as libseccomp does
     (for :mod:`sysgate.compat`); by default they are decided on the low word the kernel uses
     (:mod:`.lower`).
 
+    ``optimize``: apply every optimization pass (True), none (False: the straightforward
+    program, which decides every call alike), or the passes named (see :mod:`.passes`).
     Raises :class:`CompileError` with a one-line message for anything that cannot be compiled.
     """
+    try:
+        passes = select(optimize)
+    except ValueError as e:
+        raise CompileError(str(e)) from None
     try:
         names = list(arches) if arches else list(policy.arches) or [_arch.native().name]
         targets = []
@@ -254,7 +252,7 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
     if least > I.BPF_MAXINSNS:  # refuse before building a graph the size of the input
         raise CompileError(f"program needs at least {least} instructions; the kernel accepts at most "
                            f"{I.BPF_MAXINSNS} (split the policy or drop argument rules)")
-    g = Graph()
+    g = Graph(passes)
     # One block per arch token, in the order the arches were given.
     tokens: list[int] = []
     for a in targets:
@@ -264,13 +262,14 @@ def compile_policy(policy: Policy, arches: list[str] | tuple[str, ...] | None = 
     for tok in reversed(tokens):
         members = [lw for lw in lowered if lw.arch.token == tok]
         try:
-            block = _token_block(g, policy, members, _domains([lw.arch for lw in members]))
+            block = _token_block(g, policy, members, _domains([lw.arch for lw in members]), passes)
         except UserError as e:  # an argument expression too large for the scratch memory
             raise CompileError(str(e)) from None
         chain = g.jmp(I.JEQ, tok, block, chain)
     root = g.ld(I.OFF_ARCH, chain)
-    root = drop_redundant_loads(root, None)
-    insns = emit(root)
+    if "drop_redundant_loads" in passes:
+        root = drop_redundant_loads(root, None)
+    insns = emit(root, "reuse_returns" in passes)
     if len(insns) > I.BPF_MAXINSNS:
         raise CompileError(f"program needs {len(insns)} instructions; the kernel accepts at most "
                            f"{I.BPF_MAXINSNS} (split the policy or drop argument rules)")

@@ -3,9 +3,8 @@
 Code is laid out backwards, from the last instruction to the first, so that every jump
 target already has a position when its jump is written (seccomp jumps only go forward).
 A conditional jump reaches at most 255 instructions; a farther target gets a trampoline
-placed right before the jump: a copy of the return when the target is a return (one
-instruction either way, and it saves the extra ``ja`` at run time), an unconditional
-``ja`` (32-bit offset) otherwise.
+placed right before the jump: an unconditional ``ja`` (32-bit offset), or with
+:func:`reuse_returns` a copy of the return when the target is a return.
 """
 from __future__ import annotations
 
@@ -19,7 +18,21 @@ _STEP = {"ld": I.LD | I.W | I.ABS, "alu": I.ALU | I.K, "ldi": I.LD | I.W | I.IMM
          "ldxm": I.LDX | I.W | I.MEM, "tax": I.MISC | I.TAX, "alux": I.ALU | I.X}
 
 
-def emit(root: Node) -> tuple[Insn, ...]:
+def reuse_returns(ret_near: dict[int, int], value: int, here: int, limit: int) -> int | None:
+    """A jump to a return goes to the nearest copy of a return of the same value already
+    placed, when it is within ``limit``; a far one gets a new copy of the return right
+    before the jump instead of a ``ja`` to it (one instruction either way, and one fewer
+    run). Returns the copy's position, or None when a new copy must be placed.
+
+    Sound: a return ends the program with its constant; which copy of it runs cannot
+    matter. ``here`` is the number of instructions placed so far (positions count from the end).
+    """
+    q = ret_near.get(value)
+    return q if q is not None and here - q <= limit else None
+
+
+def emit(root: Node, returns_reused: bool = True) -> tuple[Insn, ...]:
+    """Linear code for the DAG at ``root``; ``returns_reused`` applies :func:`reuse_returns`."""
     rev: list[Insn] = []           # instructions, last first
     pos: dict[int, int] = {}       # id(node) -> position counted from the end (last = 1)
     ret_near: dict[int, int] = {}  # return value -> position of its nearest copy
@@ -29,14 +42,14 @@ def emit(root: Node) -> tuple[Insn, ...]:
         return len(rev)
 
     def target(n: Node) -> int:
-        return ret_near[n.k] if n.kind == "ret" else pos[id(n)]
+        return ret_near[n.k] if n.kind == "ret" and returns_reused else pos[id(n)]
 
     def reach(n: Node, limit: int) -> int:
         """Position of ``n`` or of a trampoline to it, no more than ``limit`` ahead of the next slot."""
         q = target(n)
         if len(rev) - q <= limit:
             return q
-        if n.kind == "ret":
+        if n.kind == "ret" and returns_reused:
             q = place(Insn(I.RET | I.RET_K, 0, 0, n.k))
             ret_near[n.k] = q
             return q
@@ -49,8 +62,9 @@ def emit(root: Node) -> tuple[Insn, ...]:
         if id(n) in pos:
             continue
         if n.kind == "ret":
-            if n.k in ret_near and len(rev) - ret_near[n.k] <= MAX_JUMP:
-                pos[id(n)] = ret_near[n.k]
+            q = reuse_returns(ret_near, n.k, len(rev), MAX_JUMP) if returns_reused else None
+            if q is not None:
+                pos[id(n)] = q
             else:
                 pos[id(n)] = ret_near[n.k] = place(Insn(I.RET | I.RET_K, 0, 0, n.k))
             continue

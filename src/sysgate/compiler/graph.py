@@ -1,20 +1,23 @@
 """The program as a DAG of nodes before it has addresses.
 
 Lowered decisions become nodes here: loads, ALU steps, conditional jumps and returns.
-Nodes are hash-consed, so identical tails (the same return, the same argument check for
-two syscalls) exist once and become one piece of code. Peepholes that need the graph
-(dropping a load whose word is already in A, folding a jump whose two edges agree) run
-here, before emission fixes positions.
+The optimizations that work on nodes are named functions below, each listed in
+:data:`sysgate.compiler.passes.PASSES`: some choose cheaper code while nodes are made
+(:func:`fold_constants`, :func:`cheaper_masked_tests`, :func:`skip_decided_high_words`,
+:func:`group_equality_tests`), two rewrite each node as it is made, bottom-up
+(:func:`fold_equal_branches`, :func:`share_identical_code`: identical tails exist once and
+become one piece of code), one rewrites the finished DAG (:func:`drop_redundant_loads`).
+A :class:`Graph` made with none of them builds the straightforward program.
 """
 from __future__ import annotations
-
-TYPE_CHECKING = False  # importing typing costs milliseconds on every start
-if TYPE_CHECKING:
-    from typing import Callable, Iterator
 
 from ..bpf import insn as I
 from ..errors import UserError
 from ..policy import Compare, Condition, Op, Term
+
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 U32 = 0xFFFFFFFF
 
@@ -22,7 +25,7 @@ U32 = 0xFFFFFFFF
 class Node:
     __slots__ = ("kind", "k", "t", "f", "op", "key")
 
-    def __init__(self, kind: str, op: int, k: int, t: "Node | None", f: "Node | None") -> None:
+    def __init__(self, kind: str, op: int, k: int, t: Node | None, f: Node | None) -> None:
         # "ret" | "ld" | "alu" | "jmp", and for argument-to-argument compares "ldi" (A = k),
         # "st" (M[k] = A), "ldxm" (X = M[k]), "tax" (X = A), "alux" (A op= X), "jmpx" (A op X)
         self.kind = kind
@@ -32,7 +35,7 @@ class Node:
         self.f = f  # fall-through edge for jmp
         self.key = (kind, op, k, id(t), id(f))
 
-    def succ(self) -> Iterator["Node"]:
+    def succ(self) -> Iterator[Node]:
         if self.t is not None:
             yield self.t
         if self.f is not None:
@@ -42,18 +45,133 @@ class Node:
         return f"<{self.kind} {self.op:#x} {self.k:#x}>"
 
 
-class Graph:
-    """Node factory with hash-consing."""
+# --- passes applied to each node as it is made (bottom-up, so to the whole DAG) -------------
+def fold_equal_branches(t: Node, f: Node) -> Node | None:
+    """A conditional jump whose two edges lead to the same node is that node.
 
-    def __init__(self) -> None:
+    Sound: a jump changes neither A, X nor the scratch memory, so skipping a test whose
+    outcome does not matter leaves every path's effect as it was. Returns the node to use
+    instead of the jump, or None to keep the jump.
+    """
+    return t if t is f else None
+
+
+def share_identical_code(table: dict[tuple, Node], node: Node) -> Node:
+    """Identical nodes exist once (hash-consing): the same return, the same argument check
+    for two syscalls, the same tail of two rules become one piece of code.
+
+    Sound: what a node does is fixed by its kind, operation, constant and successors; nodes
+    are made successors first, so two nodes with equal keys (successors compared by
+    identity) run the same instructions to the same end from every state.
+    """
+    return table.setdefault(node.key, node)
+
+
+# --- passes that choose cheaper code while nodes are made ---------------------------------
+def fold_constants(term: Term, word: int) -> int | None:
+    """The value of ``term``'s low (0) or high (1) word when no argument can change it.
+
+    With it, words of argument expressions are computed at compile time (``x & 0`` is 0,
+    ``x | 0xffffffff`` is all ones, constants combine), a compare of two such words is decided
+    at compile time and an ALU step with its identity (``& 0xffffffff``, ``| 0``) is left out.
+    Sound: AND and OR of 32-bit words are what the BPF ALU computes, and 0 (for AND) and
+    all ones (for OR) absorb whatever the other operand holds.
+    """
+    if term.kind == "const":
+        return (term.value >> (32 * word)) & U32
+    if term.kind == "arg":
+        return None
+    assert term.left is not None and term.right is not None
+    a, b = fold_constants(term.left, word), fold_constants(term.right, word)
+    if a is not None and b is not None:
+        return a & b if term.kind == "&" else a | b
+    clobber = 0 if term.kind == "&" else U32
+    return clobber if clobber in (a, b) else None
+
+
+def cheaper_masked_tests(m: int, v: int) -> tuple[int, int, bool] | None:
+    """``(A & m) == v`` in one jump instead of an AND and a jump: ``(jump op, k, swap edges)``.
+
+    A full mask is ``A == v`` (``jeq v``); a zero value is "no bit of m set" (``jset m`` with
+    the edges swapped); a one-bit mask with ``v == m`` is "that bit set" (``jset m``).
+    Sound: those are the definitions of ``jeq`` and ``jset`` (``A & k != 0``). None: no such form.
+    """
+    if m == U32:
+        return I.JEQ, v, False
+    if v == 0:
+        return I.JSET, m, True
+    if v == m and m & (m - 1) == 0:
+        return I.JSET, m, False
+    return None
+
+
+def skip_decided_high_words(vh: int, mask_hi: int | None) -> str | None:
+    """How much of the test of one word of a 64-bit comparison can be skipped, because its
+    outcome is known (``vh``: the constant's word; ``mask_hi``: the mask's word, None if no mask).
+
+    For ``>``/``>=`` with a high word of 0, any other high word is greater, so one ``jeq 0``
+    suffices ("ne-true"); with a high word of 0xffffffff none is greater ("ne-false"). For
+    masked equality a word whose mask is 0 is not tested at all ("skip"): lowering has
+    proved (:func:`sysgate.compiler.lower._const`) that the value's bits outside the mask
+    are 0, so ``(A & 0) == 0`` always holds.
+    Sound: unsigned 32-bit order and the identity above. None: test the word in full.
+    """
+    if mask_hi is not None:
+        return "skip" if mask_hi == 0 else None
+    if vh == 0:
+        return "ne-true"
+    if vh == U32:
+        return "ne-false"
+    return None
+
+
+def equality_key(conds: tuple, action: object) -> tuple | None:
+    """Rules that are one ``arg == value`` test can share a membership check with their neighbours."""
+    if len(conds) != 1 or isinstance(conds[0], Compare) or conds[0].op is not Op.EQ:
+        return None
+    c = conds[0]
+    return (action, c.arg, c.width, c.value >> 32)
+
+
+def group_equality_tests(rules: tuple) -> list[list[tuple]]:
+    """Neighbouring rules (in precedence order) that each test one argument for equality with
+    a constant, with the same action and the same high word, become one group: one load,
+    one high-word test, then one ``jeq`` per value ("personality(0|8|0x20000|...)").
+
+    Sound: only neighbours are grouped, with the same action, so the first rule that matches
+    still decides; the grouped test holds exactly when one of the rules' tests holds.
+    """
+    groups: list[list[tuple]] = []
+    for conds, action in rules:
+        key = equality_key(conds, action)
+        if key is not None and groups and equality_key(*groups[-1][0]) == key:
+            groups[-1].append((conds, action))
+        else:
+            groups.append([(conds, action)])
+    return groups
+
+
+class Graph:
+    """Node factory; ``passes`` names the optimizations to apply (see :mod:`.passes`)."""
+
+    def __init__(self, passes: frozenset[str]) -> None:
         self._nodes: dict[tuple, Node] = {}
+        on = passes
+        self._share = "share_identical_code" in on
+        self._fold_branches = "fold_equal_branches" in on
+        self._fold_constants = "fold_constants" in on
+        self._cheaper_masked = "cheaper_masked_tests" in on
+        self._skip_high = "skip_decided_high_words" in on
 
     def _make(self, kind: str, op: int, k: int, t: Node | None, f: Node | None) -> Node:
-        key = (kind, op, k, id(t), id(f))
-        n = self._nodes.get(key)
-        if n is None:
-            n = self._nodes[key] = Node(kind, op, k, t, f)
-        return n
+        if self._share:
+            # share_identical_code, inlined for the common case (a node already made): this
+            # runs for every node of every compile.
+            n = self._nodes.get((kind, op, k, id(t), id(f)))
+            if n is not None:
+                return n
+            return share_identical_code(self._nodes, Node(kind, op, k, t, f))
+        return Node(kind, op, k, t, f)
 
     def ret(self, value: int) -> Node:
         return self._make("ret", 0, value & U32, None, None)
@@ -65,7 +183,7 @@ class Graph:
         return self._make("alu", op, k & U32, nxt, None)
 
     def jmp(self, op: int, k: int, t: Node, f: Node) -> Node:
-        if t is f:
+        if self._fold_branches and fold_equal_branches(t, f) is not None:
             return t
         return self._make("jmp", op, k & U32, t, f)
 
@@ -74,7 +192,7 @@ class Graph:
         return self._make(kind, op, k & U32, nxt, None)
 
     def jmpx(self, op: int, t: Node, f: Node) -> Node:
-        if t is f:
+        if self._fold_branches and fold_equal_branches(t, f) is not None:
             return t
         return self._make("jmpx", op, 0, t, f)
 
@@ -141,27 +259,19 @@ class Graph:
             node = self._masked(off, high | 1 << k, v & high | 1 << k, t, node)
         return self._masked(off, m, v, t, node)
 
-    @staticmethod
-    def _wconst(term: Term, word: int) -> int | None:
-        """The value of ``term``'s low (0) or high (1) word when no argument can change it."""
-        if term.kind == "const":
-            return (term.value >> (32 * word)) & U32
-        if term.kind == "arg":
-            return None
-        assert term.left is not None and term.right is not None
-        a, b = Graph._wconst(term.left, word), Graph._wconst(term.right, word)
-        if a is not None and b is not None:
-            return a & b if term.kind == "&" else a | b
-        clobber = 0 if term.kind == "&" else U32
-        return clobber if clobber in (a, b) else None
+    def _wconst(self, term: Term, word: int) -> int | None:
+        """``term``'s word when known at compile time: by :func:`fold_constants`, else only a literal."""
+        if self._fold_constants:
+            return fold_constants(term, word)
+        return (term.value >> (32 * word)) & U32 if term.kind == "const" else None
 
     def _cmp_word(self, jop: int, left: Term, right: Term, word: int, lo_hi: dict[int, tuple[int, int]],
                   t: Node, f: Node) -> Node:
         lc, rc = self._wconst(left, word), self._wconst(right, word)
-        if lc is not None and rc is not None:
+        if lc is not None and rc is not None and self._fold_constants:
             holds = {I.JEQ: lc == rc, I.JGT: lc > rc, I.JGE: lc >= rc}[jop]
             return t if holds else f
-        if lc is not None:  # constant on the left: mirror the test
+        if lc is not None and rc is None:  # constant on the left: mirror the test
             if jop == I.JEQ:
                 return self._cmp_word(jop, right, left, word, lo_hi, t, f)
             # c > R  <=>  not R >= c;  c >= R  <=>  not R > c
@@ -195,7 +305,7 @@ class Graph:
         if lc is not None:
             left, right, lc, rc = right, left, rc, lc
         if rc is not None:
-            if rc == (U32 if op == I.AND else 0):  # identity
+            if rc == (U32 if op == I.AND else 0) and self._fold_constants:  # identity
                 return self._load(left, word, sp, lo_hi, nxt)
             return self._load(left, word, sp, lo_hi, self.alu(op, rc, nxt))
         step = self.op1("alux", 0, nxt, op)
@@ -223,15 +333,17 @@ class Graph:
             return self.ld(hi_off, self.jmp(I.JEQ, vh, lo, f))
         if c.op in (Op.GT, Op.GE):
             lo = self.ld(lo_off, self.jmp(I.JGT if c.op is Op.GT else I.JGE, vl, t, f))
-            if vh == 0:  # hi > 0 already decides "greater"
+            skip = skip_decided_high_words(vh, None) if self._skip_high else None
+            if skip == "ne-true":  # hi > 0 already decides "greater"
                 return self.ld(hi_off, self.jmp(I.JEQ, 0, lo, t))
-            if vh == U32:  # hi can't be greater
+            if skip == "ne-false":  # hi can't be greater
                 return self.ld(hi_off, self.jmp(I.JEQ, U32, lo, f))
             return self.ld(hi_off, self.jmp(I.JGT, vh, t, self.jmp(I.JEQ, vh, lo, f)))
         # MASKED_EQ
         mh, ml = c.mask >> 32, c.mask & U32
-        lo = self._cond32(Op.MASKED_EQ, vl, ml, lo_off, t, f) if ml else t
-        if mh == 0:
+        skip_lo = self._skip_high and skip_decided_high_words(vl, ml) == "skip"
+        lo = t if skip_lo else self._cond32(Op.MASKED_EQ, vl, ml, lo_off, t, f)
+        if self._skip_high and skip_decided_high_words(vh, mh) == "skip":
             return lo  # lowering proved vh == 0
         return self._masked(hi_off, mh, vh, lo, f)
 
@@ -246,12 +358,10 @@ class Graph:
         return node
 
     def _masked(self, off: int, m: int, v: int, t: Node, f: Node) -> Node:
-        if m == U32:
-            return self.ld(off, self.jmp(I.JEQ, v, t, f))
-        if v == 0:
-            return self.ld(off, self.jmp(I.JSET, m, f, t))
-        if v == m and m & (m - 1) == 0:
-            return self.ld(off, self.jmp(I.JSET, m, t, f))
+        one = cheaper_masked_tests(m, v) if self._cheaper_masked else None
+        if one is not None:
+            jop, k, swap = one
+            return self.ld(off, self.jmp(jop, k, f, t) if swap else self.jmp(jop, k, t, f))
         return self.ld(off, self.alu(I.AND, m, self.jmp(I.JEQ, v, t, f)))
 
     def _cond32(self, op: Op, v: int, m: int, off: int, t: Node, f: Node) -> Node:
@@ -297,6 +407,8 @@ def drop_redundant_loads(root: Node, a_at_root: int | None, remake: Callable[[No
     A holds the word last loaded; ALU steps make it unknown, jumps keep it. The meet over
     predecessors of "what A holds" is computed in topological order, then edges into
     bypassable loads are redirected to the load's successor.
+    Sound: the seccomp data a filter reads does not change while it runs, so loading a word
+    that A already holds on every path leaves A, X and the memory as they were.
     """
     order = walk(root)
     UNKNOWN = -1
