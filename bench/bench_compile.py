@@ -149,7 +149,8 @@ OP_NAMES = {Op.EQ: "EQ", Op.NE: "NE", Op.LT: "LT", Op.LE: "LE", Op.GT: "GT", Op.
 def libseccomp_request(policy: Policy) -> dict:
     rules = []
     for r in policy.rules:
-        args = [[c.arg, OP_NAMES[c.op], c.mask, c.value] if c.op is Op.MASKED_EQ else [c.arg, OP_NAMES[c.op], c.value, 0]
+        args = [[c.arg, OP_NAMES[c.op], c.mask, c.value] if c.op is Op.MASKED_EQ
+                else [c.arg, OP_NAMES[c.op], c.value, 0]
                 for c in r.conditions]
         rules.append({"action": r.action.ret, "name": str(r.syscall), "args": args})
     return {"default": policy.default.ret, "badarch": policy.bad_arch.ret, "rules": rules,

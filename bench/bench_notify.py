@@ -54,7 +54,9 @@ TARGET_C = r"""
 
 static long calls;
 static double *lat;
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3; }
+static double now(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
 static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return (x > y) - (x < y); }
 static void *worker(void *a) { (void)a; for (long i = 0; i < calls; i++) syscall(SYS_getppid); return NULL; }
 

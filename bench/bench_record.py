@@ -48,8 +48,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 sys.path.insert(0, SRC)
 
-from sysgate.recorder import record  # noqa: E402
-from sysgate.recorder import tracefs  # noqa: E402
+from sysgate.recorder import (
+    record,  # noqa: E402
+    tracefs,  # noqa: E402
+)
 
 PY = os.path.realpath(sys.executable)
 WORKLOADS = {
@@ -179,7 +181,8 @@ def main() -> None:
             for k, v in WORKLOAD_TIMES.items():  # the command's own time under the recorder, set-up excluded
                 m = statistics.median(v)
                 res[k + " (cmd)"] = {"median_s": round(m, 4), "slowdown": round(m / med["bare"], 2)}
-            res["parts"] = {f"{k} recorder cpu_ms": round(statistics.median(v) * 1000, 1) for k, v in RECORDER_CPU.items()}
+            res["parts"] = {f"{k} recorder cpu_ms": round(statistics.median(v) * 1000, 1)
+                            for k, v in RECORDER_CPU.items()}
             if REMOVAL_TIMES:  # waited for outside the timed region (a thread in the API, detached in the CLI)
                 res["parts"]["tracefs instance removal_ms"] = round(statistics.median(REMOVAL_TIMES) * 1000, 1)
     finally:

@@ -101,7 +101,7 @@ def argument_rules(sizes: list[int], runs: int, tmp: str) -> list[dict]:
         path = os.path.join(tmp, f"rules{n}.json")
         Path(path).write_text(json.dumps(doc))
         result = _compile_file(path)
-        ours = _median(lambda: _compile_file(path), runs)
+        ours = _median(lambda p=path: _compile_file(p), runs)
         peer = None
         if os.path.exists(SYSTEM_PYTHON) and n <= 3000:  # beyond, libseccomp takes minutes
             r = subprocess.run([SYSTEM_PYTHON, "-c", LIBSECCOMP], input=json.dumps({"runs": max(1, runs // 2),
@@ -122,15 +122,14 @@ def and_terms(sizes: list[int], runs: int, tmp: str) -> list[dict]:
         Path(kf).write_text("POLICY p { ALLOW { read(a, b, c, d, e, f) { "
                             + " && ".join(f"{'abcdef'[i % 6]} != {1000 + i}" for i in range(n))
                             + " } } }\nUSE p DEFAULT KILL\n")
-        row["minijail_s"] = _median(lambda: _compile_file(mj), runs)
-        row["kafel_s"] = _median(lambda: _compile_file(kf), runs)
+        row["minijail_s"] = _median(lambda p=mj: _compile_file(p), runs)
+        row["kafel_s"] = _median(lambda p=kf: _compile_file(p), runs)
         out.append(row)
     return out
 
 
 def explain_worst(count: int) -> dict:
     from bpf_random import accepted_program
-
     from sysgate.analysis.explain import explain_programs
     from sysgate.analysis.export import NotExpressible, to_policy
 
@@ -171,7 +170,6 @@ def explain_families(seeds: int) -> dict:
     """Worst explain + render time per adversarial family (wall, and CPU: this process's own time,
     which a loaded machine disturbs less), and how many were explained / refused."""
     from adversarial_programs import FAMILIES, family
-
     from sysgate.analysis.explain import explain_programs
     from sysgate.analysis.symexec import AnalysisError
 

@@ -57,7 +57,8 @@ def build_wheel(out: str) -> str:
         src = tempfile.mkdtemp(prefix="sysgate-src-")  # a copy: the build writes build/ and *.egg-info
         try:
             shutil.copytree(ROOT, src, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+                            ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__",
+                                                          ".pytest_cache"))
             r = subprocess.run([py, "-c", code, out], cwd=src, capture_output=True, text=True, check=False)
         finally:
             shutil.rmtree(src, ignore_errors=True)

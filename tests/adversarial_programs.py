@@ -79,7 +79,7 @@ def _scratch(rng: random.Random, n: int) -> list[Insn]:
     p: list[Insn] = []
     for j in range(4):  # the kernel requires a store before any load of a scratch word
         p += [S(I.LD | I.IMM, j), S(I.ST, j)]
-    for i in range(n):
+    for _i in range(n):
         slot = rng.randrange(4) if rng.random() < 0.3 else 4 + rng.randrange(12)
         arm = [S(I.LD | I.IMM, rng.randrange(4)), S(I.ST, slot)]
         p += [_ld_word(rng), _test(rng, len(arm)), *arm]
@@ -92,7 +92,7 @@ def _scratch(rng: random.Random, n: int) -> list[Insn]:
 
 def _alu(rng: random.Random, n: int) -> list[Insn]:
     p: list[Insn] = [S(I.LDX | I.IMM, 0)]
-    for i in range(n):
+    for _i in range(n):
         if rng.random() < 0.25:  # X survives: a step that changes the final X (rare: 2^k states)
             arm = [S(I.MISC | I.TXA), S(I.ALU | I.OR | I.K, 1 << rng.randrange(3)), S(I.MISC | I.TAX)]
         else:  # a step on A, then A is reloaded: dead

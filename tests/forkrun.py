@@ -30,8 +30,9 @@ import signal
 import struct
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["Outcome", "Child", "start", "run", "read_within"]
 

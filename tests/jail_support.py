@@ -11,7 +11,8 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -186,6 +187,7 @@ def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
     """
     import json  # noqa: F401
     import signal  # noqa: F401
+
     from sysgate.jail import audit_log, cgroups, filters, landlock, netpool  # noqa: F401
 
     filters.get("docker-default")

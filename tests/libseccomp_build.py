@@ -98,7 +98,7 @@ def build(policies: list[Policy], optimize: int = 0) -> list[tuple | str]:
     return out
 
 
-def zero_extended(a: "A.Arch | str", nr: int, args: list[int]) -> list[int]:
+def zero_extended(a: A.Arch | str, nr: int, args: list[int]) -> list[int]:
     """``args`` as the kernel's handler of call ``nr`` sees them, written as libseccomp reads that
     value: the high word of each argument a 64-bit ABI's handler reads as 32 bits cleared, and
     the bits above 16 of each argument any ABI's handler reads as 16 bits (``umode_t``, the 16-bit

@@ -22,18 +22,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import libseccomp_build as LB
+from forkrun import run
+from strategies import EDGES, actions, conditions
 from sysgate import arch as A
 from sysgate.arch.multiplexed import IPC, SOCKETCALL
 from sysgate.bpf.emulator import check, emulate
 from sysgate.bpf.insn import decode
 from sysgate.compiler import compile_policy
-from sysgate.policy import ALLOW, KILL_PROCESS, LOG, TRAP, Action, ActionKind, Condition, Op, Policy, Rule, errno
 from sysgate.compiler.lower import narrow_args
+from sysgate.policy import ALLOW, KILL_PROCESS, LOG, TRAP, Action, Condition, Op, Policy, Rule, errno
 from sysgate.reference import evaluate
-
-import libseccomp_build as LB
-from forkrun import run
-from strategies import EDGES, actions, conditions
 
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1

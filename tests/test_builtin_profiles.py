@@ -19,10 +19,11 @@ from sysgate.analysis.equivalence import sampled_equivalent
 from sysgate.compiler import compile_policy
 from sysgate.formats import ProfileError
 from sysgate.formats.registry import read_bytes, write
-from sysgate.policy import ALLOW, KILL_PROCESS, Action, ActionKind, Policy, Rule, errno as errno_action
+from sysgate.policy import ALLOW, KILL_PROCESS, Action, ActionKind, Policy, Rule
+from sysgate.policy import errno as errno_action
 from sysgate.profiles import BUILTINS, apply_modifiers, builtin_names, builtin_path, resolve
-from sysgate.profiles.hardening import HARDENED
 from sysgate.profiles.bootstrap import DEFERRED, python_argv
+from sysgate.profiles.hardening import HARDENED
 from sysgate.reference import evaluate
 
 linux_x86_64 = pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().machine != "x86_64",
@@ -164,9 +165,9 @@ def test_python_profile_through_the_bootstrap(tmp_path: Path) -> None:
     """A fresh interpreter: the jail's path. The filter arrives on a descriptor and is installed
     before the program runs; the program then cannot exec, open sockets or unshare."""
     script = tmp_path / "job.py"
-    script.write_text("import json, sys, os\nsys.path.insert(0, %r)\nfrom test_builtin_profiles import "
+    script.write_text(f"import json, sys, os\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom test_builtin_profiles import "
                       "_python_workload\nresult = _python_workload()\nresult['argv'] = sys.argv\n"
-                      "print(json.dumps(result))\n" % str(Path(__file__).parent))
+                      "print(json.dumps(result))\n")
     prog = compile_policy(resolve("python")).to_bytes()
     r, w = os.pipe()
     os.write(w, prog)

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import sysgate
 from sysgate import cli

@@ -16,11 +16,10 @@ import tempfile
 
 import pytest
 
+import forkrun
 from sysgate.bpf.emulator import emulate
 from sysgate.bpf.insn import RET_ALLOW, RET_KILL_THREAD, decode
 from sysgate.compat import seccomp as S
-
-import forkrun
 
 LINUX_X86_64 = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
 

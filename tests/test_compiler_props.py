@@ -11,13 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from strategies import NAMES, boundary_args, policies
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.compiler import CompileError, compile_policy
 from sysgate.policy import ALLOW, Action, ActionKind, Condition, Op, Policy, Rule, errno
 from sysgate.reference import evaluate
-
-from strategies import EDGES, NAMES, boundary_args, policies
 
 U64 = (1 << 64) - 1
 

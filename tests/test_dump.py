@@ -13,7 +13,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import libseccomp_build  # noqa: E402
 from forkrun import read_within, start  # noqa: E402
-
 from sysgate.compiler import compile_policy  # noqa: E402
 from sysgate.policy import Action, ActionKind, Condition, Op, Policy, Rule  # noqa: E402
 

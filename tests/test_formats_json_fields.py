@@ -194,8 +194,7 @@ def test_includes_excludes_validated_even_when_not_reached(filt: dict, where: st
 
 
 def test_capability_table_matches_the_header_table() -> None:
-    from sysgate import capabilities
-    from sysgate import constants
+    from sysgate import capabilities, constants
 
     header = {n: constants.lookup(n, "x86_64") for n in constants.names("x86_64")
               if n.startswith("CAP_") and n != "CAP_LAST_CAP"}

@@ -24,7 +24,6 @@ import pytest
 from sysgate.errors import UserError
 from sysgate.formats import ProfileWarning
 from sysgate.formats.registry import read_bytes
-
 from test_formats_fuzz import alarm, cli_compile_and_convert
 
 CASES = int(os.environ.get("SYSGATE_FUZZ_CASES", "1500"))

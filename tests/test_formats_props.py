@@ -10,8 +10,21 @@ from strategies import EDGES, NAMES, actions, conditions
 from sysgate.analysis.equivalence import sampled_differences, sampled_equivalent
 from sysgate.formats import logic as L
 from sysgate.formats.registry import read_bytes, write
-from sysgate.policy import (ALLOW, KILL_PROCESS, KILL_THREAD, NOTIFY, TRAP, Action, ActionKind, Condition, Op,
-                            Policy, Rule, errno, trace)
+from sysgate.policy import (
+    ALLOW,
+    KILL_PROCESS,
+    KILL_THREAD,
+    NOTIFY,
+    TRAP,
+    Action,
+    ActionKind,
+    Condition,
+    Op,
+    Policy,
+    Rule,
+    errno,
+    trace,
+)
 from sysgate.reference import condition_holds, evaluate
 
 U64 = (1 << 64) - 1

@@ -44,8 +44,7 @@ def one_error(err: str, *fragments: str) -> None:
 
 
 def sub(*argv: str, stdin: object = None, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sysgate", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=stdin if stdin is not None else subprocess.DEVNULL, timeout=timeout, **kw)
+    return subprocess.run([sys.executable, "-m", "sysgate", *argv], capture_output=True, stdin=stdin if stdin is not None else subprocess.DEVNULL, timeout=timeout, **kw)
 
 
 # ------------------------------------------------------------------ the kernel's verdict

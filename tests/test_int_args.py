@@ -19,16 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import libseccomp_build as LB
+from forkrun import run
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.compiler import compile_policy
 from sysgate.compiler.lower import SEXT_MIN, narrow_args
-from sysgate.policy import (ALLOW, KILL_PROCESS, TRAP, Action, Compare, Condition, Op, Policy, Rule, Term,
-                            errno)
+from sysgate.policy import ALLOW, KILL_PROCESS, TRAP, Action, Compare, Condition, Op, Policy, Rule, Term, errno
 from sysgate.reference import evaluate
-
-import libseccomp_build as LB
-from forkrun import run
 
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1

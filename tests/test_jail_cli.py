@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from jail_support import ROOT, TESTS, needs_userns, no_leftovers  # noqa: F401
-
 from sysgate import cli as sysgate_cli
 from sysgate.commands.run import COMMAND_FLAGS, flags, options_from_args
 from sysgate.jail import cgroups

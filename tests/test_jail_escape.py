@@ -13,7 +13,6 @@ import socket
 import pytest
 
 from jail_support import PROBE, PY, SYSTEM_PY, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
-
 from sysgate.jail import run
 
 pytestmark = [needs_userns, pytest.mark.usefixtures("no_leftovers")]

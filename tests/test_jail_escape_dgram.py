@@ -16,10 +16,10 @@ import struct
 import subprocess
 import tempfile
 
-import forkrun
 import pytest
-from jail_support import PY, ROOT, needs_userns, open_to_others
 
+import forkrun
+from jail_support import PY, ROOT, needs_userns, open_to_others
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 

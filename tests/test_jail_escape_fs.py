@@ -20,11 +20,8 @@ import time
 
 import pytest
 
-from jail_support import PROBE, PY, ROOT, SYSTEM_PY, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
-from jail_support import sysgate_cgroups
-
-from sysgate.jail import Options, SandboxError, run
-from sysgate.jail import filters, namespaces
+from jail_support import PROBE, PY, ROOT, SYSTEM_PY, as_nobody, needs_root, needs_userns, no_leftovers, sysgate_cgroups  # noqa: F401
+from sysgate.jail import Options, SandboxError, filters, namespaces, run
 
 pytestmark = [needs_userns, pytest.mark.usefixtures("no_leftovers")]
 
@@ -221,7 +218,7 @@ def test_python_profile_planted_modules_run_only_under_the_filter(scratch: str) 
         for n in names:
             with open(os.path.join(d, n + ".py"), "w") as f:
                 f.write(PLANTED % where)
-    for d, _, files in os.walk(scratch):
+    for d, _, _files in os.walk(scratch):
         os.chmod(d, 0o777)
     job = ("with open('/proc/self/status') as f: st = dict(l.split(':', 1) for l in f.read().splitlines() "
            "if l.startswith('Seccomp'))\nimport posix\ntry:\n    posix.execv('/bin/true', ['true'])\n"

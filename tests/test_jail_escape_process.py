@@ -23,7 +23,6 @@ import pytest
 
 import forkrun
 from jail_support import PY, ROOT, SYSTEM_PY, as_nobody, drop_to_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
-
 from sysgate.jail import Sandbox, run
 from sysgate.jail.result import SandboxError
 

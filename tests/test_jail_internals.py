@@ -9,14 +9,13 @@ import sys
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jail_support import PY, ROOT, needs_userns, no_leftovers  # noqa: F401
-
 from sysgate.jail import JailConfigError, Options, Sandbox, filters, netpool, run, runner
 from sysgate.jail.options import Bind, parse_bind, parse_rlimit, parse_size, parse_tmpfs
 from sysgate.jail.result import RunResult, SandboxError
-
 
 # -- options --------------------------------------------------------------------------------------
 
@@ -93,7 +92,7 @@ def test_filter_cache_memory_and_disk(tmp_path, monkeypatch) -> None:
     assert fresh.data == a.data and fresh.supervisor_safe == a.supervisor_safe   # a hit is what a compile gives
 
 
-def _tamper_and_reload(path, how: str) -> "filters.FilterProgram":
+def _tamper_and_reload(path, how: str) -> filters.FilterProgram:
     blob = bytearray(path.read_bytes())
     if how == "flip-program-byte":
         blob[-3] ^= 0x40

@@ -11,7 +11,6 @@ import pytest
 
 import forkrun
 from jail_support import PY, ROOT, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
-
 from sysgate.jail import Sandbox, SandboxError, cgroups, run
 from sysgate.jail.options import Options
 

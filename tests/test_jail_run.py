@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from jail_support import PY, ROOT, SYSTEM_PY, TESTS, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
-
 import sysgate
+from jail_support import PY, ROOT, SYSTEM_PY, TESTS, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
 from sysgate.arch import native as sysgate_arch
 from sysgate.jail import PIPE, JailConfigError, RunResult, Sandbox, SandboxError, run
 

@@ -14,8 +14,8 @@ import sys
 import tempfile
 
 import pytest
-from jail_support import PY, ROOT, needs_userns, open_to_others
 
+from jail_support import PY, ROOT, needs_userns, open_to_others
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 

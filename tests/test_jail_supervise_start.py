@@ -10,8 +10,8 @@ import _thread
 import time
 
 import pytest
-from jail_support import PY, needs_userns
 
+from jail_support import PY, needs_userns
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 

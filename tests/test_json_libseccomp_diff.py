@@ -22,11 +22,15 @@ import json
 import os
 import random
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+import libseccomp_build as LB
+import runc_resolve as R
+from libseccomp_build import zero_extended
 from sysgate import arch as A
 from sysgate.bpf.emulator import emulate
 from sysgate.bpf.insn import decode
@@ -34,10 +38,6 @@ from sysgate.compiler import compile_policy
 from sysgate.formats import ProfileError, ProfileWarning
 from sysgate.formats import docker as D
 from sysgate.policy import Op
-
-import libseccomp_build as LB
-from libseccomp_build import zero_extended
-import runc_resolve as R
 
 SHARED = Path(os.environ.get("SYSGATE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 CORPUS = SHARED / "corpus"

@@ -23,17 +23,17 @@ from pathlib import Path
 import pytest
 
 import kafel_oracle as K
+from libseccomp_build import zero_extended
 from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
 from sysgate.compiler import compile_policy
 from sysgate.formats import ProfileError
 from sysgate.formats import kafel as kafel_fmt
-from sysgate.formats.kafel_syscalls import ARCHES as KAFEL_ARCHES, table as kafel_table
+from sysgate.formats.kafel_syscalls import ARCHES as KAFEL_ARCHES
+from sysgate.formats.kafel_syscalls import table as kafel_table
 from sysgate.formats.registry import write
 from sysgate.policy import Action
-
-from libseccomp_build import zero_extended
 
 SHARED = K.SHARED
 REAL = SHARED / "corpus" / "realworld" / "kafel-tests"

@@ -20,15 +20,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from forkrun import run
+from strategies import boundary_args, conditions
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.compiler import compile_policy
-from sysgate.policy import (ALLOW, KILL_PROCESS, KILL_THREAD, LOG, NOTIFY, TRAP, Action, ActionKind, Condition,
-                            Op, Policy, Rule, errno, trace)
+from sysgate.policy import (
+    ALLOW,
+    KILL_PROCESS,
+    KILL_THREAD,
+    LOG,
+    NOTIFY,
+    TRAP,
+    Action,
+    ActionKind,
+    Condition,
+    Op,
+    Policy,
+    Rule,
+    errno,
+    trace,
+)
 from sysgate.reference import evaluate
-
-from forkrun import run
-from strategies import EDGES, boundary_args, conditions
 
 pytestmark = pytest.mark.skipif(A.native().name != "x86_64", reason="kernel tests are written for x86_64")
 
@@ -153,7 +166,7 @@ def test_random_policies_kernel_agrees_with_reference_and_emulator(policy: Polic
     bounds = boundary_args(policy)
     named = [r.syscall for r in policy.rules]
     calls: list[tuple[str, list[int]]] = []
-    for i in range(40):
+    for _i in range(40):
         name = rnd.choice(named) if rnd.random() < 0.8 else rnd.choice(HARMLESS)
         args = [rnd.choice(bounds) if rnd.random() < 0.8 else rnd.randrange(0, 1 << 64) for _ in range(6)]
         calls.append((str(name), args))
@@ -182,7 +195,7 @@ def test_each_comparison_edge_on_the_kernel() -> None:
     policy = Policy(ALLOW, tuple(rules), ("x86_64",))
     prog = compile_policy(policy)
     calls = []
-    for i, op in enumerate(Op):
+    for i, _op in enumerate(Op):
         for j in range(len(values)):
             for v in sorted({(x + d) & U64 for x in values for d in (-1, 0, 1)}):
                 calls.append((nr, [v, 100 * i + j]))
@@ -240,7 +253,7 @@ def test_int80_follows_x86_rules(abi: dict[str, bool]) -> None:
     calls = [(X86.nr("getpid"), 7), (X86.nr("getpid"), 8), (X86.nr("getppid"), 7), (X86.nr("getuid"), 0),
              (X86.nr("getuid32"), 0), (X64.nr("getuid"), 0)]  # i386 102 is socketcall: not getuid there
     pid, got = run(_int80_child, prog.to_bytes(), calls).unwrap()
-    for (nr, a0), result in zip(calls, got):
+    for (nr, a0), _result in zip(calls, got):
         _agree(policy, prog.insns, "x86", nr, [a0])
     assert got[0] == -1111 and got[1] == pid
     assert got[2] == os.getpid()  # the child's parent is us

@@ -27,7 +27,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from bpf_random import program
 from forkrun import run, start
-
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import InvalidProgram, check
 from sysgate.kernel.syscall import nr, prctl, syscall
@@ -146,7 +145,7 @@ def test_listener_trick_matches_real_installs() -> None:
         shared = mmap.mmap(-1, 1)
         shared[0] = 3
 
-        def child(data: bytes = I.encode(p)) -> None:
+        def child(data: bytes = I.encode(p), shared: mmap.mmap = shared) -> None:
             prctl(38, 1)
             _real_install(data, shared)
 

@@ -29,12 +29,15 @@ from __future__ import annotations
 import json
 import os
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import libseccomp_build as LB
+from libseccomp_build import zero_extended
+from strategies import EDGES, boundary_args
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.bpf.insn import decode
@@ -42,10 +45,6 @@ from sysgate.compiler import compile_policy
 from sysgate.compiler.lower import SEXT_MIN
 from sysgate.formats.argnames import ARGS
 from sysgate.policy import Action, ActionKind, Condition, Op, Policy, Rule
-
-import libseccomp_build as LB
-from libseccomp_build import zero_extended
-from strategies import EDGES, boundary_args
 
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from libseccomp_build import zero_extended
 from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
@@ -31,8 +32,6 @@ from sysgate.formats import ProfileError
 from sysgate.formats import minijail as mj
 from sysgate.formats.registry import write
 from sysgate.policy import Action
-
-from libseccomp_build import zero_extended
 
 SHARED = Path(os.environ.get("SYSGATE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 ORACLE = SHARED / "oracles" / "minijail-tools"

@@ -8,11 +8,11 @@ import socket
 import time
 
 import pytest
-from test_notify import DUP, GETPID, GETPPID, GETUID, _errno_of, _target, _wait
 
 from sysgate.kernel.seccomp import features
 from sysgate.kernel.syscall import syscall
 from sysgate.notify import ALLOW, Fail, InjectFd, Return, Supervisor
+from test_notify import DUP, GETPID, GETPPID, GETUID, _errno_of, _target, _wait
 
 pytestmark = pytest.mark.skipif(not features().user_notif, reason="kernel without seccomp user notification")
 

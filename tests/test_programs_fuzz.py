@@ -21,7 +21,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bpf_random import accepted_program, program
-
 from sysgate.analysis.audit import audit
 from sysgate.analysis.diff import diff
 from sysgate.analysis.explain import explain_programs

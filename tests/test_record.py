@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from jail_support import PY, ROOT, as_nobody, needs_userns, no_leftovers  # noqa: F401
-
 import sysgate
+from jail_support import PY, ROOT, as_nobody, needs_userns, no_leftovers  # noqa: F401
 from sysgate.arch import get as get_arch
 from sysgate.arch import native
 from sysgate.policy import ActionKind, Condition, Op, Policy, Rule, errno
-from sysgate.recorder import CommandNotStarted, RecordingInterrupted, record
-from sysgate.recorder import tracefs
+from sysgate.recorder import CommandNotStarted, RecordingInterrupted, record, tracefs
 from sysgate.recorder.launch import elf_arch
 from sysgate.reference import evaluate
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 import pytest
 
 from jail_support import PY
-
 from sysgate.policy import ActionKind, Policy
-from sysgate.recorder import record
-from sysgate.recorder import tracefs
+from sysgate.recorder import record, tracefs
 
 NO_TRACEFS = tracefs.available() is not None
 METHODS = [pytest.param("tracefs", marks=pytest.mark.skipif(NO_TRACEFS, reason="tracefs needs root")), "ptrace"]

@@ -17,7 +17,6 @@ import random
 import pytest
 
 import kafel_oracle as K
-from test_formats_fuzz import alarm
 from sysgate import arch as A
 from sysgate.bpf import insn as I
 from sysgate.bpf.emulator import emulate
@@ -28,6 +27,7 @@ from sysgate.formats import ProfileError
 from sysgate.formats.registry import read_bytes
 from sysgate.policy import Action
 from sysgate.reference import evaluate
+from test_formats_fuzz import alarm
 
 CASES = int(os.environ.get("SYSGATE_FUZZ_CASES") or 0)
 LIMIT_S = 5

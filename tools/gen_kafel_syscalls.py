@@ -59,7 +59,7 @@ def render(root: Path) -> str:
               "        got = _PARSED[arch] = {}",
               "        for line in _TEXT[arch].splitlines():",
               "            name, nr, *spec = line.split(\" \")",
-              "            args = tuple((a, int(b)) for a, _, b in (x.partition(\":\") for x in spec[0].split(\",\"))) \\",
+              "            args = tuple((a, int(b)) for a, _, b in (x.partition(\":\") for x in spec[0].split(\",\"))) \\",  # noqa: E501 (the generated line)
               "                if spec else ()",
               "            got[name] = (int(nr), args)",
               "    return got",
