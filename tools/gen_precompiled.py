@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the precompiled built-in programs the jail ships: src/sysgate/profiles/compiled/STEM.MACHINE.bpf.
+"""Write the precompiled built-in programs sysgate ships (the jail's and ``sysgate compile NAME``'s, see
+sysgate.precompiled): src/sysgate/profiles/compiled/STEM.MACHINE.bpf.
 
 Run after changing a built-in profile, the hardening overlay or the compiler:
 
@@ -15,7 +16,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from sysgate.jail.filters import PRECOMPILED, precompile, precompiled_path  # noqa: E402
+from sysgate.jail.filters import precompile  # noqa: E402
+from sysgate.precompiled import SHIPPED, path as precompiled_path  # noqa: E402
 
 #: Machines (``uname -m``) programs are shipped for; elsewhere the jail compiles and caches.
 MACHINES = ("x86_64", "aarch64")
@@ -23,7 +25,7 @@ MACHINES = ("x86_64", "aarch64")
 
 def main() -> int:
     for machine in MACHINES:
-        for stem in PRECOMPILED:
+        for stem in SHIPPED:
             path = precompiled_path(stem, machine)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             data = precompile(stem, machine)

@@ -53,7 +53,31 @@ def format_c(insns: Sequence[I.Insn], name: str = "filter", comment: str = "") -
     return "\n".join(lines)
 
 
+def _compile_shipped(args: Any) -> bool:
+    """``sysgate compile BUILTIN`` with no option that changes the program: write the shipped
+    precompiled program (the same bytes, checked by tests/test_precompiled.py) without loading the
+    policy model or the compiler. False when this does not apply or the file fails a check."""
+    given = (args.arch, args.caps, args.thread, getattr(args, "profile_name", None))
+    if args.format not in ("raw", "hex") or any(v is not None for v in given) or args.allow or args.deny \
+            or getattr(args, "skip_unknown", False) or getattr(args, "no_optimize", False) or args.verbose:
+        return False  # (``--caps ""`` is an option too: no capabilities)
+    from ..precompiled import compile_default
+
+    data = compile_default(args.profile)
+    if data is None:
+        return False
+    if args.format == "hex":
+        write_output(args.output, data.hex() + "\n")
+        return True
+    if args.output in (None, "-") and sys.stdout.isatty():
+        raise UserError("refusing to write binary BPF to a terminal; use -o FILE or --format hex|c|disasm")
+    write_output(args.output, data)
+    return True
+
+
 def cmd_compile(args: Any) -> int:
+    if _compile_shipped(args):
+        return 0
     from ..compiler import compile_policy
     from ..profiles import resolve
 

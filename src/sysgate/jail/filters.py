@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 
+from .. import precompiled as _pre
 from .._startup import ctypes
 from ..kernel.syscall import SockFprog
 
@@ -251,7 +252,7 @@ _CODE = ("policy.py", "immutable.py", "errors.py", "syscall_groups.py", "syscall
          "formats", "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
          "bpf/decoder.py",
          "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py", "multiplexing.py", "capabilities.py",
-         "_startup.py", "kernel/__init__.py", "kernel/syscall.py")
+         "_startup.py", "kernel/__init__.py", "kernel/syscall.py", "precompiled.py")
 _PKG = os.path.dirname(_PROFILES_DIR)
 
 
@@ -388,68 +389,34 @@ def _store_disk(prog: FilterProgram) -> None:
         os.close(jail)
 
 
-# --- precompiled built-ins -----------------------------------------------------------------------
+# --- precompiled built-ins (sysgate.precompiled) --------------------------------------------------
 
-#: Shipped programs: file stem -> (built-in profile, --allow names). Made by tools/gen_precompiled.py.
-PRECOMPILED = {"docker-default": ("docker-default", ()), "python": ("python", ()),
-               "python-exec": ("python", ("execve", "execveat")), "strict": ("strict", ())}
-_PRE_MAGIC = b"sysgate-precompiled-1\n"
-_COMPILED_DIR = os.path.join(_PROFILES_DIR, "compiled")
-
-
-def precompiled_path(stem: str, machine: str | None = None) -> str:
-    return os.path.join(_COMPILED_DIR, f"{stem}.{machine or os.uname().machine}.bpf")
-
-
-def _source_digest(name: str) -> bytes:
-    """sha256 of what a built-in's program is made from besides the compiler: its file and the overlay."""
-    h = _sha256(b"")
-    for rel in (name + ".json", "hardening.py"):
-        with open(os.path.join(_PROFILES_DIR, rel), "rb") as f:
-            h.update(f.read())
-    return h.digest()
+#: The jail's shipped programs: file stem -> (built-in profile, --allow names).
+PRECOMPILED = _pre.JAIL
+precompiled_path = _pre.path
 
 
 def _load_precompiled(profile: str, allow: tuple) -> FilterProgram | None:
     stem = next((k for k, v in PRECOMPILED.items() if v == (profile, tuple(allow))), None)
-    if stem is None:
+    got = _pre.read(stem) if stem is not None else None
+    if got is None:
         return None
-    try:
-        fd = os.open(precompiled_path(stem), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022 or st.st_size > 1 << 20:
-            return None
-        blob = os.read(fd, st.st_size + 1)
-        digest = _source_digest(profile)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    n = len(_PRE_MAGIC)
-    if blob[:n] != _PRE_MAGIC or blob[n:n + 32] != digest or blob[n + 32:n + 33] not in (b"\0", b"\1"):
-        return None
-    data = blob[n + 33:]
-    if not data or len(data) % 8:
-        return None
-    return FilterProgram(data, blob[n + 32:n + 33] == b"\1", "precompiled:" + stem)
+    return FilterProgram(got[0], got[1], "precompiled:" + stem)
 
 
 def precompile(stem: str, machine: str | None = None) -> bytes:
-    """The bytes of the shipped file ``stem`` for ``machine`` (default: this one), compiled afresh."""
-    from ..arch import get as arch_get
+    """The bytes of the shipped file ``stem`` (any of :data:`sysgate.precompiled.SHIPPED`) for
+    ``machine`` (default: this one), compiled afresh."""
+    from ..arch import from_machine
     from ..compiler import compile_policy
     from ..profiles import resolve
 
-    profile, allow = PRECOMPILED[stem]
-    machine = machine or os.uname().machine
-    a = arch_get({"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)).name
-    policy = apply_modifiers(resolve(profile, arch=a, caps=[]), allow, (), None)
+    profile, allow, docker_caps = _pre.SHIPPED[stem]
+    a = from_machine(machine or os.uname().machine).name
+    policy = apply_modifiers(resolve(profile, arch=a, caps=None if docker_caps else []), allow, (), None)
     compiled = compile_policy(policy)
     flag = b"\1" if supervisor_safe(compiled.insns, a) else b"\0"
-    return _PRE_MAGIC + _source_digest(profile) + flag + compiled.to_bytes()
+    return _pre.MAGIC + _pre.source_digest(profile) + flag + compiled.to_bytes()
 
 
 def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], action: str | None) -> Any:
