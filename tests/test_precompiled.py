@@ -4,7 +4,6 @@ fails here)."""
 from __future__ import annotations
 
 import os
-
 import subprocess
 import sys
 

@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from sysgate.jail.filters import precompile  # noqa: E402
-from sysgate.precompiled import SHIPPED, path as precompiled_path  # noqa: E402
+from sysgate.precompiled import SHIPPED  # noqa: E402
+from sysgate.precompiled import path as precompiled_path
 
 #: Machines (``uname -m``) programs are shipped for; elsewhere the jail compiles and caches.
 MACHINES = ("x86_64", "aarch64")
