@@ -13,7 +13,8 @@ policies use: ``O_RDONLY|O_CLOEXEC``, ``~PROT_EXEC``, ``CLONE_NEWUSER|CLONE_NEWN
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 

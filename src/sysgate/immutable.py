@@ -92,7 +92,7 @@ class Record:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
-    def replace(self, **changes: Any) -> "Record":
+    def replace(self, **changes: Any) -> Record:
         """A copy with some fields changed (validated again)."""
         vals = {n: getattr(self, n) for n in self.__slots__}
         vals.update(changes)

@@ -22,7 +22,8 @@ the architectures it concerns and a one-line reason. Checks:
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..policy import ActionKind
 from .domain import M32, WordSet
@@ -150,14 +151,14 @@ class AuditReport:
     def worst(self) -> str | None:
         return self.findings[0].severity if self.findings else None
 
-    def render(self, baseline: "AuditReport | None" = None, baseline_name: str = "docker-default") -> str:
+    def render(self, baseline: AuditReport | None = None, baseline_name: str = "docker-default") -> str:
         lines = [str(f) for f in self.findings] or ["no findings"]
         lines.append(f"summary: {self.summary()}")
         if baseline is not None:
             lines.append(f"for scale, {baseline_name}: {baseline.summary()}")
         return "\n".join(lines) + "\n"
 
-    def to_json(self, baseline: "AuditReport | None" = None) -> dict[str, Any]:
+    def to_json(self, baseline: AuditReport | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {"source": self.source, "findings": [f.to_json() for f in self.findings],
                              "counts": self.counts()}
         if baseline is not None:

@@ -23,7 +23,7 @@ program for every call; the differences left are returned as warnings.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import arch as _arch
 from ..errors import UserError

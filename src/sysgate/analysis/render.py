@@ -6,11 +6,12 @@ simpler equivalent conditions, and arguments are named after the syscall's param
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind
-from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_and, iv_not, iv_norm, iv_or, iv_size
+from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_and, iv_norm, iv_not, iv_or, iv_size
 from .regions import Behaviour, Region
 from .symexec import WORD_ARCH, WORD_NR, Expr, mk
 from .views import View, names_in
@@ -534,7 +535,7 @@ def _token_text(ivs: tuple) -> str:
     return "tokens " + ", ".join(parts) + (", ..." if len(ivs) > 6 else "")
 
 
-def render_explanation(e: "Explanation", arches: Sequence[str] | None = None, *, verbose: bool = False,
+def render_explanation(e: Explanation, arches: Sequence[str] | None = None, *, verbose: bool = False,
                    width: int = 100) -> str:
     """The explanation as text: one block per view, then unreachable code and notes."""
     lines: list[str] = []
@@ -553,7 +554,7 @@ def render_explanation(e: "Explanation", arches: Sequence[str] | None = None, *,
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_view(e: "Explanation", view: View, verbose: bool = False, width: int = 100) -> list[str]:
+def render_view(e: Explanation, view: View, verbose: bool = False, width: int = 100) -> list[str]:
     """One view's lines: its header, the syscalls by behaviour, and what everything else gets."""
     t = e.table(view)
     head = view.label

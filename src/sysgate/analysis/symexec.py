@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 from ..bpf import insn as I
 from ..bpf.decoder import Kind as K

@@ -35,8 +35,9 @@ saying what it would do), which :func:`sysgate.bpf.asm.asm` reads back bit for b
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 from . import insn as I
 from .flow import State, analyze

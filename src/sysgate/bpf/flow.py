@@ -13,7 +13,8 @@ agree" rule.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 
 from . import insn as I
 from .decoder import Kind as K

@@ -25,8 +25,9 @@ sentinel, so a call with another token falls through to the next group.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule

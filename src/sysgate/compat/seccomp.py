@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 from . import _arches as _A
 from . import _db as _D
@@ -436,7 +437,7 @@ class SyscallFilter:
             self._col.reset(action)
         self._changed()
 
-    def merge(self, filter: "SyscallFilter") -> None:
+    def merge(self, filter: SyscallFilter) -> None:
         """Take over the architectures and rules of ``filter``, which is used up. Both must have
         the same default action, NNP and TSYNC settings, byte order, and no arch in common."""
         if not isinstance(filter, SyscallFilter):

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..errors import UserError
-from ..immutable import Record
 from ..formats.argnames import ARGS, UID16
+from ..immutable import Record
 from ..policy import Action, Compare, Condition, Op, Policy, Term
 from .multiplex import multiplexed_rules
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from . import Exported, ProfileError, read_file
 
 __all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "detect_json"]

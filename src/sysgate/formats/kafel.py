@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from ..immutable import Record
+from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 

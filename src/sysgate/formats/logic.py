@@ -11,7 +11,7 @@ be too large to be useful.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import UserError
 from ..policy import Action, Compare, Condition, Op, Rule

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
@@ -551,7 +551,7 @@ def _action_text(a: Action, losses: list[str], where: str) -> str:
             ActionKind.USER_NOTIF: "user-notify"}[a.kind]
 
 
-def _clauses(d: "L.DNF") -> list[str]:
+def _clauses(d: L.DNF) -> list[str]:
     """minijail's OR of ANDs for ``d`` (64-bit conditions, or 32-bit ones on a 32-bit ABI)."""
     clauses = []
     for conj in d:

@@ -24,11 +24,11 @@ writing a policy with those is lossy.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Policy, PolicyError, Rule
 from . import Exported, ProfileError, decode_text, read_file
 
 __all__ = ["SystemdDropIn", "loads", "load", "export", "detect_text", "SYSTEMD_ARCH"]

@@ -48,7 +48,7 @@ __all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache", "mask_paths
            "precompiled_path", "precompile"]
 
 _VERSION = b"sysgate-jail-filter-1"
-_MEM: dict[Any, "FilterProgram"] = {}
+_MEM: dict[Any, FilterProgram] = {}
 
 
 class FilterProgram:

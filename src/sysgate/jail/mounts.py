@@ -48,8 +48,8 @@ import os
 import stat
 
 from .._startup import ctypes
-from ..kernel import syscall as N
 from ..kernel import mount as M
+from ..kernel import syscall as N
 from .options import DEFAULT_TMP_SIZE, JailConfigError, Options
 
 TYPE_CHECKING = False
@@ -109,9 +109,9 @@ class MountPlan:
     tmp_opts: bytes
     user: list[tuple]  # ("bind", src, dst, ro, is_dir) | ("tmpfs", dst, opts)
     cwd: bytes
-    attr_root: "M.MountAttr"  # type: ignore[assignment]
-    attr_ro: "M.MountAttr"  # type: ignore[assignment]
-    attr_rw: "M.MountAttr"  # type: ignore[assignment]
+    attr_root: M.MountAttr  # type: ignore[assignment]
+    attr_ro: M.MountAttr  # type: ignore[assignment]
+    attr_rw: M.MountAttr  # type: ignore[assignment]
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
@@ -321,7 +321,7 @@ def _user_mounts(opts: Options) -> list[tuple]:
     return sorted(out, key=lambda m: m[2 if m[0] == "bind" else 1].count("/"))
 
 
-def _openat2(dirfd: int, path: bytes, how: "M.OpenHow") -> int:
+def _openat2(dirfd: int, path: bytes, how: M.OpenHow) -> int:
     return M.openat2(dirfd, path, how)
 
 
@@ -343,7 +343,7 @@ def _clone_fd(fd: int, what: str) -> int:
         _close(fd)
 
 
-def _setattr(fd: int, attr: "M.MountAttr", what: str) -> None:
+def _setattr(fd: int, attr: M.MountAttr, what: str) -> None:
     N.check(M.mount_setattr(fd, b"", M.AT_EMPTY_PATH | M.AT_RECURSIVE, attr), what)
 
 

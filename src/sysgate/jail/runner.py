@@ -76,9 +76,9 @@ TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any
 
-from ..kernel import syscall as N
 from ..kernel import mount as M
 from ..kernel import process as P
+from ..kernel import syscall as N
 from . import caps as _caps
 from . import mounts as _mounts
 from . import namespaces as _ns
@@ -126,8 +126,8 @@ class Plan:
 
     argv: list[str]
     env: dict[str, str]
-    ns: "_ns.NsPlan"
-    mounts: "_mounts.MountPlan"
+    ns: _ns.NsPlan
+    mounts: _mounts.MountPlan
     cgroup: Any  # cgroups.CgroupSet
     program: Any  # filters.FilterProgram
     fast: bool  # spawn from init with the filter loaded in init

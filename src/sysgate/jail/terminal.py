@@ -22,9 +22,9 @@ The relay ends when the master reports EOF/EIO (every slave closed: the sandbox 
 """
 from __future__ import annotations
 
+import _thread
 import os
 import socket
-import _thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ import errno as E
 import os
 import signal
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..arch import native
 from ..errors import UserError

@@ -11,14 +11,26 @@ import enum
 import errno as E
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
+from typing import Union
 
 from ..bpf import insn as I
 from ..bpf.emulator import InvalidProgram, check
-from .syscall import (PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP,
-                      SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_SET_MODE_FILTER,
-                      SECCOMP_SET_MODE_STRICT, SockFprog, errno_name, prctl, seccomp)
+from .syscall import (
+    PR_GET_NO_NEW_PRIVS,
+    PR_GET_SECCOMP,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_SECCOMP,
+    SECCOMP_GET_ACTION_AVAIL,
+    SECCOMP_GET_NOTIF_SIZES,
+    SECCOMP_SET_MODE_FILTER,
+    SECCOMP_SET_MODE_STRICT,
+    SockFprog,
+    errno_name,
+    prctl,
+    seccomp,
+)
 
 __all__ = [
     "SECCOMP_MODE_DISABLED", "SECCOMP_MODE_STRICT", "SECCOMP_MODE_FILTER",

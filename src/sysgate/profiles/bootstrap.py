@@ -17,7 +17,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs milliseconds on the run path, which imports this module
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 __all__ = ["BOOTSTRAP", "python_argv", "install_in_process", "DEFERRED"]
 

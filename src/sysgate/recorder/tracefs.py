@@ -36,7 +36,7 @@ import re
 import select
 import signal
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..arch import X32_SYSCALL_BIT, native
 from ..arch import get as get_arch
