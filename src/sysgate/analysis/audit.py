@@ -312,7 +312,7 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
     cves: dict[str, list[str]] = {}
     for v in known + [m for m in multi if m.arch is not None]:
         beh = _syscall_behaviours(e, v)
-        for fam, (sev, names, why) in FAMILIES.items():
+        for fam, (sev, names, _why) in FAMILIES.items():
             for name in names:
                 b = beh.get(name)
                 if b is None:

@@ -262,7 +262,7 @@ def _example_json(e: DiffEntry, byteorder: str) -> dict[str, Any] | None:
     for w, a, b in e.examples(byteorder):
         if w is None:
             continue
-        def u64(lo_hi: tuple[int, int]) -> int:
+        def u64(lo_hi: tuple[int, int], w: list[int] = w) -> int:  # w bound now (B023), not looked up later
             return w[lo_hi[0]] | (w[lo_hi[1]] << 32)
         ra, rb = evaluate(a, w), evaluate(b, w)  # computed return values (ret A) made concrete
         return {"arch": w[WORD_ARCH], "nr": w[WORD_NR], "args": [u64(arg_words(i, byteorder)) for i in range(6)],

@@ -589,7 +589,7 @@ def render_view(e: Explanation, view: View, verbose: bool = False, width: int = 
             lst += range_labels(lo, hi, names)
             continue
         if names and len(names) == hi - lo + 1:
-            for nr, n in names:
+            for _nr, n in names:
                 cond_lines.append(f"  {n}: {behaviour_text(b, view, e.byteorder, n, dact)}")
         else:
             label = ", ".join(range_labels(lo, hi, names))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from typing import Union
 
 from ..bpf import insn as I
 from ..bpf.decoder import Kind as K
@@ -43,15 +42,16 @@ from ..bpf.insn import Insn
 from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
-__all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
-           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES", "MAX_STEPS"]
+__all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk",
+           "cmp", "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES",
+           "MAX_STEPS"]
 
 WORD_NR = 0
 WORD_ARCH = 1
 
 # An expression: an int constant, ("w", i) for word i of seccomp_data, ("op", ALU_OP, a, b)
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
-Expr = Union[int, tuple]
+Expr = int | tuple
 
 #: Most paths (leaves) one analysis keeps before refusing (AnalysisError, a ValueError): tables
 #: and text cost about 0.15 ms per leaf, and an exact account of thousands of unrelated paths is
@@ -560,7 +560,7 @@ def witness(doms: dict[int, WordSet], opaque: tuple, seed: int = 0, tries: int =
     base = [0] * 16
     cands: dict[int, list[int]] = {}
     involved: set[int] = set(doms)
-    for op, a, b, _ in opaque:
+    for _op, a, b, _ in opaque:
         involved |= words_of(a) | words_of(b)
     rng = random.Random(seed)
     for w in involved:
@@ -775,7 +775,7 @@ def _joins(prog: Sequence[Insn]) -> set[int]:
     ops = decoded(prog)
     n = len(ops)
     into = [0] * (n + 1)
-    for kind, k, op, jt, jf, _ in ops:
+    for kind, _k, _op, jt, jf, _ in ops:
         if kind in (K.RET_K, K.RET_A, K.RET_X, K.INVALID):
             continue
         into[min(jt, n)] += 1

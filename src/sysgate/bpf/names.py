@@ -12,7 +12,6 @@ argument, or the host's), a name of another architecture is qualified as ``i386.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 from .. import arch as _arch
 from ..arch import Arch, UnknownArch, UnknownSyscall
@@ -23,7 +22,7 @@ __all__ = [
     "default_arches",
 ]
 
-ArchSpec = Union[None, str, Arch, Sequence[str | Arch]]
+ArchSpec = None | str | Arch | Sequence[str | Arch]
 
 # AUDIT_ARCH_* without AUDIT_, as seccomp-tools spells them (ARCH_I386, not ARCH_X86).
 ARCH_CONSTANTS: dict[str, int] = {a.audit[len("AUDIT_"):]: a.token for a in _arch.ARCHES}

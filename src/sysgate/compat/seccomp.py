@@ -190,7 +190,7 @@ def resolve_syscall(arch: Any, syscall: Any) -> Any:
         a = _arch_of(token)
         found = a.resolve_num(num) if a is not None else None
         if found is None:
-            raise ValueError('Unknown syscall %d on arch %d' % (syscall, arch))
+            raise ValueError(f'Unknown syscall {syscall:d} on arch {arch:d}')
         return found.encode("ascii")
     raise TypeError("Syscall must either be an int or str type")
 

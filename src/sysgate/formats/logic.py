@@ -17,8 +17,8 @@ from ..errors import UserError
 from ..policy import Action, Compare, Condition, Op, Rule
 
 __all__ = ["Conj", "DNF", "TRUE", "FALSE", "TooComplex", "absorb", "negate", "and_", "or_", "not_", "simplify",
-           "and_all", "first_match", "first_match_rules", "masked_compare", "as_64bit", "narrow32", "single_arg_options",
-           "strictest_first", "MAX_TERMS", "MAX_WRITTEN"]
+           "and_all", "first_match", "first_match_rules", "masked_compare", "as_64bit", "narrow32",
+           "single_arg_options", "strictest_first", "MAX_TERMS", "MAX_WRITTEN"]
 
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1

@@ -490,7 +490,7 @@ def detect_text(text: str, name: str | None) -> float:
 
 
 def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arches: Iterable[str] | None = None,
-          base_dir: str | None = None, kill: Action = Action(ActionKind.KILL_PROCESS)) -> MinijailPolicy:
+          base_dir: str | None = None, kill: Action = _ACTIONS["kill-process"]) -> MinijailPolicy:
     """Read a policy; named constants are those of ``arch`` (or each of ``arches``: they must agree).
 
     ``@include`` paths are relative to the file (``base_dir`` when ``source`` is not a file).

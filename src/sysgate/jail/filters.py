@@ -508,7 +508,8 @@ def supervisor_safe(insns: Any, arch: str | None = None) -> bool:
         ("execve", ()), ("execveat", ()), ("exit", (0,)), ("exit_group", (127,)),
         # the supervisor while the command runs: waits, signals, the facts of a kill read from /proc
         ("wait4", (2**64 - 1, 0, 1, 0)), ("waitid", (1, 0, 0, 4 | 1 | 0x01000000)), ("rt_sigtimedwait", ()),
-        ("kill", (1, 15)), ("getppid", ()), ("openat", (0, 0, os.O_RDONLY | os.O_CLOEXEC)), ("read", ()), ("readlinkat", ()),
+        ("kill", (1, 15)), ("getppid", ()), ("openat", (0, 0, os.O_RDONLY | os.O_CLOEXEC)), ("read", ()),
+        ("readlinkat", ()),
         ("brk", ()), ("futex", (0, 0x81, 1)), ("futex", (0, 0x80, 0)),
         ("write", ()), ("close", ()),
     ]

@@ -296,7 +296,8 @@ def _masks(root: str | None, user: list[tuple], masks: tuple[str, ...], strict: 
         if root is not None and _under(real, root):
             out.append(os.fsencode("/" + os.path.relpath(real, root)) if root != "/" else os.fsencode(real))
         for u in user:
-            if u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1])) and not (strict and real == os.fsdecode(u[1])):
+            if (u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1]))
+                    and not (strict and real == os.fsdecode(u[1]))):
                 rel = os.path.relpath(real, os.fsdecode(u[1]))
                 out.append(os.fsencode(os.path.normpath(os.path.join(os.fsdecode(u[2]), rel))))
     return [b"/" + o.lstrip(b"/") for o in dict.fromkeys(out)]
@@ -417,7 +418,8 @@ class _Tree:
                 cur = fd
         except OSError as e:
             _close(cur)
-            raise N.KernelError(e.errno, f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
+            raise N.KernelError(e.errno,
+                                f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
         return cur
 
     def tmpfs(self, dst: bytes, opts: bytes, what: str, flags: int = 0, create: bool = True) -> None:

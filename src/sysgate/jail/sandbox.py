@@ -725,7 +725,7 @@ class Sandbox:
             left = None if deadline is None else max(0, deadline - time.monotonic())
             if left == 0:
                 raise TimeoutError(f"sandbox {self.argv[0]!r} still running after {timeout}s")
-            for fd, ev in poller.poll(None if left is None else left * 1000):
+            for fd, _ev in poller.poll(None if left is None else left * 1000):
                 i, f = fds[fd]
                 if i == 0:
                     try:

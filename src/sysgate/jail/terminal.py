@@ -187,7 +187,7 @@ class Relay:
     def _relay_events(self, m: int, events: list, poller: Any) -> None:
         """Copy what ``events`` say is ready; the master's EOF ends the relay (``_master`` -1)."""
         self.sync_size()
-        for fd, ev in events:
+        for fd, _ev in events:
             if fd == m:
                 try:
                     data = os.read(m, 65536)

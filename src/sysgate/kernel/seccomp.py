@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..bpf import insn as I
 from ..bpf.emulator import InvalidProgram, check
@@ -123,7 +122,7 @@ def get_mode() -> int:
                                     "(kernel built without CONFIG_SECCOMP?)") from None
 
 
-Program = Union[bytes, bytearray, memoryview, Sequence[I.Insn]]
+Program = bytes | bytearray | memoryview | Sequence[I.Insn]
 
 
 def _program_bytes(program: Program) -> bytes:

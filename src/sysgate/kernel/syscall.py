@@ -22,11 +22,10 @@ from .._startup import ctypes
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
-    from typing import Union
 
     #: What :func:`syscall` accepts as an argument: an int (passed as a C long, values >= 2**63
     #: are taken as unsigned), ``None`` (NULL), bytes (a pointer to them) or any ctypes object.
-    Arg = Union[int, None, bytes, object]
+    Arg = int | None | bytes | object
 
 __all__ = [
     "NR",

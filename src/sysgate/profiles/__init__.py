@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from ..policy import Action
+
 from ..formats import ProfileError
 from ..policy import Policy
 
