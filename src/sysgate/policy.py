@@ -364,7 +364,7 @@ class Rule(Record):
     _defaults = {"conditions": ()}
     syscall: str | int
     action: Action
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Condition | Compare, ...]
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         if len(args) == 3 and not kw:  # how readers make their hundreds of rules: straight to _check

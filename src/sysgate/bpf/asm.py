@@ -342,9 +342,9 @@ class _Parser:
             self.next()
             rhs = self.x_constexpr(compare=True)
             tern = self.expect("TERN", what="'? label : label'")
-            tt, tf = tern.value  # type: ignore[misc]  # a TERN token's value is (true label, false label)
-            return self.cond_stmt(line, t.value, rhs, 0, self.target(tt, tern.line),
-                                  self.target(tf, tern.line))
+            labels: tuple[str, str] = tern.value  # type: ignore[assignment]  # a TERN's value: (true, false)
+            return self.cond_stmt(line, t.value, rhs, 0, self.target(labels[0], tern.line),
+                                  self.target(labels[1], tern.line))
         self.expect("OP", "=", "'=' or an operator")
         return self.a_rval(line)
 

@@ -78,7 +78,7 @@ def _interval(c: Condition) -> tuple[int, int] | None:
     return None
 
 
-def simplify(conj: Iterable[Condition]) -> Conj | None:
+def simplify(conj: Iterable[Condition | Compare]) -> Conj | None:
     """The conjunction without duplicates and tautologies, or None if it can never hold.
 
     Contradictions are found for the common cases (two different values for one argument,

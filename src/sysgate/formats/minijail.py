@@ -660,12 +660,12 @@ def export(policy: Policy) -> Exported:
         if not denylist and len(chain) > 1 and chain[-1] == (None, Action(ActionKind.ALLOW)):
             chain = _allow_first(chain, exprs, losses, name)
         filters = []
-        for clauses, action in chain:
+        for alts, action in chain:
             act = _action_text(action, losses, name)
-            if clauses is None:
+            if alts is None:
                 filters.append(act)
             else:
-                expr = " || ".join(dict.fromkeys(clauses))
+                expr = " || ".join(dict.fromkeys(alts))
                 filters.append(expr if action.kind is ActionKind.ALLOW else f"{expr}; {act}")
         if not filters:
             continue
