@@ -188,7 +188,7 @@ def _syscall_behaviours(e: Explanation, view: View) -> dict[str, Behaviour]:
 
 def _flags_region(view: View, byteorder: str, arg: int, mask: int) -> Region:
     lo_w, _ = arg_words(arg, byteorder)
-    return Region(((lo_w, WordSet.make(((0, M32),), nes=[(mask, 0)])),), (), 0)  # type: ignore[arg-type]
+    return Region(((lo_w, WordSet.make(((0, M32),), nes=[(mask, 0)])),), (), 0)
 
 
 def _is_allowish(b: Behaviour) -> bool:

@@ -180,7 +180,7 @@ def _flag_names(sysname: str | None, i: int, value: int, view: View) -> str | No
     if not prefix or not value or view.arch is None:
         return None
     try:
-        from ..constants import reverse  # type: ignore[attr-defined]
+        from ..constants import reverse
     except ImportError:
         return None
     try:
@@ -518,7 +518,7 @@ def _wrap(prefix: str, words: list[str], width: int) -> list[str]:
 def _pc_ranges(pcs: list[int]) -> str:
     out = []
     start = prev = pcs[0]
-    for p in pcs[1:] + [None]:  # type: ignore[list-item]
+    for p in pcs[1:] + [None]:
         if p is not None and p == prev + 1:
             prev = p
             continue

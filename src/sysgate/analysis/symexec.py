@@ -337,8 +337,8 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
             bad, keep = (m & k) & ~v, m & ~k  # type: ignore[operator]
         else:  # LSH
             k &= 31  # type: ignore[operator]  # the kernel shifts by X & 31 (a huge k: a huge int here)
-            low = (1 << k) - 1  # type: ignore[operator]
-            m2, v2 = m >> k, v >> k  # type: ignore[operator]
+            low = (1 << k) - 1
+            m2, v2 = m >> k, v >> k
             if v & m & low:
                 return kind == "mne"
             if not m2:
@@ -406,10 +406,10 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
             return None
         out = []
         for lo, hi in c2[1]:  # type: ignore[index]
-            a = lo * k  # type: ignore[operator]
+            a = lo * k
             if a > M32:
                 continue
-            out.append((a, min(M32, hi * k + k - 1)))  # type: ignore[operator]
+            out.append((a, min(M32, hi * k + k - 1)))
         return _c_in(iv_norm(out))
     return None  # MOD
 

@@ -633,7 +633,7 @@ def db_rule_add(db: DBFilter, rule: ApiRule) -> int:
             return 0
         break
     state = _IterState(0, 0, s_iter)
-    rc = _tree_add(_attr_ref(s_iter, "chains"), s_new.chains, state)  # type: ignore[arg-type]
+    rc = _tree_add(_attr_ref(s_iter, "chains"), s_new.chains, state)
     if rc < 0:
         _tree_put(s_new.chains)
         return rc

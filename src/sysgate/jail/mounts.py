@@ -109,9 +109,9 @@ class MountPlan:
     tmp_opts: bytes
     user: list[tuple]  # ("bind", src, dst, ro, is_dir) | ("tmpfs", dst, opts)
     cwd: bytes
-    attr_root: M.MountAttr  # type: ignore[assignment]
-    attr_ro: M.MountAttr  # type: ignore[assignment]
-    attr_rw: M.MountAttr  # type: ignore[assignment]
+    attr_root: M.MountAttr
+    attr_ro: M.MountAttr
+    attr_rw: M.MountAttr
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last

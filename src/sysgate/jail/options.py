@@ -352,7 +352,7 @@ def _check_timeout(v: Any) -> float:
 def _check_launcher(v: Any) -> str:
     if v not in ("auto", "vfork", "fork"):
         raise JailConfigError(f"launcher: {v!r} must be auto, vfork or fork")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _check_allow_paths(v: Any) -> tuple[str, ...]:

@@ -98,7 +98,7 @@ class CommandNotFound(UserError):
 
 def ptrace(request: int, pid: int, addr: object = 0, data: object = 0) -> int:
     """Raw ptrace(2) syscall (not glibc's wrapper: PEEK requests would need a data pointer)."""
-    return syscall(_NR_PTRACE, request, pid, addr, data)  # type: ignore[arg-type]
+    return syscall(_NR_PTRACE, request, pid, addr, data)
 
 
 # ---------------------------------------------------------------------------- attach / detach
@@ -336,7 +336,7 @@ def _is_group_stop(pid: int) -> bool:
     return False
 
 
-def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -> None:  # type: ignore[no-untyped-def]
+def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -> None:
     """Body of the forked tracer process; ``emit(dict)`` streams results to the caller."""
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # caller gone -> tracer gone -> tracees gone (EXITKILL)
     prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of a killed command come to us to be reaped, not to init

@@ -252,7 +252,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 per[nr] = per.get(nr, 0) + 1
                 name = _name(arch, nr)
                 if name in refine.SPECS:
-                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))  # type: ignore[arg-type]
+                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))
             if not interrupted:
                 fast(NR, CONT, pid, 0, 0)
                 continue
