@@ -124,10 +124,11 @@ def attach(pid: int) -> int:
     try:
         ptrace(PTRACE_SEIZE, pid, 0, 0)
     except OSError as e:
-        msg = {E.ESRCH: f"no such process {pid}",
-               E.EPERM: f"not permitted to trace process {pid} (needs CAP_SYS_PTRACE or the same user with "
-                        "kernel.yama.ptrace_scope allowing it; or it is already being traced)"}.get(
-            e.errno, f"cannot attach to process {pid}: {errno_name(e.errno)} ({e.strerror})")
+        msgs: dict[int | None, str] = {
+            E.ESRCH: f"no such process {pid}",
+            E.EPERM: f"not permitted to trace process {pid} (needs CAP_SYS_PTRACE or the same user with "
+                     "kernel.yama.ptrace_scope allowing it; or it is already being traced)"}
+        msg = msgs.get(e.errno, f"cannot attach to process {pid}: {errno_name(e.errno)} ({e.strerror})")
         raise PtraceError(e.errno, msg) from None
     try:
         ptrace(PTRACE_INTERRUPT, pid, 0, 0)
@@ -201,6 +202,7 @@ def get_filters(pid: int) -> list[bytes]:
             except OSError as e:
                 if e.errno == E.ENOENT:  # past the last filter
                     return out
+                assert e.errno is not None  # syscall.check raised it, with the errno set
                 raise _get_filter_error(e.errno, pid, index) from None
             out.append(buf.raw[:count * 8])
     finally:

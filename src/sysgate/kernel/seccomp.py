@@ -82,7 +82,7 @@ class SeccompError(OSError):
     install fail when the kernel names it (the error is then ``ESRCH``, as with TSYNC_ESRCH).
     """
 
-    def __init__(self, errno: int, message: str, *, flags: int = 0, tid: int | None = None) -> None:
+    def __init__(self, errno: int | None, message: str, *, flags: int = 0, tid: int | None = None) -> None:
         super().__init__(errno, message)
         self.flags = flags
         self.tid = tid
@@ -191,11 +191,13 @@ def install(program: Program, flags: int = 0, *, no_new_privs: bool = True) -> i
     try:
         ret = seccomp(SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
     except OSError as e:
+        assert e.errno is not None  # syscall.check raised it, with the errno set
         if e.errno != E.ENOSYS or flags:
             raise _install_error(e.errno, data, flags, "seccomp") from None
         try:
             prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog))
         except OSError as e2:
+            assert e2.errno is not None
             raise _install_error(e2.errno, data, flags, "prctl") from None
         return 0
     if flags & Flag.NEW_LISTENER:

@@ -131,9 +131,11 @@ def check(ret: int, what: str) -> int:
     return ret
 
 
-def errno_name(code: int) -> str:
-    """Symbolic name of an errno value (``"EINVAL"``), or the number if unknown."""
-    return _errno.errorcode.get(code, str(code))
+def errno_name(code: int | None) -> str:
+    """Symbolic name of an errno value (``"EINVAL"``), or the number if unknown.
+
+    ``None`` is taken too: it is the type of ``OSError.errno``, which callers pass on."""
+    return str(code) if code is None else _errno.errorcode.get(code, str(code))
 
 
 #: "relative to the working directory" for the ``*at()`` calls (openat2, the mount API, ...).
