@@ -83,8 +83,8 @@ def table(arch: str | Arch) -> Mapping[str, int]:
         if name == "x86_64":  # the wider header set minijail's constant table draws on (x86_64 only)
             from .arch import constant_tables_host
 
-            for n, v in _parse("".join(constant_tables_host.X86_64)).items():
-                t.setdefault(n, v)
+            for cname, cval in _parse("".join(constant_tables_host.X86_64)).items():
+                t.setdefault(cname, cval)
         _TABLES[name] = t
     from types import MappingProxyType
 

@@ -188,9 +188,9 @@ def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), a
     the profile is compiled afresh each time, so the names left out are known to report."""
     if skip_unknown and isinstance(profile, str):
         unknown: list[str] = []
-        prog = _compile(profile, allow, deny, action, caps, "", unknown)
-        prog.unknown_names = tuple(unknown)
-        return prog
+        fresh = _compile(profile, allow, deny, action, caps, "", unknown)
+        fresh.unknown_names = tuple(unknown)
+        return fresh
     mem_key = (profile if not isinstance(profile, str) else ("spec", profile, _file_stamp(profile)),
                allow, deny, action, caps)
     hit = _MEM.get(mem_key)
@@ -351,7 +351,7 @@ def _load_disk(key: str) -> FilterProgram | None:
     finally:
         os.close(top)
         os.close(jail)
-    if blob is None:
+    if blob is None or secret is None:
         return None
     n = len(_MAGIC)
     head, digest, flag, data = blob[:n], blob[n:n + 32], blob[n + 32:n + 33], blob[n + 33:]
