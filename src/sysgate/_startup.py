@@ -123,8 +123,8 @@ def _mini_ctypes() -> object:
 if TYPE_CHECKING:  # the type checker sees the public modules that these stand in for
     import ctypes
     import signal
-    import socket
-    from hashlib import sha256
+    import socket as socket  # re-exported, lazily at run time (module __getattr__ below)
+    from hashlib import sha256 as sha256
 else:
     if _fast("signal"):
         import _signal as signal

@@ -87,6 +87,7 @@ class RunResult:
     oom_kills: int
     pids_limit_hits: int
     launcher: str
+    denials: list[dict] | None
 
     def __init__(self, argv: list[str], status: str, **kw: Any) -> None:
         self.argv, self.status = argv, status
