@@ -328,26 +328,26 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
                 cves.setdefault(name, []).append(v.label)
     # One finding per family and severity, naming its syscalls (with their conditions).
     fams: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
-    for (severity, fam, name, detail), labels in hits.items():
-        fams.setdefault((severity, fam, tuple(labels)), []).append(name + detail)
-    for (severity, fam, labels), names in fams.items():
+    for (severity, fam, name, detail), hit_labels in hits.items():
+        fams.setdefault((severity, fam, tuple(hit_labels)), []).append(name + detail)
+    for (severity, fam, labels), fam_names in fams.items():
         why = FAMILIES[fam][2]
-        findings.append(Finding(severity, f"dangerous:{fam}", labels, f"{', '.join(names)} allowed: {why}",
-                                [n.split(" ")[0] for n in names]))
+        findings.append(Finding(severity, f"dangerous:{fam}", labels, f"{', '.join(fam_names)} allowed: {why}",
+                                [n.split(" ")[0] for n in fam_names]))
     by_arches: dict[tuple[str, ...], list[str]] = {}
-    for name, labels in cves.items():
-        by_arches.setdefault(tuple(labels), []).append(name)
-    for labels, names in by_arches.items():
-        findings.append(Finding("info", "cve-history", labels, "allowed syscalls with a kernel CVE history: "
-                                + ", ".join(f"{n} ({CVE_HISTORY[n][0]})" for n in names), names))
+    for name, cve_labels in cves.items():
+        by_arches.setdefault(tuple(cve_labels), []).append(name)
+    for arch_labels, cve_names in by_arches.items():
+        findings.append(Finding("info", "cve-history", arch_labels, "allowed syscalls with a kernel CVE history: "
+                                + ", ".join(f"{n} ({CVE_HISTORY[n][0]})" for n in cve_names), cve_names))
     # -- an int argument's high word lets a call through that the low word alone would refuse
     ints: dict[tuple[str, str], list[str]] = {}
     for v in known:
         if v.arch is not None and v.arch.compare_bits == 64:
             for name, text in _int_high_words(e, v, bo):
                 ints.setdefault((name, text), []).append(v.label)
-    for (name, text), labels in ints.items():
-        findings.append(Finding("high", "int-high-word", labels, text, [name]))
+    for (name, text), int_labels in ints.items():
+        findings.append(Finding("high", "int-high-word", int_labels, text, [name]))
     # -- kill-thread where kill-process was likely meant
     kt = []
     for v in views:

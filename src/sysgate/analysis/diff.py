@@ -135,7 +135,7 @@ class DiffEntry:
         from .symexec import WORD_ARCH, WORD_NR, witness
         from .words import arg_words, ip_words
 
-        out = []
+        out: list[tuple[list[int] | None, Any, Any]] = []
         for d in self.diffs:
             doms = dict(d.region.conds)
             arch = WordSet(((self.view.token, self.view.token),)) if self.view.token is not None \

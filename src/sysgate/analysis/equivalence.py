@@ -162,7 +162,7 @@ def _satisfying(c: Condition) -> int:
     return v
 
 
-def _conditions(side: _Side, a: _arch.Arch, nr: int) -> list[tuple[Condition, ...]]:
+def _conditions(side: _Side, a: _arch.Arch, nr: int) -> list[tuple[Condition | Compare, ...]]:
     if side.policy is None:
         return []
     out = []
