@@ -109,9 +109,9 @@ class MountPlan:
     tmp_opts: bytes
     user: list[tuple]  # ("bind", src, dst, ro, is_dir) | ("tmpfs", dst, opts)
     cwd: bytes
-    attr_root: M.MountAttr
-    attr_ro: M.MountAttr
-    attr_rw: M.MountAttr
+    attr_root: M.MountAttr | None
+    attr_ro: M.MountAttr | None
+    attr_rw: M.MountAttr | None
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
@@ -121,9 +121,10 @@ class MountPlan:
     proc_mounter: Any = None
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
-                 tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: M.MountAttr = None,
-                 attr_ro: M.MountAttr = None, attr_rw: M.MountAttr = None, hidden: list = None,
-                 files: list = None, masks: list = None, shm_opts: bytes = b"mode=1777") -> None:
+                 tmp_opts: bytes, user: list[tuple] | None = None, cwd: bytes = b"/",
+                 attr_root: M.MountAttr | None = None, attr_ro: M.MountAttr | None = None,
+                 attr_rw: M.MountAttr | None = None, hidden: list | None = None,
+                 files: list | None = None, masks: list | None = None, shm_opts: bytes = b"mode=1777") -> None:
         self.root = root
         self.stage = stage
         self.slave_root = slave_root
@@ -239,7 +240,7 @@ def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[li
     if xdg and xdg.startswith("/") and "\0" not in xdg:
         cands.append(os.path.normpath(xdg))
     prefix = "" if root == "/" else root.rstrip("/")
-    stamp = []
+    stamp: list[tuple[int, int, int] | None] = []
     for d in sorted({os.path.dirname(c) for c in cands} | {"/etc"}):
         try:
             st = os.stat(prefix + d)
@@ -344,7 +345,8 @@ def _clone_fd(fd: int, what: str) -> int:
         _close(fd)
 
 
-def _setattr(fd: int, attr: M.MountAttr, what: str) -> None:
+def _setattr(fd: int, attr: M.MountAttr | None, what: str) -> None:
+    assert attr is not None  # plan() sets the plan's three attributes
     N.check(M.mount_setattr(fd, b"", M.AT_EMPTY_PATH | M.AT_RECURSIVE, attr), what)
 
 
@@ -469,8 +471,8 @@ def apply(p: MountPlan) -> None:
     N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
     _mount(b"devpts", devp + b"/pts", b"devpts", M.MS_NOSUID | M.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
-    for name, target in _DEV_LINKS:
-        N.check(_ksymlinkat(target.encode(), dev, name.encode()), "link /dev/" + name)
+    for link, target in _DEV_LINKS:
+        N.check(_ksymlinkat(target.encode(), dev, link.encode()), "link /dev/" + link)
     _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")
