@@ -325,18 +325,22 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
     if c is True or c is False:
         return c
     if op in (I.AND, I.OR, I.XOR, I.LSH):
+        assert k is not None  # a binary operator: the constant operand is known
         c = _to_bits(c)
         if c[0] == "in":  # type: ignore[index]
             return None
+        kind: str  # a bit constraint: (kind, mask, value)
+        m: int
+        v: int
         kind, m, v = c  # type: ignore[misc]
         if op == I.XOR:
             return (kind, m, (v ^ k) & m)
         if op == I.AND:
-            bad, keep = v & m & ~k, m & k  # type: ignore[operator]
+            bad, keep = v & m & ~k, m & k
         elif op == I.OR:
-            bad, keep = (m & k) & ~v, m & ~k  # type: ignore[operator]
+            bad, keep = (m & k) & ~v, m & ~k
         else:  # LSH
-            k &= 31  # type: ignore[operator]  # the kernel shifts by X & 31 (a huge k: a huge int here)
+            k &= 31  # the kernel shifts by X & 31 (a huge k: a huge int here)
             low = (1 << k) - 1
             m2, v2 = m >> k, v >> k
             if v & m & low:
@@ -382,14 +386,16 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
                     if lo <= hi:
                         out.append(((-hi) & M32, (-lo) & M32))
                 return _c_in(iv_norm(out))
-            d = -k if op == I.ADD else k  # type: ignore[operator]
+            assert k is not None  # ADD and SUB have a constant operand
+            d = -k if op == I.ADD else k
             return _c_in(iv_shift(ivs, d))
         kind, m, v = c2  # type: ignore[misc]
         if not _low_contig(m):
             return None
         if op == I.NEG:
             return (kind, m, (-v) & m)
-        d = -k if op == I.ADD else k  # type: ignore[operator]
+        assert k is not None  # ADD and SUB have a constant operand
+        d = -k if op == I.ADD else k
         return (kind, m, (v + d) & m)
     if op == I.MUL:
         c2 = _to_bits(c)
@@ -671,7 +677,8 @@ def _split_norm(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[
             vals = ws.members(SPLIT_LIMIT)
             if vals is not None:
                 words = [0] * 16
-                yes, no = [], []
+                yes: list[tuple[int, int]] = []
+                no: list[tuple[int, int]] = []
                 for v in vals:
                     words[w] = v
                     (yes if _cmp(op, evaluate(lhs, words), rhs) else no).append((v, v))
@@ -827,7 +834,7 @@ def _join_cousins(paths: list[_Path]) -> tuple[list[_Path], int]:
         for p in paths:
             par = p.parent
             q = par.parent if par is not None else None
-            if q is None or p.cond is None:
+            if par is None or q is None or p.cond is None:
                 out.append(p)
                 continue
             key = (id(q), p.cond, p.side)
