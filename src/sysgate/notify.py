@@ -623,17 +623,17 @@ class Supervisor:
         """Send ``reply`` for ``call`` (what :meth:`serve` does with a handler's result)."""
         t = type(reply)
         if t is Return:
-            self._send(call.id, reply.value, 0, 0)
+            self._send(call.id, reply.value, 0, 0)  # type: ignore[attr-defined]  # t, type(reply) read once, says which
         elif t is Allow:
             self._send(call.id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
         elif t is Fail:
-            self._send(call.id, 0, reply.errno, 0)
+            self._send(call.id, 0, reply.errno, 0)  # type: ignore[attr-defined]
         elif t is InjectFd:
             try:
-                self._addfd_send(call.id, reply.fd, reply.cloexec)
+                self._addfd_send(call.id, reply.fd, reply.cloexec)  # type: ignore[attr-defined]
             finally:
-                if reply.close:
-                    os.close(reply.fd)
+                if reply.close:  # type: ignore[attr-defined]
+                    os.close(reply.fd)  # type: ignore[attr-defined]
         elif t is not Later:
             raise HandlerError(f"handler returned {reply!r}, not a Reply")
 
@@ -646,7 +646,7 @@ class Supervisor:
             elif type(h) in CONSTANT_REPLIES:
                 reply = h  # type: ignore[assignment]
             else:
-                reply = h(call)
+                reply = h(call)  # type: ignore[operator]
             if self.on_reply is not None:
                 self.on_reply(call, reply)
             self.answer(call, reply)
