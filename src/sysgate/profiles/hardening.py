@@ -49,4 +49,4 @@ def apply(policy: Policy) -> Policy:
     def known(name: str) -> bool:
         return any(get(a).has(name) for a in policy.arches)
 
-    return policy.with_rules([*policy.rules, *(r for r in rules() if isinstance(r.syscall, str) and known(r.syscall))])
+    return policy.with_rules([*policy.rules, *(r for r in rules() if known(r.syscall))])
