@@ -35,6 +35,8 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # importing typing costs milliseconds on every start
+
 __all__ = ["VALIDATED", "ctypes", "signal"]  # and, imported when first used, "sha256" and "socket"
 
 #: CPython versions whose private modules and interpreter internals the fast paths were tested on.
@@ -92,7 +94,7 @@ def _mini_ctypes() -> object:
 
         def __init__(self, name: str | None, use_errno: bool = False) -> None:
             self._name = name
-            self._handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL)
+            self._handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # None: the program
             flags = self._func_flags_ | (_ctypes.FUNCFLAG_USE_ERRNO if use_errno else 0)
             self._FuncPtr = type("_FuncPtr", (CFuncPtr,), {"_flags_": flags, "_restype_": c_int})
 
@@ -118,18 +120,23 @@ def _mini_ctypes() -> object:
     return m
 
 
-if _fast("signal"):
-    import _signal as signal
+if TYPE_CHECKING:  # the type checker sees the public modules that these stand in for
+    import ctypes
+    import signal
+    import socket as socket  # re-exported, lazily at run time (module __getattr__ below)
+    from hashlib import sha256 as sha256
 else:
-    import signal  # type: ignore[no-redef]
-ctypes: object
-if _fast("ctypes"):
-    try:
-        ctypes = _mini_ctypes()
-    except ImportError:  # not LP64
-        import ctypes  # type: ignore[no-redef]
-else:
-    import ctypes  # type: ignore[no-redef]
+    if _fast("signal"):
+        import _signal as signal
+    else:
+        import signal
+    if _fast("ctypes"):
+        try:
+            ctypes = _mini_ctypes()
+        except ImportError:  # not LP64
+            import ctypes
+    else:
+        import ctypes
 
 
 def __getattr__(name: str) -> object:

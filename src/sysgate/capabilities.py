@@ -9,7 +9,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
 
 from .errors import UserError
 

@@ -18,7 +18,8 @@ from .errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAG
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Callable, Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
 
 _PARSER_CLASS: Any = None
 
@@ -45,7 +46,7 @@ def _parser_class() -> type[argparse.ArgumentParser]:
                 kwargs["formatter_class"] = lambda prog: cls(prog, width=width())
                 super().__init__(*args, **kwargs)
 
-            def error(self, message: str) -> None:  # one line, status 2, like every other bad input
+            def error(self, message: str) -> NoReturn:  # one line, status 2, like every other bad input
                 self.exit(EXIT_USAGE, f"sysgate: error: {message}\n")
 
         _PARSER_CLASS = _Parser

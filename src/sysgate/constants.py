@@ -13,7 +13,8 @@ policies use: ``O_RDONLY|O_CLOEXEC``, ``~PROT_EXEC``, ``CLONE_NEWUSER|CLONE_NEWN
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 
@@ -82,8 +83,8 @@ def table(arch: str | Arch) -> Mapping[str, int]:
         if name == "x86_64":  # the wider header set minijail's constant table draws on (x86_64 only)
             from .arch import constant_tables_host
 
-            for n, v in _parse("".join(constant_tables_host.X86_64)).items():
-                t.setdefault(n, v)
+            for cname, cval in _parse("".join(constant_tables_host.X86_64)).items():
+                t.setdefault(cname, cval)
         _TABLES[name] = t
     from types import MappingProxyType
 

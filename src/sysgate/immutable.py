@@ -11,7 +11,9 @@ from operator import attrgetter  # loaded with enum and collections anyway
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    _R = TypeVar("_R", bound="Record")
 
 __all__ = ["Record"]
 
@@ -19,7 +21,7 @@ _setattr = object.__setattr__
 
 
 class Record:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     _defaults: dict[str, Any] = {}
     # The field values as a tuple (an attrgetter, set per subclass): equality and hashing run in C.
     _get_values: Any = staticmethod(lambda self: ())
@@ -77,11 +79,11 @@ class Record:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def _values(self) -> tuple:
-        return self._get_values(self)  # type: ignore[no-any-return]
+        return self._get_values(self)
 
     def __eq__(self, other: object) -> bool:
         return self is other or (type(other) is type(self)
-                                 and self._get_values(self) == other._get_values(other))  # type: ignore[attr-defined]
+                                 and self._get_values(self) == other._get_values(other))
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -92,7 +94,7 @@ class Record:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
-    def replace(self, **changes: Any) -> "Record":
+    def replace(self: _R, **changes: Any) -> _R:
         """A copy with some fields changed (validated again)."""
         vals = {n: getattr(self, n) for n in self.__slots__}
         vals.update(changes)

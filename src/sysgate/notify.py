@@ -623,7 +623,7 @@ class Supervisor:
         """Send ``reply`` for ``call`` (what :meth:`serve` does with a handler's result)."""
         t = type(reply)
         if t is Return:
-            self._send(call.id, reply.value, 0, 0)  # type: ignore[attr-defined]
+            self._send(call.id, reply.value, 0, 0)  # type: ignore[attr-defined]  # t, type(reply) read once, says which
         elif t is Allow:
             self._send(call.id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
         elif t is Fail:

@@ -17,7 +17,8 @@ import enum
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
 from .errors import UserError
 from .immutable import Record
@@ -96,13 +97,13 @@ class Action(Record):
     def strictness(self) -> int:
         return _STRICTNESS[self.kind]
 
-    def stricter_than(self, other: "Action") -> bool:
+    def stricter_than(self, other: Action) -> bool:
         """Precedence when two rules match: stricter kind, then lower data."""
         a, b = _STRICTNESS[self.kind], _STRICTNESS[other.kind]
         return a > b or (a == b and self.data < other.data)
 
     @classmethod
-    def parse(cls, text: str) -> "Action":
+    def parse(cls, text: str) -> Action:
         """Parse ``allow``, ``errno(1)``, ``errno:EPERM``, ``kill-process``, ``trace(3)``, ..."""
         t = text.strip().lower()
         name, data = t, None
@@ -119,7 +120,7 @@ class Action(Record):
         return cls(kind, parse_errno(data) if kind is ActionKind.ERRNO else _parse_int(data, "action value"))
 
     @classmethod
-    def from_ret(cls, ret: int) -> "Action":
+    def from_ret(cls, ret: int) -> Action:
         """The action a 32-bit return value means (unknown actions mean kill-process, as in the kernel)."""
         ret &= U32
         try:
@@ -193,7 +194,7 @@ class Op(enum.Enum):
     MASKED_EQ = "&=="
 
     @classmethod
-    def parse(cls, text: str) -> "Op":
+    def parse(cls, text: str) -> Op:
         t = text.strip().upper()
         for op in cls:
             if t in (op.value, op.name):
@@ -269,21 +270,21 @@ class Term(Record):
     _defaults = {"value": 0, "left": None, "right": None}
     kind: str  # "arg" (value = index), "const" (value), "&" or "|" (left, right)
     value: int
-    left: "Term | None"
-    right: "Term | None"
+    left: Term | None
+    right: Term | None
 
     MAX_DEPTH = 64
 
     @classmethod
-    def arg(cls, index: int) -> "Term":
+    def arg(cls, index: int) -> Term:
         return cls("arg", index)
 
     @classmethod
-    def const(cls, value: int) -> "Term":
+    def const(cls, value: int) -> Term:
         return cls("const", value)
 
     @classmethod
-    def combine(cls, kind: str, left: "Term", right: "Term") -> "Term":
+    def combine(cls, kind: str, left: Term, right: Term) -> Term:
         """``left & right`` or ``left | right``."""
         return cls(kind, 0, left, right)
 
@@ -335,7 +336,7 @@ class Compare(Record):
     __slots__ = ("left", "op", "right", "width")
     _defaults = {"width": 64}
     left: Term
-    op: "Op"
+    op: Op
     right: Term
     width: int
 
@@ -363,7 +364,7 @@ class Rule(Record):
     _defaults = {"conditions": ()}
     syscall: str | int
     action: Action
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Condition | Compare, ...]
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         if len(args) == 3 and not kw:  # how readers make their hundreds of rules: straight to _check
@@ -445,8 +446,8 @@ class Policy(Record):
             seen.setdefault(r.syscall, None)
         return list(seen)
 
-    def with_rules(self, rules: Iterable[Rule]) -> "Policy":
+    def with_rules(self, rules: Iterable[Rule]) -> Policy:
         return Policy(self.default, tuple(rules), self.arches, self.bad_arch)
 
-    def with_arches(self, arches: Iterable[str]) -> "Policy":
+    def with_arches(self, arches: Iterable[str]) -> Policy:
         return Policy(self.default, self.rules, tuple(arches), self.bad_arch)

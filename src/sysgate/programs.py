@@ -4,7 +4,7 @@ compiled, a raw ``.bpf`` file is decoded, an assembly/disassembly listing is ass
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from .bpf.insn import Insn
 from .errors import UserError

@@ -24,7 +24,7 @@ value above 0xffff is never equal, always above).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import arch as _arch
 from .arch.multiplexed import IPC, SOCKETCALL

@@ -22,7 +22,8 @@ the architectures it concerns and a one-line reason. Checks:
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..policy import ActionKind
 from .domain import M32, WordSet
@@ -150,14 +151,14 @@ class AuditReport:
     def worst(self) -> str | None:
         return self.findings[0].severity if self.findings else None
 
-    def render(self, baseline: "AuditReport | None" = None, baseline_name: str = "docker-default") -> str:
+    def render(self, baseline: AuditReport | None = None, baseline_name: str = "docker-default") -> str:
         lines = [str(f) for f in self.findings] or ["no findings"]
         lines.append(f"summary: {self.summary()}")
         if baseline is not None:
             lines.append(f"for scale, {baseline_name}: {baseline.summary()}")
         return "\n".join(lines) + "\n"
 
-    def to_json(self, baseline: "AuditReport | None" = None) -> dict[str, Any]:
+    def to_json(self, baseline: AuditReport | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {"source": self.source, "findings": [f.to_json() for f in self.findings],
                              "counts": self.counts()}
         if baseline is not None:
@@ -187,7 +188,7 @@ def _syscall_behaviours(e: Explanation, view: View) -> dict[str, Behaviour]:
 
 def _flags_region(view: View, byteorder: str, arg: int, mask: int) -> Region:
     lo_w, _ = arg_words(arg, byteorder)
-    return Region(((lo_w, WordSet.make(((0, M32),), nes=[(mask, 0)])),), (), 0)  # type: ignore[arg-type]
+    return Region(((lo_w, WordSet.make(((0, M32),), nes=[(mask, 0)])),), (), 0)
 
 
 def _is_allowish(b: Behaviour) -> bool:
@@ -311,7 +312,7 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
     cves: dict[str, list[str]] = {}
     for v in known + [m for m in multi if m.arch is not None]:
         beh = _syscall_behaviours(e, v)
-        for fam, (sev, names, why) in FAMILIES.items():
+        for fam, (sev, names, _why) in FAMILIES.items():
             for name in names:
                 b = beh.get(name)
                 if b is None:
@@ -327,26 +328,26 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
                 cves.setdefault(name, []).append(v.label)
     # One finding per family and severity, naming its syscalls (with their conditions).
     fams: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
-    for (severity, fam, name, detail), labels in hits.items():
-        fams.setdefault((severity, fam, tuple(labels)), []).append(name + detail)
-    for (severity, fam, labels), names in fams.items():
+    for (severity, fam, name, detail), hit_labels in hits.items():
+        fams.setdefault((severity, fam, tuple(hit_labels)), []).append(name + detail)
+    for (severity, fam, labels), fam_names in fams.items():
         why = FAMILIES[fam][2]
-        findings.append(Finding(severity, f"dangerous:{fam}", labels, f"{', '.join(names)} allowed: {why}",
-                                [n.split(" ")[0] for n in names]))
+        findings.append(Finding(severity, f"dangerous:{fam}", labels, f"{', '.join(fam_names)} allowed: {why}",
+                                [n.split(" ")[0] for n in fam_names]))
     by_arches: dict[tuple[str, ...], list[str]] = {}
-    for name, labels in cves.items():
-        by_arches.setdefault(tuple(labels), []).append(name)
-    for labels, names in by_arches.items():
-        findings.append(Finding("info", "cve-history", labels, "allowed syscalls with a kernel CVE history: "
-                                + ", ".join(f"{n} ({CVE_HISTORY[n][0]})" for n in names), names))
+    for name, cve_labels in cves.items():
+        by_arches.setdefault(tuple(cve_labels), []).append(name)
+    for arch_labels, cve_names in by_arches.items():
+        findings.append(Finding("info", "cve-history", arch_labels, "allowed syscalls with a kernel CVE history: "
+                                + ", ".join(f"{n} ({CVE_HISTORY[n][0]})" for n in cve_names), cve_names))
     # -- an int argument's high word lets a call through that the low word alone would refuse
     ints: dict[tuple[str, str], list[str]] = {}
     for v in known:
         if v.arch is not None and v.arch.compare_bits == 64:
             for name, text in _int_high_words(e, v, bo):
                 ints.setdefault((name, text), []).append(v.label)
-    for (name, text), labels in ints.items():
-        findings.append(Finding("high", "int-high-word", labels, text, [name]))
+    for (name, text), int_labels in ints.items():
+        findings.append(Finding("high", "int-high-word", int_labels, text, [name]))
     # -- kill-thread where kill-process was likely meant
     kt = []
     for v in views:

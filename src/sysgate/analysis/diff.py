@@ -19,15 +19,16 @@ Exit status for CI (:attr:`DiffResult.status`): 0 equal; 1 when B is weaker anyw
 from __future__ import annotations
 
 import bisect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import EXIT_DIFF_STRICTER, EXIT_DIFF_WEAKER, EXIT_OK, UserError
 from ..policy import Action, ActionKind
+from .domain import M32, M64
 from .explain import Explanation
 from .regions import Behaviour, Region, ViewTable
 from .render import behaviour_text, dims_conditions, merge_dims, range_labels, region_dims, ret_text
 from .views import View, compute_views, names_in, views_for_arch
-from .domain import M32, M64
 
 __all__ = ["Difference", "DiffEntry", "DiffResult", "diff", "EXIT_EQUAL", "EXIT_WEAKER", "EXIT_STRICTER"]
 
@@ -131,10 +132,10 @@ class DiffEntry:
         """For each difference: a seccomp_data (16 words) where A returns ``a`` and B ``b``
         (None if none could be built: the region keeps an opaque condition), with a and b."""
         from .domain import WordSet, iv_norm
-        from .words import arg_words, ip_words
         from .symexec import WORD_ARCH, WORD_NR, witness
+        from .words import arg_words, ip_words
 
-        out = []
+        out: list[tuple[list[int] | None, Any, Any]] = []
         for d in self.diffs:
             doms = dict(d.region.conds)
             arch = WordSet(((self.view.token, self.view.token),)) if self.view.token is not None \
@@ -255,13 +256,13 @@ class DiffResult:
 
 def _example_json(e: DiffEntry, byteorder: str) -> dict[str, Any] | None:
     """One concrete call where A and B differ (for a CI log to reproduce), or None."""
-    from .words import arg_words, ip_words
     from .symexec import WORD_ARCH, WORD_NR, evaluate
+    from .words import arg_words, ip_words
 
     for w, a, b in e.examples(byteorder):
         if w is None:
             continue
-        def u64(lo_hi: tuple[int, int]) -> int:
+        def u64(lo_hi: tuple[int, int], w: list[int] = w) -> int:  # w bound now (B023), not looked up later
             return w[lo_hi[0]] | (w[lo_hi[1]] << 32)
         ra, rb = evaluate(a, w), evaluate(b, w)  # computed return values (ret A) made concrete
         return {"arch": w[WORD_ARCH], "nr": w[WORD_NR], "args": [u64(arg_words(i, byteorder)) for i in range(6)],

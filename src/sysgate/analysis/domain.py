@@ -16,7 +16,7 @@ Interval sets (:data:`Intervals`) are sorted tuples of disjoint, non-adjacent in
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 __all__ = ["M32", "M64", "Intervals", "FULL32", "WordSet", "iv_norm", "iv_and", "iv_or", "iv_not", "iv_has",
            "iv_size", "iv_shift", "iv_point", "FULL_WORD"]
@@ -184,7 +184,7 @@ class WordSet:
     # -- construction (all return None when the result is empty)
 
     @staticmethod
-    def make(ivs: Intervals, fmask: int = 0, fval: int = 0, nes: Iterable[tuple[int, int]] = ()) -> "WordSet | None":
+    def make(ivs: Intervals, fmask: int = 0, fval: int = 0, nes: Iterable[tuple[int, int]] = ()) -> WordSet | None:
         fval &= fmask
         out: set[tuple[int, int]] = set()
         for m, v in nes:
@@ -210,7 +210,7 @@ class WordSet:
         ws = WordSet(ivs, fmask, fval, frozenset(out))
         return ws._tighten()
 
-    def _tighten(self) -> "WordSet | None":
+    def _tighten(self) -> WordSet | None:
         """Shrink each interval to its first and last member (drop empty ones); canonical form."""
         if not self.fmask and not self.nes:
             return self if self.ivs else None
@@ -229,7 +229,7 @@ class WordSet:
             return self
         return WordSet(ivs, self.fmask, self.fval, self.nes)
 
-    def restrict(self, ivs: Intervals) -> "WordSet | None":
+    def restrict(self, ivs: Intervals) -> WordSet | None:
         new = iv_and(self.ivs, ivs)
         if not new:
             return None
@@ -237,21 +237,21 @@ class WordSet:
             return self
         return WordSet(new, self.fmask, self.fval, self.nes)._tighten()
 
-    def with_fixed(self, m: int, v: int) -> "WordSet | None":
+    def with_fixed(self, m: int, v: int) -> WordSet | None:
         if v & ~m:
             return None
         if (self.fval ^ v) & (self.fmask & m):
             return None
         return WordSet.make(self.ivs, self.fmask | m, self.fval | v, self.nes)
 
-    def with_ne(self, m: int, v: int) -> "WordSet | None":
+    def with_ne(self, m: int, v: int) -> WordSet | None:
         if v & ~m:
             return self  # (w & m) can never equal v
         if not m:
             return None
         return WordSet.make(self.ivs, self.fmask, self.fval, self.nes | {(m, v)})
 
-    def intersect(self, other: "WordSet") -> "WordSet | None":
+    def intersect(self, other: WordSet) -> WordSet | None:
         if other is self or other == self:
             return self
         if (self.fval ^ other.fval) & self.fmask & other.fmask:
@@ -398,7 +398,7 @@ class WordSet:
             self._hash = hash(self._key())
         return self._hash
 
-    def __lt__(self, other: "WordSet") -> bool:
+    def __lt__(self, other: WordSet) -> bool:
         return self._key() < other._key()
 
     def __repr__(self) -> str:

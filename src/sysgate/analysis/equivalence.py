@@ -19,12 +19,13 @@ compiled once (cached), and data words are packed once per call.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from .. import arch as _arch
 from ..bpf import insn as I
-from ..policy import Action, Compare, Condition, Op, Policy, Term
 from ..immutable import Record
+from ..policy import Action, Compare, Condition, Op, Policy, Term
 
 __all__ = ["SampledDifference", "sampled_equivalent", "sampled_differences", "program_of"]
 
@@ -161,7 +162,7 @@ def _satisfying(c: Condition) -> int:
     return v
 
 
-def _conditions(side: _Side, a: _arch.Arch, nr: int) -> list[tuple[Condition, ...]]:
+def _conditions(side: _Side, a: _arch.Arch, nr: int) -> list[tuple[Condition | Compare, ...]]:
     if side.policy is None:
         return []
     out = []

@@ -18,7 +18,8 @@ The parts live in their own modules: :mod:`.words` (the seccomp_data words), :mo
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .. import arch as _arch
 from ..bpf.insn import Insn

@@ -1,7 +1,8 @@
 """An explanation as plain data (``sysgate explain --json``): views, behaviours, regions."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .domain import FULL32, WordSet
 from .regions import Region
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["explanation_json", "view_json", "region_json", "wordset_json"]
 
 
-def view_json(e: "Explanation", view: View) -> dict[str, Any]:
+def view_json(e: Explanation, view: View) -> dict[str, Any]:
     """A view as plain data: behaviours, and number ranges with names."""
     t = e.table(view)
     ranges = t.ranges()
@@ -53,7 +54,7 @@ def region_json(r: Region, view: View, byteorder: str, sysname: str | None = Non
         d["unverified"] = True
     return d
 
-def explanation_json(e: "Explanation", arches: Sequence[str] | None = None) -> dict[str, Any]:
+def explanation_json(e: Explanation, arches: Sequence[str] | None = None) -> dict[str, Any]:
     """The whole explanation as plain data (``sysgate explain --json``)."""
     return {"sources": list(e.sources), "byteorder": e.byteorder, "filters": len(e.execution.lengths),
             "paths": len(e.leaves), "checks_arch": e.checks_arch,

@@ -23,7 +23,7 @@ program for every call; the differences left are returned as warnings.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import arch as _arch
 from ..errors import UserError
@@ -129,9 +129,9 @@ def _arg_alternatives(i: int, lo: WordSet, hi: WordSet, bits: int) -> list[list[
             ivs = tuple((a, M64 if b == M32 else b) for a, b in lo.ivs)
             return _iv_alternatives(i, ivs, M64)
     if lo.pure and hi.pure:
-        ivs = arg64(lo, hi, 64)
-        if ivs is not None and len(ivs) <= 16:
-            return _iv_alternatives(i, ivs, M64)
+        ivs64 = arg64(lo, hi, 64)
+        if ivs64 is not None and len(ivs64) <= 16:
+            return _iv_alternatives(i, ivs64, M64)
     out = []
     for hm, hv in _ws_cubes(hi) if not hi.is_full else [(0, 0)]:
         for lm, lv in _ws_cubes(lo) if not lo.is_full else [(0, 0)]:
@@ -293,10 +293,10 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
                                      "choose the architectures to export with --arch")
             covered = [views_for_arch(e.naming[0] if e.naming else _arch.native().name)]
         for v in others:
-            b = e.table(v).behaviours
-            act = b[0].unconditional if len(b) == 1 else None
+            vbs = e.table(v).behaviours
+            act = vbs[0].unconditional if len(vbs) == 1 else None
             if act != KILL_PROCESS:
-                what = behaviour_text(b[0], v, bo) if len(b) == 1 else "different things per syscall"
+                what = behaviour_text(vbs[0], v, bo) if len(vbs) == 1 else "different things per syscall"
                 msg = (f"{v.label}: the program decides {what}; a profile kills the process on architectures "
                        "it does not list (export some architectures only with --arch)")
                 if not lossy:
@@ -307,14 +307,14 @@ def to_policy(e: Explanation, arches: Sequence[str] | None = None, *, lossy: boo
         x32 = [v for v in covered if v.label == "x32"]
         if x32:
             t32 = e.table(x32[0])
-            b = t32.behaviours
-            if len(b) == 1 and b[0].unconditional == KILL_PROCESS:
+            bs = t32.behaviours
+            if len(bs) == 1 and bs[0].unconditional == KILL_PROCESS:
                 covered.remove(x32[0])
-            elif len(b) == 2 and KILL_PROCESS in (b[0].unconditional, b[1].unconditional):
-                other = 0 if b[1].unconditional == KILL_PROCESS else 1
-                if list(t32.numbers_of(other)) == [(M32, M32)] and b[other].unconditional is not None:
+            elif len(bs) == 2 and KILL_PROCESS in (bs[0].unconditional, bs[1].unconditional):
+                other = 0 if bs[1].unconditional == KILL_PROCESS else 1
+                if list(t32.numbers_of(other)) == [(M32, M32)] and bs[other].unconditional is not None:
                     covered.remove(x32[0])
-                    minus_one = b[other].unconditional
+                    minus_one = bs[other].unconditional
     # The default action: what every covered view does with numbers no rule can name.
     default: Action | None = None
     for v in covered:

@@ -8,7 +8,7 @@ numbers into ranges, each with its behaviour.
 from __future__ import annotations
 
 import bisect
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind
@@ -69,7 +69,7 @@ class Region:
                 return False
         return all(cmp(op, evaluate(a, words), evaluate(b, words)) == t for op, a, b, t in self.opaque)
 
-    def intersect(self, other: "Region", ret: Expr | None = None) -> "Region | None":
+    def intersect(self, other: Region, ret: Expr | None = None) -> Region | None:
         """Inputs in both (None if provably none); ``ret`` defaults to self's."""
         d = dict(self.conds)
         for w, ws in other.conds:

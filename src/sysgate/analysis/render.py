@@ -6,11 +6,12 @@ simpler equivalent conditions, and arguments are named after the syscall's param
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind
-from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_and, iv_not, iv_norm, iv_or, iv_size
+from .domain import FULL32, FULL_WORD, M32, M64, WordSet, iv_and, iv_norm, iv_not, iv_or, iv_size
 from .regions import Behaviour, Region
 from .symexec import WORD_ARCH, WORD_NR, Expr, mk
 from .views import View, names_in
@@ -179,7 +180,7 @@ def _flag_names(sysname: str | None, i: int, value: int, view: View) -> str | No
     if not prefix or not value or view.arch is None:
         return None
     try:
-        from ..constants import reverse  # type: ignore[attr-defined]
+        from ..constants import reverse
     except ImportError:
         return None
     try:
@@ -517,7 +518,7 @@ def _wrap(prefix: str, words: list[str], width: int) -> list[str]:
 def _pc_ranges(pcs: list[int]) -> str:
     out = []
     start = prev = pcs[0]
-    for p in pcs[1:] + [None]:  # type: ignore[list-item]
+    for p in pcs[1:] + [None]:
         if p is not None and p == prev + 1:
             prev = p
             continue
@@ -534,7 +535,7 @@ def _token_text(ivs: tuple) -> str:
     return "tokens " + ", ".join(parts) + (", ..." if len(ivs) > 6 else "")
 
 
-def render_explanation(e: "Explanation", arches: Sequence[str] | None = None, *, verbose: bool = False,
+def render_explanation(e: Explanation, arches: Sequence[str] | None = None, *, verbose: bool = False,
                    width: int = 100) -> str:
     """The explanation as text: one block per view, then unreachable code and notes."""
     lines: list[str] = []
@@ -553,7 +554,7 @@ def render_explanation(e: "Explanation", arches: Sequence[str] | None = None, *,
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_view(e: "Explanation", view: View, verbose: bool = False, width: int = 100) -> list[str]:
+def render_view(e: Explanation, view: View, verbose: bool = False, width: int = 100) -> list[str]:
     """One view's lines: its header, the syscalls by behaviour, and what everything else gets."""
     t = e.table(view)
     head = view.label
@@ -588,7 +589,7 @@ def render_view(e: "Explanation", view: View, verbose: bool = False, width: int 
             lst += range_labels(lo, hi, names)
             continue
         if names and len(names) == hi - lo + 1:
-            for nr, n in names:
+            for _nr, n in names:
                 cond_lines.append(f"  {n}: {behaviour_text(b, view, e.byteorder, n, dact)}")
         else:
             label = ", ".join(range_labels(lo, hi, names))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from ..bpf import insn as I
 from ..bpf.decoder import Kind as K
@@ -42,15 +42,16 @@ from ..bpf.insn import Insn
 from ..errors import UserError
 from .domain import FULL_WORD, M32, WordSet, iv_norm, iv_not, iv_shift
 
-__all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk", "cmp",
-           "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES", "MAX_STEPS"]
+__all__ = ["AnalysisError", "Expr", "Leaf", "Execution", "execute", "evaluate", "words_of", "decide_ret", "subst", "mk",
+           "cmp", "WORD_NR", "WORD_ARCH", "combine_stack", "action_kind", "liveness", "witness", "MAX_LEAVES",
+           "MAX_STEPS"]
 
 WORD_NR = 0
 WORD_ARCH = 1
 
 # An expression: an int constant, ("w", i) for word i of seccomp_data, ("op", ALU_OP, a, b)
 # with b an expression or int, ("neg", a), or ("pick", newer, older) for a stacked result.
-Expr = Union[int, tuple]
+Expr = int | tuple
 
 #: Most paths (leaves) one analysis keeps before refusing (AnalysisError, a ValueError): tables
 #: and text cost about 0.15 ms per leaf, and an exact account of thousands of unrelated paths is
@@ -324,20 +325,24 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
     if c is True or c is False:
         return c
     if op in (I.AND, I.OR, I.XOR, I.LSH):
+        assert k is not None  # a binary operator: the constant operand is known
         c = _to_bits(c)
         if c[0] == "in":  # type: ignore[index]
             return None
+        kind: str  # a bit constraint: (kind, mask, value)
+        m: int
+        v: int
         kind, m, v = c  # type: ignore[misc]
         if op == I.XOR:
             return (kind, m, (v ^ k) & m)
         if op == I.AND:
-            bad, keep = v & m & ~k, m & k  # type: ignore[operator]
+            bad, keep = v & m & ~k, m & k
         elif op == I.OR:
-            bad, keep = (m & k) & ~v, m & ~k  # type: ignore[operator]
+            bad, keep = (m & k) & ~v, m & ~k
         else:  # LSH
-            k &= 31  # type: ignore[operator]  # the kernel shifts by X & 31 (a huge k: a huge int here)
-            low = (1 << k) - 1  # type: ignore[operator]
-            m2, v2 = m >> k, v >> k  # type: ignore[operator]
+            k &= 31  # the kernel shifts by X & 31 (a huge k: a huge int here)
+            low = (1 << k) - 1
+            m2, v2 = m >> k, v >> k
             if v & m & low:
                 return kind == "mne"
             if not m2:
@@ -381,14 +386,16 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
                     if lo <= hi:
                         out.append(((-hi) & M32, (-lo) & M32))
                 return _c_in(iv_norm(out))
-            d = -k if op == I.ADD else k  # type: ignore[operator]
+            assert k is not None  # ADD and SUB have a constant operand
+            d = -k if op == I.ADD else k
             return _c_in(iv_shift(ivs, d))
         kind, m, v = c2  # type: ignore[misc]
         if not _low_contig(m):
             return None
         if op == I.NEG:
             return (kind, m, (-v) & m)
-        d = -k if op == I.ADD else k  # type: ignore[operator]
+        assert k is not None  # ADD and SUB have a constant operand
+        d = -k if op == I.ADD else k
         return (kind, m, (v + d) & m)
     if op == I.MUL:
         c2 = _to_bits(c)
@@ -405,10 +412,10 @@ def _pull(op: int, k: int | None, c: object) -> object | None:
             return None
         out = []
         for lo, hi in c2[1]:  # type: ignore[index]
-            a = lo * k  # type: ignore[operator]
+            a = lo * k
             if a > M32:
                 continue
-            out.append((a, min(M32, hi * k + k - 1)))  # type: ignore[operator]
+            out.append((a, min(M32, hi * k + k - 1)))
         return _c_in(iv_norm(out))
     return None  # MOD
 
@@ -559,7 +566,7 @@ def witness(doms: dict[int, WordSet], opaque: tuple, seed: int = 0, tries: int =
     base = [0] * 16
     cands: dict[int, list[int]] = {}
     involved: set[int] = set(doms)
-    for op, a, b, _ in opaque:
+    for _op, a, b, _ in opaque:
         involved |= words_of(a) | words_of(b)
     rng = random.Random(seed)
     for w in involved:
@@ -670,7 +677,8 @@ def _split_norm(path: _Path, op: int, lhs: Expr, rhs: Expr, seed: int) -> tuple[
             vals = ws.members(SPLIT_LIMIT)
             if vals is not None:
                 words = [0] * 16
-                yes, no = [], []
+                yes: list[tuple[int, int]] = []
+                no: list[tuple[int, int]] = []
                 for v in vals:
                     words[w] = v
                     (yes if _cmp(op, evaluate(lhs, words), rhs) else no).append((v, v))
@@ -774,7 +782,7 @@ def _joins(prog: Sequence[Insn]) -> set[int]:
     ops = decoded(prog)
     n = len(ops)
     into = [0] * (n + 1)
-    for kind, k, op, jt, jf, _ in ops:
+    for kind, _k, _op, jt, jf, _ in ops:
         if kind in (K.RET_K, K.RET_A, K.RET_X, K.INVALID):
             continue
         into[min(jt, n)] += 1
@@ -826,7 +834,7 @@ def _join_cousins(paths: list[_Path]) -> tuple[list[_Path], int]:
         for p in paths:
             par = p.parent
             q = par.parent if par is not None else None
-            if q is None or p.cond is None:
+            if par is None or q is None or p.cond is None:
                 out.append(p)
                 continue
             key = (id(q), p.cond, p.side)

@@ -7,7 +7,7 @@ are grouped ("any other arch").
 from __future__ import annotations
 
 import bisect
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import arch as _arch
 from .domain import FULL32, M32, WordSet, iv_norm

@@ -89,7 +89,7 @@ class Arch:
 
         col = TABLES.index(self.table)
         base = self.nr_base
-        pairs = [(name, nrs[col] + base) for name, nrs in SYSCALLS.items() if nrs[col] is not None]
+        pairs = [(name, nr + base) for name, nrs in SYSCALLS.items() if (nr := nrs[col]) is not None]
         self._by_name = dict(pairs)
         # A number two names share is named by the first (in name order): build from the end so it wins.
         self._by_nr = {nr: name for name, nr in reversed(pairs)}

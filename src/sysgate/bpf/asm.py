@@ -37,7 +37,6 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..arch import UnknownArch, UnknownSyscall
 from ..errors import UserError
@@ -84,7 +83,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<ident>[A-Za-z_]\w*(?:\.\w+)?)
   | (?P<op><<|>>|==|!=|>=|<=|[-+*/|^%&=()\[\]!<>])
 """, re.X)
-_ACTION_RE = re.compile(r"(?:%s)$" % "|".join(sorted(ACTIONS, key=len, reverse=True)))
+_ACTION_RE = re.compile(r"(?:{})$".format("|".join(sorted(ACTIONS, key=len, reverse=True))))
 
 
 #: Most statements :func:`asm` reads: sock_fprog counts instructions in 16 bits, so no longer
@@ -174,7 +173,7 @@ class _Word:
     hi: bool
 
 
-_K = Union[int, _Sys, _Word]
+_K = int | _Sys | _Word
 _Target = tuple  # ("next",) | ("label", name) | ("rel", n)
 
 
@@ -281,7 +280,7 @@ class _Parser:
             if kw == "raw":
                 self.next()
                 vals = [self.expect("NUM", what="a number").value for _ in range(4)]
-                code, jt, jf, k = vals  # type: ignore[misc]
+                code, jt, jf, k = vals
                 if code > 0xFFFF or jt > 0xFF or jf > 0xFF:  # type: ignore[operator]
                     raise AsmError(line, "raw instruction fields out of range (code 16 bits, jt/jf 8 bits)")
                 return _Stmt(line, "insn", code, k, jt, jf, raw=True)  # type: ignore[arg-type]
@@ -334,7 +333,7 @@ class _Parser:
                 and self.toks[self.i + 1].value == "=":
             self.i += 2
             self.skip_nl()
-            op = _ALU_OPS[t.value]  # type: ignore[index]
+            op = _ALU_OPS[t.value]
             if self.accept("KW", "x"):
                 return _Stmt(line, "insn", I.ALU | op | I.X, 0)
             return _Stmt(line, "insn", I.ALU | op | I.K, self.constexpr())
@@ -343,9 +342,9 @@ class _Parser:
             self.next()
             rhs = self.x_constexpr(compare=True)
             tern = self.expect("TERN", what="'? label : label'")
-            tt, tf = tern.value  # type: ignore[misc]
-            return self.cond_stmt(line, t.value, rhs, 0, self.target(tt, tern.line),  # type: ignore[arg-type]
-                                  self.target(tf, tern.line))
+            labels: tuple[str, str] = tern.value  # type: ignore[assignment]  # a TERN's value: (true, false)
+            return self.cond_stmt(line, t.value, rhs, 0, self.target(labels[0], tern.line),
+                                  self.target(labels[1], tern.line))
         self.expect("OP", "=", "'=' or an operator")
         return self.a_rval(line)
 
@@ -392,7 +391,7 @@ class _Parser:
                     mode = I.IND
                 off = self.constexpr()
                 self.expect("OP", "]", "']'")
-                return _Stmt(line, "insn", I.LD | _WIDTH[kw] | mode, off)  # type: ignore[index]
+                return _Stmt(line, "insn", I.LD | _WIDTH[kw] | mode, off)
         return _Stmt(line, "insn", I.LD | I.IMM, self.constexpr())
 
     def high_shift(self) -> bool:
@@ -472,7 +471,7 @@ class _Parser:
         t = self.next()
         if t.kind != "OP" or t.value not in _CMP:
             raise AsmError(t.line, f"expected a comparison (== != > >= < <= &), found {_describe(t)}")
-        return t.value, self.x_constexpr(compare=True), 0  # type: ignore[return-value]
+        return t.value, self.x_constexpr(compare=True), 0
 
     def cond_stmt(self, line: int, op: str, rhs: object, parity: int, t: _Target, f: _Target) -> _Stmt:
         jop, swap = _CMP[op]

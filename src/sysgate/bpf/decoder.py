@@ -10,7 +10,8 @@ they are about encodings. The reference evaluator (``sysgate.reference``) does n
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from . import insn as I
 from .insn import Insn

@@ -35,8 +35,8 @@ saying what it would do), which :func:`sysgate.bpf.asm.asm` reads back bit for b
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 from . import insn as I
 from .flow import State, analyze
@@ -47,7 +47,7 @@ __all__ = ["Line", "disasm", "disasm_lines", "HEADER"]
 
 HEADER = " line  CODE  JT   JF      K\n=================================\n"
 
-ProgramLike = Union[bytes, bytearray, memoryview, Sequence[Insn], Sequence[tuple]]
+ProgramLike = bytes | bytearray | memoryview | Sequence[Insn] | Sequence[tuple]
 
 _ALU_SYM = {I.ADD: "+", I.SUB: "-", I.MUL: "*", I.DIV: "/", I.OR: "|", I.AND: "&", I.LSH: "<<",
             I.RSH: ">>", I.MOD: "%", I.XOR: "^"}
@@ -224,12 +224,12 @@ class _Renderer:
             return "comparison with X ignores k"
         if code in (I.LD | I.MEM, I.LDX | I.MEM, I.ST, I.STX) and k >= I.BPF_MEMWORDS:
             return f"scratch memory index {k} out of range"
-        text = self.readable(pc, Insn(code, 0, 0, k), st)
-        if text is not None:
-            return f"{text}; ignores jt/jf"
-        text = self.readable(pc, Insn(code, 0, 0, 0), st)
-        if text is not None:
-            return f"{text}; ignores k" + ("/jt/jf" if jt or jf else "")
+        plain = self.readable(pc, Insn(code, 0, 0, k), st)
+        if plain is not None:
+            return f"{plain}; ignores jt/jf"
+        plain = self.readable(pc, Insn(code, 0, 0, 0), st)
+        if plain is not None:
+            return f"{plain}; ignores k" + ("/jt/jf" if jt or jf else "")
         return "not a classic BPF instruction"
 
 

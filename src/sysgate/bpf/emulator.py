@@ -7,8 +7,8 @@ reports the return value and how many instructions ran.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ..errors import UserError
 from . import insn as I

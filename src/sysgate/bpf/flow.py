@@ -13,7 +13,8 @@ agree" rule.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from . import insn as I
 from .decoder import Kind as K
@@ -23,7 +24,7 @@ from .insn import Insn
 __all__ = ["Val", "State", "analyze"]
 
 # A value is ("d", offset) for a seccomp_data word, ("i", k) for a known constant, or None.
-Val = Optional[tuple]
+Val = tuple | None
 
 _MEM0: tuple = (None,) * I.BPF_MEMWORDS
 

@@ -11,7 +11,7 @@ from collections import namedtuple
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
 
 # instruction classes
 LD, LDX, ST, STX, ALU, JMP, RET, MISC = range(8)

@@ -11,7 +11,7 @@ argument, or the host's), a name of another architecture is qualified as ``i386.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from .. import arch as _arch
 from ..arch import Arch, UnknownArch, UnknownSyscall
@@ -22,7 +22,7 @@ __all__ = [
     "default_arches",
 ]
 
-ArchSpec = Union[None, str, Arch, Sequence[Union[str, Arch]]]
+ArchSpec = None | str | Arch | Sequence[str | Arch]
 
 # AUDIT_ARCH_* without AUDIT_, as seccomp-tools spells them (ARCH_I386, not ARCH_X86).
 ARCH_CONSTANTS: dict[str, int] = {a.audit[len("AUDIT_"):]: a.token for a in _arch.ARCHES}

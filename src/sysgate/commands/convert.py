@@ -41,7 +41,8 @@ def _read(source: str, args: Any) -> Any:
         prof = docker.load(builtin_path(source), arch=primary, caps=caps)
         if arches:
             prof = prof.replace(policy=prof.policy.with_arches(arches))
-        from ..profiles.hardening import HARDENED, apply as harden
+        from ..profiles.hardening import HARDENED
+        from ..profiles.hardening import apply as harden
 
         if source in HARDENED:  # the name means the file plus sysgate's overlay, as resolve() says
             prof = prof.replace(policy=harden(prof.policy))

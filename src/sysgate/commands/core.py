@@ -5,7 +5,8 @@ import sys
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from collections.abc import Sequence
+    from typing import Any
 
 from ..bpf import insn as I
 from ..errors import BadArgument, UserError

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import EXIT_USAGE, UserError
-from .core import arch_option as _arches, caps_option as _caps, write_output as _write
+from .core import arch_option as _arches
+from .core import caps_option as _caps
+from .core import write_output as _write
 
 
 class TargetError(UserError):

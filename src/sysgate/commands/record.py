@@ -11,7 +11,8 @@ import os
 import sys
 from typing import Any
 
-from ..errors import EXIT_CANNOT_START as EXIT_NOT_STARTED, EXIT_INTERRUPTED, EXIT_TIMEOUT, UserError
+from ..errors import EXIT_CANNOT_START as EXIT_NOT_STARTED
+from ..errors import EXIT_INTERRUPTED, EXIT_TIMEOUT, UserError
 
 __all__ = ["cmd_record"]
 

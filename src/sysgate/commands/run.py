@@ -20,7 +20,8 @@ from ..jail.options import FIELDS, GROUPS, Flag
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Iterator
+    from collections.abc import Iterator
+    from typing import Any
 
     from ..jail.options import Options
 

@@ -16,9 +16,9 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
 
 __all__ = ["install_import_hook", "uninstall_import_hook", "shim_path", "SeccompFinder"]
 

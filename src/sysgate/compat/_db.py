@@ -16,8 +16,8 @@ codes; :mod:`.seccomp` turns them into the bindings' exceptions.
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from . import _arches as A
 from ._arches import LSArch
@@ -64,7 +64,7 @@ class ApiRule:
     strict: bool
     args: list[ApiArg]
 
-    def dup(self) -> "ApiRule":
+    def dup(self) -> ApiRule:
         return ApiRule(self.action, self.syscall, self.strict, [replace(a) for a in self.args])
 
 
@@ -633,7 +633,7 @@ def db_rule_add(db: DBFilter, rule: ApiRule) -> int:
             return 0
         break
     state = _IterState(0, 0, s_iter)
-    rc = _tree_add(_attr_ref(s_iter, "chains"), s_new.chains, state)  # type: ignore[arg-type]
+    rc = _tree_add(_attr_ref(s_iter, "chains"), s_new.chains, state)
     if rc < 0:
         _tree_put(s_new.chains)
         return rc
@@ -829,7 +829,7 @@ class Collection:
             self.endian = ""
         return 0
 
-    def merge(self, src: "Collection") -> int:
+    def merge(self, src: Collection) -> int:
         if self.endian != src.endian:
             return -E.EDOM
         for a in self.filters:

@@ -25,8 +25,9 @@ sentinel, so a call with another token falls through to the next group.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..bpf import insn as I
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
@@ -250,7 +251,7 @@ def _range_conditions(arg: int, width: int, r: Ranges) -> list[tuple[Condition, 
     top = U32 if width == 32 else (1 << 64) - 1
     if len(r) == 2 and r[0][0] == 0 and r[1][1] == top and r[0][1] + 2 == r[1][0]:
         return [(Condition(arg, Op.NE, r[0][1] + 1, width=width),)]
-    out = []
+    out: list[tuple[Condition, ...]] = []
     for lo, hi in r:
         if lo == hi:
             out.append((Condition(arg, Op.EQ, lo, width=width),))
@@ -272,6 +273,7 @@ def merge_rules(rules: list[Rule]) -> list[Rule]:
     for r in rules:
         per: dict[int, list[Condition]] = {}
         for c in r.conditions:
+            assert isinstance(c, Condition)  # rules made by seccomp_rule_add: one argument per test
             per.setdefault(c.arg, []).append(c)
         ranges = {}
         for a, cs in per.items():
@@ -291,6 +293,7 @@ def merge_rules(rules: list[Rule]) -> list[Rule]:
             buckets: dict[Any, int] = {}
             merged: list[tuple[Any, dict[int, tuple[int, Ranges]]]] = []
             for key, ranges in keyed:
+                width: int | None
                 if arg not in ranges:
                     width = None
                 else:
@@ -307,6 +310,7 @@ def merge_rules(rules: list[Rule]) -> list[Rule]:
                     if arg in old:  # the new rule does not test it: every value
                         del old[arg]
                 else:
+                    assert width is not None  # arg is in ranges
                     old[arg] = (width, _norm(old[arg][1] + ranges[arg][1]))
                     top = U32 if width == 32 else (1 << 64) - 1
                     if old[arg][1] == ((0, top),):
@@ -317,8 +321,8 @@ def merge_rules(rules: list[Rule]) -> list[Rule]:
     for (syscall, action), ranges in keyed:
         alts: list[tuple[Condition, ...]] = [()]
         for a in sorted(ranges):
-            width, r = ranges[a]
-            alts = [x + y for x in alts for y in _range_conditions(a, width, r)]
+            width, rgs = ranges[a]
+            alts = [x + y for x in alts for y in _range_conditions(a, width, rgs)]
         out.extend(Rule(syscall, action, conds) for conds in alts)
     return out if len(out) < len(rules) else list(rules)
 

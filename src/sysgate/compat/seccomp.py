@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 from . import _arches as _A
 from . import _db as _D
@@ -189,7 +190,7 @@ def resolve_syscall(arch: Any, syscall: Any) -> Any:
         a = _arch_of(token)
         found = a.resolve_num(num) if a is not None else None
         if found is None:
-            raise ValueError('Unknown syscall %d on arch %d' % (syscall, arch))
+            raise ValueError(f'Unknown syscall {syscall:d} on arch {arch:d}')
         return found.encode("ascii")
     raise TypeError("Syscall must either be an int or str type")
 
@@ -436,7 +437,7 @@ class SyscallFilter:
             self._col.reset(action)
         self._changed()
 
-    def merge(self, filter: "SyscallFilter") -> None:
+    def merge(self, filter: SyscallFilter) -> None:
         """Take over the architectures and rules of ``filter``, which is used up. Both must have
         the same default action, NNP and TSYNC settings, byte order, and no arch in common."""
         if not isinstance(filter, SyscallFilter):

@@ -118,9 +118,11 @@ def _decision_node(g: Graph, d: Decision, lo_hi: dict[int, tuple[int, int]], ful
     for group in reversed(groups):
         conds, action = group[0]
         if len(group) > 1:
-            c = conds[0]
+            firsts = [cs[0] for cs, _ in group]  # group_equality_tests groups plain equality tests only
+            eqs = [t for t in firsts if not isinstance(t, Compare)]
+            c = eqs[0]
             lo, hi = lo_hi[c.arg]
-            nxt = g.eq_set([cs[0].value for cs, _ in group], c.width, lo, hi, full, g.ret(action.ret), nxt)
+            nxt = g.eq_set([t.value for t in eqs], c.width, lo, hi, full, g.ret(action.ret), nxt)
             continue
         node = g.ret(action.ret)
         for c in reversed(conds):

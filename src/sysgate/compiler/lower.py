@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from ..arch import Arch, UnknownSyscall, is_syscall_name, unknown_syscall_message
 from ..errors import UserError
-from ..immutable import Record
 from ..formats.argnames import ARGS, UID16
+from ..immutable import Record
 from ..policy import Action, Compare, Condition, Op, Policy, Term
 from .multiplex import multiplexed_rules
 
@@ -48,7 +48,7 @@ U64 = (1 << 64) - 1
 #: values up to U32, are 32-bit words written in 64 bits.
 SEXT_MIN = U64 + 1 - (1 << 31)
 _ALL_ARGS = frozenset(range(6))
-_NONE = frozenset()
+_NONE: frozenset[int] = frozenset()
 _NARROW: dict[str, frozenset[int]] = {}
 _SHORT: dict[tuple[str, bool], frozenset[int]] = {}
 
@@ -65,7 +65,7 @@ class Decision(Record):
     """
 
     __slots__ = ("rules", "default")
-    rules: tuple[tuple[tuple[Condition, ...], Action], ...]
+    rules: tuple[tuple[tuple[Condition | Compare, ...], Action], ...]
     default: Action
 
     @property
@@ -187,7 +187,7 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
     ``narrow``: decide conditions on arguments the handler reads as 32 (16) bits on those bits
     (see the module's docstring); without it only the 32-bit ABIs, x32 and n32 do, on 32 bits.
     """
-    by_nr: dict[int, list[tuple[tuple[Condition, ...], Action]]] = {}
+    by_nr: dict[int, list[tuple[tuple[Condition | Compare, ...], Action]]] = {}
     skipped: list[str] = []
     table = arch.syscalls
     # socketcall/ipc rules standing for rules on their sub-calls (the multiplexed form)
@@ -204,7 +204,7 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
                     continue
                 raise LoweringError(unknown_syscall_message(rule.syscall))
         if rule.conditions:
-            conds: list[Condition] = []
+            tests: list[Condition | Compare] = []
             dead = False
             low32 = narrow_args(arch, nr) if narrow or arch.compare_bits == 32 else _NONE
             low16 = short_args(arch, nr) if narrow else _NONE
@@ -214,12 +214,12 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
                     # a 32-bit ABI's kernel already gives zero high words; a 32-bit compare ignores them
                     masks = {} if arch.bits == 32 or c.width == 32 else dict.fromkeys(low32, U32)
                     masks.update(dict.fromkeys(low16, U16))
-                    conds.append(_compare(c, masks))
+                    tests.append(_compare(c, masks))
                     continue
                 if c.arg in low16:
                     k = _const(c, True, False, U16)
                     if k is None:
-                        conds.append(_short(c))
+                        tests.append(_short(c))
                     elif k is False:
                         dead = True
                         break
@@ -229,10 +229,10 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
                     dead = True
                     break
                 if k is None:
-                    conds.append(_narrow(c) if c.arg in low32 else c)
+                    tests.append(_narrow(c) if c.arg in low32 else c)
             if dead:
                 continue
-            entry = (tuple(conds), rule.action)
+            entry = (tuple(tests), rule.action)
         else:
             entry = ((), rule.action)
         same_nr = by_nr.get(nr)
@@ -258,8 +258,8 @@ def lower(policy: Policy, arch: Arch, skip_unknown: bool = False, narrow: bool =
             continue
         # Strictest first (stable, so equal actions keep the order they were written in).
         rules.sort(key=lambda r: _strictness_key(r[1]))
-        kept: list[tuple[tuple[Condition, ...], Action]] = []
-        seen: set[tuple[tuple[Condition, ...], Action]] = set()  # (a scan of `kept` was n^2 per number)
+        kept: list[tuple[tuple[Condition | Compare, ...], Action]] = []
+        seen: set[tuple[tuple[Condition | Compare, ...], Action]] = set()  # (a scan of `kept` was n^2 per number)
         for conds, action in rules:
             if conds:
                 if (conds, action) in seen:

@@ -34,7 +34,7 @@ class ProfileError(UserError):  # a ValueError
     source_line: str | None = None
     column: int | None = None
 
-    def at(self, source_line: str, column: int) -> "ProfileError":
+    def at(self, source_line: str, column: int) -> ProfileError:
         """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
         self.source_line, self.column = source_line, column
         return self

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import ProfileError
-from . import catalog
+from . import ProfileError, catalog
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:

@@ -32,14 +32,15 @@ import os
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
     from . import Exported
 
 from .. import arch as _arch
 from .. import capabilities
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from . import ProfileError, load_json, read_file, warn
 from . import jsonfields as F
 
@@ -529,7 +530,7 @@ def _arg_json(c: Condition) -> dict[str, Any]:
     return {"index": c.arg, "value": c.value, "op": _OP_NAMES[c.op]}
 
 
-def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> tuple[dict[str, Any], list[str]]:
+def dump(src: Policy | DockerProfile, *, oci: bool = False, fmt: str = "") -> tuple[dict[str, Any], list[str]]:
     """The Docker (or OCI ``linux.seccomp``) document for a policy, and the list of losses.
 
     Rules with the same action and arguments share one entry's ``names``. ``DockerProfile``
@@ -606,14 +607,14 @@ def dump(src: "Policy | DockerProfile", *, oci: bool = False, fmt: str = "") -> 
     return doc, losses
 
 
-def dumps(src: "Policy | DockerProfile", *, oci: bool = False) -> str:
+def dumps(src: Policy | DockerProfile, *, oci: bool = False) -> str:
     import json
 
     doc, _ = dump(src, oci=oci)
     return json.dumps(doc, indent=2) + "\n"
 
 
-def export(src: "Policy | DockerProfile", *, oci: bool = False) -> "Exported":
+def export(src: Policy | DockerProfile, *, oci: bool = False) -> Exported:
     """The profile as Docker (``oci``: OCI) JSON text, with its losses."""
     import json
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from . import Exported, ProfileError, read_file
 
 __all__ = ["FirecrackerFile", "loads", "load", "export", "export_threads", "detect_json"]
@@ -88,6 +89,7 @@ class _Obj(dict):
     """A decoded JSON object that remembers its first repeated key (serde refuses duplicates)."""
 
     __slots__ = ("dup",)
+    dup: str | None
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> _Obj:
@@ -112,8 +114,9 @@ def _object(src: str, where: str, v: Any, known: Iterable[str]) -> dict:
 
     if not isinstance(v, dict):
         raise ProfileError(f"{src}: {where}: expected an object, got {_type(v)}")
-    if getattr(v, "dup", None) is not None:
-        raise ProfileError(f"{src}: {where}.{v.dup}: duplicate field (seccompiler refuses it)")
+    dup = getattr(v, "dup", None)
+    if dup is not None:
+        raise ProfileError(f"{src}: {where}.{dup}: duplicate field (seccompiler refuses it)")
     known = tuple(known)
     for k in v:
         if k not in known:
@@ -273,8 +276,9 @@ def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None 
         raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
     if not isinstance(doc, dict) or not doc:
         raise ProfileError(f"{source}: a Firecracker filter file is an object of thread names to filters")
-    if doc.dup is not None:
-        raise ProfileError(f"{source}: {doc.dup}: duplicate thread name (seccompiler refuses it)")
+    dup = getattr(doc, "dup", None)  # every object json.loads built is an _Obj (object_pairs_hook)
+    if dup is not None:
+        raise ProfileError(f"{source}: {dup}: duplicate thread name (seccompiler refuses it)")
     if arches:
         covered = tuple(arches)
     elif arch:
@@ -380,7 +384,7 @@ def export_threads(policies: dict[str, Policy]) -> Exported:
         if policy.bad_arch != Action(ActionKind.KILL_PROCESS):
             losses.append(f"{thread}: Firecracker files cannot set the action for other architectures "
                           f"(policy: {policy.bad_arch})")
-    notes = ()
+    notes: tuple[str, ...] = ()
     if len(arches) == 1 and len(next(iter(arches))) == 1:
         target = next(iter(arches))[0]
         notes = (f"filters for {target}; compile with --arch {target}",)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
 from . import ProfileError, warn
 
@@ -115,11 +116,13 @@ def get(source: str, path: str, obj: dict, key: str, types: tuple[type, ...], wh
 
 
 def get_str(source: str, path: str, obj: dict, key: str, required: bool = False) -> str | None:
-    return get(source, path, obj, key, (str,), "a string", required)
+    v: str | None = get(source, path, obj, key, (str,), "a string", required)
+    return v
 
 
 def get_list(source: str, path: str, obj: dict, key: str, required: bool = False) -> list | None:
-    return get(source, path, obj, key, (list,), "a list", required)
+    v: list | None = get(source, path, obj, key, (list,), "a list", required)
+    return v
 
 
 def str_list(source: str, path: str, v: list, what: str = "a string", nonempty: bool = True) -> list[str]:

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from ..immutable import Record
+from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
+_T = TypeVar("_T")  # what a nested parse returns
 __all__ = ["KafelPolicy", "loads", "load", "export", "detect_text"]
 
 U32 = 0xFFFFFFFF
@@ -169,9 +171,11 @@ def _vdepth(v: tuple) -> int:
 
 def _is_64bit(v: tuple) -> bool:
     if v[0] == "num":
-        return v[1] > U32
+        big: bool = v[1] > U32
+        return big
     if v[0] == "var":
-        return v[2] == 64
+        wide: bool = v[2] == 64
+        return wide
     return _is_64bit(v[1]) or _is_64bit(v[2])
 
 
@@ -549,7 +553,7 @@ class _Parser:
                 return d
         return self.comparison()
 
-    def nested(self, f: Callable[[], Any]) -> Any:
+    def nested(self, f: Callable[[], _T]) -> _T:
         self.depth += 1
         if self.depth > MAX_NESTING:
             t = self.peek()

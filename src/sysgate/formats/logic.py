@@ -11,14 +11,14 @@ be too large to be useful.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import UserError
 from ..policy import Action, Compare, Condition, Op, Rule
 
 __all__ = ["Conj", "DNF", "TRUE", "FALSE", "TooComplex", "absorb", "negate", "and_", "or_", "not_", "simplify",
-           "and_all", "first_match", "first_match_rules", "masked_compare", "as_64bit", "narrow32", "single_arg_options",
-           "strictest_first", "MAX_TERMS", "MAX_WRITTEN"]
+           "and_all", "first_match", "first_match_rules", "masked_compare", "as_64bit", "narrow32",
+           "single_arg_options", "strictest_first", "MAX_TERMS", "MAX_WRITTEN"]
 
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
@@ -78,7 +78,7 @@ def _interval(c: Condition) -> tuple[int, int] | None:
     return None
 
 
-def simplify(conj: Iterable[Condition]) -> Conj | None:
+def simplify(conj: Iterable[Condition | Compare]) -> Conj | None:
     """The conjunction without duplicates and tautologies, or None if it can never hold.
 
     Contradictions are found for the common cases (two different values for one argument,

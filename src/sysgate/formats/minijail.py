@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from ..immutable import Record
+from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
 from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
@@ -490,7 +490,7 @@ def detect_text(text: str, name: str | None) -> float:
 
 
 def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arches: Iterable[str] | None = None,
-          base_dir: str | None = None, kill: Action = Action(ActionKind.KILL_PROCESS)) -> MinijailPolicy:
+          base_dir: str | None = None, kill: Action = _ACTIONS["kill-process"]) -> MinijailPolicy:
     """Read a policy; named constants are those of ``arch`` (or each of ``arches``: they must agree).
 
     ``@include`` paths are relative to the file (``base_dir`` when ``source`` is not a file).
@@ -551,7 +551,7 @@ def _action_text(a: Action, losses: list[str], where: str) -> str:
             ActionKind.USER_NOTIF: "user-notify"}[a.kind]
 
 
-def _clauses(d: "L.DNF") -> list[str]:
+def _clauses(d: L.DNF) -> list[str]:
     """minijail's OR of ANDs for ``d`` (64-bit conditions, or 32-bit ones on a 32-bit ABI)."""
     clauses = []
     for conj in d:
@@ -660,12 +660,12 @@ def export(policy: Policy) -> Exported:
         if not denylist and len(chain) > 1 and chain[-1] == (None, Action(ActionKind.ALLOW)):
             chain = _allow_first(chain, exprs, losses, name)
         filters = []
-        for clauses, action in chain:
+        for alts, action in chain:
             act = _action_text(action, losses, name)
-            if clauses is None:
+            if alts is None:
                 filters.append(act)
             else:
-                expr = " || ".join(dict.fromkeys(clauses))
+                expr = " || ".join(dict.fromkeys(alts))
                 filters.append(expr if action.kind is ActionKind.ALLOW else f"{expr}; {act}")
         if not filters:
             continue

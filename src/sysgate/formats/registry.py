@@ -9,10 +9,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
-from ..policy import Policy
 from ..immutable import Record
+from ..policy import Policy
 from . import Exported, ProfileError, decode_text, read_file
 from .catalog import NAMES as FORMATS
 from .catalog import get as _format

@@ -7,7 +7,6 @@ gets back at ``execve``. Kept caps are raised in the ambient set too, so that a 
 """
 from __future__ import annotations
 
-
 from .. import capabilities
 from .._startup import ctypes
 from ..kernel import syscall as N

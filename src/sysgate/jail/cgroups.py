@@ -48,7 +48,7 @@ class Hierarchies:
     v2_root: str | None  # the unified hierarchy's mount point
     v1: dict[str, str]  # controller -> our directory
 
-    def __init__(self, v2: str | None = None, v2_root: str | None = None, v1: dict[str, str] = None) -> None:
+    def __init__(self, v2: str | None = None, v2_root: str | None = None, v1: dict[str, str] | None = None) -> None:
         self.v2 = v2
         self.v2_root = v2_root
         self.v1 = {} if v1 is None else v1
@@ -274,7 +274,7 @@ def _owner_gone(name: str) -> bool:
 
 def reap_leftovers(base: str) -> list[str]:
     """Remove the empty ``sysgate-*`` groups under ``base`` whose owning process is gone; return them."""
-    removed = []
+    removed: list[str] = []
     try:
         names = [n for n in os.listdir(base) if n.startswith("sysgate-")]
     except OSError:

@@ -49,7 +49,7 @@ __all__ = ["FilterProgram", "get", "apply_modifiers", "clear_cache", "mask_paths
            "precompiled_path", "precompile"]
 
 _VERSION = b"sysgate-jail-filter-1"
-_MEM: dict[Any, "FilterProgram"] = {}
+_MEM: dict[Any, FilterProgram] = {}
 
 
 class FilterProgram:
@@ -189,9 +189,9 @@ def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), a
     the profile is compiled afresh each time, so the names left out are known to report."""
     if skip_unknown and isinstance(profile, str):
         unknown: list[str] = []
-        prog = _compile(profile, allow, deny, action, caps, "", unknown)
-        prog.unknown_names = tuple(unknown)
-        return prog
+        fresh = _compile(profile, allow, deny, action, caps, "", unknown)
+        fresh.unknown_names = tuple(unknown)
+        return fresh
     mem_key = (profile if not isinstance(profile, str) else ("spec", profile, _file_stamp(profile)),
                allow, deny, action, caps)
     hit = _MEM.get(mem_key)
@@ -352,7 +352,7 @@ def _load_disk(key: str) -> FilterProgram | None:
     finally:
         os.close(top)
         os.close(jail)
-    if blob is None:
+    if blob is None or secret is None:
         return None
     n = len(_MAGIC)
     head, digest, flag, data = blob[:n], blob[n:n + 32], blob[n + 32:n + 33], blob[n + 33:]
@@ -475,7 +475,8 @@ def supervisor_safe(insns: Any, arch: str | None = None) -> bool:
         ("execve", ()), ("execveat", ()), ("exit", (0,)), ("exit_group", (127,)),
         # the supervisor while the command runs: waits, signals, the facts of a kill read from /proc
         ("wait4", (2**64 - 1, 0, 1, 0)), ("waitid", (1, 0, 0, 4 | 1 | 0x01000000)), ("rt_sigtimedwait", ()),
-        ("kill", (1, 15)), ("getppid", ()), ("openat", (0, 0, os.O_RDONLY | os.O_CLOEXEC)), ("read", ()), ("readlinkat", ()),
+        ("kill", (1, 15)), ("getppid", ()), ("openat", (0, 0, os.O_RDONLY | os.O_CLOEXEC)), ("read", ()),
+        ("readlinkat", ()),
         ("brk", ()), ("futex", (0, 0x81, 1)), ("futex", (0, 0x80, 0)),
         ("write", ()), ("close", ()),
     ]

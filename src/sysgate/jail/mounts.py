@@ -48,8 +48,8 @@ import os
 import stat
 
 from .._startup import ctypes
-from ..kernel import syscall as N
 from ..kernel import mount as M
+from ..kernel import syscall as N
 from .options import DEFAULT_TMP_SIZE, JailConfigError, Options
 
 TYPE_CHECKING = False
@@ -109,9 +109,9 @@ class MountPlan:
     tmp_opts: bytes
     user: list[tuple]  # ("bind", src, dst, ro, is_dir) | ("tmpfs", dst, opts)
     cwd: bytes
-    attr_root: "M.MountAttr"  # type: ignore[assignment]
-    attr_ro: "M.MountAttr"  # type: ignore[assignment]
-    attr_rw: "M.MountAttr"  # type: ignore[assignment]
+    attr_root: M.MountAttr | None
+    attr_ro: M.MountAttr | None
+    attr_rw: M.MountAttr | None
     hidden: list[tuple[bytes, bytes]]  # (dst, tmpfs options) covered before the user's mounts
     files: list[tuple[bytes, bytes]]  # (canonical host file, dst): bound back read-only after them
     masks: list[bytes]  # dsts covered by an empty read-only tmpfs, last
@@ -121,9 +121,10 @@ class MountPlan:
     proc_mounter: Any = None
 
     def __init__(self, root: bytes, stage: bytes, slave_root: bool, dev_nodes: list[bytes], fresh_proc: bool,
-                 tmp_opts: bytes, user: list[tuple] = None, cwd: bytes = b"/", attr_root: M.MountAttr = None,
-                 attr_ro: M.MountAttr = None, attr_rw: M.MountAttr = None, hidden: list = None,
-                 files: list = None, masks: list = None, shm_opts: bytes = b"mode=1777") -> None:
+                 tmp_opts: bytes, user: list[tuple] | None = None, cwd: bytes = b"/",
+                 attr_root: M.MountAttr | None = None, attr_ro: M.MountAttr | None = None,
+                 attr_rw: M.MountAttr | None = None, hidden: list | None = None,
+                 files: list | None = None, masks: list | None = None, shm_opts: bytes = b"mode=1777") -> None:
         self.root = root
         self.stage = stage
         self.slave_root = slave_root
@@ -239,7 +240,7 @@ def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[li
     if xdg and xdg.startswith("/") and "\0" not in xdg:
         cands.append(os.path.normpath(xdg))
     prefix = "" if root == "/" else root.rstrip("/")
-    stamp = []
+    stamp: list[tuple[int, int, int] | None] = []
     for d in sorted({os.path.dirname(c) for c in cands} | {"/etc"}):
         try:
             st = os.stat(prefix + d)
@@ -296,7 +297,8 @@ def _masks(root: str | None, user: list[tuple], masks: tuple[str, ...], strict: 
         if root is not None and _under(real, root):
             out.append(os.fsencode("/" + os.path.relpath(real, root)) if root != "/" else os.fsencode(real))
         for u in user:
-            if u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1])) and not (strict and real == os.fsdecode(u[1])):
+            if (u[0] == "bind" and u[4] and _under(real, os.fsdecode(u[1]))
+                    and not (strict and real == os.fsdecode(u[1]))):
                 rel = os.path.relpath(real, os.fsdecode(u[1]))
                 out.append(os.fsencode(os.path.normpath(os.path.join(os.fsdecode(u[2]), rel))))
     return [b"/" + o.lstrip(b"/") for o in dict.fromkeys(out)]
@@ -321,7 +323,7 @@ def _user_mounts(opts: Options) -> list[tuple]:
     return sorted(out, key=lambda m: m[2 if m[0] == "bind" else 1].count("/"))
 
 
-def _openat2(dirfd: int, path: bytes, how: "M.OpenHow") -> int:
+def _openat2(dirfd: int, path: bytes, how: M.OpenHow) -> int:
     return M.openat2(dirfd, path, how)
 
 
@@ -343,7 +345,8 @@ def _clone_fd(fd: int, what: str) -> int:
         _close(fd)
 
 
-def _setattr(fd: int, attr: "M.MountAttr", what: str) -> None:
+def _setattr(fd: int, attr: M.MountAttr | None, what: str) -> None:
+    assert attr is not None  # plan() sets the plan's three attributes
     N.check(M.mount_setattr(fd, b"", M.AT_EMPTY_PATH | M.AT_RECURSIVE, attr), what)
 
 
@@ -417,7 +420,8 @@ class _Tree:
                 cur = fd
         except OSError as e:
             _close(cur)
-            raise N.KernelError(e.errno, f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
+            raise N.KernelError(e.errno,
+                                f"{what}: cannot create the mount point: {os.strerror(e.errno or 0)}") from None
         return cur
 
     def tmpfs(self, dst: bytes, opts: bytes, what: str, flags: int = 0, create: bool = True) -> None:
@@ -467,8 +471,8 @@ def apply(p: MountPlan) -> None:
     N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
     _mount(b"devpts", devp + b"/pts", b"devpts", M.MS_NOSUID | M.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
-    for name, target in _DEV_LINKS:
-        N.check(_ksymlinkat(target.encode(), dev, name.encode()), "link /dev/" + name)
+    for link, target in _DEV_LINKS:
+        N.check(_ksymlinkat(target.encode(), dev, link.encode()), "link /dev/" + link)
     _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")

@@ -35,8 +35,8 @@ import os
 import sys
 
 from .._startup import ctypes
-from ..kernel import syscall as N
 from ..kernel import process as P
+from ..kernel import syscall as N
 from .options import JailConfigError, Options
 
 __all__ = ["NsPlan", "plan", "enter", "finish", "FLAGS", "host_ids", "subordinate_id"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import _thread
 import os
 
-from ..kernel import syscall as N
 from ..kernel import process as P
+from ..kernel import syscall as N
 from .namespaces import loopback_up
 
 __all__ = ["take", "refill", "shutdown", "enabled", "enter", "leave"]

@@ -18,7 +18,8 @@ from ..immutable import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["DEFAULT_TMP_SIZE", "JailConfigError", "Bind", "Tmpfs", "Options", "FIELDS", "Field", "Flag", "GROUPS",
            "kwargs_from_flags", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
@@ -351,7 +352,7 @@ def _check_timeout(v: Any) -> float:
 def _check_launcher(v: Any) -> str:
     if v not in ("auto", "vfork", "fork"):
         raise JailConfigError(f"launcher: {v!r} must be auto, vfork or fork")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _check_allow_paths(v: Any) -> tuple[str, ...]:
@@ -618,7 +619,7 @@ class Options(Record):
             raise JailConfigError("--host-uid/--host-gid: need the sandbox's user namespace (not --share user)")
 
     @classmethod
-    def from_kwargs(cls, **kw: Any) -> "Options":
+    def from_kwargs(cls, **kw: Any) -> Options:
         names = set(cls.__slots__)
         for k in kw:
             if k not in names:
@@ -651,7 +652,7 @@ class Options(Record):
         return out
 
 
-def _seq(v: "Any") -> "Iterable[Any]":
+def _seq(v: Any) -> Iterable[Any]:
     if v is None:
         return ()
     if isinstance(v, (str, bytes, Bind, Tmpfs)):

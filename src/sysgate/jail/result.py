@@ -87,8 +87,9 @@ class RunResult:
     oom_kills: int
     pids_limit_hits: int
     launcher: str
+    denials: list[dict] | None
 
-    def __init__(self, argv: list[str], status: str, **kw: "Any") -> None:
+    def __init__(self, argv: list[str], status: str, **kw: Any) -> None:
         self.argv, self.status = argv, status
         for name, default in self._FIELDS.items():
             if name not in ("argv", "status"):
@@ -140,7 +141,7 @@ class RunResult:
             return f"killed ({name})"
         return f"killed by {name}"
 
-    def to_dict(self) -> "dict[str, Any]":
+    def to_dict(self) -> dict[str, Any]:
         d = {n: getattr(self, n) for n in self.__slots__}
         d["argv"] = list(self.argv)
         for k in ("stdout", "stderr"):
@@ -158,7 +159,7 @@ class RunResult:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-def _rebuild(d: "dict[str, Any]") -> RunResult:
+def _rebuild(d: dict[str, Any]) -> RunResult:
     return RunResult(**d)
 
 

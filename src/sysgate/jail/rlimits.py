@@ -23,7 +23,8 @@ Limit = tuple[int, int, int, str]  # (resource, soft, hard, name)
 
 def split(limits: dict[str, tuple[int, int]]) -> tuple[list[Limit], list[Limit]]:
     """(limits for the init, limits for the command's own process), as (resource, soft, hard, name)."""
-    early, late = [], []
+    early: list[Limit] = []
+    late: list[Limit] = []
     for name, (soft, hard) in sorted(limits.items()):
         item = (RLIMITS[name], _conv(soft), _conv(hard), name)
         (late if name in ADDRESS_SPACE_LIMITS else early).append(item)

@@ -76,9 +76,9 @@ TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     from typing import Any
 
-from ..kernel import syscall as N
 from ..kernel import mount as M
 from ..kernel import process as P
+from ..kernel import syscall as N
 from . import caps as _caps
 from . import mounts as _mounts
 from . import namespaces as _ns
@@ -126,8 +126,8 @@ class Plan:
 
     argv: list[str]
     env: dict[str, str]
-    ns: "_ns.NsPlan"
-    mounts: "_mounts.MountPlan"
+    ns: _ns.NsPlan
+    mounts: _mounts.MountPlan
     cgroup: Any  # cgroups.CgroupSet
     program: Any  # filters.FilterProgram
     fast: bool  # spawn from init with the filter loaded in init
@@ -158,8 +158,8 @@ class Plan:
 
     def __init__(self, argv: list[str], env: dict[str, str], ns: _ns.NsPlan, mounts: _mounts.MountPlan,
                  cgroup: Any = None, program: Any = None, fast: bool = True,
-                 keep_caps: frozenset = frozenset(), last_cap: int = 40, rl_early: list = None,
-                 rl_late: list = None, landlock: Any = None, stdio: list = None, pass_fds: tuple = (),
+                 keep_caps: frozenset = frozenset(), last_cap: int = 40, rl_early: list | None = None,
+                 rl_late: list | None = None, landlock: Any = None, stdio: list | None = None, pass_fds: tuple = (),
                  new_session: bool = False, timeout: float | None = None, deadline: float | None = None,
                  cwd: bytes = b"/", cwd_given: bool = False, pty: Any = None, die_with_parent: bool = True,
                  pidns: bool = True, netns_fd: int = -1, lifeline: int = -1, lifeline_w: int = -1,
@@ -376,7 +376,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
         _stage(R, "exec")
-        actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(hi) if fd >= 0]
+        actions: list[tuple] = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(hi) if fd >= 0]
         if pty is not None:  # after setsid: the first open of the slave makes it the controlling terminal
             actions = [a for a in actions if a[2] not in plan.pty[1]]
             actions += [(os.POSIX_SPAWN_OPEN, i, pty[1], os.O_RDWR, 0) for i in plan.pty[1]]
@@ -416,7 +416,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
 # and fd table (nothing to copy), is non-dumpable with it, and is hidden by hidepid.
 _libc_signal = N.libc["signal"]
 _libc_signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
-_PAUSE_FN = P.CLONE_FN(ctypes.c_void_p.from_buffer(N.libc.pause).value)
+_PAUSE_FN = P.CLONE_FN(ctypes.c_void_p.from_buffer(N.libc.pause).value)  # type: ignore[arg-type]  # never NULL
 PID1_STACK = 64 << 10
 _CLONE_FILES = P.CLONE_FILES
 
@@ -718,6 +718,7 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
     while True:
         if vm_shared:
             _gc_release()
+        info: signal.struct_siginfo | None
         try:
             if deadline is None:
                 info = signal.sigwaitinfo(_WAITSET)

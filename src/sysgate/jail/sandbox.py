@@ -12,24 +12,25 @@ import os
 import time
 
 from .._startup import ctypes, signal
+from ..kernel import process as P
+from ..kernel import syscall as N
 from . import caps as _caps
 from . import filters as _filters
-from ..kernel import syscall as N
-from ..kernel import process as P
 from . import mounts as _mounts
 from . import namespaces as _ns
 from . import result as _res
 from . import rlimits as _rl
 from . import runner as _runner
-from .runner import Plan, vfork_supported
 from .options import DEVNULL, PIPE, STDOUT, JailConfigError, Options
 from .result import RunResult, SandboxError
+from .runner import Plan, vfork_supported
 
 TYPE_CHECKING = False  # typing, threading and weakref are not needed to run one command from the CLI
 if TYPE_CHECKING:
     import threading
     import weakref
-    from typing import IO, Any, Sequence
+    from collections.abc import Sequence
+    from typing import IO, Any
 
 __all__ = ["run", "Sandbox", "DEVNULL", "PIPE", "STDOUT"]
 
@@ -591,7 +592,7 @@ class Sandbox:
         """Host pid of the sandbox's init (PID 1 inside), None before start."""
         return self._ptid.value or None
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._thread is not None:
             raise RuntimeError("sandbox already started")
         t0 = time.monotonic()
@@ -724,7 +725,7 @@ class Sandbox:
             left = None if deadline is None else max(0, deadline - time.monotonic())
             if left == 0:
                 raise TimeoutError(f"sandbox {self.argv[0]!r} still running after {timeout}s")
-            for fd, ev in poller.poll(None if left is None else left * 1000):
+            for fd, _ev in poller.poll(None if left is None else left * 1000):
                 i, f = fds[fd]
                 if i == 0:
                     try:
@@ -751,7 +752,7 @@ class Sandbox:
             res.stderr = b"".join(outs[2])
         return res
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         if self._thread is None:
             self.start()
         return self
@@ -768,7 +769,7 @@ def _ctrl_signal() -> int:
     return _runner.CTRL_KILL
 
 
-_LIVE: "weakref.WeakSet[Sandbox] | None" = None
+_LIVE: weakref.WeakSet[Sandbox] | None = None
 
 
 def _register_live(sb: Sandbox) -> None:

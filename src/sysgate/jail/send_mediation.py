@@ -410,7 +410,7 @@ class SendMediation:
             r = job.step()
             if r is None:
                 self._thread(call, job, back, False)
-                job = None  # type: ignore[assignment]
+                job = None
                 return LATER
             self._finish(call, job, back, r)
         finally:

@@ -340,7 +340,8 @@ class NotifySetup:
         if self._tty is not None and self._ask(call, by, detail):
             return None
         ev = {"event": "denied", "syscall": call.name, "arch": call.arch.name if call.arch else None,
-              "nr": call.nr, "args": [hex(a) for a in call.args], "pid": call.pid, "errno": E.errorcode.get(errno, errno),
+              "nr": call.nr, "args": [hex(a) for a in call.args], "pid": call.pid,
+              "errno": E.errorcode.get(errno, errno),
               "by": by, "call": call.describe(decode=True) + (f" {detail}" if detail and by != "profile" else "")}
         if detail:
             ev["detail"] = detail

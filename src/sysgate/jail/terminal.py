@@ -22,9 +22,9 @@ The relay ends when the master reports EOF/EIO (every slave closed: the sandbox 
 """
 from __future__ import annotations
 
+import _thread
 import os
 import socket
-import _thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Relay:
         """``interactive``: relay the caller's keys too (``run``); a ``Sandbox`` running alongside its
         caller gets the terminal's output only, and leaves the caller's keyboard alone."""
         self.indices = indices
-        src = [i if stdio[i] is None else stdio[i] for i in range(3)]
+        src = [i if (fd := stdio[i]) is None else fd for i in range(3)]
         # Keys are relayed only by a foreground job: a background one reading (or setting raw mode on)
         # the terminal would be stopped (SIGTTIN, SIGTTOU), as any background reader is.
         self.in_fd = src[0] if 0 in indices and interactive and _foreground(src[0]) else -1
@@ -187,7 +187,7 @@ class Relay:
     def _relay_events(self, m: int, events: list, poller: Any) -> None:
         """Copy what ``events`` say is ready; the master's EOF ends the relay (``_master`` -1)."""
         self.sync_size()
-        for fd, ev in events:
+        for fd, _ev in events:
             if fd == m:
                 try:
                     data = os.read(m, 65536)

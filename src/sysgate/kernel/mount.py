@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from .._startup import ctypes
-from .syscall import AT_FDCWD, NR, c_long, libc_gil
+from .syscall import AT_FDCWD as AT_FDCWD  # re-exported: the jail writes M.AT_FDCWD beside M.openat2
+from .syscall import NR, c_long, libc_gil
 
 __all__ = [
     "MountAttr",

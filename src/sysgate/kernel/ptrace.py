@@ -22,8 +22,8 @@ import errno as E
 import os
 import signal
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..arch import native
 from ..errors import UserError
@@ -98,7 +98,7 @@ class CommandNotFound(UserError):
 
 def ptrace(request: int, pid: int, addr: object = 0, data: object = 0) -> int:
     """Raw ptrace(2) syscall (not glibc's wrapper: PEEK requests would need a data pointer)."""
-    return syscall(_NR_PTRACE, request, pid, addr, data)  # type: ignore[arg-type]
+    return syscall(_NR_PTRACE, request, pid, addr, data)
 
 
 # ---------------------------------------------------------------------------- attach / detach
@@ -124,10 +124,11 @@ def attach(pid: int) -> int:
     try:
         ptrace(PTRACE_SEIZE, pid, 0, 0)
     except OSError as e:
-        msg = {E.ESRCH: f"no such process {pid}",
-               E.EPERM: f"not permitted to trace process {pid} (needs CAP_SYS_PTRACE or the same user with "
-                        "kernel.yama.ptrace_scope allowing it; or it is already being traced)"}.get(
-            e.errno, f"cannot attach to process {pid}: {errno_name(e.errno)} ({e.strerror})")
+        msgs: dict[int | None, str] = {
+            E.ESRCH: f"no such process {pid}",
+            E.EPERM: f"not permitted to trace process {pid} (needs CAP_SYS_PTRACE or the same user with "
+                     "kernel.yama.ptrace_scope allowing it; or it is already being traced)"}
+        msg = msgs.get(e.errno, f"cannot attach to process {pid}: {errno_name(e.errno)} ({e.strerror})")
         raise PtraceError(e.errno, msg) from None
     try:
         ptrace(PTRACE_INTERRUPT, pid, 0, 0)
@@ -201,6 +202,7 @@ def get_filters(pid: int) -> list[bytes]:
             except OSError as e:
                 if e.errno == E.ENOENT:  # past the last filter
                     return out
+                assert e.errno is not None  # syscall.check raised it, with the errno set
                 raise _get_filter_error(e.errno, pid, index) from None
             out.append(buf.raw[:count * 8])
     finally:
@@ -336,7 +338,7 @@ def _is_group_stop(pid: int) -> bool:
     return False
 
 
-def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -> None:  # type: ignore[no-untyped-def]
+def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -> None:
     """Body of the forked tracer process; ``emit(dict)`` streams results to the caller."""
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # caller gone -> tracer gone -> tracees gone (EXITKILL)
     prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of a killed command come to us to be reaped, not to init

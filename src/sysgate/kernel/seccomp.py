@@ -11,14 +11,25 @@ import enum
 import errno as E
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
 
 from ..bpf import insn as I
 from ..bpf.emulator import InvalidProgram, check
-from .syscall import (PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP,
-                      SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES, SECCOMP_SET_MODE_FILTER,
-                      SECCOMP_SET_MODE_STRICT, SockFprog, errno_name, prctl, seccomp)
+from .syscall import (
+    PR_GET_NO_NEW_PRIVS,
+    PR_GET_SECCOMP,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_SECCOMP,
+    SECCOMP_GET_ACTION_AVAIL,
+    SECCOMP_GET_NOTIF_SIZES,
+    SECCOMP_SET_MODE_FILTER,
+    SECCOMP_SET_MODE_STRICT,
+    SockFprog,
+    errno_name,
+    prctl,
+    seccomp,
+)
 
 __all__ = [
     "SECCOMP_MODE_DISABLED", "SECCOMP_MODE_STRICT", "SECCOMP_MODE_FILTER",
@@ -71,7 +82,7 @@ class SeccompError(OSError):
     install fail when the kernel names it (the error is then ``ESRCH``, as with TSYNC_ESRCH).
     """
 
-    def __init__(self, errno: int, message: str, *, flags: int = 0, tid: int | None = None) -> None:
+    def __init__(self, errno: int | None, message: str, *, flags: int = 0, tid: int | None = None) -> None:
         super().__init__(errno, message)
         self.flags = flags
         self.tid = tid
@@ -111,7 +122,7 @@ def get_mode() -> int:
                                     "(kernel built without CONFIG_SECCOMP?)") from None
 
 
-Program = Union[bytes, bytearray, memoryview, Sequence[I.Insn]]
+Program = bytes | bytearray | memoryview | Sequence[I.Insn]
 
 
 def _program_bytes(program: Program) -> bytes:
@@ -180,11 +191,13 @@ def install(program: Program, flags: int = 0, *, no_new_privs: bool = True) -> i
     try:
         ret = seccomp(SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
     except OSError as e:
+        assert e.errno is not None  # syscall.check raised it, with the errno set
         if e.errno != E.ENOSYS or flags:
             raise _install_error(e.errno, data, flags, "seccomp") from None
         try:
             prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog))
         except OSError as e2:
+            assert e2.errno is not None
             raise _install_error(e2.errno, data, flags, "prctl") from None
         return 0
     if flags & Flag.NEW_LISTENER:

@@ -22,11 +22,10 @@ from .._startup import ctypes
 
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
-    from typing import Union
 
     #: What :func:`syscall` accepts as an argument: an int (passed as a C long, values >= 2**63
     #: are taken as unsigned), ``None`` (NULL), bytes (a pointer to them) or any ctypes object.
-    Arg = Union[int, None, bytes, object]
+    Arg = int | None | bytes | object
 
 __all__ = [
     "NR",
@@ -132,9 +131,11 @@ def check(ret: int, what: str) -> int:
     return ret
 
 
-def errno_name(code: int) -> str:
-    """Symbolic name of an errno value (``"EINVAL"``), or the number if unknown."""
-    return _errno.errorcode.get(code, str(code))
+def errno_name(code: int | None) -> str:
+    """Symbolic name of an errno value (``"EINVAL"``), or the number if unknown.
+
+    ``None`` is taken too: it is the type of ``OSError.errno``, which callers pass on."""
+    return str(code) if code is None else _errno.errorcode.get(code, str(code))
 
 
 #: "relative to the working directory" for the ``*at()`` calls (openat2, the mount API, ...).

@@ -11,7 +11,9 @@ import os
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
+
+    from ..policy import Action
 
 from ..formats import ProfileError
 from ..policy import Policy
@@ -63,7 +65,8 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
         policy = docker.load(builtin_path(spec), arch=arch, caps=caps, unknown_names=unknown_names).policy
         if archlist:
             policy = policy.with_arches(archlist)
-        from .hardening import HARDENED, apply as harden
+        from .hardening import HARDENED
+        from .hardening import apply as harden
 
         if spec in HARDENED:  # the file stays upstream's; the name means it plus the overlay
             policy = harden(policy)
@@ -85,7 +88,7 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
     return policy
 
 
-def parse_deny(spec: str) -> tuple[str, "Action"]:
+def parse_deny(spec: str) -> tuple[str, Action]:
     """``NAME`` (errno EPERM), ``NAME:ERRNO`` (a number or ``EACCES``) or ``NAME:ACTION``
     (``kill-process``, ``trap``, ...) -> (name, action)."""
     from ..policy import Action, ActionKind, PolicyError, parse_errno

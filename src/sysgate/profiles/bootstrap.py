@@ -17,7 +17,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs milliseconds on the run path, which imports this module
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 __all__ = ["BOOTSTRAP", "python_argv", "install_in_process", "DEFERRED"]
 
@@ -58,7 +58,8 @@ if sys.argv[2] == "checked":
         if spec.origin and spec.origin.startswith("/"):
             todo += [spec.origin] + _pyc(spec.origin)
             if spec.submodule_search_locations:
-                todo += [spec.origin.rpartition("/")[0] + "/_endian.py"] + _pyc(spec.origin.rpartition("/")[0] + "/_endian.py")
+                endian = spec.origin.rpartition("/")[0] + "/_endian.py"
+                todo += [endian] + _pyc(endian)
     for p in todo:
         if _writable(p):
             _refuse("python: %s is writable from the sandbox; nothing is imported from a writable place before "

@@ -17,7 +17,8 @@ package's :func:`record` function (the package is ``sysgate.recorder`` so that t
 from __future__ import annotations
 
 import sys
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from ..policy import Action, Policy
 from .build import EXEC_PATH, Report, build

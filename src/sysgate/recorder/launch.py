@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import struct
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .observations import CommandNotStarted
 

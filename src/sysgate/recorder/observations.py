@@ -25,7 +25,7 @@ class CommandNotStarted(RecordError):
 class RecordingInterrupted(RecordError):
     """Ctrl-C or ``--timeout`` ended the recording; ``observations`` holds what was seen so far."""
 
-    def __init__(self, message: str, observations: "Observations") -> None:
+    def __init__(self, message: str, observations: Observations) -> None:
         super().__init__(message)
         self.observations = observations
 
@@ -76,7 +76,7 @@ class Observations:
         })
 
     @classmethod
-    def from_json(cls, text: str) -> "Observations":
+    def from_json(cls, text: str) -> Observations:
         import json
 
         d = json.loads(text)

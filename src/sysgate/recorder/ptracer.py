@@ -22,15 +22,31 @@ import errno as E
 import os
 import signal
 import struct
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..arch import X32_SYSCALL_BIT, by_token
 from ..arch import get as get_arch
-from ..kernel.ptrace import (PTRACE_CONT, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC, PTRACE_EVENT_FORK,
-                             PTRACE_EVENT_SECCOMP, PTRACE_EVENT_STOP, PTRACE_EVENT_VFORK, PTRACE_GET_SYSCALL_INFO,
-                             PTRACE_GETEVENTMSG, PTRACE_GETSIGINFO, PTRACE_O_EXITKILL, PTRACE_O_TRACECLONE,
-                             PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK, PTRACE_O_TRACESECCOMP, PTRACE_O_TRACEVFORK,
-                             PTRACE_SETOPTIONS, PTRACE_TRACEME, WALL)
+from ..kernel.ptrace import (
+    PTRACE_CONT,
+    PTRACE_EVENT_CLONE,
+    PTRACE_EVENT_EXEC,
+    PTRACE_EVENT_FORK,
+    PTRACE_EVENT_SECCOMP,
+    PTRACE_EVENT_STOP,
+    PTRACE_EVENT_VFORK,
+    PTRACE_GET_SYSCALL_INFO,
+    PTRACE_GETEVENTMSG,
+    PTRACE_GETSIGINFO,
+    PTRACE_O_EXITKILL,
+    PTRACE_O_TRACECLONE,
+    PTRACE_O_TRACEEXEC,
+    PTRACE_O_TRACEFORK,
+    PTRACE_O_TRACESECCOMP,
+    PTRACE_O_TRACEVFORK,
+    PTRACE_SETOPTIONS,
+    PTRACE_TRACEME,
+    WALL,
+)
 from ..kernel.syscall import nr as _nr
 from . import refine
 from .launch import resolve, spawn_held
@@ -236,7 +252,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 per[nr] = per.get(nr, 0) + 1
                 name = _name(arch, nr)
                 if name in refine.SPECS:
-                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))  # type: ignore[arg-type]
+                    obs.saw_args(arch, nr, refine.key(name, (a0, a1, a2, a3, a4, a5)))
             if not interrupted:
                 fast(NR, CONT, pid, 0, 0)
                 continue

@@ -36,7 +36,7 @@ import re
 import select
 import signal
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..arch import X32_SYSCALL_BIT, native
 from ..arch import get as get_arch
@@ -530,12 +530,10 @@ def _follow(inst: _Instance, pipe_fd: int, watermark_fds: list[int], top: int, n
             r = watched
             vals = []
             for f in r.fields:
-                fm = None
-                for fm in re.finditer(rf"\b{f}: (0x[0-9a-fA-F]+|\d+)", rest):
-                    pass
-                if fm is None:
+                found = re.findall(rf"\b{f}: (0x[0-9a-fA-F]+|\d+)", rest)
+                if not found:
                     return
-                vals.append(int(fm.group(1), 0) & refine.U32)
+                vals.append(int(found[-1], 0) & refine.U32)  # the last match, as before
             if r.learn(tuple(vals)):
                 dirty_refined.add(name)
             obs.saw_args(nat, nat_arch.nr(name), tuple(vals))
