@@ -398,7 +398,9 @@ precompiled_path = _pre.path
 
 def _load_precompiled(profile: str, allow: tuple) -> FilterProgram | None:
     stem = next((k for k, v in PRECOMPILED.items() if v == (profile, tuple(allow))), None)
-    got = _pre.read(stem) if stem is not None else None
+    if stem is None:
+        return None
+    got = _pre.read(stem)
     if got is None:
         return None
     return FilterProgram(got[0], got[1], "precompiled:" + stem)
