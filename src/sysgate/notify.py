@@ -61,8 +61,7 @@ from .kernel.notify import (
     SECCOMP_IOCTL_NOTIF_RECV,
     SECCOMP_IOCTL_NOTIF_SEND,
     SECCOMP_USER_NOTIF_FLAG_CONTINUE,
-    SeccompNotif,
-    SeccompNotifResp,
+    buffer_sizes,
     ioc,
 )
 from .kernel.syscall import errno_name, libc, nr, syscall
@@ -539,8 +538,9 @@ class Supervisor:
         self.interrupted = 0    # answers the kernel refused because the target was interrupted or died
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
-        self._recv_buf = ctypes.create_string_buffer(max(ctypes.sizeof(SeccompNotif), _kernel_notif_size()))
-        self._resp_buf = ctypes.create_string_buffer(max(ctypes.sizeof(SeccompNotifResp), _kernel_resp_size()))
+        notif_size, resp_size = buffer_sizes()
+        self._recv_buf = ctypes.create_string_buffer(notif_size)
+        self._resp_buf = ctypes.create_string_buffer(resp_size)
         self._resp_ptr = ctypes.c_void_p(ctypes.addressof(self._resp_buf))
         self._addfd_buf = ctypes.create_string_buffer(_ADDFD.size)
         self._id_buf = ctypes.c_uint64(0)
@@ -716,19 +716,8 @@ class Supervisor:
         c = self._const.get(key)
         if c is None:
             return False
-        self._send_raw(id_, c)
+        self._send(id_, c[0], -c[1], c[2])  # c is the response's (val, -errno, flags)
         return True
-
-    def _send_raw(self, id_: int, c: tuple[int, int, int]) -> None:
-        _RESP.pack_into(self._resp_buf, 0, id_, *c)
-        if _ioctl_fast(self.listener, SECCOMP_IOCTL_NOTIF_SEND, self._resp_ptr) == 0:
-            self.handled += 1
-            return
-        err = _get_errno()
-        if err == E.ENOENT:
-            self.interrupted += 1
-            return
-        raise OSError(err, f"SECCOMP_IOCTL_NOTIF_SEND: {errno_name(err)}")
 
     def _serve_blocking(self) -> None:
         """serve() without poll: block in RECV (6.6+: it returns ENOENT once the filter has no task).
@@ -847,27 +836,3 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_SIZES: tuple[int, int] | None = None
-
-
-def _kernel_sizes() -> tuple[int, int]:
-    global _SIZES
-    if _SIZES is None:
-        from .kernel.seccomp import SeccompError, notif_sizes
-
-        try:
-            s = notif_sizes()
-            _SIZES = (s.notif, s.resp)
-        except SeccompError:
-            _SIZES = (0, 0)
-    return _SIZES
-
-
-def _kernel_notif_size() -> int:
-    return _kernel_sizes()[0]
-
-
-def _kernel_resp_size() -> int:
-    return _kernel_sizes()[1]

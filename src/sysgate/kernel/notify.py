@@ -157,8 +157,9 @@ class Notification:
 _sizes: tuple[int, int] | None = None
 
 
-def _buffer_sizes() -> tuple[int, int]:
-    # The kernel may have grown the structs; it writes/reads as many bytes as it reports.
+def buffer_sizes() -> tuple[int, int]:
+    """(notification, response) buffer sizes: the structs' or, if the kernel grew them, the sizes it
+    reports (it writes/reads that many bytes); probed once."""
     global _sizes
     if _sizes is None:
         try:
@@ -193,7 +194,7 @@ def receive(fd: int, timeout: float | None = None) -> Notification:
     the filter. A notification whose target died before we got it is skipped.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    size = _buffer_sizes()[0]
+    size = buffer_sizes()[0]
     while True:
         _wait_readable(fd, timeout, deadline)
         buf = ctypes.create_string_buffer(size)  # the kernel insists on a zeroed buffer
@@ -211,7 +212,7 @@ def receive(fd: int, timeout: float | None = None) -> Notification:
 
 
 def _send_buffer(resp: SeccompNotifResp) -> ctypes.Array[ctypes.c_char]:
-    buf = ctypes.create_string_buffer(_buffer_sizes()[1])
+    buf = ctypes.create_string_buffer(buffer_sizes()[1])
     ctypes.memmove(buf, ctypes.byref(resp), ctypes.sizeof(resp))
     return buf
 
