@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_explain import median_time  # bench/ is the script's own directory on sys.path
 
 from sysgate import arch as A
 from sysgate.compiler import CompileError, compile_policy
@@ -75,15 +76,6 @@ def _rules(n: int) -> list[tuple[str, int, int]]:
     return [(names[i % len(names)], rng.randrange(3), rng.randrange(1 << 20)) for i in range(n)]
 
 
-def _median(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def _compile_file(path: str) -> str:
     try:
         return f"{len(compile_policy(resolve(path, arch='x86_64')))} insns"
@@ -101,7 +93,7 @@ def argument_rules(sizes: list[int], runs: int, tmp: str) -> list[dict]:
         path = os.path.join(tmp, f"rules{n}.json")
         Path(path).write_text(json.dumps(doc))
         result = _compile_file(path)
-        ours = _median(lambda p=path: _compile_file(p), runs)
+        ours = median_time(lambda p=path: _compile_file(p), runs)
         peer = None
         if os.path.exists(SYSTEM_PYTHON) and n <= 3000:  # beyond, libseccomp takes minutes
             r = subprocess.run([SYSTEM_PYTHON, "-c", LIBSECCOMP], input=json.dumps({"runs": max(1, runs // 2),
@@ -122,8 +114,8 @@ def and_terms(sizes: list[int], runs: int, tmp: str) -> list[dict]:
         Path(kf).write_text("POLICY p { ALLOW { read(a, b, c, d, e, f) { "
                             + " && ".join(f"{'abcdef'[i % 6]} != {1000 + i}" for i in range(n))
                             + " } } }\nUSE p DEFAULT KILL\n")
-        row["minijail_s"] = _median(lambda p=mj: _compile_file(p), runs)
-        row["kafel_s"] = _median(lambda p=kf: _compile_file(p), runs)
+        row["minijail_s"] = median_time(lambda p=mj: _compile_file(p), runs)
+        row["kafel_s"] = median_time(lambda p=kf: _compile_file(p), runs)
         out.append(row)
     return out
 
