@@ -10,6 +10,7 @@ import glob
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,25 @@ def open_to_others(path: str) -> bool:
             return False
     return True
 
+
+
+def scratch_dir(prefix: str) -> str:
+    """A fresh directory the sandbox sees (not under its private /tmp) and its host id can reach:
+    in $HOME, else beside the tests, else (root, a checkout under a directory others cannot search,
+    as a CI clone may be) under /var/lib; skip when none will do (an unprivileged user without a home)."""
+    for base in (os.path.expanduser("~"), TESTS, *(["/var/lib"] if ROOT else [])):
+        real = os.path.realpath(base)
+        if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
+            continue
+        if ROOT and not open_to_others(real):  # a root caller's sandbox runs as an unprivileged host id
+            continue
+        try:
+            d = tempfile.mkdtemp(prefix=prefix, dir=real)
+        except OSError:
+            continue
+        os.chmod(d, 0o755)
+        return d
+    pytest.skip("no writable directory outside /tmp that the sandbox can see")
 
 def _sandbox_python() -> str:
     """The interpreter for commands *inside* a sandbox: this one, or the one its venv points at (a CI

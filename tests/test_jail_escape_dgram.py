@@ -14,12 +14,11 @@ import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 
 import pytest
 
 import forkrun
-from jail_support import PY, ROOT, needs_userns, open_to_others
+from jail_support import PY, ROOT, needs_userns, scratch_dir
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 
@@ -28,8 +27,9 @@ pytestmark = [needs_userns,
 
 GCC = shutil.which("gcc")
 
-SEND = r"""
-import ctypes, socket, sys
+# The sandboxed scripts' libc and struct msghdr/mmsghdr, for sendmmsg (Python's socket module has none).
+MSG_STRUCTS = r"""
+import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 
 class IOVec(ctypes.Structure):
@@ -42,6 +42,10 @@ class MsgHdr(ctypes.Structure):
 
 class MMsgHdr(ctypes.Structure):
     _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint32)]
+"""
+
+SEND = MSG_STRUCTS + r"""
+import socket, sys
 
 def sendmmsg(s, path, payloads):
     name = ctypes.create_string_buffer(struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0")
@@ -75,28 +79,11 @@ for i, path in enumerate(sys.argv[1:]):
 """
 
 
-def _scratch(prefix: str) -> str:
-    """A fresh directory the sandbox sees (not under its private /tmp) and its host id can reach."""
-    for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__)), *(["/var/lib"] if ROOT else [])):
-        real = os.path.realpath(base)
-        if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
-            continue
-        if ROOT and not open_to_others(real):
-            continue
-        try:
-            d = tempfile.mkdtemp(prefix=prefix, dir=real)
-        except OSError:
-            continue
-        os.chmod(d, 0o755)
-        return d
-    pytest.skip("no writable directory outside /tmp that the sandbox can see")
-
-
 @pytest.fixture
 def planted():
     """Datagram listeners where daemons keep theirs (root plants in the system trees); path -> socket."""
     tag = f"sysgate-dgram-{os.getpid()}"
-    home = _scratch(".sysgate-dgram-")
+    home = scratch_dir(".sysgate-dgram-")
     dirs = [home]
     paths = [os.path.join(home, "daemon.sock")]
     if ROOT:
@@ -217,17 +204,8 @@ def test_allowed_sends_still_work():
                          "stream True True", "send plain"], res.stdout
 
 
-MMSG = r"""
-import ctypes, socket
-libc = ctypes.CDLL(None, use_errno=True)
-class IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-class MsgHdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IOVec)),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-class MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint32)]
+MMSG = MSG_STRUCTS + r"""
+import socket
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 payloads = [b"one", b"three", b"fives"]
 bufs = [ctypes.create_string_buffer(p, len(p)) for p in payloads]
@@ -368,7 +346,7 @@ int main(int argc, char **argv) {
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86")
 def test_32bit_sends_through_int80_do_not_bypass_the_mediation(planted):
     home = next(iter(planted))
-    tmp = _scratch(".sysgate-int80-")
+    tmp = scratch_dir(".sysgate-int80-")
     try:
         src = os.path.join(tmp, "int80.c")
         with open(src, "w") as f:

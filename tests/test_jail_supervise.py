@@ -11,11 +11,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-from jail_support import PY, ROOT, needs_userns, open_to_others
+from jail_support import PY, ROOT, needs_userns, scratch_dir
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 
@@ -35,25 +34,6 @@ for p in sys.argv[1:]:
     except OSError as e:
         print(p, e.errno)
 """
-
-
-def _scratch(prefix: str) -> str:
-    """A fresh directory the sandbox sees (not under the private /tmp) and its host id can reach:
-    in $HOME, else beside the tests, else (root, a checkout under a directory others cannot search,
-    as a CI clone may be) under /var/lib; skip when none will do (an unprivileged user without a home)."""
-    for base in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__)), *(["/var/lib"] if ROOT else [])):
-        real = os.path.realpath(base)
-        if real.startswith(("/tmp/", "/var/tmp/", "/run/", "/dev/shm/")) or not os.access(real, os.W_OK):
-            continue
-        if ROOT and not open_to_others(real):  # a root caller's sandbox runs as an unprivileged host id
-            continue
-        try:
-            d = tempfile.mkdtemp(prefix=prefix, dir=real)
-        except OSError:
-            continue
-        os.chmod(d, 0o755)
-        return d
-    pytest.skip("no writable directory outside /tmp that the sandbox can see")
 
 
 def _listeners(paths):
@@ -82,7 +62,7 @@ def _connects(paths, **opts):
 def planted():
     """Listeners where daemons keep theirs; root can plant in the system trees, anyone in $HOME."""
     tag = f"sysgate-test-{os.getpid()}"
-    home = _scratch(".sysgate-sock-")
+    home = scratch_dir(".sysgate-sock-")
     paths = [os.path.join(home, "agent.sock")]
     dirs = [home]
     if ROOT:
@@ -136,7 +116,7 @@ def test_allowed_socket_behind_a_directory_the_sandbox_cannot_search():
     """--allow-socket opens the mediation, not the file permissions: the supervisor resolves the
     path with the command's ids, so a socket under a root-only directory stays out of reach of a
     root caller's sandbox (its unprivileged host id), as it is without the supervisor."""
-    top = _scratch(".sysgate-priv-")
+    top = scratch_dir(".sysgate-priv-")
     try:
         os.chmod(top, 0o700)
         path = os.path.join(top, "agent.sock")
@@ -214,7 +194,7 @@ def _compile(tmp, name, src, *extra):
 @needs_gcc
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86")
 def test_socketcall_through_int80_does_not_bypass_the_mediation(planted):
-    tmp = _scratch(".sysgate-sc-")
+    tmp = scratch_dir(".sysgate-sc-")
     try:
         exe = _compile(tmp, "sc", SOCKETCALL_C)
         target = planted[0]
@@ -270,7 +250,7 @@ int main(void) {
 def test_racing_threads_never_open_the_denied_file():
     """Two threads rewrite the path between check and use; the supervisor reads it once and opens
     what it judged, so the secret is never read, while both outcomes (open, refused) do occur."""
-    tmp = _scratch(".sysgate-race-")
+    tmp = scratch_dir(".sysgate-race-")
     try:
         _compile(tmp, "race", RACE_C, "-pthread")
         data = os.path.join(tmp, "data")
@@ -296,7 +276,7 @@ def test_racing_threads_never_open_the_denied_file():
 
 
 def test_allow_path_read_only_and_read_write():
-    tmp = _scratch(".sysgate-ap-")
+    tmp = scratch_dir(".sysgate-ap-")
     try:
         os.chmod(tmp, 0o777)
         code = r"""
