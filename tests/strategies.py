@@ -71,3 +71,31 @@ def boundary_args(policy: Policy) -> list[int]:
                 out.add(v >> 32)
                 out.add(((v >> 32) + 1) << 32 & U64)
     return sorted(out)
+
+
+@st.composite
+def narrow_arg_policies(draw: st.DrawFn, arch_sets: list[tuple[str, ...]], calls: list[str], datums: list[int],
+                        masks: list[int]) -> Policy:
+    """Policies of argument tests on ``calls``, whose handlers read some arguments narrower than
+    the register (tests/test_int_args.py, tests/test_short_args.py): 1-4 calls, 1-2 rules each, 1-2
+    conditions on arguments 0-3 with every operator, values from ``datums``, masks from ``masks``
+    (masked values half the time), for one of ``arch_sets``."""
+    from sysgate.policy import ALLOW, KILL_PROCESS, TRAP, errno
+
+    arches = draw(st.sampled_from(arch_sets))
+    acts = [ALLOW, errno(1), errno(9), TRAP, KILL_PROCESS]
+    default = draw(st.sampled_from(acts))
+    rules = []
+    for name in draw(st.lists(st.sampled_from(calls), min_size=1, max_size=4, unique=True)):
+        for _ in range(draw(st.integers(1, 2))):
+            conds = []
+            for i in draw(st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True)):
+                op = draw(st.sampled_from(list(Op)))
+                v = draw(st.sampled_from(datums))
+                if op is Op.MASKED_EQ:
+                    m = draw(st.sampled_from(masks))
+                    conds.append(Condition(i, op, v & m if draw(st.booleans()) else v, mask=m))
+                else:
+                    conds.append(Condition(i, op, v))
+            rules.append(Rule(name, draw(st.sampled_from(acts)), tuple(conds)))
+    return Policy(default, tuple(rules), arches, KILL_PROCESS)

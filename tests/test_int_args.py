@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 import libseccomp_build as LB
 from forkrun import run
+from strategies import narrow_arg_policies
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.compiler import compile_policy
 from sysgate.compiler.lower import SEXT_MIN, narrow_args
-from sysgate.policy import ALLOW, KILL_PROCESS, TRAP, Action, Compare, Condition, Op, Policy, Rule, Term, errno
+from sysgate.policy import ALLOW, TRAP, Action, Compare, Condition, Op, Policy, Rule, Term, errno
 from sysgate.reference import evaluate
 
 U32 = (1 << 32) - 1
@@ -134,26 +135,10 @@ DATUMS = [0, 1, 5, 0x28, 0x5412, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, U32, 1 << 3
           0xFFFFFFFF_00000000, SEXT_MIN - 1, SEXT_MIN, U64 - 99, U64 - 1, U64]
 
 
-@st.composite
-def int_policies(draw: st.DrawFn) -> Policy:
-    arches = draw(st.sampled_from([("x86_64",), ("x86_64", "x86", "x32"), ("aarch64",), ("s390x",), ("ppc64le",),
-                                   ("mips64", "mips64n32"), ("riscv64",)]))
-    actions = [ALLOW, EPERM, errno(9), TRAP, KILL_PROCESS]
-    default = draw(st.sampled_from(actions))
-    rules = []
-    for name in draw(st.lists(st.sampled_from(INT_CALLS), min_size=1, max_size=4, unique=True)):
-        for _ in range(draw(st.integers(1, 2))):
-            conds = []
-            for i in draw(st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True)):
-                op = draw(st.sampled_from(list(Op)))
-                v = draw(st.sampled_from(DATUMS))
-                if op is Op.MASKED_EQ:
-                    m = draw(st.sampled_from([U64, U32, 0xFF, 0xFFFFFFFF_00000000, SEXT_MIN, 0x7E020000]))
-                    conds.append(Condition(i, op, v & m if draw(st.booleans()) else v, mask=m))
-                else:
-                    conds.append(Condition(i, op, v))
-            rules.append(Rule(name, draw(st.sampled_from(actions)), tuple(conds)))
-    return Policy(default, tuple(rules), arches, KILL_PROCESS)
+def int_policies() -> st.SearchStrategy[Policy]:
+    return narrow_arg_policies([("x86_64",), ("x86_64", "x86", "x32"), ("aarch64",), ("s390x",), ("ppc64le",),
+                                ("mips64", "mips64n32"), ("riscv64",)], INT_CALLS, DATUMS,
+                               [U64, U32, 0xFF, 0xFFFFFFFF_00000000, SEXT_MIN, 0x7E020000])
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 import libseccomp_build as LB
 from forkrun import run
 from libseccomp_build import zero_extended
+from strategies import narrow_arg_policies
 from sysgate import arch as A
 from sysgate.bpf.emulator import check, emulate
 from sysgate.compiler import compile_policy
 from sysgate.compiler.lower import SEXT_MIN, narrow_args, short_args
-from sysgate.policy import ALLOW, KILL_PROCESS, TRAP, Compare, Condition, Op, Policy, Rule, Term, errno
+from sysgate.policy import ALLOW, TRAP, Compare, Condition, Op, Policy, Rule, Term, errno
 from sysgate.reference import evaluate
 
 U16 = 0xFFFF
@@ -150,25 +151,10 @@ DATUMS = [0, 1, 0o644, 0o755, SUID, 0o7777, 0x7FFF, 0x8000, 0xFFFE, U16, 0x10000
 MASKS = [U64, U32, U16, 0o7000, 0o4000, 0xFFFF_0000, 0x1_0000_FFFF, 0xFF]
 
 
-@st.composite
-def short_policies(draw: st.DrawFn) -> Policy:
-    arches = draw(st.sampled_from([("x86_64",), ("x86_64", "x86", "x32"), ("aarch64", "arm"), ("s390x", "s390"),
-                                   ("mips64", "mips64n32"), ("m68k",), ("sh",), ("ppc64le",), ("riscv64",)]))
-    actions = [ALLOW, EPERM, errno(9), TRAP, KILL_PROCESS]
-    rules = []
-    for name in draw(st.lists(st.sampled_from(SHORT_CALLS), min_size=1, max_size=4, unique=True)):
-        for _ in range(draw(st.integers(1, 2))):
-            conds = []
-            for i in draw(st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True)):
-                op = draw(st.sampled_from(list(Op)))
-                v = draw(st.sampled_from(DATUMS))
-                if op is Op.MASKED_EQ:
-                    m = draw(st.sampled_from(MASKS))
-                    conds.append(Condition(i, op, v & m if draw(st.booleans()) else v, mask=m))
-                else:
-                    conds.append(Condition(i, op, v))
-            rules.append(Rule(name, draw(st.sampled_from(actions)), tuple(conds)))
-    return Policy(draw(st.sampled_from(actions)), tuple(rules), arches, KILL_PROCESS)
+def short_policies() -> st.SearchStrategy[Policy]:
+    return narrow_arg_policies([("x86_64",), ("x86_64", "x86", "x32"), ("aarch64", "arm"), ("s390x", "s390"),
+                                ("mips64", "mips64n32"), ("m68k",), ("sh",), ("ppc64le",), ("riscv64",)],
+                               SHORT_CALLS, DATUMS, MASKS)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
