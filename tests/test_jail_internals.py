@@ -231,6 +231,36 @@ def test_concurrent_sandboxes_and_busy_threads() -> None:
         assert a.wait(10).status == "killed"
 
 
+def _tasks_named(comm: bytes) -> list[str]:
+    """Host pids whose command name is ``comm``: also zombies and tasks still exiting (their
+    /proc entry stays until they are reaped)."""
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat", "rb") as f:
+                    if f.read().split(b") ", 1)[0].split(b" (", 1)[-1] == comm:
+                        found.append(p)
+            except OSError:
+                pass
+    return found
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+@pytest.mark.parametrize("kw", [{}, {"mediate": False}, {"launcher": "fork"}])
+def test_every_sandboxed_process_is_gone_when_run_returns(kw: dict) -> None:
+    """run() may return while init is still exiting (the kernel tearing its namespaces down; it is
+    reaped in the background), but never before the command's PID namespace is empty: the
+    background processes the command left are reaped by then, not merely signalled."""
+    name = f"sgbg{os.getpid() % 100000}"  # the command name of the command's background processes
+    script = f"ln -s /bin/sleep /tmp/{name} && for i in $(seq 40); do /tmp/{name} 1000 & done; exit 0"
+    for _ in range(3):
+        r = run(["sh", "-c", script], **kw)
+        assert r.ok, r
+        assert not _tasks_named(name.encode()), "a sandboxed process outlived run()"
+
+
 @pytest.mark.skipif(not ROOT, reason="the namespace pool is for root")
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")

@@ -770,11 +770,22 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
         if done:
             break
     pid1 = R.get("pid1")
-    if pid1:  # its death overlaps our last steps (else the kernel kills it while we exit)
+    if pid1:
         try:
             os.kill(pid1, signal.SIGKILL)
         except OSError:
             pass
+        else:
+            if not (R.get("timeout") or R.get("killed")):
+                # PID 1's death empties the command's PID namespace (the kernel kills and waits for
+                # every member first). Once it is reaped nothing that ran sandboxed code is alive, so
+                # the caller may take the result as soon as we leave its memory, without waiting for
+                # our own exit to tear the namespaces down (sandbox._execute: about 0.3 ms).
+                try:
+                    if os.waitpid(pid1, 0)[0] == pid1:
+                        R["emptied"] = True
+                except OSError:
+                    pass
     R["utime"], R["stime"], R["maxrss"] = ut, st, rss
     if R.get("timeout") or R.get("killed"):
         # The command is in a session (and process group) of its own; with a PID namespace, the
@@ -985,6 +996,46 @@ def vfork_done(R: dict) -> None:
     if stack1 is not None:
         _munmap(stack1, PID1_STACK)
     _dumpable_exit()
+
+
+# Inits whose only remaining work is their own exit (see _supervise), reaped by one daemon thread:
+# the caller need not wait for the kernel to tear the namespaces down.
+_reap_lock = _thread.allocate_lock()
+_reap_wake = _thread.allocate_lock()
+_reap_wake.acquire()
+_reap_pending: list[int] = []
+_reaper_running = False
+
+
+def reap_later(pid: int) -> None:
+    """Reap child ``pid`` (an init that has reported and is exiting) on a background thread."""
+    global _reaper_running
+    with _reap_lock:
+        _reap_pending.append(pid)
+        if not _reaper_running:
+            _thread.start_new_thread(_reaper, ())
+            _reaper_running = True
+    try:
+        _reap_wake.release()
+    except RuntimeError:  # already awake: it takes every pending pid
+        pass
+
+
+def _reaper() -> None:
+    while True:
+        _reap_wake.acquire()
+        with _reap_lock:
+            pids = _reap_pending[:]
+            del _reap_pending[:]
+        for pid in pids:
+            while True:
+                try:
+                    os.waitpid(pid, 0)
+                except InterruptedError:
+                    continue
+                except ChildProcessError:  # someone else reaped it (os.wait() elsewhere)
+                    pass
+                break
 
 
 def _clone_hint(err: int) -> str:

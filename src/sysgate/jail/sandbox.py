@@ -463,6 +463,14 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
                     prep.notify.go()
             else:
                 prep.close_child_ends()
+                if R.get("emptied") and prep.cgroup is None:
+                    # init reaped the command and the PID namespace's PID 1 (so nothing that ran
+                    # sandboxed code is alive) and has left our memory: what remains is its exit,
+                    # where the kernel tears the namespaces down. Not with cgroups: their clean-up
+                    # needs init gone.
+                    _runner.vfork_done(R)
+                    _runner.reap_later(pid)
+                    return 0
                 try:
                     return _reap(pid)
                 finally:
