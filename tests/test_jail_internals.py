@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -259,6 +260,34 @@ def test_every_sandboxed_process_is_gone_when_run_returns(kw: dict) -> None:
         r = run(["sh", "-c", script], **kw)
         assert r.ok, r
         assert not _tasks_named(name.encode()), "a sandboxed process outlived run()"
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_forked_child_runs_sandboxes_without_the_parents_supervisor_threads() -> None:
+    """Supervisor threads are kept between runs; a forked child has none of them and must not wait
+    for one (it would hang on the first mediated connect, or at the end of its first run)."""
+    assert run(["true"]).ok
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's verdict is its exit status
+        import signal
+
+        signal.alarm(8)  # a run that waits for a thread it does not have takes 10 s (NotifySetup.finish)
+        try:
+            r = run(["sh", "-c", "exec 3<>/dev/null; true"])
+            os._exit(0 if r.ok else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done and os.waitstatus_to_exitcode(status) == 0, status
 
 
 @pytest.mark.skipif(not ROOT, reason="the namespace pool is for root")

@@ -94,6 +94,58 @@ def _wanted(opts: Any) -> bool:
                 or opts.ask)
 
 
+class _Workers:
+    """Supervisor threads kept between sandboxes. A thread started per sandbox costs its creation
+    and, worse, its start-up takes the GIL in the middle of the launch (measured: 0.1-0.2 ms of
+    start-to-exit); a parked worker sleeps on a lock, without the GIL, until its sandbox's ``go``."""
+
+    MAX_IDLE = 8
+
+    def __init__(self) -> None:
+        import _thread
+
+        self._thread = _thread
+        self._lock = _thread.allocate_lock()
+        self._idle: list[list] = []  # per idle worker: [its wake lock, the job it is to run]
+        os.register_at_fork(after_in_child=self._forget)  # a forked child has none of our threads
+
+    def _forget(self) -> None:
+        self._lock = self._thread.allocate_lock()
+        self._idle = []
+
+    def take(self, job: Any) -> Any:
+        """A worker that runs ``job`` once the returned (held) lock is released."""
+        with self._lock:
+            w = self._idle.pop() if self._idle else None
+        if w is None:
+            w = [self._thread.allocate_lock(), None]
+            w[0].acquire()
+            w[1] = job
+            self._thread.start_new_thread(self._loop, (w,))
+        else:
+            w[1] = job
+        return w[0]
+
+    def _loop(self, w: list) -> None:
+        while True:
+            w[0].acquire()  # parked, till the job's go
+            job, w[1] = w[1], None
+            try:
+                job()
+            except BaseException:  # noqa: BLE001, S110 - a job reports its own failures (NotifySetup.failure)
+                pass
+            lock = self._thread.allocate_lock()  # a new lock for every job: a late go of the last one
+            lock.acquire()  # cannot start the next early
+            w[0] = lock
+            with self._lock:
+                if len(self._idle) >= self.MAX_IDLE:
+                    return
+                self._idle.append(w)
+
+
+_workers = _Workers()
+
+
 class NotifySetup:
     """What the launch needs: the listener filter, the socketpair, and the supervisor thread."""
 
@@ -211,20 +263,20 @@ class NotifySetup:
 
     # -- in the caller -----------------------------------------------------------------------------
     def start(self, deferred: bool = False) -> None:
-        """Start the supervisor thread. ``deferred`` (the vfork launcher's fast path, whose init
-        shares our memory): the thread sleeps until :meth:`go` instead of waking when the listener
-        arrives, which is in the middle of the launch, and taking the GIL from init between the
-        hand-off and the spawn (measured: about 0.5 ms of start-to-exit on a loaded machine)."""
+        """Hand this sandbox to a supervisor thread. ``deferred`` (the vfork launcher's fast path,
+        whose init shares our memory): the thread sleeps until :meth:`go` instead of waking when the
+        listener arrives, which is in the middle of the launch, and taking the GIL from init between
+        the hand-off and the spawn (measured: about 0.5 ms of start-to-exit on a loaded machine)."""
         import _thread  # not threading: it costs milliseconds on the CLI's start-up path
 
         self._done = _thread.allocate_lock()
         self._done.acquire()
-        self._go = _thread.allocate_lock()
-        if deferred:
-            self._go.acquire()
         self._stopping = False
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
-        self.thread = _thread.start_new_thread(self._run, ())
+        self._go = _workers.take(self._run)
+        self.thread = True  # (a pooled one: see _Workers)
+        if not deferred:
+            self.go()
 
     def go(self) -> None:
         """Let a deferred supervisor thread receive the listener: called by init once the command
@@ -245,7 +297,6 @@ class NotifySetup:
 
     def _run(self) -> None:
         try:
-            self._go.acquire()
             self._serve()
         finally:
             self._done.release()
