@@ -1005,6 +1005,7 @@ _reap_wake = _thread.allocate_lock()
 _reap_wake.acquire()
 _reap_pending: list[int] = []
 _reaper_running = False
+_REAP_BATCH = 0.05  # seconds
 
 
 def reap_later(pid: int) -> None:
@@ -1024,6 +1025,9 @@ def reap_later(pid: int) -> None:
 def _reaper() -> None:
     while True:
         _reap_wake.acquire()
+        # Reap in batches: a thread woken per sandbox takes the GIL from the caller right as it
+        # finishes the run (and from the next launch). The inits meanwhile are zombies.
+        time.sleep(_REAP_BATCH)
         with _reap_lock:
             pids = _reap_pending[:]
             del _reap_pending[:]
