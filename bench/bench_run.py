@@ -14,6 +14,11 @@ Contenders:
   difference is what the listener filter, its hand-over and the supervisor thread cost.
 * ``api-cold-netns``: the same with the spare network namespace disabled (every run creates its
   own inside ``clone()``), i.e. what a process pays for its first sandbox.
+* ``api-host-root`` (root only): ``api`` with ``keep_host_root=True``: the difference is what running
+  a root caller's command as an unprivileged host id costs (its user namespace, PID 1 made with the
+  sandbox's ids).
+* ``api-fork``: ``api`` with the fork launcher, which CPython versions the vfork launcher is not
+  validated on use (see ``sysgate._startup.VALIDATED``).
 * ``cli``: ``python3 -m sysgate run -- /bin/true`` (a new interpreter each time, with ``site``;
   bytecode cached in a private PYTHONPYCACHEPREFIX, as an installed package would have it).
 * ``cli-S``: the same with ``python3 -S`` (no site-packages scan; the package found by PYTHONPATH).
@@ -101,8 +106,20 @@ def main() -> int:
         assert r.ok, r
         return dt
 
+    def api_with(**kw: object):  # type: ignore[no-untyped-def]
+        def f() -> float:
+            t = time.perf_counter()
+            r = sysgate.run(["/bin/true"], **kw)  # type: ignore[arg-type]
+            dt = time.perf_counter() - t
+            assert r.ok, r
+            return dt
+        return f
+
     contenders["api"] = api
     contenders["api-no-mediate"] = api_no_mediate
+    if os.geteuid() == 0:  # what running a root caller's command as an unprivileged host id costs
+        contenders["api-host-root"] = api_with(keep_host_root=True)
+    contenders["api-fork"] = api_with(launcher="fork")  # where the vfork launcher is not validated (new CPythons)
     if netpool.enabled():
         contenders["api-cold-netns"] = api_cold
     if not args.no_cli:
