@@ -1008,6 +1008,18 @@ _reaper_running = False
 _REAP_BATCH = 0.05  # seconds
 
 
+def _reaper_after_fork() -> None:  # a forked child has no reaper thread, and none of these children
+    global _reap_lock, _reap_wake, _reaper_running
+    _reap_lock = _thread.allocate_lock()
+    _reap_wake = _thread.allocate_lock()
+    _reap_wake.acquire()
+    _reap_pending.clear()
+    _reaper_running = False
+
+
+os.register_at_fork(after_in_child=_reaper_after_fork)
+
+
 def reap_later(pid: int) -> None:
     """Reap child ``pid`` (an init that has reported and is exiting) on a background thread."""
     global _reaper_running
