@@ -295,6 +295,21 @@ def test_a_forked_child_runs_sandboxes_without_the_parents_supervisor_threads() 
     assert done and os.waitstatus_to_exitcode(status) == 0, status
 
 
+@needs_userns
+def test_a_script_whose_last_act_is_a_sandbox_exits_cleanly() -> None:
+    """Threads sysgate keeps (the reaper of exiting supervisors, the supervisor workers) are running
+    before run() returns: an interpreter that exits while a thread starts crashes (SIGSEGV), which
+    is how `sysgate run` on a terminal died under load when the reaper was started at the end."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+    # (the reaper runs already when the first run returns: no thread is left starting)
+    code = ("import sysgate, sys; from sysgate.jail import runner; ok = sysgate.run(['true']).ok; "
+            "sys.exit(0 if ok and not runner._reaper_up.locked() else 1)")
+    for _ in range(12):
+        ps = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd="/") for _ in range(3)]
+        for p in ps:
+            assert p.wait(timeout=60) == 0
+
+
 @pytest.mark.skipif(not ROOT, reason="the namespace pool is for root")
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")

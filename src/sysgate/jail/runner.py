@@ -1005,14 +1005,18 @@ _reap_wake = _thread.allocate_lock()
 _reap_wake.acquire()
 _reap_pending: list[int] = []
 _reaper_running = False
+_reaper_up = _thread.allocate_lock()  # held till the reaper thread runs Python code
+_reaper_up.acquire()
 _REAP_BATCH = 0.05  # seconds
 
 
 def _reaper_after_fork() -> None:  # a forked child has no reaper thread, and none of these children
-    global _reap_lock, _reap_wake, _reaper_running
+    global _reap_lock, _reap_wake, _reaper_running, _reaper_up
     _reap_lock = _thread.allocate_lock()
     _reap_wake = _thread.allocate_lock()
     _reap_wake.acquire()
+    _reaper_up = _thread.allocate_lock()
+    _reaper_up.acquire()
     _reap_pending.clear()
     _reaper_running = False
 
@@ -1023,11 +1027,17 @@ os.register_at_fork(after_in_child=_reaper_after_fork)
 def reap_later(pid: int) -> None:
     """Reap child ``pid`` (an init that has reported and is exiting) on a background thread."""
     global _reaper_running
+    start = False
     with _reap_lock:
         _reap_pending.append(pid)
         if not _reaper_running:
             _thread.start_new_thread(_reaper, ())
-            _reaper_running = True
+            _reaper_running = start = True
+    if start:
+        # Return only once it runs: a caller that exits right away (the CLI) would otherwise
+        # finalize the interpreter while the thread starts, and CPython crashes then.
+        if _reaper_up.acquire(True, 10):
+            _reaper_up.release()  # unlocked from now on: it is up
     try:
         _reap_wake.release()
     except RuntimeError:  # already awake: it takes every pending pid
@@ -1035,6 +1045,7 @@ def reap_later(pid: int) -> None:
 
 
 def _reaper() -> None:
+    _reaper_up.release()
     while True:
         _reap_wake.acquire()
         # Reap in batches: a thread woken per sandbox takes the GIL from the caller right as it

@@ -121,12 +121,19 @@ class _Workers:
             w = [self._thread.allocate_lock(), None]
             w[0].acquire()
             w[1] = job
-            self._thread.start_new_thread(self._loop, (w,))
+            started = self._thread.allocate_lock()
+            started.acquire()
+            self._thread.start_new_thread(self._loop, (w, started))
+            # Parked before we go on: it takes the GIL once now rather than in the middle of the
+            # launch, and a caller that then fails and exits never finalizes the interpreter
+            # while a thread starts (CPython crashes then).
+            started.acquire(True, 10)
         else:
             w[1] = job
         return w[0]
 
-    def _loop(self, w: list) -> None:
+    def _loop(self, w: list, started: Any) -> None:
+        started.release()
         while True:
             w[0].acquire()  # parked, till the job's go
             job, w[1] = w[1], None
@@ -134,6 +141,11 @@ class _Workers:
                 job()
             except BaseException:  # noqa: BLE001, S110 - a job reports its own failures (NotifySetup.failure)
                 pass
+            t = sys.modules.get("threading")
+            if t is not None and t.main_thread().ident == self._thread.get_ident():
+                # threading was first imported on this thread, so it takes it for the main thread
+                # and waits for it to end when the interpreter exits: end it now
+                return
             lock = self._thread.allocate_lock()  # a new lock for every job: a late go of the last one
             lock.acquire()  # cannot start the next early
             w[0] = lock
