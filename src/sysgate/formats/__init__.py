@@ -15,8 +15,14 @@ from __future__ import annotations
 from ..errors import UserError
 from ..immutable import Record
 
-__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "read_limited", "decode_text",
-           "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
+TYPE_CHECKING = False  # typing is not imported on the CLI's paths
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..policy import Policy
+
+__all__ = ["ProfileError", "SourceError", "ProfileWarning", "Exported", "Loaded", "Token", "read_file",
+           "read_limited", "decode_text", "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
 
 #: The most any input (profile, program, listing, included file, standard input) may hold. Real
 #: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
@@ -37,6 +43,30 @@ class ProfileError(UserError):  # a ValueError
     def at(self, source_line: str, column: int) -> ProfileError:
         """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
         self.source_line, self.column = source_line, column
+        return self
+
+
+class SourceError(ProfileError):
+    """A :class:`ProfileError` at a place in a text format's file (minijail, Kafel, with their
+    included files): ``loc`` is (file, line, 1-based column), so that the reader can show the
+    line once the error reaches the place that holds every file's text."""
+
+    def __init__(self, msg: str, loc: tuple[str, int, int] | None = None) -> None:
+        super().__init__(msg)
+        self.loc = loc
+
+    @classmethod
+    def at_place(cls, file: str, line: int, col: int, msg: str) -> SourceError:
+        """``file:line:col: msg`` (``col`` 1-based), located there."""
+        return cls(f"{file}:{line}:{col}: {msg}", (file, line, col))
+
+    def show_line(self, texts: dict[str, str], lines: Callable[[str], list[str]] = str.splitlines) -> SourceError:
+        """This error, with the line of ``loc`` from ``texts`` (file -> text, cut into lines by
+        ``lines`` as the format's tokenizer counts them) under the message, if it has one."""
+        if self.loc is not None and self.loc[0] in texts:
+            got = lines(texts[self.loc[0]])
+            if 0 < self.loc[1] <= len(got):
+                self.at(got[self.loc[1] - 1], self.loc[2])
         return self
 
 
@@ -87,6 +117,16 @@ class Exported(Record):
     @property
     def exact(self) -> bool:
         return not self.losses
+
+
+class Loaded(Record):
+    """What a reader that drops some of its input returns: the policy, and one note (a line) per
+    thing it ignored (minijail's ``@frequency``, systemd settings that are not about seccomp)."""
+
+    __slots__ = ("policy", "notes")
+    _defaults = {"notes": ()}
+    policy: Policy
+    notes: tuple[str, ...]
 
 
 class Token(Record):

@@ -37,9 +37,8 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from .. import arch as _arch
-from ..immutable import Record
 from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
-from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
+from . import Exported, Loaded, ProfileError, SourceError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 _T = TypeVar("_T")  # what a nested parse returns
@@ -68,21 +67,15 @@ MAX_NESTING = 64
 _MIRROR = {Op.EQ: Op.EQ, Op.NE: Op.NE, Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}
 
 
-class KafelPolicy(Record):
-    __slots__ = ("policy", "notes")
-    _defaults = {"notes": ()}
-    policy: Policy
-    notes: tuple[str, ...]
-
+KafelPolicy = Loaded  # what loads() returns: the policy (and notes, always none here)
 
 _Tok = Token
 
 
-class _Error(ProfileError):
+class _Error(SourceError):
     def __init__(self, msg: str, pos: int = -1, loc: tuple[str, int, int] | None = None) -> None:
-        super().__init__(msg)
+        super().__init__(msg, loc)
         self.pos = pos
-        self.loc = loc  # (file, line, 1-based column), to show the source line
 
 
 def _tokenize(text: str, file: str) -> list[_Tok]:
@@ -700,10 +693,7 @@ def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches
         except L.TooComplex as e:
             raise ProfileError(f"{source}: expression too complex to convert ({e})") from None
         except _Error as e:
-            if e.loc is not None and e.loc[0] in p.texts:
-                lines = p.texts[e.loc[0]].split("\n")
-                if 0 < e.loc[1] <= len(lines):
-                    e.at(lines[e.loc[1] - 1], e.loc[2])
+            e.show_line(p.texts, lambda text: text.split("\n"))  # lines as the tokenizer counts them
             raise
         if first is None:
             first = pol

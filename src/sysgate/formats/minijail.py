@@ -34,9 +34,8 @@ import re
 from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..immutable import Record
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
+from . import Exported, Loaded, ProfileError, SourceError, Token, decode_text, read_file, read_limited
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "detect_text"]
@@ -68,26 +67,14 @@ _ACTIONS = {"allow": Action(ActionKind.ALLOW), "kill-process": Action(ActionKind
             "user-notify": Action(ActionKind.USER_NOTIF)}
 
 
-class MinijailPolicy(Record):
-    """The policy, and notes on what was ignored (``@frequency``)."""
-
-    __slots__ = ("policy", "notes")
-    _defaults = {"notes": ()}
-    policy: Policy
-    notes: tuple[str, ...]
-
+MinijailPolicy = Loaded  # what loads() returns: the policy, and notes on what was ignored (``@frequency``)
 
 _Tok = Token
+_Error = SourceError
 
 
-class _Error(ProfileError):
-    loc: tuple[str, int, int] | None = None  # (file, line, 1-based column), to show the source line
-
-
-def _err(file: str, line: int, col: int, msg: str) -> _Error:
-    e = _Error(f"{file}:{line}:{col + 1}: {msg}")
-    e.loc = (file, line, col + 1)
-    return e
+def _err(file: str, line: int, col: int, msg: str) -> SourceError:
+    return SourceError.at_place(file, line, col + 1, msg)  # ``col``: a token's, 0-based
 
 
 def _tokenize(text: str, file: str) -> list[list[_Tok]]:
@@ -468,10 +455,7 @@ def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action
     try:
         p.parse_text(text, source, base_dir)
     except _Error as e:
-        if e.loc is not None and e.loc[0] in p.texts:
-            lines = p.texts[e.loc[0]].splitlines()
-            if 0 < e.loc[1] <= len(lines):
-                e.at(lines[e.loc[1] - 1], e.loc[2])
+        e.show_line(p.texts)
         raise
     return p.policy((), source), p.notes
 
