@@ -339,14 +339,14 @@ def _short_witness(ws: WordSet, twins: WordSet) -> int | None:
     for size in range(len(upper) + 1):
         for dead in combinations(upper, size):
             ks = WordSet.make(iv_norm(whole), ws.fmask >> 16, ws.fval >> 16, [(m >> 16, v >> 16) for m, v in dead])
-            k = ks.first() if ks is not None else None
-            if k is None:
+            kk = ks.first() if ks is not None else None
+            if kk is None:
                 continue
-            s = _slice16(ws, k, ((0, U16),), frozenset(dead))
+            s = _slice16(ws, kk, ((0, U16),), frozenset(dead))
             s = s.intersect(twins) if s is not None else None
             t = s.first() if s is not None else None
             if t is not None:
-                return k << 16 | t
+                return kk << 16 | t
     return None
 
 
