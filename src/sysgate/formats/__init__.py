@@ -17,12 +17,13 @@ from ..immutable import Record
 
 TYPE_CHECKING = False  # typing is not imported on the CLI's paths
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
+    from ..arch import Arch
     from ..policy import Policy
 
 __all__ = ["ProfileError", "SourceError", "ProfileWarning", "Exported", "Loaded", "Token", "read_file",
-           "read_limited", "decode_text", "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
+           "read_limited", "decode_text", "load_json", "warn", "caret_lines", "read_per_arch", "MAX_INPUT_BYTES"]
 
 #: The most any input (profile, program, listing, included file, standard input) may hold. Real
 #: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
@@ -127,6 +128,38 @@ class Loaded(Record):
     _defaults = {"notes": ()}
     policy: Policy
     notes: tuple[str, ...]
+
+
+def read_per_arch(source: str, arch: str | None, arches: Iterable[str] | None, base_dir: str | None,
+                  read: Callable[[Arch, str], tuple[Policy, list[str]]], guards: str) -> Loaded:
+    """A text format's policy (minijail, Kafel), whose named constants are the target's: read by
+    ``read(target, base_dir)`` once for ``arch``, or for each of ``arches`` (default: this
+    machine's), the readings must decide alike (``guards``: the format's per-arch syntax, for the
+    error), and the policy covers the arches asked for. ``base_dir``: where relative includes are
+    found (default: the file's directory, or the working directory for text that is no file)."""
+    import os
+
+    from .. import arch as _arch
+
+    arches = list(arches) if arches is not None else None
+    try:
+        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
+    except _arch.UnknownArch as e:
+        raise ProfileError(str(e)) from None
+    if base_dir is None:
+        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
+    first: Policy | None = None
+    notes: list[str] = []
+    for a in dict.fromkeys(targets):
+        pol, notes = read(a, base_dir)
+        if first is None:
+            first = pol
+        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
+            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
+                               f"(named constants or {guards} differ); convert it for one architecture")
+    assert first is not None
+    covered = tuple(arches) if arches else ((arch,) if arch else ())
+    return Loaded(first.with_arches(covered), tuple(notes))
 
 
 class Token(Record):

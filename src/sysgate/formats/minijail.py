@@ -35,7 +35,7 @@ from collections.abc import Iterable
 
 from .. import arch as _arch
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from . import Exported, Loaded, ProfileError, SourceError, Token, decode_text, read_file, read_limited
+from . import Exported, Loaded, SourceError, Token, decode_text, read_file, read_limited, read_per_arch
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "detect_text"]
@@ -480,24 +480,8 @@ def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arc
     ``@include`` paths are relative to the file (``base_dir`` when ``source`` is not a file).
     ``kill`` is what the ``kill`` action means.
     """
-    try:
-        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
-    except _arch.UnknownArch as e:
-        raise ProfileError(str(e)) from None
-    if base_dir is None:
-        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
-    first: Policy | None = None
-    notes: list[str] = []
-    for a in dict.fromkeys(targets):
-        pol, notes = _parse(text, source, a, base_dir, kill)
-        if first is None:
-            first = pol
-        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
-            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
-                               f"(named constants or [arch=...] differ); convert it for one architecture")
-    assert first is not None
-    covered = tuple(arches) if arches else ((arch,) if arch else ())
-    return MinijailPolicy(first.with_arches(covered), tuple(notes))
+    return read_per_arch(source, arch, arches, base_dir, lambda a, base: _parse(text, source, a, base, kill),
+                         "[arch=...]")
 
 
 def load(path: str, **kw: object) -> MinijailPolicy:
