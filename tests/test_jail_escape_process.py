@@ -6,17 +6,20 @@ process group died, signals were blocked, /proc/1 was the caller, "killed" was f
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -99,20 +102,42 @@ def _terminal_caller(who: str, tty: int) -> tuple[Any, dict[str, str]]:
     return pre, env
 
 
+@contextlib.contextmanager
+def _sysgate_on_terminal(who: str, script: str, run_opts: tuple[str, ...] = (), stdin_tty: bool = True,
+                         size: tuple[int, int] | None = None) -> Iterator[tuple[subprocess.Popen, int, int]]:
+    """``sysgate run RUN_OPTS -- python3 -c SCRIPT`` started by ``who`` on a fresh pty that is the
+    caller's controlling terminal (of ``size`` columns x rows); yields (process, master, slave) and
+    at the end kills the process if it still runs and closes the pty."""
+    m, s = os.openpty()
+    try:
+        if size is not None:
+            fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        py = py_for(who)
+        pre, env = _terminal_caller(who, s)
+        p = subprocess.Popen([py, "-m", "sysgate", "run", *run_opts, "--", py, "-c", script],
+                             stdin=s if stdin_tty else subprocess.DEVNULL, stdout=s, stderr=s, preexec_fn=pre,
+                             env=env, cwd="/")
+    except BaseException:
+        os.close(m)
+        os.close(s)
+        raise
+    try:
+        yield p, m, s
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(m)
+        os.close(s)
+
+
 def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes]:
     """Run ``sysgate run -- python3 INJECT`` on a terminal (the test's pty, the caller's controlling
     terminal as in a login shell); return its status, what it showed, and what was left queued as
     *input* of the caller's terminal once it ended (what the caller's shell would read and run)."""
-    m, s = os.openpty()
-    py = py_for(who)
-
-    pre, env = _terminal_caller(who, s)
-    p = subprocess.Popen([py, "-m", "sysgate", "run", "--", py, "-c", INJECT],
-                         stdin=s if stdin_tty else subprocess.DEVNULL, stdout=s, stderr=s, preexec_fn=pre, env=env,
-                         cwd="/")
     shown = b""
     deadline = time.monotonic() + 60
-    try:
+    with _sysgate_on_terminal(who, INJECT, stdin_tty=stdin_tty) as (p, m, s):
         while p.poll() is None and time.monotonic() < deadline:
             if select.select([m], [], [], 0.1)[0]:
                 try:
@@ -136,12 +161,6 @@ def _caller_terminal_after(who: str, stdin_tty: bool) -> tuple[int, bytes, bytes
             queued = os.read(s, 4096)
         except BlockingIOError:
             queued = b""
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(m)
-        os.close(s)
     return rc, shown, queued
 
 
@@ -184,29 +203,14 @@ def _read_until(m: int, want: bytes, seen: bytearray, timeout: float = 20) -> bo
 def test_terminal_relay_size_and_ctrl_c(who: str) -> None:
     """As ``docker run -t``: the window size reaches the sandbox's terminal (and a resize sends
     SIGWINCH there), and ^C typed on the caller's terminal becomes SIGINT for the command."""
-    import struct
-
-    m, s = os.openpty()
-    fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    py = py_for(who)
-
-    pre, env = _terminal_caller(who, s)
-    p = subprocess.Popen([py, "-m", "sysgate", "run", "-q", "--", py, "-c", INTERACTIVE], stdin=s, stdout=s, stderr=s,
-                         preexec_fn=pre, env=env, cwd="/")
     seen = bytearray()
-    try:
+    with _sysgate_on_terminal(who, INTERACTIVE, ("-q",), size=(101, 33)) as (p, m, s):
         assert _read_until(m, b"ready", seen), bytes(seen)
         assert b"size 101 33" in seen
         fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         assert _read_until(m, b"size 120 40", seen), bytes(seen)
         os.write(m, b"\x03")
         rc = p.wait(timeout=20)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(m)
-        os.close(s)
     assert rc == 128 + signal.SIGINT, bytes(seen)
 
 

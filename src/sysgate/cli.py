@@ -287,6 +287,8 @@ def _add_record(sub: Any) -> None:
     r.add_argument("--method", choices=["auto", "tracefs", "ptrace"], default="auto",
                    help="tracefs: kernel tracepoints, root (default when available); ptrace: anyone")
     r.add_argument("--lossy", action="store_true", help="write a --to format that cannot hold every condition")
+    r.add_argument("--buffer", metavar="SIZE", help="tracefs ring buffer per CPU, e.g. 16M (64K to 1G; default: the "
+                                                    "kernel's, at least 1M): more, if a storm of calls overflows it")
     r.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no report on stderr")
     r.add_argument("--in-jail", nargs=argparse.REMAINDER, metavar="RUN-OPTIONS -- CMD",

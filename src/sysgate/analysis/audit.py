@@ -19,14 +19,19 @@ the architectures it concerns and a one-line reason. Checks:
   the kernel reads as 32 bits (an ``int``: the handler never sees that word), while the same call
   with that word 0 is refused — libseccomp's reading, which lets ``socket(0x1_00000028, ...)``
   (AF_VSOCK to the kernel) past ``family != 40`` (sysgate's compiler decides on the low word).
+  The same on every ABI for an argument the kernel reads as 16 bits (``umode_t`` modes, the
+  ``old_uid_t``/``old_gid_t`` of x86's, arm's, ... ``setuid``/``chown``): allowed because of its
+  bits 16-63, refused with them 0 — ``fchmod(fd, 0x10000 | 04755)`` past a rule refusing
+  ``mode == 04755`` on the low word, ``setuid(0x10000)`` (root) past ``uid != 0`` on i386.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import combinations
 from typing import Any
 
 from ..policy import ActionKind
-from .domain import M32, WordSet
+from .domain import M32, WordSet, iv_and, iv_norm
 from .explain import Explanation
 from .regions import Behaviour, Region
 from .render import argname, behaviour_text, region_text
@@ -196,51 +201,153 @@ def _is_allowish(b: Behaviour) -> bool:
 
 
 def _int_high_words(e: Explanation, view: View, bo: str) -> list[tuple[str, str]]:
-    """(syscall, message) for each call ``view`` allows only with a nonzero high word in an
-    argument the kernel reads as 32 bits, whose zero-high-word twin it refuses.
+    """(syscall, message) for each call ``view`` allows only with bits set above what the kernel
+    reads of an argument, whose twin without those bits (the same value to the handler) it refuses.
 
-    Regions are products of word sets: an allowed region whose high-word set for such an
-    argument holds 0 contains that twin itself, so only regions that exclude 0 can differ; the
-    twin of such a region is checked against every refusing region."""
-    from ..compiler.lower import narrow_args
+    Two widths: on a 64-bit ABI, an argument read as 32 bits (an ``int``: the high word is never
+    seen); on every ABI, one read as 16 bits (``umode_t``, and the ``old_uid_t``/``old_gid_t`` of
+    the 16-bit uid calls: bits 16-63 are never seen). Regions are products of word sets: for the
+    high word, an allowed region whose high-word set holds 0 contains the twin itself, so only
+    regions that exclude 0 can differ; bits 16-31 share the low word with the bits the kernel
+    reads, so :func:`_short_witness` searches that word for an allowed value whose low 16 bits
+    are a refused one. Each twin is checked against every refusing region."""
+    from ..compiler.lower import narrow_args, short_args
 
     assert view.arch is not None
+    wide = view.arch.compare_bits == 64  # the high word of a 32-bit argument is in the filter's input
     zero = WordSet.make(((0, 0),))
     out = []
     for name, b in _syscall_behaviours(e, view).items():
         nr = view.arch.syscalls.get(name)
-        low = narrow_args(view.arch, nr) if nr is not None else ()
+        low = narrow_args(view.arch, nr) if nr is not None and wide else frozenset()
+        short = short_args(view.arch, nr) if nr is not None else frozenset()
+        if not (low or short):
+            continue
         refused = [dict(q.conds) for q in b.regions if not _reach(q)]
-        if not low or not refused:
+        if not refused:
             continue
         found = None
         for r in b.regions:
             if not _reach(r) or found:
                 continue
             conds = dict(r.conds)
-            for i in sorted(low):
+            for i in sorted(low | short):
                 lo_w, hi_w = arg_words(i, bo)
                 hs = conds.get(hi_w)
-                if hs is None or hs.contains(0):
-                    continue
-                twin = dict(conds)
-                twin[hi_w] = zero
-                for q in refused:
-                    meet = {w: (twin[w].intersect(q[w]) if w in twin and w in q else twin.get(w) or q.get(w))
-                            for w in set(twin) | set(q)}
-                    if all(ws is not None for ws in meet.values()):
-                        lo = meet.get(lo_w)
-                        found = (i, (hs.first() or 1) << 32 | (lo.first() or 0 if lo is not None else 0))
-                        break
+                if i in low and hs is not None and not hs.contains(0):
+                    twin = dict(conds)
+                    twin[hi_w] = zero
+                    for q in refused:
+                        meet = {w: (twin[w].intersect(q[w]) if w in twin and w in q else twin.get(w) or q.get(w))
+                                for w in set(twin) | set(q)}
+                        if all(ws is not None for ws in meet.values()):
+                            lo = meet.get(lo_w)
+                            v = (hs.first() or 1) << 32 | (lo.first() or 0 if lo is not None else 0)
+                            found = (i, v, v & M32)
+                            break
+                if not found and i in short:
+                    found = _short_twin(conds, refused, i, lo_w, hi_w)
                 if found:
                     break
         if found:
-            i, value = found
+            i, value, seen = found
             arg = argname(name, i, view)
-            out.append((name, f"{name}'s {arg} is 32 bits to the kernel (it ignores the high word), yet the filter "
-                              f"allows {arg}={value:#x} and refuses {arg}={value & M32:#x}, the same value to the "
-                              f"kernel (libseccomp compares all 64 bits; sysgate's compiler decides on the low word)"))
+            bits, ignored, read = ((16, "all but the low 16 bits", "low 16 bits") if i in short
+                                   else (32, "the high word", "low word"))
+            out.append((name, f"{name}'s {arg} is {bits} bits to the kernel (it ignores {ignored}), yet the filter "
+                              f"allows {arg}={value:#x} and refuses {arg}={seen:#x}, the same value to the "
+                              f"kernel (libseccomp compares all {view.arch.bits} bits; sysgate's compiler decides "
+                              f"on the {read})"))
     return out
+
+
+U16 = 0xFFFF
+_FULL16 = WordSet.make(((0, U16),))
+
+
+def _short_twin(conds: dict, refused: list[dict], i: int, lo_w: int, hi_w: int) -> tuple[int, int, int] | None:
+    """(arg, value, twin) for an allowed region (``conds``) holding a value of 16-bit argument
+    ``i`` with bits set in 16-31 of its low word whose low 16 bits, high word 0 (``twin``) and
+    other words are in a refusing region; None if there is none."""
+    assert _FULL16 is not None
+    r_lo, r_hi = conds.get(lo_w), conds.get(hi_w)
+    h = 0 if r_hi is None or r_hi.contains(0) else r_hi.first() or 0
+    for q in refused:
+        q_hi = q.get(hi_w)
+        if q_hi is not None and not q_hi.contains(0):
+            continue
+        if any(w in conds and conds[w].intersect(ws) is None for w, ws in q.items() if w not in (lo_w, hi_w)):
+            continue
+        q_lo = q.get(lo_w)
+        twins = _FULL16 if q_lo is None else q_lo.restrict(((0, U16),))
+        if twins is None:
+            continue
+        v = _short_witness(r_lo if r_lo is not None else WordSet(), twins)
+        if v is not None:
+            return i, h << 32 | v, v & U16
+    return None
+
+
+def _slice16(ws: WordSet, k: int, ivs: tuple, dead: frozenset = frozenset()) -> WordSet | None:
+    """``{t < 2**16 : k << 16 | t in ws}`` within ``ivs`` (16-bit intervals), assuming the
+    constraints ``dead`` of ``ws.nes`` hold through the bits above 16 (None if ``k``'s block
+    is already refused by the fixed bits)."""
+    base = k << 16
+    if (base ^ ws.fval) & ws.fmask & ~U16:
+        return None
+    nes = []
+    for m, v in ws.nes:
+        if (m, v) in dead or (base ^ v) & m & ~U16:
+            continue  # holds through the bits above 16
+        nes.append((m & U16, v & U16))  # a mask of 0 there: violated, the set is empty
+    return WordSet.make(ivs, ws.fmask & U16, ws.fval & U16, nes)
+
+
+def _short_witness(ws: WordSet, twins: WordSet) -> int | None:
+    """A member ``v`` of the 32-bit word set ``ws`` with ``v >> 16 != 0`` and ``v & 0xffff`` in
+    ``twins`` (a set of 16-bit values), or None. Exact.
+
+    Blocks ``k`` (values ``k << 16 | t``) that an interval of ``ws`` covers in part are sliced one
+    by one; in the blocks it covers whole, the slice depends on ``k`` only through the fixed
+    bits and through which ``nes`` constraints the bits of ``k`` already satisfy, so each choice
+    of satisfied constraints is one search for a ``k`` (a 16-bit word set) and one for a ``t``."""
+    edges: set[int] = set()
+    whole: list[tuple[int, int]] = []
+    for lo, hi in ws.ivs:
+        a = max(lo, 1 << 16)
+        if a > hi:
+            continue
+        ka, kb = a >> 16, hi >> 16
+        first = ka if a & U16 == 0 else ka + 1
+        last = kb if hi & U16 == U16 else kb - 1
+        if first <= last:
+            whole.append((first, last))
+        edges.update(k for k in (ka, kb) if not first <= k <= last)
+    for k in sorted(edges):
+        base = k << 16
+        part = iv_and(ws.ivs, ((base, base | U16),))
+        s = _slice16(ws, k, tuple((x - base, y - base) for x, y in part))
+        s = s.intersect(twins) if s is not None else None
+        t = s.first() if s is not None else None
+        if t is not None:
+            return base | t
+    if not whole:
+        return None
+    # Constraints that look at bits above 16; more than a dozen never come out of one comparison
+    # chain, and leaving the rest out of the choices only loses witnesses, never makes one up.
+    upper = [(m, v) for m, v in sorted(ws.nes) if m & ~U16][:12]
+    for size in range(len(upper) + 1):
+        for dead in combinations(upper, size):
+            ks = WordSet.make(iv_norm(whole), ws.fmask >> 16, ws.fval >> 16, [(m >> 16, v >> 16) for m, v in dead])
+            kk = ks.first() if ks is not None else None
+            if kk is None:
+                continue
+            s = _slice16(ws, kk, ((0, U16),), frozenset(dead))
+            s = s.intersect(twins) if s is not None else None
+            t = s.first() if s is not None else None
+            if t is not None:
+                return kk << 16 | t
+    return None
 
 
 # ---------------------------------------------------------------------------- the audit
@@ -343,7 +450,7 @@ def audit(e: Explanation, arches: Sequence[str] | None = None) -> AuditReport:
     # -- an int argument's high word lets a call through that the low word alone would refuse
     ints: dict[tuple[str, str], list[str]] = {}
     for v in known:
-        if v.arch is not None and v.arch.compare_bits == 64:
+        if v.arch is not None:
             for name, text in _int_high_words(e, v, bo):
                 ints.setdefault((name, text), []).append(v.label)
     for (name, text), int_labels in ints.items():

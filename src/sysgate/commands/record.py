@@ -28,6 +28,26 @@ def _split_jail(words: list[str] | None, command: list[str]) -> tuple[list[str] 
     return words, command
 
 
+def buffer_size(text: str) -> int:
+    """``--buffer``'s SIZE in bytes: a whole number, optionally followed by K, M or G (KiB, MiB,
+    GiB; a trailing B or iB is allowed, case does not matter), within the range record() takes."""
+    from ..recorder import BUFFER_MAX, BUFFER_MIN
+
+    t = text.strip().upper()
+    for suffix in ("IB", "B"):
+        if t.endswith(suffix) and len(t) > len(suffix) and t[-len(suffix) - 1] in "KMG":
+            t = t[:-len(suffix)]
+            break
+    shift = {"K": 10, "M": 20, "G": 30}.get(t[-1:], 0)
+    digits = t[:-1] if shift else t
+    if not (digits.isascii() and digits.isdigit()):
+        raise UserError(f"record: --buffer {text!r}: not a size (a number of bytes, or with K, M or G: e.g. 16M)")
+    n = int(digits[-12:]) << shift if len(digits.lstrip("0")) <= 12 else BUFFER_MAX + 1
+    if not BUFFER_MIN <= n <= BUFFER_MAX:
+        raise UserError(f"record: --buffer {text}: out of range (64K to 1G per CPU)")
+    return n
+
+
 def _load(spec: str, what: str, arch: str | None) -> Any:
     from ..profiles import resolve
 
@@ -53,10 +73,11 @@ def cmd_record(args: Any) -> int:
     primary = arches[0] if arches else None
     merge = _load(args.merge, "--merge", primary) if args.merge else None
     base = _load(args.base, "--base", primary) if args.base else None
+    buffer = buffer_size(args.buffer) if args.buffer is not None else None
     try:
         policy, report = record(command, method=args.method, default_action=args.default_action,
                                 no_args=args.no_args, merge=merge, base=base, arches=arches,
-                                timeout=args.timeout, partial=args.partial, in_jail=in_jail)
+                                timeout=args.timeout, partial=args.partial, in_jail=in_jail, buffer=buffer)
     except CommandNotStarted as e:
         print(f"sysgate: {e}", file=sys.stderr)
         return EXIT_NOT_STARTED

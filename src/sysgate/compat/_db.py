@@ -364,37 +364,21 @@ def _tree_prune(existing: Node | None, new: Node | None, state: _IterState) -> i
                 elif (ok and state_new.flags & _IST_MATCH and state_new.flags & _IST_X_FINISHED
                       and state_new.flags & _IST_N_PREFIX):
                     return done()  # the new tree is "longer"
-        elif _chain_lt(x_iter, n_iter):
-            if state.flags & _IST_N_PREFIX:
-                return done()
-            for branch in ("nxt_t", "nxt_f"):
-                x_sub = getattr(x_iter, branch)
-                if x_sub is None:
-                    continue
-                _node_get(x_iter)
-                state_nxt = replace(state)
-                state_nxt.flags &= ~_IST_MATCH
-                state_nxt.flags |= _IST_X_PREFIX
-                cnt += _tree_prune(x_sub, n_iter, state_nxt)
-                c, x_iter = _node_put(x_iter)
-                cnt += c
-                if state_nxt.flags & _IST_MATCH:
-                    state_new.flags |= state_nxt.flags
-                    return done()
-                if x_iter is None:
-                    break
         else:
-            if state.flags & _IST_X_PREFIX:
+            # libseccomp writes the two cases out: the existing chain sorts first (descend into it,
+            # it is a prefix of the new one) or the new one does (descend into the new one)
+            in_x = _chain_lt(x_iter, n_iter)
+            if state.flags & (_IST_N_PREFIX if in_x else _IST_X_PREFIX):
                 return done()
             for branch in ("nxt_t", "nxt_f"):
-                n_sub = getattr(n_iter, branch)
-                if n_sub is None:
+                sub = getattr(x_iter if in_x else n_iter, branch)
+                if sub is None:
                     continue
                 _node_get(x_iter)
                 state_nxt = replace(state)
                 state_nxt.flags &= ~_IST_MATCH
-                state_nxt.flags |= _IST_N_PREFIX
-                cnt += _tree_prune(x_iter, n_sub, state_nxt)
+                state_nxt.flags |= _IST_X_PREFIX if in_x else _IST_N_PREFIX
+                cnt += _tree_prune(sub, n_iter, state_nxt) if in_x else _tree_prune(x_iter, sub, state_nxt)
                 c, x_iter = _node_put(x_iter)
                 cnt += c
                 if state_nxt.flags & _IST_MATCH:

@@ -15,8 +15,15 @@ from __future__ import annotations
 from ..errors import UserError
 from ..immutable import Record
 
-__all__ = ["ProfileError", "ProfileWarning", "Exported", "Token", "read_file", "read_limited", "decode_text",
-           "load_json", "warn", "caret_lines", "MAX_INPUT_BYTES"]
+TYPE_CHECKING = False  # typing is not imported on the CLI's paths
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from ..arch import Arch
+    from ..policy import Policy
+
+__all__ = ["ProfileError", "SourceError", "ProfileWarning", "Exported", "Loaded", "Token", "read_file",
+           "read_limited", "decode_text", "load_json", "warn", "caret_lines", "read_per_arch", "MAX_INPUT_BYTES"]
 
 #: The most any input (profile, program, listing, included file, standard input) may hold. Real
 #: profiles are kilobytes (docker-default is 20 KB; a 4,096-instruction program is 32 KB): the
@@ -37,6 +44,30 @@ class ProfileError(UserError):  # a ValueError
     def at(self, source_line: str, column: int) -> ProfileError:
         """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
         self.source_line, self.column = source_line, column
+        return self
+
+
+class SourceError(ProfileError):
+    """A :class:`ProfileError` at a place in a text format's file (minijail, Kafel, with their
+    included files): ``loc`` is (file, line, 1-based column), so that the reader can show the
+    line once the error reaches the place that holds every file's text."""
+
+    def __init__(self, msg: str, loc: tuple[str, int, int] | None = None) -> None:
+        super().__init__(msg)
+        self.loc = loc
+
+    @classmethod
+    def at_place(cls, file: str, line: int, col: int, msg: str) -> SourceError:
+        """``file:line:col: msg`` (``col`` 1-based), located there."""
+        return cls(f"{file}:{line}:{col}: {msg}", (file, line, col))
+
+    def show_line(self, texts: dict[str, str], lines: Callable[[str], list[str]] = str.splitlines) -> SourceError:
+        """This error, with the line of ``loc`` from ``texts`` (file -> text, cut into lines by
+        ``lines`` as the format's tokenizer counts them) under the message, if it has one."""
+        if self.loc is not None and self.loc[0] in texts:
+            got = lines(texts[self.loc[0]])
+            if 0 < self.loc[1] <= len(got):
+                self.at(got[self.loc[1] - 1], self.loc[2])
         return self
 
 
@@ -87,6 +118,48 @@ class Exported(Record):
     @property
     def exact(self) -> bool:
         return not self.losses
+
+
+class Loaded(Record):
+    """What a reader that drops some of its input returns: the policy, and one note (a line) per
+    thing it ignored (minijail's ``@frequency``, systemd settings that are not about seccomp)."""
+
+    __slots__ = ("policy", "notes")
+    _defaults = {"notes": ()}
+    policy: Policy
+    notes: tuple[str, ...]
+
+
+def read_per_arch(source: str, arch: str | None, arches: Iterable[str] | None, base_dir: str | None,
+                  read: Callable[[Arch, str], tuple[Policy, list[str]]], guards: str) -> Loaded:
+    """A text format's policy (minijail, Kafel), whose named constants are the target's: read by
+    ``read(target, base_dir)`` once for ``arch``, or for each of ``arches`` (default: this
+    machine's), the readings must decide alike (``guards``: the format's per-arch syntax, for the
+    error), and the policy covers the arches asked for. ``base_dir``: where relative includes are
+    found (default: the file's directory, or the working directory for text that is no file)."""
+    import os
+
+    from .. import arch as _arch
+
+    arches = list(arches) if arches is not None else None
+    try:
+        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
+    except _arch.UnknownArch as e:
+        raise ProfileError(str(e)) from None
+    if base_dir is None:
+        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
+    first: Policy | None = None
+    notes: list[str] = []
+    for a in dict.fromkeys(targets):
+        pol, notes = read(a, base_dir)
+        if first is None:
+            first = pol
+        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
+            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
+                               f"(named constants or {guards} differ); convert it for one architecture")
+    assert first is not None
+    covered = tuple(arches) if arches else ((arch,) if arch else ())
+    return Loaded(first.with_arches(covered), tuple(notes))
 
 
 class Token(Record):

@@ -37,9 +37,8 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from .. import arch as _arch
-from ..immutable import Record
 from ..policy import Action, ActionKind, Compare, Condition, Op, Policy, PolicyError, Rule, Term
-from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
+from . import Exported, Loaded, ProfileError, SourceError, Token, decode_text, read_file, read_limited, read_per_arch
 from . import logic as L
 
 _T = TypeVar("_T")  # what a nested parse returns
@@ -68,21 +67,15 @@ MAX_NESTING = 64
 _MIRROR = {Op.EQ: Op.EQ, Op.NE: Op.NE, Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}
 
 
-class KafelPolicy(Record):
-    __slots__ = ("policy", "notes")
-    _defaults = {"notes": ()}
-    policy: Policy
-    notes: tuple[str, ...]
-
+KafelPolicy = Loaded  # what loads() returns: the policy (and notes, always none here)
 
 _Tok = Token
 
 
-class _Error(ProfileError):
+class _Error(SourceError):
     def __init__(self, msg: str, pos: int = -1, loc: tuple[str, int, int] | None = None) -> None:
-        super().__init__(msg)
+        super().__init__(msg, loc)
         self.pos = pos
-        self.loc = loc  # (file, line, 1-based column), to show the source line
 
 
 def _tokenize(text: str, file: str) -> list[_Tok]:
@@ -680,15 +673,9 @@ def detect_text(text: str, name: str | None) -> float:
 def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches: Iterable[str] | None = None,
           base_dir: str | None = None) -> KafelPolicy:
     """Read a Kafel policy; named constants are those of ``arch`` (or each of ``arches``, which must agree)."""
-    try:
-        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
-    except _arch.UnknownArch as e:
-        raise ProfileError(str(e)) from None
-    if base_dir is None:
-        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
-    first: Policy | None = None
-    for a in dict.fromkeys(targets):
-        p = _Parser(a, base_dir)
+
+    def read(a: _arch.Arch, base: str) -> tuple[Policy, list[str]]:
+        p = _Parser(a, base)
         if os.path.isfile(source):
             p.stack.append(os.path.realpath(source))
         try:
@@ -696,23 +683,14 @@ def loads(text: str, source: str = "<kafel>", *, arch: str | None = None, arches
             if not p.statements:
                 raise ProfileError(f"{source}: syntax error, unexpected end of file (no statement: "
                                    f"an empty Kafel policy is an error, as in Kafel)")
-            pol = p.policy(source)
+            return p.policy(source), []
         except L.TooComplex as e:
             raise ProfileError(f"{source}: expression too complex to convert ({e})") from None
         except _Error as e:
-            if e.loc is not None and e.loc[0] in p.texts:
-                lines = p.texts[e.loc[0]].split("\n")
-                if 0 < e.loc[1] <= len(lines):
-                    e.at(lines[e.loc[1] - 1], e.loc[2])
+            e.show_line(p.texts, lambda text: text.split("\n"))  # lines as the tokenizer counts them
             raise
-        if first is None:
-            first = pol
-        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
-            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
-                               f"(named constants or ON guards differ); convert it for one architecture")
-    assert first is not None
-    covered = tuple(arches) if arches else ((arch,) if arch else ())
-    return KafelPolicy(first.with_arches(covered))
+
+    return read_per_arch(source, arch, arches, base_dir, read, "ON guards")
 
 
 def load(path: str, **kw: object) -> KafelPolicy:

@@ -34,9 +34,8 @@ import re
 from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..immutable import Record
 from ..policy import Action, ActionKind, Condition, Op, Policy, PolicyError, Rule
-from . import Exported, ProfileError, Token, decode_text, read_file, read_limited
+from . import Exported, Loaded, SourceError, Token, decode_text, read_file, read_limited, read_per_arch
 from . import logic as L
 
 __all__ = ["MinijailPolicy", "loads", "load", "export", "detect_text"]
@@ -68,26 +67,14 @@ _ACTIONS = {"allow": Action(ActionKind.ALLOW), "kill-process": Action(ActionKind
             "user-notify": Action(ActionKind.USER_NOTIF)}
 
 
-class MinijailPolicy(Record):
-    """The policy, and notes on what was ignored (``@frequency``)."""
-
-    __slots__ = ("policy", "notes")
-    _defaults = {"notes": ()}
-    policy: Policy
-    notes: tuple[str, ...]
-
+MinijailPolicy = Loaded  # what loads() returns: the policy, and notes on what was ignored (``@frequency``)
 
 _Tok = Token
+_Error = SourceError
 
 
-class _Error(ProfileError):
-    loc: tuple[str, int, int] | None = None  # (file, line, 1-based column), to show the source line
-
-
-def _err(file: str, line: int, col: int, msg: str) -> _Error:
-    e = _Error(f"{file}:{line}:{col + 1}: {msg}")
-    e.loc = (file, line, col + 1)
-    return e
+def _err(file: str, line: int, col: int, msg: str) -> SourceError:
+    return SourceError.at_place(file, line, col + 1, msg)  # ``col``: a token's, 0-based
 
 
 def _tokenize(text: str, file: str) -> list[list[_Tok]]:
@@ -468,10 +455,7 @@ def _parse(text: str, source: str, arch: _arch.Arch, base_dir: str, kill: Action
     try:
         p.parse_text(text, source, base_dir)
     except _Error as e:
-        if e.loc is not None and e.loc[0] in p.texts:
-            lines = p.texts[e.loc[0]].splitlines()
-            if 0 < e.loc[1] <= len(lines):
-                e.at(lines[e.loc[1] - 1], e.loc[2])
+        e.show_line(p.texts)
         raise
     return p.policy((), source), p.notes
 
@@ -496,24 +480,8 @@ def loads(text: str, source: str = "<minijail>", *, arch: str | None = None, arc
     ``@include`` paths are relative to the file (``base_dir`` when ``source`` is not a file).
     ``kill`` is what the ``kill`` action means.
     """
-    try:
-        targets = [_arch.get(a) for a in (arches or ([arch] if arch else []))] or [_arch.native()]
-    except _arch.UnknownArch as e:
-        raise ProfileError(str(e)) from None
-    if base_dir is None:
-        base_dir = os.path.dirname(source) if os.path.isfile(source) else os.getcwd()
-    first: Policy | None = None
-    notes: list[str] = []
-    for a in dict.fromkeys(targets):
-        pol, notes = _parse(text, source, a, base_dir, kill)
-        if first is None:
-            first = pol
-        elif set(pol.rules) != set(first.rules) or pol.default != first.default:
-            raise ProfileError(f"{source}: the policy decides differently on {targets[0].name} and {a.name} "
-                               f"(named constants or [arch=...] differ); convert it for one architecture")
-    assert first is not None
-    covered = tuple(arches) if arches else ((arch,) if arch else ())
-    return MinijailPolicy(first.with_arches(covered), tuple(notes))
+    return read_per_arch(source, arch, arches, base_dir, lambda a, base: _parse(text, source, a, base, kill),
+                         "[arch=...]")
 
 
 def load(path: str, **kw: object) -> MinijailPolicy:

@@ -27,9 +27,8 @@ import re
 from collections.abc import Iterable
 
 from .. import arch as _arch
-from ..immutable import Record
 from ..policy import Action, ActionKind, Policy, PolicyError, Rule
-from . import Exported, ProfileError, decode_text, read_file
+from . import Exported, Loaded, ProfileError, decode_text, read_file
 
 __all__ = ["SystemdDropIn", "loads", "load", "export", "detect_text", "SYSTEMD_ARCH"]
 
@@ -42,13 +41,7 @@ _ALLOW = Action(ActionKind.ALLOW)
 _WRAP = 100
 
 
-class SystemdDropIn(Record):
-    """The policy, and notes on settings that were ignored."""
-
-    __slots__ = ("policy", "notes")
-    _defaults = {"notes": ()}
-    policy: Policy
-    notes: tuple[str, ...]
+SystemdDropIn = Loaded  # what loads() returns: the policy, and notes on settings that were ignored
 
 
 def _short(text: str) -> str:

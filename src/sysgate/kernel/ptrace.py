@@ -22,8 +22,9 @@ import errno as E
 import os
 import signal
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..arch import native
 from ..errors import UserError
@@ -39,6 +40,7 @@ __all__ = [
     "PTRACE_GET_SYSCALL_INFO", "PTRACE_O_TRACESECCOMP", "PTRACE_EVENT_SECCOMP",
     "PtraceError", "CommandNotFound", "SyscallRegs", "CapturedFilter", "Trace",
     "ptrace", "attach", "detach", "get_syscall_regs", "get_filters", "trace", "trace_filters",
+    "run_tracer", "TracerRun", "ForkFollower", "signal_to_deliver", "reap_dead_orphans",
 ]
 
 PTRACE_TRACEME = 0
@@ -264,6 +266,138 @@ def get_syscall_regs(pid: int) -> SyscallRegs | None:
                                 "(only x86_64 and aarch64)")
 
 
+# ---------------------------------------------------------------------------- a tracer process following forks
+# Shared by :func:`trace` (syscall-stops) and the recorder's fallback (seccomp-stops,
+# sysgate.recorder.ptracer): what differs between them is only what each does at a stop.
+
+class TracerRun(NamedTuple):
+    """What :func:`run_tracer` got back from the tracer process."""
+
+    data: bytes         # all it wrote
+    stuck: bool         # the guard ran out and the tracer was killed
+    interrupted: bool   # a Ctrl-C was passed on to it
+
+
+def run_tracer(body: Callable[[Callable[[bytes], None]], int], guard: float | None = None,
+               forward_sigint: bool = False) -> TracerRun:
+    """Run ``body(write)`` in a forked tracer process and collect what it writes.
+
+    The fork keeps ``waitpid(-1)`` in the tracer from reaping the caller's own children. ``body``
+    returns the tracer's exit status; nothing it raises gets back into the caller's stack (the
+    tracer exits 1). ``guard``: seconds after which a tracer that has not finished is SIGKILLed
+    (its tracees die with it through PTRACE_O_EXITKILL); only a stuck tracer, since each body
+    enforces its own timeout. ``forward_sigint``: a Ctrl-C in the caller is passed on to the
+    tracer once (a terminal's reached it already) and the caller goes on reading what it reports.
+    """
+    import select
+    import time
+
+    rfd, wfd = os.pipe()
+    tracer = os.fork()
+    if tracer == 0:
+        code = 1
+        try:
+            os.close(rfd)
+
+            def write(data: bytes) -> None:
+                while data:
+                    data = data[os.write(wfd, data):]
+
+            code = body(write)
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    deadline = None if guard is None else time.monotonic() + guard
+    data = b""
+    timed_out = interrupted = False
+    try:
+        while True:
+            try:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and (left <= 0 or not select.select([rfd], [], [], left)[0]):
+                    timed_out = True
+                    os.kill(tracer, signal.SIGKILL)
+                    break
+                chunk = os.read(rfd, 65536)
+            except KeyboardInterrupt:
+                if not forward_sigint:
+                    raise
+                if not interrupted:
+                    interrupted = True
+                    try:
+                        os.kill(tracer, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(rfd)
+        os.waitpid(tracer, 0)
+    return TracerRun(data, timed_out, interrupted)
+
+
+class ForkFollower:
+    """The tasks a tracer with PTRACE_O_TRACEFORK/VFORK/CLONE has seen stop.
+
+    A new task is traced from birth and reports a first SIGSTOP, which may come before or after
+    its creator's fork event: ``fresh`` holds the tasks announced by an event whose first stop
+    has not come yet, ``seen`` every task that has stopped (how many were traced).
+    """
+
+    __slots__ = ("fresh", "seen")
+
+    def __init__(self, top: int) -> None:
+        self.fresh: set[int] = set()
+        self.seen: set[int] = {top}
+
+    def first_stop(self, pid: int, sig: int, known: bool) -> bool:
+        """Whether this stop is ``pid``'s first (``known``: the tracer has it among its tasks
+        already, from its creator's event); if so, it counts as seen."""
+        if known and not (sig == signal.SIGSTOP and pid in self.fresh):
+            return False
+        self.fresh.discard(pid)
+        self.seen.add(pid)
+        return True
+
+    def new_task(self, pid: int) -> int | None:
+        """The task a fork, vfork or clone event stop of ``pid`` announces; None if ``pid`` is
+        gone already (killed meanwhile: the new task reports its own first stop)."""
+        msg = ctypes.c_ulong()
+        try:
+            ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.byref(msg))
+        except OSError as e:
+            if e.errno != E.ESRCH:
+                raise
+            return None
+        if msg.value not in self.seen:
+            self.fresh.add(msg.value)
+        return msg.value
+
+
+def signal_to_deliver(pid: int, sig: int) -> int:
+    """``sig`` if the stop of ``pid`` is a signal-delivery-stop (pass the signal on when
+    continuing), 0 for a group-stop (no siginfo: EINVAL) or a task that is gone."""
+    info = ctypes.create_string_buffer(128)
+    try:
+        ptrace(PTRACE_GETSIGINFO, pid, 0, info)
+    except OSError:
+        return 0
+    return sig
+
+
+def reap_dead_orphans() -> None:
+    """Reap the orphans a child subreaper adopted that have already died (once every traced
+    task has ended), without waiting for any."""
+    while True:
+        try:
+            if os.waitpid(-1, WALL | os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
 # ---------------------------------------------------------------------------- tracing a command
 
 @dataclass(frozen=True)
@@ -329,15 +463,6 @@ def _succeeded(e: _Entry, ret: int) -> bool:
                 and ret > 0)
 
 
-def _is_group_stop(pid: int) -> bool:
-    info = ctypes.create_string_buffer(128)
-    try:
-        ptrace(PTRACE_GETSIGINFO, pid, 0, info)
-    except OSError as e:
-        return e.errno == E.EINVAL  # no siginfo: a group-stop, not a signal to deliver
-    return False
-
-
 def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -> None:
     """Body of the forked tracer process; ``emit(dict)`` streams results to the caller."""
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # caller gone -> tracer gone -> tracees gone (EXITKILL)
@@ -360,8 +485,7 @@ def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -
            | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)
     ptrace(PTRACE_SYSCALL, main, 0, 0)
     tasks: dict[int, _Entry | None] = {main: _OUTSIDE}
-    fresh: set[int] = set()     # announced by a fork/clone event, first SIGSTOP not seen yet
-    seen_stop: set[int] = {main}
+    follow = ForkFollower(main)
     killed = timed_out = False
 
     def kill_all() -> None:
@@ -398,11 +522,8 @@ def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -
         if killed or timed_out:  # e.g. a task forked just as the others were killed
             tasks.setdefault(pid, _OUTSIDE)
             os.kill(pid, signal.SIGKILL)
-        if pid not in tasks or (pid in fresh and sig == signal.SIGSTOP):
-            # first stop of an auto-attached thread/process (may come before its creator's event)
+        if follow.first_stop(pid, sig, pid in tasks):  # of an auto-attached thread/process
             tasks.setdefault(pid, _OUTSIDE)
-            fresh.discard(pid)
-            seen_stop.add(pid)
         elif sig == signal.SIGTRAP | 0x80:  # syscall-stop (PTRACE_O_TRACESYSGOOD)
             try:
                 regs = get_syscall_regs(pid)
@@ -429,32 +550,24 @@ def _tracer_main(argv: Sequence[str], kill: bool, timeout: float | None, emit) -
                             kill_all()
         elif sig == signal.SIGTRAP and event:
             if event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE):
-                msg = ctypes.c_ulong()
-                ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.byref(msg))
-                child = msg.value
-                if child not in seen_stop:
-                    fresh.add(child)
-                tasks.setdefault(child, _OUTSIDE)
+                child = follow.new_task(pid)
+                if child is not None:
+                    tasks.setdefault(child, _OUTSIDE)
             elif event == PTRACE_EVENT_EXEC:
                 msg = ctypes.c_ulong()
                 ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.byref(msg))
                 former = msg.value
                 if former != pid:  # a non-leader thread exec'd and took over the leader's id
                     tasks[pid] = tasks.pop(former, _Entry())
-        elif not _is_group_stop(pid):
-            inject = sig
+        else:
+            inject = signal_to_deliver(pid, sig)
         try:
             ptrace(PTRACE_SYSCALL, pid, 0, inject)
         except OSError as e:
             if e.errno != E.ESRCH:
                 raise
     signal.setitimer(signal.ITIMER_REAL, 0)
-    while True:  # reap adopted orphans that are already dead (every traced task has ended by now)
-        try:
-            if os.waitpid(-1, WALL | os.WNOHANG)[0] == 0:
-                break
-        except ChildProcessError:
-            break
+    reap_dead_orphans()  # every traced task has ended by now
     emit({"exit": main_status, "killed": killed, "timed_out": timed_out})
 
 
@@ -470,55 +583,29 @@ def trace(argv: Sequence[str], *, kill: bool = False, timeout: float | None = No
     cannot be found, :class:`PtraceError` when tracing itself fails.
     """
     import json
-    import select
     import shutil
-    import time
 
     if not argv:
         raise CommandNotFound("trace: no command given")
     if ("/" in argv[0] and not os.access(argv[0], os.X_OK)) or ("/" not in argv[0] and not shutil.which(argv[0])):
         raise CommandNotFound(f"trace: command not found or not executable: {argv[0]!r}")
-    rfd, wfd = os.pipe()
-    tracer = os.fork()
-    if tracer == 0:
-        code = 0
+
+    def body(write: Callable[[bytes], None]) -> int:
+        def emit(msg: dict) -> None:
+            write((json.dumps(msg) + "\n").encode())
+
         try:
-            os.close(rfd)
+            _tracer_main(argv, kill, timeout, emit)
+        except OSError as e:
+            emit({"error": [e.errno or E.EIO, str(e)]})
+            return 1
+        except BaseException as e:  # never return into the caller's stack from the fork
+            emit({"error": [E.EIO, f"{type(e).__name__}: {e}"]})
+            return 1
+        return 0
 
-            def emit(msg: dict) -> None:
-                data = (json.dumps(msg) + "\n").encode()
-                while data:
-                    data = data[os.write(wfd, data):]
-
-            try:
-                _tracer_main(argv, kill, timeout, emit)
-            except OSError as e:
-                emit({"error": [e.errno or E.EIO, str(e)]})
-                code = 1
-            except BaseException as e:  # never return into the caller's stack from the fork
-                emit({"error": [E.EIO, f"{type(e).__name__}: {e}"]})
-                code = 1
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    # The tracer enforces the timeout itself; this later deadline only guards against a stuck tracer.
-    deadline = None if timeout is None else time.monotonic() + timeout + 10
-    data = b""
-    timed_out = False
-    try:
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and (left <= 0 or not select.select([rfd], [], [], left)[0]):
-                timed_out = True
-                os.kill(tracer, signal.SIGKILL)  # EXITKILL takes the tracees with it
-                break
-            chunk = os.read(rfd, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(rfd)
-        os.waitpid(tracer, 0)
+    # The tracer enforces the timeout itself; this later guard only stops a stuck tracer.
+    data, timed_out, _ = run_tracer(body, None if timeout is None else timeout + 10)
     filters: list[CapturedFilter] = []
     warnings: list[str] = []
     returncode: int | None = None

@@ -25,9 +25,12 @@ from .build import EXEC_PATH, Report, build
 from .observations import CommandNotStarted, Observations, RecordError, RecordingInterrupted
 
 __all__ = ["record", "Recording", "Report", "Observations", "RecordError", "CommandNotStarted",
-           "RecordingInterrupted", "EXEC_PATH", "jail_argv", "METHODS"]
+           "RecordingInterrupted", "EXEC_PATH", "jail_argv", "METHODS", "BUFFER_MIN", "BUFFER_MAX"]
 
 METHODS = ("auto", "tracefs", "ptrace")
+# The tracefs ring buffer a caller may ask for, per CPU: below 64 KiB the 5% watermark would wake
+# the reader every few events; above 1 GiB (times the CPUs) it is memory a recording should not take.
+BUFFER_MIN, BUFFER_MAX = 64 << 10, 1 << 30
 
 
 class Recording(NamedTuple):
@@ -53,7 +56,8 @@ def jail_argv(argv: Sequence[str], run_options: Sequence[str] = ()) -> list[str]
 def record(argv: Sequence[str], *, method: str = "auto", default_action: Action | str = "errno(EPERM)",
            no_args: bool = False, merge: Policy | None = None, base: Policy | None = None,
            arches: Sequence[str] | None = None, timeout: float | None = None, partial: bool = False,
-           in_jail: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Recording:
+           in_jail: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+           buffer: int | None = None) -> Recording:
     """Run ``argv`` and return the profile its process tree needs, and a report.
 
     ``method``: ``auto`` (tracefs when root and available, else ptrace), ``tracefs`` or
@@ -63,11 +67,19 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
     the tree is killed. An interrupted recording (timeout, Ctrl-C) raises
     :class:`RecordingInterrupted` unless ``partial``, which returns what was seen (report
     ``partial``). ``in_jail``: ``sysgate run`` options; the command is recorded inside the jail
-    (without its filter), the jail's own set-up left out. Raises :class:`CommandNotStarted`
-    when the command cannot be started, :class:`RecordError` for anything else.
+    (without its filter), the jail's own set-up left out. ``buffer``: bytes of tracefs ring
+    buffer per CPU (default: the kernel's size for a new instance, at least 1 MiB), for a command
+    that makes a storm of calls at once: events lost to a full buffer fail the recording. Raises
+    :class:`CommandNotStarted` when the command cannot be started, :class:`RecordError` for
+    anything else.
     """
     if method not in METHODS:
         raise RecordError(f"record: unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    if buffer is not None:
+        if not BUFFER_MIN <= buffer <= BUFFER_MAX:
+            raise RecordError(f"record: --buffer {buffer} bytes: out of range (64K to 1G per CPU)")
+        if method == "ptrace":
+            raise RecordError("record: --buffer sizes the tracefs recorder's ring buffer; --method ptrace has none")
     default = default_action if isinstance(default_action, Action) else Action.parse(default_action)
     if default.kind.name == "ALLOW":
         raise RecordError("record: --default-action allow would make the profile allow everything")
@@ -88,7 +100,8 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
     was_partial = False
     try:
         if chosen == "tracefs":
-            obs = tracefs.record(argv, env=env, timeout=timeout, jail=jail)
+            obs = tracefs.record(argv, env=env, timeout=timeout, jail=jail,
+                                 buffer_kb=None if buffer is None else -(-buffer // 1024))
         else:
             from . import ptracer  # ctypes and the tracer only on this path
 
@@ -97,6 +110,8 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
             known = sorted({r.syscall for r in merge.rules if r.action.kind.name == "ALLOW" and not r.conditions
                             and isinstance(r.syscall, str)}) if merge is not None else []
             obs = ptracer.record(argv, env=env, timeout=timeout, jail=jail, known=known)
+            if buffer is not None:
+                obs.notes.append("--buffer is unused: the ptrace recorder has no ring buffer")
             if known:
                 obs.notes.append(f"{len(known)} calls the merged profile allows were not traced")
     except RecordingInterrupted as e:

@@ -13,7 +13,9 @@ Returns are not watched (that would cost a second stop per call), so the report 
 error-only calls on this path.
 
 The tracer is a forked process, so that waiting for "any child" never reaps the caller's
-children; it sends its :class:`~.observations.Observations` back as JSON.
+children; it sends its :class:`~.observations.Observations` back as JSON. That process, the
+bookkeeping of the tasks it follows and the signals it passes on are
+:mod:`sysgate.kernel.ptrace`'s, shared with ``sysgate trace``: only what is done at a stop is here.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import errno as E
 import os
 import signal
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ..arch import X32_SYSCALL_BIT, by_token
 from ..arch import get as get_arch
@@ -35,8 +37,6 @@ from ..kernel.ptrace import (
     PTRACE_EVENT_STOP,
     PTRACE_EVENT_VFORK,
     PTRACE_GET_SYSCALL_INFO,
-    PTRACE_GETEVENTMSG,
-    PTRACE_GETSIGINFO,
     PTRACE_O_EXITKILL,
     PTRACE_O_TRACECLONE,
     PTRACE_O_TRACEEXEC,
@@ -46,6 +46,10 @@ from ..kernel.ptrace import (
     PTRACE_SETOPTIONS,
     PTRACE_TRACEME,
     WALL,
+    ForkFollower,
+    reap_dead_orphans,
+    run_tracer,
+    signal_to_deliver,
 )
 from ..kernel.syscall import nr as _nr
 from . import refine
@@ -79,59 +83,27 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     top task's own exec (the jail's), only from the command's.
     """
     import json
-    import select
-    import time
 
     resolve(argv, env)  # CommandNotStarted before anything is forked
     from ..kernel import seccomp  # noqa: F401 - imported once here, not in every forked tracer (15 ms)
     program = filter_program(n for n in known if n not in refine.SPECS)  # refined calls stay traced
-    rfd, wfd = os.pipe()
-    tracer = os.fork()
-    if tracer == 0:
-        code = 0
+
+    def body(write: Callable[[bytes], None]) -> int:
         try:
-            os.close(rfd)
-            try:
-                obs = _tracer_main(argv, env, timeout, program, jail)
-                msg = {"ok": obs.to_json()}
-            except RecordingInterrupted as e:
-                msg = {"interrupted": str(e), "obs": e.observations.to_json()}
-            except CommandNotStarted as e:
-                msg = {"not_started": str(e)}
-            except BaseException as e:  # noqa: BLE001 - never return into the caller's stack
-                msg = {"error": f"{type(e).__name__}: {e}"}
-                code = 1
-            data = json.dumps(msg).encode()
-            while data:
-                data = data[os.write(wfd, data):]
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    data = b""
-    interrupted = False
-    deadline = None if timeout is None else time.monotonic() + timeout + 30  # a stuck tracer only
-    try:
-        while True:
-            try:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if left is not None and not select.select([rfd], [], [], left)[0]:
-                    os.kill(tracer, signal.SIGKILL)
-                    break
-                chunk = os.read(rfd, 1 << 16)
-            except KeyboardInterrupt:  # pass it on (a terminal's Ctrl-C reached it already): it reports
-                if not interrupted:
-                    interrupted = True
-                    try:
-                        os.kill(tracer, signal.SIGINT)
-                    except ProcessLookupError:
-                        pass
-                continue
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(rfd)
-        os.waitpid(tracer, 0)
+            obs = _tracer_main(argv, env, timeout, program, jail)
+            msg = {"ok": obs.to_json()}
+        except RecordingInterrupted as e:
+            msg = {"interrupted": str(e), "obs": e.observations.to_json()}
+        except CommandNotStarted as e:
+            msg = {"not_started": str(e)}
+        except BaseException as e:  # noqa: BLE001 - never return into the caller's stack
+            write(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
+            return 1
+        write(json.dumps(msg).encode())
+        return 0
+
+    # a stuck tracer only: the tracer enforces the timeout itself
+    data, _, interrupted = run_tracer(body, None if timeout is None else timeout + 30, forward_sigint=True)
     if not data:
         raise RecordError("record: the ptrace recorder died without a result")
     msg = json.loads(data)
@@ -198,7 +170,6 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             ctypes.c_long(opts)) < 0:
         raise RecordError(f"record: PTRACE_SETOPTIONS: {os.strerror(ctypes.get_errno())}")
     buf = ctypes.create_string_buffer(_INFO_SIZE)
-    siginfo = ctypes.create_string_buffer(128)
     c_cont = ctypes.c_long(PTRACE_CONT)
     c_zero = ctypes.c_long(0)
     c_long = ctypes.c_long
@@ -216,7 +187,7 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
     arch_names: dict[int, str] = {}
     calls = obs.calls
     main_status = None
-    fresh: set[int] = set()
+    follow = ForkFollower(top)
     started: set[int] = set()  # tasks whose calls count: see record()
     skip_exec = {top} if jail else set()
 
@@ -230,7 +201,6 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
                 started.add(pid)
         except (OSError, KeyError, ValueError):
             pass
-    seen_stop: set[int] = {top}
     sysc(nr_ptrace, c_cont, c_long(top), c_zero, c_zero)
     while tasks:
         try:
@@ -269,21 +239,17 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
             os.kill(pid, signal.SIGKILL)
         if event == PTRACE_EVENT_SECCOMP:
             pass  # a task whose calls do not count (yet), or one being killed
-        elif pid not in tasks or (pid in fresh and sig == signal.SIGSTOP):
-            tasks.add(pid)  # first stop of an auto-attached child
+        elif follow.first_stop(pid, sig, pid in tasks):  # of an auto-attached child
+            tasks.add(pid)
             inherit(pid)
-            fresh.discard(pid)
-            seen_stop.add(pid)
         elif sig == signal.SIGTRAP and event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE):
-            msg = ctypes.c_ulong()
-            sysc(nr_ptrace, c_long(PTRACE_GETEVENTMSG), c_long(pid), c_zero, ctypes.byref(msg))
-            if msg.value not in seen_stop:
-                fresh.add(msg.value)
-            # Decided here, not only at the child's first stop: by then the parent may have exited
-            # and the child been reparented, and inherit() would read the wrong PPid.
-            if pid in started:
-                started.add(msg.value)
-            tasks.add(msg.value)
+            new = follow.new_task(pid)
+            if new is not None:
+                # Decided here, not only at the child's first stop: by then the parent may have
+                # exited and the child been reparented, and inherit() would read the wrong PPid.
+                if pid in started:
+                    started.add(new)
+                tasks.add(new)
         elif sig == signal.SIGTRAP and event == PTRACE_EVENT_EXEC:
             if pid in skip_exec:
                 skip_exec.discard(pid)
@@ -292,21 +258,15 @@ def _tracer_main(argv: Sequence[str], env: Mapping[str, str] | None, timeout: fl
         elif sig == signal.SIGTRAP and event == PTRACE_EVENT_STOP:
             pass
         else:
-            if sysc(nr_ptrace, c_long(PTRACE_GETSIGINFO), c_long(pid), c_zero, siginfo) >= 0:
-                inject = sig  # a signal to deliver (EINVAL would be a group-stop: nothing to inject)
+            inject = signal_to_deliver(pid, sig)
         if sysc(nr_ptrace, c_cont, c_long(pid), c_zero, c_long(inject)) < 0 and ctypes.get_errno() != E.ESRCH:
             raise RecordError(f"record: PTRACE_CONT: {os.strerror(ctypes.get_errno())}")
     signal.setitimer(signal.ITIMER_REAL, 0)
-    while True:  # reap adopted orphans already dead
-        try:
-            if os.waitpid(-1, WALL | os.WNOHANG)[0] == 0:
-                break
-        except ChildProcessError:
-            break
+    reap_dead_orphans()
     err = child.exec_error()
     if err:
         raise CommandNotStarted(err)
-    obs.tasks = len(seen_stop)
+    obs.tasks = len(follow.seen)
     from ..arch import native
 
     if calls and native().has("execve"):  # the command's first execve came before its exec event

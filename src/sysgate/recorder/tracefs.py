@@ -208,6 +208,14 @@ def _event_fields(inst: _Instance, event: str) -> list[str] | None:
 _MIN_BUFFER_KB = 1024  # per CPU; a new instance gets the kernel's default (trace_buf_size, 1410 KB)
 
 
+def _buffer_kb(inst: _Instance) -> int:
+    """The instance's ring buffer per CPU, in KB, as the kernel reports it (0 if unreadable)."""
+    try:
+        return int(inst.read("buffer_size_kb").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None,
            jail: bool = False, buffer_kb: int | None = None) -> Observations:
     """Run ``argv`` and return what its process tree called (see the module doc).
@@ -217,7 +225,8 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     does not count either: only the command the jail execs, and what it starts, is recorded.
     ``buffer_kb``: the ring buffer per CPU (default: the kernel's size for a new instance, at
     least 1 MB; resizing costs the set-up ~10 ms of page allocation, and the filters keep the
-    buffer nearly empty after the first moments).
+    buffer nearly empty after the first moments); a size asked for is noted in the report, as
+    the kernel reports it back.
 
     Raises CommandNotStarted, RecordError (tracing unavailable, events lost) and
     RecordingInterrupted (Ctrl-C or ``timeout``) carrying what was seen so far.
@@ -236,14 +245,15 @@ def record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout
     try:
         inst = _Instance(fs)
         inst.write("tracing_on", "0")
+        asked = buffer_kb is not None
+        size = _buffer_kb(inst)
         if buffer_kb is None:
-            try:
-                size = int(inst.read("buffer_size_kb").split()[0])
-            except (OSError, ValueError, IndexError):
-                size = 0
             buffer_kb = _MIN_BUFFER_KB if size < _MIN_BUFFER_KB else None  # else the size it has will do
         if buffer_kb is not None:
             inst.write("buffer_size_kb", str(buffer_kb))  # per CPU
+            size = _buffer_kb(inst) or buffer_kb
+        if asked:
+            obs.notes.append(f"tracefs ring buffer: {size} KB per CPU (--buffer)")
         if not inst.fresh:
             inst.write("trace", "")
         inst.write("options/event-fork", "1")
@@ -634,8 +644,13 @@ def _follow(inst: _Instance, pipe_fd: int, watermark_fds: list[int], top: int, n
     lost += _overruns(inst)
     obs.tasks = len(tasks)
     if lost:
-        raise RecordError(f"record: the kernel's trace buffer lost {lost} events; the profile would be "
-                          f"incomplete (a larger buffer or the ptrace recorder: --method ptrace)")
+        from . import BUFFER_MAX
+
+        size = _buffer_kb(inst)
+        bigger = min(max(16, size // 1024 * 4), BUFFER_MAX >> 20)  # MiB: four times this one, at least 16M
+        hint = f"a larger buffer: --buffer {bigger}M; or " if bigger << 10 > size else ""
+        raise RecordError(f"record: the kernel's trace buffer ({size} KB per CPU) lost {lost} events; the profile "
+                          f"would be incomplete ({hint}the ptrace recorder: --method ptrace)")
     if status is not None:
         obs.returncode = os.waitstatus_to_exitcode(status)
     # The command's first execve is entered before its exec event marks it started.
