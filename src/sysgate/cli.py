@@ -55,9 +55,8 @@ def _parser_class() -> type[argparse.ArgumentParser]:
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), func)(args)
+        __import__(module)  # what the import statement calls (importlib.import_module would add importlib)
+        return getattr(sys.modules[module], func)(args)
 
     return run
 

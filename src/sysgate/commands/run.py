@@ -123,8 +123,7 @@ def cmd_run(args: Any) -> int:
         raise BadArgument("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
     opts = options_from_args(args)
     _status_fd(args.status_fd)
-    import signal
-
+    from .._startup import signal  # the jail's (the public module would add its enum classes)
     from ..jail.result import SandboxError
     from ..jail.sandbox import run
 
