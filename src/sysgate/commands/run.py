@@ -127,6 +127,15 @@ def cmd_run(args: Any) -> int:
     from ..jail.result import SandboxError
     from ..jail.sandbox import run
 
+    import gc
+
+    if not gc.isenabled():
+        # The sysgate program holds the collector during start-up (cli.main): what start-up made
+        # (modules, the parser, options) lives as long as the process. Frozen, it is never
+        # traversed again; the collector is back on for the command, which may run for hours.
+        gc.freeze()
+        gc.enable()
+
     # ^C reaches the sandbox (same process group) and ends the command; this process just reports
     # how it ended. Default handling rather than KeyboardInterrupt: never a traceback.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
