@@ -20,7 +20,9 @@ round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
   ``--tricks``);
 * ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
 * ``import re``, ``import argparse``: the venv's ``python -c "import re"`` (what pip's wrapper costs
-  before our code: site and ``re``) and ``python -c "import re, argparse"``;
+  before our code: site and ``re``) and ``python -c "import re, argparse"``; ``argparse parser``:
+  the same making and using an empty parser (its first translated string imports ``locale``, its
+  first parser compiles its regular expressions): part of any argparse command line's start-up;
 * ``warm sandbox``: one process that runs ``sysgate.run(['/bin/true'])`` ``1 + --warm`` times and
   reports the wall time of the later ones (``SYSGATE_NETNS_POOL=0``: each makes its own network
   namespace, as the command's one sandbox does): the kernel's and init's work for a sandbox, with
@@ -141,6 +143,7 @@ def main() -> int:
             "python": ([py, "-c", "pass"], env, ()),
             "import re": ([py, "-c", "import re"], env, ()),
             "import argparse": ([py, "-c", "import re, argparse"], env, ()),
+            "argparse parser": ([py, "-c", "import re, argparse; argparse.ArgumentParser().parse_args([])"], env, ()),
         }
         if args.tricks:
             for t in ("ctypes", "signal", "sha256", "socket"):
@@ -190,10 +193,12 @@ def main() -> int:
              "argparse import": med["import argparse"] - med["import re"],
              "warm sandbox (in-process)": statistics.median(warm) * 1e3}
     share = own - sum(floor.values())
+    first_parser = med["argparse parser"] - med["import argparse"]  # argparse's, within sysgate's share
     out = {"rounds": args.n, "python": sys.version.split()[0], "load": os.getloadavg()[0], "median_ms": med,
            "cpu_median_ms": cpu, "sysgate_minus_python_I_S_ms": own,
            "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS,
-           "floor_ms": floor, "sysgate_own_share_ms": share, "warm_runs": len(warm)}
+           "floor_ms": floor, "sysgate_own_share_ms": share, "argparse_first_parser_ms": first_parser,
+           "warm_runs": len(warm)}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -211,7 +216,8 @@ def main() -> int:
         print(f"    {k:32} {v:6.2f} ms")
     print(f"    {'floor in all':32} {sum(floor.values()):6.2f} ms"
           f"   (warm sandbox: median of {len(warm)} later runs, {args.warm} per process)")
-    print(f"  sysgate's own share (figure - floor): {share:.2f} ms")
+    print(f"  sysgate's own share (figure - floor): {share:.2f} ms, of which argparse's first parser "
+          f"(locale, its regular expressions) {first_parser:.2f} ms")
     return 0
 
 
