@@ -21,8 +21,9 @@ round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
 * ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
 * ``import re``, ``import argparse``: the venv's ``python -c "import re"`` (what pip's wrapper costs
   before our code: site and ``re``) and ``python -c "import re, argparse"``; ``argparse parser``:
-  the same making and using an empty parser (its first translated string imports ``locale``, its
-  first parser compiles its regular expressions): part of any argparse command line's start-up;
+  the same making and using an empty parser with a given help width (its first translated string
+  imports ``locale``, its first parser compiles its regular expressions): part of any argparse
+  command line's start-up;
 * ``warm sandbox``: one process that runs ``sysgate.run(['/bin/true'])`` ``1 + --warm`` times and
   reports the wall time of the later ones (``SYSGATE_NETNS_POOL=0``: each makes its own network
   namespace, as the command's one sandbox does): the kernel's and init's work for a sandbox, with
@@ -57,6 +58,11 @@ import sys
 from sysgate.cli import main
 sys.exit(main())
 """
+# An empty parser, used once; its help width given, as sysgate's parser does (argparse would import
+# shutil to ask the terminal).
+ARGPARSE_PARSER = ("import re, argparse\n"
+                   "argparse.ArgumentParser(formatter_class=lambda prog: argparse.HelpFormatter(prog, width=78))"
+                   ".parse_args([])")
 # 1 + k sandboxes in one process; the wall times of the k later ones go to the fd in argv[1].
 WARM = """import os, sys, time, sysgate
 fd, k = int(sys.argv[1]), int(sys.argv[2])
@@ -143,7 +149,7 @@ def main() -> int:
             "python": ([py, "-c", "pass"], env, ()),
             "import re": ([py, "-c", "import re"], env, ()),
             "import argparse": ([py, "-c", "import re, argparse"], env, ()),
-            "argparse parser": ([py, "-c", "import re, argparse; argparse.ArgumentParser().parse_args([])"], env, ()),
+            "argparse parser": ([py, "-c", ARGPARSE_PARSER], env, ()),
         }
         if args.tricks:
             for t in ("ctypes", "signal", "sha256", "socket"):
