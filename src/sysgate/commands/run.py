@@ -123,11 +123,11 @@ def cmd_run(args: Any) -> int:
         raise BadArgument("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
     opts = options_from_args(args)
     _status_fd(args.status_fd)
+    import gc
+
     from .._startup import signal  # the jail's (the public module would add its enum classes)
     from ..jail.result import SandboxError
     from ..jail.sandbox import run
-
-    import gc
 
     if not gc.isenabled():
         # The sysgate program holds the collector during start-up (cli.main): what start-up made
