@@ -19,12 +19,24 @@ round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
   sandbox (no argparse), and ``api public`` the same with the public modules (per trick with
   ``--tricks``);
 * ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
+* ``import re``, ``import argparse``: the venv's ``python -c "import re"`` (what pip's wrapper costs
+  before our code: site and ``re``) and ``python -c "import re, argparse"``; ``argparse parser``:
+  the same making and using an empty parser with a given help width (its first translated string
+  imports ``locale``, its first parser compiles its regular expressions): part of any argparse
+  command line's start-up;
+* ``warm sandbox``: one process that runs ``sysgate.run(['/bin/true'])`` ``1 + --warm`` times and
+  reports the wall time of the later ones (``SYSGATE_NETNS_POOL=0``: each makes its own network
+  namespace, as the command's one sandbox does): the kernel's and init's work for a sandbox, with
+  no first-use cost left in the caller;
 * ``bwrap``: bubblewrap with an equivalent sandbox (as bench_run.py).
 
 Wall time is the figure; CPU time (of the process and its descendants, from ``wait4``) is printed
 beside it, as a loaded machine inflates it far less.
 
-The figure of issue 13: ``sysgate`` minus ``python -I -S`` <= 10 ms.
+The figure of issue 13: ``sysgate`` minus ``python -I -S`` <= 10 ms. The floor under it, printed
+beside it: pip's wrapper (``import re`` over ``python -I -S``), argparse's import (``import re,
+argparse`` over ``import re``) and a warm sandbox; what is left is sysgate's own share (its imports,
+parser, and the first run's set-up in the caller).
 """
 from __future__ import annotations
 
@@ -45,6 +57,23 @@ PLAIN_SCRIPT = """#!{python}
 import sys
 from sysgate.cli import main
 sys.exit(main())
+"""
+# An empty parser, used once; its help width given, as sysgate's parser does (argparse would import
+# shutil to ask the terminal).
+ARGPARSE_PARSER = ("import re, argparse\n"
+                   "argparse.ArgumentParser(formatter_class=lambda prog: argparse.HelpFormatter(prog, width=78))"
+                   ".parse_args([])")
+# 1 + k sandboxes in one process; the wall times of the k later ones go to the fd in argv[1].
+WARM = """import os, sys, time, sysgate
+fd, k = int(sys.argv[1]), int(sys.argv[2])
+assert sysgate.run(['/bin/true']).returncode == 0
+times = []
+for _ in range(k):
+    t = time.perf_counter()
+    r = sysgate.run(['/bin/true'])
+    times.append(time.perf_counter() - t)
+    assert r.returncode == 0, r
+os.write(fd, ' '.join(map(repr, times)).encode())
 """
 
 
@@ -91,6 +120,7 @@ def spawn_wait(argv: list[str], env: dict[str, str], fds: tuple[int, ...] = ()) 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=40, help="rounds")
+    ap.add_argument("--warm", type=int, default=5, help="later sandboxes timed in each warm-sandbox process")
     ap.add_argument("--tricks", action="store_true", help="also time each sysgate._startup trick switched off alone")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -117,6 +147,9 @@ def main() -> int:
             "api public": (api, dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
             "python -I -S": ([py, "-I", "-S", "-c", "pass"], env, ()),
             "python": ([py, "-c", "pass"], env, ()),
+            "import re": ([py, "-c", "import re"], env, ()),
+            "import argparse": ([py, "-c", "import re, argparse"], env, ()),
+            "argparse parser": ([py, "-c", ARGPARSE_PARSER], env, ()),
         }
         if args.tricks:
             for t in ("ctypes", "signal", "sha256", "socket"):
@@ -132,16 +165,25 @@ def main() -> int:
             c["bwrap"] = ([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
                            "--proc", "/proc", "--seccomp", str(mfd), "/bin/true"], env, (mfd,))
 
+        wr, ww = os.pipe()  # the warm-sandbox process writes its times here
+        c["warm sandbox"] = ([py, "-I", "-c", WARM, str(ww), str(args.warm)], dict(env, SYSGATE_NETNS_POOL="0"),
+                             (ww,))
+        warm: list[float] = []
+
         def once(k: str) -> tuple[float, float]:
             argv, e, fds = c[k]
             if k == "bwrap":
                 os.lseek(fds[0], 0, os.SEEK_SET)
-            return spawn_wait(argv, e, fds)
+            got = spawn_wait(argv, e, fds)
+            if k == "warm sandbox":
+                warm.extend(float(t) for t in os.read(wr, 65536).split())
+            return got
 
         names = list(c)
         for k in names:  # warm up: page cache, bytecode, the filter cache
             for _ in range(3):
                 once(k)
+        warm.clear()
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
         for i in range(args.n):
             for k in names[i % len(names):] + names[:i % len(names)]:
@@ -152,19 +194,36 @@ def main() -> int:
     med = {k: statistics.median(w for w, _ in v) * 1e3 for k, v in times.items()}
     cpu = {k: statistics.median(c for _, c in v) * 1e3 for k, v in times.items()}
     own = med["sysgate"] - med["python -I -S"]
+    # The floor under the figure, and what is left of it for sysgate's own code.
+    floor = {"pip wrapper (site + import re)": med["import re"] - med["python -I -S"],
+             "argparse import": med["import argparse"] - med["import re"],
+             "warm sandbox (in-process)": statistics.median(warm) * 1e3}
+    share = own - sum(floor.values())
+    first_parser = med["argparse parser"] - med["import argparse"]  # argparse's, within sysgate's share
     out = {"rounds": args.n, "python": sys.version.split()[0], "load": os.getloadavg()[0], "median_ms": med,
            "cpu_median_ms": cpu, "sysgate_minus_python_I_S_ms": own,
-           "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS}
+           "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS,
+           "floor_ms": floor, "sysgate_own_share_ms": share, "argparse_first_parser_ms": first_parser,
+           "warm_runs": len(warm)}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"start-up of the installed command, {args.n} rounds, Python {out['python']}, load {out['load']:.2f}")
     print(f"  {'':16} {'wall ms':>8} {'over -I -S':>10} {'cpu ms':>8} {'over -I -S':>10}")
     for k, v in med.items():
+        if k == "warm sandbox":  # a process of several sandboxes: its own times are below
+            continue
         print(f"  {k:16} {v:8.2f} {v - med['python -I -S']:+10.2f} {cpu[k]:8.2f} {cpu[k] - cpu['python -I -S']:+10.2f}")
     print(f"sysgate run -- /bin/true minus python -I -S: {own:.2f} ms wall, "
           f"{out['cpu_sysgate_minus_python_I_S_ms']:.2f} ms CPU (target <= {TARGET_MS:.0f} ms: "
           f"{'met' if own <= TARGET_MS else 'NOT met'})")
+    print("  of which the floor:")
+    for k, v in floor.items():
+        print(f"    {k:32} {v:6.2f} ms")
+    print(f"    {'floor in all':32} {sum(floor.values()):6.2f} ms"
+          f"   (warm sandbox: median of {len(warm)} later runs, {args.warm} per process)")
+    print(f"  sysgate's own share (figure - floor): {share:.2f} ms, of which argparse's first parser "
+          f"(locale, its regular expressions) {first_parser:.2f} ms")
     return 0
 
 

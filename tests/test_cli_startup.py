@@ -102,6 +102,41 @@ def test_main_in_process_leaves_the_collector_alone(tmp_path: Path) -> None:
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
+# The collector when ``sysgate run`` starts the sandbox, seen by a wrapper of the jail's run.
+_GC_AT_RUN = """
+import gc, sys
+import sysgate.jail.sandbox as S
+seen = []
+real = S.run
+def run(*args, **kwargs):
+    seen.append((gc.isenabled(), gc.get_freeze_count() > frozen))
+    return real(*args, **kwargs)
+S.run = run
+from sysgate.cli import main
+frozen = gc.get_freeze_count()
+if sys.argv[1] == "program":
+    sys.argv = ["sysgate", "run", "--", "/bin/true"]
+    rc = main()
+else:
+    rc = main(["run", "--", "/bin/true"])
+print(rc, seen, gc.isenabled(), gc.get_freeze_count() > frozen)
+"""
+
+
+@pytest.mark.parametrize("mode", ["program", "in-process"])
+def test_run_holds_the_collector_during_start_up_only(mode: str) -> None:
+    """The sysgate program holds the collector while it starts up and freezes what that made; the
+    sandbox starts with the collector on (the command may run for hours). A caller of main()
+    in-process keeps its collector as it was."""
+    r = subprocess.run([sys.executable, "-S", "-c", _GC_AT_RUN, mode], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(SRC)), cwd="/", stdin=subprocess.DEVNULL, check=False)
+    assert r.returncode == 0, r.stderr
+    if mode == "program":
+        assert r.stdout.split() == ["0", "[(True,", "True)]", "True", "True"], r.stdout
+    else:
+        assert r.stdout.split() == ["0", "[(True,", "False)]", "True", "False"], r.stdout
+
+
 # --------------------------------------------------------------------- the policy enums
 
 def test_policy_enums_parse_and_pickle() -> None:

@@ -105,3 +105,49 @@ def test_mini_ctypes_matches_ctypes() -> None:
     assert cmp(lambda p: 41 + (p is None))(None) == 42
     libc.getpid.argtypes = [ctypes.c_int] * 0  # public ctypes types mix with these
     assert m.PyDLL(None).getpid() == os.getpid()
+
+
+# --------------------------------------------------------------------- what the run path imports
+
+# Modules a script's first sandbox must not load: what a default run does not use, and public
+# modules whose import alone costs milliseconds (collections: ~2.5 ms where re has not loaded it;
+# importlib brings warnings; struct, signal, socket and enum stand in _startup or are not needed).
+NOT_ON_THE_API_RUN_PATH = {"collections", "importlib", "warnings", "struct", "enum", "re", "typing", "threading",
+                           "subprocess", "select", "json", "sysgate.formats", "sysgate.profiles", "sysgate.policy",
+                           "sysgate.compiler", "sysgate.jail.netpool", "sysgate.jail.cgroups"}
+
+API_RUN = ("import sys\n"
+           "before = set(sys.modules)\n"
+           "import sysgate\n"
+           "r = sysgate.run(['/bin/true'])\n"
+           "assert r.ok, r\n"
+           "print(*sorted(set(sys.modules) - before))\n")
+
+
+def test_a_scripts_first_sandbox_imports_only_what_it_uses() -> None:
+    loaded = set(_run(API_RUN))
+    assert {"sysgate.jail.sandbox", "sysgate.jail.runner", "sysgate.jail.supervisor"} <= loaded  # it did run
+    assert not NOT_ON_THE_API_RUN_PATH & loaded, sorted(NOT_ON_THE_API_RUN_PATH & loaded)
+
+
+def test_sysgate_run_is_the_jails_run() -> None:
+    import sysgate
+    from sysgate import jail
+    from sysgate.jail import sandbox
+
+    assert sysgate.run is sandbox.run is jail.run and sysgate.Sandbox is sandbox.Sandbox is jail.Sandbox
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        sysgate.nothing  # noqa: B018
+
+
+def test_options_take_any_mapping_without_importing_collections() -> None:
+    from types import MappingProxyType
+
+    from sysgate.jail.options import JailConfigError, Options
+
+    o = Options(rlimits=MappingProxyType({"nofile": 64}), env=MappingProxyType({"A": "1"}))
+    assert o.rlimits == {"core": (0, 0), "nofile": (64, 64)} and o.env == {"A": "1"}
+    o = Options(rlimits=["nofile=32:64"], env=["A=2"])
+    assert o.rlimits["nofile"] == (32, 64) and o.env == {"A": "2"}
+    with pytest.raises(JailConfigError, match="--env"):
+        Options(env=[("A", "1")])  # a list of pairs is not a mapping: each item must be NAME=VALUE

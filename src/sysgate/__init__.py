@@ -16,7 +16,7 @@ _LAZY = {
     "Action": "sysgate.policy", "Op": "sysgate.policy", "PolicyError": "sysgate.policy",
     "compile_policy": "sysgate.compiler", "CompileError": "sysgate.compiler",
     "evaluate": "sysgate.reference",
-    "run": "sysgate.jail", "Sandbox": "sysgate.jail",
+    "run": "sysgate.jail.sandbox", "Sandbox": "sysgate.jail.sandbox",
     "UserError": "sysgate.errors", "BadArgument": "sysgate.errors",
     "record": "sysgate.recorder",
 }
@@ -26,9 +26,12 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'sysgate' has no attribute {name!r}")
-    import importlib
+    # The import statement's own function, not importlib.import_module: the importlib package
+    # imports warnings, half a millisecond of a script's first sandbox.
+    import sys
 
-    return getattr(importlib.import_module(mod), name)
+    __import__(mod)
+    return getattr(sys.modules[mod], name)
 
 
 def __dir__() -> list[str]:

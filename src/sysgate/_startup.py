@@ -3,22 +3,23 @@
 ``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs milliseconds
 to import is a large share of it. Each trick below is kept because it measurably matters; the
 budget is what it saves end to end, measured by bench/bench_startup.py --tricks (pip-installed in a
-clean venv, CPython 3.11, median of 30 interleaved rounds, machine at load 1.9): the extra wall time
-when that one module is the public one, for a script's first sandbox (``python -I -c "import
-sysgate; sysgate.run(['/bin/true'])"``, +19.9 ms over ``python -I -S``) and for the command
-(``sysgate run -- /bin/true``, +30.2 ms; its argparse already imports ``enum`` through ``re``).
+clean venv, CPython 3.11.7, medians of 30 interleaved rounds, the mean of two runs, machine at load
+3.0): the extra wall time (CPU time in parentheses) when that one module is the public one, for a
+script's first sandbox (``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, +17.6 ms
+over ``python -I -S``) and for the command (``sysgate run -- /bin/true``, +26.5 ms; its argparse
+already imports ``enum`` through ``re``, so ``signal`` costs it little).
 
-==========  ====================  =========================================  =========  ========
-name here   private module        public module (what it costs)              API saves  CLI saves
-==========  ====================  =========================================  =========  ========
-``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       2.2 ms     2.0 ms
+==========  ====================  =========================================  =============  =============
+name here   private module        public module (what it costs)              API saves      CLI saves
+==========  ====================  =========================================  =============  =============
+``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       1.1 (1.5) ms   0.3 (0.9) ms
                                   ``ctypes._endian``)
-``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      3.7 ms     0.7 ms
-``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        4.3 ms     3.6 ms
-``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)        4.9 ms     2.6 ms
-==========  ====================  =========================================  =========  ========
+``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      5.0 (4.7) ms   0.0 (0.6) ms
+``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        2.3 (2.7) ms   2.1 (3.1) ms
+``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)        6.2 (6.5) ms   1.9 (2.5) ms
+==========  ====================  =========================================  =============  =============
 
-All four public: +9.9 ms (API), +8.4 ms (CLI). The run path needs
+All four public: +11.8 (11.8) ms (API), +7.6 (7.4) ms (CLI). The run path needs
 the first three on every run, ``socket`` whenever connect mediation is on (the default), ``sha256``
 to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.

@@ -55,9 +55,8 @@ def _parser_class() -> type[argparse.ArgumentParser]:
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), func)(args)
+        __import__(module)  # what the import statement calls (importlib.import_module would add importlib)
+        return getattr(sys.modules[module], func)(args)
 
     return run
 
@@ -323,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if words[:1] == ["compile"]:
             # A one-shot job whose objects (a DAG, records) hold no reference cycles: the
             # collector's passes during imports and compiling only cost time (~2 ms).
+            gc.disable()
+        elif words[:1] == ["run"]:
+            # Start-up (imports, the parser) makes objects that live to the end: the collector's
+            # passes over them find nothing (~0.6 ms). cmd_run freezes them and turns it back on
+            # before the sandbox starts.
             gc.disable()
     try:
         return _run(words)

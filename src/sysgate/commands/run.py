@@ -123,10 +123,18 @@ def cmd_run(args: Any) -> int:
         raise BadArgument("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
     opts = options_from_args(args)
     _status_fd(args.status_fd)
-    import signal
+    import gc
 
+    from .._startup import signal  # the jail's (the public module would add its enum classes)
     from ..jail.result import SandboxError
     from ..jail.sandbox import run
+
+    if not gc.isenabled():
+        # The sysgate program holds the collector during start-up (cli.main): what start-up made
+        # (modules, the parser, options) lives as long as the process. Frozen, it is never
+        # traversed again; the collector is back on for the command, which may run for hours.
+        gc.freeze()
+        gc.enable()
 
     # ^C reaches the sandbox (same process group) and ends the command; this process just reports
     # how it ended. Default handling rather than KeyboardInterrupt: never a traceback.

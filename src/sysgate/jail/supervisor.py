@@ -880,8 +880,6 @@ def _machine_key() -> str:
 def _connect_program(table: tuple) -> bytes:
     """USER_NOTIF for the numbers of each arch token (the conditional ones when argument 4 is not
     0), ALLOW otherwise: what notify_program emits, for little-endian machines."""
-    import struct
-
     ins: list[tuple[int, int, int, int]] = [(0x20, 0, 0, 4)]  # ld [4]: arch
     lo, hi = 16 + 8 * 4, 16 + 8 * 4 + 4
     handoff = _SENDMSG_NR.get(_machine_key())
@@ -900,8 +898,14 @@ def _connect_program(table: tuple) -> bytes:
         ins.append((0x15, 0, len(block), token))
         ins += block
     ins.append((0x06, 0, 0, 0x7FFF0000))
-    e = "<" if sys.byteorder == "little" else ">"
-    return b"".join(struct.pack(e + "HBBI", *i) for i in ins)
+    return _encode(ins)
+
+
+def _encode(ins: list[tuple[int, int, int, int]]) -> bytes:
+    """``struct sock_filter``s in this machine's byte order (as ``struct.pack("=HBBI")``, without
+    importing struct on the first run's path)."""
+    order = sys.byteorder
+    return b"".join(code.to_bytes(2, order) + bytes((jt, jf)) + k.to_bytes(4, order) for code, jt, jf, k in ins)
 
 
 _DEFAULT_LISTENER: Any = None  # FilterProgram, or False where _CONNECT_NRS lacks the machine
@@ -927,8 +931,6 @@ def _seal_program() -> Any:
     _HANDOFF_FLAGS (the low 32 bits, all the kernel reads of an int), ALLOW for everything else."""
     global _SEAL
     if _SEAL is None:
-        import struct
-
         from .filters import FilterProgram
 
         key = _machine_key()
@@ -942,8 +944,7 @@ def _seal_program() -> Any:
         ins = [(0x20, 0, 0, 4), (0x15, 0, 5, token), (0x20, 0, 0, 0), (0x15, 0, 3, sendmsg),
                (0x20, 0, 0, lo), (0x15, 0, 1, _HANDOFF_FLAGS), (0x06, 0, 0, 0x00050000 | E.EPERM),
                (0x06, 0, 0, 0x7FFF0000)]
-        e = "<" if sys.byteorder == "little" else ">"
-        _SEAL = FilterProgram(b"".join(struct.pack(e + "HBBI", *i) for i in ins), False, "")
+        _SEAL = FilterProgram(_encode(ins), False, "")
     return _SEAL
 
 
