@@ -345,13 +345,11 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 
 def _run(words: Sequence[str]) -> int:
-    from .errors import UserError
+    from .errors import ProfileWarning, UserError
 
     try:
         args = parse_args(words)
         import warnings
-
-        from .formats import ProfileWarning
 
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

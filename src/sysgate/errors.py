@@ -13,7 +13,7 @@ Python API that catch ``ValueError`` keep working; the CLI catches ``UserError``
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "BadArgument", "one_line",
+__all__ = ["UserError", "BadArgument", "ProfileWarning", "one_line",
            "EXIT_OK", "EXIT_DIFF_WEAKER", "EXIT_USAGE", "EXIT_DIFF_STRICTER", "EXIT_SOFTWARE", "EXIT_TIMEOUT",
            "EXIT_CANNOT_START", "EXIT_CANNOT_EXEC", "EXIT_NOT_FOUND", "EXIT_SIGNAL_BASE", "EXIT_INTERRUPTED",
            "EXIT_BROKEN_PIPE", "exit_for_signal"]
@@ -55,6 +55,14 @@ def exit_for_signal(signum: int) -> int:
 
 class UserError(ValueError):
     """Bad input; ``str()`` is one line naming the file, field or option. The CLI exits 2."""
+
+
+class ProfileWarning(UserWarning, UserError):
+    """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
+    own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
+    (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other.
+    Defined here (re-exported by :mod:`sysgate.formats`) so the CLI sets its filter without importing
+    the formats."""
 
 
 class BadArgument(UserError):

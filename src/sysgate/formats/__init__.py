@@ -12,7 +12,7 @@ means the conversion is exact (tests check it with :mod:`sysgate.analysis.equiva
 """
 from __future__ import annotations
 
-from ..errors import UserError
+from ..errors import ProfileWarning, UserError
 from ..immutable import Record
 
 TYPE_CHECKING = False  # typing is not imported on the CLI's paths
@@ -90,12 +90,6 @@ def caret_lines(message: str, e: BaseException) -> str:
     head = f"{message}: {''.join(shown)}"
     before = sum(len(c) for c in shown[:max(col, 1) - 1])
     return head + "\n" + " " * (len(head) - sum(len(c) for c in shown) + before) + "^"
-
-
-class ProfileWarning(UserWarning, UserError):
-    """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
-    own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
-    (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other."""
 
 
 def warn(message: str) -> None:
