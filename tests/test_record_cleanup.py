@@ -100,6 +100,37 @@ def test_cli_instance_left_by_a_failed_removal_is_inert(tmp_path: Path) -> None:
         fs.close()
 
 
+def test_cli_instance_busy_for_a_moment_is_still_removed(tmp_path: Path) -> None:
+    # The detached cleaner can run before the exiting CLI's trace pipes are released (EBUSY):
+    # it retries. A file of the instance held open across the CLI's exit plays that reader.
+    fs = tracefs._Tracefs()
+    held = -1
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "sysgate", "record", "-q", "-o", str(tmp_path / "p.json"),
+                                 "--", "sleep", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        root = os.path.join(fs.root, "instances")
+        deadline = time.monotonic() + 60
+        name = None
+        while name is None and time.monotonic() < deadline and proc.poll() is None:
+            name = next((d for d in os.listdir(root) if d.startswith(f"sysgate-{proc.pid}-")), None)
+            time.sleep(0.01)
+        assert name is not None, "the CLI's instance never appeared"
+        held = os.open(os.path.join(root, name, "tracing_on"), os.O_RDONLY)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        time.sleep(0.5)  # the cleaner has met EBUSY by now
+        os.close(held)
+        held = -1
+        deadline = time.monotonic() + 30
+        while _instances(f"sysgate-{proc.pid}-") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _instances(f"sysgate-{proc.pid}-"), "the detached cleaner gave up on a busy instance"
+    finally:
+        if held >= 0:
+            os.close(held)
+        fs.close()
+
+
 def test_api_removes_its_instance_and_mount() -> None:
     from jail_support import mount_ids
 

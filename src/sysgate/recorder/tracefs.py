@@ -329,7 +329,7 @@ def detach_cleanup(on: bool = True) -> None:
     Removing an instance takes the kernel ~100 ms (RCU grace periods when the pid filter and
     the events go), and a process cannot end while one of its threads is inside that ``rmdir``.
     The ``sysgate record`` command, which exits right after recording, hands the removal to a
-    process of its own instead (``rmdir``, stdio on /dev/null, own session), after switching
+    process of its own instead (``sh`` retrying ``rmdir``, stdio on /dev/null, own session), after switching
     tracing and every event off, so that an instance left by a killed cleaner costs nothing but
     its memory (an enabled syscall event in any instance puts every task of the system on the
     slow syscall path).
@@ -367,8 +367,8 @@ def _dispose_detached(inst: _Instance, fs: _Tracefs) -> bool:
     then removes the instance itself). Spawned, not forked: no copy of this interpreter."""
     import shutil
 
-    tool = shutil.which("rmdir", path=os.defpath)
-    if tool is None:
+    tool = shutil.which("sh", path=os.defpath)
+    if tool is None or shutil.which("rmdir", path=os.defpath) is None:
         return False
     try:
         inst.write("tracing_on", "0")
@@ -384,12 +384,19 @@ def _dispose_detached(inst: _Instance, fs: _Tracefs) -> bool:
         for fd in keep:
             os.set_inheritable(fd, True)
         # A detached mount's path is /proc/self/fd/N/...: the cleaner inherits fd N.
-        pid = os.posix_spawn(tool, [tool, inst.path], {}, file_actions=acts, setsid=True)
+        # rmdir fails with EBUSY while a reader of ours is still being released (we may not have
+        # exited yet, and the kernel closes trace pipes lazily): retry for up to 10 s.
+        pid = os.posix_spawn(tool, [tool, "-c", _CLEANER, "sysgate-tracefs-cleanup", inst.path],
+                             {"PATH": os.defpath}, file_actions=acts, setsid=True)
     except OSError:
         return False
     fs.close()
     _PENDING.append(pid)
     return True
+
+
+_CLEANER = ('i=0; while [ "$i" -lt 200 ]; do rmdir -- "$1" 2>/dev/null && exit 0; [ -d "$1" ] || exit 0; '
+            'sleep 0.05; i=$((i + 1)); done; exit 1')
 
 
 def _open_fds() -> list[int]:
