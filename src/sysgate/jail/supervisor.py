@@ -190,7 +190,7 @@ class NotifySetup:
         #: only connect/socketcall are notified, which init never calls
         self.init_may_load = not self.log and not opts.allow_paths
         self.sup: Any = None
-        self.thread: Any = None
+        self.started = False  # handed to a supervisor thread (see _Workers)
         self._stop_r = self._stop_w = -1
         self.events: list[dict] = []
         self.failure: BaseException | None = None
@@ -286,7 +286,7 @@ class NotifySetup:
         self._stopping = False
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._go = _workers.take(self._run)
-        self.thread = True  # (a pooled one: see _Workers)
+        self.started = True
         if not deferred:
             self.go()
 
@@ -364,7 +364,7 @@ class NotifySetup:
         """After the sandbox ended: wait for the supervisor, close everything, return its events."""
         # (the caller's child end is one of the sandbox's to_close fds, closed before this)
         self.go()  # init may have failed before the spawn: the thread then finds the listener or EOF
-        if self.thread is not None and not self._join(10):
+        if self.started and not self._join(10):
             self._stopping = True  # something outside the PID namespace still uses the filter
             os.write(self._stop_w, b"x")
             if self.sup is not None:
