@@ -841,6 +841,26 @@ def _gc_release() -> None:
             gc.enable()
 
 
+def start_thread(fn: Any, *args: Any) -> int:
+    """Run ``fn(*args)`` on a new thread and return its ident once it runs Python code, as
+    threading's ``Thread.start`` waits (``_thread``: threading costs milliseconds of the CLI's
+    start-up). An interpreter that exits while a thread starts crashes (SIGSEGV), and a thread
+    started ahead takes the GIL now rather than in the middle of a launch. 0 if it has not run
+    within 10 s."""
+    started = _thread.allocate_lock()
+    started.acquire()
+    ident = [0]
+
+    def body() -> None:
+        ident[0] = _thread.get_ident()
+        started.release()
+        fn(*args)
+
+    _thread.start_new_thread(body, ())
+    started.acquire(True, 10)
+    return ident[0]
+
+
 class SignalForwarder:
     """Send the signals of :data:`FORWARDED` that reach this process to the sandbox while it runs.
 
@@ -859,15 +879,9 @@ class SignalForwarder:
         self._old = _sigmask(signal.SIG_BLOCK, (*FORWARDED, _FWD_STOP))  # the helper thread inherits the mask
         self._done = _thread.allocate_lock()
         self._done.acquire()
-        started = _thread.allocate_lock()
-        started.acquire()
-        self._tid = 0
-        _thread.start_new_thread(self._loop, (started,))
-        started.acquire()
+        self._tid = start_thread(self._loop)
 
-    def _loop(self, started: Any) -> None:
-        self._tid = _thread.get_ident()
-        started.release()
+    def _loop(self) -> None:
         waitset = {*FORWARDED, _FWD_STOP}
         pending: list[int] = []
         try:
@@ -1000,44 +1014,37 @@ def vfork_done(R: dict) -> None:
 
 # Inits whose only remaining work is their own exit (see _supervise), reaped by one daemon thread:
 # the caller need not wait for the kernel to tear the namespaces down.
-_reap_lock = _thread.allocate_lock()
-_reap_wake = _thread.allocate_lock()
-_reap_wake.acquire()
 _reap_pending: list[int] = []
-_reaper_running = False
-_reaper_up = _thread.allocate_lock()  # held till the reaper thread runs Python code
-_reaper_up.acquire()
+_reap_lock: Any = None
+_reap_wake: Any = None  # released to wake the reaper
+_reaper_ident = 0  # the reaper thread's, once it runs
 _REAP_BATCH = 0.05  # seconds
 
 
-def _reaper_after_fork() -> None:  # a forked child has no reaper thread, and none of these children
-    global _reap_lock, _reap_wake, _reaper_running, _reaper_up
+def _reaper_reset() -> None:
+    """The reaper's state, made at import and again in a forked child (which has no reaper thread,
+    and none of these children)."""
+    global _reap_lock, _reap_wake, _reaper_ident
     _reap_lock = _thread.allocate_lock()
     _reap_wake = _thread.allocate_lock()
     _reap_wake.acquire()
-    _reaper_up = _thread.allocate_lock()
-    _reaper_up.acquire()
     _reap_pending.clear()
-    _reaper_running = False
+    _reaper_ident = 0
 
 
-os.register_at_fork(after_in_child=_reaper_after_fork)
+_reaper_reset()
+os.register_at_fork(after_in_child=_reaper_reset)
 
 
 def reap_later(pid: int) -> None:
     """Reap child ``pid`` (an init that has reported and is exiting) on a background thread."""
-    global _reaper_running
-    start = False
+    global _reaper_ident
     with _reap_lock:
         _reap_pending.append(pid)
-        if not _reaper_running:
-            _thread.start_new_thread(_reaper, ())
-            _reaper_running = start = True
-    if start:
-        # Return only once it runs: a caller that exits right away (the CLI) would otherwise
-        # finalize the interpreter while the thread starts, and CPython crashes then.
-        if _reaper_up.acquire(True, 10):
-            _reaper_up.release()  # unlocked from now on: it is up
+        if not _reaper_ident:
+            # running before we return: a caller that exits right away (the CLI) must not
+            # finalize the interpreter while the thread starts
+            _reaper_ident = start_thread(_reaper)
     try:
         _reap_wake.release()
     except RuntimeError:  # already awake: it takes every pending pid
@@ -1045,7 +1052,6 @@ def reap_later(pid: int) -> None:
 
 
 def _reaper() -> None:
-    _reaper_up.release()
     while True:
         _reap_wake.acquire()
         # Reap in batches: a thread woken per sandbox takes the GIL from the caller right as it

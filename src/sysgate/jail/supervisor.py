@@ -118,22 +118,17 @@ class _Workers:
         with self._lock:
             w = self._idle.pop() if self._idle else None
         if w is None:
+            from .runner import start_thread
+
             w = [self._thread.allocate_lock(), None]
             w[0].acquire()
             w[1] = job
-            started = self._thread.allocate_lock()
-            started.acquire()
-            self._thread.start_new_thread(self._loop, (w, started))
-            # Parked before we go on: it takes the GIL once now rather than in the middle of the
-            # launch, and a caller that then fails and exits never finalizes the interpreter
-            # while a thread starts (CPython crashes then).
-            started.acquire(True, 10)
+            start_thread(self._loop, w)  # parked before the launch, not starting in the middle of it
         else:
             w[1] = job
         return w[0]
 
-    def _loop(self, w: list, started: Any) -> None:
-        started.release()
+    def _loop(self, w: list) -> None:
         while True:
             w[0].acquire()  # parked, till the job's go
             job, w[1] = w[1], None

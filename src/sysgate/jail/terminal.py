@@ -120,7 +120,9 @@ class Relay:
                 tty.setraw(self.in_fd, termios.TCSANOW)
             except termios.error:
                 self._saved = None
-        _thread.start_new_thread(self._run, ())
+        from .runner import start_thread
+
+        start_thread(self._run)  # running before the sandbox starts (and so before we can exit)
         self._started = True
 
     def close_child_end(self) -> None:
