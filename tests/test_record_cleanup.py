@@ -9,10 +9,12 @@ off to its slow pace by then) is caught by the buffer watermark before the buffe
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,30 +68,37 @@ def test_cli_exits_with_its_instance_removed_soon(tmp_path: Path) -> None:
     assert not _instances(prefix), "the detached cleaner did not remove the instance"
 
 
-def test_cli_instance_left_by_a_failed_removal_is_inert(tmp_path: Path) -> None:
-    # Hold a file of the CLI's instance open: the detached rmdir then fails (EBUSY) and the
-    # instance stays, as it would if the cleaner were killed. It must cost nothing: tracing off,
-    # no event enabled (an enabled syscall event in any instance slows every task of the system).
+@contextlib.contextmanager
+def _cli_instance_held(tmp_path: Path) -> Iterator[tuple[int, str, Callable[[], None]]]:
+    """``sysgate record -- sleep 1`` with a file of its trace instance held open across its exit
+    (the instance cannot be removed while held). Yields the finished CLI's pid, the instance's
+    name, and a function that lets go of the file; removes the instance at the end if it is left."""
     fs = tracefs._Tracefs()
-    held = -1
+    held = [-1]
+    name = None
+
+    def let_go() -> None:
+        if held[0] >= 0:
+            os.close(held[0])
+            held[0] = -1
+
     try:
         proc = subprocess.Popen([sys.executable, "-m", "sysgate", "record", "-q", "-o", str(tmp_path / "p.json"),
                                  "--", "sleep", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         root = os.path.join(fs.root, "instances")
         deadline = time.monotonic() + 60
-        name = None
         while name is None and time.monotonic() < deadline and proc.poll() is None:
             name = next((d for d in os.listdir(root) if d.startswith(f"sysgate-{proc.pid}-")), None)
             time.sleep(0.01)
         assert name is not None, "the CLI's instance never appeared"
-        held = os.open(os.path.join(root, name, "tracing_on"), os.O_RDONLY)
+        held[0] = os.open(os.path.join(root, name, "tracing_on"), os.O_RDONLY)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
-        assert _instances(f"sysgate-{proc.pid}-") == {name: "tracing_on=0 events=[]"}
+        yield proc.pid, name, let_go
     finally:
-        if held >= 0:
-            os.close(held)
-            for _ in range(100):  # ours to remove now (EBUSY while the reference goes away)
+        let_go()
+        if name is not None:
+            for _ in range(100):  # ours to remove now, if left (EBUSY while the reference goes away)
                 try:
                     os.rmdir(os.path.join(fs.root, "instances", name))
                     break
@@ -100,35 +109,24 @@ def test_cli_instance_left_by_a_failed_removal_is_inert(tmp_path: Path) -> None:
         fs.close()
 
 
+def test_cli_instance_left_by_a_failed_removal_is_inert(tmp_path: Path) -> None:
+    # Held open, the instance cannot be removed (the detached cleaner meets EBUSY), as if the
+    # cleaner were killed. It must cost nothing: tracing off, no event enabled (an enabled
+    # syscall event in any instance slows every task of the system).
+    with _cli_instance_held(tmp_path) as (pid, name, _):
+        assert _instances(f"sysgate-{pid}-") == {name: "tracing_on=0 events=[]"}
+
+
 def test_cli_instance_busy_for_a_moment_is_still_removed(tmp_path: Path) -> None:
     # The detached cleaner can run before the exiting CLI's trace pipes are released (EBUSY):
-    # it retries. A file of the instance held open across the CLI's exit plays that reader.
-    fs = tracefs._Tracefs()
-    held = -1
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "sysgate", "record", "-q", "-o", str(tmp_path / "p.json"),
-                                 "--", "sleep", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        root = os.path.join(fs.root, "instances")
-        deadline = time.monotonic() + 60
-        name = None
-        while name is None and time.monotonic() < deadline and proc.poll() is None:
-            name = next((d for d in os.listdir(root) if d.startswith(f"sysgate-{proc.pid}-")), None)
-            time.sleep(0.01)
-        assert name is not None, "the CLI's instance never appeared"
-        held = os.open(os.path.join(root, name, "tracing_on"), os.O_RDONLY)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()
+    # it retries. The held file plays that reader.
+    with _cli_instance_held(tmp_path) as (pid, _, let_go):
         time.sleep(0.5)  # the cleaner has met EBUSY by now
-        os.close(held)
-        held = -1
+        let_go()
         deadline = time.monotonic() + 30
-        while _instances(f"sysgate-{proc.pid}-") and time.monotonic() < deadline:
+        while _instances(f"sysgate-{pid}-") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _instances(f"sysgate-{proc.pid}-"), "the detached cleaner gave up on a busy instance"
-    finally:
-        if held >= 0:
-            os.close(held)
-        fs.close()
+        assert not _instances(f"sysgate-{pid}-"), "the detached cleaner gave up on a busy instance"
 
 
 def test_api_removes_its_instance_and_mount() -> None:
