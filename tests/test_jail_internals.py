@@ -313,12 +313,42 @@ def test_a_script_whose_last_act_is_a_sandbox_exits_cleanly() -> None:
 @pytest.mark.skipif(not ROOT, reason="the namespace pool is for root")
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")
-def test_netns_pool_gives_each_sandbox_its_own_namespace() -> None:
-    seen = set()
-    for _ in range(6):
-        r = run(["readlink", "/proc/self/ns/net"], capture_output=True)
-        seen.add(r.stdout)
-    assert len(seen) == 6 and os.readlink("/proc/self/ns/net").encode() + b"\n" not in seen
+def test_netns_pool_gives_each_sandbox_its_own_namespace(monkeypatch) -> None:
+    """Each namespace the pool hands out is held open here, so its inode number cannot be given to a
+    later namespace: a freed namespace's number is reused by the kernel, and since a sandbox's end no
+    longer waits for its teardown, comparing bare numbers across runs failed once in CI."""
+    from sysgate.jail import netpool, sandbox
+
+    held: list[int] = []
+    given: list[str | None] = []
+    real = sandbox._take_netns
+
+    def take() -> int:
+        fd = real()
+        if fd >= 0:
+            held.append(os.dup(fd))
+            given.append(f"net:[{os.fstat(fd).st_ino}]")
+        else:
+            given.append(None)
+        return fd
+
+    monkeypatch.setattr(sandbox, "_take_netns", take)
+    seen: list[str] = []
+    try:
+        for _ in range(8):
+            r = run(["readlink", "/proc/self/ns/net"], capture_output=True)
+            seen.append(r.stdout.decode().strip())
+            deadline = time.monotonic() + 5  # let the pool refill, so that most runs take from it
+            while netpool._POOL is not None and netpool._POOL.fd < 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+    finally:
+        for fd in held:
+            os.close(fd)
+    pooled = [(g, s) for g, s in zip(given, seen) if g is not None]
+    assert len(given) == len(seen) and len(pooled) >= 4, (given, seen)
+    assert all(g == s for g, s in pooled), pooled  # the sandbox ran in the namespace it was given
+    assert len({g for g, _ in pooled}) == len(pooled)  # never the same one twice
+    assert os.readlink("/proc/self/ns/net") not in seen
     assert os.readlink("/proc/thread-self/ns/net") == os.readlink("/proc/self/ns/net")
     netpool.shutdown()
     assert not any(t.name == "sysgate-netns-pool" for t in threading.enumerate())
