@@ -10,8 +10,11 @@ temporary directory (``--without-pip``; this Python's pip installs the wheel int
 round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
 
 * ``sysgate``: the installed command, ``sysgate run -- /bin/true``;
-* ``plain-script``: the same through a script without pip's wrapper (which imports ``re`` to strip
-  ``-script.pyw`` from ``argv[0]``), to show what another launcher would save;
+* ``pip wrapper``: the same through the wrapper pip generates for a ``[project.scripts]`` entry
+  (it imports ``re`` to strip ``-script.pyw`` from ``argv[0]``), which sysgate's own script
+  (``scripts/sysgate``, installed as written) replaces: what that choice saves;
+* ``argparse path``: ``sysgate run --prof docker-default -- /bin/true``, a command line the plain
+  reader leaves to argparse (an abbreviation): what argparse costs when it reads the words;
 * ``python -m``: ``python -I -m sysgate run -- /bin/true``;
 * ``public-stdlib``: ``sysgate`` with ``SYSGATE_PUBLIC_STDLIB=1`` (none of sysgate._startup's
   private modules); with ``--tricks``, also each trick switched off alone;
@@ -19,11 +22,6 @@ round (median of ``-n`` rounds; posix_spawn + waitpid, cwd ``/``):
   sandbox (no argparse), and ``api public`` the same with the public modules (per trick with
   ``--tricks``);
 * ``python -I -S``, ``python``: the venv's interpreter doing nothing (the floors);
-* ``import re``, ``import argparse``: the venv's ``python -c "import re"`` (what pip's wrapper costs
-  before our code: site and ``re``) and ``python -c "import re, argparse"``; ``argparse parser``:
-  the same making and using an empty parser with a given help width (its first translated string
-  imports ``locale``, its first parser compiles its regular expressions): part of any argparse
-  command line's start-up;
 * ``warm sandbox``: one process that runs ``sysgate.run(['/bin/true'])`` ``1 + --warm`` times and
   reports the wall time of the later ones (``SYSGATE_NETNS_POOL=0``: each makes its own network
   namespace, as the command's one sandbox does): the kernel's and init's work for a sandbox, with
@@ -34,9 +32,9 @@ Wall time is the figure; CPU time (of the process and its descendants, from ``wa
 beside it, as a loaded machine inflates it far less.
 
 The figure of issue 13: ``sysgate`` minus ``python -I -S`` <= 10 ms. The floor under it, printed
-beside it: pip's wrapper (``import re`` over ``python -I -S``), argparse's import (``import re,
-argparse`` over ``import re``) and a warm sandbox; what is left is sysgate's own share (its imports,
-parser, and the first run's set-up in the caller).
+beside it: ``site`` (``python`` over ``python -I -S``: the venv's site-packages must be found) and a
+warm sandbox (the kernel's and init's work); what is left is sysgate's own share (its imports,
+reading the command line, and the first run's set-up in the caller).
 """
 from __future__ import annotations
 
@@ -52,17 +50,16 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_MS = 10.0
-# The console command without pip's wrapper around it.
-PLAIN_SCRIPT = """#!{python}
+# The wrapper pip generates for a [project.scripts] entry (distlib's template).
+PIP_WRAPPER = """#!{python}
+# -*- coding: utf-8 -*-
+import re
 import sys
 from sysgate.cli import main
-sys.exit(main())
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
 """
-# An empty parser, used once; its help width given, as sysgate's parser does (argparse would import
-# shutil to ask the terminal).
-ARGPARSE_PARSER = ("import re, argparse\n"
-                   "argparse.ArgumentParser(formatter_class=lambda prog: argparse.HelpFormatter(prog, width=78))"
-                   ".parse_args([])")
 # 1 + k sandboxes in one process; the wall times of the k later ones go to the fd in argv[1].
 WARM = """import os, sys, time, sysgate
 fd, k = int(sys.argv[1]), int(sys.argv[2])
@@ -130,9 +127,9 @@ def main() -> int:
     try:
         py = make_venv(os.path.join(tmp, "venv"), build_wheel(tmp))
         bindir = os.path.dirname(py)
-        ep = os.path.join(bindir, "sysgate-plain-script")
+        ep = os.path.join(bindir, "sysgate-pip-wrapper")
         with open(ep, "w") as f:
-            f.write(PLAIN_SCRIPT.format(python=py))
+            f.write(PIP_WRAPPER.format(python=py))
         os.chmod(ep, 0o755)
         env = {"PATH": "/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
         run = ["run", "--", "/bin/true"]
@@ -140,16 +137,14 @@ def main() -> int:
         api = [py, "-I", "-c", "import sys, sysgate; sys.exit(sysgate.run(['/bin/true']).returncode)"]
         c: dict[str, tuple[list[str], dict[str, str], tuple[int, ...]]] = {
             "sysgate": ([cmd, *run], env, ()),
-            "plain-script": ([ep, *run], env, ()),
+            "pip wrapper": ([ep, *run], env, ()),
+            "argparse path": ([cmd, "run", "--prof", "docker-default", "--", "/bin/true"], env, ()),
             "python -m": ([py, "-I", "-m", "sysgate", *run], env, ()),
             "public-stdlib": ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
             "api": (api, env, ()),
             "api public": (api, dict(env, SYSGATE_PUBLIC_STDLIB="1"), ()),
             "python -I -S": ([py, "-I", "-S", "-c", "pass"], env, ()),
             "python": ([py, "-c", "pass"], env, ()),
-            "import re": ([py, "-c", "import re"], env, ()),
-            "import argparse": ([py, "-c", "import re, argparse"], env, ()),
-            "argparse parser": ([py, "-c", ARGPARSE_PARSER], env, ()),
         }
         if args.tricks:
             for t in ("ctypes", "signal", "sha256", "socket"):
@@ -195,15 +190,15 @@ def main() -> int:
     cpu = {k: statistics.median(c for _, c in v) * 1e3 for k, v in times.items()}
     own = med["sysgate"] - med["python -I -S"]
     # The floor under the figure, and what is left of it for sysgate's own code.
-    floor = {"pip wrapper (site + import re)": med["import re"] - med["python -I -S"],
-             "argparse import": med["import argparse"] - med["import re"],
+    floor = {"site (python over python -I -S)": med["python"] - med["python -I -S"],
              "warm sandbox (in-process)": statistics.median(warm) * 1e3}
     share = own - sum(floor.values())
-    first_parser = med["argparse parser"] - med["import argparse"]  # argparse's, within sysgate's share
     out = {"rounds": args.n, "python": sys.version.split()[0], "load": os.getloadavg()[0], "median_ms": med,
            "cpu_median_ms": cpu, "sysgate_minus_python_I_S_ms": own,
            "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS,
-           "floor_ms": floor, "sysgate_own_share_ms": share, "argparse_first_parser_ms": first_parser,
+           "floor_ms": floor, "sysgate_own_share_ms": share,
+           "pip_wrapper_saved_ms": med["pip wrapper"] - med["sysgate"],
+           "argparse_path_extra_ms": med["argparse path"] - med["sysgate"],
            "warm_runs": len(warm)}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -222,8 +217,10 @@ def main() -> int:
         print(f"    {k:32} {v:6.2f} ms")
     print(f"    {'floor in all':32} {sum(floor.values()):6.2f} ms"
           f"   (warm sandbox: median of {len(warm)} later runs, {args.warm} per process)")
-    print(f"  sysgate's own share (figure - floor): {share:.2f} ms, of which argparse's first parser "
-          f"(locale, its regular expressions) {first_parser:.2f} ms")
+    print(f"  sysgate's own share (figure - floor): {share:.2f} ms (its imports, reading the command line, "
+          f"the first run's set-up)")
+    print(f"  saved by sysgate's own script over pip's wrapper: {out['pip_wrapper_saved_ms']:.2f} ms; "
+          f"argparse reading the command line would add {out['argparse_path_extra_ms']:.2f} ms")
     return 0
 
 

@@ -317,7 +317,7 @@ def test_netns_pool_gives_each_sandbox_its_own_namespace(monkeypatch) -> None:
     """Each namespace the pool hands out is held open here, so its inode number cannot be given to a
     later namespace: a freed namespace's number is reused by the kernel, and since a sandbox's end no
     longer waits for its teardown, comparing bare numbers across runs failed once in CI."""
-    from sysgate.jail import netpool, sandbox
+    from sysgate.jail import sandbox
 
     held: list[int] = []
     given: list[str | None] = []

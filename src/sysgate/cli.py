@@ -309,6 +309,12 @@ def parse_args(words: Sequence[str]) -> argparse.Namespace:
     """The parsed command line (argparse exits with status 2 on errors, 0 after help). Only the
     parser of the command named first is built."""
     words = list(words)
+    if words[:1] == ["run"]:  # the command whose start-up is the figure: plain command lines skip argparse
+        from .commands.run import read_plain
+
+        args = read_plain(words[1:], _lazy("sysgate.commands.run", "cmd_run"))
+        if args is not None:  # (the attributes of argparse's Namespace)
+            return args  # type: ignore[return-value]
     return build_parser(words[0] if words[:1] and words[0] in COMMANDS else None).parse_args(words)
 
 

@@ -20,12 +20,12 @@ from ..jail.options import FIELDS, GROUPS, Flag
 TYPE_CHECKING = False  # typing costs milliseconds on the CLI's start-up path
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from typing import Any
 
     from ..jail.options import Options
 
-__all__ = ["COMMAND_FLAGS", "flags", "add_parser", "options_from_args", "cmd_run"]
+__all__ = ["COMMAND_FLAGS", "flags", "add_parser", "Args", "read_plain", "command_of", "options_from_args", "cmd_run"]
 
 #: ``sysgate run``'s own options: how it reports, and how strictly it reads a profile file (read
 #: by the CLI's warning filter). They set no sandbox field.
@@ -91,6 +91,91 @@ def add_parser(subparsers: Any, func: Any) -> argparse.ArgumentParser:
     return p
 
 
+class Args:
+    """A parsed ``sysgate run`` command line, as :func:`read_plain` makes it: the attributes
+    argparse's ``Namespace`` would have."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"Args({vars(self)!r})"
+
+
+def read_plain(words: Sequence[str], func: Any) -> Args | None:
+    """``sysgate run``'s words read without argparse, or None: then argparse reads them.
+
+    The command's start-up is the figure of this program (argparse and the ``re`` it imports are
+    ~10 ms of a ~12 ms ``python -I -S`` on the benchmark host), and most command lines are plain:
+    exact option names from the same table the argparse parser is made from, each value as a
+    separate word or after ``=``, then the command. Anything else (``-h``, an abbreviation, a
+    missing or option-like value, a type or choice argparse would refuse) returns None, so every
+    message and every corner of argparse's reading stays argparse's own. A property test checks that
+    both read every command line alike."""
+    table: dict[str, Flag] = {}
+    values: dict[str, Any] = {}
+    for f in flags():
+        for name in f.names:
+            table[name] = f
+        values[f.dest] = False if f.kind == "switch" else None
+    i, n = 0, len(words)
+    while i < n:
+        word = words[i]
+        if word[:1] != "-" or word in ("-", "--"):
+            break  # the command (argparse's REMAINDER: everything from here, a "--" included)
+        name, eq, value = word.partition("=") if word[:2] == "--" else (word, "", "")
+        flag = table.get(name)
+        if flag is None:
+            return None
+        i += 1
+        if flag.kind == "switch":
+            if eq:
+                return None
+            values[flag.dest] = True
+            continue
+        if not eq:
+            if i == n:
+                return None
+            value, i = words[i], i + 1
+        if value[:1] == "-":
+            return None  # a negative number or an option where a value is due: argparse's rules
+        if flag.type is not None:
+            try:
+                value = flag.type(value)
+            except (TypeError, ValueError):
+                return None
+        if flag.choices is not None and value not in flag.choices:
+            return None
+        values[flag.dest] = (values[flag.dest] or []) + [value] if flag.kind == "append" else value
+    for word in words[i:]:
+        if word == "--":
+            break  # argparse reads no option after it
+        if word[:1] == "-" and word not in table and _abbreviates(word, table):
+            return None  # argparse refuses an ambiguous abbreviation even inside the command
+    values["command"] = list(words[i:])
+    values["func"] = func
+    return Args(values)
+
+
+def _abbreviates(word: str, table: dict[str, Flag]) -> bool:
+    """Whether argparse could take ``word`` for an abbreviation of an option (of ``table`` or its
+    ``-h``/``--help``)."""
+    names = (*table, "-h", "--help")
+    if word[:2] == "--":
+        prefix = word.partition("=")[0]
+        return any(n.startswith(prefix) for n in names)
+    return len(word) > 1 and any(n == word[:2] or n.startswith(word) for n in names)
+
+
+def command_of(args: Any) -> list[str]:
+    """The command a parsed command line runs (argparse keeps the ``--`` before it)."""
+    cmd = list(args.command)
+    return cmd[1:] if cmd[:1] == ["--"] else cmd
+
+
 def options_from_args(args: Any) -> Options:
     """The sandbox :class:`~sysgate.jail.options.Options` a parsed ``sysgate run`` command line asks for."""
     from ..jail.options import Options, kwargs_from_flags
@@ -116,9 +201,7 @@ def cmd_run(args: Any) -> int:
     """Run the sandbox; returns the exit status. Bad options raise :class:`~sysgate.errors.BadArgument`."""
     from ..errors import BadArgument
 
-    cmd = list(args.command)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
+    cmd = command_of(args)
     if not cmd:
         raise BadArgument("run: no command given (sysgate run [OPTIONS] -- CMD [ARGS...])")
     opts = options_from_args(args)
