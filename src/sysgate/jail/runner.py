@@ -533,11 +533,21 @@ def _helper_run(fn: Any, flags: int, what: str) -> None:
         if pid < 0:
             raise N.KernelError(err, f"{what} (clone): {os.strerror(err)}")
         os.waitpid(pid, 0)
+        # Its SIGCHLD stays pending (every signal is blocked here): take it now, or our supervision
+        # loop would first wake for it once the command runs, and peek and reap for nothing. No
+        # command exists yet, and a PID 1 that died meanwhile is reaped by pid at the end anyway.
+        _raw_syscall(_NR_SIGTIMEDWAIT, ctypes.byref(_CHLD_SET), None, ctypes.byref(_NO_WAIT), _SIGSET_SIZE)
     finally:
         _HELPER.pop(key, None)
         _munmap(stack, 1 << 20)
     if out:
         raise out[0]
+
+
+_NR_SIGTIMEDWAIT = ctypes.c_long(N.NR["rt_sigtimedwait"])
+_CHLD_SET = ctypes.c_uint64(1 << (signal.SIGCHLD - 1))  # the kernel's sigset_t: bit N-1 is signal N
+_NO_WAIT = (ctypes.c_long * 2)(0, 0)  # struct timespec {0, 0}: poll
+_SIGSET_SIZE = ctypes.c_long(8)
 
 
 def _chdir(plan: Plan) -> None:
