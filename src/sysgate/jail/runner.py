@@ -152,6 +152,9 @@ class Plan:
     ready: int  # write end: b"R" once the command runs
     report: int  # fork launcher: where init writes its report
     notify: Any  # supervisor.NotifySetup: the listener filter installed and handed out before execve
+    # vfork launcher: stacks lent by the caller from its pools (0: init maps its own), see launch_vfork
+    helper_stack: int
+    pid1_stack: int
     # prepared for execve(2) in the forked command process (no allocation after the filter)
     c_env: Any
     _keep: Any
@@ -194,6 +197,8 @@ class Plan:
         self.c_env = c_env
         self._keep = None
         self.notify = None
+        self.helper_stack = 0
+        self.pid1_stack = 0
 
     def prepare_execve(self) -> None:
         """Build the C environment array for the forked path (only it calls execve itself)."""
@@ -422,7 +427,8 @@ _CLONE_FILES = P.CLONE_FILES
 
 
 def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
-    base = P.alloc_stack(PID1_STACK, "the sandbox's PID 1")  # no lock: we may be a forked copy
+    # the caller's (vfork launcher), else mapped here: no lock, we may be a forked copy
+    base = plan.pid1_stack or P.alloc_stack(PID1_STACK, "the sandbox's PID 1")
     R["pid1_stack"] = base
     _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
     try:
@@ -452,7 +458,7 @@ def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
         _start_pid1(plan, R, _CLONE_PARENT)
         R["pidns_fd"] = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
 
-    _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1")
+    _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1", plan.helper_stack)
     fd = R.pop("pidns_fd")
     try:
         N.check(N.ksysc("setns", fd, P.CLONE_NEWPID), "enter the command's PID namespace")
@@ -520,9 +526,10 @@ def _helper_mount(target: bytes) -> None:
     _helper_run(mount, 0, "mount /proc")
 
 
-def _helper_run(fn: Any, flags: int, what: str) -> None:
-    """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error."""
-    stack = P.alloc_stack(1 << 20, f"a helper to {what}")
+def _helper_run(fn: Any, flags: int, what: str, lent: int = 0) -> None:
+    """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error.
+    ``lent``: a stack of _STACK_SIZE bytes the caller lent (see launch_vfork), else one is mapped here."""
+    stack = lent or P.alloc_stack(1 << 20, f"a helper to {what}")
     out: list = []
     key = id(out)
     _HELPER[key] = (fn, out)
@@ -539,7 +546,8 @@ def _helper_run(fn: Any, flags: int, what: str) -> None:
         _raw_syscall(_NR_SIGTIMEDWAIT, ctypes.byref(_CHLD_SET), None, ctypes.byref(_NO_WAIT), _SIGSET_SIZE)
     finally:
         _HELPER.pop(key, None)
-        _munmap(stack, 1 << 20)
+        if not lent:
+            _munmap(stack, 1 << 20)
     if out:
         raise out[0]
 
@@ -952,6 +960,28 @@ def _put_stack(base: int) -> None:
         _stacks.append(base)
 
 
+# Stacks of the vfork launcher's PID 1, kept for the next sandbox (a map and an unmap less per start;
+# an unmap in memory other threads use costs the other CPUs a TLB flush). One goes back only once
+# its PID 1 has been reaped (vfork_done) or was never started (launch_vfork).
+_pid1_stacks: list[int] = []
+_POOL_MAX = 8
+
+
+def _get_pid1_stack() -> int:
+    with _stack_lock:
+        if _pid1_stacks:
+            return _pid1_stacks.pop()
+    return P.alloc_stack(PID1_STACK, "the sandbox's PID 1")
+
+
+def _put_pid1_stack(base: int) -> None:
+    with _stack_lock:
+        if len(_pid1_stacks) < _POOL_MAX:
+            _pid1_stacks.append(base)
+            return
+    _munmap(base, PID1_STACK)
+
+
 class VforkBusy(Exception):
     """An unprivileged caller cannot use the vfork launcher now: another vfork-launched sandbox runs,
     or the caller is not dumpable (see :func:`_dumpable_enter`); the fork launcher is used instead."""
@@ -989,6 +1019,11 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     """
     _dumpable_enter(P.host_root())
     stack = _get_stack()
+    # Lent from our pools (init takes no lock: it may stop in the middle of any Python code of ours):
+    # PID 1's stack, and a root caller's helper's (see _unprivileged_pid1), which is done with it
+    # once init has returned.
+    helper = plan.helper_stack = _get_stack() if plan.pidns and plan.ns.userns_fd >= 0 else 0
+    plan.pid1_stack = _get_pid1_stack() if plan.pidns else 0
     cb = P.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
     flags = plan.ns.clone_flags | P.CLONE_VM | P.CLONE_VFORK | P.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
@@ -1006,6 +1041,12 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
             _netpool.leave(home)
         _sigmask(signal.SIG_SETMASK, old)
         _put_stack(stack)
+        if helper:
+            _put_stack(helper)
+        plan.helper_stack = 0
+        if plan.pid1_stack and R.get("pid1_stack") != plan.pid1_stack:
+            _put_pid1_stack(plan.pid1_stack)  # never used: no PID 1 was started
+        plan.pid1_stack = 0
         if pid < 0:  # else the memory stays non-dumpable till the supervisor is reaped (vfork_done)
             _dumpable_exit()
     if pid < 0:
@@ -1018,7 +1059,7 @@ def vfork_done(R: dict) -> None:
     its PID 1 sharing our memory included, is gone): free PID 1's stack, let the memory be dumpable."""
     stack1 = R.pop("pid1_stack", None)
     if stack1 is not None:
-        _munmap(stack1, PID1_STACK)
+        _put_pid1_stack(stack1)  # a vfork-launched init's PID 1's: from the pool (launch_vfork)
     _dumpable_exit()
 
 

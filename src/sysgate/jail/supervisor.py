@@ -151,6 +151,9 @@ class _Workers:
 
 
 _workers = _Workers()
+# Per Options object: (the Options, the profile's program, NotifySetup._derive's attributes). A warm
+# caller's runs with the same options skip building the filters and parsing the allow lists again.
+_SETUPS: dict[int, tuple] = {}
 
 
 class NotifySetup:
@@ -159,6 +162,37 @@ class NotifySetup:
     def __init__(self, opts: Any, program: Any) -> None:
         from .._startup import socket as _socket  # noqa: F401 - imported here so the forked child imports nothing
 
+        hit = _SETUPS.get(id(opts))
+        if hit is not None and hit[0] is opts and hit[1] is program:
+            self.__dict__.update(hit[2])  # what follows from opts and program alone, as made below
+        else:
+            self._derive(opts, program)
+            if not opts.ask:  # --ask opens the terminal per run
+                if len(_SETUPS) > 16:
+                    _SETUPS.clear()
+                _SETUPS[id(opts)] = (opts, program, dict(self.__dict__))  # holds both: their ids stay theirs
+        pr, ch = _socketpair()
+        self.parent_end, self.child_end = pr, ch
+        self.sup: Any = None
+        self.started = False  # handed to a supervisor thread (see _Workers)
+        self._stop_r = self._stop_w = -1
+        self.events: list[dict] = []
+        self.failure: BaseException | None = None
+        self._connect_addrs: set[tuple[str, int]] | None = None
+        self._tty: Any = None
+        #: the sandbox's terminal.Relay, if any (set by the sandbox): paused while --ask prompts
+        self.relay: Any = None
+        self._asked: dict[str, bool] = {}
+        if opts.ask:
+            try:
+                self._tty = open("/dev/tty", "r+b", buffering=0)
+            except OSError:
+                raise JailConfigError("--ask needs a terminal (/dev/tty cannot be opened)") from None
+
+    def _derive(self, opts: Any, program: Any) -> None:
+        """The attributes that follow from the options and the program alone (remembered per
+        Options object, see _SETUPS): the filters, the parsed allow lists. Nothing here changes
+        once made: the supervisor thread sets ``arches`` on its own setup, never on these."""
         self.opts = opts
         self.log = bool(opts.log_denials or opts.ask)
         self.original = program  # the profile as compiled (FilterProgram) or None
@@ -178,31 +212,14 @@ class NotifySetup:
             self._build(program, opts)
         self.flags = _listener_flags()
         self.seal = _seal_program()
-        pr, ch = _socketpair()
-        self.parent_end, self.child_end = pr, ch
         self.after_profile = self.log  # see handoff()
         #: whether init itself may install the listener filter and spawn the command (the fast path):
         #: only connect/socketcall are notified, which init never calls
         self.init_may_load = not self.log and not opts.allow_paths
-        self.sup: Any = None
-        self.started = False  # handed to a supervisor thread (see _Workers)
-        self._stop_r = self._stop_w = -1
-        self.events: list[dict] = []
-        self.failure: BaseException | None = None
         self.allowed_socket_paths = tuple(os.path.normpath(p) if not p.startswith("@") else p
                                           for p in opts.allow_sockets)
         self.allow_connect = tuple(parse_allow_connect(t) for t in opts.allow_connect)
         self.allow_paths = tuple(sorted((parse_allow_path(t) for t in opts.allow_paths), key=lambda x: -len(x[0])))
-        self._connect_addrs: set[tuple[str, int]] | None = None
-        self._tty: Any = None
-        #: the sandbox's terminal.Relay, if any (set by the sandbox): paused while --ask prompts
-        self.relay: Any = None
-        self._asked: dict[str, bool] = {}
-        if opts.ask:
-            try:
-                self._tty = open("/dev/tty", "r+b", buffering=0)
-            except OSError:
-                raise JailConfigError("--ask needs a terminal (/dev/tty cannot be opened)") from None
 
     def _build(self, program: Any, opts: Any) -> None:
         from ..bpf import insn as I
