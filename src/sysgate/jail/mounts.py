@@ -91,7 +91,20 @@ _ksymlinkat = N.libc_gil["symlinkat"]
 _ksymlinkat.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
 _kfchmodat = N.libc_gil["fchmodat"]
 _kfchmodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_int]
+_kmount = N.libc_gil["mount"]  # mount(2) without M.mount's wrapper, for apply's loops
+_kmount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _OpenHow = M.OpenHow
+# What apply's loops pass, made once: each start runs them cold, where every Python step counts.
+_NODE_MODE = 0o666 | stat.S_IFREG
+_DEV_LINKS_B = tuple((target.encode(), link.encode()) for link, target in _DEV_LINKS)
+_PROC_COVERS_B = tuple(b"/" + d.encode() for d in PROC_COVERS)
+_COVER_RO = M.MS_REMOUNT | M.MS_BIND | M.MS_RDONLY | M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC
+
+
+def _fail(what: str) -> None:
+    """Raise for the call that just returned -1 (its errno), naming ``what``: messages are made
+    only on failure."""
+    N.check(-1, what)
 
 
 def _close(fd: int) -> None:
@@ -402,7 +415,8 @@ def _attach_fd(fd: int, tfd: int, what: str) -> None:
 
 
 def _mount(src: bytes | None, target: bytes, fstype: bytes | None, flags: int, data: bytes | None, what: str) -> None:
-    N.check(M.mount(src, target, fstype, flags, data), what)
+    if _kmount(src, target, fstype, flags, data) < 0:
+        _fail(what)
 
 
 def _fdpath(fd: int) -> bytes:
@@ -503,15 +517,21 @@ def apply(p: MountPlan) -> None:
     dev = tree.open(b"/dev", "open /dev")
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
-        N.check(_kmknodat(dev, name, 0o666 | stat.S_IFREG, 0), "make /dev/" + name.decode())
-        _mount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None, "bind /dev/" + name.decode())
-    N.check(_kmkdirat(dev, b"pts", 0o755), "make /dev/pts")
-    N.check(_kmkdirat(dev, b"shm", 0o755), "make /dev/shm")
-    N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
+        if _kmknodat(dev, name, _NODE_MODE, 0) < 0:
+            _fail("make /dev/" + name.decode())
+        if _kmount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None) < 0:
+            _fail("bind /dev/" + name.decode())
+    if _kmkdirat(dev, b"pts", 0o755) < 0:
+        _fail("make /dev/pts")
+    if _kmkdirat(dev, b"shm", 0o755) < 0:
+        _fail("make /dev/shm")
+    if _kfchmodat(dev, b"shm", 0o1777, 0) < 0:  # scratch in /dev's bounded tmpfs
+        _fail("chmod /dev/shm")
     _mount(b"devpts", devp + b"/pts", b"devpts", M.MS_NOSUID | M.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
-    for link, target in _DEV_LINKS:
-        N.check(_ksymlinkat(target.encode(), dev, link.encode()), "link /dev/" + link)
+    for target, link in _DEV_LINKS_B:
+        if _ksymlinkat(target, dev, link) < 0:
+            _fail("link /dev/" + link.decode())
     _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")
@@ -526,13 +546,13 @@ def apply(p: MountPlan) -> None:
     finally:
         _close(pfd)
     proc = _fdpath(tree.open(b"/proc", "open /proc"))
-    for d in PROC_COVERS:
-        path = proc + b"/" + d.encode()
-        if M.mount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
-            _mount(None, path, None, M.MS_REMOUNT | M.MS_BIND | M.MS_RDONLY | M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC,
-                   None, f"make /proc/{d} read-only")
+    for d in _PROC_COVERS_B:
+        path = proc + d
+        if _kmount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
+            if _kmount(None, path, None, _COVER_RO, None) < 0:
+                _fail(f"make /proc{d.decode()} read-only")
         elif N.errno_of() != 2:  # absent in this kernel (ENOENT) is fine
-            N.check(-1, f"cover /proc/{d}")
+            _fail(f"cover /proc{d.decode()}")
     _close(int(proc.rsplit(b"/", 1)[1]))
 
     tree.tmpfs(b"/tmp", p.tmp_opts, "mount tmpfs on /tmp", create=False)
