@@ -160,7 +160,7 @@ class NotifySetup:
     """What the launch needs: the listener filter, the socketpair, and the supervisor thread."""
 
     def __init__(self, opts: Any, program: Any) -> None:
-        from .._startup import socket as _socket  # noqa: F401 - imported here so the forked child imports nothing
+        _socket_mod()  # looked up here, so the forked child imports nothing
 
         hit = _SETUPS.get(id(opts))
         if hit is not None and hit[0] is opts and hit[1] is program:
@@ -270,8 +270,7 @@ class NotifySetup:
 
     # -- in the command's process, right before execve (imports nothing, starts nothing) ----------
     def handoff(self) -> None:
-        from .._startup import socket as _socket
-
+        _socket = _socket_mod()
         fd = N.check(N.sysc("seccomp", N.c_long(1), N.c_long(self.flags), ctypes.byref(self.listener.fprog)),
                      "install the supervisor's filter")
         s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.child_end)
@@ -326,8 +325,7 @@ class NotifySetup:
             self._done.release()
 
     def _serve(self) -> None:
-        from .._startup import socket as _socket
-
+        _socket = _socket_mod()
         listener = -1
         try:
             s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.parent_end)
@@ -827,10 +825,23 @@ def _wait_readable(fd: int, stop: int) -> bool:
 
 
 def _socketpair() -> tuple[int, int]:
-    from .._startup import socket as _socket
-
+    _socket = _socket_mod()
     a, b = _socket.socketpair(_AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     return a.detach(), b.detach()
+
+
+_SOCKET: Any = None
+
+
+def _socket_mod() -> Any:
+    """``sysgate._startup.socket``, looked up once: the lazy attribute runs Python code on every
+    access, three times per run (once in init, in the middle of the launch)."""
+    global _SOCKET
+    if _SOCKET is None:
+        from .._startup import socket as _socket
+
+        _SOCKET = _socket
+    return _SOCKET
 
 
 _libc_connect: Any = None
