@@ -376,7 +376,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     if plan.fast:
         _stage(R, "fds")
         hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1,
-                                 plan.notify.child_end if plan.notify is not None else -1))
+                                 plan.notify.child_end if plan.notify is not None else -1,
+                                 plan.notify.over_fd if plan.notify is not None and not forked else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
@@ -787,6 +788,8 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
                 done = True
         if done:
             break
+    if plan.notify is not None and not forked:
+        plan.notify.over()  # the caller's supervisor thread may end now, while we end PID 1
     pid1 = R.get("pid1")
     if pid1:
         try:
