@@ -129,7 +129,8 @@ class _Prepared:
         elif abi >= _ll.SCOPE_ABI:
             landlock = _ll.scope  # signals and abstract unix sockets stay inside the sandbox
         early, late = _rl.split(dict(opts.rlimits))
-        mplan = _mounts.plan(opts, _cwd(), _ns.host_ids(opts), _filters.mask_paths())
+        here = _cwd()  # one getcwd for the mount plan and the working directory inside
+        mplan = _mounts.plan(opts, here, _ns.host_ids(opts), _filters.mask_paths())
         self.cgroup = None
         try:
             if opts.memory is not None or opts.pids is not None or opts.cpus is not None:
@@ -159,7 +160,7 @@ class _Prepared:
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
                 # threads' locks), and must be out of the command's reach (outside its PID namespace).
                 self.launcher = "fork"
-            cwd = opts.cwd or _cwd() or "/"
+            cwd = opts.cwd or here or "/"
             lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
             self.lifeline = (lr, lw)
             self.plan = Plan(
