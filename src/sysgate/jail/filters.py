@@ -232,6 +232,12 @@ def _profile_path(spec: str) -> str:
 
 
 def _file_stamp(spec: str) -> tuple[int, int] | None:
+    if "/" not in spec:  # a built-in's file, found with the one stat (as _profile_path would find it)
+        try:
+            st = os.stat(os.path.join(_PROFILES_DIR, spec + ".json"))
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            pass
     try:
         st = os.stat(_profile_path(spec))
         return (st.st_mtime_ns, st.st_size)

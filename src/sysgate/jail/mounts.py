@@ -91,7 +91,20 @@ _ksymlinkat = N.libc_gil["symlinkat"]
 _ksymlinkat.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
 _kfchmodat = N.libc_gil["fchmodat"]
 _kfchmodat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_int]
+_kmount = N.libc_gil["mount"]  # mount(2) without M.mount's wrapper, for apply's loops
+_kmount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _OpenHow = M.OpenHow
+# What apply's loops pass, made once: each start runs them cold, where every Python step counts.
+_NODE_MODE = 0o666 | stat.S_IFREG
+_DEV_LINKS_B = tuple((target.encode(), link.encode()) for link, target in _DEV_LINKS)
+_PROC_COVERS_B = tuple(b"/" + d.encode() for d in PROC_COVERS)
+_COVER_RO = M.MS_REMOUNT | M.MS_BIND | M.MS_RDONLY | M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC
+
+
+def _fail(what: str) -> None:
+    """Raise for the call that just returned -1 (its errno), naming ``what``: messages are made
+    only on failure."""
+    N.check(-1, what)
 
 
 def _close(fd: int) -> None:
@@ -145,6 +158,13 @@ class MountPlan:
         self._how = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
         self._how_abs = _OpenHow(os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
 
+    def copy(self) -> MountPlan:
+        """This plan for one more sandbox: its init sets :attr:`proc_mounter` on it; everything else
+        (the lists, the ctypes structures) :func:`apply` only reads, so the copy shares them."""
+        new = MountPlan.__new__(MountPlan)
+        new.__dict__.update(self.__dict__)
+        return new
+
 
 def tmpfs_options(size: int | None, mode: bytes, owner: tuple[int, int] | None = None) -> bytes:
     """``mode=...,size=...,nr_inodes=...[,uid=...,gid=...]`` for a bounded scratch tmpfs."""
@@ -168,13 +188,37 @@ def _canonical_source(src: str, what: str) -> str:
     return real
 
 
+# The last plan made for an Options with the host's root and no mounts of the user's (the default
+# sandbox), per Options object: (the Options, cwd, owner, masks, _hidden's answer, the plan). Such a
+# plan depends on nothing else of the host but the hidden trees, which _hidden checks on every call
+# (a stat per parent directory) and answers with the very same object while they are unchanged.
+_PLANS: dict[int, tuple] = {}
+
+
 def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = None,
          masks: tuple[str, ...] = ()) -> MountPlan:
     """Check what can be checked on the host and precompute every path as bytes.
 
     ``owner``: host (uid, gid) owning the sandbox's own tmpfs when its init builds them as another
     user (a root caller's sandbox); ``masks``: host directories no sandbox may see (the filter cache).
+    The default sandbox's plan is made once and copied for each run while its inputs are the same.
     """
+    if opts.rootfs or opts.binds or opts.tmpfs:  # sources to check on the host every time
+        return _plan(opts, cwd, owner, masks)
+    got = _hidden(opts, "/", owner)
+    hit = _PLANS.get(id(opts))
+    if hit is not None and hit[0] is opts and hit[1] == cwd and hit[2] == owner and hit[3] == masks \
+            and hit[4] is got:
+        return hit[5].copy()
+    p = _plan(opts, cwd, owner, masks, got)
+    if len(_PLANS) > 16:
+        _PLANS.clear()
+    _PLANS[id(opts)] = (opts, cwd, owner, masks, got, p)  # holds opts: its id is not reused meanwhile
+    return p.copy()
+
+
+def _plan(opts: Options, cwd: str | None, owner: tuple[int, int] | None, masks: tuple[str, ...],
+          hidden_files: tuple[list, list] | None = None) -> MountPlan:
     root = _canonical_source(opts.rootfs, "--rootfs") if opts.rootfs else "/"
     if not os.path.isdir(root):
         raise JailConfigError(f"--rootfs: {root} is not a directory")
@@ -196,7 +240,7 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
         else:
             _, dst, size = m
             user.append(("tmpfs", os.fsencode(dst), tmpfs_options(size, b"mode=755", owner)))
-    hidden, files = _hidden(opts, root, owner)
+    hidden, files = _hidden(opts, root, owner) if hidden_files is None else hidden_files
     wd = opts.cwd or cwd or "/"
     ro = M.MOUNT_ATTR_RDONLY | M.MOUNT_ATTR_NOSUID | M.MOUNT_ATTR_NODEV
     return MountPlan(
@@ -227,6 +271,7 @@ def _follow_once(path: str) -> str | None:
 
 
 _HIDDEN_CACHE: dict[tuple, tuple[tuple, tuple[list, list]]] = {}
+_HIDDEN_PARENTS: dict[tuple, tuple[list[str], tuple[str, ...]]] = {}  # (root, xdg) -> (candidates, parents)
 
 
 def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[list, list]:
@@ -234,16 +279,23 @@ def _hidden(opts: Options, root: str, owner: tuple[int, int] | None) -> tuple[li
 
     Remembered per process while the directories holding the candidates keep their inode, mtime
     and link count (creating, removing or renaming an entry changes them): a stat per parent
-    instead of an lstat per candidate on every start."""
-    cands = list(HIDDEN)
+    instead of an lstat per candidate on every start. Returns the same object while they do."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and xdg.startswith("/") and "\0" not in xdg:
-        cands.append(os.path.normpath(xdg))
-    prefix = "" if root == "/" else root.rstrip("/")
+    where = _HIDDEN_PARENTS.get((root, xdg))
+    if where is None:
+        cands = list(HIDDEN)
+        if xdg and xdg.startswith("/") and "\0" not in xdg:
+            cands.append(os.path.normpath(xdg))
+        prefix = "" if root == "/" else root.rstrip("/")
+        where = (cands, tuple(prefix + d for d in sorted({os.path.dirname(c) for c in cands} | {"/etc"})))
+        if len(_HIDDEN_PARENTS) > 16:
+            _HIDDEN_PARENTS.clear()
+        _HIDDEN_PARENTS[(root, xdg)] = where
+    cands, parents = where
     stamp: list[tuple[int, int, int] | None] = []
-    for d in sorted({os.path.dirname(c) for c in cands} | {"/etc"}):
+    for d in parents:
         try:
-            st = os.stat(prefix + d)
+            st = os.stat(d)
             stamp.append((st.st_ino, st.st_mtime_ns, st.st_nlink))
         except OSError:
             stamp.append(None)
@@ -363,7 +415,8 @@ def _attach_fd(fd: int, tfd: int, what: str) -> None:
 
 
 def _mount(src: bytes | None, target: bytes, fstype: bytes | None, flags: int, data: bytes | None, what: str) -> None:
-    N.check(M.mount(src, target, fstype, flags, data), what)
+    if _kmount(src, target, fstype, flags, data) < 0:
+        _fail(what)
 
 
 def _fdpath(fd: int) -> bytes:
@@ -464,15 +517,21 @@ def apply(p: MountPlan) -> None:
     dev = tree.open(b"/dev", "open /dev")
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
-        N.check(_kmknodat(dev, name, 0o666 | stat.S_IFREG, 0), "make /dev/" + name.decode())
-        _mount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None, "bind /dev/" + name.decode())
-    N.check(_kmkdirat(dev, b"pts", 0o755), "make /dev/pts")
-    N.check(_kmkdirat(dev, b"shm", 0o755), "make /dev/shm")
-    N.check(_kfchmodat(dev, b"shm", 0o1777, 0), "chmod /dev/shm")  # scratch in /dev's bounded tmpfs
+        if _kmknodat(dev, name, _NODE_MODE, 0) < 0:
+            _fail("make /dev/" + name.decode())
+        if _kmount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None) < 0:
+            _fail("bind /dev/" + name.decode())
+    if _kmkdirat(dev, b"pts", 0o755) < 0:
+        _fail("make /dev/pts")
+    if _kmkdirat(dev, b"shm", 0o755) < 0:
+        _fail("make /dev/shm")
+    if _kfchmodat(dev, b"shm", 0o1777, 0) < 0:  # scratch in /dev's bounded tmpfs
+        _fail("chmod /dev/shm")
     _mount(b"devpts", devp + b"/pts", b"devpts", M.MS_NOSUID | M.MS_NOEXEC,
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
-    for link, target in _DEV_LINKS:
-        N.check(_ksymlinkat(target.encode(), dev, link.encode()), "link /dev/" + link)
+    for target, link in _DEV_LINKS_B:
+        if _ksymlinkat(target, dev, link) < 0:
+            _fail("link /dev/" + link.decode())
     _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")
@@ -487,13 +546,13 @@ def apply(p: MountPlan) -> None:
     finally:
         _close(pfd)
     proc = _fdpath(tree.open(b"/proc", "open /proc"))
-    for d in PROC_COVERS:
-        path = proc + b"/" + d.encode()
-        if M.mount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
-            _mount(None, path, None, M.MS_REMOUNT | M.MS_BIND | M.MS_RDONLY | M.MS_NOSUID | M.MS_NODEV | M.MS_NOEXEC,
-                   None, f"make /proc/{d} read-only")
+    for d in _PROC_COVERS_B:
+        path = proc + d
+        if _kmount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
+            if _kmount(None, path, None, _COVER_RO, None) < 0:
+                _fail(f"make /proc{d.decode()} read-only")
         elif N.errno_of() != 2:  # absent in this kernel (ENOENT) is fine
-            N.check(-1, f"cover /proc/{d}")
+            _fail(f"cover /proc{d.decode()}")
     _close(int(proc.rsplit(b"/", 1)[1]))
 
     tree.tmpfs(b"/tmp", p.tmp_opts, "mount tmpfs on /tmp", create=False)

@@ -152,6 +152,9 @@ class Plan:
     ready: int  # write end: b"R" once the command runs
     report: int  # fork launcher: where init writes its report
     notify: Any  # supervisor.NotifySetup: the listener filter installed and handed out before execve
+    # vfork launcher: stacks lent by the caller from its pools (0: init maps its own), see launch_vfork
+    helper_stack: int
+    pid1_stack: int
     # prepared for execve(2) in the forked command process (no allocation after the filter)
     c_env: Any
     _keep: Any
@@ -194,6 +197,8 @@ class Plan:
         self.c_env = c_env
         self._keep = None
         self.notify = None
+        self.helper_stack = 0
+        self.pid1_stack = 0
 
     def prepare_execve(self) -> None:
         """Build the C environment array for the forked path (only it calls execve itself)."""
@@ -371,7 +376,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     if plan.fast:
         _stage(R, "fds")
         hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1,
-                                 plan.notify.child_end if plan.notify is not None else -1))
+                                 plan.notify.child_end if plan.notify is not None else -1,
+                                 plan.notify.over_fd if plan.notify is not None and not forked else -1))
         _stage(R, "rlimit")
         _rl.apply(plan.rl_early)
         _lockdown(plan, R)
@@ -422,7 +428,8 @@ _CLONE_FILES = P.CLONE_FILES
 
 
 def _start_pid1(plan: Plan, R: dict, flags: int = 0) -> None:
-    base = P.alloc_stack(PID1_STACK, "the sandbox's PID 1")  # no lock: we may be a forked copy
+    # the caller's (vfork launcher), else mapped here: no lock, we may be a forked copy
+    base = plan.pid1_stack or P.alloc_stack(PID1_STACK, "the sandbox's PID 1")
     R["pid1_stack"] = base
     _libc_signal(signal.SIGCHLD, _SIG_IGN)  # for the child only: restored below
     try:
@@ -452,7 +459,7 @@ def _unprivileged_pid1(plan: Plan, R: dict, hostproc: int) -> None:
         _start_pid1(plan, R, _CLONE_PARENT)
         R["pidns_fd"] = os.open("self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC, dir_fd=hostproc)
 
-    _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1")
+    _helper_run(make, _CLONE_FILES, "create the sandbox's PID 1", plan.helper_stack)
     fd = R.pop("pidns_fd")
     try:
         N.check(N.ksysc("setns", fd, P.CLONE_NEWPID), "enter the command's PID namespace")
@@ -520,9 +527,10 @@ def _helper_mount(target: bytes) -> None:
     _helper_run(mount, 0, "mount /proc")
 
 
-def _helper_run(fn: Any, flags: int, what: str) -> None:
-    """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error."""
-    stack = P.alloc_stack(1 << 20, f"a helper to {what}")
+def _helper_run(fn: Any, flags: int, what: str, lent: int = 0) -> None:
+    """Run ``fn`` in a CLONE_VM|CLONE_VFORK child (we sleep till it has exited); re-raise its error.
+    ``lent``: a stack of _STACK_SIZE bytes the caller lent (see launch_vfork), else one is mapped here."""
+    stack = lent or P.alloc_stack(1 << 20, f"a helper to {what}")
     out: list = []
     key = id(out)
     _HELPER[key] = (fn, out)
@@ -533,11 +541,22 @@ def _helper_run(fn: Any, flags: int, what: str) -> None:
         if pid < 0:
             raise N.KernelError(err, f"{what} (clone): {os.strerror(err)}")
         os.waitpid(pid, 0)
+        # Its SIGCHLD stays pending (every signal is blocked here): take it now, or our supervision
+        # loop would first wake for it once the command runs, and peek and reap for nothing. No
+        # command exists yet, and a PID 1 that died meanwhile is reaped by pid at the end anyway.
+        _raw_syscall(_NR_SIGTIMEDWAIT, ctypes.byref(_CHLD_SET), None, ctypes.byref(_NO_WAIT), _SIGSET_SIZE)
     finally:
         _HELPER.pop(key, None)
-        _munmap(stack, 1 << 20)
+        if not lent:
+            _munmap(stack, 1 << 20)
     if out:
         raise out[0]
+
+
+_NR_SIGTIMEDWAIT = ctypes.c_long(N.NR["rt_sigtimedwait"])
+_CHLD_SET = ctypes.c_uint64(1 << (signal.SIGCHLD - 1))  # the kernel's sigset_t: bit N-1 is signal N
+_NO_WAIT = (ctypes.c_long * 2)(0, 0)  # struct timespec {0, 0}: poll
+_SIGSET_SIZE = ctypes.c_long(8)
 
 
 def _chdir(plan: Plan) -> None:
@@ -769,6 +788,8 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
                 done = True
         if done:
             break
+    if plan.notify is not None and not forked:
+        plan.notify.over()  # the caller's supervisor thread may end now, while we end PID 1
     pid1 = R.get("pid1")
     if pid1:
         try:
@@ -942,6 +963,28 @@ def _put_stack(base: int) -> None:
         _stacks.append(base)
 
 
+# Stacks of the vfork launcher's PID 1, kept for the next sandbox (a map and an unmap less per start;
+# an unmap in memory other threads use costs the other CPUs a TLB flush). One goes back only once
+# its PID 1 has been reaped (vfork_done) or was never started (launch_vfork).
+_pid1_stacks: list[int] = []
+_POOL_MAX = 8
+
+
+def _get_pid1_stack() -> int:
+    with _stack_lock:
+        if _pid1_stacks:
+            return _pid1_stacks.pop()
+    return P.alloc_stack(PID1_STACK, "the sandbox's PID 1")
+
+
+def _put_pid1_stack(base: int) -> None:
+    with _stack_lock:
+        if len(_pid1_stacks) < _POOL_MAX:
+            _pid1_stacks.append(base)
+            return
+    _munmap(base, PID1_STACK)
+
+
 class VforkBusy(Exception):
     """An unprivileged caller cannot use the vfork launcher now: another vfork-launched sandbox runs,
     or the caller is not dumpable (see :func:`_dumpable_enter`); the fork launcher is used instead."""
@@ -979,6 +1022,11 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     """
     _dumpable_enter(P.host_root())
     stack = _get_stack()
+    # Lent from our pools (init takes no lock: it may stop in the middle of any Python code of ours):
+    # PID 1's stack, and a root caller's helper's (see _unprivileged_pid1), which is done with it
+    # once init has returned.
+    helper = plan.helper_stack = _get_stack() if plan.pidns and plan.ns.userns_fd >= 0 else 0
+    plan.pid1_stack = _get_pid1_stack() if plan.pidns else 0
     cb = P.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
     flags = plan.ns.clone_flags | P.CLONE_VM | P.CLONE_VFORK | P.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
@@ -996,6 +1044,12 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
             _netpool.leave(home)
         _sigmask(signal.SIG_SETMASK, old)
         _put_stack(stack)
+        if helper:
+            _put_stack(helper)
+        plan.helper_stack = 0
+        if plan.pid1_stack and R.get("pid1_stack") != plan.pid1_stack:
+            _put_pid1_stack(plan.pid1_stack)  # never used: no PID 1 was started
+        plan.pid1_stack = 0
         if pid < 0:  # else the memory stays non-dumpable till the supervisor is reaped (vfork_done)
             _dumpable_exit()
     if pid < 0:
@@ -1008,7 +1062,7 @@ def vfork_done(R: dict) -> None:
     its PID 1 sharing our memory included, is gone): free PID 1's stack, let the memory be dumpable."""
     stack1 = R.pop("pid1_stack", None)
     if stack1 is not None:
-        _munmap(stack1, PID1_STACK)
+        _put_pid1_stack(stack1)  # a vfork-launched init's PID 1's: from the pool (launch_vfork)
     _dumpable_exit()
 
 

@@ -93,8 +93,7 @@ class _Prepared:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
         self.notify = None
         if opts.mediate or opts.allow_paths or opts.allow_connect or opts.allow_sockets or opts.log_denials or opts.ask:
-            from . import supervisor as _sup
-
+            _sup = _supervisor()
             if (opts.log_denials or opts.ask) and _deferred(opts.profile):
                 raise JailConfigError(f"--log-denials/--ask: --profile {opts.profile} is installed by the "
                                       "interpreter after execve, where its denials cannot be rerouted")
@@ -119,8 +118,7 @@ class _Prepared:
             except OSError:
                 raise JailConfigError(f"--pass-fd {fd}: not an open file descriptor") from None
         landlock = None
-        from . import landlock as _ll
-
+        _ll = _landlock()
         abi = _ll.abi_version()
         if opts.landlock_ro or opts.landlock_rw:
             if abi <= 0:
@@ -131,7 +129,8 @@ class _Prepared:
         elif abi >= _ll.SCOPE_ABI:
             landlock = _ll.scope  # signals and abstract unix sockets stay inside the sandbox
         early, late = _rl.split(dict(opts.rlimits))
-        mplan = _mounts.plan(opts, _cwd(), _ns.host_ids(opts), _filters.mask_paths())
+        here = _cwd()  # one getcwd for the mount plan and the working directory inside
+        mplan = _mounts.plan(opts, here, _ns.host_ids(opts), _filters.mask_paths())
         self.cgroup = None
         try:
             if opts.memory is not None or opts.pids is not None or opts.cpus is not None:
@@ -161,7 +160,7 @@ class _Prepared:
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
                 # threads' locks), and must be out of the command's reach (outside its PID namespace).
                 self.launcher = "fork"
-            cwd = opts.cwd or _cwd() or "/"
+            cwd = opts.cwd or here or "/"
             lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
             self.lifeline = (lr, lw)
             self.plan = Plan(
@@ -299,6 +298,30 @@ class _Prepared:
         return b"".join(chunks)
 
 
+_SUP: Any = None
+_LL: Any = None
+
+
+def _supervisor() -> Any:
+    """The supervisor module, imported on first use (a ``from . import`` per run runs importlib's
+    Python code every time)."""
+    global _SUP
+    if _SUP is None:
+        from . import supervisor
+
+        _SUP = supervisor
+    return _SUP
+
+
+def _landlock() -> Any:
+    global _LL
+    if _LL is None:
+        from . import landlock
+
+        _LL = landlock
+    return _LL
+
+
 def _any_tty(stdio: list[int | None]) -> bool:
     for i, src in enumerate(stdio):
         try:
@@ -317,9 +340,15 @@ def _take_netns() -> int:
     _SANDBOXES += 1
     if _SANDBOXES < 2:  # a process that starts one sandbox (the CLI) never pays for the pool's thread
         return -1
-    from . import netpool
+    global _NETPOOL
+    if _NETPOOL is None:
+        from . import netpool
 
-    return netpool.take()
+        _NETPOOL = netpool
+    return _NETPOOL.take()
+
+
+_NETPOOL: Any = None
 
 
 def _refill_netns() -> None:

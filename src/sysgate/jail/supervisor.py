@@ -151,14 +151,50 @@ class _Workers:
 
 
 _workers = _Workers()
+_kwrite = N.libc_gil["write"]  # write(2) keeping the GIL (a function object of its own)
+_kwrite.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+# Per Options object: (the Options, the profile's program, NotifySetup._derive's attributes). A warm
+# caller's runs with the same options skip building the filters and parsing the allow lists again.
+_SETUPS: dict[int, tuple] = {}
 
 
 class NotifySetup:
     """What the launch needs: the listener filter, the socketpair, and the supervisor thread."""
 
     def __init__(self, opts: Any, program: Any) -> None:
-        from .._startup import socket as _socket  # noqa: F401 - imported here so the forked child imports nothing
+        _socket_mod()  # looked up here, so the forked child imports nothing
 
+        hit = _SETUPS.get(id(opts))
+        if hit is not None and hit[0] is opts and hit[1] is program:
+            self.__dict__.update(hit[2])  # what follows from opts and program alone, as made below
+        else:
+            self._derive(opts, program)
+            if not opts.ask:  # --ask opens the terminal per run
+                if len(_SETUPS) > 16:
+                    _SETUPS.clear()
+                _SETUPS[id(opts)] = (opts, program, dict(self.__dict__))  # holds both: their ids stay theirs
+        pr, ch = _socketpair()
+        self.parent_end, self.child_end = pr, ch
+        self.sup: Any = None
+        self.started = False  # handed to a supervisor thread (see _Workers)
+        self._stop_r = self._stop_w = -1
+        self.events: list[dict] = []
+        self.failure: BaseException | None = None
+        self._connect_addrs: set[tuple[str, int]] | None = None
+        self._tty: Any = None
+        #: the sandbox's terminal.Relay, if any (set by the sandbox): paused while --ask prompts
+        self.relay: Any = None
+        self._asked: dict[str, bool] = {}
+        if opts.ask:
+            try:
+                self._tty = open("/dev/tty", "r+b", buffering=0)
+            except OSError:
+                raise JailConfigError("--ask needs a terminal (/dev/tty cannot be opened)") from None
+
+    def _derive(self, opts: Any, program: Any) -> None:
+        """The attributes that follow from the options and the program alone (remembered per
+        Options object, see _SETUPS): the filters, the parsed allow lists. Nothing here changes
+        once made: the supervisor thread sets ``arches`` on its own setup, never on these."""
         self.opts = opts
         self.log = bool(opts.log_denials or opts.ask)
         self.original = program  # the profile as compiled (FilterProgram) or None
@@ -178,31 +214,14 @@ class NotifySetup:
             self._build(program, opts)
         self.flags = _listener_flags()
         self.seal = _seal_program()
-        pr, ch = _socketpair()
-        self.parent_end, self.child_end = pr, ch
         self.after_profile = self.log  # see handoff()
         #: whether init itself may install the listener filter and spawn the command (the fast path):
         #: only connect/socketcall are notified, which init never calls
         self.init_may_load = not self.log and not opts.allow_paths
-        self.sup: Any = None
-        self.started = False  # handed to a supervisor thread (see _Workers)
-        self._stop_r = self._stop_w = -1
-        self.events: list[dict] = []
-        self.failure: BaseException | None = None
         self.allowed_socket_paths = tuple(os.path.normpath(p) if not p.startswith("@") else p
                                           for p in opts.allow_sockets)
         self.allow_connect = tuple(parse_allow_connect(t) for t in opts.allow_connect)
         self.allow_paths = tuple(sorted((parse_allow_path(t) for t in opts.allow_paths), key=lambda x: -len(x[0])))
-        self._connect_addrs: set[tuple[str, int]] | None = None
-        self._tty: Any = None
-        #: the sandbox's terminal.Relay, if any (set by the sandbox): paused while --ask prompts
-        self.relay: Any = None
-        self._asked: dict[str, bool] = {}
-        if opts.ask:
-            try:
-                self._tty = open("/dev/tty", "r+b", buffering=0)
-            except OSError:
-                raise JailConfigError("--ask needs a terminal (/dev/tty cannot be opened)") from None
 
     def _build(self, program: Any, opts: Any) -> None:
         from ..bpf import insn as I
@@ -253,8 +272,7 @@ class NotifySetup:
 
     # -- in the command's process, right before execve (imports nothing, starts nothing) ----------
     def handoff(self) -> None:
-        from .._startup import socket as _socket
-
+        _socket = _socket_mod()
         fd = N.check(N.sysc("seccomp", N.c_long(1), N.c_long(self.flags), ctypes.byref(self.listener.fprog)),
                      "install the supervisor's filter")
         s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.child_end)
@@ -296,6 +314,22 @@ class NotifySetup:
             except RuntimeError:  # released already (by the other side)
                 pass
 
+    @property
+    def over_fd(self) -> int:
+        """The fd a vfork-launched init keeps for :meth:`over` (-1 before :meth:`start`)."""
+        return self._stop_w
+
+    def over(self) -> None:
+        """Called by a vfork-launched init once the command has been reaped: the supervisor thread
+        may end now, while init ends PID 1. Otherwise it wakes at the listener's hang-up, which
+        comes with init's exit, right as the caller resumes, and takes the GIL from it then
+        (measured: about 0.1 ms of start-to-exit). Nothing of ours is left to serve: the filters
+        are on the command's processes and init, which calls none of the mediated syscalls; what
+        the command left running dies with PID 1, and a call it makes meanwhile gets ENOSYS once
+        the thread has closed the listener (fail closed). A call already notified is still
+        served: the thread only ends when the listener has nothing to read."""
+        _kwrite(self._stop_w, b"o", 1)  # keeps the GIL: the thread is to take it while init waits for PID 1
+
     def _join(self, timeout: float) -> bool:
         if self._done.acquire(True, timeout):
             self._done.release()
@@ -309,8 +343,7 @@ class NotifySetup:
             self._done.release()
 
     def _serve(self) -> None:
-        from .._startup import socket as _socket
-
+        _socket = _socket_mod()
         listener = -1
         try:
             s = _socket.socket(_AF_UNIX, _socket.SOCK_STREAM, 0, self.parent_end)
@@ -810,10 +843,23 @@ def _wait_readable(fd: int, stop: int) -> bool:
 
 
 def _socketpair() -> tuple[int, int]:
-    from .._startup import socket as _socket
-
+    _socket = _socket_mod()
     a, b = _socket.socketpair(_AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     return a.detach(), b.detach()
+
+
+_SOCKET: Any = None
+
+
+def _socket_mod() -> Any:
+    """``sysgate._startup.socket``, looked up once: the lazy attribute runs Python code on every
+    access, three times per run (once in init, in the middle of the launch)."""
+    global _SOCKET
+    if _SOCKET is None:
+        from .._startup import socket as _socket
+
+        _SOCKET = _socket
+    return _SOCKET
 
 
 _libc_connect: Any = None
