@@ -151,3 +151,20 @@ def test_options_take_any_mapping_without_importing_collections() -> None:
     assert o.rlimits["nofile"] == (32, 64) and o.env == {"A": "2"}
     with pytest.raises(JailConfigError, match="--env"):
         Options(env=[("A", "1")])  # a list of pairs is not a mapping: each item must be NAME=VALUE
+
+
+def test_records_compare_by_their_own_fields() -> None:
+    """Record's value getter is made per class on first use (importing operator only then): each
+    class compares and hashes by its own fields, never by another's getter."""
+    from sysgate.immutable import Record
+
+    class A(Record):
+        __slots__ = ("x",)
+
+    class B(Record):
+        __slots__ = ("x", "y")
+
+    assert A(1) == A(1) and A(1) != A(2) and hash(A(1)) == hash(A(1))
+    assert B(1, 2) == B(1, 2) and B(1, 2) != B(1, 3)  # y counts: B's getter, not A's
+    assert A(1) != B(1, 2) and B(1, 2) != A(1)
+    assert len({B(1, 2), B(1, 2), B(1, 3)}) == 2 and B(1, 2)._values() == (1, 2) and A(7)._values() == (7,)
