@@ -196,7 +196,7 @@ def main() -> int:
     out = {"rounds": args.n, "python": sys.version.split()[0], "load": os.getloadavg()[0], "median_ms": med,
            "cpu_median_ms": cpu, "sysgate_minus_python_I_S_ms": own,
            "cpu_sysgate_minus_python_I_S_ms": cpu["sysgate"] - cpu["python -I -S"], "target_ms": TARGET_MS,
-           "floor_ms": floor, "sysgate_own_share_ms": share,
+           "floor_ms": floor, "sysgate_own_share_ms": share, "sysgate_over_python_I_S": own / med["python -I -S"],
            "pip_wrapper_saved_ms": med["pip wrapper"] - med["sysgate"],
            "argparse_path_extra_ms": med["argparse path"] - med["sysgate"],
            "warm_runs": len(warm)}
@@ -211,7 +211,8 @@ def main() -> int:
         print(f"  {k:16} {v:8.2f} {v - med['python -I -S']:+10.2f} {cpu[k]:8.2f} {cpu[k] - cpu['python -I -S']:+10.2f}")
     print(f"sysgate run -- /bin/true minus python -I -S: {own:.2f} ms wall, "
           f"{out['cpu_sysgate_minus_python_I_S_ms']:.2f} ms CPU (target <= {TARGET_MS:.0f} ms: "
-          f"{'met' if own <= TARGET_MS else 'NOT met'})")
+          f"{'met' if own <= TARGET_MS else 'NOT met'}); {out['sysgate_over_python_I_S']:.2f}x python -I -S's "
+          f"own start (the host's speed swings; this ratio less)")
     print("  of which the floor:")
     for k, v in floor.items():
         print(f"    {k:32} {v:6.2f} ms")
