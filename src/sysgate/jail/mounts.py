@@ -50,7 +50,7 @@ import stat
 from .._startup import ctypes
 from ..kernel import mount as M
 from ..kernel import syscall as N
-from .options import DEFAULT_TMP_SIZE, JailConfigError, Options
+from .options import DEFAULT_TMP_SIZE, JailConfigError, Options, PerOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -189,10 +189,10 @@ def _canonical_source(src: str, what: str) -> str:
 
 
 # The last plan made for an Options with the host's root and no mounts of the user's (the default
-# sandbox), per Options object: (the Options, cwd, owner, masks, _hidden's answer, the plan). Such a
-# plan depends on nothing else of the host but the hidden trees, which _hidden checks on every call
-# (a stat per parent directory) and answers with the very same object while they are unchanged.
-_PLANS: dict[int, tuple] = {}
+# sandbox), per Options object: (cwd, owner, masks, _hidden's answer, the plan). Such a plan depends
+# on nothing else of the host but the hidden trees, which _hidden checks on every call (a stat per
+# parent directory) and answers with the very same object while they are unchanged.
+_PLANS = PerOptions()
 
 
 def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = None,
@@ -206,14 +206,11 @@ def plan(opts: Options, cwd: str | None = None, owner: tuple[int, int] | None = 
     if opts.rootfs or opts.binds or opts.tmpfs:  # sources to check on the host every time
         return _plan(opts, cwd, owner, masks)
     got = _hidden(opts, "/", owner)
-    hit = _PLANS.get(id(opts))
-    if hit is not None and hit[0] is opts and hit[1] == cwd and hit[2] == owner and hit[3] == masks \
-            and hit[4] is got:
-        return hit[5].copy()
+    hit = _PLANS.get(opts)
+    if hit is not None and hit[0] == cwd and hit[1] == owner and hit[2] == masks and hit[3] is got:
+        return hit[4].copy()
     p = _plan(opts, cwd, owner, masks, got)
-    if len(_PLANS) > 16:
-        _PLANS.clear()
-    _PLANS[id(opts)] = (opts, cwd, owner, masks, got, p)  # holds opts: its id is not reused meanwhile
+    _PLANS.put(opts, (cwd, owner, masks, got, p))
     return p.copy()
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["DEFAULT_TMP_SIZE", "JailConfigError", "Bind", "Tmpfs", "Options", "FIELDS", "Field", "Flag", "GROUPS",
-           "kwargs_from_flags", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
+           "kwargs_from_flags", "PerOptions", "NAMESPACES", "SAFE_ENV", "DEFAULT_PATH",
            "parse_size", "parse_rlimit", "parse_bind", "parse_tmpfs", "RLIMITS", "DEVNULL", "PIPE", "STDOUT"]
 
 #: Namespaces a sandbox unshares; ``share=`` names the ones to keep from the host.
@@ -510,6 +510,30 @@ FIELDS: tuple[Field, ...] = (
 )
 
 _FIELDS = {f.name: f for f in FIELDS}
+
+
+class PerOptions:
+    """What a warm caller's runs remember per :class:`Options` object (the mount plan, the
+    supervisor's filters): :meth:`get` is what :meth:`put` stored for that very object, or None.
+
+    Keyed by identity, not by value: hashing an Options reads every field, on every run. An entry
+    holds its Options, so no other object can take its id while it is remembered. At most
+    ``limit`` objects are (a caller making a new Options per run just starts over)."""
+
+    __slots__ = ("_by_id", "_limit")
+
+    def __init__(self, limit: int = 16) -> None:
+        self._by_id: dict[int, tuple[Options, Any]] = {}
+        self._limit = limit
+
+    def get(self, opts: Options) -> Any:
+        hit = self._by_id.get(id(opts))
+        return hit[1] if hit is not None and hit[0] is opts else None
+
+    def put(self, opts: Options, value: Any) -> None:
+        if len(self._by_id) > self._limit:
+            self._by_id.clear()
+        self._by_id[id(opts)] = (opts, value)
 
 
 def kwargs_from_flags(value_of: Any) -> dict[str, Any]:

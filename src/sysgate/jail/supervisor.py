@@ -43,7 +43,7 @@ import sys
 
 from .._startup import ctypes
 from ..kernel import syscall as N
-from .options import JailConfigError
+from .options import JailConfigError, PerOptions
 from .result import SandboxError
 
 TYPE_CHECKING = False
@@ -153,9 +153,9 @@ class _Workers:
 _workers = _Workers()
 _kwrite = N.libc_gil["write"]  # write(2) keeping the GIL (a function object of its own)
 _kwrite.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-# Per Options object: (the Options, the profile's program, NotifySetup._derive's attributes). A warm
-# caller's runs with the same options skip building the filters and parsing the allow lists again.
-_SETUPS: dict[int, tuple] = {}
+# Per Options object: (the profile's program, NotifySetup._derive's attributes). A warm caller's
+# runs with the same options skip building the filters and parsing the allow lists again.
+_SETUPS = PerOptions()
 
 
 class NotifySetup:
@@ -164,15 +164,13 @@ class NotifySetup:
     def __init__(self, opts: Any, program: Any) -> None:
         _socket_mod()  # looked up here, so the forked child imports nothing
 
-        hit = _SETUPS.get(id(opts))
-        if hit is not None and hit[0] is opts and hit[1] is program:
-            self.__dict__.update(hit[2])  # what follows from opts and program alone, as made below
+        hit = _SETUPS.get(opts)
+        if hit is not None and hit[0] is program:
+            self.__dict__.update(hit[1])  # what follows from opts and program alone, as made below
         else:
             self._derive(opts, program)
             if not opts.ask:  # --ask opens the terminal per run
-                if len(_SETUPS) > 16:
-                    _SETUPS.clear()
-                _SETUPS[id(opts)] = (opts, program, dict(self.__dict__))  # holds both: their ids stay theirs
+                _SETUPS.put(opts, (program, dict(self.__dict__)))  # holds program too: its id stays its own
         pr, ch = _socketpair()
         self.parent_end, self.child_end = pr, ch
         self.sup: Any = None
