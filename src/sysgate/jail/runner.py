@@ -942,47 +942,43 @@ class SignalForwarder:
 # vfork launcher
 
 _STACK_SIZE = 1 << 20
-_stacks: list[int] = []
 _stack_lock = _thread.allocate_lock()
 _dump_lock = _thread.allocate_lock()
 _dump_users = 0
 _dump_saved = 1
 
 
-def _get_stack() -> int:
-    with _stack_lock:
-        if _stacks:
-            return _stacks.pop()
-    base = P.alloc_stack(_STACK_SIZE, "the sandbox init")
-    P.mprotect(base, 4096, 0)  # guard page
-    return base
+class _StackPool:
+    """Stacks of one size, kept for the next sandbox: a map and an unmap less per start (an unmap
+    in memory other threads use costs the other CPUs a TLB flush). ``guard``: the lowest page is
+    made inaccessible; ``keep``: at most this many are kept (None: all)."""
+
+    def __init__(self, size: int, what: str, guard: bool, keep: int | None) -> None:
+        self.size, self.what, self.guard, self.keep = size, what, guard, keep
+        self.free: list[int] = []
+
+    def get(self) -> int:
+        with _stack_lock:
+            if self.free:
+                return self.free.pop()
+        base = P.alloc_stack(self.size, self.what)
+        if self.guard:
+            P.mprotect(base, 4096, 0)
+        return base
+
+    def put(self, base: int) -> None:
+        with _stack_lock:
+            if self.keep is None or len(self.free) < self.keep:
+                self.free.append(base)
+                return
+        _munmap(base, self.size)
 
 
-def _put_stack(base: int) -> None:
-    with _stack_lock:
-        _stacks.append(base)
-
-
-# Stacks of the vfork launcher's PID 1, kept for the next sandbox (a map and an unmap less per start;
-# an unmap in memory other threads use costs the other CPUs a TLB flush). One goes back only once
-# its PID 1 has been reaped (vfork_done) or was never started (launch_vfork).
-_pid1_stacks: list[int] = []
-_POOL_MAX = 8
-
-
-def _get_pid1_stack() -> int:
-    with _stack_lock:
-        if _pid1_stacks:
-            return _pid1_stacks.pop()
-    return P.alloc_stack(PID1_STACK, "the sandbox's PID 1")
-
-
-def _put_pid1_stack(base: int) -> None:
-    with _stack_lock:
-        if len(_pid1_stacks) < _POOL_MAX:
-            _pid1_stacks.append(base)
-            return
-    _munmap(base, PID1_STACK)
+# init's stacks, and a root caller's PID-1 helper's (the same size, see _helper_run).
+_init_stacks = _StackPool(_STACK_SIZE, "the sandbox init", guard=True, keep=None)
+# The vfork launcher's PID 1's. One goes back only once its PID 1 has been reaped (vfork_done) or
+# was never started (launch_vfork).
+_pid1_stacks = _StackPool(PID1_STACK, "the sandbox's PID 1", guard=False, keep=8)
 
 
 class VforkBusy(Exception):
@@ -1021,12 +1017,12 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
     ``ptid`` receives init's pid as soon as it exists (other threads may read it).
     """
     _dumpable_enter(P.host_root())
-    stack = _get_stack()
+    stack = _init_stacks.get()
     # Lent from our pools (init takes no lock: it may stop in the middle of any Python code of ours):
     # PID 1's stack, and a root caller's helper's (see _unprivileged_pid1), which is done with it
     # once init has returned.
-    helper = plan.helper_stack = _get_stack() if plan.pidns and plan.ns.userns_fd >= 0 else 0
-    plan.pid1_stack = _get_pid1_stack() if plan.pidns else 0
+    helper = plan.helper_stack = _init_stacks.get() if plan.pidns and plan.ns.userns_fd >= 0 else 0
+    plan.pid1_stack = _pid1_stacks.get() if plan.pidns else 0
     cb = P.CLONE_FN(lambda _arg: _init_entry(plan, R, False))
     flags = plan.ns.clone_flags | P.CLONE_VM | P.CLONE_VFORK | P.CLONE_PARENT_SETTID | signal.SIGCHLD
     old = _sigmask(signal.SIG_BLOCK, _ALL)
@@ -1043,12 +1039,12 @@ def launch_vfork(plan: Plan, R: dict, ptid: ctypes.c_int) -> int:
         if home >= 0:
             _netpool.leave(home)
         _sigmask(signal.SIG_SETMASK, old)
-        _put_stack(stack)
+        _init_stacks.put(stack)
         if helper:
-            _put_stack(helper)
+            _init_stacks.put(helper)
         plan.helper_stack = 0
         if plan.pid1_stack and R.get("pid1_stack") != plan.pid1_stack:
-            _put_pid1_stack(plan.pid1_stack)  # never used: no PID 1 was started
+            _pid1_stacks.put(plan.pid1_stack)  # never used: no PID 1 was started
         plan.pid1_stack = 0
         if pid < 0:  # else the memory stays non-dumpable till the supervisor is reaped (vfork_done)
             _dumpable_exit()
@@ -1062,7 +1058,7 @@ def vfork_done(R: dict) -> None:
     its PID 1 sharing our memory included, is gone): free PID 1's stack, let the memory be dumpable."""
     stack1 = R.pop("pid1_stack", None)
     if stack1 is not None:
-        _put_pid1_stack(stack1)  # a vfork-launched init's PID 1's: from the pool (launch_vfork)
+        _pid1_stacks.put(stack1)  # a vfork-launched init's PID 1's: from the pool (launch_vfork)
     _dumpable_exit()
 
 
