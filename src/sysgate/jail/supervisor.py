@@ -850,8 +850,9 @@ _SOCKET: Any = None
 
 
 def _socket_mod() -> Any:
-    """``sysgate._startup.socket``, looked up once: the lazy attribute runs Python code on every
-    access, three times per run (once in init, in the middle of the launch)."""
+    """``sysgate._startup.socket``, looked up once. A ``from .._startup import socket`` statement
+    costs ~1.3 us each time (resolving the relative name), three times per run, once of them in
+    init in the middle of the launch; _startup itself keeps the module after its first import."""
     global _SOCKET
     if _SOCKET is None:
         from .._startup import socket as _socket
