@@ -9,6 +9,7 @@ them while the command runs.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from .._startup import ctypes, signal
@@ -93,7 +94,7 @@ class _Prepared:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
         self.notify = None
         if opts.mediate or opts.allow_paths or opts.allow_connect or opts.allow_sockets or opts.log_denials or opts.ask:
-            _sup = _supervisor()
+            _sup = _sibling("supervisor")
             if (opts.log_denials or opts.ask) and _deferred(opts.profile):
                 raise JailConfigError(f"--log-denials/--ask: --profile {opts.profile} is installed by the "
                                       "interpreter after execve, where its denials cannot be rerouted")
@@ -118,7 +119,7 @@ class _Prepared:
             except OSError:
                 raise JailConfigError(f"--pass-fd {fd}: not an open file descriptor") from None
         landlock = None
-        _ll = _landlock()
+        _ll = _sibling("landlock")
         abi = _ll.abi_version()
         if opts.landlock_ro or opts.landlock_rw:
             if abi <= 0:
@@ -298,28 +299,16 @@ class _Prepared:
         return b"".join(chunks)
 
 
-_SUP: Any = None
-_LL: Any = None
-
-
-def _supervisor() -> Any:
-    """The supervisor module, imported on first use (a ``from . import`` per run runs importlib's
-    Python code every time)."""
-    global _SUP
-    if _SUP is None:
-        from . import supervisor
-
-        _SUP = supervisor
-    return _SUP
-
-
-def _landlock() -> Any:
-    global _LL
-    if _LL is None:
-        from . import landlock
-
-        _LL = landlock
-    return _LL
+def _sibling(name: str) -> Any:
+    """The module ``name`` of this package, imported on first use (not every sandbox needs it) and
+    then found in ``sys.modules``: a ``from . import`` statement per run runs importlib's Python
+    code (``_handle_fromlist``) every time."""
+    full = f"{__package__}.{name}"
+    mod = sys.modules.get(full)
+    if mod is None:
+        __import__(full)
+        mod = sys.modules[full]
+    return mod
 
 
 def _any_tty(stdio: list[int | None]) -> bool:
@@ -340,20 +329,10 @@ def _take_netns() -> int:
     _SANDBOXES += 1
     if _SANDBOXES < 2:  # a process that starts one sandbox (the CLI) never pays for the pool's thread
         return -1
-    global _NETPOOL
-    if _NETPOOL is None:
-        from . import netpool
-
-        _NETPOOL = netpool
-    return _NETPOOL.take()
-
-
-_NETPOOL: Any = None
+    return _sibling("netpool").take()
 
 
 def _refill_netns() -> None:
-    import sys
-
     pool = sys.modules.get(__package__ + ".netpool")
     if pool is not None:
         pool.refill()
