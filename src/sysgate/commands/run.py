@@ -98,9 +98,6 @@ class Args:
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
 
-    def __eq__(self, other: object) -> bool:
-        return vars(self) == vars(other)
-
     def __repr__(self) -> str:
         return f"Args({vars(self)!r})"
 
