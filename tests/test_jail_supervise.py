@@ -354,7 +354,7 @@ def test_the_listener_never_stays_inside():
 def test_a_root_supervisor_connects_with_the_targets_ids(tmp_path):
     """SO_PEERCRED at the daemon names the target's uid, never the supervisor's 0; and a socket
     the target's uid may not write stays refused."""
-    from sysgate.jail.supervisor import _connect_as
+    from sysgate.jail.mediation import _connect_as
 
     path = str(tmp_path / "d.sock")
     srv = socket.socket(socket.AF_UNIX)

@@ -111,8 +111,10 @@ def test_mini_ctypes_matches_ctypes() -> None:
 
 # Modules a script's first sandbox must not load: what a default run does not use, and public
 # modules whose import alone costs milliseconds (collections: ~2.5 ms where re has not loaded it;
-# importlib brings warnings; struct, signal, socket and enum stand in _startup or are not needed).
+# importlib brings warnings; struct, signal and enum stand in _startup or are not needed; socket and
+# _socket: the listener is passed through sysgate.kernel.fdpass).
 NOT_ON_THE_API_RUN_PATH = {"collections", "importlib", "warnings", "struct", "enum", "re", "typing", "threading",
+                           "socket", "_socket",
                            "subprocess", "select", "json", "sysgate.formats", "sysgate.profiles", "sysgate.policy",
                            "sysgate.compiler", "sysgate.jail.netpool", "sysgate.jail.cgroups"}
 

@@ -16,12 +16,13 @@ name here   private module        public module (what it costs)              API
                                   ``ctypes._endian``)
 ``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      5.0 (4.7) ms   0.0 (0.6) ms
 ``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        2.3 (2.7) ms   2.1 (3.1) ms
-``socket``  ``_socket``           ``socket`` (``enum``, ``selectors``)        6.2 (6.5) ms   1.9 (2.5) ms
 ==========  ====================  =========================================  =============  =============
 
-All four public: +11.8 (11.8) ms (API), +7.6 (7.4) ms (CLI). The run path needs
-the first three on every run, ``socket`` whenever connect mediation is on (the default), ``sha256``
-to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
+All public, when there was a fourth trick (``_socket`` for ``socket``): +11.8 (11.8) ms (API),
++7.6 (7.4) ms (CLI). That one is gone, with its 0.6-0.7 ms of loading ``_socket``: the jail passes
+the supervisor's listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither. The
+run path needs ``ctypes`` and ``signal`` on every run, ``sha256`` to check the precompiled
+built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
 
 Each trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
@@ -38,7 +39,7 @@ import sys
 
 TYPE_CHECKING = False  # importing typing costs milliseconds on every start
 
-__all__ = ["VALIDATED", "ctypes", "signal"]  # and, imported when first used, "sha256" and "socket"
+__all__ = ["VALIDATED", "ctypes", "signal"]  # and, imported when first used, "sha256"
 
 #: CPython versions whose private modules and interpreter internals the fast paths were tested on.
 VALIDATED: bool = (sys.implementation.name == "cpython" and (3, 10) <= sys.version_info[:2] <= (3, 13)
@@ -124,7 +125,6 @@ def _mini_ctypes() -> object:
 if TYPE_CHECKING:  # the type checker sees the public modules that these stand in for
     import ctypes
     import signal
-    import socket as socket  # re-exported, lazily at run time (module __getattr__ below)
     from hashlib import sha256 as sha256
 else:
     if _fast("signal"):
@@ -141,7 +141,7 @@ else:
 
 
 def __getattr__(name: str) -> object:
-    # sha256 and socket are imported when first asked for: not every run needs them
+    # sha256 is imported when first asked for: not every run needs it
     if name == "sha256":
         if not _fast("sha256"):
             from hashlib import sha256
@@ -151,11 +151,4 @@ def __getattr__(name: str) -> object:
             from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
         globals()["sha256"] = sha256
         return sha256
-    if name == "socket":
-        if _fast("socket"):
-            import _socket as socket
-        else:
-            import socket  # type: ignore[no-redef]
-        globals()["socket"] = socket
-        return socket
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

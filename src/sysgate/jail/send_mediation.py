@@ -184,7 +184,7 @@ class _Job:
 
 
 class SendMediation:
-    """The send handlers of a :class:`~sysgate.jail.supervisor.NotifySetup` (which judges addresses)."""
+    """The send handlers of a :class:`~sysgate.jail.mediation.Mediation` (which judges addresses)."""
 
     def __init__(self, setup: Any) -> None:
         self.setup = setup
@@ -533,7 +533,7 @@ def _tgid(pid: int) -> int:
 
 
 def _ids_of(pid: int) -> tuple[int, int, list[int]]:
-    from .supervisor import _ids
+    from .mediation import _ids
 
     return _ids(pid)
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import _thread
 import os
-import socket
+
+from ..kernel import fdpass as _fdpass
+from ..kernel import syscall as N
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Relay", "tty_indices", "send_fd"]
+__all__ = ["Relay", "tty_indices"]
 
 _TCGETS, _TIOCGWINSZ, _TIOCSWINSZ = 0x5401, 0x5413, 0x5414
 _TERMIOS_SIZE = 36  # the kernel's struct termios (TCGETS), the same on every Linux architecture we run on
@@ -60,15 +62,6 @@ def _foreground(fd: int) -> bool:
         return False
 
 
-def send_fd(sock_fd: int, fd: int) -> None:
-    """Pass ``fd`` over the unix socket ``sock_fd`` (used by the supervisor; imports nothing)."""
-    s = socket.socket(fileno=sock_fd)
-    try:
-        socket.send_fds(s, [b"M"], [fd])
-    finally:
-        s.detach()
-
-
 def _ioctl_get(fd: int, req: int, size: int) -> bytes | None:
     import fcntl
 
@@ -94,7 +87,9 @@ class Relay:
         self.termios = _ioctl_get(term, _TCGETS, _TERMIOS_SIZE)
         self.winsize = _ioctl_get(term, _TIOCGWINSZ, 8)
         self._term = term
-        self._sock, self.child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock, self._child = _fdpass.socketpair()  # the master comes back over it
+        # one message buffer per side: init sends on one while the relay thread waits on the other
+        self._out, self._in = _fdpass.FdMessage(b"M"), _fdpass.FdMessage()
         self._saved: Any = None
         self._stop = False
         self._done = _thread.allocate_lock()
@@ -108,7 +103,16 @@ class Relay:
 
     def plan(self) -> tuple:
         """What the supervisor needs (see runner.Plan.pty)."""
-        return (self.child_sock.fileno(), self.indices, self.termios, self.winsize, send_fd)
+        return (self._child, self.indices, self.termios, self.winsize, self._send_master)
+
+    def _close_sock(self) -> None:
+        fd, self._sock = self._sock, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _send_master(self, sock: int, fd: int) -> None:
+        """In init: pass the master ``fd`` to the relay (imports nothing, allocates nothing)."""
+        N.check(self._out.send(sock, fd), "hand the terminal to the relay")
 
     def start(self) -> None:
         if self.in_fd >= 0:
@@ -127,7 +131,9 @@ class Relay:
 
     def close_child_end(self) -> None:
         """Once the supervisor has its copy: EOF then means it is gone."""
-        self.child_sock.close()
+        fd, self._child = self._child, -1
+        if fd >= 0:
+            os.close(fd)
 
     def sync_size(self) -> None:
         """Copy the caller's window size to the sandbox's terminal if it changed."""
@@ -145,13 +151,10 @@ class Relay:
         import select
 
         try:
-            try:
-                _, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
-            except OSError:
-                fds = []
-            if not fds:
+            got = self._in.recv(self._sock)
+            if got < 0:  # an error, or init went away before it made the terminal
                 return
-            self._master = m = fds[0]
+            self._master = m = got
             poller = select.poll()
             poller.register(m, select.POLLIN)
             out_only = select.poll()  # while paused: the command's output only
@@ -183,7 +186,7 @@ class Relay:
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
-            self._sock.close()
+            self._close_sock()
             self._done.release()
 
     def _relay_events(self, m: int, events: list, poller: Any) -> None:
@@ -251,13 +254,10 @@ class Relay:
     def stop(self, grace: float = 2.0) -> None:
         """The sandbox is over: let the relay copy what is left, then restore the caller's terminal."""
         self._stop = True
-        try:
-            self.child_sock.close()
-        except OSError:
-            pass
+        self.close_child_end()
         if not self._started:  # set-up failed before the sandbox was launched
             self._restore()
-            self._sock.close()
+            self._close_sock()
             return
         if not self._done.acquire(timeout=grace):
             self._restore()  # the thread is stuck writing to the caller's terminal; it ends with the process
