@@ -162,6 +162,35 @@ def test_without_mediation_the_datagrams_arrive(planted):
     assert len(_received(planted[home])) == 3
 
 
+HANDOFF_ROUTE = MSG_STRUCTS + r"""
+import socket, struct, sys
+path, flags, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])  # fd inherited: the python profile refuses socket()
+name = ctypes.create_string_buffer(struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0")
+data = ctypes.create_string_buffer(b"handoff", 7)
+iov = IOVec(ctypes.addressof(data), 7)
+hdr = MsgHdr(ctypes.addressof(name), len(name.raw) - 1, ctypes.pointer(iov), 1, None, 0, 0)
+n = libc.sendmsg(fd, ctypes.byref(hdr), flags)  # the flags the listener filter lets through
+print(0 if n == 7 else ctypes.get_errno())
+"""
+
+
+@pytest.mark.parametrize("opts", [{}, {"profile": "none"}, {"profile": "python"}, {"log_denials": True}],
+                         ids=["default", "no-profile", "python-deferred", "log-denials"])
+def test_the_hand_off_route_is_sealed_for_the_command(planted, opts):
+    """sendmsg with exactly the hand-off's flags passes the listener filter unnotified: the seal
+    (a filter of its own, or in front of the profile) must refuse it to everything the command runs,
+    whatever the profile and wherever the seal sits."""
+    from sysgate.jail import supervisor as S
+
+    home = next(iter(planted))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        res = run([PY, "-c", HANDOFF_ROUTE, home, str(S._HANDOFF_FLAGS), str(sock.fileno())], capture_output=True,
+                  timeout=60, pass_fds=(sock.fileno(),), **opts)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().split() == [str(errno.EPERM)], res
+    assert _received(planted[home]) == []
+
+
 SAFE_USES = r"""
 import array, os, socket, threading
 # SCM_RIGHTS over a datagram pair and a stream pair (emulated sendmsg): the fd works on arrival

@@ -112,6 +112,8 @@ class _Prepared:
             # whatever runs before that (a planted module, say) cannot undo or avoid the filter.
             program = _filters.get(opts.profile, (*opts.allow, "execve", "execveat"), opts.deny, opts.seccomp_action,
                                    tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add))
+            if self.notify is not None:
+                self.notify.seal_in_profile = False  # the sealed program goes to the interpreter: seal now
         keep = _caps.parse_caps(opts.cap_add)
         for fd in opts.pass_fds:
             try:

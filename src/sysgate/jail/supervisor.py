@@ -207,6 +207,14 @@ class NotifySetup:
         self.flags = _listener_flags()
         self.seal = _seal_program()
         self.after_profile = self.log  # see handoff()
+        #: the seal runs in front of the profile, one filter fewer to install and to run on every
+        #: call (the profile is loaded right after the hand-off; not in log mode, where the
+        #: listener comes after the profile; the sandbox clears it if it loads another program)
+        self.seal_in_profile = False
+        if not self.after_profile and self.profile is not None:
+            sealed = _sealed(self.profile)
+            if sealed is not None:
+                self.profile, self.seal_in_profile = sealed, True
         #: whether init itself may install the listener filter and spawn the command (the fast path):
         #: only connect/socketcall are notified, which init never calls
         self.init_may_load = not self.log and not opts.allow_paths
@@ -268,8 +276,9 @@ class NotifySetup:
                      "install the supervisor's filter")
         # the one sendmsg the listener filter lets through (see _HANDOFF_FLAGS)
         N.check(self._out.send(self.child_end, fd, _HANDOFF_FLAGS), "hand the listener to the supervisor")
-        N.check(N.sysc("seccomp", N.c_long(1), N.c_long(0), ctypes.byref(self.seal.fprog)),
-                "seal the supervisor's hand-off")
+        if not self.seal_in_profile:
+            N.check(N.sysc("seccomp", N.c_long(1), N.c_long(0), ctypes.byref(self.seal.fprog)),
+                    "seal the supervisor's hand-off")
         os.close(fd)
         os.close(self.child_end)
 
@@ -532,6 +541,18 @@ def _seal_program() -> Any:
                (0x06, 0, 0, 0x7FFF0000)]
         _SEAL = FilterProgram(_encode(ins), False, "")
     return _SEAL
+
+
+def _sealed(program: Any) -> Any:
+    """``program`` with the seal's test in front: EPERM for the hand-off's sendmsg, otherwise on to
+    the program's first instruction (the seal's own ALLOW dropped: its jumps to it land there, and
+    the program's jumps are relative, so none moves). None if that would pass the kernel's limit."""
+    from .filters import FilterProgram
+
+    data = _seal_program().data[:-8] + program.data
+    if len(data) // 8 > 4096:  # BPF_MAXINSNS
+        return None
+    return FilterProgram(data, program.supervisor_safe, program.key + "+seal")
 
 
 def _listener_flags() -> int:
