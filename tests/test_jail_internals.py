@@ -146,7 +146,8 @@ def test_filter_cache_key_follows_the_compiler_source(monkeypatch) -> None:
         if parts[0] == "jail" and parts[-1] != "filters":
             continue  # the jail's own modules are not part of the compile
         rel = "/".join(parts)
-        assert {rel + ".py", rel + "/__init__.py", parts[0]} & covered, mod
+        dirs = {"/".join(parts[:i]) for i in range(1, len(parts) + 1)}  # a listed folder covers its modules
+        assert {rel + ".py", rel + "/__init__.py", *dirs} & covered, mod
 
 
 def test_supervisor_safety_verdicts() -> None:

@@ -85,14 +85,12 @@ class Arch:
         return "big" if self.big_endian else "little"
 
     def _load(self) -> None:
-        from .syscall_tables import SYSCALLS, TABLES
-
-        col = TABLES.index(self.table)
+        numbers = _table(self.table)
         base = self.nr_base
-        pairs = [(name, nr + base) for name, nrs in SYSCALLS.items() if (nr := nrs[col]) is not None]
-        self._by_name = dict(pairs)
+        by_name = {name: nr + base for name, nr in numbers.items()} if base else dict(numbers)
+        self._by_name = by_name
         # A number two names share is named by the first (in name order): build from the end so it wins.
-        self._by_nr = {nr: name for name, nr in reversed(pairs)}
+        self._by_nr = {nr: name for name, nr in reversed(by_name.items())}
 
     @property
     def syscalls(self) -> dict[str, int]:
@@ -227,6 +225,18 @@ def from_machine(machine: str) -> Arch:
     raise UnknownArch(f"cannot tell the seccomp architecture of machine {machine!r}")
 
 
+def _table(table: str) -> dict[str, int]:
+    """``NUMBERS`` of the generated module ``tables/<table>.py`` (name -> number without the ABI base).
+
+    One module per table, imported on first use: a process mostly needs one ABI's numbers
+    (``sysgate run``: the host's). ``__import__`` is what the statement ``from .tables.<table>
+    import NUMBERS`` calls; ``importlib.import_module`` would first import importlib (not loaded
+    at start-up under ``python -S``).
+    """
+    numbers: dict[str, int] = __import__("tables." + table, globals(), None, ("NUMBERS",), 1).NUMBERS
+    return numbers
+
+
 _ALL_NAMES: frozenset[str] | None = None
 
 
@@ -234,17 +244,24 @@ def all_syscall_names() -> frozenset[str]:
     """Every syscall name known on at least one architecture."""
     global _ALL_NAMES
     if _ALL_NAMES is None:
-        from .syscall_tables import SYSCALLS
+        from .tables import COVER  # the tables whose names are every table's (tools/gen_syscalls.py)
 
-        _ALL_NAMES = frozenset(SYSCALLS)
+        names: set[str] = set()
+        for t in COVER:
+            names.update(_table(t))
+        _ALL_NAMES = frozenset(names)
     return _ALL_NAMES
 
 
 def is_syscall_name(name: str) -> bool:
     """Whether ``name`` is a syscall on at least one architecture."""
-    from .syscall_tables import SYSCALLS
-
-    return name in SYSCALLS
+    if _ALL_NAMES is None:
+        # Mostly asked about a name one arch lacks and another loaded one has (a rule of a profile
+        # compiled for several arches): answered without importing every table.
+        for a in ARCHES:
+            if a._by_name is not None and name in a._by_name:
+                return True
+    return name in all_syscall_names()
 
 
 def unknown_syscall_message(name: str) -> str:

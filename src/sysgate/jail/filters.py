@@ -255,7 +255,7 @@ def _sha256(data: bytes) -> Any:
 # package; a directory stands for its *.py). Their (size, mtime) are part of the key, so a changed
 # compiler in a working tree never gets an old program back; tests check the list is complete.
 _CODE = ("policy.py", "immutable.py", "errors.py", "syscall_groups.py", "syscall_groups_data.py", "compiler",
-         "formats", "profiles", "arch/__init__.py", "arch/syscall_tables.py", "bpf/__init__.py", "bpf/insn.py",
+         "formats", "profiles", "arch/__init__.py", "arch/tables", "bpf/__init__.py", "bpf/insn.py",
          "bpf/decoder.py",
          "bpf/emulator.py", "jail/filters.py", "arch/multiplexed.py", "multiplexing.py", "capabilities.py",
          "_startup.py", "kernel/__init__.py", "kernel/syscall.py", "precompiled.py")
