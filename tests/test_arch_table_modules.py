@@ -5,7 +5,7 @@
 * every ``Arch``'s table module loads, and each table equals libseccomp's ``syscalls.csv`` in
   ../shared (or $SYSGATE_SHARED; skipped when absent), read here on its own;
 * ``tools/gen_syscalls.py`` run on that csv writes exactly the checked-in files;
-* ``COVER`` names every name of every table, so ``all_syscall_names`` built from it is complete;
+* ``names.NAMES`` is exactly the names of all tables, so ``all_syscall_names`` built from it is complete;
 * importing ``sysgate.kernel.syscall`` loads one table module only (the host's).
 """
 from __future__ import annotations
@@ -112,16 +112,18 @@ def test_generator_writes_the_checked_in_files(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     pkg = Path(T.__file__).parent
     names = sorted(p.name for p in pkg.glob("*.py"))
-    assert names == sorted(p.name for p in tmp_path.glob("*.py")) == sorted(["__init__.py", *(t + ".py" for t in T.TABLES)])
+    assert names == sorted(p.name for p in tmp_path.glob("*.py")) == sorted(
+        ["__init__.py", "names.py", *(t + ".py" for t in T.TABLES)])
     match, mismatch, errors = filecmp.cmpfiles(pkg, tmp_path, names, shallow=False)
     assert (mismatch, errors) == ([], []), "regenerate with tools/gen_syscalls.py"
 
 
-def test_cover_names_every_syscall() -> None:
+def test_the_index_names_every_syscall_and_nothing_else() -> None:
+    from sysgate.arch.tables.names import NAMES
+
     every = set().union(*(_numbers(t) for t in T.TABLES))
-    assert set().union(*(_numbers(t) for t in T.COVER)) == every
+    assert set(NAMES) == every and len(NAMES) == len(every) and list(NAMES) == sorted(NAMES)
     assert A.all_syscall_names() == every
-    assert len(T.COVER) < len(T.TABLES)  # else COVER saves nothing
 
 
 _FRESH = """
@@ -151,8 +153,9 @@ def test_kernel_syscall_loads_only_the_host_table() -> None:
     out = _fresh("sysgate.kernel.syscall")
     assert out[0] == "x86_64"
     assert out[1] == "True x86_64"
-    # clock_gettime64 (32-bit ABIs only), riscv_hwprobe (riscv64 only) and a name no ABI has: COVER's tables
-    assert out[2] == "True True False " + " ".join(sorted({"x86_64", *T.COVER}))
+    # clock_gettime64 (32-bit ABIs only), riscv_hwprobe (riscv64 only) and a name no ABI has: the index
+    # ("names") answers, no other table is loaded
+    assert out[2] == "True True False names x86_64"
 
 
 def test_arch_import_loads_no_table() -> None:

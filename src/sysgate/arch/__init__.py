@@ -244,12 +244,9 @@ def all_syscall_names() -> frozenset[str]:
     """Every syscall name known on at least one architecture."""
     global _ALL_NAMES
     if _ALL_NAMES is None:
-        from .tables import COVER  # the tables whose names are every table's (tools/gen_syscalls.py)
+        from .tables.names import NAMES  # the tables' index (tools/gen_syscalls.py)
 
-        names: set[str] = set()
-        for t in COVER:
-            names.update(_table(t))
-        _ALL_NAMES = frozenset(names)
+        _ALL_NAMES = frozenset(NAMES)
     return _ALL_NAMES
 
 

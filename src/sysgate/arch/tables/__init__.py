@@ -10,6 +10,3 @@ a name the ABI lacks is absent. sysgate.arch imports only the tables it is asked
 KERNEL_VERSION = 'v7.1.0-rc4 2026-05-19'
 
 TABLES: tuple[str, ...] = ('x86', 'x86_64', 'x32', 'arm', 'aarch64', 'loongarch64', 'm68k', 'mips', 'mips64', 'mips64n32', 'parisc', 'parisc64', 'ppc', 'ppc64', 'riscv64', 's390', 's390x', 'sh')
-
-# Tables that together name every syscall of TABLES, most names first.
-COVER: tuple[str, ...] = ('x86', 'ppc64', 'arm', 's390', 'x86_64', 'm68k', 'mips', 'riscv64')
