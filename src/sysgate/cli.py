@@ -344,24 +344,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.freeze()
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-                  line: Any = None) -> None:
-    """Warnings of the readers (an ignored field, a clamped errno) as one line each."""
-    print(f"sysgate: warning: {message}", file=sys.stderr)
-
-
 def _run(words: Sequence[str]) -> int:
+    from . import errors
     from .errors import ProfileWarning, UserError
 
     try:
         args = parse_args(words)
-        import warnings
+        strict = bool(getattr(args, "strict", False))
 
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            # --strict: a field the reader would ignore is a refusal (a UserError: bad input)
-            warnings.simplefilter("error" if getattr(args, "strict", False) else "always", ProfileWarning)
+        def show(w: ProfileWarning) -> None:
+            """The readers' warnings (an ignored field, a clamped errno) as one line each; with
+            --strict, a refusal (a UserError: bad input)."""
+            if strict:
+                raise w
+            print(f"sysgate: warning: {w}", file=sys.stderr)
+
+        outer, errors.warning_sink = errors.warning_sink, show
+        try:
             status = int(args.func(args) or 0)
+        finally:
+            errors.warning_sink = outer
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit as "Exception ignored"
         return status
     except KeyboardInterrupt:  # Ctrl-C: the user's wish, not an error to explain

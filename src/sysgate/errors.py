@@ -13,6 +13,10 @@ Python API that catch ``ValueError`` keep working; the CLI catches ``UserError``
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["UserError", "BadArgument", "ProfileWarning", "one_line",
            "EXIT_OK", "EXIT_DIFF_WEAKER", "EXIT_USAGE", "EXIT_DIFF_STRICTER", "EXIT_SOFTWARE", "EXIT_TIMEOUT",
            "EXIT_CANNOT_START", "EXIT_CANNOT_EXEC", "EXIT_NOT_FOUND", "EXIT_SIGNAL_BASE", "EXIT_INTERRUPTED",
@@ -59,10 +63,17 @@ class UserError(ValueError):
 
 class ProfileWarning(UserWarning, UserError):
     """Input a reader accepts but does not use as written (an unknown field it ignores, as the format's
-    own tool does; an errno the kernel clamps). Shown as one line; the ``error`` warnings filter
-    (``sysgate --strict``) turns it into a refusal, which, being a ValueError, is bad input like any other.
-    Defined here (re-exported by :mod:`sysgate.formats`) so the CLI sets its filter without importing
-    the formats."""
+    own tool does; an errno the kernel clamps). Issued through :mod:`warnings` (the ``error`` filter
+    turns it into a refusal, which, being a ValueError, is bad input like any other), or to
+    :data:`warning_sink` when one is set. Defined here (re-exported by :mod:`sysgate.formats`) so the
+    CLI handles it without importing the formats."""
+
+
+#: Where :func:`sysgate.formats.warn` hands a :class:`ProfileWarning` instead of :func:`warnings.warn`
+#: (None: the warnings module, what a library caller gets). The CLI sets it for the length of one
+#: command (one line each; raised with ``--strict``): it need not import ``warnings`` (about 0.25 ms
+#: of every ``sysgate run``) for warnings that only a profile compiled afresh can give.
+warning_sink: Callable[[ProfileWarning], None] | None = None
 
 
 class BadArgument(UserError):

@@ -93,10 +93,18 @@ def caret_lines(message: str, e: BaseException) -> str:
 
 
 def warn(message: str) -> None:
-    """Issue ``message`` (one line naming the file and field) as a :class:`ProfileWarning`."""
+    """Issue ``message`` (one line naming the file and field) as a :class:`ProfileWarning`: to
+    :data:`sysgate.errors.warning_sink` if set (the CLI), else through :func:`warnings.warn`."""
+    from .. import errors
+
+    w = ProfileWarning(message)
+    sink = errors.warning_sink
+    if sink is not None:
+        sink(w)
+        return
     import warnings
 
-    warnings.warn(ProfileWarning(message), stacklevel=3)
+    warnings.warn(w, stacklevel=3)
 
 
 class Exported(Record):
