@@ -3,26 +3,26 @@
 ``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs milliseconds
 to import is a large share of it. Each trick below is kept because it measurably matters; the
 budget is what it saves end to end, measured by bench/bench_startup.py --tricks (pip-installed in a
-clean venv, CPython 3.11.7, medians of 30 interleaved rounds, the mean of two runs, machine at load
-3.0): the extra wall time (CPU time in parentheses) when that one module is the public one, for a
-script's first sandbox (``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, +17.6 ms
-over ``python -I -S``) and for the command (``sysgate run -- /bin/true``, +26.5 ms; its argparse
-already imports ``enum`` through ``re``, so ``signal`` costs it little).
+clean venv, CPython 3.11.7, medians of 30 interleaved rounds, machine at load 1.8): the extra wall
+time (CPU time in parentheses) when that one module is the public one, for a script's first
+sandbox (``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, +16.9 ms over
+``python -I -S``) and for the command (``sysgate run -- /bin/true``, +15.6 ms).
 
 ==========  ====================  =========================================  =============  =============
 name here   private module        public module (what it costs)              API saves      CLI saves
 ==========  ====================  =========================================  =============  =============
-``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       1.1 (1.5) ms   0.3 (0.9) ms
+``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       1.3 (1.5) ms   0.6 (1.2) ms
                                   ``ctypes._endian``)
-``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      5.0 (4.7) ms   0.0 (0.6) ms
-``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        2.3 (2.7) ms   2.1 (3.1) ms
+``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      5.0 (4.9) ms   4.1 (4.4) ms
+``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        3.1 (3.0) ms   2.8 (3.1) ms
 ==========  ====================  =========================================  =============  =============
 
-All public, when there was a fourth trick (``_socket`` for ``socket``): +11.8 (11.8) ms (API),
-+7.6 (7.4) ms (CLI). That one is gone, with its 0.6-0.7 ms of loading ``_socket``: the jail passes
-the supervisor's listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither. The
-run path needs ``ctypes`` and ``signal`` on every run, ``sha256`` to check the precompiled
-built-in profiles. ``_thread`` is not among them: it is documented
+All three public: +9.3 (9.4) ms (API), +8.5 (8.8) ms (CLI). (``signal`` costs the command as much
+as a script now that a plain command line is read without argparse, whose ``re`` imported ``enum``
+anyway.) A fourth trick, ``_socket`` for ``socket``, is gone: the jail passes the supervisor's
+listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither, which also saved the
+0.6-0.7 ms of loading ``_socket`` itself. The run path needs ``ctypes`` and ``signal`` on every
+run, ``sha256`` to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
 
 Each trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
