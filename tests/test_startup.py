@@ -114,7 +114,7 @@ def test_mini_ctypes_matches_ctypes() -> None:
 # importlib brings warnings; struct, signal and enum stand in _startup or are not needed; socket and
 # _socket: the listener is passed through sysgate.kernel.fdpass).
 NOT_ON_THE_API_RUN_PATH = {"collections", "importlib", "warnings", "struct", "enum", "re", "typing", "threading",
-                           "socket", "_socket",
+                           "socket", "_socket", "resource", "sysgate.jail.mediation",
                            "subprocess", "select", "json", "sysgate.formats", "sysgate.profiles", "sysgate.policy",
                            "sysgate.compiler", "sysgate.jail.netpool", "sysgate.jail.cgroups"}
 

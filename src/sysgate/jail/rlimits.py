@@ -7,8 +7,9 @@ init shares the caller's address space and would trip over them); the others in 
 """
 from __future__ import annotations
 
-import resource
+import os
 
+from ..kernel import process as P
 from ..kernel import syscall as N
 from .options import RLIMITS
 
@@ -32,14 +33,14 @@ def split(limits: dict[str, tuple[int, int]]) -> tuple[list[Limit], list[Limit]]
 
 
 def _conv(v: int) -> int:
-    return resource.RLIM_INFINITY if v >= _INF else v
+    return P.RLIM_INFINITY if v >= _INF else v
 
 
 def apply(items: list[Limit]) -> None:
+    """Set each limit on the calling process (init's, or the command's before execve)."""
     for res, soft, hard, name in items:
-        try:
-            resource.setrlimit(res, (soft, hard))
-        except (OSError, ValueError) as e:
-            denied = isinstance(e, ValueError) or getattr(e, "errno", 0) == 1
-            why = "raising a hard limit needs root" if denied else str(e)
-            raise N.KernelError(getattr(e, "errno", 0) or 1, f"--rlimit {name}={soft}:{hard}: {why}") from None
+        if P.prlimit(res, soft, hard) < 0:
+            e = N.errno_of()
+            why = {1: "raising a hard limit needs root", 22: "the soft limit is above the hard limit"}.get(
+                e, os.strerror(e))
+            raise N.KernelError(e, f"--rlimit {name}={soft}:{hard}: {why}")

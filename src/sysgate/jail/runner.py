@@ -63,7 +63,6 @@ import _thread
 import gc
 import marshal
 import os
-import resource  # noqa: F401 - os.wait4 imports it; it must not be imported inside init
 import sys
 import time
 
@@ -774,15 +773,13 @@ def _supervise(plan: Plan, R: dict, cpid: int, hostproc: int, forked: bool) -> N
             R["seccomp_dead"] = host is not None and _seccomp_killed(hostproc, host)
         done = False
         while True:
-            try:
-                pid, status, ru = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
+            got = P.reap_any()  # wait4(-1, WNOHANG), without os.wait4's import of resource
+            if got is None or got[0] == 0:
                 break
-            if pid == 0:
-                break
-            ut += ru.ru_utime
-            st += ru.ru_stime
-            rss = max(rss, ru.ru_maxrss)
+            pid, status, u, s, maxrss = got
+            ut += u
+            st += s
+            rss = max(rss, maxrss)
             if pid == cpid:
                 R["status"] = status
                 done = True

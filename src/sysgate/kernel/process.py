@@ -1,6 +1,11 @@
 """Processes and namespaces: glibc's ``clone()`` (a child running a function on its own stack),
 ``clone`` flags, stacks (``mmap``), ``setns``/``unshare``, ``pidfd_open``, ``sethostname``,
-``ioctl``, and whether we are root of the initial user namespace.
+``ioctl``, ``wait4`` with the child's resource usage, ``prlimit``, and whether we are root of the
+initial user namespace.
+
+``wait4`` and ``prlimit`` are here rather than taken from :mod:`os` and :mod:`resource`: ``os.wait4``
+imports ``resource`` (a shared library in many builds, ~0.15 ms of ``sysgate run``'s start) for its
+``struct_rusage``, and the jail needs three numbers of it.
 
 Raw results (-1 with errno set, see :func:`.syscall.check`), resolved at import: the jail's init
 calls these between ``clone`` and ``execve``.
@@ -8,9 +13,10 @@ calls these between ``clone`` and ``execve``.
 from __future__ import annotations
 
 import os
+import sys
 
 from .._startup import ctypes
-from .syscall import libc
+from .syscall import libc, libc_gil
 
 __all__ = [
     "CLONE_FN",
@@ -23,6 +29,8 @@ __all__ = [
     "mprotect",
     "munmap",
     "pidfd_open",
+    "prlimit",
+    "reap_any",
     "sethostname",
     "setns",
     "socket",
@@ -82,6 +90,45 @@ sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 ioctl = libc["ioctl"]
 socket = libc["socket"]
 socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+
+
+_wait4 = libc_gil["wait4"]  # keeps the GIL: init calls it (never blocking: WNOHANG)
+_wait4.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+_L = ctypes.sizeof(ctypes.c_long)
+_RUSAGE = 18 * _L  # struct rusage: two struct timeval (two longs each), fourteen longs
+_WNOHANG = 1
+_ECHILD = 10
+
+
+def reap_any() -> tuple[int, int, float, float, int] | None:
+    """``wait4(-1, WNOHANG)``: (pid, status, user s, system s, max RSS KiB) of a child that ended,
+    pid 0 if none has yet, None if there is no child (ECHILD); raises OSError otherwise."""
+    status = (ctypes.c_char * 4)()
+    ru = (ctypes.c_char * _RUSAGE)()
+    pid = int(_wait4(-1, ctypes.addressof(status), _WNOHANG, ctypes.addressof(ru)))
+    if pid < 0:
+        e = ctypes.get_errno()
+        if e == _ECHILD:
+            return None
+        raise OSError(e, f"wait4: {os.strerror(e)}")
+    if pid == 0:
+        return 0, 0, 0.0, 0.0, 0
+    raw, order = ru.raw, sys.byteorder
+    v = [int.from_bytes(raw[i * _L:(i + 1) * _L], order, signed=True) for i in range(5)]
+    return (pid, int.from_bytes(status.raw, order, signed=True), v[0] + v[1] / 1e6, v[2] + v[3] / 1e6, v[4])
+
+
+_prlimit = libc_gil["prlimit"]  # prlimit64 underneath: 64-bit limits on every ABI
+_prlimit.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+#: the kernel's RLIM_INFINITY (as prlimit's 64-bit fields hold it)
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def prlimit(resource: int, soft: int, hard: int) -> int:
+    """Set this process's ``resource`` limit (``setrlimit``); 0, or -1 with errno set."""
+    new = (ctypes.c_char * 16)()
+    new.raw = soft.to_bytes(8, sys.byteorder) + hard.to_bytes(8, sys.byteorder)
+    return int(_prlimit(0, resource, ctypes.addressof(new), None))
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
