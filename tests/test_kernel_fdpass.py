@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import socket
 
 from sysgate.kernel import fdpass
@@ -42,6 +43,7 @@ def test_a_descriptor_crosses_to_another_process() -> None:
         os._exit(code)
     os.close(b)
     try:
+        assert select.select([a], [], [], 30)[0], "the child sent nothing"  # every wait bounded
         got = fdpass.FdMessage().recv(a)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0

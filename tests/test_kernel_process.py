@@ -10,35 +10,16 @@ import resource
 import signal
 import time
 
+import forkrun
 from sysgate.kernel import process as P
 from sysgate.kernel.syscall import errno_of
 
 
 def _in_child(fn) -> bytes:  # type: ignore[no-untyped-def]
-    """``fn()``'s bytes, computed in a forked child (its exit status 0 unless fn raised)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            os.write(w, fn())
-        except BaseException as e:  # noqa: BLE001 - reported through the pipe
-            os.write(w, repr(e).encode())
-            code = 1
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        c = os.read(r, 4096)
-        if not c:
-            break
-        chunks.append(c)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    out = b"".join(chunks)
-    assert os.waitstatus_to_exitcode(status) == 0, out
-    return out
+    """``fn()``'s bytes, computed in a forked child (forkrun: bounded, killed on timeout)."""
+    out = forkrun.run(fn, timeout=60)
+    assert out.exitcode == 0, out
+    return out.unwrap()
 
 
 def _reap_until(pid: int, limit: float = 10.0) -> tuple[int, int, float, float, int]:
