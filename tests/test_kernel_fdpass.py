@@ -7,6 +7,7 @@ import os
 import select
 import socket
 
+import forkrun
 from sysgate.kernel import fdpass
 from sysgate.kernel.syscall import errno_of
 
@@ -30,29 +31,29 @@ def test_socketpair_is_a_connected_close_on_exec_unix_stream_pair() -> None:
         os.close(b)
 
 
+def _send_a_file_of_its_own(sock: int) -> int:
+    """In the child: open a file only it has and send it, with the jail's hand-off flags."""
+    fd = os.open("/proc/self/stat", os.O_RDONLY)
+    return fdpass.FdMessage(b"L").send(sock, fd, 0x4062)
+
+
 def test_a_descriptor_crosses_to_another_process() -> None:
     a, b = fdpass.socketpair()
-    out = fdpass.FdMessage(b"L")
-    pid = os.fork()
-    if pid == 0:  # the child opens a file only it has and sends it, with the jail's hand-off flags
-        try:
-            fd = os.open("/proc/self/stat", os.O_RDONLY)
-            code = 0 if out.send(b, fd, 0x4062) == 1 else 1
-        except BaseException:
-            code = 2
-        os._exit(code)
-    os.close(b)
     try:
-        assert select.select([a], [], [], 30)[0], "the child sent nothing"  # every wait bounded
-        got = fdpass.FdMessage().recv(a)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        with forkrun.start(_send_a_file_of_its_own, b) as child:
+            os.close(b)
+            b = -1
+            assert select.select([a], [], [], 30)[0], "the child sent nothing"  # every wait bounded
+            got = fdpass.FdMessage().recv(a)
+            assert child.wait(30).unwrap() == 1  # one byte sent
         assert got >= 0 and _cloexec(got)  # MSG_CMSG_CLOEXEC: never leaks into a command we spawn
-        assert os.readlink(f"/proc/self/fd/{got}") == f"/proc/{pid}/stat"
+        assert os.readlink(f"/proc/self/fd/{got}") == f"/proc/{child.pid}/stat"
         os.close(got)
         assert fdpass.FdMessage().recv(a) == -3  # the sender is gone: end of file
     finally:
         os.close(a)
+        if b >= 0:
+            os.close(b)
 
 
 def test_the_same_message_object_sends_again_and_each_fd_is_its_own() -> None:

@@ -11,8 +11,9 @@ only the ABI it needs (``sysgate run`` needs the host's); the names an ABI lacks
 are absent from its dict. ``tables/__init__.py`` holds the source, the kernel
 version and ``TABLES`` (the table names); ``tables/names.py`` the index of every
 name any table has (``NAMES``, made here from the same dicts), so that telling a
-syscall of another ABI from a typo imports one module, not every table. Reviewable data: one syscall a line,
-so that a kernel bump is a diff of the lines that changed. Modules of tables
+syscall of another ABI from a typo imports one module, not every table.
+Reviewable data: one syscall a line, so that a kernel bump is a diff of the
+lines that changed. Modules of tables
 the CSV no longer has are removed. OUT_DIR (default: the package's) lets a test
 compare a fresh run with the checked-in files.
 """

@@ -27,7 +27,6 @@ SOCK_STREAM = 1
 SOCK_CLOEXEC = 0o2000000
 SOL_SOCKET = 1
 SCM_RIGHTS = 1
-MSG_CTRUNC = 0x8
 MSG_CMSG_CLOEXEC = 0x40000000
 
 _P = ctypes.sizeof(ctypes.c_void_p)  # a pointer, size_t and (padded) socklen_t/int slot of msghdr
