@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 import forkrun
-from jail_support import PY, ROOT, needs_userns, scratch_dir
+from jail_support import PY, ROOT, as_nobody, needs_root, needs_userns, scratch_dir
 from sysgate.jail import run
 from sysgate.kernel.seccomp import features
 
@@ -174,20 +174,28 @@ print(0 if n == 7 else ctypes.get_errno())
 """
 
 
-@pytest.mark.parametrize("opts", [{}, {"profile": "none"}, {"profile": "python"}, {"log_denials": True}],
-                         ids=["default", "no-profile", "python-deferred", "log-denials"])
-def test_the_hand_off_route_is_sealed_for_the_command(planted, opts):
-    """sendmsg with exactly the hand-off's flags passes the listener filter unnotified: the seal
-    (a filter of its own, or in front of the profile) must refuse it to everything the command runs,
-    whatever the profile and wherever the seal sits."""
+def _send_by_the_hand_off_route(home: str, sock_fd: int, opts: dict) -> tuple[int | None, bytes, bytes]:
     from sysgate.jail import supervisor as S
 
+    res = run([PY, "-c", HANDOFF_ROUTE, home, str(S._HANDOFF_FLAGS), str(sock_fd)], capture_output=True,
+              timeout=60, pass_fds=(sock_fd,), **opts)
+    return res.returncode, res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("who", ["caller", pytest.param("nobody", marks=needs_root)])
+@pytest.mark.parametrize("opts", [{}, {"profile": "none"}, {"profile": "python"}, {"log_denials": True}],
+                         ids=["default", "no-profile", "python-deferred", "log-denials"])
+def test_the_hand_off_route_is_sealed_for_the_command(planted, opts, who):
+    """sendmsg with exactly the hand-off's flags passes the listener filter unnotified: the seal
+    (a filter of its own, or in front of the profile) must refuse it to everything the command runs,
+    whatever the profile and wherever the seal sits, for a root caller and an unprivileged one."""
     home = next(iter(planted))
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        res = run([PY, "-c", HANDOFF_ROUTE, home, str(S._HANDOFF_FLAGS), str(sock.fileno())], capture_output=True,
-                  timeout=60, pass_fds=(sock.fileno(),), **opts)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.decode().split() == [str(errno.EPERM)], res
+        args = (home, sock.fileno(), dict(opts))
+        rc, out, err = (_send_by_the_hand_off_route(*args) if who == "caller"
+                        else as_nobody(_send_by_the_hand_off_route, *args, timeout=90))
+    assert rc == 0, err
+    assert out.decode().split() == [str(errno.EPERM)], (out, err)
     assert _received(planted[home]) == []
 
 
