@@ -402,6 +402,15 @@ def _results(py: str) -> dict:
     out["raise_sigsys"] = (r.status, r.signal, r.exit_code)
     r = run([py, "-c", "import os; os.getppid()"], deny=["getppid:kill-process"], timeout=20)
     out["seccomp_kill"] = (r.status, r.signal, r.exit_code)
+    # a limit's signal raised by the command itself, with no limit set, or one not reached
+    r = run(["sh", "-c", "kill -s XCPU $$"], timeout=20)
+    out["raise_xcpu"] = (r.status, r.signal)
+    r = run(["sh", "-c", "kill -s XFSZ $$"], timeout=20)
+    out["raise_xfsz"] = (r.status, r.signal)
+    r = run(["sh", "-c", "kill -s XCPU $$"], rlimits=["cpu=60"], timeout=20)
+    out["raise_xcpu_under_limit"] = (r.status, r.signal)
+    r = run(["sh", "-c", "kill -s KILL $$"], rlimits=["cpu=60"], timeout=20)
+    out["raise_kill_under_limit"] = (r.status, r.signal)
     return out
 
 
@@ -409,7 +418,10 @@ def _results(py: str) -> dict:
 def test_results_cannot_be_forged(who: str) -> None:
     got = as_caller(who, _results, py_for(who))
     assert got == {"ctrl_to_pid1": "exited", "ctrl_to_parent": "exited",
-                   "raise_sigsys": ("signaled", signal.SIGSYS, 159), "seccomp_kill": ("seccomp", signal.SIGSYS, 159)}
+                   "raise_sigsys": ("signaled", signal.SIGSYS, 159), "seccomp_kill": ("seccomp", signal.SIGSYS, 159),
+                   "raise_xcpu": ("signaled", signal.SIGXCPU), "raise_xfsz": ("signaled", signal.SIGXFSZ),
+                   "raise_xcpu_under_limit": ("signaled", signal.SIGXCPU),
+                   "raise_kill_under_limit": ("signaled", signal.SIGKILL)}
 
 
 def test_kill_still_ends_the_sandbox() -> None:
@@ -511,6 +523,41 @@ def test_concurrent_sandboxes_with_limits_all_finish() -> None:
 @needs_root
 def test_concurrent_sandboxes_from_processes() -> None:
     assert _stress_processes(MIXED) == [[], []]
+
+
+FIRST_USE = r"""
+import sys, threading
+import sysgate
+opts = eval(sys.argv[1])
+bad = []
+def one(k):
+    try:
+        r = sysgate.run(["/bin/sh", "-c", "echo %d" % k], capture_output=True, timeout=60, **opts[k % len(opts)])
+        if not r.ok or r.stdout != b"%d\n" % k:
+            bad.append((k, r.status, r.stderr[-200:]))
+    except Exception as e:
+        bad.append((k, repr(e)))
+ts = [threading.Thread(target=one, args=(k,)) for k in range(8)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(repr(bad))
+"""
+
+
+@pytest.mark.parametrize("variants", [[{}], MIXED], ids=["plain", "mixed"])
+def test_concurrent_first_sandboxes_of_a_fresh_process(variants: list) -> None:
+    """Eight threads start a new interpreter's first sandboxes at once: a module one thread was
+    still importing was handed to the others half made (AttributeError: partially initialized
+    module 'sysgate.jail.supervisor' has no attribute 'prepare'), and most runs failed."""
+    if not ROOT:
+        variants = [v for v in variants if v is not LIMITS]
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    for _ in range(3):
+        p = subprocess.run([sys.executable, "-c", FIRST_USE, repr(variants)], capture_output=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=src), cwd="/")
+        assert p.returncode == 0 and p.stdout.strip() == b"[]", (p.stdout[-2000:], p.stderr[-2000:])
 
 
 def test_stress_shape_unprivileged_without_limits() -> None:

@@ -206,6 +206,7 @@ def cmd_run(args: Any) -> int:
     import gc
 
     from .._startup import signal  # the jail's (the public module would add its enum classes)
+    from ..jail import runner
     from ..jail.result import SandboxError
     from ..jail.sandbox import run
 
@@ -219,6 +220,7 @@ def cmd_run(args: Any) -> int:
     # ^C reaches the sandbox (same process group) and ends the command; this process just reports
     # how it ended. Default handling rather than KeyboardInterrupt: never a traceback.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    runner.exit_after_run()  # one sandbox, then exit: no thread to reap its init
     try:
         res = run(cmd, options=opts, forward_signals=True)
     except SandboxError as e:

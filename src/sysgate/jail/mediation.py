@@ -196,10 +196,14 @@ class Mediation:
             path = path.split(b"\0", 1)[0]
             detail = os.fsdecode(path)
             try:
-                # with the target's fs ids: a root supervisor must not walk, for the target,
-                # directories the target may not search (nor tell it what is in them)
-                with _Creds(call.pid):
-                    opath = self._resolve(call, path, os.O_PATH)
+                # as the target: a root supervisor must not walk, for the target, directories
+                # the target may not search (nor tell it what is in them)
+                from ..kernel.creds import ActingAs, task_ids
+
+                full = self._absolute(call, path)  # the target's cwd: read with our credentials
+                call.root()
+                with ActingAs(task_ids(call.pid)):
+                    opath = self._resolve(call, full, os.O_PATH)
             except OSError as e:
                 return Fail(e.errno or E.ENOENT), b""
             st = os.fstat(opath)
@@ -261,9 +265,8 @@ class Mediation:
         call.check()
         return os.fsencode(base).rstrip(b"/") + b"/" + path
 
-    def _resolve(self, call: Any, path: bytes, flags: int, dirfd: int = N.AT_FDCWD, mode: int = 0) -> int:
-        """openat2 of ``path`` in the target's root (links followed inside it, no magic links)."""
-        full = self._absolute(call, path, dirfd)
+    def _resolve(self, call: Any, full: bytes, flags: int, mode: int = 0) -> int:
+        """openat2 of absolute ``full`` in the target's root (links followed inside it, no magic links)."""
         fd = _openat2(call.root(), full, flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
         call._fds.append(fd)
         return fd
@@ -300,6 +303,7 @@ class Mediation:
         return self._do_open(call, d - (1 << 32) if d >= 1 << 31 else d, call.args[1], flags, mode & 0o7777)
 
     def _do_open(self, call: Any, dirfd: int, addr: int, flags: int, mode: int) -> Any:
+        from ..kernel.creds import ActingAs, task_ids
         from ..notify import Fail, InjectFd
 
         try:
@@ -309,37 +313,103 @@ class Mediation:
         if not path:
             return Fail(E.ENOENT)
         write = (flags & 3) != os.O_RDONLY or bool(flags & (os.O_CREAT | os.O_TRUNC))
-        creds = _Creds(call.pid)
         try:
-            with creds:
+            ids = task_ids(call.pid)
+            own = _own_pids(call.pid)
+        except (OSError, ValueError):
+            return Fail(E.ESRCH)
+        try:
+            # The target's cwd, fds and root are read with our credentials (from outside its user
+            # namespace, only a capability there may); what it names is then resolved and opened
+            # as the target (its uid, gid and groups, none of our capabilities): every check is its
+            # own. Except its own /proc/PID, which is hidden from us acting as it (we are outside
+            # its user namespace): that is looked up with our credentials, and only what is on a
+            # procfs under the target's own pid passes.
+            path = _proc_self(self._absolute(call, path, dirfd), own)
+            call.root()
+            if _names_own_proc(path, own):
+                found = self._resolve(call, path, os.O_PATH | (flags & os.O_NOFOLLOW))
+                return self._open_found(call, found, flags, write, own, own_proc=True)
+            with ActingAs(ids):
                 try:
-                    found = self._resolve(call, path, os.O_PATH | (flags & os.O_NOFOLLOW), dirfd)
+                    found = self._resolve(call, path, os.O_PATH | (flags & os.O_NOFOLLOW))
                 except OSError as e:
                     if e.errno != E.ENOENT or not flags & os.O_CREAT:
                         return Fail(e.errno or E.EACCES)
                     found = -1
                 if found >= 0:
-                    if flags & os.O_CREAT and flags & os.O_EXCL:
-                        return Fail(E.EEXIST)
-                    canon = os.readlink(f"/proc/self/fd/{found}")
-                    if not self._path_allowed(canon, write):
-                        return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
-                    fd = os.open(f"/proc/self/fd/{found}", (flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW))
-                                 | os.O_CLOEXEC)
-                else:
-                    full = self._absolute(call, path, dirfd)
-                    parent, _, last = full.rstrip(b"/").rpartition(b"/")
-                    if last in (b"", b".", b".."):
-                        return Fail(E.EISDIR)
-                    pfd = self._resolve(call, parent or b"/", os.O_PATH | os.O_DIRECTORY)
-                    canon = os.path.join(os.readlink(f"/proc/self/fd/{pfd}"), os.fsdecode(last))
-                    if not self._path_allowed(canon, True):
-                        return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
-                    umask = creds.umask
-                    fd = os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode & ~umask, dir_fd=pfd)
+                    return self._open_found(call, found, flags, write, own)
+                parent, _, last = path.rstrip(b"/").rpartition(b"/")
+                if last in (b"", b".", b".."):
+                    return Fail(E.EISDIR)
+                pfd = self._resolve(call, parent or b"/", os.O_PATH | os.O_DIRECTORY)
+                canon = os.path.join(os.readlink(f"/proc/self/fd/{pfd}"), os.fsdecode(last))
+                if not self._path_allowed(canon, True):
+                    return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
+                fd = os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode & ~ids.umask, dir_fd=pfd)
+                return InjectFd(fd, cloexec=bool(flags & os.O_CLOEXEC))
         except OSError as e:
             return Fail(e.errno or E.EACCES)
+
+    def _open_found(self, call: Any, found: int, flags: int, write: bool, own: tuple[bytes, ...],
+                    own_proc: bool = False) -> Any:
+        """Judge and open O_PATH ``found`` (resolved as the target, or with ``own_proc`` with our
+        credentials, then only its own procfs entries pass)."""
+        from ..notify import Fail, InjectFd
+
+        if flags & os.O_CREAT and flags & os.O_EXCL:
+            return Fail(E.EEXIST)
+        canon = os.readlink(f"/proc/self/fd/{found}")
+        if not self._path_allowed(canon, write):
+            return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
+        top = self._proc_top(call, found, canon)
+        if (top not in own) if own_proc else (top is not None and (top.isdigit() or top == b"?") and top not in own):
+            # another process's procfs entry (the sandbox's PID 1 shares the caller's memory; a
+            # task that made itself undumpable; the host's under --share pid): the kernel would
+            # judge it by our credentials, and an unprivileged caller's thread owns the sandbox's
+            # user namespace, with every capability in it (see sysgate.kernel.creds)
+            return self._denied(call, _DENY, "--allow-path (another process's /proc entry)", canon) or Fail(_DENY)
+        fd = _reopen(found, flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW))
         return InjectFd(fd, cloexec=bool(flags & os.O_CLOEXEC))
+
+    def _proc_top(self, call: Any, found: int, canon: str) -> bytes | None:
+        """None if ``found`` is not on a procfs; else the name of the entry right under that procfs's
+        root on its way (a pid for ``/proc/PID/...``; b"" for the root itself). Found by walking up
+        to the root (inode 1), from ``found`` if it is a directory, else from its parent looked up
+        again; a procfs subtree whose root is not found (bound elsewhere) names b"?" (refused)."""
+        import stat
+
+        from ..kernel.mount import PROC_SUPER_MAGIC, fs_type
+
+        if fs_type(found) != PROC_SUPER_MAGIC:
+            return None
+        parts = [os.fsencode(x) for x in canon.strip("/").split("/") if x]
+        if stat.S_ISDIR(os.fstat(found).st_mode):
+            cur, depth = os.dup(found), 0
+        else:
+            cur = self._resolve(call, os.fsencode(os.path.dirname(canon)), os.O_PATH | os.O_DIRECTORY)
+            cur, depth = os.dup(cur), 1
+        dev = os.fstat(found).st_dev
+        try:
+            for _ in range(64):
+                st = os.fstat(cur)
+                if st.st_dev != dev:
+                    return b"?"
+                if st.st_ino == _PROC_ROOT_INO:
+                    break
+                up = _openat2(cur, b"..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
+                os.close(cur)
+                cur = up
+                depth += 1
+            else:
+                return b"?"
+        finally:
+            os.close(cur)
+        if depth == 0:
+            return b""
+        if depth > len(parts):
+            return b"?"
+        return parts[len(parts) - depth]
 
     def _path_allowed(self, canon: str, write: bool) -> bool:
         for p, rw in self.allow_paths:  # longest first: the most specific rule decides
@@ -348,38 +418,55 @@ class Mediation:
         return False
 
 
-class _Creds:
-    """Run the supervisor thread's file operations with the target's fs uid/gid (setfsuid is per
-    thread), so a root supervisor neither bypasses permissions nor creates root-owned files."""
+def _own_pids(pid: int) -> tuple[bytes, ...]:
+    """Task ``pid``'s thread-group id and thread id in its own (innermost) PID namespace, as bytes."""
+    tgid = tid = b""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"NStgid:"):
+                tgid = line.split()[-1]
+            elif line.startswith(b"NSpid:"):
+                tid = line.split()[-1]
+    if not tgid.isdigit() or not tid.isdigit():
+        raise ValueError(f"process {pid}: no pid in its status")
+    return tgid, tid
 
-    def __init__(self, pid: int) -> None:
-        self.uid = self.gid = -1
-        self.umask = 0o022
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Uid:"):
-                    self.uid = int(line.split()[4])
-                elif line.startswith(b"Gid:"):
-                    self.gid = int(line.split()[4])
-                elif line.startswith(b"Umask:"):
-                    self.umask = int(line.split()[1], 8)
 
-    def __enter__(self) -> None:
-        from ..kernel.syscall import nr, syscall
+def _proc_self(path: bytes, own: tuple[bytes, ...]) -> bytes:
+    """``/proc/self`` and ``/proc/thread-self`` spelled out: resolved by the supervisor they would
+    name the supervisor (absent from the sandbox's procfs). Other routes to them (``/dev/fd``, a
+    link) still resolve as the supervisor: ENOENT."""
+    for name, repl in ((b"/proc/self", b"/proc/" + own[0]),
+                       (b"/proc/thread-self", b"/proc/" + own[0] + b"/task/" + own[1])):
+        if path == name or path.startswith(name + b"/"):
+            return repl + path[len(name):]
+    return path
 
-        self.changed = self.uid >= 0 and (self.uid, self.gid) != (os.geteuid(), os.getegid())
-        if self.changed:  # setfsuid(-1) only reports the current value
-            self.old_gid = syscall(nr("setfsgid"), -1)
-            self.old_uid = syscall(nr("setfsuid"), -1)
-            syscall(nr("setfsgid"), self.gid)
-            syscall(nr("setfsuid"), self.uid)
 
-    def __exit__(self, *exc: object) -> None:
-        if self.changed:
-            from ..kernel.syscall import nr, syscall
+_PROC_ROOT_INO = 1
 
-            syscall(nr("setfsuid"), self.old_uid)
-            syscall(nr("setfsgid"), self.old_gid)
+
+def _names_own_proc(path: bytes, own: tuple[bytes, ...]) -> bool:
+    """Whether absolute ``path`` is spelled as the target's own ``/proc/PID`` (or under it)."""
+    parts = path.split(b"/")
+    return len(parts) >= 3 and parts[0] == b"" and parts[1] == b"proc" and parts[2] in own
+
+
+def _reopen(found: int, flags: int) -> int:
+    """Open what O_PATH ``found`` names with ``flags``. A FIFO or a device is opened non-blocking
+    (the supervisor must never wait for a writer that does not come: one thread serves the whole
+    sandbox), then made blocking again unless the target asked otherwise; a FIFO opened for
+    writing with no reader therefore fails with ENXIO instead of waiting."""
+    import stat
+
+    path = f"/proc/self/fd/{found}"
+    mode = os.fstat(found).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return os.open(path, flags | os.O_CLOEXEC)
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not flags & os.O_NONBLOCK:
+        os.set_blocking(fd, True)
+    return fd
 
 
 def _ids(pid: int) -> tuple[int, int, list[int]]:

@@ -1083,9 +1083,22 @@ _reaper_reset()
 os.register_at_fork(after_in_child=_reaper_reset)
 
 
+_leave_to_adopter = False
+
+
+def exit_after_run() -> None:
+    """This process exits once its sandbox has reported (the ``sysgate run`` command): an init
+    whose only remaining work is its own exit is left to whoever adopts it then (init(1) or a
+    subreaper) instead of starting a thread to reap it."""
+    global _leave_to_adopter
+    _leave_to_adopter = True
+
+
 def reap_later(pid: int) -> None:
     """Reap child ``pid`` (an init that has reported and is exiting) on a background thread."""
     global _reaper_ident
+    if _leave_to_adopter:
+        return
     with _reap_lock:
         _reap_pending.append(pid)
         if not _reaper_ident:

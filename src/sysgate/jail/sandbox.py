@@ -302,15 +302,13 @@ class _Prepared:
 
 
 def _sibling(name: str) -> Any:
-    """The module ``name`` of this package, imported on first use (not every sandbox needs it) and
-    then found in ``sys.modules``: a ``from . import`` statement per run runs importlib's Python
-    code (``_handle_fromlist``) every time."""
+    """The module ``name`` of this package, imported on first use (not every sandbox needs it).
+    ``__import__`` of the full name, not a ``from . import`` statement, which runs importlib's
+    Python code (``_handle_fromlist``) every time; not ``sys.modules`` alone either: while another
+    thread imports the module it is there half made, and ``__import__`` waits for it to be whole."""
     full = f"{__package__}.{name}"
-    mod = sys.modules.get(full)
-    if mod is None:
-        __import__(full)
-        mod = sys.modules[full]
-    return mod
+    __import__(full)
+    return sys.modules[full]
 
 
 def _any_tty(stdio: list[int | None]) -> bool:
@@ -335,9 +333,8 @@ def _take_netns() -> int:
 
 
 def _refill_netns() -> None:
-    pool = sys.modules.get(__package__ + ".netpool")
-    if pool is not None:
-        pool.refill()
+    if _SANDBOXES >= 2:  # the pool exists (or is being made by another thread: _sibling waits)
+        _sibling("netpool").refill()
 
 
 def _options(kw: dict[str, Any]) -> Options:
@@ -416,9 +413,7 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
                 res.status = _res.SECCOMP if (R.get("seccomp_dead") or audited) else _res.SIGNALED
             elif sig == signal.SIGKILL and res.oom_kills:
                 res.status = _res.OOM
-            elif sig in (signal.SIGXCPU, signal.SIGXFSZ):
-                res.status = _res.LIMIT
-            elif sig == signal.SIGKILL and "cpu" in opts.rlimits and res.cpu_time >= 0.9 * opts.rlimits["cpu"][1]:
+            elif _limit_hit(sig, opts.rlimits, res.cpu_time):
                 res.status = _res.LIMIT
             else:
                 res.status = _res.SIGNALED
@@ -431,6 +426,19 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
         return res
     finally:
         prep.release()
+
+
+def _limit_hit(sig: int, rlimits: dict, cpu_time: float) -> bool:
+    """Whether death by ``sig`` was a resource limit's, on facts the command cannot forge: the CPU
+    limits by the kernel's own accounting of the CPU time spent (SIGXCPU at the soft limit, SIGKILL
+    at the hard one; the kernel checks at tick granularity, hence the 5% slack); SIGXFSZ only where
+    a file size limit was set (the signal itself tells no more: a command can raise it)."""
+    if sig == signal.SIGXFSZ:
+        return "fsize" in rlimits
+    if "cpu" not in rlimits or sig not in (signal.SIGXCPU, signal.SIGKILL):
+        return False
+    soft, hard = rlimits["cpu"]
+    return cpu_time >= 0.95 * (soft if sig == signal.SIGXCPU else hard)
 
 
 def _attribute(res: RunResult, host_pid: int | None, t0: float) -> bool:

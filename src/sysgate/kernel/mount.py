@@ -1,5 +1,6 @@
 """Mounts: ``mount(2)``, ``umount2(2)`` and the new mount API (``fsopen``, ``fsconfig``, ``fsmount``,
-``move_mount``, ``open_tree``, ``mount_setattr``), and ``openat2(2)`` with its ``RESOLVE_*``.
+``move_mount``, ``open_tree``, ``mount_setattr``), ``openat2(2)`` with its ``RESOLVE_*``, and the
+file system type of an open file (``fstatfs``'s ``f_type``).
 
 Every function returns the raw result (-1 with errno set, for :func:`.syscall.check`) and keeps
 the GIL (the jail's init calls them; see :mod:`.syscall`). Integer arguments are Python ints.
@@ -7,6 +8,7 @@ the GIL (the jail's init calls them; see :mod:`.syscall`). Integer arguments are
 from __future__ import annotations
 
 import os
+import sys
 
 from .._startup import ctypes
 from .syscall import AT_FDCWD as AT_FDCWD  # re-exported: the jail writes M.AT_FDCWD beside M.openat2
@@ -17,6 +19,7 @@ __all__ = [
     "OpenHow",
     "fsconfig",
     "fsmount",
+    "fs_type",
     "fsopen",
     "mount",
     "mount_setattr",
@@ -37,6 +40,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
+PROC_SUPER_MAGIC = 0x9FA0
 
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
@@ -121,3 +125,22 @@ def fsconfig(fd: int, cmd: int, key: bytes | None, value: bytes | None, aux: int
 def fsmount(fd: int, flags: int, attrs: int) -> int:
     return int(_syscall(_NR["fsmount"], c_long(fd), c_long(flags), c_long(attrs)))
 
+
+
+_fstatfs = None
+
+
+def fs_type(fd: int) -> int:
+    """``f_type`` of the file system ``fd`` is on (``PROC_SUPER_MAGIC``, ...); raises ``OSError``."""
+    global _fstatfs
+    if _fstatfs is None:
+        f = libc_gil["fstatfs"]
+        f.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        _fstatfs = f
+    buf = ctypes.create_string_buffer(b"", 256)  # struct statfs: 120 bytes on 64-bit arches
+    if _fstatfs(fd, buf) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    # f_type comes first: a long, except on s390x (an unsigned int)
+    size = 4 if os.uname().machine == "s390x" else ctypes.sizeof(ctypes.c_long)
+    return int.from_bytes(buf.raw[:size], sys.byteorder) & 0xFFFFFFFF
