@@ -109,6 +109,32 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           env=dict(os.environ, PYTHONPATH=SRC))
 
 
+def _sh(script: str) -> subprocess.CompletedProcess:
+    """``script`` in sh, with ``$SG`` running ``python -m sysgate run``."""
+    env = dict(os.environ, PYTHONPATH=SRC, SG=f"{sys.executable} -m sysgate run")
+    return subprocess.run(["sh", "-c", script], capture_output=True, timeout=60, env=env)
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
+def test_closed_streams_json_on_set_up_failures_and_sigpipe() -> None:
+    """Found by trying the CLI: with stdout closed it ran the command, then failed with an
+    AttributeError (exit 70); with stderr closed its "not found" went into stdout; --json and
+    --status-fd said nothing of a set-up failure; `... -- yes | head -1` printed "killed by SIGPIPE"."""
+    p = _sh("$SG -- true >&-; echo rc=$?")
+    assert p.stdout == b"rc=0\n" and b"Traceback" not in p.stderr and b"internal error" not in p.stderr, p
+    p = _sh("$SG -- nonexistent-sysgate-cmd 2>&-; echo rc=$?")
+    assert p.stdout == b"rc=127\n", p
+    p = cli("--json", "--", "nonexistent-sysgate-cmd")
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert p.returncode == 127 and got["status"] == "setup-failed" and got["stage"] == "exec" and got["exit_code"] == 127
+    p = _sh("$SG --status-fd 3 --chdir /nonexistent-sysgate-dir -- true 3>&1 2>/dev/null; echo rc=$?")
+    first, last = p.stdout.splitlines()
+    assert json.loads(first)["exit_code"] == 125 and last == b"rc=125", p
+    p = _sh("$SG -- yes | head -1")
+    assert p.stdout == b"y\n" and p.stderr == b"", p
+
+
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")
 def test_readme_command_lines() -> None:

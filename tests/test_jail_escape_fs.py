@@ -130,6 +130,25 @@ def test_hidden_trees_are_private_bounded_tmpfs() -> None:
         assert entries == [] and 0 < size <= 512 << 20 and 0 < inodes <= 1 << 20, (path, size, inodes)
 
 
+def _capture_of_a_sparse_terabyte() -> tuple:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # the old code asked for 1 TiB
+    r = run([SYSTEM_PY, "-c", "import os; os.write(1, b'head'); os.ftruncate(1, 1 << 40); "
+                              "os.lseek(2, 1 << 40, 0); os.write(2, b'tail')"], capture_output=True, timeout=30)
+    return r.status, len(r.stdout), r.stdout[:4], len(r.stderr)
+
+
+def test_captured_output_is_what_was_written_not_a_claimed_size() -> None:
+    """A command's ftruncate (or a seek past the end) of its captured stdout made the caller read
+    a terabyte of holes (MemoryError, or the caller's memory exhausted): only what the file really
+    holds is read."""
+    import forkrun
+
+    status, n_out, head, n_err = forkrun.run(lambda _: _capture_of_a_sparse_terabyte(), None, timeout=60).unwrap()
+    assert status == "exited" and head == b"head" and n_out <= 1 << 16 and n_err <= 1 << 16, (status, n_out, n_err)
+
+
 # -- item 4: a root caller's sandbox is not host root ---------------------------------------------
 
 @needs_root

@@ -318,12 +318,33 @@ def parse_args(words: Sequence[str]) -> argparse.Namespace:
     return build_parser(words[0] if words[:1] and words[0] in COMMANDS else None).parse_args(words)
 
 
+class _Nowhere:
+    """A text stream that drops what it is given (for a standard stream the process was started without)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this program's) and return the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
     program = argv is None  # this process is sysgate, and exits next (not a caller in-process)
     if program:
         import gc
+
+        # Started with stdout or stderr closed (`>&-`), Python has None there, and print() to a
+        # None stderr writes to stdout: our own lines go nowhere instead. Nothing is opened on the
+        # closed descriptor: the command inherits it closed, as it was given.
+        if sys.stdout is None:
+            sys.stdout = _Nowhere()
+        if sys.stderr is None:
+            sys.stderr = _Nowhere()
 
         if words[:1] == ["compile"]:
             # A one-shot job whose objects (a DAG, records) hold no reference cycles: the

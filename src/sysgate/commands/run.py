@@ -225,17 +225,30 @@ def cmd_run(args: Any) -> int:
         res = run(cmd, options=opts, forward_signals=True)
     except SandboxError as e:
         print(f"sysgate: {e}", file=sys.stderr)
+        if args.json or args.status_fd is not None:  # the machine reader learns of it too
+            import json
+
+            _report(args, (json.dumps({"status": "setup-failed", "stage": e.stage, "error": str(e),
+                                       "exit_code": e.exit_code}) + "\n").encode())
         return e.exit_code
-    if not args.quiet and res.status != "exited":
+    # SIGPIPE: the reader went away (`sysgate run -- yes | head -1`); a shell says nothing either
+    if not args.quiet and res.status != "exited" and not (res.status == "signaled" and res.signal == signal.SIGPIPE):
         print(f"sysgate: {cmd[0]}: {res.describe()}", file=sys.stderr)
     if args.json or args.status_fd is not None:
-        line = (res.to_json() + "\n").encode()
-        if args.status_fd is not None:
-            try:
-                os.write(args.status_fd, line)
-            except OSError as e:
-                print(f"sysgate: --status-fd {args.status_fd}: {e.strerror}", file=sys.stderr)
-        if args.json:
-            sys.stdout.flush()
-            os.write(1, line)
+        _report(args, (res.to_json() + "\n").encode())
     return res.exit_code
+
+
+def _report(args: Any, line: bytes) -> None:
+    """The JSON line to --status-fd and, with --json, to stdout."""
+    if args.status_fd is not None:
+        try:
+            os.write(args.status_fd, line)
+        except OSError as e:
+            print(f"sysgate: --status-fd {args.status_fd}: {e.strerror}", file=sys.stderr)
+    if args.json:
+        sys.stdout.flush()
+        try:
+            os.write(1, line)
+        except OSError as e:
+            print(f"sysgate: --json: cannot write the result to stdout: {e.strerror}", file=sys.stderr)

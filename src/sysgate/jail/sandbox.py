@@ -289,7 +289,11 @@ class _Prepared:
         fd = self.capture[i]
         if fd is None:
             return None
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        # What the command wrote, not what it claims: ftruncate or a seek past the end makes a hole
+        # that costs it nothing and would cost us its size in memory (a terabyte in a millisecond).
+        # The bytes read never exceed those the file really holds.
+        size = min(st.st_size, st.st_blocks * 512)
         os.lseek(fd, 0, os.SEEK_SET)
         chunks = []
         while size > 0:
