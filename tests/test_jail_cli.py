@@ -137,6 +137,19 @@ def test_closed_streams_json_on_set_up_failures_and_sigpipe() -> None:
 
 @needs_userns
 @pytest.mark.usefixtures("no_leftovers")
+def test_strict_refuses_a_profile_however_often_it_ran_before(tmp_path) -> None:
+    """A profile read with a warning was cached, and --strict then found nothing to refuse."""
+    prof = tmp_path / "warned.json"
+    prof.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [], "sysgateTestUnknown": 3}')
+    for _ in range(2):
+        p = cli("--profile", str(prof), "--", "true")
+        assert p.returncode == 0 and b"sysgateTestUnknown: unknown field" in p.stderr, p
+    p = cli("--strict", "--profile", str(prof), "--", "true")
+    assert p.returncode == 2 and b"sysgateTestUnknown" in p.stderr, p
+
+
+@needs_userns
+@pytest.mark.usefixtures("no_leftovers")
 def test_readme_command_lines() -> None:
     p = cli("--", "sh", "-c", "echo hi; id")
     assert p.returncode == 0 and p.stdout.startswith(b"hi\nuid=%d" % os.geteuid()) and p.stderr == b""

@@ -74,6 +74,10 @@ class ProfileWarning(UserWarning, UserError):
 #: command (one line each; raised with ``--strict``): it need not import ``warnings`` (about 0.25 ms
 #: of every ``sysgate run``) for warnings that only a profile compiled afresh can give.
 warning_sink: Callable[[ProfileWarning], None] | None = None
+#: How many profile warnings were issued in this process (never decreases): a program whose
+#: compile issued any is not cached (see sysgate.jail.filters.get), so every use warns again and
+#: ``--strict`` refuses it every time.
+warnings_issued = 0
 
 
 class BadArgument(UserError):

@@ -98,6 +98,7 @@ def warn(message: str) -> None:
     from .. import errors
 
     w = ProfileWarning(message)
+    errors.warnings_issued += 1
     sink = errors.warning_sink
     if sink is not None:
         sink(w)

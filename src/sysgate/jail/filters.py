@@ -209,7 +209,14 @@ def get(profile: Any, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), a
         if prog is not None:
             _MEM[mem_key] = prog
             return prog
+    from .. import errors
+
+    issued = errors.warnings_issued
     prog = _compile(profile, allow, deny, action, caps, disk_key or "")
+    if errors.warnings_issued != issued:
+        # the profile was read with warnings: not cached, so that every run shows them (and
+        # --strict refuses the profile every time, not only while no cache entry exists)
+        return prog
     if disk_key is not None:
         _store_disk(prog)
     _MEM[mem_key] = prog
