@@ -296,7 +296,7 @@ def _disk_key(spec: str, allow: tuple, deny: tuple, action: str | None, caps: tu
     try:
         h.update(read_limited(_profile_path(spec)))
     except OSError:
-        h.update(b"missing:" + spec.encode())  # compile will report the error
+        h.update(b"missing:" + os.fsencode(spec))  # compile will report the error
     h.update(repr((sorted(allow), sorted(deny), action, sorted(caps))).encode())
     return h.hexdigest()
 

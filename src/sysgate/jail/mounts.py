@@ -448,8 +448,9 @@ class _Tree:
             return self.open(dst, what)
         home = max((m for m in self.mounted if _bunder(dst, m[0])), key=lambda m: len(m[0]))
         if not home[1]:
+            host = home[0].decode(errors="replace")
             raise N.KernelError(2, f"{what}: mount point does not exist and cannot be created (only inside a "
-                                   f"tmpfs of the sandbox's own, not on {home[0].decode()} from the host)")
+                                   f"tmpfs of the sandbox's own, not on {host} from the host)")
         base = home[0].strip(b"/")
         parts = rel[len(base):].strip(b"/").split(b"/")
         cur = self.open(home[0], what)
@@ -500,9 +501,9 @@ def apply(p: MountPlan) -> None:
     if p.slave_root:
         _mount(None, b"/", None, M.MS_REC | M.MS_SLAVE, None, "make / a slave mount")
     root_fd = _clone_fd(_open_source(p, p.root, "the root"), "clone the root tree (open_tree; needs Linux 5.2)")
-    user_fds = [_clone_fd(_open_source(p, m[1], "bind source"), "clone bind source " + m[1].decode())
+    user_fds = [_clone_fd(_open_source(p, m[1], "bind source"), "clone bind source " + m[1].decode(errors="replace"))
                 if m[0] == "bind" else -1 for m in p.user]
-    file_fds = [_clone_fd(_open_source(p, src, "bind"), "clone " + src.decode()) for src, _ in p.files]
+    file_fds = [_clone_fd(_open_source(p, src, "bind"), "clone " + src.decode(errors="replace")) for src, _ in p.files]
     proc_fd = -1 if p.fresh_proc else _clone_fd(_open_source(p, b"/proc", "/proc"), "clone /proc")
     _setattr(root_fd, p.attr_root, "make the root read-only (mount_setattr; needs Linux 5.12)")
     st = p.stage
@@ -515,9 +516,9 @@ def apply(p: MountPlan) -> None:
     devp = _fdpath(dev)
     for name in p.dev_nodes:  # the staging directory is never /dev, so host paths still resolve here
         if _kmknodat(dev, name, _NODE_MODE, 0) < 0:
-            _fail("make /dev/" + name.decode())
+            _fail("make /dev/" + name.decode(errors="replace"))
         if _kmount(b"/dev/" + name, devp + b"/" + name, None, M.MS_BIND, None) < 0:
-            _fail("bind /dev/" + name.decode())
+            _fail("bind /dev/" + name.decode(errors="replace"))
     if _kmkdirat(dev, b"pts", 0o755) < 0:
         _fail("make /dev/pts")
     if _kmkdirat(dev, b"shm", 0o755) < 0:
@@ -528,7 +529,7 @@ def apply(p: MountPlan) -> None:
            b"newinstance,ptmxmode=0666,mode=620", "mount devpts on /dev/pts")
     for target, link in _DEV_LINKS_B:
         if _ksymlinkat(target, dev, link) < 0:
-            _fail("link /dev/" + link.decode())
+            _fail("link /dev/" + link.decode(errors="replace"))
     _close(dev)
 
     pfd = tree.open(b"/proc", "open /proc")
@@ -547,32 +548,32 @@ def apply(p: MountPlan) -> None:
         path = proc + d
         if _kmount(path, path, None, M.MS_BIND | M.MS_REC, None) == 0:
             if _kmount(None, path, None, _COVER_RO, None) < 0:
-                _fail(f"make /proc{d.decode()} read-only")
+                _fail(f"make /proc{d.decode(errors='replace')} read-only")
         elif N.errno_of() != 2:  # absent in this kernel (ENOENT) is fine
-            _fail(f"cover /proc{d.decode()}")
+            _fail(f"cover /proc{d.decode(errors='replace')}")
     _close(int(proc.rsplit(b"/", 1)[1]))
 
     tree.tmpfs(b"/tmp", p.tmp_opts, "mount tmpfs on /tmp", create=False)
     for dst, opts in p.hidden:
-        tree.tmpfs(dst, opts, "hide " + dst.decode(), create=False)
+        tree.tmpfs(dst, opts, "hide " + dst.decode(errors="replace"), create=False)
 
     for m, fd in zip(p.user, user_fds):
         if m[0] == "bind":
-            what = "--bind " + m[2].decode()
+            what = "--bind " + m[2].decode(errors="replace")
             try:
-                _setattr(fd, p.attr_ro if m[3] else p.attr_rw, "set flags of bind " + m[2].decode())
+                _setattr(fd, p.attr_ro if m[3] else p.attr_rw, "set flags of bind " + m[2].decode(errors="replace"))
             except OSError:
                 _close(fd)
                 raise
             tree.bind(fd, m[2], m[4], what)
         else:
-            tree.tmpfs(m[1], m[2], "--tmpfs " + m[1].decode())
+            tree.tmpfs(m[1], m[2], "--tmpfs " + m[1].decode(errors="replace"))
     for (_, dst), fd in zip(p.files, file_fds):
-        _setattr(fd, p.attr_ro, "set flags of " + dst.decode())
-        tree.bind(fd, dst, False, "bind " + dst.decode())
+        _setattr(fd, p.attr_ro, "set flags of " + dst.decode(errors="replace"))
+        tree.bind(fd, dst, False, "bind " + dst.decode(errors="replace"))
     for dst in p.masks:
         try:
-            tree.tmpfs(dst, _MASK_OPTS, "mask " + dst.decode(), M.MS_RDONLY, create=False)
+            tree.tmpfs(dst, _MASK_OPTS, "mask " + dst.decode(errors="replace"), M.MS_RDONLY, create=False)
         except OSError as e:
             if e.errno != 2:  # not visible there after all (under a hidden tree or a --tmpfs)
                 raise

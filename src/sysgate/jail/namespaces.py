@@ -124,7 +124,7 @@ def plan(opts: Options, *, late_cgroupns: bool) -> NsPlan:
             flags |= bit
     userns = opts.ns("user")
     uid, gid = os.geteuid(), os.getegid()
-    hostname = opts.hostname.encode() if opts.hostname and opts.ns("uts") else None
+    hostname = os.fsencode(opts.hostname) if opts.hostname and opts.ns("uts") else None
     remap = host_ids(opts)
     if remap is None and opts.keep_host_root and P.host_root():
         os.write(2, b"sysgate: warning: --keep-host-root: the sandbox's root is host root (files it creates are "

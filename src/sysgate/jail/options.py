@@ -168,7 +168,7 @@ def parse_bind(text: str, readonly: bool) -> Bind:
 def parse_tmpfs(text: str) -> Tmpfs:
     """``DST`` or ``DST:SIZE``."""
     dst, colon, size = text.partition(":")
-    return Tmpfs(_abs(dst, "--tmpfs"), parse_size(size, f"--tmpfs {dst}") if colon else None)
+    return Tmpfs(_abs(dst, "--tmpfs"), _scratch_size(size, f"--tmpfs {dst}") if colon else None)
 
 
 # --------------------------------------------------------------------------- the option table
@@ -236,7 +236,7 @@ class Field:
 
 
 def _split(value: str) -> list[str]:
-    return [x.strip() for x in value.split(",") if x.strip()]
+    return [x.strip() for x in value.split(",")]  # an empty item is refused by the field's check
 
 
 def _switch(v: Any, what: str) -> bool:
@@ -254,7 +254,7 @@ def _optional(check: Any) -> Any:
 
 
 def _check_share(v: Any) -> frozenset[str]:
-    share = {v} if isinstance(v, str) else set(v)
+    share = set(_strs(v, "share"))
     bad = share - set(NAMESPACES)
     if bad:
         raise JailConfigError(f"--share: unknown namespace {sorted(bad)[0]!r} (known: {', '.join(NAMESPACES)})")
@@ -262,7 +262,7 @@ def _check_share(v: Any) -> frozenset[str]:
 
 
 def _check_hostname(v: Any) -> Any:
-    if v is not None and (not isinstance(v, str) or len(v.encode()) > 64 or not v):
+    if v is not None and (not isinstance(v, str) or len(os.fsencode(v)) > 64 or not v or "\0" in v):
         raise JailConfigError(f"--hostname: {v!r} must be 1-64 bytes")
     return v
 
@@ -277,8 +277,10 @@ def _check_id(what: str) -> Any:
 
 def _check_rlimits(v: Any) -> dict[str, tuple[int, int]]:
     rl: dict[str, tuple[int, int]] = {"core": (0, 0)}
-    items = v.items() if _is_mapping(v) else [parse_rlimit(t) for t in _seq(v)]
+    items = v.items() if _is_mapping(v) else [parse_rlimit(t) for t in _strs(v, "rlimit")]
     for k, val in items:
+        if not isinstance(k, str):
+            raise JailConfigError(f"--rlimit: {k!r} is not the name of a limit")
         if isinstance(val, str):
             k, val = parse_rlimit(f"{k}={val}")
         elif isinstance(val, int):
@@ -300,10 +302,29 @@ def _check_memory(v: Any) -> int:
     return size
 
 
+_PID_MAX_LIMIT = 4 << 20  # the kernel's most processes and threads (PID_MAX_LIMIT)
+
+
 def _check_pids(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 1 << 31:
-        raise JailConfigError(f"--pids: {v!r} must be a positive integer below 2^31")
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _PID_MAX_LIMIT:
+        raise JailConfigError(f"--pids: {v!r} must be a whole number from 1 to {_PID_MAX_LIMIT}")
     return v
+
+
+def _check_keep_env(v: Any) -> tuple[str, ...]:
+    names = _strs(v, "keep_env")
+    for n in names:
+        if "=" in n:
+            raise JailConfigError(f"--keep-env: {n!r} is not a variable name (to set one: --env NAME=VALUE)")
+    return names
+
+
+def _scratch_size(v: Any, what: str) -> int:
+    """A tmpfs size: 0 would mean unbounded to the kernel, so it is refused rather than taken."""
+    size = parse_size(v, what)
+    if size < 4096:
+        raise JailConfigError(f"{what}: {v!r} is below the smallest tmpfs, 4K")
+    return size
 
 
 def _check_cpus(v: Any) -> float:
@@ -328,10 +349,12 @@ def _check_fds(v: Any) -> tuple[int, ...]:
 
 
 def _check_env(v: Any) -> dict[str, str]:
-    env = dict(v) if _is_mapping(v) else dict(_kv(e) for e in _seq(v))
-    for k in env:
-        if not k or "=" in k or "\0" in k:
+    env = dict(v) if _is_mapping(v) else dict(_kv(e) for e in _strs(v, "env"))
+    for k, val in env.items():
+        if not isinstance(k, str) or not k or "=" in k or "\0" in k:
             raise JailConfigError(f"--env: bad variable name {k!r}")
+        if not isinstance(val, str) or "\0" in val:
+            raise JailConfigError(f"--env {k}: the value must be a string without NUL bytes, not {val!r}")
     return env
 
 
@@ -382,12 +405,53 @@ def _check_allow_sockets(v: Any) -> tuple[str, ...]:
     return socks
 
 
+def _a_path(v: Any, what: str) -> str:
+    """A path given as str, bytes or os.PathLike, as str (bytes undecodable as UTF-8 kept through
+    surrogate escapes, as os.fsdecode does)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes) or hasattr(v, "__fspath__"):
+        return os.fsdecode(v)
+    raise JailConfigError(f"{what}: {v!r} is not a path")
+
+
 def _path(what: str) -> Any:
-    return lambda v: _abs(os.fspath(v), what)
+    return lambda v: _abs(_a_path(v, what), what)
 
 
 def _paths(what: str) -> Any:
-    return lambda v: tuple(_abs(os.fspath(p), what) for p in _seq(v))
+    return lambda v: tuple(_abs(_a_path(p, what), what) for p in _seq(v, what))
+
+
+def _check_profile(v: Any) -> Any:
+    """A built-in name or a file (str, bytes, os.PathLike), a Policy, or None (no filter)."""
+    if v is None:
+        return None
+    if isinstance(v, (str, bytes)) or hasattr(v, "__fspath__"):
+        name = _a_path(v, "--profile")
+        if not name or "\0" in name:
+            raise JailConfigError(f"--profile: {v!r} is not a profile name or file")
+        return name
+    from ..policy import Policy
+
+    if isinstance(v, Policy):
+        return v
+    raise JailConfigError(f"--profile: {v!r} is not a profile name, a file or a Policy")
+
+
+def _check_action(v: Any) -> Any:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip() or "\0" in v:
+        raise JailConfigError(f"--seccomp-action: {v!r} is not an action (e.g. kill-process, errno:EPERM, log)")
+    from ..errors import UserError
+    from ..policy import Action  # only when the option is given: the compile needs it then anyway
+
+    try:
+        Action.parse(v)
+    except UserError as e:
+        raise JailConfigError(f"--seccomp-action: {e}") from None
+    return v
 
 
 def _strings(what: str) -> Any:
@@ -400,7 +464,7 @@ _SECCOMP, _SUPERVISION, _FS, _IDENTITY, _LIMITS, _PROCESS = GROUPS[:6]
 
 #: Every sandbox option, in the order ``sysgate run --help`` lists them.
 FIELDS: tuple[Field, ...] = (
-    Field("profile", "docker-default", None, _SECCOMP,
+    Field("profile", "docker-default", _check_profile, _SECCOMP,
           Flag("--profile", metavar="NAME|FILE",
                help="seccomp profile: a built-in name or a profile file (default: docker-default)"),
           Flag("--no-seccomp", "switch", "load no seccomp filter", const=None)),
@@ -410,7 +474,7 @@ FIELDS: tuple[Field, ...] = (
     Field("deny", (), _strings("deny"), _SECCOMP,
           Flag("--deny", "append", "make this syscall or @group fail with ERRNO (default EPERM) or take an action, "
                                    "e.g. ptrace:kill-process (repeatable, comma-separated)", metavar="NAME[:ERRNO]")),
-    Field("seccomp_action", None, None, _SECCOMP,
+    Field("seccomp_action", None, _check_action, _SECCOMP,
           Flag("--seccomp-action", help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)",
                metavar="ACTION")),
     Field("skip_unknown", False, _B["skip_unknown"], _SECCOMP,
@@ -437,15 +501,15 @@ FIELDS: tuple[Field, ...] = (
                "do not mediate connect() and addressed sends (host unix sockets reachable)", const=False)),
     Field("rootfs", None, _optional(_path("--rootfs")), _FS,
           Flag("--rootfs", help="root directory of the sandbox (default: the host's /, read-only)", metavar="DIR")),
-    Field("binds", (), lambda v: tuple(_bind(b) for b in _seq(v)), _FS,
+    Field("binds", (), lambda v: tuple(_bind(b) for b in _seq(v, "binds")), _FS,
           Flag("--bind", "append", "bind SRC read-write at DST", metavar="SRC[:DST]",
                items=lambda t: [parse_bind(t, readonly=False)]),
           Flag("--ro-bind", "append", "bind SRC read-only at DST", metavar="SRC[:DST]",
                items=lambda t: [parse_bind(t, readonly=True)])),
-    Field("tmpfs", (), lambda v: tuple(_tmpfs(t) for t in _seq(v)), _FS,
+    Field("tmpfs", (), lambda v: tuple(_tmpfs(t) for t in _seq(v, "tmpfs")), _FS,
           Flag("--tmpfs", "append", "mount a fresh tmpfs at DST, hiding what is there (SIZE with K/M/G)",
                metavar="DST[:SIZE]")),
-    Field("tmp_size", None, _optional(lambda v: parse_size(v, "tmp_size")), _FS,
+    Field("tmp_size", None, _optional(lambda v: _scratch_size(v, "--tmp-size")), _FS,
           Flag("--tmp-size", help="size of the private /tmp (a tmpfs)", metavar="SIZE")),
     Field("cwd", None, _optional(_path("--chdir")), _FS,
           Flag("--chdir", help="working directory inside; missing: a set-up failure (default: the current one if "
@@ -494,7 +558,7 @@ FIELDS: tuple[Field, ...] = (
                type=float)),
     Field("env", dict, _check_env, _PROCESS,
           Flag("--env", "append", "set a variable", metavar="NAME=VALUE")),
-    Field("keep_env", (), _strings("keep_env"), _PROCESS,
+    Field("keep_env", (), _check_keep_env, _PROCESS,
           Flag("--keep-env", "append", "keep this variable of yours", metavar="NAME")),
     Field("clear_env", True, _B["clear_env"], _PROCESS,
           Flag("--inherit-env", "switch", "keep your whole environment", const=False)),
@@ -663,7 +727,7 @@ class Options(Record):
             base = os.environ
             raw = getattr(os.environ, "_data", None)  # bytes -> bytes: scanning it skips decoding every entry
             if self.clear_env and isinstance(raw, dict):
-                keep_b = {k.encode() for k in (*SAFE_ENV, *self.keep_env)}
+                keep_b = {os.fsencode(k) for k in (*SAFE_ENV, *self.keep_env)}
                 base = {os.fsdecode(k): os.fsdecode(v) for k, v in raw.items() if k in keep_b or k.startswith(b"LC_")}
         if not self.clear_env:
             out = dict(base)
@@ -688,19 +752,33 @@ def _is_mapping(v: Any) -> bool:
     return isinstance(v, Mapping)
 
 
-def _seq(v: Any) -> Iterable[Any]:
+def _seq(v: Any, what: str = "option") -> Iterable[Any]:
+    """``v`` as a sequence of values: one value (a string, a Bind, a Tmpfs) or an iterable of them
+    (not a mapping, whose keys alone would be taken)."""
     if v is None:
         return ()
     if isinstance(v, (str, bytes, Bind, Tmpfs)):
         return (v,)
-    return v
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return v
+    if _is_mapping(v) or not hasattr(v, "__iter__"):
+        raise JailConfigError(f"{_flag(what)}: {v!r} is not a value or a list of values")
+    return tuple(v)
+
+
+def _flag(what: str) -> str:
+    return what if what.startswith("-") else "--" + what.replace("_", "-")
 
 
 def _strs(v: Any, what: str) -> tuple[str, ...]:
-    out = tuple(str(x) for x in _seq(v))
+    out = tuple(_seq(v, what))
     for x in out:
+        if not isinstance(x, str):
+            raise JailConfigError(f"{_flag(what)}: {x!r} is not a string")
         if not x:
-            raise JailConfigError(f"--{what.replace('_', '-')}: empty value")
+            raise JailConfigError(f"{_flag(what)}: empty value")
+        if "\0" in x:
+            raise JailConfigError(f"{_flag(what)}: {x!r} has a NUL byte")
     return out
 
 
@@ -709,14 +787,17 @@ def _bind(b: Any) -> Bind:
         return Bind(_abs(b.src, "--bind"), _abs(b.dst, "--bind"), b.readonly)
     if isinstance(b, str):
         return parse_bind(b, readonly=True)
-    if isinstance(b, tuple) and 2 <= len(b) <= 3:
-        return Bind(_abs(str(b[0]), "--bind"), _abs(str(b[1]), "--bind"), bool(b[2]) if len(b) == 3 else True)
+    if isinstance(b, (tuple, list)) and 2 <= len(b) <= 3:
+        if len(b) == 3 and not isinstance(b[2], bool):
+            raise JailConfigError(f"binds: {b!r}: readonly must be True or False")
+        return Bind(_abs(_a_path(b[0], "--bind"), "--bind"), _abs(_a_path(b[1], "--bind"), "--bind"),
+                    b[2] if len(b) == 3 else True)
     raise JailConfigError(f"binds: {b!r} is not a Bind, 'SRC[:DST]' or (src, dst[, readonly])")
 
 
 def _tmpfs(t: Any) -> Tmpfs:
     if isinstance(t, Tmpfs):
-        return Tmpfs(_abs(t.dst, "--tmpfs"), None if t.size is None else parse_size(t.size, "--tmpfs"))
+        return Tmpfs(_abs(t.dst, "--tmpfs"), None if t.size is None else _scratch_size(t.size, "--tmpfs"))
     if isinstance(t, str):
         return parse_tmpfs(t)
     raise JailConfigError(f"tmpfs: {t!r} is not a Tmpfs or 'DST[:SIZE]'")

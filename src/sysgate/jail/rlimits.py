@@ -41,6 +41,7 @@ def apply(items: list[Limit]) -> None:
     for res, soft, hard, name in items:
         if P.prlimit(res, soft, hard) < 0:
             e = N.errno_of()
-            why = {1: "raising a hard limit needs root", 22: "the soft limit is above the hard limit"}.get(
+            why = {1: "raising a hard limit needs privilege the sandbox does not have (and nofile cannot pass "
+                      "fs.nr_open)", 22: "the soft limit is above the hard limit"}.get(
                 e, os.strerror(e))
             raise N.KernelError(e, f"--rlimit {name}={soft}:{hard}: {why}")

@@ -205,14 +205,40 @@ class Plan:
         self.c_env, self._keep = _cstrings(envb)
 
 
-def _err(stage: str, e: BaseException) -> tuple[str, int, str]:
+class SetupBug(RuntimeError):
+    """An exception in the sandbox's set-up that is not an ``OSError`` (what the kernel refused):
+    a bug of ours, or a value that got past the option checks. Raised to the caller as what it is,
+    never as a :class:`SandboxError` (a set-up failure, exit 125): the CLI shows it as an internal
+    error, with where it happened in the sandbox's init."""
+
+    def __init__(self, stage: str, text: str, where: str) -> None:
+        super().__init__(f"sandbox set-up, stage {stage}: {text}\n(in the sandbox's init:)\n{where}")
+        self.stage, self.text, self.where = stage, text, where
+
+
+def _err(stage: str, e: BaseException) -> tuple[str, int, str, str]:
+    """(stage, errno, message, where): ``where`` is empty for what the kernel refused (an OSError),
+    else the frames of a bug (see :class:`SetupBug`)."""
+    if isinstance(e, SetupBug):
+        return e.stage, 0, e.text, e.where
     if isinstance(e, OSError):
         if isinstance(e, N.KernelError):
             msg = e.strerror
         else:
             msg = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-        return stage, e.errno or 0, str(msg)
-    return stage, 0, f"{type(e).__name__}: {e}"
+        return stage, e.errno or 0, str(msg), ""
+    return stage, 0, f"{type(e).__name__}: {e}", _where(e)
+
+
+def _where(e: BaseException) -> str:
+    """The frames of ``e``'s traceback, as ``traceback`` prints them (init imports nothing)."""
+    lines = []
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}')
+        tb = tb.tb_next
+    return "\n".join(lines) or "  (no frames)"
 
 
 def _which(cmd: str, path: str) -> str:
@@ -570,7 +596,7 @@ def _chdir(plan: Plan) -> None:
             raise N.KernelError(e.errno, f"--chdir {os.fsdecode(plan.cwd)}: {os.strerror(e.errno or 0)} "
                                          "inside the sandbox") from None
         note = (f"sysgate: note: the current directory {os.fsdecode(plan.cwd)} is not visible in the sandbox; "
-                "starting in /\n").encode()
+                "starting in /\n").encode(errors="surrogateescape")
         dest = plan.stdio[2]
         try:
             os.write(2 if dest is None else dest, note)
@@ -666,8 +692,10 @@ def _fork_command(plan: Plan, R: dict, exe: str, hi: list[int], pty: tuple | Non
     del keep
     if data:
         os.waitpid(pid, 0)
-        stage, err, msg = marshal.loads(data)
+        stage, err, msg, where = marshal.loads(data)
         R["stage"] = stage
+        if where:
+            raise SetupBug(stage, msg, where)
         raise N.KernelError(err, msg)
     return pid
 

@@ -89,7 +89,7 @@ class _Prepared:
                                   tuple("CAP_" + c.upper().removeprefix("CAP_") for c in opts.cap_add),
                                   opts.skip_unknown)
             for name in program.unknown_names:  # asked for: reported, one line each, never silent
-                os.write(2, f"sysgate: skipped unknown syscall: {name}\n".encode())
+                os.write(2, f"sysgate: skipped unknown syscall: {name}\n".encode(errors="surrogateescape"))
         elif opts.allow or opts.deny or opts.seccomp_action:
             raise JailConfigError("--allow/--deny/--seccomp-action need a seccomp profile")
         self.notify = None
@@ -238,7 +238,12 @@ class _Prepared:
                 self.to_close.append(child)
                 self.parent_ends[i] = os.fdopen(parent, "wb" if i == 0 else "rb", buffering=0)
                 out[i] = child
-            elif isinstance(spec, int) and spec >= 0:
+            elif isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
+                try:
+                    os.fstat(spec)
+                except OSError:
+                    raise JailConfigError(f"{('stdin', 'stdout', 'stderr')[i]}: {spec} is not an open file "
+                                          f"descriptor") from None
                 out[i] = spec
             elif hasattr(spec, "fileno"):
                 out[i] = spec.fileno()
@@ -385,7 +390,9 @@ def _finish(prep: _Prepared, R: dict, init_status: int | None, t0: float, t1: fl
             raise R["raise"]
         err = R.get("error")
         if err:
-            stage, errno, msg = err
+            stage, errno, msg, where = err
+            if where:
+                raise _runner.SetupBug(stage, msg, where)
             raise SandboxError(errno, f"{stage}: {msg}" if not msg.startswith(stage) else msg, stage)
         status = R.get("status")
         res = RunResult(argv=prep.argv, status=_res.EXITED, wall_time=t1 - t0, launcher=prep.launcher,
@@ -536,7 +543,7 @@ def _execute(prep: _Prepared, R: dict, ptid: ctypes.c_int, on_pid: Any = None) -
         R["timeout"] = True
     elif "error" not in R and not data:
         R["error"] = ("init", 0, "the sandbox's init died before reporting" +
-                      (f" (signal {os.WTERMSIG(st)})" if st is not None and os.WIFSIGNALED(st) else ""))
+                      (f" (signal {os.WTERMSIG(st)})" if st is not None and os.WIFSIGNALED(st) else ""), "")
     return st
 
 
@@ -564,6 +571,11 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise JailConfigError(f"input: expected bytes, got {type(input).__name__}"
                               + (" (encode it first)" if isinstance(input, str) else ""))
+    for name, v in (("capture_output", capture_output), ("forward_signals", forward_signals)):
+        if not isinstance(v, bool):
+            raise JailConfigError(f"{name}: {v!r} is not True or False")
+    if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
+        raise JailConfigError(f"input: {type(input).__name__} given, bytes expected")
     if capture_output:
         if stdout is not None or stderr is not None:
             raise JailConfigError("capture_output cannot be combined with stdout/stderr")

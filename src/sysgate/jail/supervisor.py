@@ -64,6 +64,11 @@ def parse_allow_path(text: str) -> tuple[str, bool]:
     path, mode = text, "ro"
     if text.endswith((":ro", ":rw")):
         path, mode = text[:-3], text[-2:]
+    else:
+        head, colon, tail = text.rpartition(":")
+        if colon and head and 1 <= len(tail) <= 3 and tail.isalpha():  # a mistyped mode ("/usr:rx")
+            raise JailConfigError(f"--allow-path {text!r}: unknown mode {tail!r} (ro or rw; for a path that "
+                                  f"ends so, add the mode: {text}:ro)")
     if not path.startswith("/") or "\0" in path:
         raise JailConfigError(f"--allow-path {text!r}: PATH must be absolute (PATH[:ro|rw])")
     return os.path.normpath(path) if path != "/" else "/", mode == "rw"
