@@ -84,3 +84,9 @@ def _bug_in_init(launcher: str) -> tuple:
 def test_a_bug_in_the_sandboxs_set_up_is_a_bug_not_a_set_up_failure(launcher: str) -> None:
     got = forkrun.run(lambda _: _bug_in_init(launcher), None, timeout=60).unwrap()
     assert got == ("bug", "cwd", "TypeError: a bug planted by the test", True), got
+
+
+def test_a_tmpfs_and_a_bind_at_one_place_are_refused() -> None:
+    """``--tmpfs /mnt --bind SRC:/mnt``: the tmpfs silently hid the bind, whatever the order."""
+    with pytest.raises(BadArgument, match="--tmpfs /mnt and a --bind to /mnt"):
+        run(["true"], binds=[("/usr", "/mnt", True)], tmpfs=["/mnt"], timeout=10)

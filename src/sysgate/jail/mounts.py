@@ -368,6 +368,12 @@ def _host_layout() -> tuple[str | None, list[bytes]]:
 def _user_mounts(opts: Options) -> list[tuple]:
     out: list[tuple] = [("bind", b.src, b.dst, b.readonly) for b in opts.binds]
     out += [("tmpfs", t.dst, t.size) for t in opts.tmpfs]
+    both = {b.dst for b in opts.binds} & {t.dst for t in opts.tmpfs}
+    if both:
+        # The options keep binds and tmpfs apart (the command line's order is not theirs to keep):
+        # one would silently hide the other, so say so instead.
+        d = sorted(both)[0]
+        raise JailConfigError(f"--tmpfs {d} and a --bind to {d}: one would hide the other; give one of them")
     # Shallower targets first, so that a bind inside a tmpfs lands on top of it; otherwise keep order.
     return sorted(out, key=lambda m: m[2 if m[0] == "bind" else 1].count("/"))
 
