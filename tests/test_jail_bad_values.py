@@ -90,3 +90,10 @@ def test_a_tmpfs_and_a_bind_at_one_place_are_refused() -> None:
     """``--tmpfs /mnt --bind SRC:/mnt``: the tmpfs silently hid the bind, whatever the order."""
     with pytest.raises(BadArgument, match="--tmpfs /mnt and a --bind to /mnt"):
         run(["true"], binds=[("/usr", "/mnt", True)], tmpfs=["/mnt"], timeout=10)
+
+
+def test_kept_capabilities_need_the_sandboxs_user_namespace() -> None:
+    """--share user --keep-host-root --cap-add SYS_ADMIN gave the command host CAP_SYS_ADMIN: it
+    unmounted the filter cache's mask, read the cache key and remounted / read-write."""
+    with pytest.raises(BadArgument, match="--cap-add: needs the sandbox's user namespace"):
+        run(["true"], share=["user"], keep_host_root=True, cap_add=["SYS_ADMIN"], timeout=10)

@@ -130,6 +130,24 @@ def test_hidden_trees_are_private_bounded_tmpfs() -> None:
         assert entries == [] and 0 < size <= 512 << 20 and 0 < inodes <= 1 << 20, (path, size, inodes)
 
 
+def test_a_bind_of_the_host_root_shows_none_of_what_the_sandbox_has_privately() -> None:
+    """``--tmpfs /mnt --ro-bind /:/mnt/host``: /run and /var/tmp were masked there, but the host's
+    /tmp, /dev/shm and procfs (every host process's command line) were visible."""
+    import tempfile
+
+    fd, marker = tempfile.mkstemp(prefix="sysgate-host-tmp-", dir="/tmp")
+    os.close(fd)
+    try:
+        r = run([SYSTEM_PY, "-c", "import os, json; print(json.dumps({p: sorted(os.listdir(p)) for p in "
+                 "('/mnt/host/tmp', '/mnt/host/dev/shm', '/mnt/host/proc', '/mnt/host/run')}))"],
+                tmpfs=["/mnt"], binds=[("/", "/mnt/host", True)], capture_output=True, timeout=60)
+        assert r.ok, r.stderr
+        assert json.loads(r.stdout) == {"/mnt/host/tmp": [], "/mnt/host/dev/shm": [], "/mnt/host/proc": [],
+                                        "/mnt/host/run": []}, r.stdout
+    finally:
+        os.unlink(marker)
+
+
 def _capture_of_a_sparse_terabyte() -> tuple:
     import resource
 

@@ -153,6 +153,100 @@ for target in (port, port + 1 if port < 65535 else port - 1):
     assert lines[:2] == ["True", str(errno.EACCES)], res.stdout
 
 
+ADDRESS_FORMS = r"""
+import ctypes, errno, json, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 0))
+rx.setblocking(False)
+port = rx.getsockname()[1]
+def raw_sendto(sock, addr):
+    if libc.sendto(sock.fileno(), b"x", 1, 0, addr, len(addr)) < 0:
+        return ctypes.get_errno()
+    return 0
+def sin(family, p):  # struct sockaddr_in with any family field
+    return struct.pack("=H", family) + struct.pack(">H", p) + socket.inet_aton("127.0.0.1") + bytes(8)
+res = {}
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+res["v4"] = raw_sendto(s4, sin(socket.AF_INET, port))
+res["unspec_on_v4"] = raw_sendto(s4, sin(0, port))
+res["v4_on_v6"] = raw_sendto(s6, sin(socket.AF_INET, port))
+try:
+    s6.sendto(b"x", ("::ffff:127.0.0.1", port)); res["v4mapped"] = 0
+except OSError as e:
+    res["v4mapped"] = e.errno
+c6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+try:
+    c6.connect(("::ffff:127.0.0.1", port)); c6.send(b"x"); res["v4mapped_connect"] = 0
+except OSError as e:
+    res["v4mapped_connect"] = e.errno
+res["allowed_v4"] = raw_sendto(s4, sin(socket.AF_INET, 53))
+try:
+    s6.sendto(b"x", ("::ffff:127.0.0.1", 53)); res["allowed_v4mapped"] = 0
+except OSError as e:
+    res["allowed_v4mapped"] = e.errno
+got = 0
+while True:
+    try:
+        rx.recv(16); got += 1
+    except BlockingIOError:
+        break
+res["received"] = got
+print(json.dumps(res))
+"""
+
+
+def test_allow_connect_judges_an_address_as_the_kernel_reads_it():
+    """--allow-connect 127.0.0.1:53 was bypassed with an AF_UNSPEC address on an IPv4 socket and an
+    IPv4 address on an IPv6 socket (only an address whose family field was the socket's was
+    judged); a v4-mapped IPv6 address is the IPv4 one. Nothing reaches the listener."""
+    import json
+
+    res = run([PY, "-I", "-S", "-c", ADDRESS_FORMS], capture_output=True, timeout=60, allow_connect=("127.0.0.1:53",))
+    assert res.ok, res.stderr
+    got = json.loads(res.stdout)
+    assert got == {"v4": errno.EACCES, "unspec_on_v4": errno.EACCES, "v4_on_v6": errno.EACCES,
+                   "v4mapped": errno.EACCES, "v4mapped_connect": errno.EACCES, "allowed_v4": 0,
+                   "allowed_v4mapped": 0, "received": 0}, got
+
+
+REDIRECT = r"""
+import os, socket, sys
+def connect(p):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(p); return 0
+    except OSError as e:
+        return e.errno
+out = [connect("/run/app/app.sock"), connect("/mnt/daemon.sock")]
+os.rename("/run/app", "/run/app.old")          # the bind of the allowed socket moves with it
+os.mkdir("/run/app")
+os.symlink("/mnt/daemon.sock", "/run/app/app.sock")
+out += [connect("/run/app/app.sock"), connect("/run/app.old/app.sock")]
+print(*out)
+"""
+
+
+def test_an_allowed_socket_name_cannot_be_redirected_by_the_sandbox():
+    """--allow-socket /run/app/app.sock: the command renamed /run/app away (its /run is its own)
+    and planted a link there to another socket it could see: the allowed name, looked up again,
+    led to it and the connect was allowed."""
+    tmp = scratch_dir(".sysgate-redirect-")
+    try:
+        app, daemon = os.path.join(tmp, "app.sock"), os.path.join(tmp, "daemon.sock")
+        socks = _listeners([app, daemon])
+        res = run([PY, "-I", "-S", "-c", REDIRECT], capture_output=True, timeout=60,
+                  binds=[(app, "/run/app/app.sock", True), (tmp, "/mnt", True)], allow_sockets=["/run/app/app.sock"])
+        for s_ in socks:
+            s_.close()
+        assert res.ok, res.stderr
+        # after the swap the allowed name leads nowhere (a link is on it): both routes are refused
+        assert res.stdout.split() == [b"0"] + [str(errno.EACCES).encode()] * 3, res.stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 SOCKETCALL_C = r"""
 #define _GNU_SOURCE
 #include <stdio.h>

@@ -29,6 +29,7 @@ _SYS_CONNECT = 3  # socketcall's call number for connect
 _SYS_SENDS = (11, 16, 20)  # socketcall's SYS_SENDTO, SYS_SENDMSG, SYS_SENDMMSG
 _DENY = E.EACCES  # what a refused connect/open gets (see docs/jail.md)
 _RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_IN_ROOT = 0x10
 
 
@@ -168,8 +169,13 @@ class Mediation:
             sock = call.take_fd(fd)
         except OSError as e:
             return Fail(E.EBADF if e.errno in (E.EBADF, E.ENOENT) else (e.errno or E.EPERM))
-        fam = int.from_bytes(raw[:2], sys.byteorder) if len(raw) >= 2 else -1
-        refused, target = self.judge_address(call, raw, fam, "connect mediation")
+        try:
+            from .send_mediation import _SO_DOMAIN, _sockopt_int
+
+            fam = _sockopt_int(sock, _SO_DOMAIN)  # the socket's, which says how the kernel reads the address
+        except Exception:  # noqa: BLE001 - _Refused: not a socket
+            return Fail(E.ENOTSOCK)
+        refused, target = self.judge_address(call, raw, fam, "connect mediation", connect=True)
         if refused is not None:
             return refused
         ret = _connect_as(call.pid, sock, target)
@@ -177,11 +183,13 @@ class Mediation:
             return Fail(-ret)
         return Return(0)
 
-    def judge_address(self, call: Any, raw: bytes, fam: int, by: str) -> tuple[Any, bytes]:
-        """Judge the address bytes ``raw`` (read once) for a socket of family ``fam``: (None, the
-        address to use in the supervisor) or (the refusal, b""). A pathname unix address is
-        resolved in the target's root with its fs ids and replaced by ``/proc/self/fd/N`` of the
-        judged inode's O_PATH fd (kept open in ``call``'s fds until the call is answered)."""
+    def judge_address(self, call: Any, raw: bytes, fam: int, by: str, connect: bool = False) -> tuple[Any, bytes]:
+        """Judge the address bytes ``raw`` (read once) for a socket of family ``fam`` (its domain,
+        not the address's own family field: the kernel reads an address by the socket's), given to
+        ``connect`` or to a send: (None, the address to use in the supervisor) or (the refusal,
+        b""). A pathname unix address is resolved in the target's root with its fs ids and
+        replaced by ``/proc/self/fd/N`` of the judged inode's O_PATH fd (kept open in ``call``'s fds
+        until the call is answered)."""
         from ..notify import Fail
 
         if fam == _AF_UNIX and len(raw) > 2 and int.from_bytes(raw[:2], sys.byteorder) == _AF_UNIX:
@@ -216,21 +224,34 @@ class Mediation:
                 if r is not None:
                     return r, b""
             return None, raw[:2] + f"/proc/self/fd/{opath}".encode() + b"\0"
-        if fam in (_AF_INET, _AF_INET6) and self.allow_connect and len(raw) >= 2 \
-                and int.from_bytes(raw[:2], sys.byteorder) == fam:
-            host, port = _inet(raw, fam)
-            if not self._inet_allowed(host, port):
-                r = self._denied(call, _DENY, by, f"{host}:{port}")
+        if fam in (_AF_INET, _AF_INET6) and self.allow_connect:
+            dest = _inet_destination(raw, fam, connect)
+            if dest is None:
+                return None, raw  # no destination in it (a disconnect; a send to the connected peer)
+            host, port = dest
+            if not host or not self._inet_allowed(host, port):
+                r = self._denied(call, _DENY, by, f"{host or 'an address the kernel refuses'}:{port}")
                 if r is not None:
                     return r, b""
         return None, raw
 
     def _socket_allowed(self, call: Any, st: os.stat_result) -> bool:
+        """Whether the socket ``st`` is one an ``--allow-socket`` names. Each allowed path is
+        resolved in the sandbox's root as the target, and with no symbolic link anywhere on it:
+        the sandbox can write where such a path often lies (its own ``/run``, a writable bind), and
+        a link planted there (or a directory renamed away and replaced) made the allowed name lead
+        to any socket it could see. A name with a link in it allows nothing: give the real path."""
+        from ..kernel.creds import ActingAs, task_ids
+
+        root = call.root()  # with our credentials: the target's root is not readable as it, from outside
         for p in self.allowed_socket_paths:
             if p.startswith("@"):
                 continue
             try:
-                fd = self._resolve(call, os.fsencode(p), os.O_PATH)
+                with ActingAs(task_ids(call.pid)):
+                    fd = _openat2(root, os.fsencode(p), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                                  _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_SYMLINKS)
+                call._fds.append(fd)
                 o = os.fstat(fd)
             except OSError:
                 continue
@@ -523,15 +544,34 @@ def _connect_as(pid: int, sock: int, addr: bytes) -> int:
     return out[0] if out else -E.EPERM
 
 
-def _inet(raw: bytes, fam: int) -> tuple[str, int]:
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _inet_destination(raw: bytes, domain: int, connect: bool) -> tuple[str, int] | None:
+    """Where the kernel sends for address bytes ``raw`` given to a socket of ``domain`` (AF_INET or
+    AF_INET6): (host, port), None for no destination, or ("", port) for an address the kernel
+    refuses (refused here too). As net/ipv4 and net/ipv6 read it: an IPv4 socket takes AF_UNSPEC
+    as AF_INET in a send (a disconnect in connect); an IPv6 socket takes an AF_INET address and
+    a v4-mapped one as IPv4, and AF_UNSPEC as no address. Not the address's own family alone: an
+    ``AF_UNSPEC`` or IPv4 address on the wrong kind of socket once bypassed ``--allow-connect``."""
     import socket
 
+    family = int.from_bytes(raw[:2], sys.byteorder) if len(raw) >= 2 else -1
     port = int.from_bytes(raw[2:4], "big") if len(raw) >= 4 else 0
-    if fam == _AF_INET and len(raw) >= 8:
+    if family == 0 and (connect or domain == _AF_INET6):
+        return None
+    if family in (0, _AF_INET) and (domain == _AF_INET or family == _AF_INET):
+        if len(raw) < 16:
+            return "", port
         return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
-    if fam == _AF_INET6 and len(raw) >= 24:
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
-    return "?", port
+    if family == _AF_INET6 and domain == _AF_INET6:
+        if len(raw) < 24:
+            return "", port
+        addr = raw[8:24]
+        if addr[:12] == _V4_MAPPED:
+            return socket.inet_ntop(socket.AF_INET, addr[12:]), port
+        return socket.inet_ntop(socket.AF_INET6, addr), port
+    return "", port
 
 
 _libc_connect: Any = None

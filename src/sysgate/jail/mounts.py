@@ -63,6 +63,9 @@ PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 #: Runtime and scratch trees hidden behind private empty tmpfs (when they are directories).
 HIDDEN = ("/run", "/var/run", "/var/tmp", "/var/lock", "/var/lib/docker", "/var/lib/containerd",
           "/var/lib/lxd", "/var/snap/lxd/common/lxd", "/var/lib/libvirt", "/var/spool/postfix")
+#: Host trees the sandbox has its own of: masked where a bind of an ancestor (``--ro-bind /:/host``)
+#: would show the host's (its scratch files, every host process in its procfs).
+_REPLACED = ("/tmp", "/dev/shm", "/proc")
 _DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 _STAGES = ("/tmp", "/mnt", "/run", "/proc")
@@ -251,8 +254,10 @@ def _plan(opts: Options, cwd: str | None, owner: tuple[int, int] | None, masks: 
         attr_ro=M.MountAttr(ro, 0, 0, 0),
         attr_rw=M.MountAttr(M.MOUNT_ATTR_NOSUID | M.MOUNT_ATTR_NODEV, 0, 0, 0),
         hidden=hidden, files=files,
-        # the cache wherever visible; a hidden tree also where a bind of an ancestor would show it again
-        masks=_masks(root, user, masks) + _masks(None, user, tuple(os.fsdecode(h[0]) for h in hidden), strict=True),
+        # the cache wherever visible; a hidden tree, and the host's own of what the sandbox has
+        # privately (/tmp, /dev/shm, /proc), also where a bind of an ancestor would show it again
+        masks=_masks(root, user, masks) + _masks(None, user, (*(os.fsdecode(h[0]) for h in hidden), *_REPLACED),
+                                                 strict=True),
         shm_opts=tmpfs_options(opts.tmp_size, b"mode=755"),
     )
 

@@ -515,7 +515,8 @@ FIELDS: tuple[Field, ...] = (
           Flag("--chdir", help="working directory inside; missing: a set-up failure (default: the current one if "
                                "visible inside, else / with a note)", metavar="DIR")),
     Field("landlock_ro", (), _paths("--ro"), _FS,
-          Flag("--ro", "append", "Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable",
+          Flag("--ro", "append", "Landlock: allow reading PATH; with any --ro/--rw nothing else is reachable (Landlock "
+                                 "cannot refuse chmod, chown, utimes, xattrs or flock: --ro-bind for that)",
                metavar="PATH")),
     Field("landlock_rw", (), _paths("--rw"), _FS,
           Flag("--rw", "append", "Landlock: allow full access to PATH", metavar="PATH")),
@@ -704,6 +705,11 @@ class Options(Record):
                                   "add --keep-host-root to accept that")
         if (self.host_uid is not None or self.host_gid is not None) and "user" in self.share:
             raise JailConfigError("--host-uid/--host-gid: need the sandbox's user namespace (not --share user)")
+        if self.cap_add and "user" in self.share:
+            # without a user namespace of its own a kept capability is the host's: CAP_SYS_ADMIN
+            # there unmounts the sandbox's masks and remounts / read-write
+            raise JailConfigError("--cap-add: needs the sandbox's user namespace (with --share user the command "
+                                  "would keep host capabilities)")
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> Options:
