@@ -343,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # closed descriptor: the command inherits it closed, as it was given.
         if sys.stdout is None:
             sys.stdout = _Nowhere()
+        elif words[:1] != ["run"]:  # (run prints nothing there but --json, through os.write)
+            from .outfile import CheckedStdout
+
+            sys.stdout = CheckedStdout(sys.stdout)
         if sys.stderr is None:
             sys.stderr = _Nowhere()
 

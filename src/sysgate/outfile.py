@@ -9,8 +9,9 @@ temporary file in the same directory, is flushed to disk, and is renamed over FI
 * an existing FILE keeps its permission bits; a new one gets 0666 less the umask, as ``>`` would.
 
 Streams are written in place, since they cannot be renamed over: an existing FIFO, device or
-socket, and any path under /dev/ or /proc/ (``-o /dev/stdout`` is the system's symlink, not a
-planted one; replacing it would break the system).
+socket, and under /dev/ or /proc/ what leads to one or to a descriptor (``-o /dev/stdout`` is the
+system's symlink, not a planted one; replacing it would break the system). A regular file there
+(``/dev/shm`` is writable by everyone) is written like any other: a link planted there is replaced.
 
 Python ignores SIGXFSZ, so exceeding ``ulimit -f`` is the write error EFBIG rather than death
 by signal mid-write. Errors are one :class:`OutputError` line naming the file.
@@ -20,9 +21,13 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 from .errors import UserError, one_line
 
-__all__ = ["OutputError", "write_output", "write_atomic"]
+__all__ = ["CheckedStdout", "OutputError", "write_output", "write_atomic"]
 
 
 class OutputError(UserError):  # a ValueError
@@ -48,8 +53,7 @@ def write_atomic(path: str, data: bytes) -> None:
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{_name(path)}: cannot write: is a directory")
-    if os.path.abspath(path).startswith(("/dev/", "/proc/")) or (
-            st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode)):
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode) or _system_stream(path):
         _write_stream(path, data)
         return
     fd, tmp = _temp_file(directory, os.path.basename(path), path)
@@ -76,6 +80,31 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+
+
+def _system_stream(path: str) -> bool:
+    """A path under /dev/ or /proc/ that is a stream of the system's: a device, FIFO or socket, or
+    a link to a descriptor (``/dev/stdout`` -> ``/proc/self/fd/1``, which may be a regular file).
+    Not any file there: /dev/shm is writable by everyone, and a link planted in it must be
+    replaced, like one anywhere else, never written through."""
+    import stat
+
+    if not os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return False
+    p = os.path.abspath(path)
+    for _ in range(16):
+        parts = p.split("/")
+        if len(parts) >= 5 and parts[1] == "proc" and parts[3] == "fd":
+            return True  # /proc/self/fd/N, /proc/PID/fd/N
+        try:
+            target = os.readlink(p)
+        except OSError:
+            break
+        p = os.path.normpath(os.path.join(os.path.dirname(p), target))
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # a new file (in /dev/shm, say): made like any other
 
 
 def _temp_file(directory: str, base: str, path: str) -> tuple[int, str]:
@@ -119,3 +148,35 @@ def write_output(out: str | None, data: bytes | str) -> None:
             raise OutputError(f"<stdout>: cannot write: {e.strerror}") from None
         return
     write_atomic(out, data)
+
+
+class CheckedStdout:
+    """Standard output whose write errors (a full disk, ``> /dev/full``, EIO) are one line of ours,
+    exit 2, like ``-o FILE``'s, whichever command printed: not a traceback. A closed pipe stays
+    BrokenPipeError (handled as such)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._s = stream
+
+    def write(self, text: Any) -> int:
+        try:
+            return int(self._s.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"<stdout>: cannot write: {e.strerror}") from None
+
+    def flush(self) -> None:
+        try:
+            self._s.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"<stdout>: cannot write: {e.strerror}") from None
+
+    @property
+    def buffer(self) -> Any:  # the binary stream under it, checked alike
+        return CheckedStdout(self._s.buffer)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, ...
+        return getattr(self._s, name)

@@ -528,6 +528,8 @@ def _resolve_targets(stmts: list[_Stmt]) -> None:
                 raise AsmError(line, f"backward jump to {name!r} (BPF jumps only forward)")
             return j
         if name.isdigit():
+            if len(name) > 10:  # past any program (and int() refuses 4,300 digits)
+                raise AsmError(line, f"goto {name[:20]}...: jumps past the end of the program")
             if len(name) > 1 and name[0] == "0":
                 raise AsmError(line, f"goto {name}: no instruction is labelled {name} in this listing")
             j = idx + 1 + int(name)

@@ -46,7 +46,8 @@ class Target:
 
 
 def _is_pid(spec: str) -> bool:
-    return spec.isdigit() and not os.path.exists(spec)
+    # (no pid has more than 7 digits: a longer number is a file name, reported missing if it is)
+    return spec.isdigit() and len(spec) <= 10 and not os.path.exists(spec)
 
 
 def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | None = None) -> Target:

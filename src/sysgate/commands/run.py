@@ -167,6 +167,23 @@ def _abbreviates(word: str, table: dict[str, Flag]) -> bool:
     return len(word) > 1 and any(n == word[:2] or n.startswith(word) for n in names)
 
 
+def check_run_words(words: list[str]) -> Options:
+    """``sysgate run`` option words (``record --in-jail``'s) checked as ``sysgate run`` checks them:
+    the Options they make, or :class:`~sysgate.errors.BadArgument` naming the bad one."""
+    import argparse
+
+    from ..errors import BadArgument
+
+    class Refusing(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:
+            raise BadArgument(f"--in-jail: {message}")
+
+    sub = Refusing(prog="sysgate", add_help=False).add_subparsers(parser_class=Refusing)
+    parser = add_parser(sub, None)
+    args = parser.parse_args([*words, "--", "true"])
+    return options_from_args(args)
+
+
 def command_of(args: Any) -> list[str]:
     """The command a parsed command line runs (argparse keeps the ``--`` before it)."""
     cmd = list(args.command)

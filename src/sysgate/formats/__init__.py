@@ -18,6 +18,7 @@ from ..immutable import Record
 TYPE_CHECKING = False  # typing is not imported on the CLI's paths
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import Any
 
     from ..arch import Arch
     from ..policy import Policy
@@ -244,13 +245,27 @@ def decode_text(data: bytes, source: str) -> str:
             from None
 
 
-def load_json(text: str | bytes, source: str) -> object:
+class NumberTooLarge(ValueError):
+    """A JSON integer with more digits than any profile value has (see :func:`json_int`)."""
+
+
+def json_int(text: str) -> int:
+    """``parse_int`` for the JSON readers: a number of more than 40 digits is no profile value, and
+    ``int()`` refuses 4,300 digits with a ValueError that would otherwise read as a bug."""
+    if len(text.lstrip("-")) > 40:
+        raise NumberTooLarge(f"a number of {len(text.lstrip('-'))} digits: no profile value is that large")
+    return int(text)
+
+
+def load_json(text: str | bytes, source: str, **kw: Any) -> object:
     """``json.loads``, with errors as one ProfileError line (``source:line:col: invalid JSON: ...``)."""
     import json
 
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=json_int, **kw)
     except json.JSONDecodeError as e:
         raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except NumberTooLarge as e:
+        raise ProfileError(f"{source}: {e}") from None
     except UnicodeDecodeError as e:
         raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None

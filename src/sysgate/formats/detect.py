@@ -100,7 +100,9 @@ def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
         import json
 
         try:
-            doc = json.loads(text)
+            from . import json_int
+
+            doc = json.loads(text, parse_int=json_int)
         except (ValueError, RecursionError):
             if text.lstrip().startswith("{"):
                 return _json_reader(ext), None  # its reader reports where the JSON is broken

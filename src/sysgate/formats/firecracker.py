@@ -268,12 +268,9 @@ def detect_json(doc: Any) -> float:
 
 def loads(text: str | bytes, source: str = "<firecracker>", *, arch: str | None = None,
           arches: Iterable[str] | None = None, thread: str | None = None) -> FirecrackerFile:
-    try:
-        doc = json.loads(text, object_pairs_hook=_pairs)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{source}: not UTF-8 text ({e.reason})") from None
+    from . import load_json
+
+    doc = load_json(text, source, object_pairs_hook=_pairs)
     if not isinstance(doc, dict) or not doc:
         raise ProfileError(f"{source}: a Firecracker filter file is an object of thread names to filters")
     dup = getattr(doc, "dup", None)  # every object json.loads built is an _Obj (object_pairs_hook)

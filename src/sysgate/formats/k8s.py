@@ -11,7 +11,6 @@ and knows fewer architectures, so those are losses), followed, as comments, by t
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -127,10 +126,9 @@ def loads(text: str, source: str = "<manifest>", *, arch: str | None = None,
     from .yaml_subset import load_all
 
     if text.lstrip().startswith("{"):
-        try:
-            docs = [json.loads(text)]
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        from . import load_json
+
+        docs = [load_json(text, source)]
     else:
         docs = load_all(text, source)
     profiles = _profiles(docs, source)

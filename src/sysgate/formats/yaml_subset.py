@@ -18,6 +18,7 @@ __all__ = ["dump", "load_all"]
 
 _PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./-]*$")
 _RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+_MAX_DIGITS = 40
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9]*|0x[0-9a-fA-F]+|0o[0-7]+)$")
 
 
@@ -124,6 +125,8 @@ class _Reader:
             raise self.err(no, "flow mappings other than {} are not read")
         if _INT.match(t):
             body = t.lstrip("+-")
+            if len(body) > _MAX_DIGITS:  # no value a profile holds (and int() refuses 4,300 digits)
+                raise self.err(no, f"a number of {len(body)} digits: no profile value is that large")
             sign = -1 if t.startswith("-") else 1
             return sign * (int(body, 0) if body[:2] in ("0x", "0o") else int(body, 10))
         low = t.lower()

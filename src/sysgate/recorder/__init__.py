@@ -83,10 +83,24 @@ def record(argv: Sequence[str], *, method: str = "auto", default_action: Action 
     default = default_action if isinstance(default_action, Action) else Action.parse(default_action)
     if default.kind.name == "ALLOW":
         raise RecordError("record: --default-action allow would make the profile allow everything")
+    if isinstance(argv, str):
+        raise RecordError(f"record: argv is a list of words, not a string ({argv!r}: give [{argv!r}] or split it)")
+    if timeout is not None:
+        import math
+
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or not 0 < timeout <= 1e9:
+            raise RecordError(f"record: --timeout {timeout!r}: a number of seconds above 0 and at most 1e9")
     argv = list(argv)
     if not argv:
         raise CommandNotStarted("record: no command given")
     jail = in_jail is not None
+    if jail:
+        # the run options are checked here, as `sysgate run` checks them: a bad one must not
+        # be recorded as the inner run failing (exit 0 and a profile of that)
+        from ..commands.run import check_run_words
+
+        check_run_words(list(in_jail or ()))
     if jail:
         from .launch import resolve
 

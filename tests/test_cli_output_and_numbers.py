@@ -1,0 +1,79 @@
+"""Bad input through every command stays one line and exit 2; output never goes through a planted link.
+
+Found by trying the commands from outside: an integer of 5,000 digits (in JSON, YAML, a pid, an
+assembler jump) ended in a traceback (int() refuses 4,300 digits); a full stdout gave a traceback
+for the commands that print (features, profiles, audit, ...); ``-o /dev/shm/x`` wrote through a
+link planted there; ``record --in-jail`` with a bad run option recorded the inner run failing and
+exited 0 with a profile; ``record --timeout nan`` was taken.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jail_support import TESTS
+
+SRC = os.path.join(os.path.dirname(TESTS), "src")
+HUGE = "1" * 5000
+
+
+def sysgate(*args: str, stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sysgate", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=SRC), cwd="/")
+
+
+def one_line_2(p: subprocess.CompletedProcess) -> None:
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1 and b"Traceback" not in p.stderr, p.stderr[-400:]
+
+
+def test_numbers_past_what_int_reads(tmp_path) -> None:
+    prof = tmp_path / "big.json"
+    prof.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": ' + HUGE + ', "syscalls": []}')
+    one_line_2(sysgate("compile", str(prof)))
+    one_line_2(sysgate("convert", str(prof), "--to", "minijail"))
+    yaml = tmp_path / "big.yaml"
+    yaml.write_text(f"kind: SeccompProfile\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  defaultErrnoRet: {HUGE}\n")
+    one_line_2(sysgate("compile", str(yaml)))
+    asm = tmp_path / "j.asm"
+    asm.write_text(f" if (A == 1) goto {HUGE}\n return ALLOW\n")
+    one_line_2(sysgate("asm", str(asm)))
+    one_line_2(sysgate("explain", HUGE))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args", [("features",), ("profiles",), ("profiles", "show", "strict"), ("compile", "strict"),
+                                  ("explain", "strict")], ids=" ".join)
+def test_a_full_stdout_is_one_line(args: tuple) -> None:
+    with open("/dev/full", "wb") as full:
+        p = sysgate(*args, stdout=full)
+    one_line_2(p)
+    assert b"<stdout>: cannot write" in p.stderr
+
+
+def test_output_in_dev_shm_replaces_a_planted_link(tmp_path) -> None:
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("/dev/shm is not writable here")
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = f"/dev/shm/sysgate-test-{os.getpid()}"
+    os.symlink(victim, link)
+    try:
+        p = sysgate("compile", "strict", "-o", link)
+        assert p.returncode == 0, p.stderr
+        assert victim.read_text() == "keep" and not os.path.islink(link) and os.path.getsize(link) > 0
+    finally:
+        os.unlink(link)
+    p = sysgate("compile", "strict", "-o", "/dev/stdout")  # the system's link to a descriptor: written through
+    assert p.returncode == 0 and len(p.stdout) > 0 and os.path.islink("/dev/stdout")
+
+
+def test_record_checks_its_jail_options_and_timeout(tmp_path) -> None:
+    out = tmp_path / "r.json"
+    one_line_2(sysgate("record", "-q", "-o", str(out), "--in-jail", "--memory", "0", "--", "/bin/true"))
+    one_line_2(sysgate("record", "-q", "-o", str(out), "--in-jail", "--bogus-option", "--", "/bin/true"))
+    for t in ("-1", "0", "nan", "inf", "1e400"):
+        one_line_2(sysgate("record", "-q", "-o", str(out), "--timeout", t, "--", "/bin/true"))
+    assert not out.exists()
