@@ -77,3 +77,23 @@ def test_record_checks_its_jail_options_and_timeout(tmp_path) -> None:
     for t in ("-1", "0", "nan", "inf", "1e400"):
         one_line_2(sysgate("record", "-q", "-o", str(out), "--timeout", t, "--", "/bin/true"))
     assert not out.exists()
+
+
+def test_diff_of_a_long_uniform_chain_finishes(tmp_path) -> None:
+    """A program that tests one argument after another, alike for every syscall (arch check, then
+    100 x {load arg i%6, jeq i, return ERRNO(i)}), took 80 s to diff against strict: the same
+    relaxation and constant lookups were redone for every syscall and ABI. Bounded, not timed:
+    the wait is what a hang would exceed by far (it now takes a few seconds)."""
+    import struct
+
+    def insn(code: int, jt: int, jf: int, k: int) -> bytes:
+        return struct.pack("<HBBI", code, jt, jf, k)
+
+    prog = insn(0x20, 0, 0, 4) + insn(0x15, 1, 0, 0xC000003E) + insn(0x06, 0, 0, 0) + insn(0x20, 0, 0, 0)
+    prog += b"".join(insn(0x20, 0, 0, 16 + 8 * (i % 6)) + insn(0x15, 0, 1, i) + insn(0x06, 0, 0, 0x50000 | i)
+                     for i in range(100)) + insn(0x06, 0, 0, 0x7FFF0000)
+    path = tmp_path / "chain.bpf"
+    path.write_bytes(prog)
+    p = subprocess.run([sys.executable, "-m", "sysgate", "diff", "strict", str(path)], capture_output=True,
+                       timeout=90, env=dict(os.environ, PYTHONPATH=SRC), cwd="/")
+    assert p.returncode == 1 and p.stdout and not p.stderr, p.stderr[-400:]  # 1: they differ

@@ -332,6 +332,22 @@ def _rank(name: str, prefix: str) -> tuple[bool, bool, int, str]:
     return (name in _ALIASES, "_" in name[len(prefix):].lstrip("_"), len(name), name)
 
 
+_PREFIXED: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def _by_prefix(arch: str | Arch, prefix: str) -> dict[str, int]:
+    """The constants of ``arch`` whose names start with ``prefix`` (remembered per arch and prefix:
+    explaining a program asks again for every condition of every syscall)."""
+    key = (_arch_name(arch), prefix)
+    cands = _PREFIXED.get(key)
+    if cands is None:
+        cands = {n: v for n, v in table(arch).items() if n.startswith(prefix)}
+        if len(_PREFIXED) > 256:
+            _PREFIXED.clear()
+        _PREFIXED[key] = cands
+    return cands
+
+
 def reverse(value: int, arch: str | Arch, prefix: str) -> str:
     """Render ``value`` with the names that start with ``prefix``, for explanations.
 
@@ -341,7 +357,7 @@ def reverse(value: int, arch: str | Arch, prefix: str) -> str:
     ``CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET``.
     """
     t = table(arch)
-    cands = {n: v for n, v in t.items() if n.startswith(prefix)}
+    cands = _by_prefix(arch, prefix)
     lead: list[str] = []
     field = _FIELDS.get(prefix)
     if field and field[0] in t and field[1] in t and value > 0 and value & t[field[0]] == 0:

@@ -311,7 +311,29 @@ def _dims_subset(a: dict, b: dict) -> bool:
     return True
 
 
+_RELAXED: dict[tuple, tuple] = {}
+
+
+def _frozen(items: list[tuple[dict, tuple]]) -> tuple:
+    return tuple((tuple(sorted(d.items())), o) for d, o in items)
+
+
 def relax(items: list[tuple[dict, tuple]], forbidden: list[tuple[dict, tuple]], top: int) -> list[tuple[dict, tuple]]:
+    """:func:`relax_items`, remembered: a program that decides many syscalls alike (one chain of
+    argument tests for every number) asks the same question once per syscall and ABI, and each
+    answer costs items x forbidden x dimensions tests (a 150-instruction program took 50 s)."""
+    key = (_frozen(items), _frozen(forbidden), top)
+    hit = _RELAXED.get(key)
+    if hit is None:
+        hit = _frozen(relax_items(items, forbidden, top))
+        if len(_RELAXED) > 1024:
+            _RELAXED.clear()
+        _RELAXED[key] = hit
+    return [(dict(d), o) for d, o in hit]
+
+
+def relax_items(items: list[tuple[dict, tuple]], forbidden: list[tuple[dict, tuple]],
+                top: int) -> list[tuple[dict, tuple]]:
     """Grow each item as far as it stays clear of every ``forbidden`` item, for simpler conditions.
 
     Used where overlaps do not matter (regions with the same result, OR-ed): a dimension's
