@@ -97,3 +97,31 @@ def test_diff_of_a_long_uniform_chain_finishes(tmp_path) -> None:
     p = subprocess.run([sys.executable, "-m", "sysgate", "diff", "strict", str(path)], capture_output=True,
                        timeout=90, env=dict(os.environ, PYTHONPATH=SRC), cwd="/")
     assert p.returncode == 1 and p.stdout and not p.stderr, p.stderr[-400:]  # 1: they differ
+
+
+def test_standard_input_is_a_profile_wherever_a_file_is() -> None:
+    """``-`` was read as a profile by convert only: explain/audit/diff read it as assembly, compile
+    and run --profile said "no such profile file"."""
+    strict = os.path.join(SRC, "sysgate", "profiles", "strict.json")
+
+    def with_stdin(*args: str) -> subprocess.CompletedProcess:
+        with open(strict, "rb") as f:
+            return subprocess.run([sys.executable, "-m", "sysgate", *args], stdin=f, capture_output=True,
+                                  timeout=60, env=dict(os.environ, PYTHONPATH=SRC), cwd="/")
+
+    assert with_stdin("compile", "-").stdout == sysgate("compile", "strict").stdout != b""
+    p = with_stdin("diff", "-", "strict")
+    assert p.returncode == 0 and b"the same" in p.stdout, p.stderr
+    p = with_stdin("explain", "-")
+    assert p.returncode == 0 and p.stdout and not p.stderr, p.stderr
+    p = with_stdin("audit", "-")
+    assert p.returncode in (0, 1) and p.stdout and b"Traceback" not in p.stderr, p.stderr
+
+
+def test_profiles_show_honours_o_and_refuses_conversion_options(tmp_path) -> None:
+    """``profiles show strict -o FILE`` printed to stdout and never made FILE; ``--arch bogus``
+    without ``--to`` exited 0."""
+    out = tmp_path / "strict.json"
+    p = sysgate("profiles", "show", "strict", "-o", str(out))
+    assert p.returncode == 0 and p.stdout == b"" and out.read_bytes() == sysgate("profiles", "show", "strict").stdout
+    one_line_2(sysgate("profiles", "show", "strict", "--arch", "bogus"))

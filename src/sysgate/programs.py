@@ -48,7 +48,7 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
     """Load ``spec`` as a program for ``arches`` (the first is the primary arch)."""
     from .profiles import BUILTINS
 
-    if spec in BUILTINS or (os.path.exists(spec) and _is_profile_file(spec)):
+    if spec in BUILTINS or ((spec == "-" or os.path.exists(spec)) and _is_profile_file(spec)):
         from .compiler import compile_policy
         from .profiles import resolve
 

@@ -159,8 +159,14 @@ def cmd_profiles(args: Any) -> int:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"{name}: no such built-in profile{hint}; built-ins: {', '.join(builtin_names())}")
     if not args.to:
+        # the file as shipped; the options that shape a conversion have nothing to act on
+        given = [o for o, v in (("--arch", args.arch), ("--caps", args.caps), ("--lossy", args.lossy)) if v]
+        if given:
+            raise UserError(f"profiles show: {', '.join(given)} only apply with --to (a conversion)")
+        from ..outfile import write_output
+
         with open(builtin_path(name), "rb") as fh:
-            sys.stdout.buffer.write(fh.read())
+            write_output(args.output, fh.read())
         return 0
     out, loaded = convert(name, args.to, args)
     return _emit(out, args, args.to, name, loaded)

@@ -177,6 +177,9 @@ class Token(Record):
     col: int  # 0-based
 
 
+_STDIN: bytes | None = None  # standard input, once read (see read_limited)
+
+
 def read_limited(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of input ``path`` (``-``: standard input), at most ``limit`` of them.
 
@@ -191,7 +194,10 @@ def read_limited(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     import sys
 
     if path == "-":
-        data = sys.stdin.buffer.read(limit + 1)
+        global _STDIN
+        if _STDIN is None:  # read once: the format is sniffed, then the reader reads it again
+            _STDIN = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        data = _STDIN[:limit + 1]
     else:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))

@@ -71,7 +71,7 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
         if spec in HARDENED:  # the file stays upstream's; the name means it plus the overlay
             policy = harden(policy)
     else:
-        if not os.path.exists(spec):
+        if spec != "-" and not os.path.exists(spec):  # (-: standard input)
             import difflib
 
             close = difflib.get_close_matches(spec, list(BUILTINS), n=2)
