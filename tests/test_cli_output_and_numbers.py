@@ -125,3 +125,13 @@ def test_profiles_show_honours_o_and_refuses_conversion_options(tmp_path) -> Non
     p = sysgate("profiles", "show", "strict", "-o", str(out))
     assert p.returncode == 0 and p.stdout == b"" and out.read_bytes() == sysgate("profiles", "show", "strict").stdout
     one_line_2(sysgate("profiles", "show", "strict", "--arch", "bogus"))
+
+
+def test_empty_arch_names_and_one_arch_as_a_string() -> None:
+    """--arch '', ',' or 'x86_64,,x86' were taken without a word; Policy(arches="x86_64") read
+    the letters ("unknown architecture 'x'")."""
+    for bad in ("", ",", "x86_64,,x86"):
+        one_line_2(sysgate("compile", "strict", "--arch", bad))
+    from sysgate.policy import Action, Policy
+
+    assert Policy(Action.parse("allow"), arches="x86_64").arches == ("x86_64",)

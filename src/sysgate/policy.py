@@ -427,6 +427,8 @@ class Policy(Record):
             if not isinstance(r, Rule):
                 raise PolicyError(f"rules must be Rule objects, not {r!r}")
         names: list[str] = []
+        if isinstance(self.arches, str):  # one name, not its letters
+            self._set("arches", (self.arches,))
         for a in self.arches:
             try:
                 n = _arch.get(a).name

@@ -14,11 +14,16 @@ from ..errors import BadArgument, UserError
 
 def arch_option(text: str | None) -> list[str] | None:
     """``--arch a,b``: canonical arch names (an unknown one is one error line), or None."""
-    if not text:
+    if text is None:
         return None
     from ..arch import get
 
-    return [get(a.strip()).name for a in text.split(",") if a.strip()]
+    names = [a.strip() for a in text.split(",")]
+    if not all(names):
+        from ..errors import BadArgument
+
+        raise BadArgument(f"--arch {text!r}: an empty name (give names separated by commas: x86_64,x86)")
+    return [get(a).name for a in names]
 
 
 def caps_option(text: str | None) -> list[str] | None:

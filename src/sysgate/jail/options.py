@@ -343,8 +343,9 @@ def _check_fds(v: Any) -> tuple[int, ...]:
     fds = tuple(v) if isinstance(v, (list, tuple, set, frozenset)) else None
     if fds is None or not all(isinstance(f, int) and not isinstance(f, bool) for f in fds):
         raise JailConfigError(f"--pass-fd: {v!r} is not a list of file descriptor numbers")
-    if any(not 0 <= f < 1 << 31 for f in fds):
-        raise JailConfigError(f"--pass-fd: {fds} has a number that is not a file descriptor")
+    for f in fds:
+        if not 0 <= f < 1 << 31:
+            raise JailConfigError(f"--pass-fd: {f} is not a file descriptor number")
     return fds
 
 
