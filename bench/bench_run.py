@@ -200,8 +200,8 @@ def main() -> int:
               + ", ".join(f"{k} {v:.2f} ms" for k, v in over.items()))
     if "bwrap" in res:
         r = out["ratios"]  # type: ignore[index]
-        print(f"targets: api <= 0.6x bwrap: {'met' if r['api'] <= 0.6 else 'NOT met'}"
-              + ("" if args.no_cli else f"; cli <= 2x bwrap: {'met' if r['cli'] <= 2 else 'NOT met'}"))
+        # (the CLI's start-up figure is bench_startup.py's: sysgate's own share over its interpreter)
+        print(f"target (issue 10): api <= 0.6x bwrap: {'met' if r['api'] <= 0.6 else 'NOT met'}")
     return 0
 
 
