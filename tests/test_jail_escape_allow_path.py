@@ -145,3 +145,94 @@ def test_allow_path_opens_with_the_targets_groups() -> None:
         assert (rc, out) == (0, b"group-only"), err
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+NESTED = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x20000000) != 0:   # CLONE_NEWUSER | CLONE_NEWPID
+    print("unshare", ctypes.get_errno()); sys.exit(0)
+pid = os.fork()
+if pid == 0:   # pid 1 of a namespace of its own: "/proc/1" looks like its own
+    out = []
+    for p in ("/proc/1/cmdline", "/proc/1/environ", "/proc/self/status"):
+        try:
+            with open(p, "rb") as f:
+                out.append(f.read(4096))
+        except OSError as e:
+            out.append(e.errno)
+    print(repr((os.getpid(), out)), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def _nested_reads() -> tuple:
+    import sys
+
+    sys.argv.append(MARK)
+    r = run([PY, "-I", "-S", "-c", NESTED], capture_output=True, timeout=60, allow_paths=["/"], allow=["unshare"])
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+def test_a_nested_pid_namespace_does_not_make_pid_1_its_own() -> None:
+    """The command unshared a user and PID namespace and forked: its child, pid 1 there, asked for
+    /proc/1/..., which the supervisor took for the child's own (it compared the innermost pid)
+    and opened with its own credentials in the sandbox's procfs: PID 1 there shares the caller's
+    memory (environ, maps; /proc/1/mem read-write with --allow-path /proc:rw)."""
+    rc, out, err = _as("root", _nested_reads)
+    assert rc == 0, err
+    assert MARK not in out
+    inner, got = eval(out)  # noqa: S307 - our own repr
+    assert inner == 1 and all(isinstance(g, int) for g in got), got
+
+
+TTY = r"""
+import os
+try:
+    fd = os.open("/dev/tty", os.O_RDONLY)
+    print("opened", os.ttyname(fd))
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+def _with_a_terminal() -> tuple:
+    master, slave = os.openpty()
+    os.setsid()
+    name = os.ttyname(slave)
+    os.close(os.open(name, os.O_RDWR))  # the first open after setsid: our controlling terminal
+    r = run([PY, "-I", "-S", "-c", TTY], stdin=slave, capture_output=True, timeout=30, allow_paths=["/"])
+    return r.stdout.decode(), [d.get("by") for d in r.denials]
+
+
+def test_dev_tty_is_never_the_callers_terminal() -> None:
+    """The supervisor opened /dev/tty itself: the kernel gave it the *opener's* controlling
+    terminal, the caller's, outside the sandbox's session and relay (keystrokes read, modes set)."""
+    out, by = forkrun.run(lambda _: _with_a_terminal(), None, timeout=60).unwrap()
+    assert out.split() == ["refused", str(errno.ENXIO)], (out, by)
+    assert any(b and "terminal" in b for b in by), by
+
+
+LEASE = r"""
+import errno, fcntl, os, signal
+signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease-break notice: the holder waits it out
+with open("/tmp/leased", "w") as f:
+    f.write("x")
+r = os.open("/tmp/leased", os.O_RDONLY)
+fcntl.fcntl(r, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+try:
+    os.close(os.open("/tmp/leased", os.O_WRONLY))
+    print("opened")
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+def test_a_lease_does_not_stall_the_supervisor() -> None:
+    """A read lease on a file, then an open of it for writing: the supervisor's reopen waited
+    the lease-break time (45 s) and every other open of the sandbox with it."""
+    t = time.monotonic()
+    r = run([PY, "-I", "-S", "-c", LEASE], capture_output=True, timeout=20, profile=None, allow_paths=["/", "/tmp:rw"])
+    assert r.ok and time.monotonic() - t < 15, (r, time.monotonic() - t)
+    assert r.stdout.split() == [b"refused", str(errno.EAGAIN).encode()], r.stdout

@@ -384,12 +384,18 @@ class Mediation:
         if not self._path_allowed(canon, write):
             return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
         top = self._proc_top(call, found, canon)
-        if (top not in own) if own_proc else (top is not None and (top.isdigit() or top == b"?") and top not in own):
+        pid_entry = top is not None and (top.isdigit() or top == b"?")
+        if (own_proc or pid_entry) and (top not in own or not self._same_pid_namespace(call, found, canon, top)):
             # another process's procfs entry (the sandbox's PID 1 shares the caller's memory; a
             # task that made itself undumpable; the host's under --share pid): the kernel would
             # judge it by our credentials, and an unprivileged caller's thread owns the sandbox's
             # user namespace, with every capability in it (see sysgate.kernel.creds)
             return self._denied(call, _DENY, "--allow-path (another process's /proc entry)", canon) or Fail(_DENY)
+        if _opener_relative(found):
+            # /dev/tty is whatever terminal the *opener* controls: opened here it would be the
+            # caller's, outside the sandbox's session and relay
+            return self._denied(call, E.ENXIO, "--allow-path (a terminal the opener's session decides)",
+                                canon) or Fail(E.ENXIO)
         fd = _reopen(found, flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW))
         return InjectFd(fd, cloexec=bool(flags & os.O_CLOEXEC))
 
@@ -432,6 +438,36 @@ class Mediation:
             return b"?"
         return parts[len(parts) - depth]
 
+    def _same_pid_namespace(self, call: Any, found: int, canon: str, top: bytes) -> bool:
+        """Whether entry ``top`` of the procfs ``found`` is on is a task of the target's own PID
+        namespace: then ``top``, the target's pid there (:func:`_own_pids`), names the target. A
+        command in a namespace of its own (``unshare(CLONE_NEWPID)``, then a child) is pid 1
+        there, and /proc/1 of the sandbox's procfs (PID 1, which shares the caller's memory) must
+        not pass as its own: that task's ``ns/pid`` is not the target's. Read with our credentials."""
+        import stat
+
+        if stat.S_ISDIR(os.fstat(found).st_mode):
+            cur = os.dup(found)
+        else:
+            cur = os.dup(self._resolve(call, os.fsencode(os.path.dirname(canon)), os.O_PATH | os.O_DIRECTORY))
+        try:
+            for _ in range(64):
+                if os.fstat(cur).st_ino == _PROC_ROOT_INO:
+                    break
+                up = _openat2(cur, b"..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
+                os.close(cur)
+                cur = up
+            else:
+                return False
+            try:
+                theirs = os.readlink(os.fsdecode(top) + "/ns/pid", dir_fd=cur)
+                mine = os.readlink(f"/proc/{call.pid}/ns/pid")
+            except OSError:
+                return False
+            return theirs == mine
+        finally:
+            os.close(cur)
+
     def _path_allowed(self, canon: str, write: bool) -> bool:
         for p, rw in self.allow_paths:  # longest first: the most specific rule decides
             if canon == p or canon.startswith(p.rstrip("/") + "/"):
@@ -473,17 +509,24 @@ def _names_own_proc(path: bytes, own: tuple[bytes, ...]) -> bool:
     return len(parts) >= 3 and parts[0] == b"" and parts[1] == b"proc" and parts[2] in own
 
 
-def _reopen(found: int, flags: int) -> int:
-    """Open what O_PATH ``found`` names with ``flags``. A FIFO or a device is opened non-blocking
-    (the supervisor must never wait for a writer that does not come: one thread serves the whole
-    sandbox), then made blocking again unless the target asked otherwise; a FIFO opened for
-    writing with no reader therefore fails with ENXIO instead of waiting."""
+
+
+def _opener_relative(found: int) -> bool:
+    """A character device whose meaning is the opener's: /dev/tty (its controlling terminal),
+    /dev/console, /dev/tty0 (the current virtual console)."""
     import stat
 
+    st = os.fstat(found)
+    return stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) in ((5, 0), (5, 1), (4, 0))
+
+
+def _reopen(found: int, flags: int) -> int:
+    """Open what O_PATH ``found`` names with ``flags``, never waiting (one thread serves the whole
+    sandbox): non-blocking, then made blocking again unless the target asked otherwise. So a FIFO
+    opened for writing with no reader fails with ENXIO instead of waiting for one that does not
+    come, and a regular file under a lease another process of the sandbox holds gives EAGAIN
+    instead of the lease-break wait (45 s) during which every other open would wait too."""
     path = f"/proc/self/fd/{found}"
-    mode = os.fstat(found).st_mode
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return os.open(path, flags | os.O_CLOEXEC)
     fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
     if not flags & os.O_NONBLOCK:
         os.set_blocking(fd, True)
