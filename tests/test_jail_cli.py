@@ -14,6 +14,7 @@ import pytest
 from jail_support import ROOT, TESTS, needs_userns, no_leftovers  # noqa: F401
 from sysgate import cli as sysgate_cli
 from sysgate.commands.run import COMMAND_FLAGS, flags, options_from_args
+from sysgate.errors import BadArgument
 from sysgate.jail import cgroups
 from sysgate.jail.options import FIELDS, Options
 
@@ -67,7 +68,11 @@ def test_every_option_is_documented_and_reaches_options() -> None:
         opts = options_from_args(parse([*words, "--", "true"]))
         assert getattr(opts, field) != getattr(base, field), field
     assert options_from_args(parse(["--no-seccomp", "--", "true"])).profile is None
-    assert options_from_args(parse(["--no-seccomp", "--profile", "strict", "true"])).profile is None
+    # --profile and --no-seccomp each set the profile: the later one silently undid the other
+    with pytest.raises(BadArgument, match="--profile and --no-seccomp: they contradict"):
+        options_from_args(parse(["--no-seccomp", "--profile", "strict", "true"]))
+    with pytest.raises(BadArgument, match="--allow: empty value"):
+        options_from_args(parse(["--allow", "read,", "true"]))
     assert options_from_args(parse(["--share", "ipc,uts", "--share", "pid", "true"])).share == {"ipc", "uts", "pid"}
     assert options_from_args(parse(["--net", "host", "--share", "ipc", "true"])).share == {"net", "ipc"}
     assert options_from_args(parse(["--net", "host", "--net", "none", "true"])).share == frozenset()

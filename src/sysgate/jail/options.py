@@ -471,10 +471,11 @@ FIELDS: tuple[Field, ...] = (
           Flag("--no-seccomp", "switch", "load no seccomp filter", const=None)),
     Field("allow", (), _strings("allow"), _SECCOMP,
           Flag("--allow", "append", "allow this syscall or @group whatever the profile says (repeatable, "
-                                    "comma-separated)", metavar="NAME")),
+                                    "comma-separated)", metavar="NAME", items=_split)),
     Field("deny", (), _strings("deny"), _SECCOMP,
           Flag("--deny", "append", "make this syscall or @group fail with ERRNO (default EPERM) or take an action, "
-                                   "e.g. ptrace:kill-process (repeatable, comma-separated)", metavar="NAME[:ERRNO]")),
+                                   "e.g. ptrace:kill-process (repeatable, comma-separated)", metavar="NAME[:ERRNO]",
+               items=_split)),
     Field("seccomp_action", None, _check_action, _SECCOMP,
           Flag("--seccomp-action", help="replace the profile's default action (e.g. kill-process, errno:EPERM, log)",
                metavar="ACTION")),
@@ -604,22 +605,25 @@ class PerOptions:
 
 def kwargs_from_flags(value_of: Any) -> dict[str, Any]:
     """The :class:`Options` keyword arguments a command line gives: ``value_of(dest)`` is what
-    argparse stored for each flag (None or empty when it was not given). Flags of one field are
-    applied in table order (``--no-seccomp`` overrides ``--profile``; ``--bind``s come before
-    ``--ro-bind``s)."""
+    argparse stored for each flag (None or empty when it was not given). Flags that add to one
+    field are applied in table order (``--bind``s come before ``--ro-bind``s); two that each set
+    it (``--profile`` and ``--no-seccomp``) are refused together."""
     kw: dict[str, Any] = {}
     for field in FIELDS:
+        setter = None  # the flag that gave the field its one value (--profile, --no-seccomp)
         for flag in field.flags:
             v = value_of(flag.dest)
-            if flag.kind == "switch":
-                if v:
-                    kw[field.name] = flag.const
-            elif flag.kind == "append" or flag.items is not None:
+            if flag.kind == "append" or flag.items is not None:
                 values = (v or ()) if flag.kind == "append" else (() if v is None else (v,))
                 for one in values:
                     kw.setdefault(field.name, []).extend(flag.items(one) if flag.items else (one,))
-            elif v is not None:
-                kw[field.name] = v
+                continue
+            if not (v if flag.kind == "switch" else v is not None):
+                continue
+            if setter is not None:  # one would silently undo the other
+                raise JailConfigError(f"{setter} and {flag.name}: they contradict each other; give one")
+            setter = flag.name
+            kw[field.name] = flag.const if flag.kind == "switch" else v
     return kw
 
 
