@@ -169,12 +169,12 @@ class Mediation:
             sock = call.take_fd(fd)
         except OSError as e:
             return Fail(E.EBADF if e.errno in (E.EBADF, E.ENOENT) else (e.errno or E.EPERM))
-        try:
-            from .send_mediation import _SO_DOMAIN, _sockopt_int
+        from .send_mediation import _SO_DOMAIN, _Refused, _sockopt_int
 
+        try:
             fam = _sockopt_int(sock, _SO_DOMAIN)  # the socket's, which says how the kernel reads the address
-        except Exception:  # noqa: BLE001 - _Refused: not a socket
-            return Fail(E.ENOTSOCK)
+        except _Refused as e:
+            return Fail(e.errno)
         refused, target = self.judge_address(call, raw, fam, "connect mediation", connect=True)
         if refused is not None:
             return refused
@@ -243,20 +243,25 @@ class Mediation:
         to any socket it could see. A name with a link in it allows nothing: give the real path."""
         from ..kernel.creds import ActingAs, task_ids
 
+        paths = [os.fsencode(p) for p in self.allowed_socket_paths if not p.startswith("@")]
+        if not paths:
+            return False
         root = call.root()  # with our credentials: the target's root is not readable as it, from outside
-        for p in self.allowed_socket_paths:
-            if p.startswith("@"):
-                continue
-            try:
-                with ActingAs(task_ids(call.pid)):
-                    fd = _openat2(root, os.fsencode(p), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+        try:
+            ids = task_ids(call.pid)
+        except OSError:
+            return False
+        with ActingAs(ids):
+            for p in paths:
+                try:
+                    fd = _openat2(root, p, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
                                   _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_SYMLINKS)
+                except OSError:
+                    continue
                 call._fds.append(fd)
                 o = os.fstat(fd)
-            except OSError:
-                continue
-            if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino):
-                return True
+                if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino):
+                    return True
         return False
 
     def _inet_allowed(self, host: str, port: int) -> bool:
@@ -336,9 +341,9 @@ class Mediation:
         write = (flags & 3) != os.O_RDONLY or bool(flags & (os.O_CREAT | os.O_TRUNC))
         try:
             ids = task_ids(call.pid)
-            own = _own_pids(call.pid)
-        except (OSError, ValueError):
+        except OSError:
             return Fail(E.ESRCH)
+        own = ids.nspids
         try:
             # The target's cwd, fds and root are read with our credentials (from outside its user
             # namespace, only a capability there may); what it names is then resolved and opened
@@ -383,14 +388,19 @@ class Mediation:
         canon = os.readlink(f"/proc/self/fd/{found}")
         if not self._path_allowed(canon, write):
             return self._denied(call, _DENY, "--allow-path", canon) or Fail(_DENY)
-        top = self._proc_top(call, found, canon)
-        pid_entry = top is not None and (top.isdigit() or top == b"?")
-        if (own_proc or pid_entry) and (top not in own or not self._same_pid_namespace(call, found, canon, top)):
-            # another process's procfs entry (the sandbox's PID 1 shares the caller's memory; a
-            # task that made itself undumpable; the host's under --share pid): the kernel would
-            # judge it by our credentials, and an unprivileged caller's thread owns the sandbox's
-            # user namespace, with every capability in it (see sysgate.kernel.creds)
-            return self._denied(call, _DENY, "--allow-path (another process's /proc entry)", canon) or Fail(_DENY)
+        top, root = self._proc_top(call, found, canon)
+        try:
+            pid_entry = top is not None and (top.isdigit() or top == b"?")
+            if (own_proc or pid_entry) and (top not in own or not _same_pid_namespace(call, root, top)):
+                # another process's procfs entry (the sandbox's PID 1 shares the caller's memory; a
+                # task that made itself undumpable; the host's under --share pid): the kernel would
+                # judge it by our credentials, and an unprivileged caller's thread owns the sandbox's
+                # user namespace, with every capability in it (see sysgate.kernel.creds)
+                return self._denied(call, _DENY, "--allow-path (another process's /proc entry)",
+                                    canon) or Fail(_DENY)
+        finally:
+            if root >= 0:
+                os.close(root)
         if _opener_relative(found):
             # /dev/tty is whatever terminal the *opener* controls: opened here it would be the
             # caller's, outside the sandbox's session and relay
@@ -399,17 +409,18 @@ class Mediation:
         fd = _reopen(found, flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW))
         return InjectFd(fd, cloexec=bool(flags & os.O_CLOEXEC))
 
-    def _proc_top(self, call: Any, found: int, canon: str) -> bytes | None:
-        """None if ``found`` is not on a procfs; else the name of the entry right under that procfs's
-        root on its way (a pid for ``/proc/PID/...``; b"" for the root itself). Found by walking up
-        to the root (inode 1), from ``found`` if it is a directory, else from its parent looked up
-        again; a procfs subtree whose root is not found (bound elsewhere) names b"?" (refused)."""
+    def _proc_top(self, call: Any, found: int, canon: str) -> tuple[bytes | None, int]:
+        """(None, -1) if ``found`` is not on a procfs; else the name of the entry right under that
+        procfs's root on its way (a pid for ``/proc/PID/...``; b"" for the root itself) and an
+        O_PATH descriptor of that root, which the caller closes. Found by walking up to the root
+        (inode 1), from ``found`` if it is a directory, else from its parent looked up again; a
+        procfs subtree whose root is not found (bound elsewhere) names b"?" (refused), with -1."""
         import stat
 
         from ..kernel.mount import PROC_SUPER_MAGIC, fs_type
 
         if fs_type(found) != PROC_SUPER_MAGIC:
-            return None
+            return None, -1
         parts = [os.fsencode(x) for x in canon.strip("/").split("/") if x]
         if stat.S_ISDIR(os.fstat(found).st_mode):
             cur, depth = os.dup(found), 0
@@ -417,56 +428,22 @@ class Mediation:
             cur = self._resolve(call, os.fsencode(os.path.dirname(canon)), os.O_PATH | os.O_DIRECTORY)
             cur, depth = os.dup(cur), 1
         dev = os.fstat(found).st_dev
-        try:
-            for _ in range(64):
-                st = os.fstat(cur)
-                if st.st_dev != dev:
-                    return b"?"
-                if st.st_ino == _PROC_ROOT_INO:
-                    break
-                up = _openat2(cur, b"..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
-                os.close(cur)
-                cur = up
-                depth += 1
-            else:
-                return b"?"
-        finally:
-            os.close(cur)
-        if depth == 0:
-            return b""
-        if depth > len(parts):
-            return b"?"
-        return parts[len(parts) - depth]
-
-    def _same_pid_namespace(self, call: Any, found: int, canon: str, top: bytes) -> bool:
-        """Whether entry ``top`` of the procfs ``found`` is on is a task of the target's own PID
-        namespace: then ``top``, the target's pid there (:func:`_own_pids`), names the target. A
-        command in a namespace of its own (``unshare(CLONE_NEWPID)``, then a child) is pid 1
-        there, and /proc/1 of the sandbox's procfs (PID 1, which shares the caller's memory) must
-        not pass as its own: that task's ``ns/pid`` is not the target's. Read with our credentials."""
-        import stat
-
-        if stat.S_ISDIR(os.fstat(found).st_mode):
-            cur = os.dup(found)
-        else:
-            cur = os.dup(self._resolve(call, os.fsencode(os.path.dirname(canon)), os.O_PATH | os.O_DIRECTORY))
-        try:
-            for _ in range(64):
-                if os.fstat(cur).st_ino == _PROC_ROOT_INO:
-                    break
-                up = _openat2(cur, b"..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
-                os.close(cur)
-                cur = up
-            else:
-                return False
+        for _ in range(64):
+            st = os.fstat(cur)
+            if st.st_dev != dev:
+                break
+            if st.st_ino == _PROC_ROOT_INO:
+                if depth == 0:
+                    return b"", cur
+                return (parts[len(parts) - depth] if depth <= len(parts) else b"?"), cur
             try:
-                theirs = os.readlink(os.fsdecode(top) + "/ns/pid", dir_fd=cur)
-                mine = os.readlink(f"/proc/{call.pid}/ns/pid")
-            except OSError:
-                return False
-            return theirs == mine
-        finally:
-            os.close(cur)
+                up = _openat2(cur, b"..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
+            finally:
+                os.close(cur)
+            cur = up
+            depth += 1
+        os.close(cur)
+        return b"?", -1
 
     def _path_allowed(self, canon: str, write: bool) -> bool:
         for p, rw in self.allow_paths:  # longest first: the most specific rule decides
@@ -475,18 +452,20 @@ class Mediation:
         return False
 
 
-def _own_pids(pid: int) -> tuple[bytes, ...]:
-    """Task ``pid``'s thread-group id and thread id in its own (innermost) PID namespace, as bytes."""
-    tgid = tid = b""
-    with open(f"/proc/{pid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"NStgid:"):
-                tgid = line.split()[-1]
-            elif line.startswith(b"NSpid:"):
-                tid = line.split()[-1]
-    if not tgid.isdigit() or not tid.isdigit():
-        raise ValueError(f"process {pid}: no pid in its status")
-    return tgid, tid
+def _same_pid_namespace(call: Any, root: int, top: bytes) -> bool:
+    """Whether entry ``top`` of the procfs whose root is ``root`` is a task of the target's own PID
+    namespace: then ``top``, the target's pid there (``TaskIds.nspids``), names the target. A
+    command in a namespace of its own (``unshare(CLONE_NEWPID)``, then a child) is pid 1 there, and
+    /proc/1 of the sandbox's procfs (PID 1, which shares the caller's memory) must not pass as its
+    own: that task's ``ns/pid`` is not the target's. Read with our credentials."""
+    if root < 0:
+        return False
+    try:
+        theirs = os.readlink(os.fsdecode(top) + "/ns/pid", dir_fd=root)
+        mine = os.readlink(f"/proc/{call.pid}/ns/pid")
+    except OSError:
+        return False
+    return theirs == mine
 
 
 def _proc_self(path: bytes, own: tuple[bytes, ...]) -> bytes:

@@ -34,17 +34,21 @@ class _CapData(ctypes.Structure):
 
 
 class TaskIds:
-    """A task's file-system user and group ids, supplementary groups and umask (host ids)."""
+    """A task's file-system user and group ids, supplementary groups and umask (host ids), and its
+    thread-group and thread ids in its own (innermost) PID namespace, as bytes (``nspids``)."""
 
-    def __init__(self, uid: int, gid: int, groups: tuple[int, ...], umask: int) -> None:
-        self.uid, self.gid, self.groups, self.umask = uid, gid, groups, umask
+    def __init__(self, uid: int, gid: int, groups: tuple[int, ...], umask: int,
+                 nspids: tuple[bytes, bytes] = (b"", b"")) -> None:
+        self.uid, self.gid, self.groups, self.umask, self.nspids = uid, gid, groups, umask, nspids
 
 
 def task_ids(pid: int) -> TaskIds:
-    """The ids of task ``pid`` from ``/proc/PID/status`` (raises ``OSError`` if it is gone)."""
+    """The ids of task ``pid`` from one read of ``/proc/PID/status`` (raises ``OSError`` if it is
+    gone, or its status lacks them)."""
     uid = gid = -1
     groups: tuple[int, ...] = ()
     umask = 0o022
+    tgid = tid = b""
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
             if line.startswith(b"Uid:"):
@@ -55,9 +59,13 @@ def task_ids(pid: int) -> TaskIds:
                 groups = tuple(int(g) for g in line.split()[1:])
             elif line.startswith(b"Umask:"):
                 umask = int(line.split()[1], 8)
-    if uid < 0 or gid < 0:
+            elif line.startswith(b"NStgid:"):
+                tgid = line.split()[-1]
+            elif line.startswith(b"NSpid:"):
+                tid = line.split()[-1]
+    if uid < 0 or gid < 0 or not tgid.isdigit() or not tid.isdigit():
         raise OSError(3, f"process {pid}: no ids in its status")
-    return TaskIds(uid, gid, groups, umask)
+    return TaskIds(uid, gid, groups, umask, (tgid, tid))
 
 
 class ActingAs:
