@@ -113,7 +113,8 @@ def parse(fmt: str | None, data: bytes) -> None:
             if fmt is None:
                 detect(data, "fuzz")
             else:
-                read_bytes(data, "fuzz", fmt, arch="x86_64", thread="vmm", base_dir=EMPTY_DIR)
+                read_bytes(data, "fuzz", fmt, arch="x86_64", thread="vmm" if fmt == "firecracker" else None,
+                           base_dir=EMPTY_DIR)
         except UserError as e:  # ProfileError, PolicyError, UnknownArch, ... : bad input, said in one line
             assert "\n" not in str(e) and str(e), repr(e)
 

@@ -148,7 +148,7 @@ def _read(fmt: str, data: bytes) -> Exception | None:
     with alarm(LIMIT_S), warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileWarning)
         try:
-            read_bytes(data, "fuzz.json", fmt, arch="x86_64", thread="vmm")
+            read_bytes(data, "fuzz.json", fmt, arch="x86_64", thread="vmm" if fmt == "firecracker" else None)
         except UserError as e:
             msg = str(e)
             assert msg and "\n" not in msg, repr(e)

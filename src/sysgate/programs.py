@@ -72,7 +72,11 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
         return LoadedProgram(insns, tuple(arches or ()), spec, "asm", lines=lines)
     from .arch import get
     from .bpf.insn import decode
+    from .formats.detect import nul_in_text
 
+    damaged = nul_in_text(data, spec)
+    if damaged is not None:
+        raise damaged
     if len(data) > MAX_RAW_INSNS * 8:
         raise UserError(f"{spec}: {len(data) // 8} instructions; no program over {MAX_RAW_INSNS} can even be "
                         f"handed to the kernel (it loads at most 4096)")

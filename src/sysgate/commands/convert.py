@@ -27,14 +27,15 @@ def _k8s_name(source: str) -> str:
     return stem or "sysgate"
 
 
-def _read(source: str, args: Any) -> Any:
-    """The input as a registry.Loaded (a built-in name or a file)."""
+def _read(source: str, args: Any, thread: str | None = None) -> Any:
+    """The input as a registry.Loaded (a built-in name or a file); ``thread``: the Firecracker
+    filter to read."""
     from ..formats.registry import Loaded, read
     from ..profiles import BUILTINS, builtin_path
 
     arches = _arches(getattr(args, "arch", None))
     primary = arches[0] if arches else None
-    caps = _caps(getattr(args, "caps", None))
+    caps = _caps(getattr(args, "caps", None), source)
     if source in BUILTINS:
         from ..formats import docker
 
@@ -53,7 +54,7 @@ def _read(source: str, args: Any) -> Any:
         resolve(source)  # raises the one-line "no such profile" error with suggestions
     skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
     loaded = read(source, getattr(args, "from_format", None), arch=primary, arches=arches, caps=caps,
-                  thread=getattr(args, "thread", None), unknown_names=skipped,
+                  thread=thread, unknown_names=skipped,
                   name=getattr(args, "k8s_name", None), rename=True)
     report_skipped(skipped)
     return loaded
@@ -87,7 +88,15 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
             if _modifiers(args):
                 ff = ff.replace(filters={t: _modified(p, args) for t, p in ff.filters.items()})
             return firecracker.export(ff), None
-    loaded = _read(source, args)
+    # --thread selects the filter of a Firecracker input, and names the filter of a Firecracker
+    # output; with neither it would change nothing, which is an error rather than ignored.
+    from .core import input_kind, kind_phrase
+
+    kind = getattr(args, "from_format", None) or input_kind(source)
+    if thread is not None and kind != "firecracker" and fmt != "firecracker":
+        raise ProfileError(f"--thread: selects a filter of a Firecracker input or names one of --to firecracker; "
+                           f"{source} is {kind_phrase(kind) if kind else 'not Firecracker'} and the output {fmt}")
+    loaded = _read(source, args, thread if kind == "firecracker" or kind is None else None)
     if _modifiers(args):
         policy = _modified(loaded.policy, args)
         extras = loaded.extras.replace(policy=policy) if loaded.extras is not None else None
@@ -113,8 +122,8 @@ def _verify(text: str, fmt: str, loaded: Any, args: Any) -> None:
 
     arches = _arches(getattr(args, "arch", None)) or list(loaded.policy.arches) or None
     back = read_bytes(text.encode(), f"<{fmt} output>", fmt, arch=arches[0] if arches else None,
-                      arches=arches, thread=getattr(args, "thread", None) or ("main" if fmt == "firecracker"
-                                                                                  else None))
+                      arches=arches, thread=(getattr(args, "thread", None) or "main") if fmt == "firecracker"
+                      else None)
     diff = sampled_equivalent(loaded.policy, back.policy, arches)
     if diff is not None:
         raise UserError(f"--verify: the {fmt} output decides differently: {diff}")

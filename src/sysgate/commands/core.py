@@ -26,13 +26,58 @@ def arch_option(text: str | None) -> list[str] | None:
     return [get(a).name for a in names]
 
 
-def caps_option(text: str | None) -> list[str] | None:
-    """``--caps``: capability names checked against the kernel's, or None for Docker's default set."""
+def caps_option(text: str | None, *sources: str) -> list[str] | None:
+    """``--caps``: capability names checked against the kernel's, or None for Docker's default set.
+
+    Capabilities select rules only in a Docker profile (``includes``/``excludes.caps``); given
+    with any other input in ``sources`` (another format, a BPF program, a pid) they would change
+    nothing, so that is an error rather than an option silently ignored."""
     if text is None:
         return None
     from ..capabilities import parse  # validated: a misspelt cap must not match nothing
 
-    return parse(text)
+    caps = parse(text)
+    from ..formats import catalog
+
+    takes = [f for f in catalog.FORMATS if "caps" in f.load_options]
+    for spec in sources:
+        kind = input_kind(spec)
+        if kind is not None and kind not in [f.name for f in takes]:
+            raise BadArgument(f"--caps: only {' or '.join(f.title for f in takes)} profiles select rules by "
+                              f"capability (includes/excludes.caps); {spec} is {kind_phrase(kind)}")
+    return caps
+
+
+def input_kind(spec: str) -> str | None:
+    """What the operand ``spec`` is: ``pid``, a policy format's name (a built-in is ``docker``)
+    or a program kind (``bpf``, ``asm``); None when it cannot be read or told, which the command's
+    own reader then reports."""
+    import os
+
+    from ..profiles import BUILTINS
+
+    if spec in BUILTINS:
+        return "docker"
+    if spec.isdigit() and len(spec) <= 10 and not os.path.exists(spec):
+        return "pid"
+    from ..formats import ProfileError, read_limited
+    from ..formats.detect import detect
+
+    try:
+        return detect(read_limited(spec)[:1 << 20], spec)
+    except (OSError, ProfileError):
+        return None
+
+
+def kind_phrase(kind: str) -> str:
+    """:func:`input_kind`'s answer in words: ``a running process``, ``in the minijail policy format``."""
+    if kind == "pid":
+        return "a running process"
+    if kind in ("bpf", "asm"):
+        return "a BPF program"
+    from ..formats import catalog
+
+    return f"in the {catalog.get(kind).title} format"
 
 
 def report_skipped(skipped: list[str] | None) -> None:
@@ -89,7 +134,8 @@ def cmd_compile(args: Any) -> int:
 
     arches = arch_option(args.arch)
     skipped: list[str] | None = [] if getattr(args, "skip_unknown", False) else None
-    policy = resolve(args.profile, arch=arches[0] if arches else None, caps=caps_option(args.caps),
+    caps = caps_option(args.caps, args.profile)
+    policy = resolve(args.profile, arch=arches[0] if arches else None, caps=caps,
                      arches=arches, thread=getattr(args, "thread", None), allow=getattr(args, "allow", ()),
                      deny=getattr(args, "deny", ()), unknown_names=skipped,
                      name=getattr(args, "profile_name", None))
@@ -236,4 +282,4 @@ def _load_for_emulate(args: Any, arch: str) -> Any:
     from ..programs import load_program
 
     covered = arch_option(args.program_arch) if args.program_arch else None
-    return load_program(args.program, covered or [arch], caps=caps_option(args.caps))
+    return load_program(args.program, covered or [arch], caps=caps_option(args.caps, args.program))

@@ -125,8 +125,13 @@ def _explain(t: Target) -> Any:
 
 def cmd_explain(args: Any) -> int:
     arches = _arches(args.arch)
-    caps = _caps(args.caps)
     targets = [args.target] if isinstance(args.target, str) else list(args.target)
+    caps = _caps(args.caps, *targets)
+    if args.lossy and not args.to:
+        raise UserError("explain: --lossy: only with --to (it lets the exported profile be inexact)")
+    if args.to and (args.json or args.verbose):  # --to writes a profile, not the explanation they shape
+        raise UserError(f"explain: {'--json' if args.json else '--verbose'}: not with --to (the output is a "
+                        f"{args.to} profile)")
     if len(targets) == 1:
         t = load_target(targets[0], arches, caps)
         e = _explain(t)
@@ -183,7 +188,7 @@ def cmd_diff(args: Any) -> int:
     from ..analysis.diff import diff
 
     arches = _arches(args.arch)
-    caps = _caps(args.caps)
+    caps = _caps(args.caps, args.a, args.b)
     ta = load_target(args.a, arches, caps)
     tb = load_target(args.b, arches, caps)
     ea, eb = _explain(ta), _explain(tb)
@@ -201,7 +206,7 @@ def cmd_audit(args: Any) -> int:
     from ..analysis.audit import audit
 
     arches = _arches(args.arch)
-    t = load_target(args.target, arches, _caps(args.caps))
+    t = load_target(args.target, arches, _caps(args.caps, args.target))
     e = _explain(t)
     report = audit(e, arches)
     baseline = None if args.no_baseline else audit(_baseline(e, arches), arches)
@@ -252,12 +257,19 @@ def cmd_dump(args: Any) -> int:
         from ..errors import BadArgument
 
         raise BadArgument(f"--timeout: {args.timeout} must be a number of seconds above 0 and at most 1e+09")
+    if args.output and args.arch:  # before anything runs: -o writes raw programs, named by nothing
+        raise UserError("dump: --arch: names syscalls in the disassembly, which -o DIR does not write "
+                        "(disassemble the files with sysgate disasm --arch)")
     target = list(args.target)
     if target and target[0] == "--":
         target = target[1:]
     if not target:
         raise UserError("dump: give a PID, or -- and a command to run")
     if len(target) == 1 and _is_pid(target[0]):
+        # --kill and --timeout act on a command dump starts; a running process is only read
+        given = [o for o, v in (("--kill", args.kill), ("--timeout", args.timeout is not None)) if v]
+        if given:
+            raise UserError(f"dump: {' and '.join(given)}: for a command dump runs (dump -- CMD), not a running pid")
         pid = int(target[0])
         filters = _filters_of(pid)
         what = f"process {pid}"

@@ -76,6 +76,26 @@ def _titles(formats: list[catalog.Format]) -> str:
     return ", ".join(titles[:-1]) + " or " + titles[-1] if len(titles) > 1 else "".join(titles)
 
 
+def nul_in_text(data: bytes, where: str) -> ProfileError | None:
+    """The error for text with a NUL byte in it, or None when ``data`` may be a BPF program.
+
+    Every classic BPF opcode is below 0x100, so a program's first instruction has a NUL byte in
+    its first two bytes, in either byte order. A NUL after a run of text is a damaged profile:
+    told at its line and column, not read as a program that was never meant."""
+    i = data.find(b"\0")
+    if i < 2:
+        return None
+    try:
+        head = data[:i].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not all(c.isprintable() or c in "\t\n\r" for c in head):
+        return None
+    line = head.count("\n") + 1
+    col = len(head) - (head.rfind("\n") + 1) + 1
+    return ProfileError(f"{where}:{line}:{col}: a NUL byte in text (a profile holds none; is the file damaged?)")
+
+
 def detect(data: bytes, name: str | None = None) -> str:
     """The format of ``data`` (a policy format or a program kind); :class:`ProfileError` if unknown."""
     return detect_json(data, name)[0]
@@ -91,6 +111,9 @@ def detect_json(data: bytes, name: str | None = None) -> tuple[str, object]:
     if b"\0" in data:
         # Every seccomp program has a NUL byte (a return's 16-bit opcode is 0x0006 or 0x0016, in
         # either byte order); text never does. A stray non-UTF-8 byte does not make text BPF.
+        bad = nul_in_text(data, where)
+        if bad is not None:
+            raise bad
         return "bpf", None
     from . import decode_text
 

@@ -410,16 +410,20 @@ class _Parser:
             raise self.fail(toks[1], f"@include loop: {chain}")
         if len(self.stack) >= INCLUDE_DEPTH:
             raise self.fail(toks[1], "@include statement nested too deep")
-        if not os.path.isfile(path):
-            raise self.fail(toks[1], f"could not @include {path}: no such file")
-        self.parse_file(path)
+        self.parse_file(path, toks[1])
 
-    def parse_file(self, path: str) -> None:
+    def parse_file(self, path: str, at: _Tok | None = None) -> None:
+        """Parse the file ``path``; ``at``: the ``@include`` path token a failure to read it is told at."""
         try:
+            # the reason as the kernel gives it: a directory, a FIFO and a missing file differ
             text = read_limited(path).decode("utf-8")
         except OSError as e:
+            if at is not None:
+                raise self.fail(at, f"could not @include {path}: {e.strerror}") from None
             raise _Error(f"{path}: cannot read: {e.strerror}") from None
         except UnicodeDecodeError as e:
+            if at is not None:
+                raise self.fail(at, f"could not @include {path}: not UTF-8 text ({e.reason})") from None
             raise _Error(f"{path}: not UTF-8 text ({e.reason})") from None
         self.stack.append(os.path.realpath(path))
         try:

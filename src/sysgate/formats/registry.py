@@ -68,6 +68,9 @@ def read_bytes(data: bytes, source: str, fmt: str | None = None, *, arch: str | 
     if name is not None and "name" not in f.load_options and not rename:
         takes = " or ".join(g.title for g in _formats_taking("name"))
         raise ProfileError(f"{source}: --name: selects a profile of a {takes} manifest; this is a {kind} profile")
+    if thread is not None and "thread" not in f.load_options:
+        takes = " or ".join(g.title for g in _formats_taking("thread"))
+        raise ProfileError(f"{source}: --thread: selects a filter of a {takes} file; this is a {kind} profile")
     opts = {"arch": arch, "arches": archlist, "caps": caps, "thread": thread, "base_dir": base_dir,
             "unknown_names": unknown_names, "name": name, "rename": rename}
     try:

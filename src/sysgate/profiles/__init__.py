@@ -60,6 +60,10 @@ def resolve(spec: str, *, arch: str | None = None, caps: Iterable[str] | None = 
     """
     archlist = list(arches) if arches else None
     if spec in BUILTINS:
+        for opt, value, what in (("--thread", thread, "a filter of a Firecracker file"),
+                                 ("--name", name, "a profile of a Kubernetes manifest")):
+            if value is not None:  # a built-in is one Docker profile: nothing to select
+                raise ProfileError(f"{spec}: {opt}: selects {what}; {spec} is a built-in Docker profile")
         from ..formats import docker
 
         policy = docker.load(builtin_path(spec), arch=arch, caps=caps, unknown_names=unknown_names).policy
