@@ -147,7 +147,7 @@ def main() -> int:
             "python": ([py, "-c", "pass"], env, ()),
         }
         if args.tricks:
-            for t in ("ctypes", "signal", "sha256"):
+            for t in ("ctypes", "signal", "sha256", "bundle"):
                 c[f"public {t}"] = ([cmd, *run], dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
                 c[f"api public {t}"] = (api, dict(env, SYSGATE_PUBLIC_STDLIB=t), ())
         bwrap = shutil.which("bwrap")

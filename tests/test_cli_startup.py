@@ -112,14 +112,21 @@ def run(*args, **kwargs):
     seen.append((gc.isenabled(), gc.get_freeze_count() > frozen))
     return real(*args, **kwargs)
 S.run = run
-from sysgate.cli import main
+import sysgate.cli as C
 frozen = gc.get_freeze_count()
+def report(rc):
+    print(rc, seen, gc.isenabled(), gc.get_freeze_count() > frozen, flush=True)
+real_exit = C._exit_now
+def exit_now(status):  # the program ends here, without the interpreter's exit
+    report(status)
+    real_exit(status)
+C._exit_now = exit_now
 if sys.argv[1] == "program":
     sys.argv = ["sysgate", "run", "--", "/bin/true"]
-    rc = main()
+    C.main()
+    print("main returned")
 else:
-    rc = main(["run", "--", "/bin/true"])
-print(rc, seen, gc.isenabled(), gc.get_freeze_count() > frozen)
+    report(C.main(["run", "--", "/bin/true"]))
 """
 
 

@@ -170,3 +170,97 @@ def test_records_compare_by_their_own_fields() -> None:
     assert B(1, 2) == B(1, 2) and B(1, 2) != B(1, 3)  # y counts: B's getter, not A's
     assert A(1) != B(1, 2) and B(1, 2) != A(1)
     assert len({B(1, 2), B(1, 2), B(1, 3)}) == 2 and B(1, 2)._values() == (1, 2) and A(7)._values() == (7,)
+
+
+# --------------------------------------------------------------------- the bundle (one file of code)
+
+_LOADERS = ("import sysgate.jail.runner, sysgate.jail.rlimits, sysgate.cli\n"
+            "from sysgate import _startup\n"
+            "print(*(type(sys.modules[m].__loader__).__name__ for m in ('sysgate.jail.runner', "
+            "'sysgate.jail.rlimits', 'sysgate.cli')), getattr(sysgate.jail.rlimits, 'MARK', '-'))\n")
+
+
+@pytest.fixture
+def pkg(tmp_path: Path) -> Path:
+    """A private copy of the package, so that its __pycache__ is this test's alone."""
+    import shutil
+
+    shutil.copytree(PKG, tmp_path / "sysgate", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def _in(pkg: Path, code: str = "", *argv: str, **env: str) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if k not in ("SYSGATE_PUBLIC_STDLIB", "PYTHONDONTWRITEBYTECODE")}
+    e.update(PYTHONPATH=str(pkg), **env)
+    cmd = [sys.executable, "-m", "sysgate", *argv] if argv else [sys.executable, "-c", "import sys\n" + code]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=60, cwd="/", check=False)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _bundle(pkg: Path) -> Path:
+    return pkg / "sysgate" / "__pycache__" / f"_startup.bundle.{sys.implementation.cache_tag}.opt{sys.flags.optimize}"
+
+
+def test_run_writes_the_bundle_and_the_next_start_reads_its_modules_from_it(pkg: Path) -> None:
+    assert _in(pkg, _LOADERS).stdout.split() == ["SourceFileLoader"] * 3 + ["-"]  # nothing to read yet
+    assert not _bundle(pkg).exists()
+    _in(pkg, "", "run", "--", "/bin/true")
+    st = _bundle(pkg).stat()
+    assert st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    assert _in(pkg, _LOADERS).stdout.split() == ["_BundleFinder"] * 3 + ["-"]
+    _in(pkg, "", "run", "--", "/bin/true")  # every module served: not written again
+    assert _bundle(pkg).stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_an_edited_module_is_compiled_anew_and_the_bundle_rewritten(pkg: Path) -> None:
+    _in(pkg, "", "run", "--", "/bin/true")
+    src = pkg / "sysgate" / "jail" / "rlimits.py"
+    src.write_text(src.read_text() + "\nMARK = 'edited'\n")
+    assert _in(pkg, _LOADERS).stdout.split() == ["_BundleFinder", "SourceFileLoader", "_BundleFinder", "edited"]
+    _in(pkg, "", "run", "--", "/bin/true")
+    assert _in(pkg, _LOADERS).stdout.split() == ["_BundleFinder"] * 3 + ["edited"]
+
+
+@pytest.mark.parametrize("spoil", ["writable", "other owner", "damaged", "truncated", "damaged code",
+                                   "other version"])
+def test_a_bundle_that_cannot_be_trusted_or_read_is_not_used(pkg: Path, spoil: str) -> None:
+    _in(pkg, "", "run", "--", "/bin/true")
+    b = _bundle(pkg)
+    if spoil == "writable":
+        b.chmod(0o666)
+    elif spoil == "other owner":
+        os.chown(b, 65534, 65534)
+    elif spoil == "damaged":
+        b.write_bytes(b"\x00" * 1000)
+    elif spoil == "truncated":
+        b.write_bytes(b.read_bytes()[:5000])
+    elif spoil == "damaged code":  # the index intact, every module's code overwritten
+        import marshal
+
+        data = bytearray(b.read_bytes())
+        start = 24 + int.from_bytes(data[16:24], "little")
+        data[start:] = b"\xff" * (len(data) - start)
+        b.write_bytes(bytes(data))
+        assert marshal.loads(data[24:start])[1]  # (the index still reads)
+    else:
+        import marshal
+
+        data = b.read_bytes()
+        start = 24 + int.from_bytes(data[16:24], "little")
+        _version, index = marshal.loads(data[24:start])
+        head = marshal.dumps(("2.7.18 (an older interpreter)", index))
+        b.write_bytes(data[:16] + len(head).to_bytes(8, "little") + head + data[start:])
+    want = ["_BundleFinder"] * 3 if spoil == "damaged code" else ["SourceFileLoader"] * 3  # compiled from source
+    assert _in(pkg, _LOADERS).stdout.split() == want + ["-"]
+    r = _in(pkg, "", "run", "--", "/bin/sh", "-c", "echo ran")  # the command runs as ever
+    assert r.stdout == "ran\n"
+    assert _in(pkg, _LOADERS).stdout.split() == ["_BundleFinder"] * 3 + ["-"]  # and the bundle was written anew
+
+
+def test_bundle_is_neither_written_without_bytecode_nor_read_when_switched_off(pkg: Path) -> None:
+    _in(pkg, "", "run", "--", "/bin/true", PYTHONDONTWRITEBYTECODE="1")
+    assert not _bundle(pkg).exists()
+    _in(pkg, "", "run", "--", "/bin/true")
+    assert _in(pkg, _LOADERS, SYSGATE_PUBLIC_STDLIB="bundle").stdout.split() == ["SourceFileLoader"] * 3 + ["-"]
+    assert _in(pkg, _LOADERS, SYSGATE_PUBLIC_STDLIB="1").stdout.split() == ["SourceFileLoader"] * 3 + ["-"]

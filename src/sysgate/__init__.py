@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+from . import _startup as _startup  # noqa: E402 - the run path's modules from one file (see _startup)
+
+_startup.install_bundle()
+
 _LAZY = {
     "Policy": "sysgate.policy", "Rule": "sysgate.policy", "Condition": "sysgate.policy",
     "Action": "sysgate.policy", "Op": "sysgate.policy", "PolicyError": "sysgate.policy",

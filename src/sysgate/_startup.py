@@ -25,7 +25,12 @@ listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither, which 
 run, ``sha256`` to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
 (https://docs.python.org/3/library/_thread.html) and used as it is.
 
-Each trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
+The *bundle* (at the end of this module) uses no private module: the run path's compiled code
+in one file beside the ``.pyc`` files, read with one open instead of thirty path searches and
+reads. It works on any interpreter with a bytecode cache tag (``SYSGATE_PUBLIC_STDLIB=bundle``
+switches it off); its budget is in its own comment.
+
+Each private-module trick is used only on the CPython versions it was validated on (:data:`VALIDATED`); on any
 other interpreter or version, or with ``SYSGATE_PUBLIC_STDLIB=1`` in the environment, every name
 here is the public module itself, so a new CPython costs start-up time, never correctness.
 The vfork launcher of :mod:`sysgate.jail.runner` (Python run on a foreign stack in a ``CLONE_VM``
@@ -34,6 +39,7 @@ child) is validated on the same versions and is used only where :data:`VALIDATED
 """
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
@@ -51,7 +57,12 @@ _PUBLIC = os.environ.get("SYSGATE_PUBLIC_STDLIB", "")
 
 
 def _fast(name: str) -> bool:
-    return VALIDATED and _PUBLIC not in ("1", "all") and name not in _PUBLIC.split(",")
+    return VALIDATED and _fast_public(name)
+
+
+def _fast_public(name: str) -> bool:
+    """Whether trick ``name`` is on (those of public modules only need this)."""
+    return _PUBLIC not in ("1", "all") and name not in _PUBLIC.split(",")
 
 
 def _mini_ctypes() -> object:
@@ -126,29 +137,235 @@ if TYPE_CHECKING:  # the type checker sees the public modules that these stand i
     import ctypes
     import signal
     from hashlib import sha256 as sha256
-else:
-    if _fast("signal"):
-        import _signal as signal
-    else:
-        import signal
-    if _fast("ctypes"):
-        try:
-            ctypes = _mini_ctypes()
-        except ImportError:  # not LP64
-            import ctypes
-    else:
-        import ctypes
+    from typing import Any
+
+
+_made = _thread.allocate_lock()
 
 
 def __getattr__(name: str) -> object:
-    # sha256 is imported when first asked for: not every run needs it
-    if name == "sha256":
+    # Each is made when first asked for: ``import sysgate`` imports this module (for the bundle
+    # below), and not every command needs ctypes, signal or sha256. Made once under a lock: two
+    # threads' first sandboxes must share one set of ctypes types.
+    with _made:
+        value = globals().get(name)
+        if value is None:
+            value = globals()[name] = _make(name)
+    return value
+
+
+def _make(name: str) -> object:
+    value: object = None
+    if name == "signal":
+        if _fast("signal"):
+            import _signal  # type: ignore[import-not-found]
+
+            value = _signal
+        else:
+            import signal
+
+            value = signal
+    elif name == "ctypes":
+        if _fast("ctypes"):
+            try:
+                value = _mini_ctypes()
+            except ImportError:  # not LP64
+                pass
+        if value is None:
+            import ctypes
+
+            value = ctypes
+    elif name == "sha256":
         if not _fast("sha256"):
             from hashlib import sha256
         elif sys.version_info >= (3, 12):
-            from _sha2 import sha256  # type: ignore[import-not-found]
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]
         else:
             from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
-        globals()["sha256"] = sha256
-        return sha256
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = sha256
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return value
+
+
+# ---------------------------------------------------------------- the run path's code in one file
+#
+# ``sysgate run`` imports about thirty of sysgate's modules. Each costs the import system a path
+# search, stats, and an open and a read of its ``.pyc``; for thirty that is ~1.5 ms of a ~7 ms
+# interpreter start (~3 ms where the interpreter takes 14). The bundle holds their compiled code
+# in one file, read with one open: the finder below serves a module from it when its source file
+# still has the size and modification time it had when compiled, and leaves every other module
+# to the usual import system. ``sysgate run`` writes the bundle as it exits when it imported a
+# module the bundle did not serve (the first run after an install or an edit).
+#
+# The file lies in the package's ``__pycache__`` next to the ``.pyc`` files, and is trusted as
+# they are: whoever can write there can already change what sysgate runs. It is read only if it
+# is a regular file owned by root or by this user and writable by no one else, and written only
+# where the interpreter would write bytecode (not under ``PYTHONDONTWRITEBYTECODE``). Measured by
+# bench/bench_startup.py --tricks (``public bundle``).
+
+#: The file: this tag, the length of the index (8 bytes, little-endian), the index (marshalled:
+#: the interpreter's version and, per module name, its source path, whether it is a package, the
+#: source's mtime_ns and size, and where its code lies after the index), then the code.
+_BUNDLE_FORMAT = b"sysgate-bundle-2"
+
+
+def _bundle_path() -> str | None:
+    tag = sys.implementation.cache_tag
+    if tag is None:
+        return None
+    return os.path.join(os.path.dirname(__file__), "__pycache__",
+                        f"_startup.bundle.{tag}.opt{sys.flags.optimize}")
+
+
+class _BundleFinder:
+    """A meta path finder (and its modules' loader) serving code objects from the bundle."""
+
+    def __init__(self, index: dict, code: memoryview | None) -> None:
+        #: module name -> (source path, is a package, source mtime_ns, source size, offset, length)
+        self.index = index
+        self.code = code  # the marshalled code objects, one after the other
+        self.served: set[str] = set()
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        e = self.index.get(name)
+        if e is None:
+            return None
+        origin, is_pkg, mtime_ns, size, offset, length = e
+        try:
+            st = os.stat(origin)
+        except OSError:
+            return None
+        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+            return None  # edited since: the import system compiles it anew, and the bundle is rewritten
+        spec = _ModuleSpec(name, self, origin=origin, is_package=is_pkg)
+        spec.has_location = True  # __file__ is the source file, as for any module
+        if is_pkg:
+            spec.submodule_search_locations = [os.path.dirname(origin)]
+        spec.loader_state = (offset, length)
+        self.served.add(name)
+        return spec
+
+    def create_module(self, spec: object) -> None:
+        return None  # the default module object
+
+    def exec_module(self, module: object) -> None:
+        import marshal
+
+        spec = module.__spec__  # type: ignore[attr-defined]
+        offset, length = spec.loader_state
+        try:
+            code = marshal.loads(self.code[offset:offset + length])  # type: ignore[index]
+        except (EOFError, ValueError, TypeError):  # a damaged file: the source, as the import system would
+            self.served.discard(spec.name)  # and the bundle is written anew
+            with open(spec.origin, "rb") as f:
+                code = compile(f.read(), spec.origin, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+
+    def blob(self, name: str) -> bytes:
+        """The marshalled code of module ``name``."""
+        offset, length = self.index[name][4:6]
+        return bytes(self.code[offset:offset + length])  # type: ignore[index]
+
+
+#: importlib's ModuleSpec, the type of every module's __spec__ (importing importlib costs ~1 ms).
+_ModuleSpec: Any = type(__spec__)
+_finder: _BundleFinder | None = None
+
+
+def install_bundle() -> None:
+    """Serve sysgate's modules from the bundle, if there is a trustworthy one (see above)."""
+    global _finder
+    path = _bundle_path()
+    if path is None or _finder is not None or not _fast_public("bundle"):
+        return
+    index: dict = {}
+    code = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            st = os.fstat(fd)
+            if (st.st_mode & 0o170000) == 0o100000 and st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022:
+                data = os.read(fd, st.st_size + 1)
+                n = len(_BUNDLE_FORMAT)
+                if data[:n] == _BUNDLE_FORMAT:
+                    import marshal
+
+                    start = n + 8 + int.from_bytes(data[n:n + 8], "little")
+                    version, got = marshal.loads(memoryview(data)[n + 8:start])
+                    if version == sys.version and isinstance(got, dict):
+                        code = memoryview(data)[start:]
+                        index = {k: v for k, v in got.items() if v[4] + v[5] <= len(code)}
+        except Exception:  # noqa: BLE001 - unreadable or damaged: the usual import system does the work
+            index, code = {}, None
+        finally:
+            os.close(fd)
+    _finder = _BundleFinder(index, code)
+    sys.meta_path.insert(0, _finder)  # type: ignore[arg-type]  # a finder by duck typing, as importlib's are
+
+
+def save_bundle() -> None:
+    """Write the bundle if a module of sysgate was imported without it (called as ``sysgate run``
+    exits). Failing to write (a read-only install, another user's) changes nothing."""
+    path = _bundle_path()
+    if path is None or _finder is None or sys.dont_write_bytecode:
+        return
+    pkg = os.path.dirname(__file__)
+    mods = {}
+    for name, m in list(sys.modules.items()):
+        spec = getattr(m, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if (name.startswith("sysgate.") and name != __name__ and isinstance(origin, str)
+                and origin.endswith(".py") and origin.startswith(pkg + os.sep)):
+            mods[name] = (origin, spec.submodule_search_locations is not None)  # type: ignore[union-attr]
+    if set(mods) <= _finder.served:
+        return
+    try:
+        _write_bundle(path, mods, _finder)
+    except (OSError, SyntaxError, ValueError):
+        pass
+
+
+def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
+    import importlib.util
+    import marshal
+
+    index, blobs, offset = {}, [], 0
+    for name, (origin, is_pkg) in sorted(mods.items()):
+        st = os.stat(origin)
+        e = old.index.get(name)
+        code = None
+        if e is not None and name in old.served and e[:4] == (origin, is_pkg, st.st_mtime_ns, st.st_size):
+            code = old.blob(name)
+        else:
+            try:  # the .pyc the import system just wrote, if it matches the source
+                with open(importlib.util.cache_from_source(origin), "rb") as f:
+                    pyc = f.read()
+                if (pyc[:4] == importlib.util.MAGIC_NUMBER and pyc[4:8] == bytes(4)
+                        and int.from_bytes(pyc[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                        and int.from_bytes(pyc[12:16], "little") == st.st_size & 0xFFFFFFFF):
+                    code = pyc[16:]
+            except OSError:
+                pass
+        if code is None:
+            with open(origin, "rb") as f:
+                code = marshal.dumps(compile(f.read(), origin, "exec", dont_inherit=True))
+        index[name] = (origin, is_pkg, st.st_mtime_ns, st.st_size, offset, len(code))
+        blobs.append(code)
+        offset += len(code)
+    head = marshal.dumps((sys.version, index))
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_BUNDLE_FORMAT + len(head).to_bytes(8, "little") + head + b"".join(blobs))
+        os.replace(tmp, path)  # whole or not at all, for a run that starts meanwhile
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
