@@ -264,3 +264,15 @@ def test_bundle_is_neither_written_without_bytecode_nor_read_when_switched_off(p
     _in(pkg, "", "run", "--", "/bin/true")
     assert _in(pkg, _LOADERS, SYSGATE_PUBLIC_STDLIB="bundle").stdout.split() == ["SourceFileLoader"] * 3 + ["-"]
     assert _in(pkg, _LOADERS, SYSGATE_PUBLIC_STDLIB="1").stdout.split() == ["SourceFileLoader"] * 3 + ["-"]
+
+
+def test_starts_that_import_different_modules_share_one_bundle(pkg: Path) -> None:
+    """The bundle keeps the modules of every start: a start that imports others adds them once, and
+    then no start rewrites it (the rewriting would cost every run)."""
+    _in(pkg, "", "run", "--", "/bin/true")
+    _in(pkg, "", "run", "--prof", "docker-default", "--", "/bin/true")  # argparse reads this one: more modules
+    first = _bundle(pkg).stat().st_mtime_ns
+    for _ in range(2):
+        _in(pkg, "", "run", "--", "/bin/true")
+        _in(pkg, "", "run", "--prof", "docker-default", "--", "/bin/true")
+    assert _bundle(pkg).stat().st_mtime_ns == first

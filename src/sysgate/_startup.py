@@ -334,12 +334,23 @@ def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
     import marshal
 
     index, blobs, offset = {}, [], 0
-    for name, (origin, is_pkg) in sorted(mods.items()):
-        st = os.stat(origin)
+    # The modules this process imported, and those of the old bundle it did not: each start
+    # (sysgate run, python -m sysgate, a script) finds all of its own, and none rewrites it again.
+    kept = {name: e[:2] for name, e in old.index.items() if name not in mods}
+    for name, (origin, is_pkg) in sorted({**kept, **mods}.items()):
+        try:
+            st = os.stat(origin)
+        except FileNotFoundError:
+            if name in kept:
+                continue  # gone from the package since
+            raise
         e = old.index.get(name)
         code = None
-        if e is not None and name in old.served and e[:4] == (origin, is_pkg, st.st_mtime_ns, st.st_size):
+        if e is not None and (name in old.served or name in kept) and e[:4] == (origin, is_pkg, st.st_mtime_ns,
+                                                                               st.st_size):
             code = old.blob(name)
+        elif name in kept:
+            continue  # edited since, and not imported here: the next run that imports it adds it
         else:
             try:  # the .pyc the import system just wrote, if it matches the source
                 with open(importlib.util.cache_from_source(origin), "rb") as f:
