@@ -45,10 +45,15 @@ def test_the_jail_uses_the_shipped_program(stem: str, monkeypatch) -> None:
 
 
 def test_an_edited_profile_is_compiled_afresh(monkeypatch) -> None:
-    """The file records its sources' digest: a different profile text never gets the shipped program."""
-    monkeypatch.setattr(precompiled, "source_digest", lambda name: b"\0" * 32)
+    """The file holds its sources: a different profile text, even one byte, never gets the shipped program."""
+    real = precompiled.sources("docker-default")
+    for edited in (real[:-1] + bytes([real[-1] ^ 1]), real[:-1], real + b" "):
+        monkeypatch.setattr(precompiled, "sources", lambda name, e=edited: e)
+        filters.clear_cache()
+        assert filters._load_precompiled("docker-default", ()) is None
+    monkeypatch.setattr(precompiled, "sources", lambda name: real)
     filters.clear_cache()
-    assert filters._load_precompiled("docker-default", ()) is None
+    assert filters._load_precompiled("docker-default", ()) is not None
     filters.clear_cache()
 
 

@@ -22,8 +22,9 @@ as a script now that a plain command line is read without argparse, whose ``re``
 anyway.) A fourth trick, ``_socket`` for ``socket``, is gone: the jail passes the supervisor's
 listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither, which also saved the
 0.6-0.7 ms of loading ``_socket`` itself. The run path needs ``ctypes`` and ``signal`` on every
-run, ``sha256`` to check the precompiled built-in profiles. ``_thread`` is not among them: it is documented
-(https://docs.python.org/3/library/_thread.html) and used as it is.
+run, ``sha256`` only for the cache key of a profile given as a file (the shipped built-in programs
+are checked against a copy of their sources, see :mod:`sysgate.precompiled`). ``_thread`` is not
+among them: it is documented (https://docs.python.org/3/library/_thread.html) and used as it is.
 
 The *bundle* (at the end of this module) uses no private module: the run path's compiled code
 in one file beside the ``.pyc`` files, read with one open instead of thirty path searches and

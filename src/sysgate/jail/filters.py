@@ -431,7 +431,8 @@ def precompile(stem: str, machine: str | None = None) -> bytes:
     policy = apply_modifiers(resolve(profile, arch=a, caps=None if docker_caps else []), allow, (), None)
     compiled = compile_policy(policy)
     flag = b"\1" if supervisor_safe(compiled.insns, a) else b"\0"
-    return _pre.MAGIC + _pre.source_digest(profile) + flag + compiled.to_bytes()
+    made_from = _pre.sources(profile)
+    return _pre.MAGIC + len(made_from).to_bytes(4, "little") + made_from + flag + compiled.to_bytes()
 
 
 def apply_modifiers(policy: Any, allow: tuple[str, ...], deny: tuple[str, ...], action: str | None) -> Any:
