@@ -220,6 +220,11 @@ def test_run_writes_the_bundle_and_the_next_start_reads_its_modules_from_it(pkg:
     st = _bundle(pkg).stat()
     assert st.st_uid == os.geteuid() and not st.st_mode & 0o022
     assert _in(pkg, _LOADERS).stdout.split() == ["_BundleFinder"] * 3 + ["-"]
+    attrs = _in(pkg, "import importlib.util, sysgate.jail, sysgate.jail.runner as m\n"
+                     "print(m.__file__, m.__cached__ == importlib.util.cache_from_source(m.__file__), "
+                     "m.__spec__.origin == m.__file__, m.__name__, sysgate.jail.__path__)").stdout.split()
+    assert attrs == [str(pkg / "sysgate" / "jail" / "runner.py"), "True", "True", "sysgate.jail.runner",
+                     f"['{pkg / 'sysgate' / 'jail'}']"], attrs  # a module as the import system makes it
     _in(pkg, "", "run", "--", "/bin/true")  # every module served: not written again
     assert _bundle(pkg).stat().st_mtime_ns == st.st_mtime_ns
 

@@ -207,8 +207,9 @@ def _make(name: str) -> object:
 
 #: The file: this tag, the length of the index (8 bytes, little-endian), the index (marshalled:
 #: the interpreter's version and, per module name, its source path, whether it is a package, the
-#: source's mtime_ns and size, and where its code lies after the index), then the code.
-_BUNDLE_FORMAT = b"sysgate-bundle-2"
+#: source's mtime_ns and size, where its code lies after the index, and its ``.pyc`` path for
+#: ``__cached__``, which the import system would otherwise work out per module), then the code.
+_BUNDLE_FORMAT = b"sysgate-bundle-3"
 
 
 def _bundle_path() -> str | None:
@@ -223,7 +224,7 @@ class _BundleFinder:
     """A meta path finder (and its modules' loader) serving code objects from the bundle."""
 
     def __init__(self, index: dict, code: memoryview | None) -> None:
-        #: module name -> (source path, is a package, source mtime_ns, source size, offset, length)
+        #: module name -> (source path, is a package, source mtime_ns, source size, offset, length, pyc path)
         self.index = index
         self.code = code  # the marshalled code objects, one after the other
         self.served: set[str] = set()
@@ -232,7 +233,7 @@ class _BundleFinder:
         e = self.index.get(name)
         if e is None:
             return None
-        origin, is_pkg, mtime_ns, size, offset, length = e
+        origin, is_pkg, mtime_ns, size, offset, length, cached = e
         try:
             st = os.stat(origin)
         except OSError:
@@ -241,6 +242,7 @@ class _BundleFinder:
             return None  # edited since: the import system compiles it anew, and the bundle is rewritten
         spec = _ModuleSpec(name, self, origin=origin, is_package=is_pkg)
         spec.has_location = True  # __file__ is the source file, as for any module
+        spec.cached = cached
         if is_pkg:
             spec.submodule_search_locations = [os.path.dirname(origin)]
         spec.loader_state = (offset, length)
@@ -299,7 +301,8 @@ def install_bundle() -> None:
                     version, got = marshal.loads(memoryview(data)[n + 8:start])
                     if version == sys.version and isinstance(got, dict):
                         code = memoryview(data)[start:]
-                        index = {k: v for k, v in got.items() if v[4] + v[5] <= len(code)}
+                        index = {k: v for k, v in got.items()
+                                 if isinstance(v, tuple) and len(v) == 7 and v[4] + v[5] <= len(code)}
         except Exception:  # noqa: BLE001 - unreadable or damaged: the usual import system does the work
             index, code = {}, None
         finally:
@@ -347,6 +350,7 @@ def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
             raise
         e = old.index.get(name)
         code = None
+        cached = importlib.util.cache_from_source(origin)
         if e is not None and (name in old.served or name in kept) and e[:4] == (origin, is_pkg, st.st_mtime_ns,
                                                                                st.st_size):
             code = old.blob(name)
@@ -354,7 +358,7 @@ def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
             continue  # edited since, and not imported here: the next run that imports it adds it
         else:
             try:  # the .pyc the import system just wrote, if it matches the source
-                with open(importlib.util.cache_from_source(origin), "rb") as f:
+                with open(cached, "rb") as f:
                     pyc = f.read()
                 if (pyc[:4] == importlib.util.MAGIC_NUMBER and pyc[4:8] == bytes(4)
                         and int.from_bytes(pyc[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
@@ -365,7 +369,7 @@ def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
         if code is None:
             with open(origin, "rb") as f:
                 code = marshal.dumps(compile(f.read(), origin, "exec", dont_inherit=True))
-        index[name] = (origin, is_pkg, st.st_mtime_ns, st.st_size, offset, len(code))
+        index[name] = (origin, is_pkg, st.st_mtime_ns, st.st_size, offset, len(code), cached)
         blobs.append(code)
         offset += len(code)
     head = marshal.dumps((sys.version, index))
