@@ -31,21 +31,39 @@ def enabled() -> bool:
 
 
 class _Pool:
+    # _thread rather than threading: importing threading cost the second sandbox of a script
+    # several milliseconds (the pool starts then), more than the pool saves it.
     def __init__(self) -> None:
-        import threading  # only a process that starts several sandboxes gets here
+        from .runner import start_thread
 
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
+        self.lock = _thread.allocate_lock()
+        self._wake = _thread.allocate_lock()  # released: a spare is wanted (an event that clears when taken)
+        self._wake.acquire()
+        self._done = _thread.allocate_lock()  # released when the thread has ended
+        self._done.acquire()
         self.fd = -1
         self.stop = False
         self.failed = False
-        self.thread = threading.Thread(target=self._loop, name="sysgate-netns-pool", daemon=True)
-        self.thread.start()
+        self.alive = True
+        start_thread(self._run)  # returns once the thread runs: exiting while it starts would crash
+
+    def wake(self) -> None:
+        try:
+            self._wake.release()
+        except RuntimeError:  # already woken
+            pass
 
     def take(self) -> int:
         with self.lock:
             fd, self.fd = self.fd, -1
         return fd
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.alive = False
+            self._done.release()
 
     def _loop(self) -> None:
         try:
@@ -55,8 +73,7 @@ class _Pool:
             return
         try:
             while not self.stop:
-                self.wake.wait()
-                self.wake.clear()
+                self._wake.acquire()
                 if self.stop:
                     break
                 with self.lock:
@@ -95,8 +112,8 @@ class _Pool:
 
     def close(self) -> None:
         self.stop = True
-        self.wake.set()
-        self.thread.join(5)
+        self.wake()
+        self._done.acquire(True, 5)
         with self.lock:
             if self.fd >= 0:
                 os.close(self.fd)
@@ -113,11 +130,11 @@ def take() -> int:
     if not enabled():
         return -1
     with _POOL_LOCK:
-        if _POOL is None or (_POOL.failed and not _POOL.thread.is_alive()):
+        if _POOL is None or (_POOL.failed and not _POOL.alive):
             if _POOL is not None and _POOL.failed:
                 return -1
             _POOL = _Pool()
-            _POOL.wake.set()
+            _POOL.wake()
             return -1
     return _POOL.take()
 
@@ -126,7 +143,7 @@ def refill() -> None:
     """Make the next spare now (called when a sandbox has ended, off its start-up path)."""
     pool = _POOL
     if pool is not None:
-        pool.wake.set()
+        pool.wake()
 
 
 def shutdown() -> None:
