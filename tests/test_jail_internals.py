@@ -379,3 +379,18 @@ def test_garbage_collector_is_held_off_inside_init(monkeypatch) -> None:
     assert gc.isenabled()
     assert run(["true"], launcher="vfork").ok
     assert seen == [(1, False)] and gc.isenabled()
+
+
+def test_subordinate_id_reads_the_callers_first_range(tmp_path) -> None:
+    """The last id of the first valid range for uid 0 (by number or as root), or None."""
+    from sysgate.jail import namespaces
+
+    cases = [("root:100000:65536\n0:300000:10\n", 165535), ("alice:1:9\n0:300000:10\n", 300009),
+             ("root:0:10\nroot:x:10\nroot:5:0\n\xff\xfe:1:2\nroot:70000:2\n", 70001), ("", None),
+             ("root:4294967290:100\n", None)]
+    for i, (text, want) in enumerate(cases):
+        f = tmp_path / f"subuid{i}"
+        f.write_bytes(text.encode("latin-1"))
+        namespaces._SUBIDS.pop(str(f), None)
+        assert namespaces.subordinate_id(str(f)) == want, text
+    assert namespaces.subordinate_id(str(tmp_path / "missing")) is None

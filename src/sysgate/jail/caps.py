@@ -7,6 +7,8 @@ gets back at ``execve``. Kept caps are raised in the ambient set too, so that a 
 """
 from __future__ import annotations
 
+import os
+
 from .. import capabilities
 from .._startup import ctypes
 from ..kernel import syscall as N
@@ -56,8 +58,11 @@ def last_cap() -> int:
     global _LAST
     if _LAST is None:
         try:
-            with open("/proc/sys/kernel/cap_last_cap") as f:
-                _LAST = int(f.read())
+            fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _LAST = int(os.read(fd, 64))
+            finally:
+                os.close(fd)
         except (OSError, ValueError):
             _LAST = len(capabilities.NAMES) - 1
     return _LAST

@@ -86,21 +86,25 @@ def subordinate_id(path: str, uid: int = 0) -> int | None:
     or number), or None. The last one: container engines map their root to the first."""
     if path in _SUBIDS:
         return _SUBIDS[path]
-    names = {str(uid)}
+    names = {str(uid).encode()}
     if uid == 0:
-        names.add("root")
+        names.add(b"root")
     found = None
     try:
-        with open(path) as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
-                    start, count = int(parts[1]), int(parts[2])
-                    if count > 0 and start > 0 and start + count - 1 < 2**32 - 1:
-                        found = start + count - 1
-                        break
-    except (OSError, UnicodeDecodeError):
-        pass
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            text = os.read(fd, 1 << 20)  # (a real one is a few lines)
+        finally:
+            os.close(fd)
+    except OSError:
+        text = b""
+    for line in text.splitlines():
+        parts = line.strip().split(b":")
+        if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+            start, count = int(parts[1]), int(parts[2])
+            if count > 0 and start > 0 and start + count - 1 < 2**32 - 1:
+                found = start + count - 1
+                break
     _SUBIDS[path] = found
     return found
 
