@@ -68,7 +68,7 @@ def load_program(spec: str, arches: Sequence[str] | None = None, *, caps: Sequen
         try:
             insns, lines = asm_lines(text, arch=arches[0] if arches else None)
         except AsmError as e:
-            raise asm_error(spec, e) from None
+            raise asm_error(spec, e, text) from None
         return LoadedProgram(insns, tuple(arches or ()), spec, "asm", lines=lines)
     from .arch import get
     from .bpf.insn import decode
@@ -101,18 +101,33 @@ def _is_profile_file(path: str) -> bool:
         return False
 
 
-def asm_error(source: str, e: Exception) -> UserError:
-    """An :class:`~sysgate.bpf.asm.AsmError` as one line ``FILE:LINE: message``."""
-    return UserError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
+def asm_error(source: str, e: Exception, text: str | None = None) -> UserError:
+    """An :class:`~sysgate.bpf.asm.AsmError` as one line ``FILE:LINE: message``; given the
+    listing's ``text``, the command line also shows that line with a caret under the column."""
+    err = UserError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
+    line = getattr(e, "line", 0)
+    lines = text.splitlines() if text is not None else []
+    if isinstance(line, int) and 0 < line <= len(lines):
+        raw = lines[line - 1]
+        col = getattr(e, "col", 0) or len(raw) - len(raw.lstrip()) + 1  # 0: the statement as a whole
+        err.source_line, err.column = raw, col  # type: ignore[attr-defined]
+    return err
 
 
-def check_program(insns: tuple, source: str, lines: tuple | None = None) -> None:
+def check_program(insns: tuple, source: str, lines: tuple | None = None, text: str | None = None) -> None:
     """The kernel's verdict on ``insns`` from ``source``: a refusal is one UserError line
-    ``FILE[:LINE]: the kernel would refuse this program: instruction N: ...``."""
+    ``FILE[:LINE]: the kernel would refuse this program: instruction N: ...`` (with the listing's
+    ``text``, the line is shown too, a caret under its statement)."""
     from .bpf.emulator import InvalidProgram, check
 
     try:
         check(insns)
     except InvalidProgram as e:
-        where = f"{source}:{lines[e.pc]}" if lines and e.pc is not None and e.pc < len(lines) else source
-        raise UserError(f"{where}: the kernel would refuse this program: {e}") from None
+        line = lines[e.pc] if lines and e.pc is not None and e.pc < len(lines) else None
+        err = UserError(f"{source}:{line}: the kernel would refuse this program: {e}" if line
+                        else f"{source}: the kernel would refuse this program: {e}")
+        raws = text.splitlines() if text is not None else []
+        if line and 0 < line <= len(raws):
+            raw = raws[line - 1]
+            err.source_line, err.column = raw, len(raw) - len(raw.lstrip()) + 1  # type: ignore[attr-defined]
+        raise err from None

@@ -51,10 +51,11 @@ __all__ = ["AsmError", "asm"]
 class AsmError(UserError):  # a ValueError
     """Bad assembly source. ``str()`` is one line ``line N: message``; ``.line`` is N."""
 
-    def __init__(self, line: int, message: str):
+    def __init__(self, line: int, message: str, col: int = 0):
         super().__init__(f"line {line}: {message}")
         self.line = line
         self.message = message  # without the "line N: " prefix, for "FILE:N: message"
+        self.col = col  # 1-based column of what is wrong in the line, or 0 (the statement as a whole)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +68,7 @@ class _Tok:
     line: int
     text: str = ""
     cols: tuple[int, int, int, int] | None = None  # raw listing columns on a LABEL
+    col: int = 0  # 1-based column where the token starts in its line
 
 
 _KEYWORDS = {"a", "x", "if", "else", "return", "mem", "args", "args_h", "data", "data8", "data16", "data32",
@@ -105,53 +107,53 @@ def _tokenize(text: str) -> list[_Tok]:
             cols = None
             if m.group(2) is not None:
                 cols = tuple(int(m.group(g), 16) for g in (2, 3, 4, 5))
-            toks.append(_Tok("LABEL", m.group(1), lineno, m.group(1), cols))  # type: ignore[arg-type]
+            toks.append(_Tok("LABEL", m.group(1), lineno, m.group(1), cols, m.start(1) + 1))  # type: ignore[arg-type]
             pos = m.end()
         while pos < len(line):
             m = _TOKEN_RE.match(line, pos)
             if not m:
                 bad = line[pos:].split()[0]
-                raise AsmError(lineno, f"unrecognised text {bad!r}")
+                raise AsmError(lineno, f"unrecognised text {bad!r}", pos + 1)
             pos = m.end()
             kind = m.lastgroup
             s = m.group(0)
             if kind == "ws":
                 continue
             if kind == "label":
-                toks.append(_Tok("LABEL", m.group("label"), lineno, s))
+                toks.append(_Tok("LABEL", m.group("label"), lineno, s, col=m.start() + 1))
             elif kind in ("goto", "gtarget"):
-                toks.append(_Tok("GOTO", m.group("gtarget"), lineno, s))
+                toks.append(_Tok("GOTO", m.group("gtarget"), lineno, s, col=m.start() + 1))
             elif kind in ("tern", "tt", "tf"):
-                toks.append(_Tok("TERN", (m.group("tt"), m.group("tf")), lineno, s))
+                toks.append(_Tok("TERN", (m.group("tt"), m.group("tf")), lineno, s, col=m.start() + 1))
             elif kind == "num":
                 if len(s.lstrip("-0xX")) > 10:  # no 32-bit number has more digits (and int() of
                     # thousands of digits is slow, or refused with a message naming no line)
-                    raise AsmError(lineno, f"constant {s[:20]}... does not fit in 32 bits")
+                    raise AsmError(lineno, f"constant {s[:20]}... does not fit in 32 bits", m.start() + 1)
                 v = int(s, 16) if "x" in s.lower() else int(s, 10)
                 if not -(1 << 31) <= v <= 0xFFFFFFFF:
-                    raise AsmError(lineno, f"constant {s} does not fit in 32 bits")
-                toks.append(_Tok("NUM", v & 0xFFFFFFFF, lineno, s))
+                    raise AsmError(lineno, f"constant {s} does not fit in 32 bits", m.start() + 1)
+                toks.append(_Tok("NUM", v & 0xFFFFFFFF, lineno, s, col=m.start() + 1))
             elif kind == "ident":
                 low = s.lower()
                 if low in _KEYWORDS:
-                    toks.append(_Tok("KW", low, lineno, s))
+                    toks.append(_Tok("KW", low, lineno, s, col=m.start() + 1))
                 elif _ACTION_RE.match(s):
-                    toks.append(_Tok("ACTION", s, lineno, s))
+                    toks.append(_Tok("ACTION", s, lineno, s, col=m.start() + 1))
                 elif low.startswith(("arch_", "audit_arch_")):
                     val = parse_arch_constant(s)
                     if val is None:
-                        raise AsmError(lineno, f"unknown architecture constant {s!r}")
-                    toks.append(_Tok("ARCH", val, lineno, s))
+                        raise AsmError(lineno, f"unknown architecture constant {s!r}", m.start() + 1)
+                    toks.append(_Tok("ARCH", val, lineno, s, col=m.start() + 1))
                 else:
-                    toks.append(_Tok("IDENT", s, lineno, s))
+                    toks.append(_Tok("IDENT", s, lineno, s, col=m.start() + 1))
             else:
                 if s in "([":
                     depth += 1
                 elif s in ")]":
                     depth = max(depth - 1, 0)
-                toks.append(_Tok("OP", s, lineno, s))
+                toks.append(_Tok("OP", s, lineno, s, col=m.start() + 1))
         if depth == 0:
-            toks.append(_Tok("NL", None, lineno, "end of line"))
+            toks.append(_Tok("NL", None, lineno, "end of line", col=len(line.rstrip()) + 1))
         if lineno > _MAX_LINES and len(toks) > _MAX_LINES:  # stop early: time in proportion to the limit
             raise AsmError(lineno, f"more than {_MAX_LINES} lines; no program that long can be loaded")
     return toks
@@ -235,14 +237,14 @@ class _Parser:
         if self.at(kind, value):
             return self.next()
         t = self.peek()
-        raise AsmError(t.line, f"expected {what or value or kind}, found {_describe(t)}")
+        raise AsmError(t.line, f"expected {what or value or kind}, found {_describe(t)}", t.col)
 
     def skip_nl(self) -> None:
         while self.at("NL"):
             self.i += 1
 
     def fail(self, msg: str) -> AsmError:
-        return AsmError(self.peek().line, msg)
+        return AsmError(self.peek().line, msg, self.peek().col)
 
     # -- grammar
     def program(self) -> list[_Stmt]:
@@ -312,7 +314,7 @@ class _Parser:
                 self.expect("OP", "=", "'='")
                 src = self.expect("KW", what="A or X")
                 if src.value not in ("a", "x"):
-                    raise AsmError(src.line, f"expected A or X, found {src.text!r}")
+                    raise AsmError(src.line, f"expected A or X, found {src.text!r}", src.col)
                 return _Stmt(line, "insn", I.ST if src.value == "a" else I.STX, idx)
         if t.kind == "GOTO":
             return _Stmt(line, "ja", t=self.goto())
@@ -376,10 +378,11 @@ class _Parser:
             if kw in ("args", "args_h"):
                 self.next()
                 self.expect("OP", "[", "'['")
+                tok = self.peek()  # the index: where an error points
                 idx = self.constexpr()
-                tok = self.expect("OP", "]", "']'")
+                self.expect("OP", "]", "']'")
                 if not isinstance(idx, int) or idx > 5:
-                    raise AsmError(tok.line, f"index of {kw}[] must be between 0 and 5, got {idx}")
+                    raise AsmError(tok.line, f"index of {kw}[] must be between 0 and 5, got {idx}", tok.col)
                 hi = self.high_shift() if kw == "args" else True
                 return _Stmt(line, "insn", I.LD | I.W | I.ABS, _Word(I.OFF_ARGS + 8 * idx, hi))
             if kw in _WIDTH:
@@ -398,7 +401,7 @@ class _Parser:
         if self.accept("OP", ">>"):
             n = self.expect("NUM", what="32")
             if n.value != 32:
-                raise AsmError(n.line, "only '>> 32' may follow an argument (it selects the high word)")
+                raise AsmError(n.line, "only '>> 32' may follow an argument (it selects the high word)", n.col)
             return True
         return False
 
@@ -424,7 +427,7 @@ class _Parser:
             self.expect("OP", "&", "'&'")
             m = self.expect("NUM", what="0xf")
             if m.value != 0xF:
-                raise AsmError(m.line, "expected '& 0xf' in X = 4 * (data8[k] & 0xf)")
+                raise AsmError(m.line, "expected '& 0xf' in X = 4 * (data8[k] & 0xf)", m.col)
             self.expect("OP", ")", "')'")
             return _Stmt(line, "insn", I.LDX | I.B | I.MSH, off)
         return _Stmt(line, "insn", I.LDX | I.IMM, self.constexpr())
@@ -432,10 +435,11 @@ class _Parser:
     def mem_index(self) -> int:
         self.expect("KW", "mem")
         self.expect("OP", "[", "'['")
+        tok = self.peek()  # the index: where an error points
         idx = self.constexpr()
-        tok = self.expect("OP", "]", "']'")
+        self.expect("OP", "]", "']'")
         if not isinstance(idx, int) or idx >= I.BPF_MEMWORDS:
-            raise AsmError(tok.line, f"index of mem[] must be between 0 and 15, got {idx}")
+            raise AsmError(tok.line, f"index of mem[] must be between 0 and 15, got {idx}", tok.col)
         return idx
 
     def ret(self, line: int) -> _Stmt:
@@ -470,7 +474,7 @@ class _Parser:
         self.expect("KW", "a", "A")
         t = self.next()
         if t.kind != "OP" or t.value not in _CMP:
-            raise AsmError(t.line, f"expected a comparison (== != > >= < <= &), found {_describe(t)}")
+            raise AsmError(t.line, f"expected a comparison (== != > >= < <= &), found {_describe(t)}", t.col)
         return t.value, self.x_constexpr(compare=True), 0
 
     def cond_stmt(self, line: int, op: str, rhs: object, parity: int, t: _Target, f: _Target) -> _Stmt:
@@ -498,7 +502,8 @@ class _Parser:
             v = self.constexpr(compare)
             self.expect("OP", ")", "')'")
             return v
-        raise AsmError(t.line, f"expected a number, syscall name or ARCH_* constant, found {_describe(t)}")
+        raise AsmError(t.line, f"expected a number, syscall name or ARCH_* constant, found {_describe(t)}",
+                       t.col)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,10 +516,10 @@ def _resolve_targets(stmts: list[_Stmt]) -> None:
         for lt in s.labels:
             name = lt.value
             if name == "next":
-                raise AsmError(lt.line, "'next' is a reserved label")
+                raise AsmError(lt.line, "'next' is a reserved label", lt.col)
             if name in labels:
                 raise AsmError(lt.line, f"duplicate label {name!r} (first defined on line "
-                                        f"{stmts[labels[name]].line})")
+                                        f"{stmts[labels[name]].line})", lt.col)
             labels[name] = idx  # type: ignore[index]
     n = len(stmts)
 

@@ -205,9 +205,9 @@ def cmd_asm(args: Any) -> int:
     try:
         insns, lines = asm_lines(text, arch=arches[0] if arches else None)
     except AsmError as e:
-        raise asm_error(args.file, e) from None
+        raise asm_error(args.file, e, text) from None
     if not getattr(args, "unchecked", False):
-        check_program(insns, args.file, lines)
+        check_program(insns, args.file, lines, text)
     order = get(arches[0]).byteorder if arches else "little"
     if args.format == "raw":
         if args.output in (None, "-") and sys.stdout.isatty():

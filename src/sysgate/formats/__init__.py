@@ -270,7 +270,11 @@ def load_json(text: str | bytes, source: str, **kw: Any) -> object:
     try:
         return json.loads(text, parse_int=json_int, **kw)
     except json.JSONDecodeError as e:
-        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        err = ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}")
+        lines = e.doc.splitlines() if isinstance(e.doc, str) else []
+        if 0 < e.lineno <= len(lines):
+            err.at(lines[e.lineno - 1], e.colno)  # the line, with a caret where the reader stopped
+        raise err from None
     except NumberTooLarge as e:
         raise ProfileError(f"{source}: {e}") from None
     except UnicodeDecodeError as e:

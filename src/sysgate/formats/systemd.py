@@ -69,12 +69,33 @@ def _errno(value: str, arch: _arch.Arch, where: str) -> int:
     return n
 
 
-def _lines(text: str, source: str) -> Iterable[tuple[int, str, str, str]]:
+class _Place:
+    """Where the reader is (an assignment's first and last line, the word it reads), so that an
+    error shows that line with a caret under the word."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.start = self.end = 0
+        self.word = ""
+
+    def show(self, e: ProfileError) -> ProfileError:
+        if e.source_line is not None or not 0 < self.start <= len(self.lines):
+            return e
+        for n in range(self.start, min(self.end, len(self.lines)) + 1):
+            raw = self.lines[n - 1]
+            i = raw.find(self.word, raw.find("=") + 1 if n == self.start and self.word else 0) if self.word else -1
+            if i >= 0:
+                return e.at(raw, i + 1)
+        raw = self.lines[self.start - 1]
+        return e.at(raw, len(raw) - len(raw.lstrip()) + 1)
+
+
+def _lines(text: str, source: str, at: _Place) -> Iterable[tuple[int, str, str, str]]:
     """(line number, section, key, value) for each assignment; continuation lines joined."""
     section = ""
     pending = ""
     start = 0
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(at.lines, 1):
         line = raw.strip()
         if pending:
             line = pending + " " + line
@@ -82,6 +103,7 @@ def _lines(text: str, source: str) -> Iterable[tuple[int, str, str, str]]:
             continue
         else:
             start = n
+        at.start, at.end, at.word = start, n, ""
         if line.endswith("\\"):
             pending = line[:-1].rstrip()
             continue
@@ -112,19 +134,28 @@ def detect_text(text: str, name: str | None) -> float:
 
 
 def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> SystemdDropIn:
-    from .syscall_names import UnknownName, expand
-
     try:
         primary = _arch.get(arch) if arch else _arch.native()
     except _arch.UnknownArch as e:
         raise ProfileError(str(e)) from None
+    at = _Place(text.splitlines())
+    try:
+        return _read(text, source, primary, at)
+    except ProfileError as e:
+        raise at.show(e) from None
+
+
+def _read(text: str, source: str, primary: _arch.Arch, at: _Place) -> SystemdDropIn:
+    from .syscall_names import UnknownName, expand
+
     mode: str | None = None
     names: dict[str, int | None] = {}  # name -> own errno (deny lists), None: the common action
     errno_setting: int | None = None  # None: kill
     arches: list[str] = []
     ignored: list[str] = []
-    for n, _section, key, value in _lines(text, source):
+    for n, _section, key, value in _lines(text, source, at):
         where = f"{source}:{n}: {key}="
+        at.word = key
         if key == "SystemCallFilter":
             if not value:
                 mode, names = None, {}
@@ -137,6 +168,7 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
                     names.update((m, None) for m in expand("@default"))
             adding = (mode == "deny") == invert
             for item in items:
+                at.word = item
                 name, colon, err = item.partition(":")
                 try:
                     members = expand(name)
@@ -153,12 +185,14 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
                     else:
                         names.pop(m, None)
         elif key == "SystemCallErrorNumber":
+            at.word = value
             errno_setting = None if value in ("", "kill") else _errno(value, primary, where)
         elif key == "SystemCallArchitectures":
             if not value:
                 arches = []
                 continue
             for word in value.split():
+                at.word = word
                 if word == "native":
                     a = primary.name
                 elif word in SYSTEMD_ARCH:
@@ -180,6 +214,7 @@ def loads(text: str, source: str = "<drop-in>", *, arch: str | None = None) -> S
         rules = [Rule(m, deny if own is None else Action(ActionKind.ERRNO, own)) for m, own in names.items()]
     else:
         default, rules = _ALLOW, []
+    at.start = 0  # what follows is about the whole file
     notes = (f"{source}: ignored settings that are not about syscalls: {', '.join(ignored)}",) if ignored else ()
     try:
         return SystemdDropIn(Policy(default, tuple(rules), tuple(arches)), notes)

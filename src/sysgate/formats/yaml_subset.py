@@ -93,40 +93,44 @@ class _Reader:
     def __init__(self, lines: list[_Line], source: str) -> None:
         self.lines, self.source = lines, source
 
-    def err(self, no: int, msg: str) -> ProfileError:
-        return ProfileError(f"{self.source}:{no}: {msg}")
+    def err(self, no: int, msg: str, near: str | None = None) -> ProfileError:
+        """``FILE:LINE: msg``; :func:`load_all` adds line ``no`` with a caret under ``near`` (else
+        under the line's first character)."""
+        e = ProfileError(f"{self.source}:{no}: {msg}")
+        e.yaml_place = (no, near)  # type: ignore[attr-defined]
+        return e
 
     def value(self, text: str, no: int) -> Any:
         t = text.strip()
         if not t:
             return None
         if t[0] in "&*!|>%@`":
-            raise self.err(no, f"unsupported YAML ({t[:20]!r}): anchors, tags and block scalars are not read")
+            raise self.err(no, f"unsupported YAML ({t[:20]!r}): anchors, tags and block scalars are not read", t)
         if t.startswith('"'):
             try:
                 v, end = json.JSONDecoder().raw_decode(t)
             except ValueError:
-                raise self.err(no, f"bad double-quoted string {t[:30]!r}") from None
+                raise self.err(no, f"bad double-quoted string {t[:30]!r}", t) from None
             if t[end:].strip():
-                raise self.err(no, f"unexpected text after string: {t[end:][:20]!r}")
+                raise self.err(no, f"unexpected text after string: {t[end:][:20]!r}", t[end:].strip())
             return v
         if t.startswith("'"):
             if len(t) < 2 or not t.endswith("'"):
-                raise self.err(no, f"unterminated single-quoted string {t[:30]!r}")
+                raise self.err(no, f"unterminated single-quoted string {t[:30]!r}", t)
             return t[1:-1].replace("''", "'")
         if t.startswith("["):
             if not t.endswith("]"):
-                raise self.err(no, "unterminated flow sequence")
+                raise self.err(no, "unterminated flow sequence", t)
             inner = t[1:-1].strip()
             return [self.value(x, no) for x in _split_flow(inner, no, self)] if inner else []
         if t.startswith("{"):
             if t == "{}":
                 return {}
-            raise self.err(no, "flow mappings other than {} are not read")
+            raise self.err(no, "flow mappings other than {} are not read", t)
         if _INT.match(t):
             body = t.lstrip("+-")
             if len(body) > _MAX_DIGITS:  # no value a profile holds (and int() refuses 4,300 digits)
-                raise self.err(no, f"a number of {len(body)} digits: no profile value is that large")
+                raise self.err(no, f"a number of {len(body)} digits: no profile value is that large", t)
             sign = -1 if t.startswith("-") else 1
             return sign * (int(body, 0) if body[:2] in ("0x", "0o") else int(body, 10))
         low = t.lower()
@@ -180,7 +184,7 @@ class _Reader:
             if key.startswith(('"', "'")):
                 key = self.value(key, line.no)
             if key in out:
-                raise self.err(line.no, f"duplicate key {key!r}")
+                raise self.err(line.no, f"duplicate key {key!r}", kv[0])
             i += 1
             if rest.strip():
                 out[key] = self.value(rest, line.no)
@@ -214,7 +218,7 @@ def _split_flow(inner: str, no: int, r: _Reader) -> list[str]:
             quote = ch
             cur += ch
         elif ch in "[]{}":
-            raise r.err(no, "nested flow collections are not read")
+            raise r.err(no, "nested flow collections are not read", inner[inner.index(ch):])
         elif ch == ",":
             parts.append(cur)
             cur = ""
@@ -225,11 +229,25 @@ def _split_flow(inner: str, no: int, r: _Reader) -> list[str]:
 
 
 def load_all(text: str, source: str = "<yaml>") -> list[Any]:
-    """Every document of ``text``; :class:`ProfileError` (with the line) for what is not read."""
+    """Every document of ``text``; :class:`ProfileError` (with the line, and the line shown with a
+    caret under the place) for what is not read."""
+    raws = text.splitlines()
+    try:
+        return _load_all(raws, source)
+    except ProfileError as e:
+        no, near = getattr(e, "yaml_place", (None, None))
+        if e.source_line is None and no is not None and 0 < no <= len(raws):
+            raw = raws[no - 1]
+            i = raw.find(near) if near else -1
+            e.at(raw, i + 1 if i >= 0 else len(raw) - len(raw.lstrip()) + 1)
+        raise
+
+
+def _load_all(raws: list[str], source: str) -> list[Any]:
     docs: list[list[_Line]] = [[]]
-    for no, raw in enumerate(text.splitlines(), 1):
+    for no, raw in enumerate(raws, 1):
         if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-            raise ProfileError(f"{source}:{no}: tabs are not allowed in YAML indentation")
+            raise ProfileError(f"{source}:{no}: tabs are not allowed in YAML indentation").at(raw, 1)
         s = _strip_comment(raw)
         if not s.strip():
             continue
@@ -237,7 +255,7 @@ def load_all(text: str, source: str = "<yaml>") -> list[Any]:
             docs.append([])
             continue
         if s.startswith("%"):
-            raise ProfileError(f"{source}:{no}: YAML directives are not read")
+            raise ProfileError(f"{source}:{no}: YAML directives are not read").at(raw, raw.index("%") + 1)
         docs[-1].append(_Line(len(s) - len(s.lstrip()), s.strip(), no))
     out = []
     for lines in docs:
