@@ -292,3 +292,20 @@ def test_starts_that_import_different_modules_share_one_bundle(pkg: Path) -> Non
         _in(pkg, "", "run", "--", "/bin/true")
         _in(pkg, "", "run", "--prof", "docker-default", "--", "/bin/true")
     assert _bundle(pkg).stat().st_mtime_ns == first
+
+
+def test_a_copied_tree_does_not_serve_the_originals_modules(pkg: Path, tmp_path: Path) -> None:
+    """``cp -a`` of an installed package carries its bundle, whose entries name the original's
+    files: the copy imports its own files, and writes a bundle of its own."""
+    import shutil
+
+    _in(pkg, "", "run", "--", "/bin/true")
+    copy = tmp_path / "copy"
+    shutil.copytree(pkg / "sysgate", copy / "sysgate")  # __pycache__ and the bundle included
+    src = copy / "sysgate" / "jail" / "rlimits.py"
+    src.write_text(src.read_text() + "\nMARK = 'copy'\n")
+    out = _in(copy, _LOADERS + "print(sysgate.jail.runner.__file__)").stdout.split()
+    assert out[:4] == ["SourceFileLoader"] * 3 + ["copy"] and out[4].startswith(str(copy)), out
+    _in(copy, "", "run", "--", "/bin/true")
+    out = _in(copy, _LOADERS + "print(sysgate.jail.runner.__file__)").stdout.split()
+    assert out[:4] == ["_BundleFinder"] * 3 + ["copy"] and out[4].startswith(str(copy)), out

@@ -301,8 +301,11 @@ def install_bundle() -> None:
                     version, got = marshal.loads(memoryview(data)[n + 8:start])
                     if version == sys.version and isinstance(got, dict):
                         code = memoryview(data)[start:]
-                        index = {k: v for k, v in got.items()
-                                 if isinstance(v, tuple) and len(v) == 7 and v[4] + v[5] <= len(code)}
+                        # Only this package's own files: a copied tree (cp -a) must not serve the
+                        # modules of the tree it was copied from.
+                        mine = os.path.dirname(__file__) + os.sep
+                        index = {k: v for k, v in got.items() if isinstance(v, tuple) and len(v) == 7
+                                 and isinstance(v[0], str) and v[0].startswith(mine) and v[4] + v[5] <= len(code)}
         except Exception:  # noqa: BLE001 - unreadable or damaged: the usual import system does the work
             index, code = {}, None
         finally:

@@ -574,8 +574,6 @@ def run(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: A
     for name, v in (("capture_output", capture_output), ("forward_signals", forward_signals)):
         if not isinstance(v, bool):
             raise JailConfigError(f"{name}: {v!r} is not True or False")
-    if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
-        raise JailConfigError(f"input: {type(input).__name__} given, bytes expected")
     if capture_output:
         if stdout is not None or stderr is not None:
             raise JailConfigError("capture_output cannot be combined with stdout/stderr")
