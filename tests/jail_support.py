@@ -208,8 +208,10 @@ def as_nobody(fn: Callable[..., Any], *args: Any, timeout: float = 30) -> Any:
     import json  # noqa: F401
     import signal  # noqa: F401
 
+    from sysgate import _startup
     from sysgate.jail import audit_log, cgroups, filters, landlock, netpool  # noqa: F401
 
+    _startup.sha256  # noqa: B018 - a profile file's cache key needs it (a built-in's does not)
     filters.get("docker-default")
     def body(a: tuple) -> Any:
         drop_to_nobody()
