@@ -3,28 +3,30 @@
 ``sysgate run`` starts a sandbox in a few milliseconds, so a public module that costs milliseconds
 to import is a large share of it. Each trick below is kept because it measurably matters; the
 budget is what it saves end to end, measured by bench/bench_startup.py --tricks (pip-installed in a
-clean venv, CPython 3.11.7, medians of 30 interleaved rounds, machine at load 1.8): the extra wall
-time (CPU time in parentheses) when that one module is the public one, for a script's first
-sandbox (``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, +16.9 ms over
-``python -I -S``) and for the command (``sysgate run -- /bin/true``, +15.6 ms).
+clean venv, CPython 3.11.7, medians of 30 interleaved rounds, a host where ``python -I -S`` takes
+14.0 ms, load 1.6): the extra wall time (CPU time in parentheses) when that one trick is off, for
+a script's first sandbox (``python -I -c "import sysgate; sysgate.run(['/bin/true'])"``, +28.0 ms
+over ``python -I -S``) and for the command (``sysgate run -- /bin/true``, +22.6 ms).
 
 ==========  ====================  =========================================  =============  =============
 name here   private module        public module (what it costs)              API saves      CLI saves
 ==========  ====================  =========================================  =============  =============
-``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       1.3 (1.5) ms   0.6 (1.2) ms
+``ctypes``  ``_ctypes``           ``ctypes`` (thirty types, ``struct``,       2.3 (3.0) ms   3.5 (4.0) ms
                                   ``ctypes._endian``)
-``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      5.0 (4.9) ms   4.1 (4.4) ms
-``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        3.1 (3.0) ms   2.8 (3.1) ms
+``signal``  ``_signal``           ``signal`` (``enum``, for ``Signals``)      10.3 (10.7) ms 7.8 (8.4) ms
+``sha256``  ``_sha256``/``_sha2``  ``hashlib`` (OpenSSL's ``_hashlib``)        ~0 (unused)    ~0 (unused)
+``bundle``  (none)                the usual import of ~27 ``.pyc`` files     2.2 (3.2) ms   4.4 (4.7) ms
 ==========  ====================  =========================================  =============  =============
 
-All three public: +9.3 (9.4) ms (API), +8.5 (8.8) ms (CLI). (``signal`` costs the command as much
-as a script now that a plain command line is read without argparse, whose ``re`` imported ``enum``
-anyway.) A fourth trick, ``_socket`` for ``socket``, is gone: the jail passes the supervisor's
-listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither, which also saved the
-0.6-0.7 ms of loading ``_socket`` itself. The run path needs ``ctypes`` and ``signal`` on every
-run, ``sha256`` only for the cache key of a profile given as a file (the shipped built-in programs
-are checked against a copy of their sources, see :mod:`sysgate.precompiled`). ``_thread`` is not
-among them: it is documented (https://docs.python.org/3/library/_thread.html) and used as it is.
+All public, the bundle off: +11.8 (11.9) ms (API), +14.7 (14.4) ms (CLI). (``signal`` costs the
+command as much as a script now that a plain command line is read without argparse, whose ``re``
+imported ``enum`` anyway.) A fifth trick, ``_socket`` for ``socket``, is gone: the jail passes the
+supervisor's listener through libc (:mod:`sysgate.kernel.fdpass`) and imports neither, which also
+saved the 0.6-0.7 ms of loading ``_socket`` itself. The run path needs ``ctypes`` and ``signal`` on
+every run, ``sha256`` only for the cache key of a profile given as a file (the shipped built-in
+programs are checked against a copy of their sources, see :mod:`sysgate.precompiled`). ``_thread``
+is not among them: it is documented (https://docs.python.org/3/library/_thread.html) and used as
+it is.
 
 The *bundle* (at the end of this module) uses no private module: the run path's compiled code
 in one file beside the ``.pyc`` files, read with one open instead of thirty path searches and
@@ -202,8 +204,9 @@ def _make(name: str) -> object:
 # The file lies in the package's ``__pycache__`` next to the ``.pyc`` files, and is trusted as
 # they are: whoever can write there can already change what sysgate runs. It is read only if it
 # is a regular file owned by root or by this user and writable by no one else, and written only
-# where the interpreter would write bytecode (not under ``PYTHONDONTWRITEBYTECODE``). Measured by
-# bench/bench_startup.py --tricks (``public bundle``).
+# where the interpreter would write bytecode (not under ``PYTHONDONTWRITEBYTECODE``). Budget (the
+# table above, ``public bundle`` in bench/bench_startup.py --tricks): the command 4.4 ms wall, a
+# script's first sandbox 2.2 ms; the same venv with it switched off, 100 interleaved rounds: 2.4-2.9 ms.
 
 #: The file: this tag, the length of the index (8 bytes, little-endian), the index (marshalled:
 #: the interpreter's version and, per module name, its source path, whether it is a package, the
