@@ -215,12 +215,20 @@ def _make(name: str) -> object:
 _BUNDLE_FORMAT = b"sysgate-bundle-3"
 
 
+_PKG = os.path.dirname(__file__)  # the package's directory: the bundle serves its files only
+
+
 def _bundle_path() -> str | None:
     tag = sys.implementation.cache_tag
     if tag is None:
         return None
-    return os.path.join(os.path.dirname(__file__), "__pycache__",
-                        f"_startup.bundle.{tag}.opt{sys.flags.optimize}")
+    return os.path.join(_PKG, "__pycache__", f"_startup.bundle.{tag}.opt{sys.flags.optimize}")
+
+
+def _source_code(path: str) -> Any:
+    """The module source ``path`` compiled, as the import system compiles it."""
+    with open(path, "rb") as f:
+        return compile(f.read(), path, "exec", dont_inherit=True)
 
 
 class _BundleFinder:
@@ -264,8 +272,7 @@ class _BundleFinder:
             code = marshal.loads(self.code[offset:offset + length])  # type: ignore[index]
         except (EOFError, ValueError, TypeError):  # a damaged file: the source, as the import system would
             self.served.discard(spec.name)  # and the bundle is written anew
-            with open(spec.origin, "rb") as f:
-                code = compile(f.read(), spec.origin, "exec", dont_inherit=True)
+            code = _source_code(spec.origin)
         exec(code, module.__dict__)
 
     def blob(self, name: str) -> bytes:
@@ -306,9 +313,9 @@ def install_bundle() -> None:
                         code = memoryview(data)[start:]
                         # Only this package's own files: a copied tree (cp -a) must not serve the
                         # modules of the tree it was copied from.
-                        mine = os.path.dirname(__file__) + os.sep
                         index = {k: v for k, v in got.items() if isinstance(v, tuple) and len(v) == 7
-                                 and isinstance(v[0], str) and v[0].startswith(mine) and v[4] + v[5] <= len(code)}
+                                 and isinstance(v[0], str) and v[0].startswith(_PKG + os.sep)
+                                 and v[4] + v[5] <= len(code)}
         except Exception:  # noqa: BLE001 - unreadable or damaged: the usual import system does the work
             index, code = {}, None
         finally:
@@ -323,13 +330,12 @@ def save_bundle() -> None:
     path = _bundle_path()
     if path is None or _finder is None or sys.dont_write_bytecode:
         return
-    pkg = os.path.dirname(__file__)
     mods = {}
     for name, m in list(sys.modules.items()):
         spec = getattr(m, "__spec__", None)
         origin = getattr(spec, "origin", None)
         if (name.startswith("sysgate.") and name != __name__ and isinstance(origin, str)
-                and origin.endswith(".py") and origin.startswith(pkg + os.sep)):
+                and origin.endswith(".py") and origin.startswith(_PKG + os.sep)):
             mods[name] = (origin, spec.submodule_search_locations is not None)  # type: ignore[union-attr]
     if set(mods) <= _finder.served:
         return
@@ -373,8 +379,7 @@ def _write_bundle(path: str, mods: dict, old: _BundleFinder) -> None:
             except OSError:
                 pass
         if code is None:
-            with open(origin, "rb") as f:
-                code = marshal.dumps(compile(f.read(), origin, "exec", dont_inherit=True))
+            code = marshal.dumps(_source_code(origin))
         index[name] = (origin, is_pkg, st.st_mtime_ns, st.st_size, offset, len(code), cached)
         blobs.append(code)
         offset += len(code)

@@ -48,18 +48,14 @@ def sources(profile: str) -> bytes:
     one's length (4 bytes, little-endian) and bytes."""
     out = []
     for rel in (profile + ".json", "hardening.py"):
-        # os.read, not open(): the io objects cost more than the read (this is on every sysgate run)
+        # os.read, not open(): the io objects cost more than the read (this is on every sysgate run).
+        # One read of the size fstat gives, as read() below: a file that changes meanwhile differs
+        # from the copy, and the program is compiled afresh.
         fd = os.open(os.path.join(_PROFILES_DIR, rel), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = os.read(fd, os.fstat(fd).st_size + 1)
         finally:
             os.close(fd)
-        data = b"".join(chunks)
         out.append(len(data).to_bytes(4, "little") + data)
     return b"".join(out)
 

@@ -108,9 +108,7 @@ def asm_error(source: str, e: Exception, text: str | None = None) -> UserError:
     line = getattr(e, "line", 0)
     lines = text.splitlines() if text is not None else []
     if isinstance(line, int) and 0 < line <= len(lines):
-        raw = lines[line - 1]
-        col = getattr(e, "col", 0) or len(raw) - len(raw.lstrip()) + 1  # 0: the statement as a whole
-        err.source_line, err.column = raw, col  # type: ignore[attr-defined]
+        err.source_line, err.column = lines[line - 1], getattr(e, "col", 0)  # type: ignore[attr-defined]
     return err
 
 
@@ -128,6 +126,5 @@ def check_program(insns: tuple, source: str, lines: tuple | None = None, text: s
                         else f"{source}: the kernel would refuse this program: {e}")
         raws = text.splitlines() if text is not None else []
         if line and 0 < line <= len(raws):
-            raw = raws[line - 1]
-            err.source_line, err.column = raw, len(raw) - len(raw.lstrip()) + 1  # type: ignore[attr-defined]
+            err.source_line, err.column = raws[line - 1], 0  # type: ignore[attr-defined]  # the statement
         raise err from None

@@ -36,14 +36,16 @@ class ProfileError(UserError):  # a ValueError
     """A profile that cannot be read; the message names the file and place.
 
     Errors of the text formats also carry the offending ``source_line`` and the 1-based
-    ``column`` in it, which the command line shows under the message with a caret.
+    ``column`` in it (0: the line as a whole), which the command line shows under the message
+    with a caret.
     """
 
     source_line: str | None = None
     column: int | None = None
 
     def at(self, source_line: str, column: int) -> ProfileError:
-        """This error, showing ``source_line`` with a caret at ``column`` (1-based)."""
+        """This error, showing ``source_line`` with a caret at ``column`` (1-based; 0 for the line as
+        a whole: under its first character)."""
         self.source_line, self.column = source_line, column
         return self
 
@@ -84,6 +86,8 @@ def caret_lines(message: str, e: BaseException) -> str:
 
     src = src.replace("\t", " ")[:200].rstrip()
     stripped = src.lstrip()
+    if col <= 0:  # the line as a whole
+        col = len(src) - len(stripped) + 1
     col -= len(src) - len(stripped)
     # Control characters in the quoted line are escaped (a vertical tab would split it); the caret
     # stays under the column, counted in escaped characters.

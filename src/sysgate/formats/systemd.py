@@ -86,8 +86,7 @@ class _Place:
             i = raw.find(self.word, raw.find("=") + 1 if n == self.start and self.word else 0) if self.word else -1
             if i >= 0:
                 return e.at(raw, i + 1)
-        raw = self.lines[self.start - 1]
-        return e.at(raw, len(raw) - len(raw.lstrip()) + 1)
+        return e.at(self.lines[self.start - 1], 0)
 
 
 def _lines(text: str, source: str, at: _Place) -> Iterable[tuple[int, str, str, str]]:

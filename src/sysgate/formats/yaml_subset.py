@@ -239,7 +239,7 @@ def load_all(text: str, source: str = "<yaml>") -> list[Any]:
         if e.source_line is None and no is not None and 0 < no <= len(raws):
             raw = raws[no - 1]
             i = raw.find(near) if near else -1
-            e.at(raw, i + 1 if i >= 0 else len(raw) - len(raw.lstrip()) + 1)
+            e.at(raw, i + 1 if i >= 0 else 0)
         raise
 
 
