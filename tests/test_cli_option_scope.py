@@ -114,6 +114,8 @@ def test_caps_and_thread_change_the_program(files: dict[str, str]) -> None:
     vmm = sysgate("compile", files["fc"], "--thread", "vmm", "--format", "hex").stdout
     api = sysgate("compile", files["fc"], "--thread", "api", "--format", "hex").stdout
     assert vmm and api and vmm != api
+    out = sysgate("convert", files["policy"], "--to", "firecracker", "--thread", "vmm").stdout
+    assert list(json.loads(out)) == ["vmm"]  # on a Firecracker output, --thread names the filter
 
 
 @pytest.mark.parametrize("name,text,where", [

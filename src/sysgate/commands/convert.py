@@ -90,13 +90,18 @@ def convert(source: str, fmt: str, args: Any) -> tuple[Any, Any]:
             return firecracker.export(ff), None
     # --thread selects the filter of a Firecracker input, and names the filter of a Firecracker
     # output; with neither it would change nothing, which is an error rather than ignored.
-    from .core import input_kind, kind_phrase
+    read_thread = thread
+    if thread is not None:  # (the input is read once more only when --thread asks it)
+        from .core import input_kind, kind_phrase
 
-    kind = getattr(args, "from_format", None) or input_kind(source)
-    if thread is not None and kind != "firecracker" and fmt != "firecracker":
-        raise ProfileError(f"--thread: selects a filter of a Firecracker input or names one of --to firecracker; "
-                           f"{source} is {kind_phrase(kind) if kind else 'not Firecracker'} and the output {fmt}")
-    loaded = _read(source, args, thread if kind == "firecracker" or kind is None else None)
+        kind = getattr(args, "from_format", None) or input_kind(source)
+        if kind != "firecracker" and fmt != "firecracker":
+            raise ProfileError(f"--thread: selects a filter of a Firecracker input or names one of --to "
+                               f"firecracker; {source} is {kind_phrase(kind) if kind else 'not Firecracker'} "
+                               f"and the output {fmt}")
+        if kind not in ("firecracker", None):
+            read_thread = None  # it names the output only
+    loaded = _read(source, args, read_thread)
     if _modifiers(args):
         policy = _modified(loaded.policy, args)
         extras = loaded.extras.replace(policy=policy) if loaded.extras is not None else None

@@ -48,17 +48,23 @@ def caps_option(text: str | None, *sources: str) -> list[str] | None:
     return caps
 
 
+def is_pid(spec: str) -> bool:
+    """Whether the operand ``spec`` names a running process rather than a file."""
+    import os
+
+    # (no pid has more than 7 digits: a longer number is a file name, reported missing if it is)
+    return spec.isdigit() and len(spec) <= 10 and not os.path.exists(spec)
+
+
 def input_kind(spec: str) -> str | None:
     """What the operand ``spec`` is: ``pid``, a policy format's name (a built-in is ``docker``)
     or a program kind (``bpf``, ``asm``); None when it cannot be read or told, which the command's
     own reader then reports."""
-    import os
-
     from ..profiles import BUILTINS
 
     if spec in BUILTINS:
         return "docker"
-    if spec.isdigit() and len(spec) <= 10 and not os.path.exists(spec):
+    if is_pid(spec):
         return "pid"
     from ..formats import ProfileError, read_limited
     from ..formats.detect import detect

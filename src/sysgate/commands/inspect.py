@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import EXIT_USAGE, UserError
 from .core import arch_option as _arches
 from .core import caps_option as _caps
+from .core import is_pid as _is_pid
 from .core import write_output as _write
 
 
@@ -44,10 +45,6 @@ class Target:
         self.kind = kind
         self.notes = tuple(notes)  # what the compiler did that the program alone does not say
 
-
-def _is_pid(spec: str) -> bool:
-    # (no pid has more than 7 digits: a longer number is a file name, reported missing if it is)
-    return spec.isdigit() and len(spec) <= 10 and not os.path.exists(spec)
 
 
 def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | None = None) -> Target:
