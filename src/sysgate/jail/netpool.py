@@ -44,8 +44,12 @@ class _Pool:
         self.fd = -1
         self.stop = False
         self.failed = False
-        self.alive = True
         start_thread(self._run)  # returns once the thread runs: exiting while it starts would crash
+
+    @property
+    def alive(self) -> bool:
+        """Whether the pool's thread still runs."""
+        return self._done.locked()
 
     def wake(self) -> None:
         try:
@@ -62,7 +66,6 @@ class _Pool:
         try:
             self._loop()
         finally:
-            self.alive = False
             self._done.release()
 
     def _loop(self) -> None:
