@@ -116,7 +116,8 @@ class _Pool:
     def close(self) -> None:
         self.stop = True
         self.wake()
-        self._done.acquire(True, 5)
+        if self._done.acquire(True, 5):
+            self._done.release()  # released again: it marks the thread's end for good
         with self.lock:
             if self.fd >= 0:
                 os.close(self.fd)
