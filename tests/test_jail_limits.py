@@ -3,7 +3,9 @@ death with the parent; cgroup v1/v2 handling (v2 also against a fake hierarchy).
 from __future__ import annotations
 
 import os
+import select
 import signal
+import subprocess
 import sys
 import time
 
@@ -210,6 +212,109 @@ def test_no_die_with_parent_outlives_the_caller() -> None:
     while procs_with(tag) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert procs_with(tag) == []
+
+
+def _sandbox_then_die_holding_the_gil(tag: str, wfd: int) -> None:
+    sb = Sandbox(["sleep", tag], die_with_parent=False, timeout=1.5).start()
+    os.write(wfd, f"{sb.pid}\n".encode())
+
+    def spin() -> None:  # a thread of ours that holds the GIL nearly all the time
+        while True:
+            pass
+
+    import threading
+
+    threading.Thread(target=spin, daemon=True).start()
+    time.sleep(60)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except OSError:
+        return True
+
+
+def test_no_die_with_parent_keeps_its_timeout_when_the_caller_dies_holding_the_gil() -> None:
+    """A sandbox that outlives its caller must not depend on the caller's interpreter: killed
+    while one of its threads held the GIL, the caller's supervisor would wait for it for ever,
+    and the command would run past its timeout with nothing left to reap it."""
+    tag = f"20.{int(time.time() * 1e6) % 10**9:09d}"
+    rfd, wfd = os.pipe()
+    child = forkrun.start(_sandbox_then_die_holding_the_gil, tag, wfd)
+    os.close(wfd)
+    try:
+        sup = int(os.read(rfd, 64).split()[0])
+    finally:
+        os.close(rfd)
+    assert procs_with(tag), "sandbox did not start"
+    time.sleep(0.3)  # the spinning thread runs
+    child.kill()
+    deadline = time.monotonic() + 15  # timeout=1.5; the command sleeps 20 s
+    while (procs_with(tag) or not _gone(sup)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert procs_with(tag) == [], "the command outlived its timeout"
+    assert _gone(sup), "the sandbox's supervisor is still there"
+
+
+def test_no_die_with_parent_outlives_a_normal_exit() -> None:
+    """die_with_parent=False holds when the caller exits normally, not only when it is killed."""
+    tag = f"2.{int(time.time() * 1e6) % 10**9:09d}"
+    # (the command's streams are not the caller's: it would hold capture pipes open till it ends)
+    code = ("import sys, sysgate; from sysgate.jail import DEVNULL as N; sysgate.Sandbox(['sleep', "
+            "sys.stdin.read()], stdin=N, stdout=N, stderr=N, die_with_parent=False).start(); sys.exit(0)")
+    p = subprocess.run([sys.executable, "-c", code], input=tag.encode(), capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert procs_with(tag), "the sandbox ended with its caller despite die_with_parent=False"
+    deadline = time.monotonic() + 15  # it ends by itself (sleep 2.x)
+    while procs_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert procs_with(tag) == []
+
+
+def test_sandbox_does_not_hold_the_callers_stdout() -> None:
+    """The caller's stdout reaches EOF when the caller closes it, though a sandbox of its runs: the
+    sandbox's supervisor inherits the caller's fds and must not keep them (the command, given
+    streams of its own, has none of them)."""
+    code = ("import os, time, sysgate; from sysgate.jail import DEVNULL as N\n"
+            "sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
+            "os.write(1, b'started'); os.close(1); os.close(2); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert p.stdout is not None
+        fd, got, deadline = p.stdout.fileno(), b"", time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            got += chunk
+        else:
+            chunk = b"?"
+        assert (got, chunk) == (b"started", b""), "no EOF on the caller's stdout while its sandbox runs"
+    finally:
+        p.kill()
+        p.wait(30)
+        p.stdout.close()
+
+
+def test_a_forked_childs_exit_leaves_the_parents_sandboxes() -> None:
+    """A child forked while a sandbox runs does not own it: its normal exit (which ends a process's
+    own running sandboxes) must neither end the parent's sandbox nor wait for it."""
+    code = ("import os, sys, time, sysgate; from sysgate.jail import DEVNULL as N\n"
+            "sb = sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
+            "t = time.monotonic(); pid = os.fork()\n"
+            "if pid == 0: sys.exit(0)\n"
+            "os.waitpid(pid, 0); took = time.monotonic() - t; time.sleep(0.3)\n"
+            "alive = sb.poll() is None; sb.kill(); r = sb.wait(30)\n"
+            "print(round(took, 2), alive, r.status)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    took, alive, status = p.stdout.split()
+    assert (alive, status) == (b"True", b"killed"), "the child's exit ended the parent's sandbox"
+    assert float(took) < 1.5, f"the child's exit waited {took} s for the parent's sandbox"
 
 
 @needs_root

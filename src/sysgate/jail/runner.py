@@ -38,10 +38,13 @@ namespace. Consequences the code takes care of:
 * it never forks: a copy of a multi-threaded caller's memory holds the other threads' locks
   (the GIL's among them) and would wait on them for ever;
 * it is never SIGKILLed by us (it could be holding the GIL): ``Sandbox.kill()`` sends it a control
-  signal, which it accepts only with ``si_code`` SI_USER from its parent (``si_pid``, kernel-filled).
+  signal, which it accepts only with ``si_code`` SI_USER from its parent (``si_pid``, kernel-filled;
+  as PID 1 of a PID namespace it sees its parent, and every sender outside, as pid 0: what the
+  check keeps out is the command, and anything else in the sandbox).
 
 The *fork* launcher (cgroup limits, ``as``/``data`` rlimits, filters the supervisor cannot run
-under, ``--share pid``, ``launcher="fork"``, interpreters the vfork trick is not validated for)
+under, ``--share pid``, ``die_with_parent=False`` (a supervisor in our memory cannot outlive us),
+``launcher="fork"``, interpreters the vfork trick is not validated for)
 forks a helper that clones the supervisor with ``CLONE_PARENT``; the supervisor then has its own
 single-threaded copy of memory (garbage collection off), so forking the command from it is safe,
 and it may be SIGKILLed.
@@ -377,6 +380,10 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
         plan.landlock = None
     hostproc = os.open(b"/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     R["hostproc"] = hostproc
+    try:  # the host's: the sandbox's root may have none
+        quiet = os.open(b"/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        quiet = -1
     _check_deadline(plan)
     _stage(R, "mount")
     if plan.pidns:
@@ -400,7 +407,7 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     _check_deadline(plan)
     if plan.fast:
         _stage(R, "fds")
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1,
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, quiet, pty[0] if pty else -1,
                                  plan.notify.child_end if plan.notify is not None else -1,
                                  plan.notify.over_fd if plan.notify is not None and not forked else -1))
         _stage(R, "rlimit")
@@ -419,8 +426,8 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
     else:
         _stage(R, "fds")
         cg_fds = tuple(plan.cgroup.procs_fds) if plan.cgroup is not None else ()
-        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, pty[0] if pty else -1, *cg_fds,
-                                 plan.notify.child_end if plan.notify is not None else -1))
+        hi = _prepare_fds(plan, (plan.ready, plan.report, plan.lifeline, hostproc, quiet, pty[0] if pty else -1,
+                                 *cg_fds, plan.notify.child_end if plan.notify is not None else -1))
         pid = _fork_command(plan, R, exe, hi, pty)
         for fd in hi:
             if fd >= 0:
@@ -432,6 +439,13 @@ def _init_main(plan: Plan, R: dict, forked: bool) -> None:
             pass
     if pty is not None:
         os.close(pty[0])  # the command has its own; the relay sees EOF once the last one is closed
+    if quiet >= 0:
+        # Our copies of the caller's stdio: the command has its own now. Held, they would keep the
+        # caller's pipes open as long as the sandbox runs (after the caller too, with
+        # die_with_parent=False): whoever reads the caller's output would wait for the sandbox.
+        for i in range(3):
+            os.dup2(quiet, i)
+        os.close(quiet)
     R["cpid"] = pid
     _stage(R, "run")
     if plan.ready >= 0:
@@ -751,7 +765,9 @@ def _seccomp_killed(hostproc: int, pid: int) -> bool:
 
 def _from_caller(info: Any, plan: Plan) -> bool:
     """A control signal counts only if kill(2)ed by the caller (our parent): si_code SI_USER cannot
-    be forged for another process, and si_pid is the sender's pid as the kernel sees it."""
+    be forged for another process, and si_pid is the sender's pid as the kernel sees it. As PID 1
+    of a PID namespace we see our parent, and any sender outside it, as pid 0, and the sandbox's
+    processes as pids of their own: the check keeps out the sandbox, not the host."""
     return info.si_code == _SI_USER and info.si_pid == os.getppid()
 
 

@@ -159,9 +159,12 @@ class _Prepared:
             fast = self.cgroup is None and not late and (program is None or program.supervisor_safe) \
                 and opts.ns("pid") and (self.notify is None or self.notify.init_may_load)
             self.launcher = opts.launcher if opts.launcher != "auto" else ("vfork" if vfork_supported() else "fork")
-            if not fast:
+            if not fast or not opts.die_with_parent:
                 # A supervisor sharing our memory may never fork a copy of it (the copy would hold other
                 # threads' locks), and must be out of the command's reach (outside its PID namespace).
+                # Nor may it outlive us: it runs in our interpreter, whose GIL a thread of ours killed
+                # mid-bytecode holds for ever (the supervisor would hang, its timeout never enforced),
+                # and whose objects our exit tears down under it.
                 self.launcher = "fork"
             cwd = opts.cwd or here or "/"
             lr, lw = os.pipe() if opts.die_with_parent else (-1, -1)
@@ -607,7 +610,8 @@ class Sandbox:
     :meth:`kill` ends the whole sandbox. Use as a context manager to be sure it is gone.
 
     The sandbox dies with the *thread* that started it only when the process dies (the start
-    happens on a helper thread that lives as long as the sandbox).
+    happens on a helper thread that lives as long as the sandbox). With ``die_with_parent=False``
+    it outlives the process, whether that is killed or exits normally.
     """
 
     def __init__(self, argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
@@ -820,12 +824,23 @@ def _register_live(sb: Sandbox) -> None:
 
         _LIVE = weakref.WeakSet()
         atexit.register(_end_all)
+        os.register_at_fork(after_in_child=_forget_live)
     _LIVE.add(sb)
 
 
+def _forget_live() -> None:
+    """In a forked child: the sandboxes are the parent's. Ending them at the child's exit ended the
+    parent's sandboxes (the supervisor sees every sender outside its PID namespace as pid 0, its
+    parent included), after waiting 2 s for each."""
+    if _LIVE is not None:
+        _LIVE.clear()
+
+
 def _end_all() -> None:
-    """At interpreter exit, end the sandboxes still running (their init shares our memory)."""
+    """At interpreter exit, end the sandboxes still running (a vfork-launched init shares our
+    memory), but those started with ``die_with_parent=False``: they were asked to outlive us, and
+    have a supervisor of their own (the fork launcher)."""
     for sb in list(_LIVE or ()):
-        if sb._thread is not None and not sb._done.is_set():
+        if sb._thread is not None and not sb._done.is_set() and sb.options.die_with_parent:
             sb.kill()
             sb._done.wait(2)
