@@ -151,3 +151,48 @@ def test_minijail_include_that_cannot_be_read_says_why(tmp_path, target: str, wh
     assert p.returncode == 2 and b"Traceback" not in p.stderr, p.stderr
     first = p.stderr.split(b"\n")[0]
     assert f"{main}:1:10: could not @include {tmp_path / target}: ".encode() in first and why.encode() in first, first
+
+
+# An output that cannot be written is refused before the command that would fill it runs: record
+# ran the whole program (a CI job, say) and only then said "-o DIR: is a directory".
+UNWRITABLE = [
+    (["record", "-q", "-o", "{dir}"], "is a directory"),
+    (["record", "-q", "-o", "{dir}/missing/out.json"], "No such file or directory"),
+    (["record", "-q", "-o", "{policy}/out.json"], "Not a directory"),
+    (["record", "-q", "-o", "{dir}/ok.json", "--report", "{dir}"], "is a directory"),
+    (["record", "-q", "-o", "/proc/sys/sysgate-out.json"], "/proc/sys"),
+    (["dump", "-o", "{policy}"], "not a directory"),
+    (["dump", "-o", "{policy}/sub/dir"], "Not a directory"),
+]
+
+
+@pytest.mark.parametrize("argv,says", UNWRITABLE)
+def test_unwritable_output_refused_before_the_command_runs(argv: list[str], says: str, files: dict[str, str],
+                                                           tmp_path) -> None:
+    marker = tmp_path / "ran"
+    p = sysgate(*[a.format(**files) for a in argv], "--", "/bin/sh", "-c", f"touch {marker}")
+    err = p.stderr.decode()
+    assert (p.returncode, p.stdout) == (2, b""), err
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not marker.exists(), "the command ran before the output was found unwritable"
+
+
+def test_writable_outputs_still_written(files: dict[str, str], tmp_path) -> None:
+    out, rep, dump_dir = tmp_path / "new" / "p.json", tmp_path / "r.json", tmp_path / "a" / "b"
+    out.parent.mkdir()
+    p = sysgate("record", "-q", "-o", str(out), "--report", str(rep), "--", "/bin/true")
+    assert p.returncode == 0, p.stderr.decode()
+    assert json.loads(out.read_text())["defaultAction"] and json.loads(rep.read_text())
+    p = sysgate("dump", "-o", str(dump_dir), "--", sys.executable, "-c", ALLOW_ALL_FILTER)  # made with its parents
+    assert p.returncode == 0 and (dump_dir / "filter-0.bpf").read_bytes() == ALLOW_ALL, p.stderr.decode()
+
+
+ALLOW_ALL = (6).to_bytes(2, sys.byteorder) + bytes(2) + (0x7FFF0000).to_bytes(4, sys.byteorder)
+ALLOW_ALL_FILTER = f"""
+import ctypes
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(38, 1, 0, 0, 0)  # no_new_privs
+assert libc.prctl(22, 2, ctypes.byref(Prog(1, {ALLOW_ALL!r})), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
+"""

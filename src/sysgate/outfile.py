@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 from .errors import UserError, one_line
 
-__all__ = ["CheckedStdout", "OutputError", "write_output", "write_atomic"]
+__all__ = ["CheckedStdout", "OutputError", "preflight", "write_output", "write_atomic"]
 
 
 class OutputError(UserError):  # a ValueError
@@ -80,6 +80,48 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+
+
+def preflight(path: str | None, directory: bool = False) -> None:
+    """Refuse, before a command does work that takes long or cannot be repeated (``record`` runs a
+    program, ``dump`` traces one), an output it could not write at the end: a missing or read-only
+    directory, a directory where a file goes, a file where a directory goes. None and ``-`` are
+    standard output. What only the write can tell (a full disk) is still told then. With
+    ``directory``, ``path`` is a directory, made with its parents if missing (``dump -o DIR``)."""
+    import stat
+
+    if path is None or path == "-" and not directory:
+        return
+    if not path:
+        raise OutputError("-o: empty file name (use - for standard output)")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        return  # a stream (FIFO, device, socket): opened when written, never waited for here
+    if st is not None and stat.S_ISDIR(st.st_mode) != directory:
+        raise OutputError(f"{_name(path)}: cannot write: " + ("not a directory" if directory else "is a directory"))
+    where = path if st is not None and directory else os.path.dirname(os.path.normpath(path)) or "."
+    while directory and st is None and not os.path.lexists(where) and where not in ("/", "."):
+        where = os.path.dirname(where) or "."  # made with its parents (os.makedirs)
+    try:
+        if not stat.S_ISDIR(os.stat(where).st_mode):
+            raise OutputError(f"{_name(path)}: cannot write: {_name(where)} is not a directory")
+    except OSError as e:
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    if not os.access(where, os.W_OK | os.X_OK):  # EROFS on a read-only mount, for root too
+        reason = "read-only file system" if _read_only(where) else "permission denied"
+        raise OutputError(f"{_name(path)}: cannot write: {reason} ({_name(where)})")
+
+
+def _read_only(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _system_stream(path: str) -> bool:

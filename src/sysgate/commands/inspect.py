@@ -262,6 +262,10 @@ def cmd_dump(args: Any) -> int:
         target = target[1:]
     if not target:
         raise UserError("dump: give a PID, or -- and a command to run")
+    if args.output:
+        from ..outfile import preflight
+
+        preflight(args.output, directory=True)  # before a command runs, not after
     if len(target) == 1 and _is_pid(target[0]):
         # --kill and --timeout act on a command dump starts; a running process is only read
         given = [o for o, v in (("--kill", args.kill), ("--timeout", args.timeout is not None)) if v]

@@ -74,6 +74,10 @@ def cmd_record(args: Any) -> int:
     merge = _load(args.merge, "--merge", primary) if args.merge else None
     base = _load(args.base, "--base", primary) if args.base else None
     buffer = buffer_size(args.buffer) if args.buffer is not None else None
+    from ..outfile import preflight
+
+    preflight(args.output)  # before the command runs, not after
+    preflight(args.report)
     try:
         policy, report = record(command, method=args.method, default_action=args.default_action,
                                 no_args=args.no_args, merge=merge, base=base, arches=arches,
