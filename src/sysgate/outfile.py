@@ -42,15 +42,8 @@ def write_atomic(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (see the module docstring)."""
     import stat  # (os has imported it already)
 
-    if not path:
-        raise OutputError("-o: empty file name (use - for standard output)")
     directory = os.path.dirname(path) or "."
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    st = _stat_or_none(path, os.lstat)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{_name(path)}: cannot write: is a directory")
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode) or _system_stream(path):
@@ -92,14 +85,7 @@ def preflight(path: str | None, directory: bool = False) -> None:
 
     if path is None or path == "-" and not directory:
         return
-    if not path:
-        raise OutputError("-o: empty file name (use - for standard output)")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
+    st = _stat_or_none(path, os.stat)
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
         return  # a stream (FIFO, device, socket): opened when written, never waited for here
     if st is not None and stat.S_ISDIR(st.st_mode) != directory:
@@ -115,6 +101,18 @@ def preflight(path: str | None, directory: bool = False) -> None:
     if not os.access(where, os.W_OK | os.X_OK):  # EROFS on a read-only mount, for root too
         reason = "read-only file system" if _read_only(where) else "permission denied"
         raise OutputError(f"{_name(path)}: cannot write: {reason} ({_name(where)})")
+
+
+def _stat_or_none(path: str, how: Any) -> os.stat_result | None:
+    """``how(path)`` (os.stat or os.lstat), None if nothing is there; any other error is the output's."""
+    if not path:
+        raise OutputError("-o: empty file name (use - for standard output)")
+    try:
+        return how(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"{_name(path)}: cannot write: {e.strerror}") from None
 
 
 def _read_only(directory: str) -> bool:
