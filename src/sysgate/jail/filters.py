@@ -5,9 +5,10 @@ compiled once and cached in memory and on disk.
 (``docker-default``, ``python``, ``python`` with execve allowed for the interpreter's bootstrap,
 ``strict``; no modifiers, no capabilities) are shipped *precompiled* in the package
 (``sysgate/profiles/compiled/NAME.MACHINE.bpf``, written by ``tools/gen_precompiled.py``; a test
-recompiles and compares). A precompiled file records the sha256 of the profile sources it was made
-from and is used only when they still match (an edited profile is compiled afresh), and only if it
-is owned by root or the caller and writable by nobody else.
+recompiles and compares). A precompiled file holds a copy of the profile sources it was made from
+and is used only when they are still the same byte for byte (an edited profile is compiled
+afresh), and only if it is owned by root or the caller and writable by nobody else
+(:mod:`sysgate.precompiled`).
 
 Everything else is compiled (tens of milliseconds for docker-default, far more than starting a
 sandbox) and cached by a hash of what it depends on (the profile file's bytes, the modifiers, the
