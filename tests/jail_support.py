@@ -137,8 +137,26 @@ def no_leftovers() -> Any:
     while time.monotonic() < deadline and (children() - c0 or set(sysgate_cgroups()) - g0):
         time.sleep(0.01)
     assert mount_ids() == m0, f"mounts changed: {mount_ids() ^ m0}"
-    assert not children() - c0, f"child processes left: {children() - c0}"
+    assert not children() - c0, f"child processes left: {_describe(children() - c0)}"
     assert not set(sysgate_cgroups()) - g0, f"cgroups left: {set(sysgate_cgroups()) - g0}"
+
+
+def _describe(pids: set[int]) -> str:
+    """Each pid with its state, where it sleeps and its command line: what a failure needs to be
+    understood after the fact."""
+    out = []
+    for pid in sorted(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+            with open(f"/proc/{pid}/wchan") as f:
+                wchan = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+            out.append(f"{pid} [{state} {wchan or '-'}] {cmd!r}")
+        except OSError:
+            out.append(f"{pid} (gone)")
+    return "; ".join(out)
 
 
 CHECKOUT = os.path.dirname(TESTS)
