@@ -571,8 +571,8 @@ FIELDS: tuple[Field, ...] = (
           Flag("--new-session", "switch", "accepted for compatibility: the command always has a session of its own "
                                           "(and a pseudo-terminal of its own when yours is a terminal)")),
     Field("die_with_parent", True, _B["die_with_parent"], _PROCESS,
-          Flag("--no-die-with-parent", "switch", "let the sandbox outlive sysgate (the calling process, however it ends)",
-               const=False)),
+          Flag("--no-die-with-parent", "switch",
+               "let the sandbox outlive sysgate (the calling process, however it ends)", const=False)),
     Field("launcher", "auto", _check_launcher, _PROCESS,  # how the sandbox is started: for tests and benchmarks
           Flag("--launcher", choices=("auto", "vfork", "fork"), hidden=True)),
 )
