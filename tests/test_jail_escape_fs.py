@@ -20,7 +20,18 @@ import time
 
 import pytest
 
-from jail_support import PROBE, PY, ROOT, SYSTEM_PY, as_nobody, needs_root, needs_userns, no_leftovers, sysgate_cgroups  # noqa: F401
+from jail_support import (  # noqa: F401
+    PROBE,
+    PY,
+    ROOT,
+    SYSTEM_PY,
+    as_nobody,
+    leave_deliberately,
+    needs_root,
+    needs_userns,
+    no_leftovers,
+    sysgate_cgroups,
+)
 from sysgate.jail import Options, SandboxError, filters, namespaces, run
 
 pytestmark = [needs_userns, pytest.mark.usefixtures("no_leftovers")]
@@ -494,6 +505,7 @@ def test_leftover_cgroups_of_a_sigkilled_run_are_removed() -> None:
             time.sleep(0.02)
         assert mine, "the run made no cgroup"
         (group,) = mine
+        leave_deliberately(group)  # no other test run on this machine counts it as its leftover
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until the command runs in it
             with open(os.path.join(group, "cgroup.procs")) as f:
