@@ -182,6 +182,12 @@ def _describe(pids: set[int]) -> str:
             out.append(f"{pid} [{state} {wchan or '-'}] {cmd!r}")
         except OSError:
             out.append(f"{pid} (gone)")
+    runner = sys.modules.get("sysgate.jail.runner")
+    if runner is not None:  # inits are reaped by the runner's reaper thread: what it is waiting for
+        frame = sys._current_frames().get(runner._reaper_ident)
+        where = (f"{frame.f_code.co_name}:{frame.f_lineno} pid={frame.f_locals.get('pid')} "
+                 f"batch={frame.f_locals.get('pids')}" if frame is not None else "not running")
+        out.append(f"reaper {where}, pending {list(runner._reap_pending)}")
     return "; ".join(out)
 
 
