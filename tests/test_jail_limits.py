@@ -317,6 +317,28 @@ def test_a_forked_childs_exit_leaves_the_parents_sandboxes() -> None:
     assert float(took) < 1.5, f"the child's exit waited {took} s for the parent's sandbox"
 
 
+def test_a_forked_child_cannot_wait_for_or_signal_the_parents_sandbox() -> None:
+    """In a forked child, wait() on the parent's sandbox never ended (nothing in the child reports)
+    and kill() ended the parent's sandbox: each now raises RuntimeError, and leaving a with block
+    there leaves the sandbox alone."""
+    code = ("import os, sys, sysgate; from sysgate.jail import DEVNULL as N\n"
+            "with sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N) as sb:\n"
+            "    r, w = os.pipe(); pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        said = []\n"
+            "        for call in (lambda: sb.wait(5), sb.poll, sb.kill, sb.terminate, lambda: sb.communicate(timeout=5)):\n"
+            "            try: call(); said.append('returned')\n"
+            "            except RuntimeError as e: said.append('forked child' in str(e))\n"
+            "        sb.__exit__(None, None, None)\n"
+            "        os.write(w, repr(said).encode()); os._exit(0)\n"
+            "    os.close(w); os.waitpid(pid, 0); said = os.read(r, 4096).decode()\n"
+            "    alive = sb.poll() is None\n"
+            "print(said, alive, sb.wait(30).status)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().split("] ") == ["[True, True, True, True, True", "True killed\n"], p.stdout
+
+
 @needs_root
 def test_cgroup_limits_unprivileged_fail_cleanly() -> None:
     def attempt() -> str:

@@ -611,7 +611,10 @@ class Sandbox:
 
     The sandbox dies with the *thread* that started it only when the process dies (the start
     happens on a helper thread that lives as long as the sandbox). With ``die_with_parent=False``
-    it outlives the process, whether that is killed or exits normally.
+    it outlives the process, whether that is killed or exits normally. A child forked meanwhile
+    holds a copy of this object, not the sandbox: there, :meth:`wait`, :meth:`poll`,
+    :meth:`communicate` and the signals raise ``RuntimeError``, and leaving a ``with`` block only
+    closes the child's copies of the streams.
     """
 
     def __init__(self, argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
@@ -624,6 +627,7 @@ class Sandbox:
         self._result: RunResult | None = None
         self._exc: BaseException | None = None
         self._ptid = ctypes.c_int(0)
+        self._owner = 0  # the pid of the process that started it
         import threading
 
         self._done = threading.Event()
@@ -640,6 +644,7 @@ class Sandbox:
         if self._thread is not None:
             raise RuntimeError("sandbox already started")
         t0 = time.monotonic()
+        self._owner = os.getpid()
         prep = _Prepared(self.argv, self.options, self._std, memfd_capture=False, input=None, streaming=True, t0=t0)
         self._prep = prep
         if prep.relay is not None:
@@ -698,7 +703,15 @@ class Sandbox:
                 except OSError:
                     pass
 
+    def _check_owner(self, what: str) -> None:
+        """A forked child holds a copy of this object, not the sandbox: its wait would never end
+        (nothing in the child reports), and its signals would reach the parent's sandbox."""
+        if self._thread is not None and self._owner != os.getpid():
+            raise RuntimeError(f"sandbox {self.argv[0]!r}: {what} in a forked child (the sandbox is process "
+                               f"{self._owner}'s)")
+
     def poll(self) -> RunResult | None:
+        self._check_owner("poll")
         if self._done.is_set():
             return self.wait()
         return None
@@ -707,6 +720,7 @@ class Sandbox:
         """Wait for the command (and the sandbox) to end; ``TimeoutError`` if it has not by ``timeout``."""
         if self._thread is None:
             raise RuntimeError("sandbox not started")
+        self._check_owner("wait")
         if not self._done.wait(timeout):
             raise TimeoutError(f"sandbox {self.argv[0]!r} still running after {timeout}s")
         self._thread.join()
@@ -717,6 +731,7 @@ class Sandbox:
 
     def send_signal(self, sig: int) -> None:
         """Deliver ``sig`` to the command (init forwards it); SIGKILL ends the whole sandbox."""
+        self._check_owner("send_signal")
         pid = self.pid
         if pid is None or self._done.is_set():
             return
@@ -733,6 +748,7 @@ class Sandbox:
 
     def kill(self) -> None:
         """End the sandbox: init exits and the kernel kills everything in it."""
+        self._check_owner("kill")
         pid = self.pid
         if pid is None or self._done.is_set():
             return
@@ -748,6 +764,7 @@ class Sandbox:
         """Feed ``input`` to stdin (if PIPE), read stdout/stderr (if PIPE) to the end, wait."""
         import select as _select
 
+        self._check_owner("communicate")
         outs: dict[int, list[bytes]] = {}
         fds: dict[int, tuple[int, IO[bytes]]] = {}
         for i, f in ((1, self.stdout), (2, self.stderr)):
@@ -802,6 +819,9 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None and self._owner != os.getpid():
+            self._close_streams()  # our copies; the sandbox is the parent's to end
+            return
         if self._thread is not None and not self._done.is_set():
             self.kill()
         if self._thread is not None:
