@@ -15,7 +15,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
+    _E = TypeVar("_E", bound="UserError")
 
 __all__ = ["UserError", "BadArgument", "ProfileWarning", "one_line",
            "EXIT_OK", "EXIT_DIFF_WEAKER", "EXIT_USAGE", "EXIT_DIFF_STRICTER", "EXIT_SOFTWARE", "EXIT_TIMEOUT",
@@ -58,7 +61,28 @@ def exit_for_signal(signum: int) -> int:
 # ------------------------------------------------------------------------------- exceptions
 
 class UserError(ValueError):
-    """Bad input; ``str()`` is one line naming the file, field or option. The CLI exits 2."""
+    """Bad input; ``str()`` is one line naming the file, field or option. The CLI exits 2.
+
+    Errors in a text (a profile, an assembly listing) may also carry the offending ``source_line``
+    and the 1-based ``column`` in it (0: the line as a whole), which the command line shows under
+    the message with a caret (:func:`sysgate.formats.caret_lines`).
+    """
+
+    source_line: str | None = None
+    column: int | None = None
+
+    def at(self: _E, source_line: str, column: int) -> _E:
+        """This error, showing ``source_line`` with a caret at ``column`` (1-based; 0 for the line as
+        a whole: under its first character)."""
+        self.source_line, self.column = source_line, column
+        return self
+
+    def at_line(self: _E, lines: Sequence[str], lineno: int, column: int) -> _E:
+        """This error, showing line ``lineno`` (1-based) of ``lines`` with a caret at ``column``;
+        unchanged if there is no such line."""
+        if 0 < lineno <= len(lines):
+            self.at(lines[lineno - 1], column)
+        return self
 
 
 class ProfileWarning(UserWarning, UserError):

@@ -106,9 +106,8 @@ def asm_error(source: str, e: Exception, text: str | None = None) -> UserError:
     listing's ``text``, the command line also shows that line with a caret under the column."""
     err = UserError(f"{source}:{getattr(e, 'line', '?')}: {getattr(e, 'message', e)}")
     line = getattr(e, "line", 0)
-    lines = text.splitlines() if text is not None else []
-    if isinstance(line, int) and 0 < line <= len(lines):
-        err.source_line, err.column = lines[line - 1], getattr(e, "col", 0)  # type: ignore[attr-defined]
+    if text is not None and isinstance(line, int):
+        err.at_line(text.splitlines(), line, getattr(e, "col", 0))
     return err
 
 
@@ -124,7 +123,6 @@ def check_program(insns: tuple, source: str, lines: tuple | None = None, text: s
         line = lines[e.pc] if lines and e.pc is not None and e.pc < len(lines) else None
         err = UserError(f"{source}:{line}: the kernel would refuse this program: {e}" if line
                         else f"{source}: the kernel would refuse this program: {e}")
-        raws = text.splitlines() if text is not None else []
-        if line and 0 < line <= len(raws):
-            err.source_line, err.column = raws[line - 1], 0  # type: ignore[attr-defined]  # the statement
+        if line and text is not None:
+            err.at_line(text.splitlines(), line, 0)  # the statement as a whole
         raise err from None

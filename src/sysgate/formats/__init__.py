@@ -35,19 +35,9 @@ MAX_INPUT_BYTES = 16 << 20
 class ProfileError(UserError):  # a ValueError
     """A profile that cannot be read; the message names the file and place.
 
-    Errors of the text formats also carry the offending ``source_line`` and the 1-based
-    ``column`` in it (0: the line as a whole), which the command line shows under the message
-    with a caret.
+    Errors of the text formats also carry the offending line and column (``UserError.at``), which
+    the command line shows under the message with a caret.
     """
-
-    source_line: str | None = None
-    column: int | None = None
-
-    def at(self, source_line: str, column: int) -> ProfileError:
-        """This error, showing ``source_line`` with a caret at ``column`` (1-based; 0 for the line as
-        a whole: under its first character)."""
-        self.source_line, self.column = source_line, column
-        return self
 
 
 class SourceError(ProfileError):
@@ -68,9 +58,7 @@ class SourceError(ProfileError):
         """This error, with the line of ``loc`` from ``texts`` (file -> text, cut into lines by
         ``lines`` as the format's tokenizer counts them) under the message, if it has one."""
         if self.loc is not None and self.loc[0] in texts:
-            got = lines(texts[self.loc[0]])
-            if 0 < self.loc[1] <= len(got):
-                self.at(got[self.loc[1] - 1], self.loc[2])
+            self.at_line(lines(texts[self.loc[0]]), self.loc[1], self.loc[2])
         return self
 
 
@@ -274,11 +262,10 @@ def load_json(text: str | bytes, source: str, **kw: Any) -> object:
     try:
         return json.loads(text, parse_int=json_int, **kw)
     except json.JSONDecodeError as e:
-        err = ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}")
         lines = e.doc.splitlines() if isinstance(e.doc, str) else []
-        if 0 < e.lineno <= len(lines):
-            err.at(lines[e.lineno - 1], e.colno)  # the line, with a caret where the reader stopped
-        raise err from None
+        # the line, with a caret where the reader stopped
+        raise ProfileError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}").at_line(
+            lines, e.lineno, e.colno) from None
     except NumberTooLarge as e:
         raise ProfileError(f"{source}: {e}") from None
     except UnicodeDecodeError as e:
