@@ -46,7 +46,6 @@ class Target:
         self.notes = tuple(notes)  # what the compiler did that the program alone does not say
 
 
-
 def load_target(spec: str, arches: Sequence[str] | None, caps: Sequence[str] | None = None) -> Target:
     """Load ``spec``; every program is checked the way the kernel checks it."""
     from ..arch import UnknownArch, native

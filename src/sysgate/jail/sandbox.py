@@ -703,10 +703,13 @@ class Sandbox:
                 except OSError:
                     pass
 
+    def _foreign(self) -> bool:
+        """Started, but by another process: a forked child holds a copy of this object, not the
+        sandbox (its wait would never end, and its signals would reach the parent's sandbox)."""
+        return self._thread is not None and self._owner != os.getpid()
+
     def _check_owner(self, what: str) -> None:
-        """A forked child holds a copy of this object, not the sandbox: its wait would never end
-        (nothing in the child reports), and its signals would reach the parent's sandbox."""
-        if self._thread is not None and self._owner != os.getpid():
+        if self._foreign():
             raise RuntimeError(f"sandbox {self.argv[0]!r}: {what} in a forked child (the sandbox is process "
                                f"{self._owner}'s)")
 
@@ -819,7 +822,7 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None and self._owner != os.getpid():
+        if self._foreign():
             self._close_streams()  # our copies; the sandbox is the parent's to end
             return
         if self._thread is not None and not self._done.is_set():
