@@ -108,11 +108,10 @@ def _ours(pid: int) -> bool:
     for _ in range(64):
         if pid == me:
             return True
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent's pid
-        except (OSError, ValueError, IndexError):
+        fields = proc_stat(pid)
+        if fields is None:
             return True
+        pid = int(fields[1])  # the parent's pid
         if pid <= 1:
             return False
     return False
@@ -169,14 +168,23 @@ def no_leftovers() -> Any:
     assert not set(sysgate_cgroups()) - g0, f"cgroups left: {set(sysgate_cgroups()) - g0}"
 
 
+def proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first, then the parent's
+    pid, ...), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _describe(pids: set[int]) -> str:
     """Each pid with its state, where it sleeps and its command line: what a failure needs to be
     understood after the fact."""
     out = []
     for pid in sorted(pids):
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+            state = (proc_stat(pid) or [b"gone"])[0].decode()
             with open(f"/proc/{pid}/wchan") as f:
                 wchan = f.read()
             with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import forkrun
-from jail_support import PY, ROOT, as_nobody, needs_root, needs_userns, no_leftovers  # noqa: F401
+from jail_support import PY, ROOT, as_nobody, needs_root, needs_userns, no_leftovers, proc_stat  # noqa: F401
 from sysgate.jail import Sandbox, SandboxError, cgroups, run
 from sysgate.jail.options import Options
 
@@ -229,11 +229,7 @@ def _sandbox_then_die_holding_the_gil(tag: str, wfd: int) -> None:
 
 
 def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except OSError:
-        return True
+    return (proc_stat(pid) or [b"X"])[0] in (b"Z", b"X")
 
 
 def test_no_die_with_parent_keeps_its_timeout_when_the_caller_dies_holding_the_gil() -> None:
@@ -258,14 +254,23 @@ def test_no_die_with_parent_keeps_its_timeout_when_the_caller_dies_holding_the_g
     assert _gone(sup), "the sandbox's supervisor is still there"
 
 
+# A fresh interpreter for the tests about the caller's own lifetime: N is DEVNULL, for the command's
+# streams (given the caller's, it would hold them, and a capture pipe, open till it ends).
+_PRELUDE = "import os, sys, time, sysgate; from sysgate.jail import DEVNULL as N\n"
+
+
+def _python(code: str, stdin: bytes = b"") -> bytes:
+    """What ``_PRELUDE + code`` printed, once it exited 0."""
+    p = subprocess.run([sys.executable, "-c", _PRELUDE + code], input=stdin, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout
+
+
 def test_no_die_with_parent_outlives_a_normal_exit() -> None:
     """die_with_parent=False holds when the caller exits normally, not only when it is killed."""
     tag = f"2.{int(time.time() * 1e6) % 10**9:09d}"
-    # (the command's streams are not the caller's: it would hold capture pipes open till it ends)
-    code = ("import sys, sysgate; from sysgate.jail import DEVNULL as N; sysgate.Sandbox(['sleep', "
-            "sys.stdin.read()], stdin=N, stdout=N, stderr=N, die_with_parent=False).start(); sys.exit(0)")
-    p = subprocess.run([sys.executable, "-c", code], input=tag.encode(), capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode()
+    _python("sysgate.Sandbox(['sleep', sys.stdin.read()], stdin=N, stdout=N, stderr=N, die_with_parent=False)"
+            ".start(); sys.exit(0)", tag.encode())
     assert procs_with(tag), "the sandbox ended with its caller despite die_with_parent=False"
     deadline = time.monotonic() + 15  # it ends by itself (sleep 2.x)
     while procs_with(tag) and time.monotonic() < deadline:
@@ -277,10 +282,9 @@ def test_sandbox_does_not_hold_the_callers_stdout() -> None:
     """The caller's stdout reaches EOF when the caller closes it, though a sandbox of its runs: the
     sandbox's supervisor inherits the caller's fds and must not keep them (the command, given
     streams of its own, has none of them)."""
-    code = ("import os, time, sysgate; from sysgate.jail import DEVNULL as N\n"
-            "sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
+    code = ("sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
             "os.write(1, b'started'); os.close(1); os.close(2); time.sleep(60)")
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen([sys.executable, "-c", _PRELUDE + code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert p.stdout is not None
         fd, got, deadline = p.stdout.fileno(), b"", time.monotonic() + 20
@@ -303,16 +307,13 @@ def test_sandbox_does_not_hold_the_callers_stdout() -> None:
 def test_a_forked_childs_exit_leaves_the_parents_sandboxes() -> None:
     """A child forked while a sandbox runs does not own it: its normal exit (which ends a process's
     own running sandboxes) must neither end the parent's sandbox nor wait for it."""
-    code = ("import os, sys, time, sysgate; from sysgate.jail import DEVNULL as N\n"
-            "sb = sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
-            "t = time.monotonic(); pid = os.fork()\n"
-            "if pid == 0: sys.exit(0)\n"
-            "os.waitpid(pid, 0); took = time.monotonic() - t; time.sleep(0.3)\n"
-            "alive = sb.poll() is None; sb.kill(); r = sb.wait(30)\n"
-            "print(round(took, 2), alive, r.status)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
-    assert p.returncode == 0, p.stderr.decode()
-    took, alive, status = p.stdout.split()
+    took, alive, status = _python(
+        "sb = sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N).start()\n"
+        "t = time.monotonic(); pid = os.fork()\n"
+        "if pid == 0: sys.exit(0)\n"
+        "os.waitpid(pid, 0); took = time.monotonic() - t; time.sleep(0.3)\n"
+        "alive = sb.poll() is None; sb.kill(); r = sb.wait(30)\n"
+        "print(round(took, 2), alive, r.status)").split()
     assert (alive, status) == (b"True", b"killed"), "the child's exit ended the parent's sandbox"
     assert float(took) < 1.5, f"the child's exit waited {took} s for the parent's sandbox"
 
@@ -321,22 +322,20 @@ def test_a_forked_child_cannot_wait_for_or_signal_the_parents_sandbox() -> None:
     """In a forked child, wait() on the parent's sandbox never ended (nothing in the child reports)
     and kill() ended the parent's sandbox: each now raises RuntimeError, and leaving a with block
     there leaves the sandbox alone."""
-    code = ("import os, sys, sysgate; from sysgate.jail import DEVNULL as N\n"
-            "with sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N) as sb:\n"
-            "    r, w = os.pipe(); pid = os.fork()\n"
-            "    if pid == 0:\n"
-            "        said = []\n"
-            "        for call in (lambda: sb.wait(5), sb.poll, sb.kill, sb.terminate, lambda: sb.communicate(timeout=5)):\n"
-            "            try: call(); said.append('returned')\n"
-            "            except RuntimeError as e: said.append('forked child' in str(e))\n"
-            "        sb.__exit__(None, None, None)\n"
-            "        os.write(w, repr(said).encode()); os._exit(0)\n"
-            "    os.close(w); os.waitpid(pid, 0); said = os.read(r, 4096).decode()\n"
-            "    alive = sb.poll() is None\n"
-            "print(said, alive, sb.wait(30).status)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
-    assert p.returncode == 0, p.stderr.decode()
-    assert p.stdout.decode().split("] ") == ["[True, True, True, True, True", "True killed\n"], p.stdout
+    out = _python(
+        "with sysgate.Sandbox(['sleep', '30'], stdin=N, stdout=N, stderr=N) as sb:\n"
+        "    r, w = os.pipe(); pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        said = []\n"
+        "        for call in (lambda: sb.wait(5), sb.poll, sb.kill, sb.terminate, lambda: sb.communicate(timeout=5)):\n"
+        "            try: call(); said.append('returned')\n"
+        "            except RuntimeError as e: said.append('forked child' in str(e))\n"
+        "        sb.__exit__(None, None, None)\n"
+        "        os.write(w, repr(said).encode()); os._exit(0)\n"
+        "    os.close(w); os.waitpid(pid, 0); said = os.read(r, 4096).decode()\n"
+        "    alive = sb.poll() is None\n"
+        "print(said, alive, sb.wait(30).status)")
+    assert out.decode().split("] ") == ["[True, True, True, True, True", "True killed\n"], out
 
 
 @needs_root
