@@ -215,7 +215,7 @@ def test_no_die_with_parent_outlives_the_caller() -> None:
 
 
 def _sandbox_then_die_holding_the_gil(tag: str, wfd: int) -> None:
-    sb = Sandbox(["sleep", tag], die_with_parent=False, timeout=1.5).start()
+    sb = Sandbox(["sleep", tag], die_with_parent=False, timeout=_GIL_TIMEOUT).start()
     os.write(wfd, f"{sb.pid}\n".encode())
 
     def spin() -> None:  # a thread of ours that holds the GIL nearly all the time
@@ -232,22 +232,30 @@ def _gone(pid: int) -> bool:
     return (proc_stat(pid) or [b"X"])[0] in (b"Z", b"X")
 
 
+# Long enough that the command still runs when the caller is killed, on a host loaded by two suites
+# at once (1.5 s was not: CI once found the command timed out before the test looked for it), and
+# far enough below the command's own 40 s that ending by the timeout is told from ending by itself.
+_GIL_TIMEOUT = 6.0
+
+
 def test_no_die_with_parent_keeps_its_timeout_when_the_caller_dies_holding_the_gil() -> None:
     """A sandbox that outlives its caller must not depend on the caller's interpreter: killed
     while one of its threads held the GIL, the caller's supervisor would wait for it for ever,
     and the command would run past its timeout with nothing left to reap it."""
-    tag = f"20.{int(time.time() * 1e6) % 10**9:09d}"
+    tag = f"40.{int(time.time() * 1e6) % 10**9:09d}"
     rfd, wfd = os.pipe()
     child = forkrun.start(_sandbox_then_die_holding_the_gil, tag, wfd)
     os.close(wfd)
     try:
-        sup = int(os.read(rfd, 64).split()[0])
+        try:
+            sup = int(os.read(rfd, 64).split()[0])
+        finally:
+            os.close(rfd)
+        assert procs_with(tag), "sandbox did not start"
+        time.sleep(0.3)  # the spinning thread runs
     finally:
-        os.close(rfd)
-    assert procs_with(tag), "sandbox did not start"
-    time.sleep(0.3)  # the spinning thread runs
-    child.kill()
-    deadline = time.monotonic() + 15  # timeout=1.5; the command sleeps 20 s
+        child.kill()  # on a failure too: a caller left behind fails the next test's leftovers check
+    deadline = time.monotonic() + 25  # the timeout is 6 s from the start; the command sleeps 40 s
     while (procs_with(tag) or not _gone(sup)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert procs_with(tag) == [], "the command outlived its timeout"
@@ -268,11 +276,11 @@ def _python(code: str, stdin: bytes = b"") -> bytes:
 
 def test_no_die_with_parent_outlives_a_normal_exit() -> None:
     """die_with_parent=False holds when the caller exits normally, not only when it is killed."""
-    tag = f"2.{int(time.time() * 1e6) % 10**9:09d}"
+    tag = f"5.{int(time.time() * 1e6) % 10**9:09d}"  # seconds: long enough to be seen after the exit
     _python("sysgate.Sandbox(['sleep', sys.stdin.read()], stdin=N, stdout=N, stderr=N, die_with_parent=False)"
             ".start(); sys.exit(0)", tag.encode())
     assert procs_with(tag), "the sandbox ended with its caller despite die_with_parent=False"
-    deadline = time.monotonic() + 15  # it ends by itself (sleep 2.x)
+    deadline = time.monotonic() + 20  # it ends by itself (sleep 5.x)
     while procs_with(tag) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert procs_with(tag) == []
