@@ -248,6 +248,7 @@ def test_no_die_with_parent_keeps_its_timeout_when_the_caller_dies_holding_the_g
     os.close(wfd)
     try:
         try:
+            assert select.select([rfd], [], [], 60)[0], "the sandbox's start took over 60 s"
             sup = int(os.read(rfd, 64).split()[0])
         finally:
             os.close(rfd)
