@@ -616,10 +616,23 @@ def _connect(fd: int, addr: bytes) -> int:
     return -C.get_errno()
 
 
+# openat2 with RESOLVE_IN_ROOT fails with EAGAIN when a mount or a rename anywhere on the host
+# races a ".." of the walk (the kernel cannot vouch that ".." stayed inside the root, and asks the
+# caller to retry). A host busy with mounts (other sandboxes) or renames gave a target's open of
+# "/proc/thread-self/../../1/cmdline" EAGAIN; with a rename loop beside it, 17% of such opens. Each
+# try is a few microseconds; racing every one of these, the target gets EAGAIN (nothing opened).
+_RACE_RETRIES = 100
+
+
 def _openat2(dirfd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
     import ctypes as C
 
     from ..kernel.syscall import nr, syscall
 
     how = (C.c_uint64 * 3)(flags, mode if flags & (os.O_CREAT | 0o20000000) else 0, resolve)
+    for _ in range(_RACE_RETRIES if resolve & _RESOLVE_IN_ROOT else 0):
+        try:
+            return syscall(nr("openat2"), dirfd, path, how, 24)
+        except BlockingIOError:  # EAGAIN
+            pass
     return syscall(nr("openat2"), dirfd, path, how, 24)
